@@ -1,0 +1,108 @@
+"""One task, start to finish: data, training, retrieval at every noise level, metrics.
+
+``run_cell`` is pure: its result depends only on the task's coordinates and the root seed.
+It runs with BLAS pinned to one thread, both because parallelism comes from running many
+tasks at once and because a thread count can change floating-point summation order, which
+would make a result depend on the worker that computed it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from pipeline import metrics as M
+from pipeline import registry
+from pipeline.model import Data, Model
+from pipeline.seeding import stream
+from pipeline.spec import Task
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Metric values of one task: scalars, or arrays of length n_noise for per-noise metrics."""
+
+    index: tuple[int, ...]
+    values: dict[str, np.ndarray]
+
+
+def data_key(task: Task) -> tuple:
+    """Coordinates that fix the data: shared by every rule, so rule comparisons are paired."""
+    return (task.dataset.label, task.N, task.P, task.seed)
+
+
+def make_data(task: Task, root_seed: int) -> Data:
+    module = registry.component("datasets", task.dataset.kind)
+    return module.make(task.N, task.P, task.dataset.P_test, task.dataset.params,
+                       stream(root_seed, "data", *data_key(task)))
+
+
+def train(task: Task, data: Data, root_seed: int) -> Model:
+    module = registry.component("rules", task.rule.kind)
+    return module.train(data.train, data.q, task.rule.params,
+                        stream(root_seed, "rule", *data_key(task), task.rule.label))
+
+
+def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
+    """Train once, evaluate every noise level. May raise NotApplicable (the runner records it)."""
+    with threadpool_limits(limits=1):
+        return _run(task, noise, retrieval, root_seed)
+
+
+def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
+    data = make_data(task, root_seed)
+    t0 = time.perf_counter()
+    model = train(task, data, root_seed)
+    train_seconds = time.perf_counter() - t0
+
+    dynamics = registry.component("dynamics", task.rule.dynamics)
+    dyn_rng = stream(root_seed, "dynamics", *data_key(task), task.rule.label)
+
+    def relax(states: np.ndarray):
+        return dynamics.relax(model, states, task.rule.dynamics_params, dyn_rng)
+
+    q, key = data.q, data_key(task)
+    train_starts = data.train[: min(task.P, retrieval["train_starts"])]
+    test_starts = data.test[: min(data.test.shape[0], retrieval["test_starts"])]
+    features = data.meta.get("features")
+
+    t0 = time.perf_counter()
+    one_sweep = {**task.rule.dynamics_params, "max_sweeps": 1}
+    stays = dynamics.relax(model, data.train, one_sweep, dyn_rng).final
+    values: dict[str, np.ndarray] = {
+        "fixed_point_fraction": np.float32(np.mean(np.all(stays == data.train, axis=1))),
+    }
+    per_noise: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
+    for rho in noise:
+        start_rng = stream(root_seed, "starts", *key, rho)
+        r = relax(M.corrupt(train_starts, rho, q, start_rng))
+        m = M.overlap(r.final, train_starts, q)
+        per_noise["m_train"].append(M.mean_or_nan(m))
+        per_noise["success_train"].append(M.mean_or_nan(m >= M.SUCCESS_OVERLAP))
+        per_noise["converged_train"].append(M.mean_or_nan(r.converged))
+        if test_starts.shape[0]:
+            r = relax(M.corrupt(test_starts, rho, q, start_rng))
+            per_noise["m_test"].append(M.mean_or_nan(M.overlap(r.final, test_starts, q)))
+            per_noise["converged_test"].append(M.mean_or_nan(r.converged))
+            per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(r.final, data.train, q)))
+            per_noise["test_best_feature"].append(
+                M.mean_or_nan(M.best_abs_overlap(r.final, features)) if features is not None else np.nan)
+        else:
+            for name in ("m_test", "converged_test", "test_best_train", "test_best_feature"):
+                per_noise[name].append(np.nan)
+    n_random = retrieval["random_starts"]
+    r = relax(M.random_states(n_random, task.N, q, stream(root_seed, "random", *key)))
+    values["random_best_train"] = np.float32(M.mean_or_nan(M.best_overlap(r.final, data.train, q)))
+    values["random_best_test"] = np.float32(M.mean_or_nan(M.best_overlap(r.final, data.test, q)))
+    values["random_converged"] = np.float32(M.mean_or_nan(r.converged))
+    true_J = data.meta.get("true_J")
+    values["coupling_similarity"] = np.float32(
+        M.cosine_similarity(model.J, true_J) if true_J is not None and model.J is not None else np.nan)
+    values["retrieval_seconds"] = np.float32(time.perf_counter() - t0)
+    values["train_seconds"] = np.float32(train_seconds)
+    for name, series in per_noise.items():
+        values[name] = np.asarray(series, dtype=np.float32)
+    return CellResult(task.index, values)

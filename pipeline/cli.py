@@ -1,0 +1,160 @@
+"""The ``amsweep`` command: run, status, query, phase, report, check, specs.
+
+Every sub-command validates its input fully before touching a cube, and prints errors as one
+clear message (exit code 2) rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.params import SpecError
+
+BUNDLED = Path(__file__).resolve().parent.parent / "sweeps"
+
+
+def resolve_spec(name: str) -> Path:
+    """A spec path, or the name of a bundled sweep (``quickstart`` -> sweeps/quickstart.toml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = BUNDLED / f"{name.removesuffix('.toml')}.toml"
+    if bundled.is_file():
+        return bundled
+    raise SpecError(f"spec {name!r}: no such file, and no bundled sweep of that name "
+                    f"(see `amsweep specs`)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import spec as spec_mod
+    from pipeline.executors import RayExecutor, SerialExecutor
+    from pipeline.runner import run
+    from storage.cube import Cube
+
+    sweep = spec_mod.load(resolve_spec(args.spec))
+    cube = Cube.create_or_open(args.out, sweep)
+    todo = len(cube.pending(retry_failed=not args.no_retry_failed))
+    print(f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
+          f"{sum(1 for _ in sweep.tasks())}; cube {args.out}")
+    if todo == 0:
+        print("nothing to do: every task is done (see `amsweep status`)")
+        return 0
+    executor = SerialExecutor() if args.serial else RayExecutor(address=args.address, workers=args.workers)
+    try:
+        report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet)
+    finally:
+        executor.shutdown()
+    print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
+          f"remaining {report.remaining} in {report.seconds:.1f} s")
+    for line in report.errors[:5]:
+        print(f"  failure: {line}")
+    if report.interrupted:
+        print("interrupted: finished results are saved; run the same command again to resume")
+        return 130
+    return 1 if report.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from storage.status import render_status
+
+    print(render_status(args.cube, show_errors=args.errors))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from storage import query
+
+    ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
+    frame = query.to_frame(ds, args.metric)
+    if args.mean:
+        frame = query.summarize(frame, args.metric)
+    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c != args.metric]
+    shown = frame.drop(columns=drop) if not args.csv else frame
+    if args.csv:
+        shown.to_csv(args.csv, index=False)
+        print(f"wrote {len(shown)} rows to {args.csv}")
+    else:
+        print(shown.to_string(index=False, max_rows=args.max_rows))
+    return 0
+
+
+def cmd_phase(args: argparse.Namespace) -> int:
+    from analysis.phase import phase_figure
+    from storage import query
+
+    ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
+    path = phase_figure(ds, metric=args.metric, x=args.x, y=args.y, out=args.output, at=args.at)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from pipeline import spec as spec_mod
+
+    for path in sorted(BUNDLED.glob("*.toml")):
+        sweep = spec_mod.load(path)
+        n = sum(1 for _ in sweep.tasks())
+        print(f"{path.stem:28s} {n:6d} tasks  {sweep.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="amsweep", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
+    r.add_argument("spec", help="TOML spec file or bundled sweep name (amsweep specs)")
+    r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
+    r.add_argument("--address", default=None, help="Ray cluster address: auto or ray://host:port "
+                   "(default: start Ray locally)")
+    r.add_argument("--workers", type=int, default=None, help="parallel tasks (default: all CPUs)")
+    r.add_argument("--serial", action="store_true", help="run in this process without Ray")
+    r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("status", help="counts by state, failures, throughput")
+    s.add_argument("cube")
+    s.add_argument("--errors", action="store_true", help="print every failure's error text")
+    s.set_defaults(fn=cmd_status)
+
+    q = sub.add_parser("query", help="print or export a metric of done tasks")
+    q.add_argument("cube")
+    q.add_argument("--metric", required=True)
+    q.add_argument("--where", default="", help="KEY=VALUE[,KEY=VALUE...], several values as A|B")
+    q.add_argument("--mean", action="store_true", help="average over seeds (with standard error)")
+    q.add_argument("--csv", default=None, help="write all rows and columns to this CSV file")
+    q.add_argument("--max-rows", type=int, default=60)
+    q.set_defaults(fn=cmd_query)
+
+    ph = sub.add_parser("phase", help="phase diagram of a metric over two axes, one panel per rule")
+    ph.add_argument("cube")
+    ph.add_argument("--metric", default="m_train")
+    ph.add_argument("--x", default="alpha", help="horizontal axis (a dimension or coordinate)")
+    ph.add_argument("--y", default="noise", help="vertical axis (a dimension or coordinate)")
+    ph.add_argument("--at", type=float, default=None, help="y value for the line-plot panel")
+    ph.add_argument("--where", default="")
+    ph.add_argument("-o", "--output", default="phase.png", help="PNG or SVG path")
+    ph.set_defaults(fn=cmd_phase)
+
+    sp = sub.add_parser("specs", help="list the bundled sweeps")
+    sp.set_defaults(fn=cmd_specs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from storage.cube import CubeError
+
+    try:
+        return args.fn(args)
+    except (SpecError, CubeError, KeyError, ValueError, FileNotFoundError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"amsweep {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""What a cell measures, and the elementary quantities it is built from.
+
+``METRICS`` is the single schema of a result: the cube template, the cell and the analysis all
+read it, so a metric is declared once. Functions here are batched (rows are states) and
+alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1 (q > 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A result variable. ``per_noise`` adds the noise axis; ``deterministic`` is False for timings."""
+
+    description: str
+    per_noise: bool
+    units: str = ""
+    deterministic: bool = True
+
+
+METRICS: dict[str, Metric] = {
+    "fixed_point_fraction": Metric("fraction of training examples that are fixed points of the dynamics", False),
+    "m_train": Metric("mean final overlap with the corrupted training example it started from", True),
+    "success_train": Metric("fraction of training starts ending with overlap >= 0.99 with their example", True),
+    "converged_train": Metric("fraction of training starts that reached a fixed point", True),
+    "m_test": Metric("mean final overlap with the corrupted test example it started from", True),
+    "converged_test": Metric("fraction of test starts that reached a fixed point", True),
+    "test_best_train": Metric("mean over test starts of the attractor's best overlap with any training example", True),
+    "test_best_feature": Metric("mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True),
+    "random_best_train": Metric("mean over random starts of the attractor's best overlap with any training example", False),
+    "random_best_test": Metric("mean over random starts of the attractor's best overlap with any test example", False),
+    "random_converged": Metric("fraction of random starts that reached a fixed point", False),
+    "coupling_similarity": Metric("cosine similarity of learned and true couplings (spin glass only)", False),
+    "train_seconds": Metric("wall time of training", False, "s", deterministic=False),
+    "retrieval_seconds": Metric("wall time of all retrieval runs of the task", False, "s", deterministic=False),
+}
+
+SUCCESS_OVERLAP = 0.99
+
+
+def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
+    """Row-wise overlap of two (B, N) state arrays: (1/N) a.b for Ising, (q f - 1)/(q - 1) for Potts."""
+    if q == 2:
+        return np.einsum("ij,ij->i", a.astype(np.float32), b.astype(np.float32)) / a.shape[1]
+    f = (a == b).mean(axis=1)
+    return (q * f - 1.0) / (q - 1.0)
+
+
+def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
+    """All pairwise overlaps (B, K) as one matrix product (one-hot for Potts)."""
+    N = a.shape[1]
+    if q == 2:
+        return (a.astype(np.float32) @ b.astype(np.float32).T) / N
+    ea, eb = one_hot(a, q), one_hot(b, q)
+    f = (ea @ eb.T) / N
+    return (q * f - 1.0) / (q - 1.0)
+
+
+def one_hot(X: np.ndarray, q: int) -> np.ndarray:
+    """(B, N) states in 0..q-1 -> (B, N*q) float32 indicator matrix."""
+    B, N = X.shape
+    out = np.zeros((B, N * q), dtype=np.float32)
+    out[np.arange(B)[:, None], np.arange(N)[None, :] * q + X] = 1.0
+    return out
+
+
+def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator) -> np.ndarray:
+    """Copy of X with exactly floor(rho N) sites of each row changed (Potts: to another state).
+
+    Exactly, not on average: the initial overlap is then the same 1 - 2 rho for every start,
+    which is what the noise axis of a phase diagram means.
+    """
+    B, N = X.shape
+    k = int(np.floor(rho * N + 1e-9))
+    out = X.copy()
+    if k == 0 or B == 0:
+        return out
+    sites = np.argsort(rng.random((B, N)), axis=1)[:, :k]
+    rows = np.arange(B)[:, None]
+    if q == 2:
+        out[rows, sites] = -out[rows, sites]
+    else:
+        shift = rng.integers(1, q, size=(B, k))
+        out[rows, sites] = ((out[rows, sites].astype(np.int16) + shift) % q).astype(np.int8)
+    return out
+
+
+def random_states(B: int, N: int, q: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform random states in the data's alphabet."""
+    if q == 2:
+        return np.where(rng.random((B, N)) < 0.5, 1, -1).astype(np.int8)
+    return rng.integers(0, q, size=(B, N)).astype(np.int8)
+
+
+def best_overlap(states: np.ndarray, examples: np.ndarray, q: int = 2) -> np.ndarray:
+    """Per state, the largest overlap with any example (NaN where there are no examples)."""
+    if examples.shape[0] == 0:
+        return np.full(states.shape[0], np.nan, dtype=np.float32)
+    return overlap_matrix(states, examples, q).max(axis=1)
+
+
+def best_abs_overlap(states: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    """Largest |overlap| with any example: a feature and its negation are the same direction."""
+    return np.abs(overlap_matrix(states, examples, 2)).max(axis=1)
+
+
+def cosine_similarity(A: np.ndarray, B: np.ndarray) -> float:
+    """Cosine between two coupling tensors viewed as vectors (scale-free: PLM's |J| grows)."""
+    a, b = A.ravel().astype(np.float64), B.ravel().astype(np.float64)
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def mean_or_nan(x: np.ndarray) -> float:
+    """Mean of a possibly empty array without numpy's empty-slice warning."""
+    return float(np.mean(x)) if x.size else float("nan")

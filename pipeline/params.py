@@ -1,0 +1,69 @@
+"""Validate component parameters against their declared ``Param`` schema.
+
+Kept apart from the spec loader so that every family (dataset, rule, dynamics) is checked by
+one function with one style of error message: which key, which value, what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.model import Param
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid; the message names the key, the value and what is allowed."""
+
+
+def _describe(p: Param) -> str:
+    if p.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in p.choices)
+    parts = [p.type.__name__]
+    if p.low is not None:
+        parts.append(f"{'>' if p.open_low else '>='} {p.low}")
+    if p.high is not None:
+        parts.append(f"{'<' if p.open_high else '<='} {p.high}")
+    return " ".join(parts)
+
+
+def coerce(where: str, name: str, value: Any, p: Param) -> Any:
+    """One scalar value checked against its Param; ints are accepted where floats are."""
+    ok_type = isinstance(value, p.type) and not (p.type is not bool and isinstance(value, bool))
+    if p.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok_type = float(value), True
+    if not ok_type:
+        raise SpecError(
+            f"{where}: parameter {name!r} = {value!r} has type {type(value).__name__}; "
+            f"allowed: {_describe(p)} ({p.doc})"
+        )
+    if p.choices is not None and value not in p.choices:
+        raise SpecError(f"{where}: parameter {name!r} = {value!r}; allowed: {_describe(p)}")
+    if p.low is not None and (value < p.low or (p.open_low and value == p.low)):
+        raise SpecError(f"{where}: parameter {name!r} = {value!r} is out of range; allowed: {_describe(p)}")
+    if p.high is not None and (value > p.high or (p.open_high and value == p.high)):
+        raise SpecError(f"{where}: parameter {name!r} = {value!r} is out of range; allowed: {_describe(p)}")
+    return value
+
+
+def resolve(where: str, schema: dict[str, Param], given: dict[str, Any]) -> dict[str, list[Any]]:
+    """Fill defaults and validate; every value becomes a list (a list in the spec sweeps it)."""
+    unknown = sorted(set(given) - set(schema))
+    if unknown:
+        allowed = ", ".join(sorted(schema)) or "none"
+        raise SpecError(f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+    out: dict[str, list[Any]] = {}
+    for name, p in schema.items():
+        if name not in given:
+            if p.required:
+                raise SpecError(f"{where}: parameter {name!r} is required ({p.doc}); allowed: {_describe(p)}")
+            out[name] = [p.default]
+            continue
+        raw = given[name]
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise SpecError(f"{where}: parameter {name!r} is an empty list; give a value or a non-empty list")
+        checked = [coerce(where, name, v, p) for v in values]
+        if len(set(map(repr, checked))) != len(checked):
+            raise SpecError(f"{where}: parameter {name!r} lists a value twice: {raw!r}")
+        out[name] = checked
+    return out

@@ -1,0 +1,1 @@
+"""Analytical results the simulations are checked against (Gardner volume, replica-symmetric Hopfield)."""

@@ -1,0 +1,237 @@
+"""The result cube on disk (or any fsspec store): template, writes, status.
+
+Only the driver writes. Each task owns one chunk of every variable, its data is written before
+its status, and a cube remembers the spec that made it, so that a crash loses at most the
+results not yet flushed and a resume can never mix two experiments in one cube.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Iterable
+
+import fsspec
+import numpy as np
+import zarr
+
+from pipeline.cell import CellResult
+from pipeline.metrics import METRICS
+from pipeline.spec import Sweep, Task, from_canonical, spec_hash
+from storage import layout
+from storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
+
+
+CREATING = "amsweep_creating"
+SIDE = "_amsweep"
+
+
+def _interrupted_template(path: str, storage_options: dict | None) -> bool:
+    """True for a group whose template creation never finished (safe to rebuild)."""
+    try:
+        attrs = zarr.open_group(path, mode="r", storage_options=storage_options, zarr_format=3).attrs.asdict()
+    except Exception:
+        return False
+    return attrs.get(CREATING) is True and "amsweep_spec" not in attrs
+
+
+class CubeError(RuntimeError):
+    """The path holds something this sweep must not touch, or the cube is damaged."""
+
+
+def package_version() -> str:
+    try:
+        return version("amsweep")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def filesystem(path: str, storage_options: dict | None):
+    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    return fs, root.rstrip("/")
+
+
+def put_bytes(fs, key: str, data: bytes) -> None:
+    """Write a small side file; local filesystems need the folder to exist first."""
+    parent = key.rsplit("/", 1)[0]
+    if not fs.exists(parent):
+        fs.makedirs(parent, exist_ok=True)
+    fs.pipe(key, data)
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable list of what differs between two canonical specs."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if key in ("name", "description") or old.get(key) == new.get(key):
+            continue
+        a, b = old.get(key), new.get(key)
+        if key in ("datasets", "rules"):
+            la, lb = {x["label"]: x for x in a}, {x["label"]: x for x in b}
+            for label in sorted(set(la) | set(lb)):
+                if label not in lb:
+                    lines.append(f"{key}: {label!r} removed")
+                elif label not in la:
+                    lines.append(f"{key}: {label!r} added")
+                elif la[label] != lb[label]:
+                    changed = [k for k in la[label] if la[label][k] != lb[label].get(k)]
+                    lines.append(f"{key}: {label!r} changed in {', '.join(changed)}: "
+                                 + "; ".join(f"{k} {la[label][k]!r} -> {lb[label].get(k)!r}" for k in changed))
+        else:
+            lines.append(f"{key}: {a!r} -> {b!r}")
+    return lines
+
+
+@dataclass
+class Cube:
+    """An open cube and the sweep it belongs to."""
+
+    path: str
+    group: zarr.Group
+    sweep: Sweep
+    storage_options: dict | None = None
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str, storage_options: dict | None = None, mode: str = "r+") -> "Cube":
+        """Open an existing amsweep cube; its sweep is rebuilt from the stored canonical spec."""
+        fs, root = filesystem(path, storage_options)
+        if not fs.exists(root):
+            raise CubeError(f"{path}: no cube there (nothing exists at this path)")
+        try:
+            group = zarr.open_group(path, mode=mode, storage_options=storage_options, zarr_format=3)
+        except Exception as e:  # zarr raises several types for a non-group path
+            raise CubeError(f"{path}: exists but is not a Zarr v3 group ({type(e).__name__}: {e}); "
+                            "refusing to touch it") from None
+        attrs = group.attrs.asdict()
+        if "amsweep_spec" not in attrs:
+            raise CubeError(f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
+                            "attribute); refusing to touch it")
+        if attrs.get("amsweep_format") != FORMAT_VERSION:
+            raise CubeError(f"{path}: cube format {attrs.get('amsweep_format')!r}, this amsweep reads "
+                            f"format {FORMAT_VERSION}")
+        canonical = json.loads(attrs["amsweep_spec"])
+        if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
+            raise CubeError(f"{path}: stored spec does not match its stored hash; the cube attributes "
+                            "were edited or damaged")
+        missing = [n for n in ("status", SIDE, *METRICS) if n not in group]
+        if missing:
+            raise CubeError(f"{path}: cube lacks variable(s) {missing}; it was written by another "
+                            "amsweep version or is damaged")
+        return cls(path, group, from_canonical(canonical), storage_options)
+
+    @classmethod
+    def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
+        """Resume the cube of this spec, create it if absent, refuse one made by another spec."""
+        fs, root = filesystem(path, storage_options)
+        if fs.exists(root) and not _interrupted_template(path, storage_options):
+            cube = cls.open(path, storage_options)
+            if cube.sweep.spec_hash != sweep.spec_hash:
+                diff = describe_difference(cube.sweep.canonical, sweep.canonical)
+                raise CubeError(
+                    f"{path} was written by another spec (hash {cube.sweep.spec_hash}, this spec "
+                    f"{sweep.spec_hash}); nothing was changed. Differences:\n  " + "\n  ".join(diff)
+                    + "\nUse a new --out path for a new experiment.")
+            return cube
+        return cls._create(path, sweep, storage_options)
+
+    @classmethod
+    def _create(cls, path: str, sweep: Sweep, storage_options: dict | None) -> "Cube":
+        attrs = {
+            "amsweep_format": FORMAT_VERSION,
+            "amsweep_spec": json.dumps(sweep.canonical, sort_keys=True),
+            "amsweep_spec_hash": sweep.spec_hash,
+            "amsweep_version": package_version(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "title": sweep.name,
+            "description": sweep.description,
+        }
+        # The spec attributes are written last: a template interrupted half-way has none, and
+        # is recognised (CREATING) and rebuilt, since no result can have reached it.
+        group = zarr.open_group(path, mode="w", storage_options=storage_options, zarr_format=3,
+                                attributes={CREATING: True})
+        coords = layout.coordinates(sweep)
+        for c in coords:
+            arr = group.create_array(c.name, shape=c.values.shape, chunks=c.values.shape, dtype=c.dtype,
+                                     dimension_names=list(c.dims), attributes=c.attrs)
+            arr[...] = c.values
+        for v in layout.variables(sweep, [c.name for c in coords]):
+            shape = tuple(group[d].shape[0] for d in v.dims)
+            chunks = tuple(group[d].shape[0] if d == "noise" else 1 for d in v.dims)
+            group.create_array(v.name, shape=shape, chunks=chunks, dtype=v.dtype, fill_value=v.fill,
+                               dimension_names=list(v.dims), attributes=v.attrs)
+        group.create_group(SIDE)  # side files (failure records, run record) live in this group
+        mask = layout.not_applicable_mask(sweep)
+        if mask.any():
+            status = group["status"]
+            for idx in zip(*np.nonzero(mask)):
+                status[tuple(int(i) for i in idx)] = NOT_APPLICABLE
+        group.attrs.put(attrs)
+        return cls(path, group, sweep, storage_options)
+
+    # ---- status --------------------------------------------------------------------------
+    def status(self) -> np.ndarray:
+        """The int8 status grid over (dataset, N, load, rule, seed)."""
+        return np.asarray(self.group["status"][...])
+
+    def pending(self, retry_failed: bool = True) -> list[Task]:
+        """Tasks still to run: pending, and failed ones unless told otherwise."""
+        status = self.status()
+        todo = {PENDING, FAILED} if retry_failed else {PENDING}
+        return [t for t in self.sweep.tasks() if status[t.index] in todo]
+
+    # ---- writes --------------------------------------------------------------------------
+    def write(self, results: Iterable[CellResult]) -> None:
+        """Write each result's data, then (after all data) mark them done."""
+        results = list(results)
+        arrays = {name: self.group[name] for name in METRICS}
+        for r in results:
+            for name, value in r.values.items():
+                target = r.index + ((slice(None),) if METRICS[name].per_noise else ())
+                arrays[name][target] = value
+        status = self.group["status"]
+        for r in results:
+            status[r.index] = DONE
+        for r in results:
+            self._clear_failure(r.index)
+
+    def mark(self, index: tuple[int, ...], state: int, error: str | None = None) -> None:
+        """Record a failed or not-applicable task; the error text goes to a side file."""
+        if state not in (FAILED, NOT_APPLICABLE):
+            raise ValueError(f"mark() records failures and not-applicable tasks, not state {state}")
+        if error is not None:
+            fs, root = filesystem(self.path, self.storage_options)
+            record = {"index": list(index), "state": layout.STATUS_NAMES[state], "error": error,
+                      "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            put_bytes(fs, self._failure_key(root, index), json.dumps(record).encode())
+        self.group["status"][index] = state
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Side records of failed and not-applicable tasks, with their coordinates."""
+        fs, root = filesystem(self.path, self.storage_options)
+        folder = f"{root}/_amsweep/failures"
+        if not fs.exists(folder):
+            return []
+        out = []
+        for key in sorted(fs.ls(folder, detail=False)):
+            record = json.loads(fs.cat(key))
+            record["coords"] = self.coords_of(tuple(record["index"]))
+            out.append(record)
+        return out
+
+    def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
+        s = self.sweep
+        i_d, i_n, i_l, i_r, i_s = index
+        return {"dataset": s.datasets[i_d].label, "N": s.N_values[i_n], s.load_axis: s.load_values[i_l],
+                "rule": s.rules[i_r].label, "seed": s.seeds[i_s]}
+
+    def _failure_key(self, root: str, index: tuple[int, ...]) -> str:
+        return f"{root}/_amsweep/failures/" + "-".join(str(i) for i in index) + ".json"
+
+    def _clear_failure(self, index: tuple[int, ...]) -> None:
+        fs, root = filesystem(self.path, self.storage_options)
+        key = self._failure_key(root, index)
+        if fs.exists(key):
+            fs.rm(key)

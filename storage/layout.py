@@ -1,0 +1,111 @@
+"""The cube's shape: dimensions, coordinates and variables derived from a Sweep.
+
+One function turns a validated sweep into the list of arrays a cube holds, so that creating a
+cube and checking an existing one against a spec use the same definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.metrics import METRICS
+from pipeline.spec import Sweep
+
+PENDING, DONE, FAILED, NOT_APPLICABLE = 0, 1, 2, 3
+STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", NOT_APPLICABLE: "not applicable"}
+FORMAT_VERSION = 1
+
+
+def task_dims(sweep: Sweep) -> tuple[str, ...]:
+    return ("dataset", "N", sweep.load_axis, "rule", "seed")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One zarr array of the cube, in xarray's vocabulary."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: Any
+    values: np.ndarray | None = None  # coordinates carry values; variables start empty
+    fill: Any = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _variant_coords(prefix: str, dim: str, variants: list[dict[str, Any]], fixed: set[str]) -> list[ArraySpec]:
+    """Parameters that differ between variants become coordinates along the variant axis."""
+    names: dict[str, None] = {}
+    for v in variants:
+        names.update(dict.fromkeys(v))
+    out = []
+    for name in names:
+        values = [v.get(name) for v in variants]
+        if len({repr(x) for x in values if x is not None}) < 2:
+            continue  # the same wherever it is defined: nothing to plot against
+        coord = name if name not in fixed else f"{prefix}_{name}"
+        present = [x for x in values if x is not None]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in present):
+            arr = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
+        else:
+            arr = np.array(["" if x is None else str(x) for x in values], dtype=object)
+        out.append(ArraySpec(coord, (dim,), arr.dtype if arr.dtype != object else str, arr))
+        fixed.add(coord)
+    return out
+
+
+def coordinates(sweep: Sweep) -> list[ArraySpec]:
+    """Dimension coordinates, then per-variant coordinates, then the derived P (or alpha) grid."""
+    load = np.array(sweep.load_values, dtype=np.float64 if sweep.load_axis == "alpha" else np.int64)
+    dims = [
+        ArraySpec("dataset", ("dataset",), str, np.array([d.label for d in sweep.datasets], dtype=object)),
+        ArraySpec("N", ("N",), np.int64, np.array(sweep.N_values, dtype=np.int64)),
+        ArraySpec(sweep.load_axis, (sweep.load_axis,), load.dtype, load),
+        ArraySpec("rule", ("rule",), str, np.array([r.label for r in sweep.rules], dtype=object)),
+        ArraySpec("seed", ("seed",), np.int64, np.array(sweep.seeds, dtype=np.int64)),
+        ArraySpec("noise", ("noise",), np.float64, np.array(sweep.noise, dtype=np.float64)),
+    ]
+    taken = {a.name for a in dims} | set(METRICS) | {"status", "P", "alpha"}
+    extra = [
+        ArraySpec("dataset_kind", ("dataset",), str, np.array([d.kind for d in sweep.datasets], dtype=object)),
+        ArraySpec("rule_kind", ("rule",), str, np.array([r.kind for r in sweep.rules], dtype=object)),
+        ArraySpec("dynamics", ("rule",), str, np.array([r.dynamics for r in sweep.rules], dtype=object)),
+    ]
+    taken |= {a.name for a in extra}
+    extra += _variant_coords("dataset", "dataset", [d.params for d in sweep.datasets], taken)
+    extra += _variant_coords("rule", "rule", [r.params for r in sweep.rules], taken)
+    extra += _variant_coords("dynamics", "rule", [r.dynamics_params for r in sweep.rules], taken)
+    Ns = np.array(sweep.N_values)
+    if sweep.load_axis == "alpha":
+        grid = np.array([[sweep.P_of(int(n), float(a)) for a in load] for n in Ns], dtype=np.int64)
+        extra.append(ArraySpec("P", ("N", "alpha"), np.int64, grid))
+    else:
+        grid = load[None, :].astype(np.float64) / Ns[:, None]
+        extra.append(ArraySpec("alpha", ("N", "P"), np.float64, grid))
+    return dims + extra
+
+
+def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
+    """The status array and one array per metric, all chunked one task per chunk."""
+    tdims = task_dims(sweep)
+    non_dim = [c for c in coord_names if c not in tdims and c != "noise"]
+    common = {"coordinates": " ".join(non_dim)}
+    out = [ArraySpec("status", tdims, np.int8, fill=PENDING,
+                     attrs={**common, "description": "0 pending, 1 done, 2 failed, 3 not applicable",
+                            "flag_values": list(STATUS_NAMES), "flag_meanings": " ".join(
+                                s.replace(" ", "_") for s in STATUS_NAMES.values())})]
+    for name, m in METRICS.items():
+        dims = tdims + ("noise",) if m.per_noise else tdims
+        out.append(ArraySpec(name, dims, np.float32, fill=np.nan,
+                             attrs={**common, "description": m.description, "units": m.units}))
+    return out
+
+
+def not_applicable_mask(sweep: Sweep) -> np.ndarray:
+    """True on task-grid cells that no task covers (an N or load a dataset does not list)."""
+    mask = np.ones(sweep.shape, dtype=bool)
+    for t in sweep.tasks():
+        mask[t.index] = False
+    return mask

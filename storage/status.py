@@ -1,0 +1,77 @@
+"""What a cube says about its own progress: counts by state, failures, throughput, ETA.
+
+Throughput comes from the run record the driver keeps beside the cube (one small JSON,
+rewritten at each flush), so ``amsweep status`` works from any machine that can read the cube,
+while the sweep is running or after it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any
+
+import numpy as np
+
+from storage.cube import Cube, filesystem, put_bytes
+from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+
+
+def run_record_key(cube: Cube) -> tuple[Any, str]:
+    fs, root = filesystem(cube.path, cube.storage_options)
+    return fs, f"{root}/_amsweep/run.json"
+
+
+def save_run_record(cube: Cube, record: dict[str, Any]) -> None:
+    fs, key = run_record_key(cube)
+    put_bytes(fs, key, json.dumps(record).encode())
+
+
+def load_run_record(cube: Cube) -> dict[str, Any] | None:
+    fs, key = run_record_key(cube)
+    return json.loads(fs.cat(key)) if fs.exists(key) else None
+
+
+def counts(status: np.ndarray) -> dict[str, int]:
+    return {STATUS_NAMES[s]: int(np.sum(status == s)) for s in (DONE, PENDING, FAILED, NOT_APPLICABLE)}
+
+
+def render_status(path: str, show_errors: bool = False, storage_options: dict | None = None) -> str:
+    """A short report for humans."""
+    cube = Cube.open(path, storage_options, mode="r")
+    sweep = cube.sweep
+    status = cube.status()
+    c = counts(status)
+    total = status.size
+    applicable = total - c["not applicable"]
+    lines = [
+        f"cube {path}",
+        f"sweep {sweep.name!r}  spec {sweep.spec_hash}  written by amsweep "
+        f"{cube.group.attrs.get('amsweep_version')} on {cube.group.attrs.get('created')}",
+        f"axes: dataset {len(sweep.datasets)} x N {len(sweep.N_values)} x {sweep.load_axis} "
+        f"{len(sweep.load_values)} x rule {len(sweep.rules)} x seed {len(sweep.seeds)} "
+        f"(x noise {len(sweep.noise)})",
+        "tasks: " + ", ".join(f"{k} {v}" for k, v in c.items())
+        + f"  ({100.0 * c['done'] / max(applicable, 1):.1f}% of {applicable} applicable)",
+    ]
+    record = load_run_record(cube)
+    if record and record.get("seconds", 0) > 0 and record.get("done", 0) > 0:
+        rate = record["done"] / record["seconds"]
+        todo = c["pending"] + c["failed"]
+        eta = _dt.timedelta(seconds=round(todo / rate)) if todo else _dt.timedelta(0)
+        lines.append(f"last run: {record['done']} tasks in {record['seconds']:.0f} s "
+                     f"({rate * 60:.1f} tasks/min, {record.get('executor', '?')}, updated "
+                     f"{record.get('updated', '?')}); ETA for the rest at that rate: {eta}")
+    failures = [f for f in cube.failures() if f["state"] == STATUS_NAMES[FAILED]]
+    skipped = [f for f in cube.failures() if f["state"] == STATUS_NAMES[NOT_APPLICABLE]]
+    if failures:
+        lines.append(f"failures ({len(failures)}):")
+        for f in failures if show_errors else failures[:10]:
+            error = f["error"].strip() if show_errors else f["error"].strip().splitlines()[-1]
+            lines.append(f"  {f['coords']}: {error}")
+        if not show_errors and len(failures) > 10:
+            lines.append(f"  ... {len(failures) - 10} more (amsweep status --errors)")
+    if skipped:
+        reasons = sorted({f["error"] for f in skipped})
+        lines.append(f"not applicable at run time ({len(skipped)}): " + "; ".join(reasons[:3]))
+    return "\n".join(lines)

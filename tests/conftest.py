@@ -1,0 +1,66 @@
+"""Shared fixtures: spec builders and one local Ray session per test run (starting Ray is slow)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline import spec as spec_mod
+from pipeline.metrics import METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+SMALL: dict[str, Any] = {
+    "name": "tiny",
+    "root_seed": 11,
+    "seeds": 2,
+    "noise": [0.0, 0.15],
+    "P_test": 6,
+    "retrieval": {"train_starts": 8, "test_starts": 6, "random_starts": 3},
+    "datasets": {"random": {"N": [48], "alpha": [0.05, 0.3]}},
+    "rules": {"hebb": {}, "plm": {"epochs": 30, "lr": 5.0}},
+}
+
+
+@pytest.fixture
+def small_raw() -> dict[str, Any]:
+    """A spec dict that runs in well under a second serially; tests mutate their own copy."""
+    return copy.deepcopy(SMALL)
+
+
+@pytest.fixture
+def small_sweep(small_raw) -> spec_mod.Sweep:
+    return spec_mod.from_dict(small_raw)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs shared by every test that needs one."""
+    import ray
+
+    from pipeline.executors import PINNED_THREADS
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": dict(PINNED_THREADS)})
+    yield ray
+    ray.shutdown()
+
+
+def cube_values(path: str) -> dict[str, np.ndarray]:
+    """Every deterministic variable of a cube, loaded (timings excluded: wall time is not a result)."""
+    from storage.query import open_cube
+
+    ds = open_cube(path)
+    names = ["status"] + [n for n, m in METRICS.items() if m.deterministic]
+    return {n: ds[n].values for n in names}
+
+
+def assert_same_cube(a: str, b: str) -> None:
+    va, vb = cube_values(a), cube_values(b)
+    for name in va:
+        np.testing.assert_array_equal(va[name], vb[name], err_msg=f"variable {name} differs")
