@@ -94,11 +94,12 @@ class Sweep:
 
     @property
     def N_values(self) -> tuple[int, ...]:
-        return tuple(sorted({n for d in self.datasets for n in d.N}))
+        """The cube's N axis: sorted for a new spec; an extended cube appends new values."""
+        return tuple(self.canonical["axes"]["N"])
 
     @property
     def load_values(self) -> tuple[float, ...]:
-        return tuple(sorted({x for d in self.datasets for x in d.load}))
+        return tuple(self.canonical["axes"]["load"])
 
     def P_of(self, N: int, load: float) -> int:
         """Training-set size of a cell: alpha * N rounded to the nearest integer (at least 1)."""
@@ -292,6 +293,8 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
                       "N": list(d.N), "load": list(d.load), "P_test": d.P_test} for d in datasets],
         "rules": [{"label": r.label, "entry": r.entry, "kind": r.kind, "params": r.params,
                    "dynamics": r.dynamics, "dynamics_params": r.dynamics_params} for r in rules],
+        "axes": {"N": sorted({n for d in datasets for n in d.N}),
+                 "load": sorted({x for d in datasets for x in d.load})},
     }
     return Sweep(name, canonical["description"], root_seed, seeds, noise, load_axis, retrieval,
                  datasets, rules, canonical)

@@ -20,7 +20,7 @@ import zarr
 from pipeline.cell import CellResult
 from pipeline.metrics import METRICS
 from pipeline.spec import Sweep, Task, from_canonical, spec_hash
-from storage import layout
+from storage import extend, layout
 from storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
 
 
@@ -59,29 +59,6 @@ def put_bytes(fs, key: str, data: bytes) -> None:
     if not fs.exists(parent):
         fs.makedirs(parent, exist_ok=True)
     fs.pipe(key, data)
-
-
-def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable list of what differs between two canonical specs."""
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        if key in ("name", "description") or old.get(key) == new.get(key):
-            continue
-        a, b = old.get(key), new.get(key)
-        if key in ("datasets", "rules"):
-            la, lb = {x["label"]: x for x in a}, {x["label"]: x for x in b}
-            for label in sorted(set(la) | set(lb)):
-                if label not in lb:
-                    lines.append(f"{key}: {label!r} removed")
-                elif label not in la:
-                    lines.append(f"{key}: {label!r} added")
-                elif la[label] != lb[label]:
-                    changed = [k for k in la[label] if la[label][k] != lb[label].get(k)]
-                    lines.append(f"{key}: {label!r} changed in {', '.join(changed)}: "
-                                 + "; ".join(f"{k} {la[label][k]!r} -> {lb[label].get(k)!r}" for k in changed))
-        else:
-            lines.append(f"{key}: {a!r} -> {b!r}")
-    return lines
 
 
 @dataclass
@@ -124,18 +101,52 @@ class Cube:
 
     @classmethod
     def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
-        """Resume the cube of this spec, create it if absent, refuse one made by another spec."""
+        """Resume the cube of this spec, create it if absent, grow it if the spec only adds values,
+        and refuse it (touching nothing) if the spec changes anything else."""
         fs, root = filesystem(path, storage_options)
-        if fs.exists(root) and not _interrupted_template(path, storage_options):
-            cube = cls.open(path, storage_options)
-            if cube.sweep.spec_hash != sweep.spec_hash:
-                diff = describe_difference(cube.sweep.canonical, sweep.canonical)
-                raise CubeError(
-                    f"{path} was written by another spec (hash {cube.sweep.spec_hash}, this spec "
-                    f"{sweep.spec_hash}); nothing was changed. Differences:\n  " + "\n  ".join(diff)
-                    + "\nUse a new --out path for a new experiment.")
+        if not fs.exists(root) or _interrupted_template(path, storage_options):
+            return cls._create(path, sweep, storage_options)
+        cube = cls.open(path, storage_options)
+        if cube.sweep.spec_hash == sweep.spec_hash:
             return cube
-        return cls._create(path, sweep, storage_options)
+        merged, problems = extend.merge(cube.sweep.canonical, sweep.canonical)
+        if problems:
+            raise CubeError(
+                f"{path} was written by another spec (hash {cube.sweep.spec_hash}, this spec "
+                f"{sweep.spec_hash}); nothing was changed. Differences:\n  " + "\n  ".join(problems)
+                + "\nA spec may only add values (seeds, N, loads, datasets, rules) to extend a cube; "
+                "use a new --out path for a new experiment.")
+        if merged == cube.sweep.canonical:
+            return cube  # the same content listed in another order
+        cube._grow(from_canonical(merged))
+        return cube
+
+    def _grow(self, merged: Sweep) -> None:
+        """Append coordinate values; new cells start pending, done cells are not touched.
+
+        Idempotent, and the spec attributes are replaced last, so an interrupted extension is
+        simply redone by the next run of the same spec.
+        """
+        group = self.group
+        coords = layout.coordinates(merged)
+        sizes = {c.name: c.values.shape[0] for c in coords if c.dims == (c.name,)}
+        for v in layout.variables(merged, [c.name for c in coords]):
+            arr = group[v.name]
+            arr.resize(tuple(sizes[d] for d in v.dims))
+            arr.attrs.update(v.attrs)
+        for c in coords:
+            arr = group.create_array(c.name, shape=c.values.shape, chunks=c.values.shape, dtype=c.dtype,
+                                     dimension_names=list(c.dims), attributes=c.attrs, overwrite=True)
+            arr[...] = c.values
+        status = group["status"]
+        current = np.asarray(status[...])
+        for idx in zip(*np.nonzero(layout.not_applicable_mask(merged) & (current == PENDING))):
+            status[tuple(int(i) for i in idx)] = NOT_APPLICABLE
+        history = list(group.attrs.get("extended", [])) + [
+            _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")]
+        group.attrs.update({"amsweep_spec": json.dumps(merged.canonical, sort_keys=True),
+                            "amsweep_spec_hash": merged.spec_hash, "extended": history})
+        self.sweep = merged
 
     @classmethod
     def _create(cls, path: str, sweep: Sweep, storage_options: dict | None) -> "Cube":

@@ -147,3 +147,41 @@ def test_hebb_fixed_points_at_small_alpha_and_plm_where_hebb_fails(tmp_path, sma
     assert by[("hebb", 0.05)] == 1.0
     assert by[("hebb", 0.3)] < 0.6
     assert by[("plm", 0.05)] == 1.0 and by[("plm", 0.3)] == 1.0
+
+
+def test_adding_values_extends_the_cube_without_touching_done_tasks(tmp_path, small_raw):
+    path = str(tmp_path / "grow.zarr")
+    run_serial(path, spec_mod.from_dict(small_raw))
+    before = cube_values(path)
+    bigger = copy.deepcopy(small_raw)
+    bigger["seeds"] = 3
+    bigger["datasets"]["random"]["alpha"] = [0.05, 0.3, 0.15]
+    bigger["rules"]["storkey_like"] = {"kind": "hebb"}
+    cube = Cube.create_or_open(path, spec_mod.from_dict(bigger))
+    assert cube.status().shape == (1, 1, 3, 3, 3)
+    old = (slice(0, 1), slice(0, 1), slice(0, 2), slice(0, 2), slice(0, 2))
+    assert (cube.status()[old] == DONE).all()
+    assert (cube.status() == PENDING).sum() == 27 - 8
+    report = run(cube, SerialExecutor(), progress=False)
+    assert report.done == 19
+    after = cube_values(path)
+    for name in before:  # done values are bit-identical after growth and the new run
+        np.testing.assert_array_equal(after[name][old], before[name])
+    # the grown cube equals a cube made in one go from the merged spec
+    straight = str(tmp_path / "straight.zarr")
+    run_serial(straight, Cube.open(path).sweep)
+    assert_same_cube(path, straight)
+    ds = open_cube(path)
+    assert ds["alpha"].values.tolist() == [0.05, 0.3, 0.15]
+    assert ds["seed"].values.tolist() == [0, 1, 2]
+    # running the extended spec again resumes: nothing to do, nothing refused
+    assert Cube.create_or_open(path, spec_mod.from_dict(bigger)).pending() == []
+
+
+def test_removing_values_is_refused(tmp_path, small_raw):
+    path = str(tmp_path / "shrink.zarr")
+    run_serial(path, spec_mod.from_dict(small_raw))
+    fewer = copy.deepcopy(small_raw)
+    fewer["seeds"] = [0]
+    with pytest.raises(CubeError, match=r"seeds: \[1\] removed"):
+        Cube.create_or_open(path, spec_mod.from_dict(fewer))
