@@ -90,6 +90,34 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from storage.check import check, repair
+    from storage.cube import Cube
+
+    cube = Cube.open(args.cube, mode="r+" if args.repair else "r")
+    report = check(cube)
+    if report.ok:
+        print(f"{args.cube}: ok (spec {cube.sweep.spec_hash}; status agrees with data)")
+        return 0
+    print(f"{args.cube}: {len(report.problems)} problem(s)")
+    for line in report.problems[:50]:
+        print(f"  {line}")
+    if args.repair:
+        n = repair(cube, report)
+        print(f"repaired: {n} damaged task(s) set back to pending; run the sweep again to recompute them")
+    elif report.damaged:
+        print("run `amsweep check --repair` to set damaged tasks back to pending")
+    return 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    path = write_report(args.cube, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     from pipeline import spec as spec_mod
 
@@ -138,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--where", default="")
     ph.add_argument("-o", "--output", default="phase.png", help="PNG or SVG path")
     ph.set_defaults(fn=cmd_phase)
+
+    c = sub.add_parser("check", help="verify a cube's integrity (status versus data, spec hash)")
+    c.add_argument("cube")
+    c.add_argument("--repair", action="store_true", help="set damaged tasks back to pending")
+    c.set_defaults(fn=cmd_check)
+
+    rp = sub.add_parser("report", help="every standard figure of a cube plus a Markdown summary")
+    rp.add_argument("cube")
+    rp.add_argument("-o", "--output", default="report", help="output folder")
+    rp.set_defaults(fn=cmd_report)
 
     sp = sub.add_parser("specs", help="list the bundled sweeps")
     sp.set_defaults(fn=cmd_specs)

@@ -37,6 +37,7 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
         flush_every: int = 16, flush_seconds: float = 10.0) -> RunReport:
     """Run every task of the cube's sweep that is not done yet."""
     executor = executor or SerialExecutor()
+    cube.ensure_writable()
     sweep = cube.sweep
     tasks = cube.pending(retry_failed=retry_failed)
     report = RunReport(remaining=len(tasks))

@@ -61,6 +61,23 @@ def put_bytes(fs, key: str, data: bytes) -> None:
     fs.pipe(key, data)
 
 
+def read_robust(arr, task_shape: tuple[int, ...], fill) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """The whole array in one read; if a chunk is damaged, cell by cell to find which."""
+    try:
+        return np.asarray(arr[...]), []
+    except Exception:  # a truncated or garbled chunk somewhere: locate it
+        pass
+    out = np.full(arr.shape, fill, dtype=arr.dtype)
+    bad = []
+    for index in np.ndindex(*task_shape):
+        try:
+            out[index] = arr[index]
+        except Exception:
+            bad.append(index)
+    return out, bad
+
+
+
 @dataclass
 class Cube:
     """An open cube and the sweep it belongs to."""
@@ -184,8 +201,9 @@ class Cube:
 
     # ---- status --------------------------------------------------------------------------
     def status(self) -> np.ndarray:
-        """The int8 status grid over (dataset, N, load, rule, seed)."""
-        return np.asarray(self.group["status"][...])
+        """The int8 status grid over (dataset, N, load, rule, seed); an unreadable chunk counts
+        as pending, so a damaged status can cost a recomputation but never a crash or a loss."""
+        return read_robust(self.group["status"], self.sweep.shape, PENDING)[0]
 
     def pending(self, retry_failed: bool = True) -> list[Task]:
         """Tasks still to run: pending, and failed ones unless told otherwise."""
@@ -194,9 +212,27 @@ class Cube:
         return [t for t in self.sweep.tasks() if status[t.index] in todo]
 
     # ---- writes --------------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Fail before any work if the cube cannot be written (read-only path, no permission)."""
+        fs, root = filesystem(self.path, self.storage_options)
+        probe = f"{root}/{SIDE}/write-probe"
+        try:
+            put_bytes(fs, probe, b"ok")
+            fs.rm(probe)
+        except OSError as e:
+            raise CubeError(f"{self.path}: cannot write to the cube ({e}); its results are intact. "
+                            "Fix the permissions or the space, then run again.") from None
+
     def write(self, results: Iterable[CellResult]) -> None:
         """Write each result's data, then (after all data) mark them done."""
-        results = list(results)
+        try:
+            self._write(list(results))
+        except OSError as e:  # full disk, lost permission, unreachable store
+            raise CubeError(f"{self.path}: writing results failed ({e}). Tasks marked done before "
+                            "are intact; the unwritten ones stay pending and the next run recomputes "
+                            "them.") from None
+
+    def _write(self, results: list[CellResult]) -> None:
         arrays = {name: self.group[name] for name in METRICS}
         for r in results:
             for name, value in r.values.items():

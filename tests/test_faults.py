@@ -1,0 +1,143 @@
+"""Faults: a driver killed at random moments, damaged chunks, read-only paths. Nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import spec as spec_mod
+from pipeline.executors import SerialExecutor
+from pipeline.runner import run
+from storage.check import check, repair
+from storage.cube import Cube, CubeError
+from storage.layout import DONE, PENDING
+from tests.conftest import assert_same_cube
+
+FAULT_SPEC = """
+name = "faults"
+root_seed = 5
+seeds = 4
+noise = [0.0, 0.2]
+P_test = 6
+[retrieval]
+train_starts = 8
+test_starts = 6
+random_starts = 3
+[datasets.random]
+N = [48]
+alpha = [0.1, 0.3, 0.5]
+[rules.hebb]
+[rules.plm]
+epochs = 60
+"""
+
+
+def amsweep(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_driver_killed_at_random_moments_then_resumed_equals_straight_run(tmp_path):
+    """SIGKILL the driver (no chance to flush) at random times, three times, then finish."""
+    spec_path = tmp_path / "faults.toml"
+    spec_path.write_text(FAULT_SPEC)
+    sweep = spec_mod.load(spec_path)
+    straight = str(tmp_path / "straight.zarr")
+    run(Cube.create_or_open(straight, sweep), SerialExecutor(), progress=False)
+    killed = str(tmp_path / "killed.zarr")
+    rng = np.random.default_rng()  # kill points differ on every CI run, by design
+    progress = []
+    for _ in range(3):
+        proc = amsweep("run", str(spec_path), "--out", killed, "--serial", "--quiet")
+        time.sleep(float(rng.uniform(1.0, 4.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if Path(killed, "zarr.json").exists():
+            progress.append(int((Cube.create_or_open(killed, sweep).status() == DONE).sum()))
+    final = amsweep("run", str(spec_path), "--out", killed, "--serial", "--quiet")
+    out, _ = final.communicate(timeout=300)
+    assert final.returncode == 0, out
+    assert progress == sorted(progress), f"done counts went backwards: {progress}"
+    assert check(Cube.open(killed)).ok
+    assert_same_cube(straight, killed)
+
+
+def test_damaged_chunk_is_found_repaired_and_recomputed(tmp_path, small_sweep):
+    path = str(tmp_path / "dmg.zarr")
+    run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
+    reference = str(tmp_path / "ref.zarr")
+    run(Cube.create_or_open(reference, small_sweep), SerialExecutor(), progress=False)
+    chunk = Path(path, "m_train", "c", "0", "0", "1", "1", "0", "0")
+    assert chunk.exists()
+    chunk.write_bytes(b"garbage")
+    report = check(Cube.open(path))
+    assert not report.ok
+    assert any("m_train of done task" in p and "'rule': 'plm'" in p for p in report.problems)
+    assert report.damaged == [(0, 0, 1, 1, 0)]
+    assert repair(Cube.open(path), report) == 1
+    assert Cube.open(path).status()[0, 0, 1, 1, 0] == PENDING
+    again = run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
+    assert again.done == 1
+    assert check(Cube.open(path)).ok
+    assert_same_cube(path, reference)
+
+
+def test_cli_check_and_status_on_a_healthy_cube(tmp_path):
+    out = str(tmp_path / "smoke.zarr")
+    proc = amsweep("run", "smoke", "--out", out, "--serial", "--quiet")
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, text
+    proc = amsweep("check", out)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and ": ok" in text, text
+    proc = amsweep("status", out)
+    text, _ = proc.communicate(timeout=120)
+    assert "done 8, pending 0, failed 0" in text, text
+
+
+def _freeze(path: Path, on: bool) -> None:
+    """Make a tree read-only even for root (immutable attribute); chmod for other users."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-R", "+i" if on else "-i", str(path)], check=True)
+    else:
+        for p in [path, *path.rglob("*")]:
+            p.chmod((0o555 if p.is_dir() else 0o444) if on else (0o755 if p.is_dir() else 0o644))
+
+
+def test_read_only_cube_gives_a_clear_error_before_work_and_keeps_results(tmp_path):
+    spec_path = tmp_path / "faults.toml"
+    spec_path.write_text(FAULT_SPEC)
+    sweep = spec_mod.load(spec_path)
+    path = tmp_path / "ro.zarr"
+    from tests.test_sweep_run import StopAfter
+
+    run(Cube.create_or_open(str(path), sweep), StopAfter(4), progress=False, flush_every=1)
+    before = Cube.open(str(path)).status().copy()
+    _freeze(path, True)
+    try:
+        proc = amsweep("run", str(spec_path), "--out", str(path), "--serial")
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        _freeze(path, False)
+    assert proc.returncode == 2, text
+    assert "cannot write to the cube" in text and "Traceback" not in text
+    np.testing.assert_array_equal(Cube.open(str(path)).status(), before)
+    assert (before == DONE).sum() == 4
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(FAULT_SPEC.replace("epochs = 60", "epochs = -3"))
+    proc = amsweep("run", str(bad), "--out", str(tmp_path / "x.zarr"))
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "rules.plm: parameter 'epochs' = -3 is out of range" in text
+    assert "Traceback" not in text
+    assert not (tmp_path / "x.zarr").exists()  # nothing written for an invalid spec
