@@ -22,6 +22,22 @@ PINNED_THREADS = {
 }
 
 
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def keep_ray_on_loopback(address: str | None) -> None:
+    """A Ray started here, or reached on this machine's loopback, listens on 127.0.0.1 only.
+
+    By default Ray binds the machine's network address, and its token authentication is off:
+    anyone on the network could submit code. A laptop sweep needs no network, so local Ray
+    is kept on loopback (Ray's switch for single-machine clusters); a user's explicit setting
+    of the variable wins.
+    """
+    host = (address or "").split("://")[-1].rsplit(":", 1)[0]
+    if address is None or host in ("127.0.0.1", "localhost"):
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
+
+
 @dataclass(frozen=True)
 class Failed:
     """A cell raised; the traceback text is kept for `amsweep status` and the side log."""
@@ -77,6 +93,7 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            keep_ray_on_loopback(address)
             kwargs: dict[str, Any] = {
                 "runtime_env": {"env_vars": dict(PINNED_THREADS)},
                 "include_dashboard": False,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import potts
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -46,8 +48,7 @@ def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     """Row-wise overlap of two (B, N) state arrays: (1/N) a.b for Ising, (q f - 1)/(q - 1) for Potts."""
     if q == 2:
         return np.einsum("ij,ij->i", a.astype(np.float32), b.astype(np.float32)) / a.shape[1]
-    f = (a == b).mean(axis=1)
-    return (q * f - 1.0) / (q - 1.0)
+    return potts.overlap(a, b, q)
 
 
 def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
@@ -55,17 +56,9 @@ def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     N = a.shape[1]
     if q == 2:
         return (a.astype(np.float32) @ b.astype(np.float32).T) / N
-    ea, eb = one_hot(a, q), one_hot(b, q)
+    ea, eb = potts.one_hot(a, q), potts.one_hot(b, q)
     f = (ea @ eb.T) / N
     return (q * f - 1.0) / (q - 1.0)
-
-
-def one_hot(X: np.ndarray, q: int) -> np.ndarray:
-    """(B, N) states in 0..q-1 -> (B, N*q) float32 indicator matrix."""
-    B, N = X.shape
-    out = np.zeros((B, N * q), dtype=np.float32)
-    out[np.arange(B)[:, None], np.arange(N)[None, :] * q + X] = 1.0
-    return out
 
 
 def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator) -> np.ndarray:
@@ -74,18 +67,16 @@ def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator) -> np.n
     Exactly, not on average: the initial overlap is then the same 1 - 2 rho for every start,
     which is what the noise axis of a phase diagram means.
     """
+    if q > 2:
+        return potts.corrupt(X, rho, q, rng)
     B, N = X.shape
-    k = int(np.floor(rho * N + 1e-9))
+    k = int(np.floor(rho * N + potts.FLOOR_EPS))
     out = X.copy()
     if k == 0 or B == 0:
         return out
     sites = np.argsort(rng.random((B, N)), axis=1)[:, :k]
     rows = np.arange(B)[:, None]
-    if q == 2:
-        out[rows, sites] = -out[rows, sites]
-    else:
-        shift = rng.integers(1, q, size=(B, k))
-        out[rows, sites] = ((out[rows, sites].astype(np.int16) + shift) % q).astype(np.int8)
+    out[rows, sites] = -out[rows, sites]
     return out
 
 

@@ -43,8 +43,9 @@ def ray_local():
     """A local Ray with 2 CPUs shared by every test that needs one."""
     import ray
 
-    from pipeline.executors import PINNED_THREADS
+    from pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
 
+    keep_ray_on_loopback(None)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
              runtime_env={"env_vars": dict(PINNED_THREADS)})
     yield ray
