@@ -1,0 +1,116 @@
+"""A real two-node Ray cluster on loopback: a sweep survives the death of its worker node."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import spec as spec_mod
+from pipeline.executors import SerialExecutor
+from pipeline.runner import run
+from storage.cube import Cube
+from storage.layout import DONE
+from tests.conftest import assert_same_cube
+
+RAY = str(Path(sys.executable).with_name("ray"))
+CLUSTER_SPEC = """
+name = "cluster"
+root_seed = 3
+seeds = 12
+noise = [0.0, 0.2]
+P_test = 10
+[retrieval]
+train_starts = 30
+test_starts = 10
+random_starts = 5
+[datasets.random]
+N = [300]
+alpha = [0.3, 0.5]
+[rules.plm]
+epochs = 300
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A `ray start --block` in its own process group, so that killpg takes the whole node."""
+    return subprocess.Popen(cmd + ["--block"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_node(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def wait_for_cpus(env: dict[str, str], address: str, cpus: int, timeout: float = 90.0) -> None:
+    probe = ("import ray, time, sys\n"
+             f"ray.init(address='{address}', logging_level='ERROR')\n"
+             f"t = time.time()\n"
+             f"while ray.cluster_resources().get('CPU', 0) < {cpus}:\n"
+             f"    time.sleep(0.5)\n"
+             f"    if time.time() - t > {timeout}: sys.exit(1)\n")
+    subprocess.run([sys.executable, "-c", probe], env=env, check=True, timeout=timeout + 60,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    port = free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+    head = start([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                  "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"], env)
+    address = f"127.0.0.1:{port}"
+    worker_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+    worker = None
+    try:
+        wait_for_cpus(env, address, 1)
+        worker = start([sys.executable, "-m", "tests.cluster.loopback_node", f"--address={address}",
+                        "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"],
+                       worker_env)
+        wait_for_cpus(env, address, 2)
+        yield address, env, worker
+    finally:
+        if worker is not None:
+            kill_node(worker)
+        kill_node(head)
+
+
+def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
+    address, env, worker = two_node_cluster
+    spec_path = tmp_path / "cluster.toml"
+    spec_path.write_text(CLUSTER_SPEC)
+    out = str(tmp_path / "cluster.zarr")
+    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
+                               "--address", address, "--quiet"], env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    first = driver.stdout.readline()  # printed once the spec is valid and the cube is open
+    assert "task(s) to run" in first, first
+    time.sleep(4.0)  # Ray connects and both nodes start on their first tasks
+    assert driver.poll() is None, "the sweep finished before the worker node could be killed"
+    kill_node(worker)
+    text, _ = driver.communicate(timeout=600)
+    text = first + text
+    assert driver.returncode == 0, text
+    sweep = spec_mod.load(spec_path)
+    assert (Cube.open(out).status() == DONE).all()
+    reference = str(tmp_path / "serial.zarr")
+    run(Cube.create_or_open(reference, sweep), SerialExecutor(), progress=False)
+    assert_same_cube(out, reference)

@@ -1,0 +1,94 @@
+"""Cubes on object storage: the S3 protocol against moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from pipeline import spec as spec_mod
+from pipeline.executors import SerialExecutor
+from pipeline.runner import run
+from storage.cube import Cube, CubeError
+from storage.layout import DONE
+from storage.query import open_cube
+from tests.conftest import assert_same_cube
+from tests.test_sweep_run import StopAfter
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem().mkdir("cubes")
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_interrupted_sweep_on_s3_resumes_to_the_local_result(tmp_path, small_sweep, s3_server):
+    url = "s3://cubes/resume.zarr"
+    first = run(Cube.create_or_open(url, small_sweep), StopAfter(3), progress=False, flush_every=1)
+    assert first.interrupted and first.done == 3
+    assert (Cube.open(url).status() == DONE).sum() == 3
+    second = run(Cube.create_or_open(url, small_sweep), SerialExecutor(), progress=False)
+    assert second.done == 5
+    local = str(tmp_path / "local.zarr")
+    run(Cube.create_or_open(local, small_sweep), SerialExecutor(), progress=False)
+    assert_same_cube(url, local)
+    assert float(open_cube(url)["m_train"].sel(rule="plm").max()) == 1.0
+
+
+def test_another_spec_is_refused_on_s3(small_raw, s3_server):
+    url = "s3://cubes/refuse.zarr"
+    run(Cube.create_or_open(url, spec_mod.from_dict(small_raw)), SerialExecutor(), progress=False)
+    other = copy.deepcopy(small_raw)
+    other["root_seed"] = 99
+    with pytest.raises(CubeError, match="root_seed: 11 -> 99"):
+        Cube.create_or_open(url, spec_mod.from_dict(other))
+    assert (Cube.open(url).status() == DONE).all()
+
+
+def test_cli_on_s3(s3_server):
+    env = {**os.environ, **s3_server}
+    url = "s3://cubes/cli.zarr"
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, text=True,
+                              capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    cli("run", "smoke", "--out", url, "--serial", "--quiet")
+    assert "done 8, pending 0, failed 0" in cli("status", url)
+    assert ": ok" in cli("check", url)
+    table = cli("query", url, "--metric", "fixed_point_fraction", "--where", "rule=plm", "--mean")
+    assert "fixed_point_fraction" in table and "1.0" in table
