@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,9 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int) -> tuple
             raise SpecError(f"{where}.P_test = {P_test!r}: expected an integer >= 0")
         raw_N = table.pop("N", None)
         params = resolve(where, module.PARAMS, table)
+        if "path" in params:  # workers may start elsewhere: data paths travel as absolute paths
+            params["path"] = [os.path.abspath(os.path.expanduser(p)) if p and "://" not in p else p
+                              for p in params["path"]]
         for label, values in _variants(entry, params):
             if raw_N is None:
                 if not hasattr(module, "natural_N"):

@@ -23,7 +23,7 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
                       chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):
         if name in ds.coords:
-            ds = ds.assign_coords({name: ds[name].values.astype(object)})
+            ds = ds.assign_coords({name: (ds[name].dims, ds[name].values.astype(object))})
     return ds
 
 

@@ -28,6 +28,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+DEFAULT_DYNAMICS = "softmax"  # memories, not couplings: retrieval by softmax (mean-shift) updates
 
 
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:

@@ -20,6 +20,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+DEFAULT_DYNAMICS = "dense"  # asynchronous flips on the dense energy -sum F(xi . s)
 
 
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:

@@ -22,6 +22,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+DEFAULT_DYNAMICS = "softmax"  # memories, not couplings: retrieval by softmax (mean-shift) updates
 
 
 def effective_bandwidth(N: int, params: dict) -> float:
