@@ -31,7 +31,7 @@ def keep_ray_on_loopback(address: str | None) -> None:
     By default Ray binds the machine's network address, and its token authentication is off:
     anyone on the network could submit code. A laptop sweep needs no network, so local Ray
     is kept on loopback (Ray's switch for single-machine clusters); a user's explicit setting
-    of the variable wins.
+    of the variable wins. Ray reads it when first imported, so call this before importing ray.
     """
     host = (address or "").split("://")[-1].rsplit(":", 1)[0]
     if address is None or host in ("127.0.0.1", "localhost"):
@@ -88,12 +88,12 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, workers: int | None = None,
                  in_flight_per_worker: int = 2, max_retries: int = 2) -> None:
+        keep_ray_on_loopback(address)  # before Ray is imported: it reads the switch at import
         import ray
 
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            keep_ray_on_loopback(address)
             kwargs: dict[str, Any] = {
                 "runtime_env": {"env_vars": dict(PINNED_THREADS)},
                 "include_dashboard": False,

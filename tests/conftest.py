@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Local Ray listens on loopback only (see pipeline.executors.keep_ray_on_loopback); Ray reads this
+# switch when first imported, and test collection imports it, so it is set before anything else.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import copy
 from pathlib import Path
 from typing import Any
@@ -43,9 +49,8 @@ def ray_local():
     """A local Ray with 2 CPUs shared by every test that needs one."""
     import ray
 
-    from pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
+    from pipeline.executors import PINNED_THREADS
 
-    keep_ray_on_loopback(None)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
              runtime_env={"env_vars": dict(PINNED_THREADS)})
     yield ray

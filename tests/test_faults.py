@@ -141,3 +141,33 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert "rules.plm: parameter 'epochs' = -3 is out of range" in text
     assert "Traceback" not in text
     assert not (tmp_path / "x.zarr").exists()  # nothing written for an invalid spec
+
+
+def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
+    """SIGINT (what Ctrl-C sends) during a local-Ray run: finished results are flushed, the
+    command says how to resume and exits 130, and the resumed cube equals a serial run."""
+    spec_path = tmp_path / "ctrl_c.toml"
+    spec_path.write_text(FAULT_SPEC.replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [200]")
+                         .replace("epochs = 60", "epochs = 200"))
+    out = str(tmp_path / "ctrl_c.zarr")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = proc.stdout.readline()
+    assert "task(s) to run" in first, first
+    time.sleep(6.0)
+    assert proc.poll() is None, "the sweep ended before Ctrl-C"
+    proc.send_signal(signal.SIGINT)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, text
+    assert "interrupted: finished results are saved" in text, text
+    sweep = spec_mod.load(spec_path)
+    done = int((Cube.open(out).status() == DONE).sum())
+    assert done < len(list(sweep.tasks()))
+    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
+                             "--serial", "--quiet"], capture_output=True, text=True, timeout=600)
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    assert f"{len(list(sweep.tasks())) - done} task(s) to run" in resume.stdout
+    straight = str(tmp_path / "straight.zarr")
+    run(Cube.create_or_open(straight, sweep), SerialExecutor(), progress=False)
+    assert_same_cube(out, straight)
