@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -34,8 +34,13 @@ class RunReport:
 
 
 def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: bool = True,
-        flush_every: int = 16, flush_seconds: float = 10.0) -> RunReport:
-    """Run every task of the cube's sweep that is not done yet."""
+        flush_every: int = 16, flush_seconds: float = 10.0, cell: Callable[..., CellResult] = run_cell
+        ) -> RunReport:
+    """Run every task of the cube's sweep that is not done yet.
+
+    ``cell`` computes one task (default: the real cell); benchmarks and fault-injection tests
+    pass a wrapper around it.
+    """
     executor = executor or SerialExecutor()
     cube.ensure_writable()
     sweep = cube.sweep
@@ -60,7 +65,7 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
     bar = tqdm(total=len(tasks), unit="task", disable=not progress, dynamic_ncols=True,
                desc=f"{sweep.name} [{executor.name}]")
     try:
-        for (task, *_), outcome in executor.map_unordered(run_cell, jobs):
+        for (task, *_), outcome in executor.map_unordered(cell, jobs):
             if isinstance(outcome, CellResult):
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):

@@ -171,3 +171,67 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     straight = str(tmp_path / "straight.zarr")
     run(Cube.create_or_open(straight, sweep), SerialExecutor(), progress=False)
     assert_same_cube(out, straight)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.1 MB filesystem: room for the cube's template and about one flush of results."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1100k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"a full disk is simulated with a small tmpfs, which needs root: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, small_disk):
+    spec_path = tmp_path / "faults.toml"
+    spec_path.write_text(FAULT_SPEC)
+    sweep = spec_mod.load(spec_path)
+    path = small_disk / "full.zarr"
+    proc = amsweep("run", str(spec_path), "--out", str(path), "--serial", "--quiet")
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, text
+    assert "writing results failed" in text and "No space left" in text and "Traceback" not in text
+    status = Cube.open(str(path)).status()
+    done = int((status == DONE).sum())
+    assert 0 < done < 24  # the first flush landed, a later one hit the full disk
+    assert check(Cube.open(str(path))).ok  # what is marked done is on disk, whole
+    moved = tmp_path / "moved.zarr"
+    subprocess.run(["cp", "-r", str(path), str(moved)], check=True)
+    resumed = run(Cube.create_or_open(str(moved), sweep), SerialExecutor(), progress=False)
+    assert resumed.done == 24 - done
+    straight = str(tmp_path / "straight.zarr")
+    run(Cube.create_or_open(straight, sweep), SerialExecutor(), progress=False)
+    assert_same_cube(str(moved), straight)
+
+
+def crash_one_cell(task, *args):
+    """Kills its worker process (as a segfault would) for one cell; the others are real cells."""
+    from pipeline.cell import run_cell
+
+    if task.index == (0, 0, 1, 1, 2):
+        os._exit(1)
+    return run_cell(task, *args)
+
+
+def test_a_cell_that_keeps_killing_its_worker_fails_alone(tmp_path, ray_local):
+    import ray.cloudpickle
+
+    from pipeline.executors import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spec_path = tmp_path / "faults.toml"
+    spec_path.write_text(FAULT_SPEC)
+    sweep = spec_mod.load(spec_path)
+    path = str(tmp_path / "crash.zarr")
+    report = run(Cube.create_or_open(path, sweep), RayExecutor(max_retries=1), progress=False,
+                 cell=crash_one_cell)
+    assert report.failed == 1 and report.done == 23, report
+    failures = Cube.open(path).failures()
+    assert [tuple(f["index"]) for f in failures] == [(0, 0, 1, 1, 2)]
+    assert "died" in failures[0]["error"].lower() or "crash" in failures[0]["error"].lower(), failures
+    again = run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
+    assert again.done == 1 and (Cube.open(path).status() == DONE).all()
