@@ -157,8 +157,8 @@ class Cube:
             arr[...] = c.values
         status = group["status"]
         current = np.asarray(status[...])
-        for idx in zip(*np.nonzero(layout.not_applicable_mask(merged) & (current == PENDING))):
-            status[tuple(int(i) for i in idx)] = NOT_APPLICABLE
+        grown = np.where(layout.not_applicable_mask(merged) & (current == PENDING), NOT_APPLICABLE, current)
+        status[...] = grown.astype(np.int8)  # done chunks are rewritten with their own value
         history = list(group.attrs.get("extended", [])) + [
             _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")]
         group.attrs.update({"amsweep_spec": json.dumps(merged.canonical, sort_keys=True),
@@ -192,10 +192,8 @@ class Cube:
                                dimension_names=list(v.dims), attributes=v.attrs)
         group.create_group(SIDE)  # side files (failure records, run record) live in this group
         mask = layout.not_applicable_mask(sweep)
-        if mask.any():
-            status = group["status"]
-            for idx in zip(*np.nonzero(mask)):
-                status[tuple(int(i) for i in idx)] = NOT_APPLICABLE
+        if mask.any():  # one write; chunks equal to the fill (pending) are not stored at all
+            group["status"][...] = np.where(mask, NOT_APPLICABLE, PENDING).astype(np.int8)
         group.attrs.put(attrs)
         return cls(path, group, sweep, storage_options)
 

@@ -92,3 +92,20 @@ def test_every_bundled_sweep_is_valid():
     for path in paths:
         sweep = spec_mod.load(path)
         assert sum(1 for _ in sweep.tasks()) > 0, path
+
+
+@pytest.mark.parametrize(
+    "dataset, expected",
+    [
+        ({"kind": "mnist", "N": [400], "P": [10]}, "N=400"),
+        ({"kind": "mnist", "N": [196], "P": [5000], "P_test": 10}, "P=5000"),
+        ({"kind": "mnist", "N": [196], "P": [10], "path": "/nonexistent/mnist"}, "/nonexistent/mnist"),
+        ({"kind": "proteins", "N": [60], "P": [10]}, "N=60"),
+        ({"kind": "proteins", "P": [100000]}, "P=100000"),
+        ({"kind": "spin_glass", "N": [50], "P": [10]}, "N=50"),
+    ],
+)
+def test_data_the_dataset_cannot_provide_is_refused_at_validation(small_raw, dataset, expected):
+    small_raw["datasets"] = {"data": dataset}
+    message = error_of(small_raw)
+    assert message.startswith("datasets.data") and expected in message, message
