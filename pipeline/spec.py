@@ -173,6 +173,13 @@ def _variants(entry: str, params: dict[str, list[Any]]) -> Iterator[tuple[str, d
         yield label, values
 
 
+def _component(where: str, family: str, kind: Any):
+    try:
+        return registry.component(family, kind)
+    except KeyError as e:
+        raise SpecError(f"{where}: {e.args[0]}") from None
+
+
 def _table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(f"{where}: expected a table, got {value!r}")
@@ -185,10 +192,7 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int) -> tuple
         where = f"datasets.{entry}"
         table = dict(_table(where, table))
         kind = table.pop("kind", entry)
-        try:
-            module = registry.component("datasets", kind)
-        except KeyError as e:
-            raise SpecError(f"{where}.kind: {e.args[0]}") from None
+        module = _component(f"{where}.kind", "datasets", kind)
         other_axis = "P" if load_axis == "alpha" else "alpha"
         if other_axis in table:
             raise SpecError(f"{where}: uses {other_axis!r} but another entry uses {load_axis!r}; one sweep has one load axis")
@@ -231,15 +235,9 @@ def _rules(raw: dict[str, Any], dyn_defaults: dict[str, Any]) -> tuple[RuleVaria
         where = f"rules.{entry}"
         table = dict(_table(where, table))
         kind = table.pop("kind", entry)
-        try:
-            module = registry.component("rules", kind)
-        except KeyError as e:
-            raise SpecError(f"{where}.kind: {e.args[0]}") from None
+        module = _component(f"{where}.kind", "rules", kind)
         dyn_kind = table.pop("dynamics", getattr(module, "DEFAULT_DYNAMICS", "asynchronous"))
-        try:
-            dyn_module = registry.component("dynamics", dyn_kind)
-        except KeyError as e:
-            raise SpecError(f"{where}.dynamics: {e.args[0]}") from None
+        dyn_module = _component(f"{where}.dynamics", "dynamics", dyn_kind)
         dyn_given = {**_table(f"dynamics.{dyn_kind}", dyn_defaults.get(dyn_kind, {})),
                      **_table(f"{where}.dynamics_params", table.pop("dynamics_params", {}))}
         rule_params = resolve(where, module.PARAMS, table)

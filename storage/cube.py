@@ -65,9 +65,8 @@ def read_robust(arr, task_shape: tuple[int, ...], fill) -> tuple[np.ndarray, lis
     """The whole array in one read; if a chunk is damaged, cell by cell to find which."""
     try:
         return np.asarray(arr[...]), []
-    except Exception:  # a truncated or garbled chunk somewhere: locate it
-        pass
-    out = np.full(arr.shape, fill, dtype=arr.dtype)
+    except Exception:  # a truncated or garbled chunk somewhere: locate it below
+        out = np.full(arr.shape, fill, dtype=arr.dtype)
     bad = []
     for index in np.ndindex(*task_shape):
         try:

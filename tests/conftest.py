@@ -70,3 +70,13 @@ def assert_same_cube(a: str, b: str) -> None:
     va, vb = cube_values(a), cube_values(b)
     for name in va:
         np.testing.assert_array_equal(va[name], vb[name], err_msg=f"variable {name} differs")
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """One BLAS thread in every test, as in production cells (and threaded BLAS on a shared
+    2-core CI machine is slower, not faster)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

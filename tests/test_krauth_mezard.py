@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from pipeline.rules import krauth_mezard
 from pipeline.theory.gardner import alpha_c, alpha_c_quad, gardner_integral, kappa_max
 
 N = 200
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """One BLAS thread, as in production cells: threaded BLAS on a shared 2-core box is slow."""
-    with threadpool_limits(1):
-        yield
 
 
 def patterns(P: int, n: int, seed: int) -> np.ndarray:

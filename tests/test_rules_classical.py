@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from pipeline.dynamics import asynchronous
 from pipeline.model import NotApplicable
 from pipeline.rules import dreaming, hebb, krauth_mezard, pseudo_inverse, storkey, unlearning
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """One BLAS thread, as in production cells: threaded BLAS on a shared 2-core box is slow."""
-    with threadpool_limits(1):
-        yield
-
-
-def patterns(P: int, N: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.where(rng.random((P, N)) < 0.5, 1, -1).astype(np.int8)
+from tests.physics import patterns
 
 
 def stable_fraction(J: np.ndarray, X: np.ndarray) -> float:

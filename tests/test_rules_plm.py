@@ -5,33 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from pipeline.dynamics import asynchronous
 from pipeline.rules import hebb, plm, pseudo_inverse
+from tests.physics import patterns, corrupt
 
 DEFAULTS = {k: p.default for k, p in plm.PARAMS.items()}
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """One BLAS thread, as in production cells: threaded BLAS on a shared 2-core box is slow."""
-    with threadpool_limits(1):
-        yield
-
-
-def patterns(P: int, N: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.where(rng.random((P, N)) < 0.5, 1, -1).astype(np.int8)
-
-
-def corrupt(X: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """Flip exactly floor(rho N) distinct sites of each row."""
-    P, N = X.shape
-    idx = np.argsort(rng.random((P, N)), axis=1)[:, : int(rho * N)]
-    S = X.copy()
-    np.put_along_axis(S, idx, -np.take_along_axis(S, idx, 1), 1)
-    return S
 
 
 def stable(J: np.ndarray, X: np.ndarray) -> np.ndarray:
