@@ -27,6 +27,7 @@ class CellResult:
 
     index: tuple[int, ...]
     values: dict[str, np.ndarray]
+    couplings: np.ndarray | None = None  # only when the spec asks to store them
 
 
 def data_key(task: Task) -> tuple:
@@ -105,4 +106,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     values["train_seconds"] = np.float32(train_seconds)
     for name, series in per_noise.items():
         values[name] = np.asarray(series, dtype=np.float32)
-    return CellResult(task.index, values)
+    kept = None
+    if retrieval.get("store_couplings"):
+        kept = model.J if model.J is not None else model.memories
+    return CellResult(task.index, values, kept)

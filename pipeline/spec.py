@@ -33,6 +33,8 @@ RETRIEVAL = {
     "train_starts": Param(100, int, "training examples corrupted per noise level (at most P)", low=1),
     "test_starts": Param(100, int, "test examples corrupted per noise level (at most P_test)", low=0),
     "random_starts": Param(20, int, "random initial states per task, to probe spurious attractors", low=0),
+    "store_couplings": Param(False, bool, "also keep each task's trained couplings (or memories) in the "
+                             "cube's per-task store; N x N floats per task, so off by default"),
 }
 
 

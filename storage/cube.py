@@ -77,6 +77,11 @@ def read_robust(arr, task_shape: tuple[int, ...], fill) -> tuple[np.ndarray, lis
 
 
 
+def task_key(index: tuple[int, ...]) -> str:
+    """Name of a task's side entries: its position on (dataset, N, load, rule, seed)."""
+    return "-".join(str(i) for i in index)
+
+
 @dataclass
 class Cube:
     """An open cube and the sweep it belongs to."""
@@ -232,6 +237,8 @@ class Cube:
     def _write(self, results: list[CellResult]) -> None:
         arrays = {name: self.group[name] for name in METRICS}
         for r in results:
+            if r.couplings is not None:
+                self._write_couplings(r.index, r.couplings)
             for name, value in r.values.items():
                 target = r.index + ((slice(None),) if METRICS[name].per_noise else ())
                 arrays[name][target] = value
@@ -240,6 +247,20 @@ class Cube:
             status[r.index] = DONE
         for r in results:
             self._clear_failure(r.index)
+
+    def _write_couplings(self, index: tuple[int, ...], J: np.ndarray) -> None:
+        """Per-task arrays have a shape of their own (ragged N), so each is its own array."""
+        store = self.group.require_group(f"{SIDE}/couplings")
+        store.create_array(task_key(index), shape=J.shape, chunks=J.shape, dtype=J.dtype,
+                           overwrite=True)[...] = J
+
+    def couplings(self, index: tuple[int, ...]) -> np.ndarray:
+        """The stored couplings (or memories) of one done task."""
+        key = f"{SIDE}/couplings/{task_key(index)}"
+        if key not in self.group:
+            raise KeyError(f"no couplings stored for {self.coords_of(index)}; the spec must set "
+                           "[retrieval] store_couplings = true before the task runs")
+        return np.asarray(self.group[key][...])
 
     def mark(self, index: tuple[int, ...], state: int, error: str | None = None) -> None:
         """Record a failed or not-applicable task; the error text goes to a side file."""
@@ -255,7 +276,7 @@ class Cube:
     def failures(self) -> list[dict[str, Any]]:
         """Side records of failed and not-applicable tasks, with their coordinates."""
         fs, root = filesystem(self.path, self.storage_options)
-        folder = f"{root}/_amsweep/failures"
+        folder = f"{root}/{SIDE}/failures"
         if not fs.exists(folder):
             return []
         out = []
@@ -272,7 +293,7 @@ class Cube:
                 "rule": s.rules[i_r].label, "seed": s.seeds[i_s]}
 
     def _failure_key(self, root: str, index: tuple[int, ...]) -> str:
-        return f"{root}/_amsweep/failures/" + "-".join(str(i) for i in index) + ".json"
+        return f"{root}/{SIDE}/failures/{task_key(index)}.json"
 
     def _clear_failure(self, index: tuple[int, ...]) -> None:
         fs, root = filesystem(self.path, self.storage_options)

@@ -98,3 +98,22 @@ def summarize(frame: pd.DataFrame, metric: str, over: str = "seed") -> pd.DataFr
     g = frame.groupby(keys, dropna=False)[metric]
     out = g.agg(["mean", "sem", "count"]).reset_index()
     return out.rename(columns={"mean": metric, "sem": f"{metric}_sem", "count": "n"})
+
+
+def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:
+    """Couplings (or memories) of the task at ``coords`` (dataset, N, alpha|P, rule, seed values),
+    from a cube whose spec set ``[retrieval] store_couplings = true``."""
+    from storage.cube import Cube
+
+    cube = Cube.open(path, storage_options, mode="r")
+    s = cube.sweep
+    axes = {"dataset": [d.label for d in s.datasets], "N": list(s.N_values),
+            s.load_axis: list(s.load_values), "rule": [r.label for r in s.rules], "seed": list(s.seeds)}
+    missing = [k for k in axes if k not in coords]
+    if missing:
+        raise KeyError(f"give a value for {missing}; a task is fixed by {list(axes)}")
+    try:
+        index = tuple(axes[k].index(coords[k]) for k in axes)
+    except ValueError:
+        raise KeyError(f"no task at {coords}; axes are {axes}") from None
+    return cube.couplings(index)

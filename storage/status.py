@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from storage.cube import Cube, filesystem, put_bytes
+from storage.cube import SIDE, Cube, filesystem, put_bytes
 from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 
 def run_record_key(cube: Cube) -> tuple[Any, str]:
     fs, root = filesystem(cube.path, cube.storage_options)
-    return fs, f"{root}/_amsweep/run.json"
+    return fs, f"{root}/{SIDE}/run.json"
 
 
 def save_run_record(cube: Cube, record: dict[str, Any]) -> None:

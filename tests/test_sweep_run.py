@@ -185,3 +185,21 @@ def test_removing_values_is_refused(tmp_path, small_raw):
     fewer["seeds"] = [0]
     with pytest.raises(CubeError, match=r"seeds: \[1\] removed"):
         Cube.create_or_open(path, spec_mod.from_dict(fewer))
+
+
+def test_couplings_are_stored_per_task_when_asked(tmp_path, small_raw):
+    from pipeline.cell import make_data, train
+    from storage.query import load_couplings
+
+    small_raw["retrieval"]["store_couplings"] = True
+    sweep = spec_mod.from_dict(small_raw)
+    path = str(tmp_path / "J.zarr")
+    run_serial(path, sweep)
+    task = next(t for t in sweep.tasks() if t.rule.label == "plm" and t.load == 0.3 and t.seed == 1)
+    stored = load_couplings(path, {"dataset": "random", "N": 48, "alpha": 0.3, "rule": "plm", "seed": 1})
+    again = train(task, make_data(task, sweep.root_seed), sweep.root_seed).J
+    np.testing.assert_array_equal(stored, again)  # the very couplings the metrics came from
+    assert stored.shape == (48, 48) and np.all(np.diag(stored) == 0)
+    assert cube_values(path)["m_train"].shape == (1, 1, 2, 2, 2, 2)  # metrics unaffected
+    with pytest.raises(KeyError, match="give a value for"):
+        load_couplings(path, {"dataset": "random"})
