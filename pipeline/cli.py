@@ -41,7 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if todo == 0:
         print("nothing to do: every task is done (see `amsweep status`)")
         return 0
-    executor = SerialExecutor() if args.serial else RayExecutor(address=args.address, workers=args.workers)
+    try:
+        executor = SerialExecutor() if args.serial else RayExecutor(address=args.address, workers=args.workers)
+    except KeyboardInterrupt:
+        print("interrupted while starting: nothing ran; run the same command again to start")
+        return 130
     try:
         report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet)
     finally:

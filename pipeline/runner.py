@@ -49,6 +49,7 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
     jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
     buffer: list[CellResult] = []
     last_flush = t_start = time.monotonic()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     def flush() -> None:
         nonlocal last_flush
@@ -60,8 +61,9 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
         last_flush = time.monotonic()
         save_run_record(cube, {"done": report.done, "seconds": last_flush - t_start,
                                "executor": executor.name, "workers": executor.workers,
-                               "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                               "started": started, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
+    flush()  # the run record says from the start that a run is under way
     bar = tqdm(total=len(tasks), unit="task", disable=not progress, dynamic_ncols=True,
                desc=f"{sweep.name} [{executor.name}]")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -153,13 +154,17 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    first = proc.stdout.readline()
-    assert "task(s) to run" in first, first
-    time.sleep(6.0)
+    record = Path(out, "_amsweep", "run.json")
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:  # until the first results are flushed
+        if record.exists() and json.loads(record.read_text())["done"] > 0:
+            break
+        time.sleep(0.1)
     assert proc.poll() is None, "the sweep ended before Ctrl-C"
     proc.send_signal(signal.SIGINT)
     text, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, text
+    assert "task(s) to run" in text
     assert "interrupted: finished results are saved" in text, text
     sweep = spec_mod.load(spec_path)
     done = int((Cube.open(out).status() == DONE).sum())
