@@ -101,6 +101,9 @@ class RayExecutor:
                 "log_to_driver": True,
             }
             if address is None:
+                # "local": always a fresh Ray on this machine, never a cluster that `ray start`
+                # left behind (ray.init() would otherwise join it, alive or dead).
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address

@@ -51,7 +51,7 @@ def ray_local():
 
     from pipeline.executors import PINNED_THREADS
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
              runtime_env={"env_vars": dict(PINNED_THREADS)})
     yield ray
     ray.shutdown()

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,6 +92,11 @@ def two_node_cluster(tmp_path):
         if worker is not None:
             kill_node(worker)
         kill_node(head)
+        # `ray stop` would remove Ray's pointer to the latest cluster, but it would also stop every
+        # other Ray on the machine; the nodes were killed instead, so drop the pointer if it is ours.
+        pointer = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
+        if pointer.exists() and pointer.read_text().strip() == address:
+            pointer.unlink()
 
 
 def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):

@@ -1,0 +1,239 @@
+"""Standard figures of a cube: heatmaps over any two axes and lines against the load, per rule.
+
+Each figure is written twice, as PNG (for the README and reports) and SVG (for papers), from a
+table averaged over replicas: heatmaps show the seed mean (or the majority class), line plots
+show the seed mean with standard-error bars. The functions take a cube selection and a value
+name (a stored metric or a derived one, see ``analysis.derived``) and refuse to average over
+an axis that still varies, naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from analysis import classify, derived, tables  # noqa: E402
+from analysis.labels import axis_label, value_label  # noqa: E402
+
+DPI = 100
+MAX_COLUMNS = 4
+LOG_SPAN = 20.0
+PANEL = "panel"
+
+
+def save(fig: plt.Figure, out: str | Path) -> Path:
+    """Write ``out`` as .png and .svg; return the PNG path.
+
+    A name such as 'rf_alpha_D=0.1' has no real suffix: '.png' is appended, not substituted.
+    """
+    out = Path(out)
+    png = out.with_suffix(".png") if out.suffix.lower() in (".png", ".svg") else Path(f"{out}.png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=DPI)
+    fig.savefig(png.with_suffix(".svg"))
+    plt.close(fig)
+    return png
+
+
+def add_panel_column(frame: pd.DataFrame, panel: str | Sequence[str] | None) -> pd.DataFrame:
+    """A single ``panel`` column naming each panel ('mnist, N=196'); one panel if None."""
+    frame = frame.copy()
+    cols = [panel] if isinstance(panel, str) else list(panel or [])
+    if not cols:
+        frame[PANEL] = ""
+        return frame
+    for c in cols:
+        if c not in frame.columns:
+            raise KeyError(f"no column {c!r} to make panels of; available: {', '.join(map(str, frame.columns))}")
+
+    def name(row: pd.Series) -> str:
+        return ", ".join(str(row[c]) if c in ("rule", "dataset") else f"{c}={_fmt(row[c])}" for c in cols)
+
+    frame[PANEL] = frame.apply(name, axis=1) if len(frame) else pd.Series(dtype=str)
+    return frame
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
+    nrows = int(np.ceil(n / MAX_COLUMNS))
+    ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(width * ncols, min_width), height * nrows),
+                             squeeze=False, constrained_layout=True)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+def _positions(values: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
+    """Numeric axis values as they are; anything else as 0..k-1 with tick labels."""
+    if values.dtype.kind in "iuf":
+        return values.astype(float), None
+    return np.arange(len(values), dtype=float), [str(v) for v in values]
+
+
+def _log_scale(values: np.ndarray) -> bool:
+    """A positive numeric grid spanning more than LOG_SPAN (alpha 0.05..30) is shown on a log axis."""
+    if values.dtype.kind not in "iuf" or len(values) < 3:
+        return False
+    v = values.astype(float)
+    return bool(np.all(v > 0) and v.max() / v.min() >= LOG_SPAN)
+
+
+def _cell_edges(centres: np.ndarray, log: bool) -> np.ndarray:
+    return np.exp(_edges(np.log(centres))) if log else _edges(centres)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges for pcolormesh from (possibly uneven) cell centres."""
+    if len(centres) == 1:
+        half = 0.5 * abs(centres[0]) if centres[0] else 0.5
+        return np.array([centres[0] - half, centres[0] + half])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def plot_heatmaps(table: pd.DataFrame, value: str, x: str, y: str, out: str | Path, title: str = "",
+                  categorical: bool = False) -> Path:
+    """One heatmap per panel of an aggregated table (columns panel, x, y, value)."""
+    panels = list(dict.fromkeys(table[PANEL]))
+    fig, axes = _grid(len(panels), 3.9, 3.3)
+    if categorical:
+        codes = sorted(classify.CLASS_NAMES)
+        cmap = ListedColormap([classify.CLASS_COLORS[c] for c in codes])
+        norm = BoundaryNorm(np.arange(len(codes) + 1) - 0.5, cmap.N)
+        style = {"cmap": cmap, "norm": norm}
+    else:
+        finite = table[value].to_numpy(dtype=float)
+        style = {"cmap": "viridis", "vmin": float(np.nanmin(finite)), "vmax": float(np.nanmax(finite))}
+    xs_all, ys_all = np.sort(table[x].unique()), np.sort(table[y].unique())
+    image = None
+    for ax, name in zip(axes, panels):
+        grid = (table[table[PANEL] == name].pivot(index=y, columns=x, values=value)
+                .reindex(index=ys_all, columns=xs_all))
+        xp, xt = _positions(grid.columns.to_numpy())
+        yp, yt = _positions(grid.index.to_numpy())
+        xlog, ylog = _log_scale(grid.columns.to_numpy()), _log_scale(grid.index.to_numpy())
+        image = ax.pcolormesh(_cell_edges(xp, xlog), _cell_edges(yp, ylog),
+                              np.ma.masked_invalid(grid.to_numpy(dtype=float)), shading="flat", **style)
+        if xlog:
+            ax.set_xscale("log")
+        if ylog:
+            ax.set_yscale("log")
+        if xt is not None:
+            ax.set_xticks(xp, xt, rotation=45, ha="right", fontsize=7)
+        if yt is not None:
+            ax.set_yticks(yp, yt, fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(axis_label(x), fontsize=8)
+        ax.set_ylabel(axis_label(y), fontsize=8)
+    if categorical:
+        handles = [Patch(color=classify.CLASS_COLORS[c], label=classify.CLASS_NAMES[c]) for c in codes]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    elif image is not None:
+        fig.colorbar(image, ax=list(axes[: len(panels)]), label=f"{value} (seed mean)", shrink=0.9, pad=0.01)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, out)
+
+
+def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out: str | Path,
+               title: str = "", ylabel: str | None = None) -> Path:
+    """Lines of one or more values against x, one colour per hue, one panel per panel value."""
+    panels = list(dict.fromkeys(table[PANEL]))
+    hues = list(dict.fromkeys(table[hue]))
+    colors = {h: f"C{i % 10}" for i, h in enumerate(hues)}
+    dashes = ["-", "--", ":", "-."]
+    fig, axes = _grid(len(panels), 4.0, 3.4, min_width=6.0)
+    xlog = _log_scale(np.sort(table[x].unique()))
+    for ax, name in zip(axes, panels):
+        part = table[table[PANEL] == name]
+        if xlog:
+            ax.set_xscale("log")
+        for k, v in enumerate(values):
+            for h in hues:
+                line = part[(part[hue] == h) & part[v].notna()].sort_values(x)
+                if line.empty:
+                    continue
+                label = str(h) if len(values) == 1 else f"{h}: {v}"
+                ax.errorbar(line[x], line[v], yerr=line[f"{v}_sem"].fillna(0.0), color=colors[h],
+                            ls=dashes[k % len(dashes)], marker="o", ms=3, capsize=2, lw=1.2, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(axis_label(x), fontsize=8)
+        ax.set_ylabel(ylabel or value_label(values[0]), fontsize=8)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1: len(panels)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(fig, labels), fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, out)
+
+
+def _legend_columns(fig: plt.Figure, labels: list[str]) -> int:
+    """As many columns as fit the figure's width (8-pt text ~0.075 in a character, plus the handle)."""
+    column = 0.075 * max(len(lab) for lab in labels) + 0.8
+    fit = int(fig.get_size_inches()[0] // column)
+    return max(1, min(len(labels), fit, 4))
+
+
+def heatmap_figure(ds: xr.Dataset, value: str, x: str, y: str, out: str | Path,
+                   panel: str | Sequence[str] | None = "rule", at: dict[str, Any] | None = None,
+                   title: str | None = None) -> Path:
+    """Heatmap of ``value`` (metric, basin, class, gen_gap) over columns x and y, one per panel.
+
+    ``at`` fixes other columns (e.g. {"noise": 0.1, "N": 200}); any axis left varying that is
+    not x, y or a panel is an error, so nothing is averaged over silently except seeds.
+    """
+    frame = add_panel_column(tables.restrict(derived.value_frame(ds, value), at), panel)
+    if frame.empty:
+        raise ValueError(f"no done task has a value of {value!r} in this selection")
+    table = derived.aggregate(frame, ds, value, [PANEL, y, x])
+    where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
+    default = f"{ds.attrs.get('title', '')}: {value_label(value)}" + (f" at {where}" if where else "")
+    return plot_heatmaps(table, value, x, y, out, title if title is not None else default,
+                         categorical=value in derived.CATEGORICAL)
+
+
+def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x: str | None = None,
+                hue: str = "rule", panel: str | Sequence[str] | None = None,
+                at: dict[str, Any] | None = None, title: str | None = None) -> Path:
+    """Seed mean +- standard error of one or more values against x (default: the load axis)."""
+    values = [values] if isinstance(values, str) else list(values)
+    if derived.CATEGORICAL & set(values):
+        raise ValueError(f"{sorted(derived.CATEGORICAL & set(values))} is categorical: show it as a heatmap")
+    x = x or tables.load_axis(ds)
+    table = None
+    for v in values:
+        frame = add_panel_column(tables.restrict(derived.value_frame(ds, v), at), panel)
+        if frame.empty:
+            continue
+        part = derived.aggregate(frame, ds, v, [PANEL, hue, x]).drop(columns=["n"])
+        table = part if table is None else table.merge(part, on=[PANEL, hue, x], how="outer")
+    if table is None:
+        raise ValueError(f"no done task has a value of {values} in this selection")
+    for v in values:
+        if v not in table.columns:
+            table[v], table[f"{v}_sem"] = np.nan, np.nan
+    where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
+    what = value_label(values[0]) if len(values) == 1 else " and ".join(values)
+    default = f"{ds.attrs.get('title', '')}: {what}" + (f" at {where}" if where else "")
+    styles = ["solid", "dashed", "dotted", "dash-dot"]
+    ylabel = value_label(values[0]) if len(values) == 1 else \
+        "overlap (" + ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values)) + ")"
+    return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel)

@@ -1,0 +1,232 @@
+"""A cube's standard report: every standard figure it supports plus a Markdown summary.
+
+The figures are chosen from what the cube holds: only axes with more than one value are
+plotted against, only metrics with data are shown, and only done tasks count, so the same call
+works on a finished paper sweep, on a half-finished one and on a two-task smoke test. A figure
+that cannot be drawn is listed with its reason instead of stopping the report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from analysis import classify, figures, summary, tables
+from storage import query
+
+MAX_DATASETS = 6  # panels of one line figure: datasets x N values
+MAX_N = 3
+MAX_PHASE_FACETS = 4  # (load x noise) heatmap figures, one per (dataset, N)
+
+
+@dataclass
+class Figures:
+    """Figures made so far (caption, PNG path) and those that could not be made (reason)."""
+
+    out: Path
+    made: list[tuple[str, Path]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def add(self, caption: str, name: str, draw: Callable[[Path], Path]) -> None:
+        try:
+            self.made.append((caption, draw(self.out / slug(name))))
+        except (ValueError, KeyError) as e:
+            self.skipped.append(f"{caption}: {e.args[0] if e.args else e}")
+
+
+def slug(text: str) -> str:
+    """A file-name stem: letters, digits, '_', '-' and '='; a '.' would read as a suffix."""
+    return re.sub(r"[^A-Za-z0-9_=-]+", "_", text.replace(".", "p")).strip("_")
+
+
+def _spread(values: list, k: int) -> list:
+    """At most k values, evenly spread and including both ends."""
+    if len(values) <= k:
+        return list(values)
+    return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, k).round().astype(int))]
+
+
+def _facets(ds: xr.Dataset, frame: pd.DataFrame) -> tuple[xr.Dataset, list[str], list[tuple[str, int]]]:
+    """Narrow to a readable number of (dataset, N) facets; the facet columns that vary."""
+    datasets = _spread(list(dict.fromkeys(frame["dataset"])), MAX_DATASETS)
+    Ns = _spread(sorted(frame["N"].unique().tolist()), MAX_N)
+    ds = query.select(ds, {"dataset": datasets, "N": [str(n) for n in Ns]})
+    pairs = [(d, int(n)) for d, n in frame[["dataset", "N"]].drop_duplicates().itertuples(index=False)
+             if d in datasets and n in Ns]
+    cols = [c for c, v in (("dataset", datasets), ("N", Ns)) if len(v) > 1]
+    return ds, cols, pairs
+
+
+def _dataset_coordinates(ds: xr.Dataset, frame: pd.DataFrame) -> list[str]:
+    """Numeric per-variant dataset parameters that vary (alpha_D, temperature, ...)."""
+    out = []
+    for name, coord in ds.coords.items():
+        if name in ds.dims or coord.dims != ("dataset",) or coord.dtype.kind not in "iuf":
+            continue
+        if name in frame.columns and frame[name].nunique() > 1:
+            out.append(name)
+    return out
+
+
+def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
+    """Draw every standard figure the cube supports into ``out``."""
+    figs = Figures(out)
+    load = tables.load_axis(ds)
+    base = tables.tidy(ds, ["m_train"])
+    has = {m: tables.has_data(ds, m) for m in ("m_test", "test_best_train", "test_best_feature",
+                                               "fixed_point_fraction", "coupling_similarity")}
+    sel, panel, pairs = _facets(ds, base)
+    rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
+    multi_load = base[load].nunique() > 1
+    multi_noise = base["noise"].nunique() > 1
+    at_clean = {"noise": clean}
+    overlaps = ["m_train", "m_test"] if has["m_test"] else ["m_train"]
+    if multi_load:
+        for level in dict.fromkeys([clean, rho]):
+            figs.add(f"Final overlap from training (solid) and test (dashed) starts against {load}, "
+                     f"noise {level:g}", f"overlaps_vs_load_noise{level:g}",
+                     lambda p, lv=level: figures.line_figure(sel, overlaps, p, panel=panel, at={"noise": lv}))
+        if multi_noise:
+            figs.add(f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
+                     "levels (mean and standard error over seeds)",
+                     "basin_vs_load", lambda p: figures.line_figure(sel, "basin_interp", p, panel=panel))
+        if has["fixed_point_fraction"]:
+            figs.add(f"Fraction of training examples that are fixed points against {load}",
+                     "fixed_points_vs_load",
+                     lambda p: figures.line_figure(sel, "fixed_point_fraction", p, panel=panel))
+        if has["m_test"] and has["test_best_train"]:
+            figs.add(f"Generalization gap m_test - best overlap with a training example, noise {clean:g} "
+                     "(> 0: test starts end nearer their own example)", "gen_gap_vs_load",
+                     lambda p: figures.line_figure(sel, "gen_gap", p, panel=panel, at=at_clean))
+        if has["test_best_feature"]:
+            figs.add(f"Test starts: best |overlap| of the attractor with a hidden feature, noise {clean:g}",
+                     "feature_overlap_vs_load",
+                     lambda p: figures.line_figure(sel, "test_best_feature", p, panel=panel, at=at_clean))
+        if has["coupling_similarity"]:
+            figs.add("Cosine similarity of learned and true couplings against " + load,
+                     "coupling_similarity_vs_load",
+                     lambda p: figures.line_figure(sel, "coupling_similarity", p, panel=panel))
+    elif multi_noise:
+        figs.add("Final overlap from training (solid) and test (dashed) starts against noise",
+                 "overlaps_vs_noise",
+                 lambda p: figures.line_figure(sel, overlaps, p, x="noise", panel=panel))
+    if multi_load and multi_noise:
+        for dataset, N in pairs[:MAX_PHASE_FACETS]:
+            where = {"dataset": dataset, "N": N}
+            tag = f"{dataset}_N{N}"
+            for value in ["m_train"] + (["m_test", "class"] if has["m_test"] and has["test_best_train"] else []):
+                figs.add(f"{value} over ({load}, noise), {dataset}, N={N}", f"phase_{value}_{tag}",
+                         lambda p, v=value, w=where: figures.heatmap_figure(ds, v, load, "noise", p, at=w))
+        if len(pairs) > MAX_PHASE_FACETS:
+            figs.skipped.append(f"phase heatmaps of {len(pairs) - MAX_PHASE_FACETS} more (dataset, N) "
+                                "pairs: draw them with analysis.figures.heatmap_figure")
+    _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
+    return figs
+
+
+def _coordinate_heatmaps(ds: xr.Dataset, base: pd.DataFrame, figs: Figures, has: dict[str, bool],
+                         load: str, noise: float, multi_load: bool) -> None:
+    """Heatmaps over (load, c) at one noise level for a swept numeric dataset parameter c (alpha_D)."""
+    values = ["m_train"] + (["m_test", "gen_gap", "class"] if has["m_test"] and has["test_best_train"] else [])
+    values += ["test_best_feature"] if has["test_best_feature"] else []
+    for c in _dataset_coordinates(ds, base):
+        others = [o for o in _dataset_coordinates(ds, base) if o != c]
+        groups = base.drop_duplicates(subset=["dataset_entry", "N", *others])
+        for _, g in groups.head(MAX_PHASE_FACETS).iterrows():
+            where = {"dataset_entry": g["dataset_entry"], "N": int(g["N"]),
+                     **{o: g[o] for o in others if np.isfinite(g[o])}}
+            x, y = (load, c) if multi_load else (c, "noise")
+            fixed = {**where, "noise": noise} if multi_load else where
+            tag = slug("_".join(f"{k}{v}" for k, v in where.items()))
+            for value in values:
+                figs.add(f"{value} over ({x}, {y}), " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
+                         f"{value}_{x}_{y}_{tag}",
+                         lambda p, v=value, f=fixed, xx=x, yy=y: figures.heatmap_figure(ds, v, xx, yy, p, at=f))
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "—" if not np.isfinite(v) else f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def _axes_lines(ds: xr.Dataset) -> list[str]:
+    def show(values) -> str:
+        values = list(values)
+        text = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:12])
+        return text + (f", ... ({len(values)} values)" if len(values) > 12 else "")
+
+    load = tables.load_axis(ds)
+    return [f"- {dim}: {show(ds[dim].values.tolist())}" for dim in ("dataset", "N", load, "rule", "noise")] + [
+        f"- seeds: {len(ds['seed'])}"]
+
+
+def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
+    """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path."""
+    ds = query.open_cube(str(cube_path))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = tables.status_counts(ds)
+    lines = [f"# {ds.attrs.get('title', 'sweep')}", "", ds.attrs.get("description", ""), "",
+             f"- cube: `{cube_path}`",
+             f"- spec hash: `{ds.attrs.get('amsweep_spec_hash')}` (amsweep {ds.attrs.get('amsweep_version')}, "
+             f"created {ds.attrs.get('created')})",
+             "- tasks: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+             + " (only done tasks enter the numbers and figures below)", "", "## Axes", "", *_axes_lines(ds), ""]
+    if counts["done"] == 0:
+        lines += ["No task is done yet: nothing to summarise."]
+    else:
+        lines += _results(ds, out)
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _results(ds: xr.Dataset, out: Path) -> list[str]:
+    load = tables.load_axis(ds)
+    rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
+    keys = summary.key_numbers(ds, rho, clean)
+    lines = ["## Key numbers", "", "Means over seeds.", ""]
+    lines += [_markdown_table(keys), "",
+              f"- `{load}_retrieval`: largest {load} up to which every grid point has mean m_train >= 0.99 "
+              f"from starts at noise {rho:g} (initial overlap {1 - 2 * rho:g});",
+              f"- `{load}_fixed_points`: the same for the fraction of training examples that are fixed points;",
+              f"- `{load}_generalizing`: smallest {load} whose majority class over seeds is generalizing, "
+              f"at noise {clean:g};",
+              f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its "
+              "majority class.",
+              f"- Classes (analysis/classify.py): generalizing = m_test >= {classify.SPECIFIC} and "
+              f"m_test >= test_best_train + {classify.MARGIN}; memorizing = m_train >= {classify.RETRIEVED}, "
+              f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}.", ""]
+    if ds["noise"].size > 1:
+        basin = summary.basin_table(ds)
+        if not basin.empty:
+            lines += ["## Basin size", "",
+                      "`1 - m_in*`, with `m_in*` the smallest initial overlap from which the mean final overlap "
+                      "is still >= 0.99, the 0.99 crossing interpolated linearly between the last retrieved "
+                      "noise level and the next; mean ± standard error over seeds. "
+                      f"A basin of 2 x max(noise) = {2 * float(ds['noise'].max()):g} means retrieval at every "
+                      "noise level of the grid: the true basin may be wider.",
+                      "", _markdown_table(basin), ""]
+    figs = standard_figures(ds, out)
+    lines += ["## Figures", ""]
+    for caption, png in figs.made:
+        caption = caption.replace("*", r"\*")
+        alt = caption.replace("[", "(").replace("]", ")")  # brackets would end the alt text early
+        lines += [f"### {caption}", "", f"![{alt}]({png.name})", "",
+                  f"Vector version: [{png.with_suffix('.svg').name}]({png.with_suffix('.svg').name})", ""]
+    if figs.skipped:
+        lines += ["## Figures not made", "", *[f"- {s}" for s in figs.skipped], ""]
+    return lines

@@ -1,0 +1,181 @@
+"""Tidy tables from a cube selection: one row per (task, noise), every metric and coordinate a column.
+
+Derived quantities (basins, classes) combine per-noise metrics, per-task metrics and
+coordinates that live on different axes of the cube; in one long table they are ordinary
+columns, and averaging over replicas is an ordinary group-by. Cubes are read only through
+``storage.query``, so only done tasks ever appear.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipeline.metrics import METRICS
+from storage import query
+from storage.layout import STATUS_NAMES
+
+
+def load_axis(ds: xr.Dataset) -> str:
+    """The cube's load dimension: ``alpha`` or ``P`` (a sweep has exactly one)."""
+    return "alpha" if "alpha" in ds.dims else "P"
+
+
+def task_dims(ds: xr.Dataset) -> list[str]:
+    """Dimensions that identify a task (training run); noise is an evaluation axis."""
+    return ["dataset", "N", load_axis(ds), "rule", "seed"]
+
+
+def spec_of(ds: xr.Dataset) -> dict[str, Any]:
+    """The canonical spec stored in the cube (the structure of datasets and rules)."""
+    return json.loads(ds.attrs["amsweep_spec"])
+
+
+def status_counts(ds: xr.Dataset) -> dict[str, int]:
+    """Tasks per state, over the whole selection."""
+    status = np.asarray(ds["status"].values)
+    return {name: int(np.sum(status == code)) for code, name in STATUS_NAMES.items()}
+
+
+def component_table(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per dataset label and per rule label: kind, spec entry and dynamics, from the spec.
+
+    Taken from the stored spec rather than the cube's coordinates so that rule and dataset
+    families are known even where a coordinate is missing (a spec entry with a single variant).
+    """
+    spec = spec_of(ds)
+    datasets = pd.DataFrame([{"dataset": d["label"], "dataset_kind": d["kind"], "dataset_entry": d["entry"]}
+                             for d in spec["datasets"]])
+    rules = pd.DataFrame([{"rule": r["label"], "rule_kind": r["kind"], "rule_entry": r["entry"],
+                           "dynamics": r["dynamics"]} for r in spec["rules"]])
+    return datasets, rules
+
+
+def coordinate_frames(ds: xr.Dataset, dims: Sequence[str]) -> list[pd.DataFrame]:
+    """Non-dimension coordinates living on a subset of ``dims`` (P, alpha_D, lr, ...), one table each."""
+    frames = []
+    for name, coord in ds.coords.items():
+        if name in ds.dims or not coord.dims or not set(coord.dims) <= set(dims):
+            continue
+        bare = xr.DataArray(coord.variable, coords={d: ds[d].values for d in coord.dims}, name=name)
+        frames.append(bare.to_series().reset_index())
+    return frames
+
+
+def _attach(frame: pd.DataFrame, ds: xr.Dataset) -> pd.DataFrame:
+    """Add coordinate columns and component columns to a table keyed by dimensions."""
+    for coords in coordinate_frames(ds, [c for c in frame.columns if c in ds.dims]):
+        name = coords.columns[-1]
+        if name not in frame.columns:
+            frame = frame.merge(coords, on=list(coords.columns[:-1]), how="left")
+    datasets, rules = component_table(ds)
+    for extra, key in ((datasets, "dataset"), (rules, "rule")):
+        if key in frame.columns:
+            new = [c for c in extra.columns if c == key or c not in frame.columns]
+            frame = frame.merge(extra[new], on=key, how="left")
+    return frame
+
+
+def has_data(ds: xr.Dataset, metric: str) -> bool:
+    """True when some done task holds a finite value of ``metric``."""
+    return bool(np.isfinite(query.done_values(ds, metric).values).any())
+
+
+def tidy(ds: xr.Dataset, metrics: Sequence[str]) -> pd.DataFrame:
+    """One table of several metrics over done tasks.
+
+    Per-noise metrics give one row per (task, noise); per-task metrics are repeated on every
+    noise row of their task (or give one row per task if no per-noise metric is asked for).
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {unknown}; available: {', '.join(METRICS)}")
+    if not metrics:
+        raise ValueError("tidy() needs at least one metric")
+    order = sorted(metrics, key=lambda m: not METRICS[m].per_noise)  # per-noise first
+    out: pd.DataFrame | None = None
+    for m in order:
+        keys = list(ds[m].dims)
+        part = query.to_frame(ds, m)[keys + [m]]
+        if out is None:
+            out = part
+        else:
+            on = [k for k in keys if k in out.columns]
+            out = out.merge(part, on=on, how="outer")
+    return _attach(out.reset_index(drop=True), ds)
+
+
+def axes_of(frame: pd.DataFrame, ds: xr.Dataset) -> list[str]:
+    """The cube dimensions present as columns of a table (task dims and noise)."""
+    return [d for d in task_dims(ds) + ["noise"] if d in frame.columns]
+
+
+def check_fixed(frame: pd.DataFrame, keys: Sequence[str], axes: Sequence[str], over: str = "seed") -> None:
+    """Refuse to average silently over an axis that still varies within a group of ``keys``.
+
+    An axis that is a function of the keys (the dataset axis when alpha_D is a key) is fine:
+    it is constant inside each group.
+    """
+    keys = list(keys)
+    for axis in axes:
+        if axis in keys or axis == over or axis not in frame.columns:
+            continue
+        counts = frame.groupby(keys, dropna=False)[axis].nunique() if keys else pd.Series(
+            [frame[axis].nunique()])
+        if len(counts) and int(counts.max()) > 1:
+            values = sorted(frame[axis].dropna().unique().tolist(), key=str)[:8]
+            raise ValueError(f"the selection still varies along {axis!r} ({values}); select one value "
+                             f"(query.select or --where {axis}=...) or make it an axis or a panel")
+
+
+def seed_stats(frame: pd.DataFrame, value: str, keys: Sequence[str], over: str = "seed") -> pd.DataFrame:
+    """Mean, standard error (ddof 1) and count of ``value`` across replicas, per group of keys."""
+    data = frame.dropna(subset=[value])
+    g = data.groupby(list(keys), dropna=False)[value]
+    out = g.agg(["mean", "sem", "count"]).reset_index()
+    return out.rename(columns={"mean": value, "sem": f"{value}_sem", "count": "n"})
+
+
+def seed_mode(frame: pd.DataFrame, value: str, keys: Sequence[str]) -> pd.DataFrame:
+    """Most frequent value of a categorical column across replicas; ties go to the lower code.
+
+    The lower code is the weaker capability (no retrieval < ... < generalizing), so a tie never
+    claims more than half of the replicas show. ``agree`` is the fraction of replicas in the mode.
+    """
+    data = frame.dropna(subset=[value])
+
+    def mode(x: pd.Series) -> pd.Series:
+        counts = x.value_counts()
+        top = counts[counts == counts.max()].index.min()
+        return pd.Series({value: float(top), "agree": float(counts.max() / counts.sum()), "n": int(counts.sum())})
+
+    rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,))), **mode(g[value]).to_dict()}
+            for k, g in data.groupby(list(keys), dropna=False)]
+    return pd.DataFrame(rows, columns=list(keys) + [value, "agree", "n"])
+
+
+def nearest(values: Sequence[float], target: float) -> float:
+    """The grid value closest to ``target`` (ties: the smaller)."""
+    arr = np.sort(np.asarray(values, dtype=float))
+    return float(arr[np.argmin(np.abs(arr - target))])
+
+
+def restrict(frame: pd.DataFrame, at: dict[str, Any] | None) -> pd.DataFrame:
+    """Rows whose columns equal the given values (floats compared with a relative tolerance)."""
+    for key, value in (at or {}).items():
+        if key not in frame.columns:
+            raise KeyError(f"no column {key!r} to fix; available: {', '.join(map(str, frame.columns))}")
+        col = frame[key]
+        if col.dtype.kind in "iuf" and isinstance(value, (int, float)):
+            keep = np.isclose(col.to_numpy(dtype=float), float(value), rtol=1e-9, atol=1e-12)
+        else:
+            keep = col.astype(str) == str(value)
+        if not keep.any():
+            raise KeyError(f"{key} = {value!r} not in this table; values: "
+                           f"{sorted(col.dropna().unique().tolist(), key=str)[:10]}")
+        frame = frame[keep]
+    return frame
