@@ -93,10 +93,10 @@ def _log_scale(values: np.ndarray) -> bool:
 
 
 def _cell_edges(centres: np.ndarray, log: bool) -> np.ndarray:
-    return np.exp(_edges(np.log(centres))) if log else _edges(centres)
+    return np.exp(edges(np.log(centres))) if log else edges(centres)
 
 
-def _edges(centres: np.ndarray) -> np.ndarray:
+def edges(centres: np.ndarray) -> np.ndarray:
     """Cell edges for pcolormesh from (possibly uneven) cell centres."""
     if len(centres) == 1:
         half = 0.5 * abs(centres[0]) if centres[0] else 0.5

@@ -18,20 +18,9 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from pipeline.metrics import METRICS  # noqa: E402
+from analysis.figures import edges  # noqa: E402
+from analysis.labels import axis_label  # noqa: E402
 from storage import query  # noqa: E402
-
-LABELS = {
-    "alpha": r"load $\alpha = P/N$",
-    "noise": r"noise $\rho$ (initial overlap $1-2\rho$)",
-    "alpha_D": r"feature density $\alpha_D = D/N$",
-    "N": "N (neurons)",
-    "P": "P (training examples)",
-}
-
-
-def axis_label(name: str) -> str:
-    return LABELS.get(name, name)
-
 
 def aggregate(ds: xr.Dataset, metric: str, keys: list[str]) -> pd.DataFrame:
     """Mean and standard error of a metric over replicas, grouped by ``keys``.
@@ -72,7 +61,7 @@ def phase_figure(ds: xr.Dataset, metric: str = "m_train", x: str = "alpha", y: s
     for ax, rule in zip(axes, rules):
         grid = table[table["rule"] == rule].pivot(index=y, columns=x, values="mean")
         xs, yv = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
-        image = ax.pcolormesh(_edges(xs), _edges(yv), grid.to_numpy(dtype=float), shading="flat",
+        image = ax.pcolormesh(edges(xs), edges(yv), grid.to_numpy(dtype=float), shading="flat",
                               cmap="viridis", vmin=vmin, vmax=vmax)
         ax.set_title(rule)
         ax.set_xlabel(axis_label(x))
@@ -95,11 +84,3 @@ def phase_figure(ds: xr.Dataset, metric: str = "m_train", x: str = "alpha", y: s
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
-
-
-def _edges(centres: np.ndarray) -> np.ndarray:
-    """Cell edges for pcolormesh from (possibly uneven) cell centres."""
-    if len(centres) == 1:
-        return np.array([centres[0] - 0.5, centres[0] + 0.5]) if centres[0] else np.array([-0.5, 0.5])
-    mid = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[centres[0] - (mid[0] - centres[0])], mid, [centres[-1] + (centres[-1] - mid[-1])]])

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import classify, figures, summary, tables
+from analysis import classify, figures, summary, tables, theory_figures
 from storage import query
 
 MAX_DATASETS = 6  # panels of one line figure: datasets x N values
@@ -127,6 +127,12 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
             figs.skipped.append(f"phase heatmaps of {len(pairs) - MAX_PHASE_FACETS} more (dataset, N) "
                                 "pairs: draw them with analysis.figures.heatmap_figure")
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
+    if "temperature" in ds.coords or "beta" in ds.coords:
+        figs.add("Retrieval over (load, temperature T) by each dynamics, with the replica-symmetric "
+                 "line T_M(alpha)", "temperature_phase", lambda p: theory_figures.temperature_figure(ds, p))
+    if load == "P" and base["N"].nunique() > 1 and tables.has_data(ds, "success_train"):
+        figs.add("Capacity (largest P retrieved from noisy starts) against N", "capacity_vs_N",
+                 lambda p: theory_figures.capacity_figure(ds, p))
     return figs
 
 
