@@ -245,8 +245,7 @@ class Cube:
         status = self.group["status"]
         for r in results:
             status[r.index] = DONE
-        for r in results:
-            self._clear_failure(r.index)
+        self._clear_failures([r.index for r in results])
 
     def _write_couplings(self, index: tuple[int, ...], J: np.ndarray) -> None:
         """Per-task arrays have a shape of their own (ragged N), so each is its own array."""
@@ -295,8 +294,13 @@ class Cube:
     def _failure_key(self, root: str, index: tuple[int, ...]) -> str:
         return f"{root}/{SIDE}/failures/{task_key(index)}.json"
 
-    def _clear_failure(self, index: tuple[int, ...]) -> None:
+    def _clear_failures(self, indices: list[tuple[int, ...]]) -> None:
+        """Drop the failure records of tasks now done (one listing per batch, not one per task)."""
         fs, root = filesystem(self.path, self.storage_options)
-        key = self._failure_key(root, index)
-        if fs.exists(key):
-            fs.rm(key)
+        folder = f"{root}/{SIDE}/failures"
+        if not indices or not fs.exists(folder):
+            return
+        present = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)}
+        for index in indices:
+            if f"{task_key(index)}.json" in present:
+                fs.rm(self._failure_key(root, index))
