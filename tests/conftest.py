@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline import spec as spec_mod
+from pipeline.executors import SerialExecutor
 from pipeline.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,19 @@ def ray_local():
              runtime_env={"env_vars": dict(PINNED_THREADS)})
     yield ray
     ray.shutdown()
+
+
+class StopAfter(SerialExecutor):
+    """Serial executor that presses Ctrl-C after k finished cells, as a user would."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def map_unordered(self, fn, jobs):
+        for i, item in enumerate(super().map_unordered(fn, jobs)):
+            if i == self.k:
+                raise KeyboardInterrupt
+            yield item
 
 
 def cube_values(path: str) -> dict[str, np.ndarray]:

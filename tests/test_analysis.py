@@ -23,6 +23,7 @@ from pipeline.model import Data
 from pipeline.runner import run
 from storage import query
 from storage.cube import Cube
+from tests.conftest import StopAfter
 
 NOISE = [0.0, 0.1, 0.2, 0.3, 0.4]
 
@@ -212,19 +213,6 @@ def test_heatmap_over_a_dataset_parameter_and_refusal_to_average(tmp_path):
         figures.line_figure(ds, "m_train", tmp_path / "bad", panel="dataset")
     with pytest.raises(ValueError, match="varies along 'dataset'"):
         figures.line_figure(ds, "basin", tmp_path / "bad")
-
-
-class StopAfter(SerialExecutor):
-    """Interrupts the run after k finished tasks, leaving a half-done cube."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def map_unordered(self, fn, jobs):
-        for i, item in enumerate(super().map_unordered(fn, jobs)):
-            if i == self.k:
-                raise KeyboardInterrupt
-            yield item
 
 
 def test_report_of_a_partly_done_cube(tmp_path):

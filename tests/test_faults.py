@@ -19,7 +19,7 @@ from pipeline.runner import run
 from storage.check import check, repair
 from storage.cube import Cube, CubeError
 from storage.layout import DONE, PENDING
-from tests.conftest import assert_same_cube
+from tests.conftest import StopAfter, assert_same_cube
 
 FAULT_SPEC = """
 name = "faults"
@@ -117,8 +117,6 @@ def test_read_only_cube_gives_a_clear_error_before_work_and_keeps_results(tmp_pa
     spec_path.write_text(FAULT_SPEC)
     sweep = spec_mod.load(spec_path)
     path = tmp_path / "ro.zarr"
-    from tests.test_sweep_run import StopAfter
-
     run(Cube.create_or_open(str(path), sweep), StopAfter(4), progress=False, flush_every=1)
     before = Cube.open(str(path)).status().copy()
     _freeze(path, True)

@@ -19,7 +19,7 @@ from storage.cube import Cube, CubeError
 from storage.layout import DONE
 from storage.query import open_cube
 from tests.conftest import assert_same_cube
-from tests.test_sweep_run import StopAfter
+from tests.conftest import StopAfter
 
 
 @pytest.fixture(scope="module")

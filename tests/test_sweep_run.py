@@ -13,7 +13,7 @@ from pipeline.runner import run
 from storage.cube import Cube, CubeError
 from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 from storage.query import open_cube, to_frame
-from tests.conftest import assert_same_cube, cube_values
+from tests.conftest import StopAfter, assert_same_cube, cube_values
 
 
 def run_serial(path, sweep) -> Cube:
@@ -39,19 +39,6 @@ def test_ray_and_serial_agree_value_for_value(tmp_path, small_sweep, ray_local):
     report = run(cube, executor, progress=False)
     assert report.done == 8 and report.failed == 0
     assert_same_cube(str(tmp_path / "serial.zarr"), str(tmp_path / "ray.zarr"))
-
-
-class StopAfter(SerialExecutor):
-    """Serial executor that presses Ctrl-C after k finished cells, as a user would."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def map_unordered(self, fn, jobs):
-        for i, item in enumerate(super().map_unordered(fn, jobs)):
-            if i == self.k:
-                raise KeyboardInterrupt
-            yield item
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_sweep):
