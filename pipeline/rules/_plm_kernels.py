@@ -1,9 +1,12 @@
-"""Fused elementwise kernels of Ising PLM training.
+"""Fused elementwise kernels of Ising PLM training (primal and dual forms).
 
-An epoch is two float32 GEMMs (H = X J^T, G = R^T X); everything between and after them
-is done here in single passes, in place, so that no (P, N) or (N, N) temporaries other than
-the reused buffers are allocated per epoch. Measured at N = 1000, P = 1500 on one core:
-GEMMs 21 + 25 ms, residual 7 ms, step 1 ms.
+Primal epoch: two float32 GEMMs (H = X J^T, G = R^T X) with the residual and the step in
+between done here in place. Dual epoch (see ``plm._ascend_dual``): J is kept as
+J = a * J0 + W^T X and the fields are advanced as H += b (C R - X d) with C = X X^T, so one
+(P, P) x (P, N) GEMM replaces the two (P, N) x (N, N) ones; these kernels do the rest in one
+pass each. The only transcendental, exp, is numpy's SIMD float32 exp (<= 3 ulp): numba has
+no vector math library here, and its scalar expf made the residual 4-7 ms of a ~32 ms epoch
+at N = P = 1000 (now 2-2.6 ms, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -11,32 +14,72 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# fast math without 'nnan'/'ninf': the residual is a gradient (no exactness at stake), but
+# fast math without 'nnan'/'ninf': these are gradients (no exactness at stake), but
 # non-finite fields must survive to be detected.
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(cache=True, fastmath=FAST)
-def residual(H: np.ndarray, X: np.ndarray, lam: float) -> float:
-    """Overwrite float32 H with R = X - tanh(lam H); return the sum of the fields.
-
-    tanh(lam u) = 2 / (1 + exp(-2 lam u)) - 1 costs one float32 exp (the epoch's only transcendental,
-    vectorised by LLVM); exp overflow gives the right limit tanh = +-1. The returned sum is
-    finite iff every field is: the NaN/overflow check of the trainer, at no extra pass.
-    """
+def _scale_and_sum(H: np.ndarray, E: np.ndarray, c: float) -> float:
+    """E = c H (E may be H); the float64 sum of H, finite iff every field is."""
     P, N = H.shape
     total = 0.0
-    two_lam = np.float32(2.0 * lam)
+    cf = np.float32(c)
+    for m in range(P):
+        for i in range(N):
+            u = H[m, i]
+            total += u
+            E[m, i] = cf * u
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def _residual_from_exp(E: np.ndarray, X: np.ndarray) -> None:
+    """E = exp(-2 lam h) on entry; E = x - tanh(lam h) = x + 1 - 2 / (1 + E) on exit."""
+    P, N = E.shape
     one = np.float32(1.0)
     two = np.float32(2.0)
     for m in range(P):
-        h = H[m]
-        x = X[m]
         for i in range(N):
-            u = h[i]
-            total += u
-            h[i] = x[i] + one - two / (one + np.exp(-two_lam * u))
+            E[m, i] = X[m, i] + one - two / (one + E[m, i])
+
+
+@njit(cache=True, fastmath=FAST)
+def _residual_from_exp_cols(E: np.ndarray, X: np.ndarray, d: np.ndarray, rabs: np.ndarray) -> None:
+    """As _residual_from_exp, with the column sums d_i = (R^T X)_ii and rabs_i = sum |R_mu,i|."""
+    P, N = E.shape
+    one = np.float32(1.0)
+    two = np.float32(2.0)
+    d[:] = 0.0
+    rabs[:] = 0.0
+    for m in range(P):
+        for i in range(N):
+            x = np.float32(X[m, i])
+            r = x + one - two / (one + E[m, i])
+            E[m, i] = r
+            d[i] += r * x
+            rabs[i] += abs(r)
+
+
+def residual(H: np.ndarray, X: np.ndarray, lam: float) -> float:
+    """Overwrite float32 H with R = X - tanh(lam H); return the sum of the fields.
+
+    tanh(lam u) = 2 / (1 + exp(-2 lam u)) - 1: exp overflow gives the right limit -1. The
+    returned sum is finite iff every field is: the trainer's NaN/overflow check, no extra pass.
+    """
+    total = _scale_and_sum(H, H, -2.0 * lam)
+    np.exp(H, out=H)
+    _residual_from_exp(H, X)
     return total
+
+
+def residual_into(H: np.ndarray, X: np.ndarray, lam: float, R: np.ndarray, d: np.ndarray,
+                  rabs: np.ndarray) -> None:
+    """R = X - tanh(lam H) with H untouched (the dual form still needs it), d = diag(R^T X)
+    and rabs = column sums of |R| (they bound the growth of the dual weights)."""
+    _scale_and_sum(H, R, -2.0 * lam)
+    np.exp(R, out=R)
+    _residual_from_exp_cols(R, X, d, rabs)
 
 
 @njit(cache=True)
@@ -114,3 +157,53 @@ def apply_step(
         for j in range(N):
             J[i, j] += c * G[i, j]
         J[i, i] = 0.0
+
+
+@njit(cache=True, fastmath=FAST)
+def column_dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """sum_mu A_mu,i B_mu,i for every column i, float64: the dual form's gradient row norms."""
+    P, N = A.shape
+    out = np.zeros(N)
+    for m in range(P):
+        for i in range(N):
+            out[i] += A[m, i] * B[m, i]
+    return out
+
+
+@njit(cache=True, fastmath=FAST)
+def dual_fields(
+    Hn: np.ndarray,
+    H: np.ndarray,
+    X: np.ndarray,
+    d: np.ndarray,
+    coef: np.ndarray,
+    b: np.ndarray,
+    g: float,
+) -> float:
+    """The fields after one dual step, Hn = coef H + b (g Q - X d); returns their sum.
+
+    On entry Hn holds the product Q (C R, or C R + X R^T X when symmetric). Row i of J moves
+    as J_i <- coef_i J_i + b_i (g Q-part)_i without its diagonal, which is what the X d term
+    removes. H stays untouched (the backup if the step is refused). The sum is taken over
+    the stored float32 values: their overflow is what the caller checks.
+    """
+    P, N = H.shape
+    total = 0.0
+    for m in range(P):
+        for i in range(N):
+            h = np.float32(coef[i] * H[m, i] + b[i] * (g * Hn[m, i] - X[m, i] * d[i]))
+            Hn[m, i] = h
+            total += h
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def dual_weights(W: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray, wabs: np.ndarray) -> None:
+    """W = coef W + b R in place (float64), the same step on J = a J0 + W^T X; wabs = sum_mu |W|."""
+    P, N = W.shape
+    wabs[:] = 0.0
+    for m in range(P):
+        for i in range(N):
+            w = coef[i] * W[m, i] + b[i] * R[m, i]
+            W[m, i] = w
+            wabs[i] += abs(w)

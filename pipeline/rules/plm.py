@@ -4,6 +4,16 @@ Row i of J is a logistic regression of xi_i on the other spins, fitted by full-b
 minibatch) gradient ascent on L = sum_{mu,i} [lam xi_i h_i - log 2cosh(lam h_i)]. Without
 L2 the couplings grow without bound on separable data, which is how the zero-temperature
 limit is reached (|J| plays the inverse temperature). Potts data go to the plmDCA kernel.
+
+Two exact rewritings of the same gradient ascent, chosen by cost:
+- primal: per epoch H = X J^T and G = R^T X, two (P, N) x (N, N) GEMMs, 4 P N^2 flops;
+- dual: every full-batch step adds a combination of the patterns to each row of J, so
+  J = a J0 + W^T X (J0 the initial couplings, W (P, N)); the fields then move as
+  H += b (C R - X d) with C = X X^T fixed, one (P, P) x (P, N) GEMM, 2 P^2 N flops.
+  It is used up to P = 1.5 N (asymmetric) and 0.6 N (symmetric: X R^T X is two more
+  P^2 N products); minibatches, and clipping together with L2, stay primal.
+Both produce the same iterates up to float32 rounding (tests/test_benchmarks_smoke.py); the
+dual keeps W in float64, as its entries may grow and cancel where J does not.
 """
 
 from __future__ import annotations
@@ -12,7 +22,15 @@ import numpy as np
 
 from pipeline.model import Model, Param
 from pipeline.rules._ising import as_spins, hebb_couplings
-from pipeline.rules._plm_kernels import apply_step, loglik, residual
+from pipeline.rules._plm_kernels import (
+    apply_step,
+    column_dots,
+    dual_fields,
+    dual_weights,
+    loglik,
+    residual,
+    residual_into,
+)
 
 PARAMS: dict[str, Param] = {
     "lam": Param(1.0, float, "inverse temperature lam of the conditional likelihood", low=0.0, open_low=True),
@@ -29,6 +47,14 @@ PARAMS: dict[str, Param] = {
 POTTS = True
 
 SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
+# The dual form is used up to these loads alpha = P / N. Flops alone put the break-even at
+# 2 (asymmetric) and 2/3 (symmetric); its elementwise passes touch more (P, N) arrays (W is
+# float64), so it sits lower: measured near 1.5 and 0.7 at N = 400 (benchmarks/RESULTS.md).
+DUAL_MAX_ALPHA = 1.5
+DUAL_MAX_ALPHA_SYMMETRIC = 0.6
+# Above this bound on |J_ij| a dual step builds J to check it for overflow: half of float32's
+# max, as the symmetrised J adds two such sums.
+FLOAT32_SAFE = float(np.finfo(np.float32).max) / 2
 
 
 def initial_couplings(Xf: np.ndarray, init: str, rng: np.random.Generator) -> np.ndarray:
@@ -50,6 +76,16 @@ def mean_log_pl(J: np.ndarray, Xf: np.ndarray, lam: float) -> float:
     return loglik(Xf @ J.T, Xf, lam) / Xf.size
 
 
+def uses_dual(P: int, N: int, params: dict) -> bool:
+    """Whether training takes the dual form: full batch, cheaper, and no clip with L2."""
+    bs = int(params["batch_size"])
+    if 0 < bs < P:
+        return False
+    if params["symmetric"]:
+        return float(params["clip"]) == 0.0 and P <= DUAL_MAX_ALPHA_SYMMETRIC * N
+    return (float(params["clip"]) == 0.0 or float(params["l2"]) == 0.0) and P <= DUAL_MAX_ALPHA * N
+
+
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:
     """Gradient ascent on the pseudo-likelihood; asymmetric J unless ``symmetric``."""
     if q > 2:
@@ -57,9 +93,13 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
 
         return train_potts(X, q, params, rng)
     Xf = as_spins(X)
-    J = initial_couplings(Xf, params["init"], rng)
+    dual = uses_dual(*Xf.shape, params)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected and undone
-        final, lr, recoveries = _ascend(Xf, J, params, rng)
+        if dual:
+            J, final, lr, recoveries = _ascend_dual(Xf, params, rng)
+        else:
+            J = initial_couplings(Xf, params["init"], rng)
+            final, lr, recoveries = _ascend(Xf, J, params, rng)
     info = {
         "epochs": int(params["epochs"]),
         "log_pl": float(final),
@@ -67,6 +107,7 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
         "row_norm_mean": float(np.linalg.norm(J.astype(np.float64), axis=1).mean()),
         "nan_recoveries": recoveries,
         "lr_final": lr,
+        "form": "dual" if dual else "primal",
     }
     return Model(q=2, J=J, params={}, info=info)
 
@@ -74,7 +115,7 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
 def _ascend(
     Xf: np.ndarray, J: np.ndarray, params: dict, rng: np.random.Generator
 ) -> tuple[float, float, int]:
-    """Gradient ascent on J in place; returns (final mean log-PL, final lr, NaN recoveries).
+    """Primal gradient ascent on J in place; returns (final mean log-PL, final lr, NaN recoveries).
 
     Per step: H = X J^T (GEMM), R = X - tanh(lam H) in place in H with the finiteness check,
     G = R^T X (GEMM), then one fused pass for symmetrisation, L2, clipping and the step.
@@ -101,6 +142,7 @@ def _ascend(
                 residual(Hb, Xb, lam)
             np.matmul(Hb.T, Xb, out=G)
             apply_step(J, G, backup, lam / Xb.shape[0], lr, l2, clip, symmetric)
+    del G, H  # before the final fields are allocated: they set the cell's peak memory
     final = mean_log_pl(J, Xf, lam)
     if not np.isfinite(final):
         J[:] = backup
@@ -113,3 +155,125 @@ def _minibatches(Xf: np.ndarray, bs: int, rng: np.random.Generator) -> list[np.n
     """A fresh random partition of the patterns into batches of size bs (last one smaller)."""
     idx = rng.permutation(Xf.shape[0])
     return [np.ascontiguousarray(Xf[idx[k : k + bs]]) for k in range(0, len(idx), bs)]
+
+
+class _Dual:
+    """State of the dual form: J = a J0 + W^T X (symmetric: (W^T X + X^T W) / 2), H = X J^T.
+
+    The fields H are float32 like the primal form's and double-buffered, so a refused step
+    leaves them untouched. W is float64: on a row whose patterns cannot all be separated, W
+    keeps growing while J stays bounded (the patterns' shares cancel), and float32 would lose
+    that cancellation (measured: 7e-4 against 3e-6 relative error after 3000 epochs). W is
+    updated only once a step is accepted, from column sums that bound |J_ij| <= sum_mu |W_mu,i|.
+    """
+
+    def __init__(self, Xf: np.ndarray, init: str, symmetric: bool, rng: np.random.Generator) -> None:
+        P, N = Xf.shape
+        self.Xf, self.symmetric = Xf, symmetric
+        self.X8 = Xf.astype(np.int8)
+        self.C = Xf @ Xf.T  # integer entries |C| <= N: exact in float32
+        self.M = np.empty((P, P), np.float32) if symmetric else None
+        self.Q2 = np.empty((P, N), np.float32) if symmetric else None
+        self.g = 0.5 if symmetric else 1.0  # weight of Q in the step (the 1/2 of (G + G^T) / 2)
+        self.J0 = initial_couplings(Xf, "random", rng) if init == "random" else None
+        self.j0_rows = 0.0 if self.J0 is None else float(np.abs(self.J0).sum(axis=1).max())
+        self.a = np.ones(N)
+        self.W = np.zeros((P, N))
+        self.H = np.zeros((P, N), np.float32) if self.J0 is None else Xf @ self.J0.T
+        self.Hn = np.empty_like(self.H)
+        self.R = np.empty((P, N), np.float32)
+        self.d, self.rabs, self.wabs = np.empty(N), np.empty(N), np.zeros(N)
+        if init == "hebb":  # J0 = X^T X / N is W = X / N
+            np.divide(Xf, N, out=self.W, dtype=np.float64)
+            self.wabs[:] = P / N
+            self.R[:] = self.W  # H = X J0^T: a step of size 1 from J = 0 (coef 0, b 1)
+            d = column_dots(self.R, Xf)
+            dual_fields(self.product(self.R, self.Hn), self.H, self.X8, d, np.zeros(N), np.ones(N), self.g)
+            self.H, self.Hn = self.Hn, self.H
+
+    def product(self, R: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Q = C R, or C R + X R^T X when symmetric (whose gradient adds X^T R)."""
+        np.matmul(self.C, R, out=out)
+        if self.symmetric:
+            np.matmul(self.Xf, R.T, out=self.M)
+            np.matmul(self.M, self.Xf, out=self.Q2)
+            out += self.Q2
+        return out
+
+    def step(self, lam: float, lr: float, l2: float, clip: float) -> bool:
+        """One epoch's step; False (state unchanged) if it overflows the fields or J."""
+        P, N = self.H.shape
+        gscale = lam / P
+        residual_into(self.H, self.X8, lam, self.R, self.d, self.rabs)
+        Q = self.product(self.R, self.Hn)
+        s = np.ones(N) if clip == 0.0 else _clip_scales(self.R, Q, self.d, gscale, clip)
+        coef, b = 1.0 - 2.0 * lr * l2 * s, lr * gscale * s
+        a = self.a * coef
+        if not np.isfinite(dual_fields(self.Hn, self.H, self.X8, self.d, coef, b, self.g)):
+            return False
+        # |J_ij| <= sum_mu |W_mu,i| + |a_i| sum_j |J0_ij|; only near float32's limit is J built
+        bound = float(np.max(np.abs(coef) * self.wabs + np.abs(b) * self.rabs + np.abs(a) * self.j0_rows))
+        if bound >= FLOAT32_SAFE and not np.isfinite(self.couplings(coef * self.W + b * self.R, a)).all():
+            return False
+        self.H, self.Hn = self.Hn, self.H
+        dual_weights(self.W, self.R, coef, b, self.wabs)
+        self.a = a
+        return True
+
+    def shrink(self, factor: float) -> None:
+        """Scale J (hence H, W and a) after a refused step."""
+        for arr in (self.H, self.W, self.a, self.wabs):
+            arr *= factor
+
+    def couplings(self, W: np.ndarray, a: np.ndarray, block: int = 256) -> np.ndarray:
+        """J = a J0 + W^T X (symmetrised if asked), zero diagonal: float64 products, float32 J."""
+        N = W.shape[1]
+        X64 = self.Xf.astype(np.float64)
+        if self.symmetric:
+            J64 = W.T @ X64
+            J64 += J64.T.copy()
+            J64 *= 0.5
+        else:
+            J64 = None
+        J = np.empty((N, N), np.float32)
+        with np.errstate(over="ignore"):
+            for r in range(0, N, block):  # row blocks: no (N, N) float64 temporary
+                rows = J64[r : r + block] if J64 is not None else W[:, r : r + block].T @ X64
+                if self.J0 is not None:
+                    rows = rows + a[r : r + block, None] * self.J0[r : r + block]
+                J[r : r + block] = rows
+        np.fill_diagonal(J, 0.0)
+        return J
+
+
+def _ascend_dual(
+    Xf: np.ndarray, params: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, float, float, int]:
+    """Dual gradient ascent; returns (J, final mean log-PL, final lr, NaN recoveries).
+
+    Per epoch: R and d = diag(R^T X) in one pass, Q = C R (GEMM), the new fields in one pass,
+    the weights in another once the step is accepted. A step that overflows is refused at
+    once and J, lr are scaled by SHRINK, which is what the primal form does at the start of
+    the next epoch; after the last epoch it is just refused (the primal form then restores
+    its backup). Every step is checked before it is taken, so unlike the primal form the
+    final couplings need no check of their own.
+    """
+    lam, lr, l2 = float(params["lam"]), float(params["lr"]), float(params["l2"])
+    clip, epochs = float(params["clip"]), int(params["epochs"])
+    state = _Dual(Xf, params["init"], bool(params["symmetric"]), rng)
+    recoveries = 0
+    for epoch in range(epochs):
+        if not state.step(lam, lr, l2, clip):
+            recoveries += 1
+            if epoch < epochs - 1:
+                state.shrink(SHRINK)
+                lr *= SHRINK
+    state.H = state.Hn = state.R = state.C = state.M = state.Q2 = None  # free before J and its fields
+    J = state.couplings(state.W, state.a)
+    return J, mean_log_pl(J, Xf, lam), lr, recoveries
+
+
+def _clip_scales(R: np.ndarray, Q: np.ndarray, d: np.ndarray, gscale: float, clip: float) -> np.ndarray:
+    """Per-row factor min(1, clip / |G_i|) with |G_i|^2 = gscale^2 ((R^T C R)_ii - d_i^2)."""
+    norm = gscale * np.sqrt(np.maximum(column_dots(R, Q) - d * d, 0.0))
+    return np.where(norm > clip, clip / np.where(norm > clip, norm, 1.0), 1.0)

@@ -1,0 +1,121 @@
+"""The benchmark suite at tiny sizes: every code path runs and returns well-formed rows, and the
+implementations each benchmark compares compute the same thing (no timing is asserted).
+
+PyTorch is an optional extra, so nothing here imports it: the torch benchmark's claim of equal
+accuracy rests on the float64 numpy transcription of the authors' algorithm
+(``benchmarks.plm_torch.reference_epochs``), which is checked here against finite differences
+of their loss and against amsweep; the benchmark run itself checks torch against amsweep.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, sweep_overhead
+from benchmarks._harness import Row, markdown, random_patterns
+from benchmarks._plm_common import forced_form, params
+from pipeline.rules import plm
+from pipeline.rules._ising import hebb_couplings
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    with threadpool_limits(1):
+        yield
+
+
+def assert_well_formed(rows: list[Row], n: int) -> None:
+    assert len(rows) == n
+    for r in rows:
+        assert r.benchmark and r.detail and not r.detail.startswith("NOT RUN")
+        assert r.repeats >= 1 and math.isfinite(r.ratio)
+        assert r.lo <= r.ratio <= r.hi
+        assert (r.met is None) == (r.target == "-")
+    assert markdown(rows).count("\n") == n + 1  # header, rule, one line per row
+
+
+@pytest.mark.parametrize("module,n", [(plm_roofline, 2), (plm_sklearn, 2), (async_retrieval, 4), (memory, 2)])
+def test_benchmark_runs_and_returns_rows(module, n: int) -> None:
+    assert_well_formed(module.run(tiny=True, repeats=1), n)
+
+
+def test_sweep_overhead_runs_through_ray_and_serial() -> None:
+    # joins the session's Ray when a test already started one, else starts (and stops) its own
+    rows = sweep_overhead.run(tiny=True, repeats=1)
+    assert_well_formed(rows, 1)
+    assert rows[0].ratio > 0
+
+
+def test_authors_gradient_is_the_derivative_of_their_loss() -> None:
+    # Central differences of a smooth float64 loss at step 1e-5: truncation ~1e-10 and
+    # rounding ~1e-16 / 1e-5, both far below the 1e-6 relative tolerance.
+    X = random_patterns(12, 9, seed=1).astype(np.float64)
+    J = np.random.default_rng(2).standard_normal((9, 9)) * 0.3
+    lam, eps = 0.7, 1e-5
+    G = plm_torch.authors_gradient(X, J, lam)
+    for i, j in [(0, 1), (3, 7), (8, 2), (5, 5)]:
+        up, down = J.copy(), J.copy()
+        up[i, j] += eps
+        down[i, j] -= eps
+        numeric = (plm_torch.authors_loss(X, up, lam) - plm_torch.authors_loss(X, down, lam)) / (2 * eps)
+        assert abs(G[i, j] - numeric) <= 1e-6 * np.abs(G).max()
+
+
+@pytest.mark.parametrize("form", ["dual", "primal"])
+def test_amsweep_takes_the_authors_steps(form: str) -> None:
+    """SGD on the authors' loss with lr * lam * N is amsweep's ascent: the same J after 40 epochs.
+
+    lam = 0.7 and lr = 2 so that a wrong factor of lam or N in the mapping shows. float32
+    GEMMs carry ~1e-7 relative error per step, contracting steps keep the sum below 1e-5.
+    """
+    X = random_patterns(30, 40, seed=3)
+    lam, lr, epochs = 0.7, 2.0, 40
+    ref = plm_torch.reference_epochs(X, hebb_couplings(X.astype(np.float32)), lam, lr, epochs)
+    with forced_form(form):
+        J = plm.train(X, 2, params(lam=lam, lr=lr, epochs=epochs), np.random.default_rng(0)).J
+    assert np.abs(J - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"symmetric": True}, {"init": "random", "l2": 0.02}, {"init": "zero", "clip": 0.05},
+    {"symmetric": True, "l2": 0.01, "lam": 0.5}, {"lr": 1e38},
+])
+def test_dual_and_primal_forms_give_the_same_couplings(overrides: dict) -> None:
+    """The two forms the roofline benchmark times are one algorithm: same J after 100 epochs.
+
+    Both accumulate float32 rounding (~1e-7 per step) along different paths; 100 steps keep
+    the difference near 1e-6 of the coupling scale (measured 4e-7 - 3e-6 up to 2000 epochs),
+    so 2e-5 separates rounding from any algebraic slip (a missing diagonal term is ~1e-2).
+    lr = 1e38 overflows at once: both must recover the same number of times with the same lr.
+    """
+    X = random_patterns(40, 60, seed=4)
+    p = params(epochs=100, **overrides)
+    models = {}
+    for form in ("dual", "primal"):
+        with forced_form(form):
+            models[form] = plm.train(X, 2, p, np.random.default_rng(5))
+    dual, primal = models["dual"], models["primal"]
+    assert dual.info["form"] == "dual" and primal.info["form"] == "primal"
+    assert np.abs(dual.J - primal.J).max() < 2e-5 * np.abs(primal.J).max()
+    assert dual.info["nan_recoveries"] == primal.info["nan_recoveries"]
+    assert dual.info["lr_final"] == primal.info["lr_final"]
+    assert np.all(np.diag(dual.J) == 0)
+    if p["symmetric"] and p["init"] == "hebb":
+        assert np.array_equal(dual.J, dual.J.T)
+
+
+def test_sklearn_rows_are_the_plm_rows_at_finite_temperature() -> None:
+    # The equal-accuracy criterion of the sklearn benchmark: fit_rows (w / 2 lam) with
+    # C = 2 lam^2 / (P l2) is PLM's row optimum. 2000 strongly convex steps (curvature
+    # >= 2 l2 = 0.02, lr = 1) converge to ~(1 - 0.02)^2000 ~ 1e-17; what remains is float32
+    # rounding of J (1e-7) and the reference's tol 1e-10.
+    X = random_patterns(45, 20, seed=6)
+    rows = [0, 7, 19]
+    C = 2 * plm_sklearn.LAM**2 / (45 * plm_sklearn.L2)
+    ref = plm_sklearn.fit_rows(X.astype(np.float64), X, rows, C, tol=1e-10)
+    J = plm.train(X, 2, params(lam=plm_sklearn.LAM, l2=plm_sklearn.L2, epochs=2000), np.random.default_rng(0)).J
+    assert plm_sklearn.row_error(J[rows], ref) < 1e-4
