@@ -101,6 +101,32 @@ def loglik(H: np.ndarray, X: np.ndarray, lam: float) -> float:
 
 
 @njit(cache=True)
+def site_clip_scales(G: np.ndarray, q: int, clip: float, symmetric: bool) -> np.ndarray:
+    """Step factor per site: rows i*q .. (i+1)*q - 1 of G are site i's gradient (q = 1 Ising).
+
+    A site whose gradient norm exceeds ``clip`` gets clip / norm; with symmetric couplings every
+    site gets the worst factor, so that the step keeps J = J^T. clip = 0 turns clipping off.
+    """
+    D = G.shape[0]
+    N = D // q
+    scale = np.ones(N)
+    if clip > 0.0:
+        worst = 1.0
+        for i in range(N):
+            nrm = 0.0
+            for r in range(i * q, (i + 1) * q):
+                for c in range(D):
+                    nrm += G[r, c] * G[r, c]
+            nrm = np.sqrt(nrm)
+            if nrm > clip:
+                scale[i] = clip / nrm
+                worst = min(worst, scale[i])
+        if symmetric:
+            scale[:] = worst
+    return scale
+
+
+@njit(cache=True)
 def apply_step(
     J: np.ndarray,
     G: np.ndarray,
@@ -139,19 +165,7 @@ def apply_step(
         if l2 > 0.0:
             for j in range(N):
                 G[i, j] -= 2.0 * l2 * J[i, j]
-    scale = np.ones(N)
-    if clip > 0.0:
-        worst = 1.0
-        for i in range(N):
-            nrm = 0.0
-            for j in range(N):
-                nrm += G[i, j] * G[i, j]
-            nrm = np.sqrt(nrm)
-            if nrm > clip:
-                scale[i] = clip / nrm
-                worst = min(worst, scale[i])
-        if symmetric:
-            scale[:] = worst
+    scale = site_clip_scales(G, 1, clip, symmetric)
     for i in range(N):
         c = lr * scale[i]
         for j in range(N):

@@ -24,6 +24,7 @@ from numba import njit
 from pipeline.model import Model
 from pipeline.potts import check_states, one_hot
 from pipeline.rules._hebb_potts import hebb_potts_couplings
+from pipeline.rules._plm_kernels import site_clip_scales
 
 SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
 MAX_RECOVERIES = 200  # 0.5^200 brings any float32 J back to a finite field
@@ -88,20 +89,7 @@ def apply_step(J: np.ndarray, G: np.ndarray, backup: np.ndarray, step: float, l2
         for r in range(D):
             for c in range(D):
                 G[r, c] -= 2.0 * l2 * J[r, c]
-    scale = np.ones(N)
-    if clip > 0.0:
-        worst = 1.0
-        for i in range(N):
-            nrm = 0.0
-            for r in range(i * q, (i + 1) * q):
-                for c in range(D):
-                    nrm += G[r, c] * G[r, c]
-            nrm = np.sqrt(nrm)
-            if nrm > clip:
-                scale[i] = clip / nrm
-                worst = min(worst, scale[i])
-        if symmetric:
-            scale[:] = worst
+    scale = site_clip_scales(G, q, clip, symmetric)
     for r in range(D):
         s = step * scale[r // q]
         for c in range(D):
