@@ -10,6 +10,7 @@ from pipeline.dynamics import dense as dense_dyn
 from pipeline.dynamics import softmax
 from pipeline.model import Model, NotApplicable
 from pipeline.rules import crp_memory, dense, kde
+from tests.physics import corrupt as _noisy
 
 SOFTMAX = {"max_sweeps": 100, "tol": 1e-4}
 DENSE = {"max_sweeps": 100}
@@ -17,15 +18,6 @@ DENSE = {"max_sweeps": 100}
 
 def _patterns(K: int, N: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(rng.random((K, N)) < 0.5, 1, -1).astype(np.int8)
-
-
-def _noisy(X: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """Cues with exactly floor(rho N) flipped sites each."""
-    B, N = X.shape
-    flips = np.argsort(rng.random((B, N)), axis=1)[:, : int(rho * N)]
-    cues = X.copy()
-    np.put_along_axis(cues, flips, -np.take_along_axis(cues, flips, axis=1), axis=1)
-    return cues
 
 
 def _exact_fraction(rule, rule_params: dict, K: int, N: int, rho: float, seed: int) -> float:

@@ -8,6 +8,7 @@ import pytest
 from pipeline.dynamics import _mp_bp, _mp_mc, tap
 from pipeline.model import Model, NotApplicable
 from pipeline.theory import hopfield_rs as rs
+from tests.physics import corrupt as _noisy
 
 ALPHA = 0.05
 N_LARGE = 2000  # P = 100 patterns: sample-to-sample spread of one pattern's overlap ~0.3 / sqrt(N)
@@ -24,15 +25,6 @@ def _hebb_model(N: int, alpha: float, seed: int) -> Model:
 
 def _params(T: float, max_sweeps: int = 300, tol: float = 1e-8) -> dict:
     return {"beta": 1.0 / T, "damping": 0.0, "max_sweeps": max_sweeps, "tol": tol}
-
-
-def _noisy(X: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
-    """Cues with exactly floor(rho N) flipped sites each."""
-    B, N = X.shape
-    flips = np.argsort(rng.random((B, N)), axis=1)[:, : int(rho * N)]
-    cues = X.copy()
-    np.put_along_axis(cues, flips, -np.take_along_axis(cues, flips, axis=1), axis=1)
-    return cues
 
 
 @pytest.fixture(scope="module")
