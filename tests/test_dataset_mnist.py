@@ -1,7 +1,7 @@
 """MNIST dataset: IDX parsing, the standard deskew, documented overlaps, bundle, split, errors.
 
-Runs on the real test set in ../shared/data/mnist (CI always has it; its absence is an
-error, not a skip) and on the subset bundled with the package.
+Runs on the real test set in ../shared/data/mnist (CI always has it: there its absence is an
+error; a clone without ../shared skips those tests) and on the subset bundled with the package.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from scipy.ndimage import affine_transform
 from pipeline.datasets import mnist
 from pipeline.datasets._deskew import deskew, moments
 from pipeline.datasets._idx import read_idx, write_idx
+from tests.conftest import require_shared
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -25,8 +26,7 @@ CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 @pytest.fixture(scope="module")
 def real_dir() -> Path:
-    assert (REAL / "t10k-images-idx3-ubyte.gz").is_file(), f"real MNIST test set missing at {REAL}"
-    return REAL
+    return require_shared(REAL / "t10k-images-idx3-ubyte.gz").parent
 
 
 def _params(**kw) -> dict:

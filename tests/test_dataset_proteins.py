@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.datasets import _a2m, proteins
+from tests.conftest import require_shared
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteins" / "PF00014.a2m.gz"
 DEFAULTS = {name: p.default for name, p in proteins.PARAMS.items()}
@@ -26,8 +27,7 @@ def params(**kw) -> dict:
 
 @pytest.fixture(scope="module")
 def real() -> tuple[tuple[str, ...], np.ndarray]:
-    assert REAL.is_file(), f"real alignment missing: {REAL}"
-    return _a2m.read_a2m(REAL)
+    return _a2m.read_a2m(require_shared(REAL))
 
 
 def test_real_file_records_and_match_columns(real):
@@ -44,7 +44,7 @@ def test_real_file_records_and_match_columns(real):
     assert names[0] == "H0ZLV2_TAEGU/132-184"
 
 
-def test_kunitz_domain_has_six_conserved_cysteines():
+def test_kunitz_domain_has_six_conserved_cysteines(real):
     # The Kunitz fold is held by three disulfide bonds (BPTI C5-C55, C14-C38, C30-C51):
     # six columns are cysteine in most sequences and the others almost never.
     fam = proteins.family(params())
