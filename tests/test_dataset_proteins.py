@@ -142,7 +142,7 @@ def test_reweighted_draws_follow_the_weights(tmp_path):
 
 
 def test_check_refuses_wrong_n_too_many_examples_and_missing_file(tmp_path):
-    p = params()
+    p = params(path=str(proteins.BUNDLED))  # the shipped subset: runs on every clone
     M = proteins.family(p).states.shape[0]
     proteins.check(53, M - 100, 100, p)
     with pytest.raises(ValueError, match="offers only N = 53"):
@@ -154,7 +154,7 @@ def test_check_refuses_wrong_n_too_many_examples_and_missing_file(tmp_path):
 
 
 def test_make_draws_disjoint_deterministic_potts_examples():
-    p = params()
+    p = params(path=str(proteins.BUNDLED))
     fam = proteins.family(p)
     d = proteins.make(53, 300, 100, p, np.random.default_rng(3))
     assert d.q == 21 and d.train.shape == (300, 53) and d.test.shape == (100, 53)
