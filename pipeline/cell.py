@@ -71,8 +71,13 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     features = data.meta.get("features")
 
     t0 = time.perf_counter()
-    one_sweep = {**task.rule.dynamics_params, "max_sweeps": 1}
-    stays = dynamics.relax(model, data.train, one_sweep, dyn_rng).final
+    # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
+    # every state sometimes, so its fixed points are those of its zero-temperature limit.
+    if getattr(dynamics, "STOCHASTIC", False):
+        fixed_dynamics, one_sweep = registry.component("dynamics", "asynchronous"), {"max_sweeps": 1}
+    else:
+        fixed_dynamics, one_sweep = dynamics, {**task.rule.dynamics_params, "max_sweeps": 1}
+    stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
     values: dict[str, np.ndarray] = {
         "fixed_point_fraction": np.float32(np.mean(np.all(stays == data.train, axis=1))),
     }

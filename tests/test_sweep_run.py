@@ -190,3 +190,17 @@ def test_couplings_are_stored_per_task_when_asked(tmp_path, small_raw):
     assert cube_values(path)["m_train"].shape == (1, 1, 2, 2, 2, 2)  # metrics unaffected
     with pytest.raises(KeyError, match="give a value for"):
         load_couplings(path, {"dataset": "random"})
+
+
+def test_fixed_points_of_a_thermal_dynamics_are_those_of_its_zero_temperature_limit(tmp_path, small_raw):
+    """At T = 5 a heat-bath sweep flips about half the spins of any state, but Hebb at alpha = 0.05
+    (N = 48, P = 2) keeps both patterns as zero-temperature fixed points (error probability 4e-6
+    per site): the cell must report 1.0, not the fraction a random thermal sweep leaves intact."""
+    small_raw["rules"] = {"hot": {"kind": "hebb", "dynamics": "glauber",
+                                  "dynamics_params": {"temperature": 5.0}}}
+    small_raw["datasets"]["random"]["alpha"] = [0.05]
+    path = str(tmp_path / "hot.zarr")
+    run_serial(path, spec_mod.from_dict(small_raw))
+    values = cube_values(path)
+    assert (values["fixed_point_fraction"] == 1.0).all()
+    assert (values["m_train"] < 0.5).all()  # while retrieval at T = 5 is lost, as it should be

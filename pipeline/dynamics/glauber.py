@@ -11,6 +11,9 @@ import numpy as np
 from pipeline.dynamics._ising_kernels import SEED_HIGH, ising_couplings, prepare, relax_heat_bath
 from pipeline.model import Model, NotApplicable, Param, Relaxation
 
+# A thermal dynamics has no fixed points: the cell checks them with the zero-temperature one.
+STOCHASTIC = True
+
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "sweeps run per state", low=1),
     "temperature": Param(0.1, float, "temperature T (units of J)", low=0.0, open_low=True),
