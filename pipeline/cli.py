@@ -48,14 +48,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     try:
         report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet)
+        print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
+              f"remaining {report.remaining} in {report.seconds:.1f} s")
+        for line in report.errors[:5]:
+            print(f"  failure: {line}")
+        if report.interrupted:
+            print("interrupted: finished results are saved; run the same command again to resume")
+        sys.stdout.flush()  # said before Ray stops: nothing after this point can lose a result
     finally:
         executor.shutdown()
-    print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
-          f"remaining {report.remaining} in {report.seconds:.1f} s")
-    for line in report.errors[:5]:
-        print(f"  failure: {line}")
     if report.interrupted:
-        print("interrupted: finished results are saved; run the same command again to resume")
         return 130
     return 1 if report.failed else 0
 

@@ -114,31 +114,37 @@ class RayExecutor:
         self.max_retries = max_retries
 
     def map_unordered(self, fn: Callable[..., Any], jobs: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
+        """Yield outcomes as they finish; tasks still in flight when the caller stops are left to
+        ``shutdown``, which ends them with the driver's job.
+
+        No ``ray.cancel`` here: a cancel racing with a task's completion reply aborts the driver
+        inside Ray ("Tried to complete task that was not pending"), which turned Ctrl-C into a
+        crash before the finished results were flushed.
+        """
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(guarded)
         pending: dict[Any, tuple] = {}
         jobs = iter(jobs)
-        try:
-            while True:
-                while len(pending) < self.max_in_flight:
-                    job = next(jobs, None)
-                    if job is None:
-                        break
-                    pending[remote.remote(fn, *job)] = job
-                if not pending:
-                    return
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    job = pending.pop(ref)
-                    try:
-                        outcome = ray.get(ref)
-                    except Exception as e:  # worker crashed past its retries, or the node died
-                        outcome = Failed(f"{type(e).__name__}: {e}")
-                    yield job, outcome
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        while True:
+            while len(pending) < self.max_in_flight:
+                job = next(jobs, None)
+                if job is None:
+                    break
+                pending[remote.remote(fn, *job)] = job
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:  # worker crashed past its retries, or the node died
+                    outcome = Failed(f"{type(e).__name__}: {e}")
+                yield job, outcome
 
     def shutdown(self) -> None:
+        """Disconnect from the Ray this executor started or joined: tasks still running end with
+        the driver's job (Ray kills the job's workers), and a local Ray stops with its workers.
+        A Ray session the caller had already opened is theirs to end."""
         if self._owns_ray:
             self._ray.shutdown()
