@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -25,7 +26,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 CLUSTER_SPEC = """
 name = "cluster"
 root_seed = 3
-seeds = 12
+seeds = 20
 noise = [0.0, 0.2]
 P_test = 10
 [retrieval]
@@ -36,7 +37,7 @@ random_starts = 5
 N = [300]
 alpha = [0.3, 0.5]
 [rules.plm]
-epochs = 300
+epochs = 2000
 """
 
 
@@ -109,7 +110,14 @@ def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
                               stderr=subprocess.STDOUT, text=True)
     first = driver.stdout.readline()  # printed once the spec is valid and the cube is open
     assert "task(s) to run" in first, first
-    time.sleep(4.0)  # Ray connects and both nodes start on their first tasks
+    # Kill once the first results are flushed (16 of 40 tasks, ~0.35 s each): both nodes are busy
+    # then, and the head alone still has seconds of work left. A fixed sleep raced with fast runs.
+    record = Path(out, "_amsweep", "run.json")
+    deadline = time.time() + 120
+    while driver.poll() is None and time.time() < deadline:
+        if record.exists() and json.loads(record.read_text())["done"] > 0:
+            break
+        time.sleep(0.1)
     assert driver.poll() is None, "the sweep finished before the worker node could be killed"
     kill_node(worker)
     text, _ = driver.communicate(timeout=600)
