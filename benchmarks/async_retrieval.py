@@ -1,8 +1,8 @@
 """Asynchronous zero-temperature retrieval versus one B x N x N float32 matrix product.
 
 What is timed: ``pipeline.dynamics.asynchronous.relax`` on B = 1000 states at N = 1000, the
-whole call (float32 GEMM for the initial fields, float64 copy, contiguous J^T, tie
-tolerances, then the numba sweeps) from training patterns of a PLM memory (P = 200,
+whole call (float32 GEMM for the initial fields, contiguous J^T, tie tolerances, then the
+numba sweeps with float32 incremental fields) from training patterns of a PLM memory (P = 200,
 default parameters) corrupted at exactly floor(rho N) sites, until every state is at a fixed
 point (a sweep with no flip) or has used max_sweeps = 100. The baseline is the bare product
 S J^T of the same shapes (float32 states, preallocated output). rho = 0 is the

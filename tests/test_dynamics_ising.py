@@ -31,7 +31,7 @@ def test_asynchronous_reaches_true_fixed_points_and_retrieves() -> None:
     assert r.final.dtype == np.int8 and r.sweeps.dtype == np.int32
     assert np.array_equal(r.final, X) and r.converged.all()
     # Random starts: symmetric J, so the energy descent always ends at a fixed point,
-    # and the float64 incremental fields must agree with a fresh J s.
+    # and the incremental float32 fields must agree with a fresh J s.
     S = patterns(200, 500, seed=3)
     r = asynchronous.relax(m, S, {"max_sweeps": 100}, np.random.default_rng(4))
     assert r.converged.all() and is_fixed(m.J, r.final).all()

@@ -2,10 +2,15 @@
 
 Fields are computed once for the whole batch with one BLAS product, then kept up to date
 on each flip (h += 2 s_i J[:, i], O(N)), so a sweep costs O(N + flips * N), not O(N^2).
-Fields are accumulated in float64 so that thousands of incremental updates do not drift
-away from the freshly computed J s (the sign of h decides every move).
-Randomness: each state gets its own integer seed drawn from the caller's Generator, so a
-state's trajectory does not depend on its position in the batch.
+Fields are float32 like J: a flip's update is then one 8-wide vector pass over 4 N bytes of
+J^T and 4 N bytes of h. Each update rounds h by at most half an ulp of |h| <= sum_j |J_ij|,
+i.e. <= 3e-8 sum_j |J_ij|; a state's fields are recomputed exactly (float64 sums) after every
+N flips, so the accumulated error stays below sqrt(N) * 3e-8 ~ 1e-6 of sum_j |J_ij| (N = 1000)
+even in the worst case of |h| at its bound, under the tie tolerance below (5e-6). Only
+states that flip more than N spins (cycles of asymmetric couplings, T > 0) pay the refresh.
+Randomness: each state gets its own integer seed drawn from the caller's Generator and its
+own generator (``_random_order``), so a state's trajectory does not depend on its position in
+the batch.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle, uniform
 from pipeline.model import Model, NotApplicable
 
-SEED_HIGH = 2**32 - 1  # numba's np.random.seed takes a uint32
+__all__ = ["SEED_HIGH", "TIE_RTOL", "ising_couplings", "prepare", "relax_heat_bath", "relax_zero_t",
+           "tie_tolerance"]
+
 # A field is a tie (the spin is kept) when |h_i| <= TIE_RTOL * sum_j |J_ij|. Exact ties are
 # common for Hebb couplings (h is a multiple of 1/N) but float32 J and GEMMs turn them into
 # +-1e-7 * sum_j |J_ij| noise (measured at N = 500-2000), which would otherwise decide
@@ -25,8 +33,8 @@ TIE_RTOL = 5e-6
 
 
 def tie_tolerance(J: np.ndarray) -> np.ndarray:
-    """Per-site tie threshold on |h_i| (float64, shape (N,))."""
-    return TIE_RTOL * np.abs(J).sum(axis=1, dtype=np.float64)
+    """Per-site tie threshold on |h_i| (float32, shape (N,), like the fields)."""
+    return (TIE_RTOL * np.abs(J).sum(axis=1, dtype=np.float64)).astype(np.float32)
 
 
 def ising_couplings(model: Model, dynamics: str) -> np.ndarray:
@@ -40,26 +48,39 @@ def ising_couplings(model: Model, dynamics: str) -> np.ndarray:
 
 
 def prepare(J: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Working copies: int8 states, float64 fields H = S J^T (float32 GEMM), contiguous J^T.
+    """Working copies: int8 states, float32 fields H = S J^T (one GEMM), contiguous J^T.
 
     J^T is made contiguous so the column J[:, i] needed after flipping spin i is a row.
     """
     S = np.array(states, dtype=np.int8, order="C", copy=True)
     if S.ndim != 2 or S.shape[1] != J.shape[0]:
         raise ValueError(f"states must be (B, {J.shape[0]}), got {S.shape}")
-    H = (S.astype(np.float32) @ J.T).astype(np.float64)
     JT = np.ascontiguousarray(J.T)
+    H = S.astype(np.float32) @ J.T
     return S, H, JT
 
 
 @njit(cache=True)
 def _flip(s: np.ndarray, h: np.ndarray, JT: np.ndarray, i: int, new: int) -> None:
-    """Set s_i = new (= -s_i) and update every field by 2 new J[:, i]."""
+    """Set s_i = new (= -s_i) and update every field by 2 new J[:, i] (float32 throughout)."""
     s[i] = new
     row = JT[i]
-    d = 2.0 * new
+    d = np.float32(2 * new)
     for j in range(h.shape[0]):
         h[j] += d * row[j]
+
+
+@njit(cache=True)
+def _refresh(s: np.ndarray, h: np.ndarray, JT: np.ndarray, acc: np.ndarray) -> None:
+    """Recompute h = J s exactly (float64 sums of the rows of J^T), dropping rounding drift."""
+    acc[:] = 0.0
+    for j in range(s.shape[0]):
+        row = JT[j]
+        sj = np.float64(s[j])
+        for i in range(acc.shape[0]):
+            acc[i] += sj * row[i]
+    for i in range(h.shape[0]):
+        h[i] = np.float32(acc[i])
 
 
 @njit(cache=True)
@@ -93,26 +114,32 @@ def relax_zero_t(
     branch (the same decision as h_i > tol_i with s_i < 0, or h_i < -tol_i with s_i > 0).
     """
     B, N = S.shape
-    order = np.empty(N, np.int64)
+    order = np.empty(N, np.int32)
+    acc = np.empty(N, np.float64)
     for b in range(B):
-        np.random.seed(seeds[b])
+        rng = new_state(seeds[b])
         for k in range(N):
             order[k] = k
         s = S[b]
         h = H[b]
         done = False
         n = 0
+        flips = 0
         while n < max_sweeps:
             n += 1
             if not _any_unstable(s, h, tol):
                 done = True
                 break
-            np.random.shuffle(order)
+            shuffle(order, rng)
             for k in range(N):
                 i = order[k]
                 si = s[i]
                 if si * h[i] < -tol[i]:
                     _flip(s, h, JT, i, -si)
+                    flips += 1
+                    if flips == N:
+                        _refresh(s, h, JT, acc)
+                        flips = 0
         converged[b] = done
         sweeps[b] = n
 
@@ -133,25 +160,31 @@ def relax_heat_bath(
     reports converged = no flip in the last sweep (at T -> 0: a zero-temperature fixed point).
     """
     B, N = S.shape
-    order = np.empty(N, np.int64)
+    order = np.empty(N, np.int32)
+    acc = np.empty(N, np.float64)
     beta2 = 2.0 / temperature
     for b in range(B):
-        np.random.seed(seeds[b])
+        rng = new_state(seeds[b])
         for k in range(N):
             order[k] = k
         s = S[b]
         h = H[b]
         flips = 0
+        since_refresh = 0
         for _ in range(n_sweeps):
-            np.random.shuffle(order)
+            shuffle(order, rng)
             flips = 0
             for k in range(N):
                 i = order[k]
                 x = -beta2 * h[i]
                 # exp overflows to inf for strongly negative fields: p -> 0, as it should
                 p_plus = 1.0 / (1.0 + np.exp(x)) if x < 700.0 else 0.0
-                new = 1 if np.random.random() < p_plus else -1
+                new = 1 if uniform(rng) < p_plus else -1
                 if new != s[i]:
                     _flip(s, h, JT, i, new)
                     flips += 1
+                    since_refresh += 1
+                    if since_refresh == N:
+                        _refresh(s, h, JT, acc)
+                        since_refresh = 0
         converged[b] = flips == 0

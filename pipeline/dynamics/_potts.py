@@ -7,8 +7,8 @@ O(N q + changes * N q), not O(N^2 q). The initial fields are a gather of N slabs
 thousands of incremental updates do not drift from the fields of the current state (ties
 are decided by exact comparisons). Ties with the current state keep it; for symmetric J each
 change strictly lowers E = -1/2 sum_ij J[i,s_i,j,s_j], so the dynamics ends at a fixed point.
-Randomness: one integer seed per state from the caller's Generator, so a state's trajectory
-does not depend on its position in the batch.
+Randomness: one integer seed per state from the caller's Generator and its own generator
+(``_random_order``), so a state's trajectory does not depend on its position in the batch.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle
 from pipeline.model import Model, NotApplicable, Relaxation
 from pipeline.potts import check_states
-
-SEED_HIGH = 2**32 - 1  # numba's np.random.seed takes a uint32
 
 
 def potts_couplings(model: Model) -> np.ndarray:
@@ -43,10 +42,10 @@ def relax_argmax(S: np.ndarray, JT: np.ndarray, seeds: np.ndarray, max_sweeps: i
     """
     B, N = S.shape
     q = JT.shape[1]
-    order = np.empty(N, np.int64)
+    order = np.empty(N, np.int32)
     h = np.empty((N, q), np.float64)
     for b in range(B):
-        np.random.seed(seeds[b])
+        rng = new_state(seeds[b])
         s = S[b]
         h[:, :] = 0.0
         for j in range(N):
@@ -59,7 +58,7 @@ def relax_argmax(S: np.ndarray, JT: np.ndarray, seeds: np.ndarray, max_sweeps: i
         done = False
         n = 0
         while n < max_sweeps:
-            np.random.shuffle(order)
+            shuffle(order, rng)
             n += 1
             changes = 0
             for k in range(N):

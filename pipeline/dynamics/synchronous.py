@@ -24,7 +24,7 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
         raise ValueError(f"states must be (B, {J.shape[0]}), got {S.shape}")
     B = S.shape[0]
     JT = np.ascontiguousarray(J.T)
-    tol = tie_tolerance(J).astype(np.float32)
+    tol = tie_tolerance(J)
     converged = np.zeros(B, dtype=np.bool_)
     sweeps = np.zeros(B, dtype=np.int32)
     active = np.arange(B)
