@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterable
@@ -54,11 +55,22 @@ def filesystem(path: str, storage_options: dict | None):
 
 
 def put_bytes(fs, key: str, data: bytes) -> None:
-    """Write a small side file; local filesystems need the folder to exist first."""
+    """Write a small side file whole or not at all, so that a reader (``amsweep status`` while a
+    sweep runs) or a killed driver never leaves half a record.
+
+    Object stores replace an object in one request; on a local filesystem the bytes go to a
+    temporary name in the same folder, then one rename (atomic in POSIX) puts them in place.
+    Local folders must exist first.
+    """
     parent = key.rsplit("/", 1)[0]
     if not fs.exists(parent):
         fs.makedirs(parent, exist_ok=True)
-    fs.pipe(key, data)
+    if "file" not in fs.protocol:
+        fs.pipe(key, data)
+        return
+    tmp = f"{key}.tmp-{os.getpid()}"
+    fs.pipe(tmp, data)
+    fs.mv(tmp, key)
 
 
 def read_robust(arr, task_shape: tuple[int, ...], fill) -> tuple[np.ndarray, list[tuple[int, ...]]]:
@@ -280,6 +292,8 @@ class Cube:
             return []
         out = []
         for key in sorted(fs.ls(folder, detail=False)):
+            if not key.endswith(".json"):  # a temporary left by a driver killed mid-write
+                continue
             record = json.loads(fs.cat(key))
             record["coords"] = self.coords_of(tuple(record["index"]))
             out.append(record)
