@@ -146,14 +146,17 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     """SIGINT (what Ctrl-C sends) during a local-Ray run: finished results are flushed, the
     command says how to resume and exits 130, and the resumed cube equals a serial run."""
     spec_path = tmp_path / "ctrl_c.toml"
-    # 72 tasks, half of them PLM at N = 400 (~0.25 s each): after the first flush (16 results)
+    # 72 tasks, half of them PLM at N = 400 (~0.15 s each): after the first flush (16 results)
     # seconds of work remain on 2 workers, so the signal lands mid-sweep even on a fast machine.
     spec_path.write_text(FAULT_SPEC.replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [400]")
-                         .replace("epochs = 60", "epochs = 2000"))
+                         .replace("epochs = 60", "epochs = 1000"))
     out = str(tmp_path / "ctrl_c.zarr")
+    # Default SIGINT disposition in the child: a shell that starts pytest in the background (`&`,
+    # nohup) makes it ignore SIGINT, children inherit that, and Python then installs no handler.
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     record = Path(out, "_amsweep", "run.json")
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline:  # until the first results are flushed
