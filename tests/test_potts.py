@@ -15,9 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from pipeline import potts
 from pipeline.dynamics import _potts as dyn
 from pipeline.model import Model, NotApplicable
-from pipeline.rules import _hebb_potts, _plm_potts
+from pipeline.rules import _hebb_potts, _plm_potts, plm
 
-PLM = dict(lam=1.0, lr=2.0, epochs=100, init="hebb", batch_size=0, clip=0.0, symmetric=False, l2=0.0)
+PLM = dict(lam=1.0, lr=2.0, epochs=100, init="hebb", batch_size=0, clip=0.0, symmetric=False, l2=0.0,
+           momentum=0.0)
 ASYNC = {"max_sweeps": 100}
 
 
@@ -249,3 +250,15 @@ def test_async_ties_keep_the_current_state():
 def test_async_needs_couplings():
     with pytest.raises(NotApplicable):
         dyn.relax_async(Model(q=4, J=None), np.zeros((1, 3), np.int8), ASYNC, np.random.default_rng(0))
+
+
+def test_potts_plm_momentum_reaches_the_l2_optimum_sooner() -> None:
+    """With L2 the Potts rows are strongly convex: 4000 plain epochs define the optimum (to
+    float32 rounding); Nesterov momentum 0.8 is there after 100 epochs (measured 2e-6) while
+    plain ascent is still 2e-2 away. Deterministic: no statistics."""
+    X = np.random.default_rng(0).integers(0, 3, size=(60, 8)).astype(np.int8)
+    base = {k: p.default for k, p in plm.PARAMS.items()} | {"l2": 0.02, "lr": 0.5, "init": "zero"}
+    ref = plm.train(X, 3, base | {"epochs": 4000}, np.random.default_rng(1)).J
+    gap = {mu: np.abs(plm.train(X, 3, base | {"epochs": 100, "momentum": mu}, np.random.default_rng(1)).J
+                      - ref).max() / np.abs(ref).max() for mu in (0.0, 0.8)}
+    assert gap[0.8] < 1e-4 < 1e-2 < gap[0.0], gap

@@ -221,3 +221,53 @@ def dual_weights(W: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray, 
             w = coef[i] * W[m, i] + b[i] * R[m, i]
             W[m, i] = w
             wabs[i] += abs(w)
+
+
+# Nesterov momentum (the look-ahead form of Bengio et al. 2013): with D the step plain gradient
+# ascent would take from J, V <- mu V + D and J <- J + D + mu V. mu = 0 is plain ascent; these
+# kernels only run for mu > 0, so the default path is untouched.
+
+
+@njit(cache=True, fastmath=FAST)
+def momentum_step(J: np.ndarray, before: np.ndarray, V: np.ndarray, mu: float) -> None:
+    """Primal form, flat views: J holds J + D (the plain step from ``before``) on entry."""
+    for k in range(J.shape[0]):
+        d = J[k] - before[k]
+        v = mu * V[k] + d
+        V[k] = v
+        J[k] += mu * v
+
+
+@njit(cache=True, fastmath=FAST)
+def momentum_fields(Hn: np.ndarray, H: np.ndarray, VH: np.ndarray, mu: float) -> float:
+    """Dual form: Hn holds the plain step's fields; add mu times the field velocity VH (the
+    fields are linear in J). Returns the sum of the new float32 fields (overflow check)."""
+    P, N = H.shape
+    total = 0.0
+    for m in range(P):
+        for i in range(N):
+            v = mu * VH[m, i] + (Hn[m, i] - H[m, i])
+            VH[m, i] = v
+            h = np.float32(Hn[m, i] + mu * v)
+            Hn[m, i] = h
+            total += h
+    return total
+
+
+@njit(cache=True, fastmath=FAST)
+def momentum_weights(W: np.ndarray, VW: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray,
+                     mu: float, wabs: np.ndarray, vabs: np.ndarray) -> None:
+    """Dual form: D = (coef - 1) W + b R, VW <- mu VW + D, W <- W + D + mu VW (float64);
+    wabs and vabs = column sums of |W| and |VW| (bounds on |J| and on its velocity)."""
+    P, N = W.shape
+    wabs[:] = 0.0
+    vabs[:] = 0.0
+    for m in range(P):
+        for i in range(N):
+            d = (coef[i] - 1.0) * W[m, i] + b[i] * R[m, i]
+            v = mu * VW[m, i] + d
+            VW[m, i] = v
+            w = W[m, i] + d + mu * v
+            W[m, i] = w
+            wabs[i] += abs(w)
+            vabs[i] += abs(v)

@@ -24,7 +24,7 @@ from numba import njit
 from pipeline.model import Model
 from pipeline.potts import check_states, one_hot
 from pipeline.rules._hebb_potts import hebb_potts_couplings
-from pipeline.rules._plm_kernels import site_clip_scales
+from pipeline.rules._plm_kernels import momentum_step, site_clip_scales
 
 SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
 MAX_RECOVERIES = 200  # 0.5^200 brings any float32 J back to a finite field
@@ -133,7 +133,9 @@ def _ascend(J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, params: dict,
     l2, clip, symmetric = float(params["l2"]), float(params["clip"]), bool(params["symmetric"])
     bs = int(params["batch_size"])
     bs = P if bs <= 0 or bs >= P else bs
+    mu = float(params["momentum"])
     backup = J.copy()
+    V = np.zeros_like(J) if mu > 0.0 else None  # momentum: velocity of J
     G = np.empty_like(J)
     Hbuf = np.empty((bs, J.shape[0]), dtype=np.float32)
     recoveries = 0
@@ -153,6 +155,8 @@ def _ascend(J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, params: dict,
                 backup[:] = J
                 lr *= SHRINK
                 recoveries += 1
+                if V is not None:
+                    V[:] = 0.0  # momentum restarts after a refused step
                 np.matmul(X1b, J.T, out=Hb)
                 ll = residual_and_loglik(Hb, Xb, q, lam)
             if not np.isfinite(ll):
@@ -161,6 +165,8 @@ def _ascend(J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, params: dict,
             np.matmul(Hb.T, X1b, out=G)
             G *= np.float32(lam / Xb.shape[0])
             apply_step(J, G, backup, lr, l2, clip, symmetric, q)
+            if V is not None:
+                momentum_step(J.reshape(-1), backup.reshape(-1), V.reshape(-1), mu)
         loglik = total / X.size
     if not np.all(np.isfinite(J)):  # the very last step overflowed
         J[:] = backup

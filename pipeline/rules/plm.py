@@ -14,6 +14,8 @@ Two exact rewritings of the same gradient ascent, chosen by cost:
   P^2 N products); minibatches, and clipping together with L2, stay primal.
 Both produce the same iterates up to float32 rounding (tests/test_benchmarks_smoke.py); the
 dual keeps W in float64, as its entries may grow and cancel where J does not.
+Optional Nesterov momentum (``momentum`` > 0) works in both forms: the fields are linear in
+(W, a), so the dual form carries velocities of W, a and H (tests/test_rules_plm.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pipeline.rules._plm_kernels import (
     dual_fields,
     dual_weights,
     loglik,
+    momentum_fields,
+    momentum_step,
+    momentum_weights,
     residual,
     residual_into,
 )
@@ -43,6 +48,9 @@ PARAMS: dict[str, Param] = {
     "clip": Param(0.0, float, "max gradient norm per row (0 = off)", low=0.0),
     "symmetric": Param(False, bool, "symmetrised gradient so that J = J^T"),
     "l2": Param(0.0, float, "L2 penalty l2 * sum J_ij^2 per pattern; 0 reaches the T -> 0 limit", low=0.0),
+    "momentum": Param(0.0, float, "Nesterov momentum mu (0 = plain gradient ascent, the paper's rule); "
+                      "0.8 reaches an L2 optimum in ~3x fewer epochs; stable while lr * curvature < "
+                      "2 (1 + mu) / (1 + 2 mu), so lower lr if a fit stalls", low=0.0, high=1.0, open_high=True),
 }
 POTTS = True
 
@@ -118,14 +126,17 @@ def _ascend(
     """Primal gradient ascent on J in place; returns (final mean log-PL, final lr, NaN recoveries).
 
     Per step: H = X J^T (GEMM), R = X - tanh(lam H) in place in H with the finiteness check,
-    G = R^T X (GEMM), then one fused pass for symmetrisation, L2, clipping and the step.
+    G = R^T X (GEMM), then one fused pass for symmetrisation, L2, clipping and the step (and
+    one more for momentum, if asked).
     """
     P, N = Xf.shape
     lam, lr, l2 = float(params["lam"]), float(params["lr"]), float(params["l2"])
     clip, symmetric = float(params["clip"]), bool(params["symmetric"])
     bs = int(params["batch_size"])
     bs = P if bs <= 0 or bs >= P else bs
+    mu = float(params["momentum"])
     backup = J.copy()
+    V = np.zeros_like(J) if mu > 0.0 else None  # momentum: velocity of J
     G = np.empty((N, N), dtype=np.float32)
     H = np.empty((bs, N), dtype=np.float32)
     recoveries = 0
@@ -138,10 +149,14 @@ def _ascend(
                 J[:] = backup * np.float32(SHRINK)
                 lr *= SHRINK
                 recoveries += 1
+                if V is not None:
+                    V[:] = 0.0  # momentum restarts after a refused step
                 np.matmul(Xb, J.T, out=Hb)
                 residual(Hb, Xb, lam)
             np.matmul(Hb.T, Xb, out=G)
             apply_step(J, G, backup, lam / Xb.shape[0], lr, l2, clip, symmetric)
+            if V is not None:
+                momentum_step(J.reshape(-1), backup.reshape(-1), V.reshape(-1), mu)
     del G, H  # before the final fields are allocated: they set the cell's peak memory
     final = mean_log_pl(J, Xf, lam)
     if not np.isfinite(final):
@@ -167,9 +182,10 @@ class _Dual:
     updated only once a step is accepted, from column sums that bound |J_ij| <= sum_mu |W_mu,i|.
     """
 
-    def __init__(self, Xf: np.ndarray, init: str, symmetric: bool, rng: np.random.Generator) -> None:
+    def __init__(self, Xf: np.ndarray, init: str, symmetric: bool, rng: np.random.Generator,
+                 mu: float = 0.0) -> None:
         P, N = Xf.shape
-        self.Xf, self.symmetric = Xf, symmetric
+        self.Xf, self.symmetric, self.mu = Xf, symmetric, mu
         self.X8 = Xf.astype(np.int8)
         self.C = Xf @ Xf.T  # integer entries |C| <= N: exact in float32
         self.M = np.empty((P, P), np.float32) if symmetric else None
@@ -183,6 +199,9 @@ class _Dual:
         self.Hn = np.empty_like(self.H)
         self.R = np.empty((P, N), np.float32)
         self.d, self.rabs, self.wabs = np.empty(N), np.empty(N), np.zeros(N)
+        if mu > 0.0:  # velocities of W, a and the fields (the fields are linear in W and a)
+            self.VW, self.VH = np.zeros((P, N)), np.zeros((P, N), np.float32)
+            self.va, self.vabs = np.zeros(N), np.zeros(N)
         if init == "hebb":  # J0 = X^T X / N is W = X / N
             np.divide(Xf, N, out=self.W, dtype=np.float64)
             self.wabs[:] = P / N
@@ -208,22 +227,42 @@ class _Dual:
         Q = self.product(self.R, self.Hn)
         s = np.ones(N) if clip == 0.0 else _clip_scales(self.R, Q, self.d, gscale, clip)
         coef, b = 1.0 - 2.0 * lr * l2 * s, lr * gscale * s
-        a = self.a * coef
-        if not np.isfinite(dual_fields(self.Hn, self.H, self.X8, self.d, coef, b, self.g)):
+        mu = self.mu
+        total = dual_fields(self.Hn, self.H, self.X8, self.d, coef, b, self.g)
+        if mu > 0.0:
+            total = momentum_fields(self.Hn, self.H, self.VH, mu)
+            va = mu * self.va + (coef - 1.0) * self.a
+            a = self.a * coef + mu * va
+            # |W_new| <= |W| + |D| + mu (mu |VW| + |D|), |D| <= |coef - 1| |W| + |b| |R| (column sums)
+            step = np.abs(coef - 1.0) * self.wabs + np.abs(b) * self.rabs
+            wbound = self.wabs + step + mu * (mu * self.vabs + step)
+        else:
+            a = self.a * coef
+            wbound = np.abs(coef) * self.wabs + np.abs(b) * self.rabs
+        if not np.isfinite(total):
             return False
         # |J_ij| <= sum_mu |W_mu,i| + |a_i| sum_j |J0_ij|; only near float32's limit is J built
-        bound = float(np.max(np.abs(coef) * self.wabs + np.abs(b) * self.rabs + np.abs(a) * self.j0_rows))
-        if bound >= FLOAT32_SAFE and not np.isfinite(self.couplings(coef * self.W + b * self.R, a)).all():
-            return False
+        if float(np.max(wbound + np.abs(a) * self.j0_rows)) >= FLOAT32_SAFE:
+            D = (coef - 1.0) * self.W + b * self.R
+            W = self.W + D + mu * (mu * self.VW + D) if mu > 0.0 else self.W + D
+            if not np.isfinite(self.couplings(W, a)).all():
+                return False
         self.H, self.Hn = self.Hn, self.H
-        dual_weights(self.W, self.R, coef, b, self.wabs)
+        if mu > 0.0:
+            momentum_weights(self.W, self.VW, self.R, coef, b, mu, self.wabs, self.vabs)
+            self.va = va
+        else:
+            dual_weights(self.W, self.R, coef, b, self.wabs)
         self.a = a
         return True
 
     def shrink(self, factor: float) -> None:
-        """Scale J (hence H, W and a) after a refused step."""
+        """Scale J (hence H, W and a) after a refused step; momentum restarts from rest."""
         for arr in (self.H, self.W, self.a, self.wabs):
             arr *= factor
+        if self.mu > 0.0:
+            for arr in (self.VW, self.VH, self.va, self.vabs):
+                arr[...] = 0.0
 
     def couplings(self, W: np.ndarray, a: np.ndarray, block: int = 256) -> np.ndarray:
         """J = a J0 + W^T X (symmetrised if asked), zero diagonal: float64 products, float32 J."""
@@ -260,7 +299,7 @@ def _ascend_dual(
     """
     lam, lr, l2 = float(params["lam"]), float(params["lr"]), float(params["l2"])
     clip, epochs = float(params["clip"]), int(params["epochs"])
-    state = _Dual(Xf, params["init"], bool(params["symmetric"]), rng)
+    state = _Dual(Xf, params["init"], bool(params["symmetric"]), rng, float(params["momentum"]))
     recoveries = 0
     for epoch in range(epochs):
         if not state.step(lam, lr, l2, clip):
@@ -269,6 +308,7 @@ def _ascend_dual(
                 state.shrink(SHRINK)
                 lr *= SHRINK
     state.H = state.Hn = state.R = state.C = state.M = state.Q2 = None  # free before J and its fields
+    state.VW = state.VH = None
     J = state.couplings(state.W, state.a)
     return J, mean_log_pl(J, Xf, lam), lr, recoveries
 
