@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import copy
+import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,17 @@ class StopAfter(SerialExecutor):
             if i == self.k:
                 raise KeyboardInterrupt
             yield item
+
+
+def wait_for_first_flush(proc: subprocess.Popen, cube: str, timeout: float = 120.0) -> None:
+    """Poll the cube's run record until the driver has written its first results (or ended):
+    the moment the fault tests interrupt it, whatever the machine's speed."""
+    record = Path(cube, "_amsweep", "run.json")
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if record.exists() and json.loads(record.read_text())["done"] > 0:
+            return
+        time.sleep(0.1)
 
 
 def cube_values(path: str) -> dict[str, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -10,7 +9,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from pipeline.executors import SerialExecutor
 from pipeline.runner import run
 from storage.cube import Cube
 from storage.layout import DONE
-from tests.conftest import assert_same_cube
+from tests.conftest import assert_same_cube, wait_for_first_flush
 
 RAY = str(Path(sys.executable).with_name("ray"))
 CLUSTER_SPEC = """
@@ -112,12 +110,7 @@ def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
     assert "task(s) to run" in first, first
     # Kill once the first results are flushed (16 of 40 tasks, ~0.35 s each): both nodes are busy
     # then, and the head alone still has seconds of work left. A fixed sleep raced with fast runs.
-    record = Path(out, "_amsweep", "run.json")
-    deadline = time.time() + 120
-    while driver.poll() is None and time.time() < deadline:
-        if record.exists() and json.loads(record.read_text())["done"] > 0:
-            break
-        time.sleep(0.1)
+    wait_for_first_flush(driver, out)
     assert driver.poll() is None, "the sweep finished before the worker node could be killed"
     kill_node(worker)
     text, _ = driver.communicate(timeout=600)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,9 +16,9 @@ from pipeline import spec as spec_mod
 from pipeline.executors import SerialExecutor
 from pipeline.runner import run
 from storage.check import check, repair
-from storage.cube import Cube, CubeError
+from storage.cube import Cube
 from storage.layout import DONE, PENDING
-from tests.conftest import StopAfter, assert_same_cube
+from tests.conftest import StopAfter, assert_same_cube, wait_for_first_flush
 
 FAULT_SPEC = """
 name = "faults"
@@ -157,12 +156,7 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    record = Path(out, "_amsweep", "run.json")
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:  # until the first results are flushed
-        if record.exists() and json.loads(record.read_text())["done"] > 0:
-            break
-        time.sleep(0.1)
+    wait_for_first_flush(proc, out)
     assert proc.poll() is None, "the sweep ended before Ctrl-C"
     proc.send_signal(signal.SIGINT)
     text, _ = proc.communicate(timeout=120)
