@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sweep = spec_mod.load(resolve_spec(args.spec))
     cube = Cube.create_or_open(args.out, sweep)
-    todo = len(cube.pending(retry_failed=not args.no_retry_failed))
+    todo = cube.count_pending(retry_failed=not args.no_retry_failed)
     print(f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
           f"{sum(1 for _ in sweep.tasks())}; cube {args.out}")
     if todo == 0:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from pipeline.cell import CellResult, run_cell
 from pipeline.executors import Failed, SerialExecutor, Skipped
-from storage.cube import Cube
+from storage.cube import Cube, Mark
 from storage.layout import FAILED, NOT_APPLICABLE
 from storage.status import save_run_record
 
@@ -44,39 +44,41 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
     executor = executor or SerialExecutor()
     cube.ensure_writable()
     sweep = cube.sweep
+    report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     tasks = cube.pending(retry_failed=retry_failed)
-    report = RunReport(remaining=len(tasks))
     jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
     buffer: list[CellResult] = []
+    marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
     def flush() -> None:
         nonlocal last_flush
-        if buffer:
-            cube.write(buffer)
+        if buffer or marks:
+            cube.write(buffer, marks)
             report.done += len(buffer)
             report.remaining -= len(buffer)
             buffer.clear()
+            marks.clear()
         last_flush = time.monotonic()
         save_run_record(cube, {"done": report.done, "seconds": last_flush - t_start,
                                "executor": executor.name, "workers": executor.workers,
                                "started": started, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     flush()  # the run record says from the start that a run is under way
-    bar = tqdm(total=len(tasks), unit="task", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=report.remaining, unit="task", disable=not progress, dynamic_ncols=True,
                desc=f"{sweep.name} [{executor.name}]")
     try:
         for (task, *_), outcome in executor.map_unordered(cell, jobs):
             if isinstance(outcome, CellResult):
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):
-                cube.mark(task.index, NOT_APPLICABLE, outcome.reason)
+                marks.append((task.index, NOT_APPLICABLE, outcome.reason))
                 report.not_applicable += 1
                 report.remaining -= 1
             else:
                 assert isinstance(outcome, Failed)
-                cube.mark(task.index, FAILED, outcome.error)
+                marks.append((task.index, FAILED, outcome.error))
                 report.failed += 1
                 report.remaining -= 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import fsspec
 import numpy as np
@@ -26,6 +26,7 @@ from storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
 
 
 CREATING = "amsweep_creating"
+Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 SIDE = "_amsweep"
 
 
@@ -219,11 +220,15 @@ class Cube:
         as pending, so a damaged status can cost a recomputation but never a crash or a loss."""
         return read_robust(self.group["status"], self.sweep.shape, PENDING)[0]
 
-    def pending(self, retry_failed: bool = True) -> list[Task]:
-        """Tasks still to run: pending, and failed ones unless told otherwise."""
+    def pending(self, retry_failed: bool = True) -> Iterator[Task]:
+        """Tasks still to run, lazily in task order: pending, and failed ones unless told otherwise."""
         status = self.status()
         todo = {PENDING, FAILED} if retry_failed else {PENDING}
-        return [t for t in self.sweep.tasks() if status[t.index] in todo]
+        return (t for t in self.sweep.tasks() if status[t.index] in todo)
+
+    def count_pending(self, retry_failed: bool = True) -> int:
+        status = self.status()
+        return int(np.isin(status, [PENDING, FAILED] if retry_failed else [PENDING]).sum())
 
     # ---- writes --------------------------------------------------------------------------
     def ensure_writable(self) -> None:
@@ -237,10 +242,13 @@ class Cube:
             raise CubeError(f"{self.path}: cannot write to the cube ({e}); its results are intact. "
                             "Fix the permissions or the space, then run again.") from None
 
-    def write(self, results: Iterable[CellResult]) -> None:
-        """Write each result's data, then (after all data) mark them done."""
+    def write(self, results: Iterable[CellResult], marks: Iterable[Mark] = ()) -> None:
+        """One flush: each result's data, then (after all data) their status; ``marks`` records
+        failed and not-applicable tasks (index, state, error text) in the same flush."""
         try:
             self._write(list(results))
+            for index, state, error in marks:
+                self.mark(index, state, error)
         except OSError as e:  # full disk, lost permission, unreachable store
             raise CubeError(f"{self.path}: writing results failed ({e}). Tasks marked done before "
                             "are intact; the unwritten ones stay pending and the next run recomputes "
