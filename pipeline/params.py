@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.errors import SpecError  # re-exported: specs raise it from here
 from pipeline.model import Param
 
-
-class SpecError(ValueError):
-    """A sweep spec is invalid; the message names the key, the value and what is allowed."""
+__all__ = ["SpecError", "coerce", "resolve"]
 
 
 def _describe(p: Param) -> str:

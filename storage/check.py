@@ -1,9 +1,11 @@
-"""Integrity check of a cube: does its content agree with its status and its spec?
+"""Integrity check of a cube: does every variable agree with the status grid and the spec?
 
-``done`` must imply data on disk; a chunk that cannot be decoded, a done task without its
-always-present metrics, or arrays whose shape disagrees with the stored spec are reported
-with the task's coordinates. ``repair`` sets such tasks back to pending (never the other way),
-so the next run recomputes exactly what was damaged and nothing else.
+Every done task must have a present, checksum-valid inner chunk in every variable (format 2
+writes one for each done task, NaN included, so absence means loss); a failed task needs its
+error record; "not applicable" must be what the spec says or what a run recorded; "done" where
+the spec says not applicable is impossible. Each problem is one line naming the task.
+``repair`` gives exactly the damaged tasks back the state a fresh template has (pending, or not
+applicable where the spec says so), so the next run recomputes them and nothing else.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import zarr
 
 from pipeline.metrics import METRICS
 from storage import layout
-from storage.cube import Cube, read_robust
-from storage.layout import DONE, FAILED, PENDING
-
-ALWAYS_PRESENT = ("fixed_point_fraction", "m_train", "train_seconds")
+from storage.cube import Cube
+from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 
 
 @dataclass
@@ -29,52 +30,81 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def add(self, cube: Cube, index: tuple[int, ...], what: str) -> None:
+        index = tuple(int(i) for i in index)
+        self.problems.append(f"task {cube.coords_of(index)}: {what}")
+        if index not in self.damaged:
+            self.damaged.append(index)
+
 
 def check(cube: Cube) -> CheckReport:
-    """Compare status, data and spec; every problem is one line naming what and where."""
+    """Compare coordinates, shapes, status, data and records; nothing is written."""
     report = CheckReport()
-    sweep, group = cube.sweep, cube.group
-    coords = layout.coordinates(sweep)
-    for c in coords:
-        stored = np.asarray(group[c.name][...])
-        if stored.shape != c.values.shape or not np.array_equal(stored.astype(c.values.dtype), c.values):
-            report.problems.append(f"coordinate {c.name!r} does not match the stored spec")
-    for v in layout.variables(sweep, [c.name for c in coords]):
-        expected = sweep.shape + ((len(sweep.noise),) if v.dims[-1] == "noise" else ())
-        if group[v.name].shape != expected:
-            report.problems.append(f"variable {v.name!r} has shape {group[v.name].shape}, spec says {expected}")
+    if cube.format != layout.FORMAT_VERSION:
+        report.problems.append(f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
+                               "(and verifies every value); check runs on format 2")
+        return report
+    sweep = cube.sweep
+    _check_arrays(cube, report)
     if report.problems:
         return report
-    status, bad = read_robust(group["status"], sweep.shape, PENDING)
-    for index in bad:
-        report.problems.append(f"status chunk of {cube.coords_of(index)} unreadable")
-        report.damaged.append(index)
-    done = status == DONE
+    status, present, damaged = cube.read_variable("status")
+    for index in zip(*np.nonzero(damaged)):
+        report.add(cube, index, "status chunk unreadable (checksum)")
+    spec_na = layout.not_applicable_mask(sweep)
+    for index in zip(*np.nonzero((status == DONE) & spec_na & ~damaged)):
+        report.add(cube, index, "marked done, but the spec says this task does not exist")
+    done = (status == DONE) & ~damaged
     for name in METRICS:
-        values, bad = read_robust(group[name], sweep.shape, np.nan)
-        unreadable = np.zeros(sweep.shape, dtype=bool)
-        for index in bad:
-            unreadable[index] = True
-        missing = np.zeros(sweep.shape, dtype=bool)
-        if name in ALWAYS_PRESENT:
-            finite = np.isfinite(values)
-            missing = ~(finite.all(axis=-1) if values.ndim > len(sweep.shape) else finite)
-        for index in zip(*np.nonzero(done & (unreadable | missing))):
-            index = tuple(int(i) for i in index)
-            what = "unreadable" if unreadable[index] else "missing"
-            report.problems.append(f"{name} of done task {cube.coords_of(index)} is {what}")
-            if index not in report.damaged:
-                report.damaged.append(index)
-    recorded = {tuple(f["index"]) for f in cube.failures() if f["state"] == "failed"}
-    for index in zip(*np.nonzero(status == FAILED)):
+        if name not in cube.members:
+            continue  # added by the next run (NaN for tasks done before)
+        _, have, bad = cube.read_variable(name)
+        for index in zip(*np.nonzero(done & bad)):
+            report.add(cube, index, f"{name} fails its checksum")
+        for index in zip(*np.nonzero(done & ~have & ~bad)):
+            report.add(cube, index, f"{name} is missing")
+    recorded = {tuple(f["index"]): f["state"] for f in cube.failures()}
+    for index in zip(*np.nonzero((status == FAILED) & ~damaged)):
         if tuple(int(i) for i in index) not in recorded:
-            report.problems.append(f"failed task {cube.coords_of(tuple(int(i) for i in index))} has no error record")
+            report.add(cube, index, "failed, with no error record")
+    for index in zip(*np.nonzero((status == NOT_APPLICABLE) & ~spec_na & ~damaged)):
+        if tuple(int(i) for i in index) not in recorded:
+            report.add(cube, index, "not applicable, but the spec says applicable and no run recorded why")
     return report
 
 
+def _check_arrays(cube: Cube, report: CheckReport) -> None:
+    sweep = cube.sweep
+    coords = layout.coordinates(sweep)
+    for c in coords:
+        if c.name not in cube.members:
+            report.problems.append(f"coordinate {c.name!r} is missing")
+            continue
+        try:
+            stored = np.asarray(zarr.open_array(cube.path, path=c.name, mode="r", zarr_format=3,
+                                                storage_options=cube.storage_options)[...])
+        except Exception as e:  # any decode failure of a coordinate chunk is a finding, not a crash
+            report.problems.append(f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e})")
+            continue
+        expected = c.values
+        same = stored.shape == expected.shape and (
+            [str(x) for x in stored.tolist()] == [str(x) for x in expected.tolist()] if expected.dtype == object
+            else np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"))
+        if not same:
+            report.problems.append(f"coordinate {c.name!r} does not match the stored spec")
+    for v in layout.variables(sweep, [c.name for c in coords]):
+        if v.name not in cube.members:
+            continue
+        expected = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
+        if tuple(cube.members[v.name].shape) != expected:
+            report.problems.append(f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, "
+                                   f"spec says {expected}")
+
+
 def repair(cube: Cube, report: CheckReport) -> int:
-    """Set damaged tasks back to pending so that the next run recomputes them; returns the count."""
-    status = cube.group["status"]
-    for index in report.damaged:
-        status[index] = PENDING
+    """Give damaged tasks their template state back (pending; not applicable where the spec says
+    so) so that the next run recomputes exactly them; returns the count."""
+    spec_na = layout.not_applicable_mask(cube.sweep)
+    cube.reset([i for i in report.damaged if not spec_na[i]], PENDING)
+    cube.reset([i for i in report.damaged if spec_na[i]], NOT_APPLICABLE)
     return len(report.damaged)

@@ -1,311 +1,424 @@
-"""The result cube on disk (or any fsspec store): template, writes, status.
+"""The result cube (format 2) on local disk or any fsspec store: open, create, grow, status, writes.
 
-Only the driver writes. Each task owns one chunk of every variable, its data is written before
-its status, and a cube remembers the spec that made it, so that a crash loses at most the
-results not yet flushed and a resume can never mix two experiments in one cube.
+Only one driver writes a cube (a lease in the cube says which). It keeps the status grid in
+memory and writes results in flushes: each flush rewrites every touched shard of every variable
+once, data first, then error records, then status, each object whole. A kill during a flush can
+cost only that flush's results (their status was not yet written, so the next run recomputes
+them), never anything done before. The cube's spec, shapes and attributes change only by one
+write of the root document (``storage.template``).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import io
 import json
-import os
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+import sys
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-import fsspec
 import numpy as np
-import zarr
 
 from pipeline.cell import CellResult
+from pipeline.errors import CubeError
 from pipeline.metrics import METRICS
 from pipeline.spec import Sweep, Task, from_canonical, spec_hash
-from storage import extend, layout
+from storage import extend, layout, provenance, template
 from storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
+from storage.objects import Objects, objects_at
+from storage.records import SIDE, ErrorRecords, now, task_key
+from storage.shards import ShardError, ShardLayout
 
-
-CREATING = "amsweep_creating"
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
-SIDE = "_amsweep"
-
-
-def _interrupted_template(path: str, storage_options: dict | None) -> bool:
-    """True for a group whose template creation never finished (safe to rebuild)."""
-    try:
-        attrs = zarr.open_group(path, mode="r", storage_options=storage_options, zarr_format=3).attrs.asdict()
-    except Exception:
-        return False
-    return attrs.get(CREATING) is True and "amsweep_spec" not in attrs
-
-
-class CubeError(RuntimeError):
-    """The path holds something this sweep must not touch, or the cube is damaged."""
-
-
-def package_version() -> str:
-    try:
-        return version("amsweep")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
-
-
-def filesystem(path: str, storage_options: dict | None):
-    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    return fs, root.rstrip("/")
-
-
-def put_bytes(fs, key: str, data: bytes) -> None:
-    """Write a small side file whole or not at all, so that a reader (``amsweep status`` while a
-    sweep runs) or a killed driver never leaves half a record.
-
-    Object stores replace an object in one request; on a local filesystem the bytes go to a
-    temporary name in the same folder, then one rename (atomic in POSIX) puts them in place.
-    Local folders must exist first.
-    """
-    parent = key.rsplit("/", 1)[0]
-    if not fs.exists(parent):
-        fs.makedirs(parent, exist_ok=True)
-    if "file" not in fs.protocol:
-        fs.pipe(key, data)
-        return
-    tmp = f"{key}.tmp-{os.getpid()}"
-    fs.pipe(tmp, data)
-    fs.mv(tmp, key)
-
-
-def read_robust(arr, task_shape: tuple[int, ...], fill) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """The whole array in one read; if a chunk is damaged, cell by cell to find which."""
-    try:
-        return np.asarray(arr[...]), []
-    except Exception:  # a truncated or garbled chunk somewhere: locate it below
-        out = np.full(arr.shape, fill, dtype=arr.dtype)
-    bad = []
-    for index in np.ndindex(*task_shape):
-        try:
-            out[index] = arr[index]
-        except Exception:
-            bad.append(index)
-    return out, bad
-
-
-
-def task_key(index: tuple[int, ...]) -> str:
-    """Name of a task's side entries: its position on (dataset, N, load, rule, seed)."""
-    return "-".join(str(i) for i in index)
+LEASE_KEY = f"{SIDE}/lease.json"
+BLOCK_CACHE_BYTES = 256 * 2**20  # decoded shards kept by the writer: a 10^5-cell cube's data fits
 
 
 @dataclass
 class Cube:
-    """An open cube and the sweep it belongs to."""
+    """An open cube: its sweep, its arrays' layouts, and (for the writer) the status grid."""
 
     path: str
-    group: zarr.Group
+    objects: Objects
     sweep: Sweep
+    attrs: dict[str, Any]
+    members: dict[str, Any]
     storage_options: dict | None = None
+    format: int = FORMAT_VERSION
+    lease: Any = None
+    damaged_status: list[tuple[int, ...]] = field(default_factory=list)
+    _status: np.ndarray | None = None
+    _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _errors: ErrorRecords | None = None
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str, storage_options: dict | None = None, mode: str = "r+") -> "Cube":
-        """Open an existing amsweep cube; its sweep is rebuilt from the stored canonical spec."""
-        fs, root = filesystem(path, storage_options)
-        if not fs.exists(root):
-            raise CubeError(f"{path}: no cube there (nothing exists at this path)")
-        try:
-            group = zarr.open_group(path, mode=mode, storage_options=storage_options, zarr_format=3)
-        except Exception as e:  # zarr raises several types for a non-group path
-            raise CubeError(f"{path}: exists but is not a Zarr v3 group ({type(e).__name__}: {e}); "
-                            "refusing to touch it") from None
-        attrs = group.attrs.asdict()
+    def open(cls, path: str, storage_options: dict | None = None, mode: str = "r") -> "Cube":
+        """Open an existing cube (format 1 or 2); ``mode="r+"`` also takes the writer's lease."""
+        objects = objects_at(path, storage_options)
+        doc = _root(objects, path)
+        if doc is None:
+            raise CubeError(f"{path}: no cube there (no {template.ROOT})")
+        cube = cls._from_root(path, objects, doc, storage_options)
+        if mode != "r":
+            cube.acquire()
+        return cube
+
+    @classmethod
+    def _from_root(cls, path: str, objects: Objects, doc: dict[str, Any], storage_options: dict | None) -> "Cube":
+        attrs = doc.get("attributes") or {}
         if "amsweep_spec" not in attrs:
-            raise CubeError(f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
-                            "attribute); refusing to touch it")
-        if attrs.get("amsweep_format") != FORMAT_VERSION:
-            raise CubeError(f"{path}: cube format {attrs.get('amsweep_format')!r}, this amsweep reads "
-                            f"format {FORMAT_VERSION}")
+            hint = (" (an amsweep template whose creation was interrupted: `amsweep run` rebuilds it)"
+                    if attrs.get(template.CREATING) else " (no amsweep_spec attribute)")
+            raise CubeError(f"{path}: a Zarr group that is not a finished amsweep cube{hint}; refusing to touch it")
+        fmt = attrs.get("amsweep_format")
+        if fmt not in layout.READABLE_FORMATS:
+            raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {layout.READABLE_FORMATS}")
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
-            raise CubeError(f"{path}: stored spec does not match its stored hash; the cube attributes "
-                            "were edited or damaged")
-        missing = [n for n in ("status", SIDE, *METRICS) if n not in group]
-        if missing:
-            raise CubeError(f"{path}: cube lacks variable(s) {missing}; it was written by another "
-                            "amsweep version or is damaged")
-        return cls(path, group, from_canonical(canonical), storage_options)
+            raise CubeError(f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
+                            "attributes were edited or damaged")
+        members = template.members_of(doc) if fmt == FORMAT_VERSION else {}
+        return cls(path, objects, from_canonical(canonical), attrs, members, storage_options, fmt)
 
     @classmethod
     def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
-        """Resume the cube of this spec, create it if absent, grow it if the spec only adds values,
+        """The writer's entry: take the lease, then resume the cube of this spec, create it if the
+        path is empty (or holds an interrupted template), grow it if the spec only adds values,
         and refuse it (touching nothing) if the spec changes anything else."""
-        fs, root = filesystem(path, storage_options)
-        if not fs.exists(root) or _interrupted_template(path, storage_options):
-            return cls._create(path, sweep, storage_options)
-        cube = cls.open(path, storage_options)
-        if cube.sweep.spec_hash == sweep.spec_hash:
-            return cube
-        merged, problems = extend.merge(cube.sweep.canonical, sweep.canonical)
+        objects = objects_at(path, storage_options)
+        doc = _root(objects, path)
+        if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
+            cube = cls._from_root(path, objects, doc, storage_options)
+            cube._refuse_other_spec(sweep)
+            cube.acquire()
+            return cube._evolve(sweep)
+        if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
+            raise CubeError(f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
+                            "attribute); refusing to touch it (choose another --out)")
+        if doc is None and _foreign_objects(objects):
+            raise CubeError(f"{path}: exists and is not a Zarr v3 group (it holds files but no "
+                            f"{template.ROOT}); refusing to touch it (choose another --out)")
+        cube = cls(path, objects, sweep, {}, {}, storage_options)
+        cube.acquire()
+        cube._create()
+        return cube
+
+    def _refuse_other_spec(self, sweep: Sweep) -> None:
+        if self.sweep.spec_hash == sweep.spec_hash:
+            return
+        _, problems = extend.merge(self.sweep.canonical, sweep.canonical)
         if problems:
             raise CubeError(
-                f"{path} was written by another spec (hash {cube.sweep.spec_hash}, this spec "
+                f"{self.path} was written by another spec (hash {self.sweep.spec_hash}, this spec "
                 f"{sweep.spec_hash}); nothing was changed. Differences:\n  " + "\n  ".join(problems)
                 + "\nA spec may only add values (seeds, N, loads, datasets, rules) to extend a cube; "
                 "use a new --out path for a new experiment.")
-        if merged == cube.sweep.canonical:
-            return cube  # the same content listed in another order
-        cube._grow(from_canonical(merged))
-        return cube
 
-    def _grow(self, merged: Sweep) -> None:
-        """Append coordinate values; new cells start pending, done cells are not touched.
+    def _evolve(self, sweep: Sweep) -> "Cube":
+        """Writer-side upgrades of an open cube: format 1 refused, new values grown, new metrics added."""
+        if self.format != FORMAT_VERSION:
+            self.release()
+            raise CubeError(f"{self.path}: cube format {self.format} can be read but not written by this "
+                            f"amsweep; convert it in place with `amsweep upgrade {self.path}` (kill-safe, "
+                            "verifies every value), then run again")
+        merged = self.sweep
+        if self.sweep.spec_hash != sweep.spec_hash:
+            canonical, _ = extend.merge(self.sweep.canonical, sweep.canonical)
+            merged = from_canonical(canonical)
+        missing = [n for n in ("status", *METRICS) if n not in self.members]
+        if merged.canonical != self.sweep.canonical or missing:
+            self._grow(merged, missing)
+        return self
 
-        Idempotent, and the spec attributes are replaced last, so an interrupted extension is
-        simply redone by the next run of the same spec.
+    # ---- lease ---------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take (or confirm) the writer's lease; a live driver elsewhere makes this refuse."""
+        from storage.lease import Lease
+
+        if self.lease is None:
+            try:
+                self.lease = Lease.acquire(self.objects, command=" ".join(sys.argv[:4]))
+            except OSError as e:
+                raise CubeError(f"{self.path}: cannot write to the cube ({e}); its results are intact. "
+                                "Fix the permissions or the space, then run again.") from None
+            if self.lease.takeover_message:
+                print(f"amsweep: {self.lease.takeover_message}", file=sys.stderr)
+            self._status = None  # re-read: another driver may have written before we held it
+        self.lease.check()
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    def __enter__(self) -> "Cube":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # ---- creation and growth ---------------------------------------------------------------
+    def _create(self) -> None:
+        """Marker first, then arrays, then the root document: an interrupted creation is a
+        template the next run rebuilds."""
+        for key in self.objects.list():
+            if key != LEASE_KEY:
+                self.objects.delete(key)
+        self.objects.put(template.ROOT, template.creating_document())
+        tpl = template.build(self.sweep)
+        self.objects.put_many(tpl.objects)
+        self.members = tpl.members
+        self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
+        self._put_status(self._shards_where(self._status != PENDING))
+        self.attrs = {"amsweep_format": FORMAT_VERSION, "created": now(), "title": self.sweep.name,
+                      "description": self.sweep.description, "Conventions": "CF-1.10", **provenance.cube_attrs()}
+        self._commit(self.sweep)
+
+    def _grow(self, merged: Sweep, missing: list[str]) -> None:
+        """Append coordinate values and add arrays a newer amsweep declares; done tasks untouched.
+
+        Idempotent: the root document is written last, so an interrupted growth leaves the old
+        cube, and the next run of the same spec grows it again.
         """
-        group = self.group
-        coords = layout.coordinates(merged)
-        sizes = {c.name: c.values.shape[0] for c in coords if c.dims == (c.name,)}
-        for v in layout.variables(merged, [c.name for c in coords]):
-            arr = group[v.name]
-            arr.resize(tuple(sizes[d] for d in v.dims))
-            arr.attrs.update(v.attrs)
-        for c in coords:
-            arr = group.create_array(c.name, shape=c.values.shape, chunks=c.values.shape, dtype=c.dtype,
-                                     dimension_names=list(c.dims), attributes=c.attrs, overwrite=True)
-            arr[...] = c.values
-        status = group["status"]
-        current = np.asarray(status[...])
-        grown = np.where(layout.not_applicable_mask(merged) & (current == PENDING), NOT_APPLICABLE, current)
-        status[...] = grown.astype(np.int8)  # done chunks are rewritten with their own value
-        history = list(group.attrs.get("extended", [])) + [
-            _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")]
-        group.attrs.update({"amsweep_spec": json.dumps(merged.canonical, sort_keys=True),
-                            "amsweep_spec_hash": merged.spec_hash, "extended": history})
-        self.sweep = merged
+        old_status = self.status()
+        shard = self.layout("status").shard
+        tpl = template.build(merged, shard=shard)
+        added = {n: tpl.members[n] for n in missing}
+        self.objects.put_many(tpl.objects)  # array documents and coordinate chunks; no data
+        self.members = tpl.members
+        status = np.full(merged.shape, PENDING, dtype=np.int8)
+        status[tuple(slice(0, n) for n in old_status.shape)] = old_status
+        status = np.where(layout.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
+        previous, self.sweep = self.sweep, merged
+        self._status = status.astype(np.int8)
+        self._blocks.clear()
+        for name in added:  # a metric new to this cube: NaN, explicitly present, for tasks done before
+            if name != "status":
+                self._put_data(name, {s: [] for s in self._shards_where(status == DONE)})
+        self._put_status(self._shards_where(status != PENDING))
+        history = list(self.attrs.get("extended", []))
+        if merged.canonical != previous.canonical:
+            history.append(now())
+        self.attrs["extended"] = history
+        self._commit(merged)
 
-    @classmethod
-    def _create(cls, path: str, sweep: Sweep, storage_options: dict | None) -> "Cube":
-        attrs = {
-            "amsweep_format": FORMAT_VERSION,
-            "amsweep_spec": json.dumps(sweep.canonical, sort_keys=True),
-            "amsweep_spec_hash": sweep.spec_hash,
-            "amsweep_version": package_version(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "title": sweep.name,
-            "description": sweep.description,
-        }
-        # The spec attributes are written last: a template interrupted half-way has none, and
-        # is recognised (CREATING) and rebuilt, since no result can have reached it.
-        group = zarr.open_group(path, mode="w", storage_options=storage_options, zarr_format=3,
-                                attributes={CREATING: True})
-        coords = layout.coordinates(sweep)
-        for c in coords:
-            arr = group.create_array(c.name, shape=c.values.shape, chunks=c.values.shape, dtype=c.dtype,
-                                     dimension_names=list(c.dims), attributes=c.attrs)
-            arr[...] = c.values
-        for v in layout.variables(sweep, [c.name for c in coords]):
-            shape = tuple(group[d].shape[0] for d in v.dims)
-            chunks = tuple(group[d].shape[0] if d == "noise" else 1 for d in v.dims)
-            group.create_array(v.name, shape=shape, chunks=chunks, dtype=v.dtype, fill_value=v.fill,
-                               dimension_names=list(v.dims), attributes=v.attrs)
-        group.create_group(SIDE)  # side files (failure records, run record) live in this group
-        mask = layout.not_applicable_mask(sweep)
-        if mask.any():  # one write; chunks equal to the fill (pending) are not stored at all
-            group["status"][...] = np.where(mask, NOT_APPLICABLE, PENDING).astype(np.int8)
-        group.attrs.put(attrs)
-        return cls(path, group, sweep, storage_options)
+    def _commit(self, sweep: Sweep) -> None:
+        """One write of the root document: spec, hash, provenance and every array's metadata."""
+        self.attrs.update({"amsweep_spec": json.dumps(sweep.canonical, sort_keys=True),
+                           "amsweep_spec_hash": sweep.spec_hash, **provenance.cube_attrs()})
+        self.objects.put(template.ROOT, template.root_document(self.attrs, self.members))
+        self.sweep = sweep
+
+    # ---- shards --------------------------------------------------------------------------
+    def layout(self, name: str) -> ShardLayout:
+        return template.shard_layout(self.members[name])
+
+    def _shard_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        shard = self.layout("status").shard
+        return tuple(i // s for i, s in zip(index, shard))
+
+    def _shards_where(self, mask: np.ndarray) -> list[tuple[int, ...]]:
+        shard = self.layout("status").shard
+        return sorted({tuple(int(i) // s for i, s in zip(idx, shard)) for idx in zip(*np.nonzero(mask))})
+
+    def read_shard(self, name: str, shard_index: tuple[int, ...], data: bytes | None = None,
+                   fetched: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, damaged) of one shard; an unreadable index marks all its tasks damaged."""
+        lay = self.layout(name)
+        fill = self.members[name].fill_value
+        if not fetched:
+            data = self.objects.get(lay.key(name, shard_index))
+        try:
+            return lay.decode(data, fill)
+        except ShardError:
+            values, present = lay.empty(fill)
+            return values, present, np.ones(lay.shard, dtype=bool)
+
+    def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
+        lay = self.layout(name)
+        shape = self.sweep.shape
+        grid = lay.grid(shape)
+        shards = list(np.ndindex(*grid))
+        found = self.objects.get_many([lay.key(name, s) for s in shards])
+        values = np.full(shape + lay.inner, self.members[name].fill_value, dtype=lay.dtype)
+        present = np.zeros(shape, dtype=bool)
+        damaged = np.zeros(shape, dtype=bool)
+        for s in shards:
+            v, p, d = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            box = lay.bounds(s, shape)
+            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            values[box], present[box], damaged[box] = v[clip], p[clip], d[clip]
+        return values, present, damaged
 
     # ---- status --------------------------------------------------------------------------
     def status(self) -> np.ndarray:
-        """The int8 status grid over (dataset, N, load, rule, seed); an unreadable chunk counts
-        as pending, so a damaged status can cost a recomputation but never a crash or a loss."""
-        return read_robust(self.group["status"], self.sweep.shape, PENDING)[0]
+        """The int8 status grid over (dataset, N, load, rule, seed). A task whose status chunk is
+        unreadable counts as pending (``damaged_status`` lists them): it may be recomputed,
+        never lost or crashed on."""
+        if self._status is None:
+            if self.format != FORMAT_VERSION:
+                from storage.legacy import read_status
+
+                self._status, self.damaged_status = read_status(self)
+            else:
+                values, _, damaged = self.read_variable("status")
+                values[damaged] = PENDING
+                self._status = values.astype(np.int8)
+                self.damaged_status = [tuple(int(i) for i in x) for x in zip(*np.nonzero(damaged))]
+        return self._status
 
     def pending(self, retry_failed: bool = True) -> Iterator[Task]:
         """Tasks still to run, lazily in task order: pending, and failed ones unless told otherwise."""
         status = self.status()
-        todo = {PENDING, FAILED} if retry_failed else {PENDING}
+        todo = (PENDING, FAILED) if retry_failed else (PENDING,)
         return (t for t in self.sweep.tasks() if status[t.index] in todo)
 
     def count_pending(self, retry_failed: bool = True) -> int:
-        status = self.status()
-        return int(np.isin(status, [PENDING, FAILED] if retry_failed else [PENDING]).sum())
+        return int(np.isin(self.status(), [PENDING, FAILED] if retry_failed else [PENDING]).sum())
 
     # ---- writes --------------------------------------------------------------------------
     def ensure_writable(self) -> None:
-        """Fail before any work if the cube cannot be written (read-only path, no permission)."""
-        fs, root = filesystem(self.path, self.storage_options)
-        probe = f"{root}/{SIDE}/write-probe"
-        try:
-            put_bytes(fs, probe, b"ok")
-            fs.rm(probe)
-        except OSError as e:
-            raise CubeError(f"{self.path}: cannot write to the cube ({e}); its results are intact. "
-                            "Fix the permissions or the space, then run again.") from None
+        """Fail before any work if this process cannot be the cube's writer (lease, permissions)."""
+        self.acquire()
 
     def write(self, results: Iterable[CellResult], marks: Iterable[Mark] = ()) -> None:
-        """One flush: each result's data, then (after all data) their status; ``marks`` records
-        failed and not-applicable tasks (index, state, error text) in the same flush."""
+        """One flush: the results' data, then error records, then status, every object whole."""
+        results, marks = list(results), list(marks)
+        if not results and not marks:
+            return
+        self.acquire()
         try:
-            self._write(list(results))
-            for index, state, error in marks:
-                self.mark(index, state, error)
+            self._flush(results, marks)
         except OSError as e:  # full disk, lost permission, unreachable store
+            self._blocks.clear()
             raise CubeError(f"{self.path}: writing results failed ({e}). Tasks marked done before "
                             "are intact; the unwritten ones stay pending and the next run recomputes "
                             "them.") from None
 
-    def _write(self, results: list[CellResult]) -> None:
-        arrays = {name: self.group[name] for name in METRICS}
+    def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
+        status = self.status().copy()
+        by_shard: dict[tuple[int, ...], list[CellResult]] = {}
+        for r in results:
+            by_shard.setdefault(self._shard_of(r.index), []).append(r)
+        couplings = {}
         for r in results:
             if r.couplings is not None:
-                self._write_couplings(r.index, r.couplings)
-            for name, value in r.values.items():
-                target = r.index + ((slice(None),) if METRICS[name].per_noise else ())
-                arrays[name][target] = value
-        status = self.group["status"]
+                buf = io.BytesIO()
+                np.save(buf, r.couplings, allow_pickle=False)
+                couplings[f"{SIDE}/couplings/{task_key(r.index)}.npy"] = buf.getvalue()
+        self.objects.put_many(couplings)
+        for name in METRICS:
+            if name in self.members:
+                self._put_data(name, by_shard)
+        changes: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
         for r in results:
+            if status[r.index] in (FAILED, NOT_APPLICABLE):
+                changes.setdefault(self._shard_of(r.index), {})[r.index] = None
             status[r.index] = DONE
-        self._clear_failures([r.index for r in results])
+        for index, state, error in marks:
+            record = {"state": layout.STATUS_NAMES[state], "error": error, "time": now()}
+            changes.setdefault(self._shard_of(index), {})[tuple(index)] = record
+            status[tuple(index)] = state
+        records = self.errors()
+        self.objects.put_many(records.updates(changes))
+        records.commit()
+        touched = set(by_shard) | set(changes)
+        self._status = status
+        self._put_status(sorted(touched))
 
-    def _write_couplings(self, index: tuple[int, ...], J: np.ndarray) -> None:
-        """Per-task arrays have a shape of their own (ragged N), so each is its own array."""
-        store = self.group.require_group(f"{SIDE}/couplings")
-        store.create_array(task_key(index), shape=J.shape, chunks=J.shape, dtype=J.dtype,
-                           overwrite=True)[...] = J
+    def _put_data(self, name: str, by_shard: dict[tuple[int, ...], list[CellResult]]) -> None:
+        """Rewrite each touched shard of one variable whole (decoded shards cached between flushes)."""
+        lay = self.layout(name)
+        wanted = [s for s in by_shard if (name, s) not in self._blocks]
+        found = self.objects.get_many([lay.key(name, s) for s in wanted])
+        for s in wanted:
+            v, p, _ = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            self._blocks[(name, s)] = (v, p)
+        puts, fresh = {}, {}
+        origin = lay.shard
+        for s, rs in by_shard.items():
+            values, present = (a.copy() for a in self._blocks[(name, s)])
+            for r in rs:
+                local = tuple(i - si * n for i, si, n in zip(r.index, s, origin))
+                values[local] = r.values.get(name, np.nan)
+                present[local] = True
+            if not rs:  # an added metric: explicit NaN for every done task of the shard
+                box = lay.bounds(s, self.sweep.shape)
+                clip = tuple(slice(0, b.stop - b.start) for b in box)
+                present[clip] |= self._status[box] == DONE
+            data = lay.encode(values, present)
+            if data is not None:
+                puts[lay.key(name, s)] = data
+            fresh[(name, s)] = (values, present)
+        self.objects.put_many(puts)
+        for key in fresh:
+            self._blocks.pop(key, None)
+        self._blocks.update(fresh)
+        self._trim_cache()
+
+    def _put_status(self, shards: list[tuple[int, ...]]) -> None:
+        lay = self.layout("status")
+        shape = self.sweep.shape
+        puts = {}
+        for s in shards:
+            values, present = lay.empty(PENDING)
+            box = lay.bounds(s, shape)
+            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            values[clip] = self._status[box]
+            present[clip] = self._status[box] != PENDING
+            data = lay.encode(values, present)
+            if data is None:
+                self.objects.delete(lay.key("status", s))
+            else:
+                puts[lay.key("status", s)] = data
+        self.objects.put_many(puts)
+
+    def _trim_cache(self) -> None:
+        """Forget the least recently written shards beyond the cache budget."""
+        size = sum(v.nbytes + p.nbytes for v, p in self._blocks.values())
+        while size > BLOCK_CACHE_BYTES and self._blocks:
+            v, p = self._blocks.pop(next(iter(self._blocks)))
+            size -= v.nbytes + p.nbytes
+
+    def reset(self, indices: list[tuple[int, ...]], state: int = PENDING) -> None:
+        """Set tasks back to a template state (``check --repair``): the next run recomputes them."""
+        if not indices:
+            return
+        self.acquire()
+        status = self.status().copy()
+        for index in indices:
+            status[index] = state
+        self._status = status
+        self._put_status(sorted({self._shard_of(i) for i in indices}))
+
+    # ---- side data -----------------------------------------------------------------------
+    def errors(self) -> ErrorRecords:
+        if self._errors is None:
+            self._errors = ErrorRecords(self.objects)
+        return self._errors
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Records of tasks now failed or not applicable, with their coordinates, in task order."""
+        if self.format != FORMAT_VERSION:
+            from storage.legacy import read_failures
+
+            return read_failures(self)
+        status = self.status()
+        out = []
+        for key, record in sorted(self.errors().all().items(), key=lambda kv: tuple(map(int, kv[0].split("-")))):
+            index = tuple(int(i) for i in key.split("-"))
+            if status[index] in (FAILED, NOT_APPLICABLE):
+                out.append({**record, "index": list(index), "coords": self.coords_of(index)})
+        return out
 
     def couplings(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored couplings (or memories) of one done task."""
-        key = f"{SIDE}/couplings/{task_key(index)}"
-        if key not in self.group:
+        data = self.objects.get(f"{SIDE}/couplings/{task_key(index)}.npy")
+        if data is None:
             raise KeyError(f"no couplings stored for {self.coords_of(index)}; the spec must set "
                            "[retrieval] store_couplings = true before the task runs")
-        return np.asarray(self.group[key][...])
-
-    def mark(self, index: tuple[int, ...], state: int, error: str | None = None) -> None:
-        """Record a failed or not-applicable task; the error text goes to a side file."""
-        if state not in (FAILED, NOT_APPLICABLE):
-            raise ValueError(f"mark() records failures and not-applicable tasks, not state {state}")
-        if error is not None:
-            fs, root = filesystem(self.path, self.storage_options)
-            record = {"index": list(index), "state": layout.STATUS_NAMES[state], "error": error,
-                      "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-            put_bytes(fs, self._failure_key(root, index), json.dumps(record).encode())
-        self.group["status"][index] = state
-
-    def failures(self) -> list[dict[str, Any]]:
-        """Side records of failed and not-applicable tasks, with their coordinates."""
-        fs, root = filesystem(self.path, self.storage_options)
-        folder = f"{root}/{SIDE}/failures"
-        if not fs.exists(folder):
-            return []
-        out = []
-        for key in sorted(fs.ls(folder, detail=False)):
-            if not key.endswith(".json"):  # a temporary left by a driver killed mid-write
-                continue
-            record = json.loads(fs.cat(key))
-            record["coords"] = self.coords_of(tuple(record["index"]))
-            out.append(record)
-        return out
+        return np.load(io.BytesIO(data), allow_pickle=False)
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
         s = self.sweep
@@ -313,16 +426,27 @@ class Cube:
         return {"dataset": s.datasets[i_d].label, "N": s.N_values[i_n], s.load_axis: s.load_values[i_l],
                 "rule": s.rules[i_r].label, "seed": s.seeds[i_s]}
 
-    def _failure_key(self, root: str, index: tuple[int, ...]) -> str:
-        return f"{root}/{SIDE}/failures/{task_key(index)}.json"
 
-    def _clear_failures(self, indices: list[tuple[int, ...]]) -> None:
-        """Drop the failure records of tasks now done (one listing per batch, not one per task)."""
-        fs, root = filesystem(self.path, self.storage_options)
-        folder = f"{root}/{SIDE}/failures"
-        if not indices or not fs.exists(folder):
-            return
-        present = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)}
-        for index in indices:
-            if f"{task_key(index)}.json" in present:
-                fs.rm(self._failure_key(root, index))
+def _root(objects: Objects, path: str) -> dict[str, Any] | None:
+    try:
+        data = objects.get(template.ROOT)
+    except OSError as e:
+        raise CubeError(f"{path}: cannot read {template.ROOT} ({e})") from None
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CubeError(f"{path}/{template.ROOT}: not valid JSON ({e}); the cube's root document is "
+                        "damaged or this is not an amsweep cube") from None
+    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
+        raise CubeError(f"{path}: exists but is not a Zarr v3 group; refusing to touch it")
+    return doc
+
+
+def _foreign_objects(objects: Objects) -> bool:
+    """True if the path holds anything but a lease (an empty folder, or one a killed creation
+    left with only its lease, is free to use)."""
+    if not objects.root_exists():
+        return False
+    return any(k != LEASE_KEY for k in objects.list())

@@ -16,7 +16,19 @@ from pipeline.spec import Sweep
 
 PENDING, DONE, FAILED, NOT_APPLICABLE = 0, 1, 2, 3
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", NOT_APPLICABLE: "not applicable"}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1 (one object per task per variable) is read, never written
+
+# CF attributes of the dimension coordinates: every coordinate and variable has both.
+AXIS_ATTRS = {
+    "dataset": ("dataset variant (kind and parameters)", ""),
+    "N": ("number of neurons", "1"),
+    "alpha": ("load: training examples per neuron, P / N", "1"),
+    "P": ("number of training examples", "1"),
+    "rule": ("learning rule variant (rule, parameters and retrieval dynamics)", ""),
+    "seed": ("replica seed", "1"),
+    "noise": ("fraction of the start state's sites changed before retrieval", "1"),
+}
 
 
 def task_dims(sweep: Sweep) -> tuple[str, ...]:
@@ -33,6 +45,14 @@ class ArraySpec:
     values: np.ndarray | None = None  # coordinates carry values; variables start empty
     fill: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_noise(self) -> bool:
+        return self.dims[-1] == "noise"
+
+
+def _cf(long_name: str, units: str = "1") -> dict[str, str]:
+    return {"long_name": long_name, "units": units}
 
 
 def _variant_coords(prefix: str, dim: str, variants: list[dict[str, Any]], fixed: set[str]) -> list[ArraySpec]:
@@ -51,7 +71,9 @@ def _variant_coords(prefix: str, dim: str, variants: list[dict[str, Any]], fixed
             arr = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
         else:
             arr = np.array(["" if x is None else str(x) for x in values], dtype=object)
-        out.append(ArraySpec(coord, (dim,), arr.dtype if arr.dtype != object else str, arr))
+        out.append(ArraySpec(coord, (dim,), arr.dtype if arr.dtype != object else str, arr,
+                             attrs=_cf(f"parameter {name!r} of the {prefix} variant",
+                                       "1" if arr.dtype != object else "")))
         fixed.add(coord)
     return out
 
@@ -67,11 +89,15 @@ def coordinates(sweep: Sweep) -> list[ArraySpec]:
         ArraySpec("seed", ("seed",), np.int64, np.array(sweep.seeds, dtype=np.int64)),
         ArraySpec("noise", ("noise",), np.float64, np.array(sweep.noise, dtype=np.float64)),
     ]
+    dims = [ArraySpec(a.name, a.dims, a.dtype, a.values, attrs=_cf(*AXIS_ATTRS[a.name])) for a in dims]
     taken = {a.name for a in dims} | set(METRICS) | {"status", "P", "alpha"}
     extra = [
-        ArraySpec("dataset_kind", ("dataset",), str, np.array([d.kind for d in sweep.datasets], dtype=object)),
-        ArraySpec("rule_kind", ("rule",), str, np.array([r.kind for r in sweep.rules], dtype=object)),
-        ArraySpec("dynamics", ("rule",), str, np.array([r.dynamics for r in sweep.rules], dtype=object)),
+        ArraySpec("dataset_kind", ("dataset",), str, np.array([d.kind for d in sweep.datasets], dtype=object),
+                  attrs=_cf("dataset generator", "")),
+        ArraySpec("rule_kind", ("rule",), str, np.array([r.kind for r in sweep.rules], dtype=object),
+                  attrs=_cf("learning rule", "")),
+        ArraySpec("dynamics", ("rule",), str, np.array([r.dynamics for r in sweep.rules], dtype=object),
+                  attrs=_cf("retrieval dynamics", "")),
     ]
     taken |= {a.name for a in extra}
     extra += _variant_coords("dataset", "dataset", [d.params for d in sweep.datasets], taken)
@@ -80,10 +106,10 @@ def coordinates(sweep: Sweep) -> list[ArraySpec]:
     Ns = np.array(sweep.N_values)
     if sweep.load_axis == "alpha":
         grid = np.array([[sweep.P_of(int(n), float(a)) for a in load] for n in Ns], dtype=np.int64)
-        extra.append(ArraySpec("P", ("N", "alpha"), np.int64, grid))
+        extra.append(ArraySpec("P", ("N", "alpha"), np.int64, grid, attrs=_cf(*AXIS_ATTRS["P"])))
     else:
         grid = load[None, :].astype(np.float64) / Ns[:, None]
-        extra.append(ArraySpec("alpha", ("N", "P"), np.float64, grid))
+        extra.append(ArraySpec("alpha", ("N", "P"), np.float64, grid, attrs=_cf(*AXIS_ATTRS["alpha"])))
     return dims + extra
 
 
@@ -93,13 +119,15 @@ def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
     non_dim = [c for c in coord_names if c not in tdims and c != "noise"]
     common = {"coordinates": " ".join(non_dim)}
     out = [ArraySpec("status", tdims, np.int8, fill=PENDING,
-                     attrs={**common, "description": "0 pending, 1 done, 2 failed, 3 not applicable",
+                     attrs={**common, **_cf("task state"),
+                            "description": "0 pending, 1 done, 2 failed, 3 not applicable",
                             "flag_values": list(STATUS_NAMES), "flag_meanings": " ".join(
                                 s.replace(" ", "_") for s in STATUS_NAMES.values())})]
     for name, m in METRICS.items():
         dims = tdims + ("noise",) if m.per_noise else tdims
         out.append(ArraySpec(name, dims, np.float32, fill=np.nan,
-                             attrs={**common, "description": m.description, "units": m.units}))
+                             attrs={**common, "long_name": m.description, "description": m.description,
+                                    "units": m.units or "1"}))
     return out
 
 

@@ -18,7 +18,16 @@ from storage.layout import DONE
 
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
-    """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded)."""
+    """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded).
+
+    Format 2 is read by amsweep's shard reader (``storage.backend``); format 1 through zarr.
+    """
+    from storage.backend import open_format2
+    from storage.cube import Cube
+
+    cube = Cube.open(path, storage_options)
+    if cube.format == 2:
+        return open_format2(cube)
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options,
                       chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):

@@ -13,23 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from storage.cube import SIDE, Cube, filesystem, put_bytes
+from storage.cube import Cube
 from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from storage.records import SIDE
 
-
-def run_record_key(cube: Cube) -> tuple[Any, str]:
-    fs, root = filesystem(cube.path, cube.storage_options)
-    return fs, f"{root}/{SIDE}/run.json"
+RUN_RECORD = f"{SIDE}/run.json"
 
 
 def save_run_record(cube: Cube, record: dict[str, Any]) -> None:
-    fs, key = run_record_key(cube)
-    put_bytes(fs, key, json.dumps(record).encode())
+    """Written whole at each flush, so a reader polling it never sees half a record."""
+    cube.objects.put(RUN_RECORD, json.dumps(record).encode())
 
 
 def load_run_record(cube: Cube) -> dict[str, Any] | None:
-    fs, key = run_record_key(cube)
-    return json.loads(fs.cat(key)) if fs.exists(key) else None
+    data = cube.objects.get(RUN_RECORD)
+    return json.loads(data) if data else None
 
 
 def counts(status: np.ndarray) -> dict[str, int]:
@@ -46,8 +44,10 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
     applicable = total - c["not applicable"]
     lines = [
         f"cube {path}",
-        f"sweep {sweep.name!r}  spec {sweep.spec_hash}  written by amsweep "
-        f"{cube.group.attrs.get('amsweep_version')} on {cube.group.attrs.get('created')}",
+        f"sweep {sweep.name!r}  spec {sweep.spec_hash}  format {cube.format}  written by amsweep "
+        f"{cube.attrs.get('amsweep_version')} on {cube.attrs.get('created')}"
+        + (f" (source {cube.attrs['source_commit'][:10]}{', dirty' if cube.attrs.get('source_dirty') else ''})"
+           if cube.attrs.get("source_commit") else ""),
         f"axes: dataset {len(sweep.datasets)} x N {len(sweep.N_values)} x {sweep.load_axis} "
         f"{len(sweep.load_values)} x rule {len(sweep.rules)} x seed {len(sweep.seeds)} "
         f"(x noise {len(sweep.noise)})",

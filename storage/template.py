@@ -1,0 +1,119 @@
+"""The cube's Zarr documents, built in memory and committed by one write of the root ``zarr.json``.
+
+Zarr-python builds every array's metadata document and encodes the coordinate chunks (into a
+dict, not the cube), so what amsweep writes is Zarr's own format; amsweep then writes those
+objects whole through ``storage.objects`` and commits the cube by writing the root document last,
+in one request: its attributes (spec, hash, provenance) *and* the consolidated metadata of every
+array. Readers (amsweep and ``xr.open_zarr``) take the shapes from that one document, so a cube
+changes from one state to the next in a single atomic write: a kill during creation, extension
+or upgrade leaves the old cube (or a template recognised as interrupted), never a mixture.
+
+Coordinate chunks are fixed and large (4,096 values): growing an axis rewrites the chunk with
+the old values as its prefix, so a reader still holding the old root document reads the same
+values as before.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+
+from pipeline.spec import Sweep
+from storage import layout
+from storage.shards import ShardLayout, choose_shard_shape
+
+ROOT = "zarr.json"
+CREATING = "amsweep_creating"
+COORD_CHUNK = 4096
+COORD_CHUNK_2D = (64, 512)
+
+
+@dataclass
+class Template:
+    """Every object of a cube except data shards and the root document."""
+
+    objects: dict[str, bytes]
+    members: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
+    shard: tuple[int, ...]
+
+
+def build(sweep: Sweep, shard: tuple[int, ...] | None = None) -> Template:
+    """Array documents and coordinate chunks of ``sweep``'s cube.
+
+    ``shard`` is kept from an existing cube when it grows: shard keys must not move.
+    """
+    shard = shard or choose_shard_shape(sweep.shape)
+    store: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        return _build(sweep, shard, store)
+
+
+def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Template:
+    group = zarr.open_group(zarr.storage.MemoryStore(store_dict=store), mode="w", zarr_format=3)
+    coords = layout.coordinates(sweep)
+    for c in coords:
+        chunks = COORD_CHUNK_2D if len(c.dims) == 2 else (COORD_CHUNK,)
+        dtype = _fixed_width(c.values) if c.values.dtype == object else c.dtype
+        arr = group.create_array(c.name, shape=c.values.shape, chunks=chunks, dtype=dtype,
+                                 dimension_names=list(c.dims), attributes=c.attrs,
+                                 compressors=[ZstdCodec(), Crc32cCodec()])
+        arr[...] = c.values
+    for v in layout.variables(sweep, [c.name for c in coords]):
+        inner = (len(sweep.noise),) if v.per_noise else ()
+        group.create_array(v.name, shape=sweep.shape + inner, chunks=(1,) * len(shard) + inner,
+                           shards=shard + inner, dtype=v.dtype, fill_value=v.fill,
+                           dimension_names=list(v.dims), attributes=v.attrs,
+                           serializer=BytesCodec(), compressors=[Crc32cCodec()])
+    members = {name: node.metadata for name, node in group.members()}
+    # (zarr-python warns that fixed-width unicode is its own extension data type: chosen on
+    # purpose, see _fixed_width; readers do not warn.)
+    objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
+    return Template(objects, members, shard)
+
+
+def _fixed_width(values: np.ndarray) -> np.dtype:
+    """Labels are stored as fixed-width unicode, not variable-length strings: dask can size
+    fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power of
+    two of at least 64 characters, so that growing a cube rarely changes it."""
+    longest = max((len(str(v)) for v in values.ravel()), default=1)
+    return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
+
+
+def root_document(attrs: dict[str, Any], members: dict[str, Any]) -> bytes:
+    """The root ``zarr.json``: group attributes plus consolidated metadata of every array."""
+    with warnings.catch_warnings():  # consolidated metadata in v3 is a zarr-python convention
+        warnings.simplefilter("ignore")
+        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(members)))
+        return meta.to_buffer_dict(default_buffer_prototype())[ROOT].to_bytes()
+
+
+def creating_document() -> bytes:
+    """The first object of a new cube: marks a template under construction (safe to rebuild)."""
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {CREATING: True}}).encode()
+
+
+def members_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """Array metadata objects from a parsed root document's consolidated metadata."""
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    found = (doc.get("consolidated_metadata") or {}).get("metadata") or {}
+    return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
+
+
+def shard_layout(meta: Any) -> ShardLayout:
+    """The shard layout of a format-2 variable, read from its Zarr metadata."""
+    codec = meta.codecs[0]
+    ndim = len(meta.dimension_names or ()) or len(meta.shape)
+    task_ndim = ndim - (1 if meta.dimension_names and meta.dimension_names[-1] == "noise" else 0)
+    chunk = tuple(codec.chunk_shape)
+    shard = tuple(meta.chunk_grid.chunk_shape)
+    return ShardLayout(shard[:task_ndim], chunk[task_ndim:], np.dtype(meta.data_type.to_native_dtype()))
