@@ -29,12 +29,17 @@ def resolve_spec(name: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import spec as spec_mod
-    from pipeline.executors import RayExecutor, SerialExecutor
-    from pipeline.runner import run
     from storage.cube import Cube
 
     sweep = spec_mod.load(resolve_spec(args.spec))
-    cube = Cube.create_or_open(args.out, sweep)
+    with Cube.create_or_open(args.out, sweep) as cube:
+        return _run_on(cube, sweep, args)
+
+
+def _run_on(cube, sweep, args: argparse.Namespace) -> int:
+    from pipeline.executors import RayExecutor, SerialExecutor
+    from pipeline.runner import run
+
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
     print(f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
           f"{sum(1 for _ in sweep.tasks())}; cube {args.out}")
@@ -97,10 +102,15 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from storage.check import check, repair
     from storage.cube import Cube
 
-    cube = Cube.open(args.cube, mode="r+" if args.repair else "r")
+    with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
+        return _check(cube, args)
+
+
+def _check(cube, args: argparse.Namespace) -> int:
+    from storage.check import check, repair
+
     report = check(cube)
     if report.ok:
         print(f"{args.cube}: ok (spec {cube.sweep.spec_hash}; status agrees with data)")
@@ -114,6 +124,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif report.damaged:
         print("run `amsweep check --repair` to set damaged tasks back to pending")
     return 1
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from storage.upgrade import upgrade
+
+    report = upgrade(args.cube)
+    print(f"{args.cube}: upgraded to format 2 ({report.done} done task(s) of {report.tasks}, "
+          f"{report.verified_values} values verified equal to format 1"
+          + (f"; {report.damaged} damaged task(s) set to pending" if report.damaged else "") + ")")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -177,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("cube")
     c.add_argument("--repair", action="store_true", help="set damaged tasks back to pending")
     c.set_defaults(fn=cmd_check)
+
+    u = sub.add_parser("upgrade", help="convert a format-1 cube to format 2 in place (kill-safe, verified)")
+    u.add_argument("cube")
+    u.set_defaults(fn=cmd_upgrade)
 
     rp = sub.add_parser("report", help="every standard figure of a cube plus a Markdown summary")
     rp.add_argument("cube")

@@ -10,13 +10,14 @@ applicable where the spec says so), so the next run recomputes them and nothing 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
 
 from pipeline.metrics import METRICS
-from storage import layout
+from storage import layout, template
 from storage.cube import Cube
 from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 
@@ -25,6 +26,7 @@ from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 class CheckReport:
     problems: list[str] = field(default_factory=list)
     damaged: list[tuple[int, ...]] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)  # arrays whose own zarr.json is damaged
 
     @property
     def ok(self) -> bool:
@@ -45,8 +47,9 @@ def check(cube: Cube) -> CheckReport:
                                "(and verifies every value); check runs on format 2")
         return report
     sweep = cube.sweep
+    _check_documents(cube, report)
     _check_arrays(cube, report)
-    if report.problems:
+    if len(report.problems) > len(report.documents):
         return report
     status, present, damaged = cube.read_variable("status")
     for index in zip(*np.nonzero(damaged)):
@@ -73,6 +76,24 @@ def check(cube: Cube) -> CheckReport:
     return report
 
 
+def _check_documents(cube: Cube, report: CheckReport) -> None:
+    """Each array's own ``zarr.json`` (what zarr reads without the root's consolidated copy) must
+    say what the root document says; amsweep itself reads only the root."""
+    names = sorted(cube.members)
+    found = cube.objects.get_many([f"{n}/zarr.json" for n in names])
+    for name in names:
+        data = found[f"{name}/zarr.json"]
+        try:
+            with template.quiet_labels():
+                ok = data is not None and json.loads(data) == json.loads(json.dumps(cube.members[name].to_dict()))
+        except ValueError:
+            ok = False
+        if not ok:
+            report.problems.append(f"array document {name}/zarr.json is missing or damaged "
+                                   "(`check --repair` rewrites it from the root document)")
+            report.documents.append(name)
+
+
 def _check_arrays(cube: Cube, report: CheckReport) -> None:
     sweep = cube.sweep
     coords = layout.coordinates(sweep)
@@ -80,9 +101,12 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
         if c.name not in cube.members:
             report.problems.append(f"coordinate {c.name!r} is missing")
             continue
+        if c.name in report.documents:
+            continue
         try:
-            stored = np.asarray(zarr.open_array(cube.path, path=c.name, mode="r", zarr_format=3,
-                                                storage_options=cube.storage_options)[...])
+            with template.quiet_labels():
+                stored = np.asarray(zarr.open_array(cube.path, path=c.name, mode="r", zarr_format=3,
+                                                    storage_options=cube.storage_options)[...])
         except Exception as e:  # any decode failure of a coordinate chunk is a finding, not a crash
             report.problems.append(f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e})")
             continue
@@ -104,7 +128,17 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
 def repair(cube: Cube, report: CheckReport) -> int:
     """Give damaged tasks their template state back (pending; not applicable where the spec says
     so) so that the next run recomputes exactly them; returns the count."""
+    if report.documents:
+        cube.acquire()
+        cube.objects.put_many({f"{n}/zarr.json": _document(cube.members[n]) for n in report.documents})
     spec_na = layout.not_applicable_mask(cube.sweep)
     cube.reset([i for i in report.damaged if not spec_na[i]], PENDING)
     cube.reset([i for i in report.damaged if spec_na[i]], NOT_APPLICABLE)
-    return len(report.damaged)
+    return len(report.damaged) + len(report.documents)
+
+
+def _document(meta) -> bytes:
+    from zarr.core.buffer import default_buffer_prototype
+
+    with template.quiet_labels():
+        return meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()

@@ -30,6 +30,7 @@ from storage.shards import ShardError, ShardLayout
 
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 LEASE_KEY = f"{SIDE}/lease.json"
+UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (storage.upgrade)
 BLOCK_CACHE_BYTES = 256 * 2**20  # decoded shards kept by the writer: a 10^5-cell cube's data fits
 
 
@@ -73,6 +74,9 @@ class Cube:
         fmt = attrs.get("amsweep_format")
         if fmt not in layout.READABLE_FORMATS:
             raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {layout.READABLE_FORMATS}")
+        if fmt != FORMAT_VERSION and objects.get(UPGRADE_READY) is not None:
+            raise CubeError(f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
+                            f"{path}` again to finish it (the staged copy is complete and verified)")
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
             raise CubeError(f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
@@ -153,6 +157,14 @@ class Cube:
 
     def __enter__(self) -> "Cube":
         return self
+
+    def __del__(self) -> None:
+        """A lease lives as long as its Cube object: a cube dropped without ``release`` (as in
+        ``run(Cube.create_or_open(...))``) frees it for the next driver at once."""
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown, or an unreachable store: it expires by itself
+            pass
 
     def __exit__(self, *exc: Any) -> None:
         self.release()

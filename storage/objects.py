@@ -101,6 +101,8 @@ class LocalObjects:
     def replace_if(self, key: str, data: bytes, version: Any) -> bool:
         """Replace ``key`` only if it is still at ``version`` (an advisory lock makes the
         compare-and-swap atomic between processes of this filesystem)."""
+        if version is None:
+            return self.create(key, data)
         path = self._path(key)
         lock = path.with_name(path.name + ".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +193,8 @@ class FsspecObjects:
         return info.get("ETag") or (info.get("mtime"), info.get("size"))
 
     def replace_if(self, key: str, data: bytes, version: Any) -> bool:
+        if version is None:
+            return self.create(key, data)
         if self.s3:
             bucket, obj, _ = self.fs.split_path(self._path(key))
             try:
@@ -227,9 +231,21 @@ class FsspecObjects:
         return self.fs.exists(self.base) and bool(self.fs.ls(self.base, detail=False)) or self.fs.isdir(self.base)
 
 
-def _precondition_failed(e: BaseException) -> bool:
-    text = f"{type(e).__name__} {e}"
-    return "PreconditionFailed" in text or "412" in text or isinstance(e, FileExistsError)
+def _precondition_failed(e: BaseException | None) -> bool:
+    """A conditional write refused: 412 PreconditionFailed (or 409 ConditionalRequestConflict, a
+    concurrent conditional write). s3fs re-raises botocore's ClientError as a bare OSError whose
+    text has neither, so the chained cause is inspected."""
+    while e is not None:
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return True
+        if isinstance(e, FileExistsError) or "PreconditionFailed" in f"{type(e).__name__} {e}":
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def objects_at(path: str, storage_options: dict | None = None) -> Objects:

@@ -46,6 +46,7 @@ def cube_attrs() -> dict[str, Any]:
     return {"amsweep_version": package_version(), **source()}
 
 
+@functools.lru_cache(maxsize=1)
 def run_environment() -> dict[str, Any]:
     """The numeric stack and host of one run (kept in the run record)."""
     versions = {name: package_version(name) for name in ("numpy", "numba", "scipy", "zarr", "xarray", "ray")}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from storage import provenance
 from storage.cube import Cube
 from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 from storage.records import SIDE
@@ -21,8 +22,9 @@ RUN_RECORD = f"{SIDE}/run.json"
 
 
 def save_run_record(cube: Cube, record: dict[str, Any]) -> None:
-    """Written whole at each flush, so a reader polling it never sees half a record."""
-    cube.objects.put(RUN_RECORD, json.dumps(record).encode())
+    """Written whole at each flush, so a reader polling it never sees half a record; it carries
+    the run's host and numeric stack (provenance of the results it reports)."""
+    cube.objects.put(RUN_RECORD, json.dumps({**record, **provenance.run_environment()}).encode())
 
 
 def load_run_record(cube: Cube) -> dict[str, Any] | None:

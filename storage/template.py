@@ -15,10 +15,11 @@ values as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import zarr
@@ -34,6 +35,15 @@ ROOT = "zarr.json"
 CREATING = "amsweep_creating"
 COORD_CHUNK = 4096
 COORD_CHUNK_2D = (64, 512)
+
+
+@contextlib.contextmanager
+def quiet_labels() -> Iterator[None]:
+    """Silence zarr-python's note that fixed-width unicode is its own extension data type: the
+    choice is deliberate (see ``_fixed_width``), and zarr repeats it on every metadata write."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        yield
 
 
 @dataclass
@@ -52,8 +62,7 @@ def build(sweep: Sweep, shard: tuple[int, ...] | None = None) -> Template:
     """
     shard = shard or choose_shard_shape(sweep.shape)
     store: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+    with quiet_labels():
         return _build(sweep, shard, store)
 
 
@@ -74,8 +83,6 @@ def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Templ
                            dimension_names=list(v.dims), attributes=v.attrs,
                            serializer=BytesCodec(), compressors=[Crc32cCodec()])
     members = {name: node.metadata for name, node in group.members()}
-    # (zarr-python warns that fixed-width unicode is its own extension data type: chosen on
-    # purpose, see _fixed_width; readers do not warn.)
     objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
     return Template(objects, members, shard)
 
@@ -90,8 +97,7 @@ def _fixed_width(values: np.ndarray) -> np.dtype:
 
 def root_document(attrs: dict[str, Any], members: dict[str, Any]) -> bytes:
     """The root ``zarr.json``: group attributes plus consolidated metadata of every array."""
-    with warnings.catch_warnings():  # consolidated metadata in v3 is a zarr-python convention
-        warnings.simplefilter("ignore")
+    with quiet_labels():
         meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(members)))
         return meta.to_buffer_dict(default_buffer_prototype())[ROOT].to_bytes()
 
@@ -106,12 +112,13 @@ def members_of(doc: dict[str, Any]) -> dict[str, Any]:
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
     found = (doc.get("consolidated_metadata") or {}).get("metadata") or {}
-    return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
+    with quiet_labels():
+        return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
 
 
 def shard_layout(meta: Any) -> ShardLayout:
     """The shard layout of a format-2 variable, read from its Zarr metadata."""
-    codec = meta.codecs[0]
+    codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
     task_ndim = ndim - (1 if meta.dimension_names and meta.dimension_names[-1] == "noise" else 0)
     chunk = tuple(codec.chunk_shape)

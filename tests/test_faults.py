@@ -18,6 +18,7 @@ from pipeline.runner import run
 from storage.check import check, repair
 from storage.cube import Cube
 from storage.layout import DONE, PENDING
+from tests import cube_damage
 from tests.conftest import StopAfter, assert_same_cube, wait_for_first_flush
 
 FAULT_SPEC = """
@@ -37,6 +38,12 @@ alpha = [0.1, 0.3, 0.5]
 [rules.plm]
 epochs = 60
 """
+
+
+# 72 tasks, half of them PLM at N = 400 (~0.15 s each): after the first flush seconds of work
+# remain, so a signal or a full disk lands mid-sweep even on a fast machine.
+HEAVY_SPEC = (FAULT_SPEC.replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [400]")
+              .replace("epochs = 60", "epochs = 1000"))
 
 
 def amsweep(*args: str, **kw) -> subprocess.Popen:
@@ -74,12 +81,13 @@ def test_damaged_chunk_is_found_repaired_and_recomputed(tmp_path, small_sweep):
     run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
     reference = str(tmp_path / "ref.zarr")
     run(Cube.create_or_open(reference, small_sweep), SerialExecutor(), progress=False)
-    chunk = Path(path, "m_train", "c", "0", "0", "1", "1", "0", "0")
-    assert chunk.exists()
-    chunk.write_bytes(b"garbage")
+    file, offset, length = cube_damage.chunk_span(path, "m_train", (0, 0, 1, 1, 0))
+    data = bytearray(file.read_bytes())
+    data[offset:offset + length] = b"garbage!" * (length // 8) + b"?" * (length % 8)
+    file.write_bytes(bytes(data))
     report = check(Cube.open(path))
     assert not report.ok
-    assert any("m_train of done task" in p and "'rule': 'plm'" in p for p in report.problems)
+    assert any("m_train fails its checksum" in p and "'rule': 'plm'" in p for p in report.problems)
     assert report.damaged == [(0, 0, 1, 1, 0)]
     assert repair(Cube.open(path), report) == 1
     assert Cube.open(path).status()[0, 0, 1, 1, 0] == PENDING
@@ -145,10 +153,7 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     """SIGINT (what Ctrl-C sends) during a local-Ray run: finished results are flushed, the
     command says how to resume and exits 130, and the resumed cube equals a serial run."""
     spec_path = tmp_path / "ctrl_c.toml"
-    # 72 tasks, half of them PLM at N = 400 (~0.15 s each): after the first flush (16 results)
-    # seconds of work remain on 2 workers, so the signal lands mid-sweep even on a fast machine.
-    spec_path.write_text(FAULT_SPEC.replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [400]")
-                         .replace("epochs = 60", "epochs = 1000"))
+    spec_path.write_text(HEAVY_SPEC)
     out = str(tmp_path / "ctrl_c.zarr")
     # Default SIGINT disposition in the child: a shell that starts pytest in the background (`&`,
     # nohup) makes it ignore SIGINT, children inherit that, and Python then installs no handler.
@@ -177,10 +182,10 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 1.1 MB filesystem: room for the cube's template and about one flush of results."""
+    """A 4 MB filesystem that the test fills up while a sweep runs on it."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1100k", "tmpfs", str(mount)],
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"a full disk is simulated with a small tmpfs, which needs root: {made.stderr.strip()}")
@@ -188,23 +193,41 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+def fill_up(folder: Path) -> Path:
+    """Write a file until the filesystem has no space left."""
+    filler = folder / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, small_disk):
     spec_path = tmp_path / "faults.toml"
-    spec_path.write_text(FAULT_SPEC)
+    spec_path.write_text(HEAVY_SPEC)
     sweep = spec_mod.load(spec_path)
     path = small_disk / "full.zarr"
     proc = amsweep("run", str(spec_path), "--out", str(path), "--serial", "--quiet")
+    wait_for_first_flush(proc, str(path))
+    assert proc.poll() is None, "the sweep ended before the disk filled up"
+    filler = fill_up(small_disk)
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, text
     assert "writing results failed" in text and "No space left" in text and "Traceback" not in text
+    filler.unlink()
     status = Cube.open(str(path)).status()
     done = int((status == DONE).sum())
-    assert 0 < done < 24  # the first flush landed, a later one hit the full disk
+    total = len(list(sweep.tasks()))
+    assert 0 < done < total  # the first flush landed, a later one hit the full disk
     assert check(Cube.open(str(path))).ok  # what is marked done is on disk, whole
     moved = tmp_path / "moved.zarr"
     subprocess.run(["cp", "-r", str(path), str(moved)], check=True)
     resumed = run(Cube.create_or_open(str(moved), sweep), SerialExecutor(), progress=False)
-    assert resumed.done == 24 - done
+    assert resumed.done == total - done
     straight = str(tmp_path / "straight.zarr")
     run(Cube.create_or_open(straight, sweep), SerialExecutor(), progress=False)
     assert_same_cube(str(moved), straight)

@@ -1,0 +1,320 @@
+"""The driver lease: one driver (``run``, an extension, ``check --repair``) writes a cube at a time.
+
+The lease is one JSON object in the cube naming its holder (host, pid, process start time,
+command) with a heartbeat that one process-wide daemon thread renews. Another driver refuses
+while the holder lives; it takes over at once from a dead process on this machine, and from
+anywhere else once the heartbeat is ``stale_after`` seconds old (a crashed or cut-off driver).
+
+Every change is a conditional write: create-if-absent, else compare-and-swap on the version read
+(version first, then content: a swap on that version fails if the content changed since). So of
+two drivers taking over one lease exactly one wins, and a holder never overwrites a driver that
+took over from it: it marks itself ``lost`` and ``check()`` raises. Release swaps in a record
+marked "released" instead of deleting, because the store has no conditional delete and a plain
+one could remove a lease taken over in between; a released record is free to take.
+
+Heartbeat ages compare the holder's wall clock with the reader's: hosts' clocks must agree to well
+within ``stale_after`` (NTP does this).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures.thread  # noqa: F401  (its exit hook first: see the end)
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.errors import CubeError
+from storage.objects import Objects
+
+KEY = "_amsweep/lease.json"
+log = logging.getLogger(__name__)
+
+
+class LeaseError(CubeError):
+    """The cube's lease cannot be had or kept."""
+
+
+class LeaseHeld(LeaseError):
+    """Another live driver holds the cube; the message names it and says what to do."""
+
+
+class LeaseLost(LeaseError):
+    """This driver may no longer write: its lease was taken over, or not renewed in time."""
+
+
+def _proc_stat(pid: int) -> tuple[str | None, int | None]:
+    """(state, start time in clock ticks since boot) of a process; (None, None) without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces
+        return fields[0].decode(), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None, None
+
+
+def _machine() -> str:
+    """The kernel boot and pid namespace our pids belong to: a same-named host in another container
+    (or after a reboot) must not judge our pids, nor we its."""
+    parts = []
+    for read in (lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
+                 lambda: os.readlink("/proc/self/ns/pid")):
+        try:
+            parts.append(read())
+        except OSError:
+            pass
+    return " ".join(parts)
+
+
+HOST, MACHINE = socket.gethostname(), _machine()
+
+
+def _alive(pid: Any, start: Any) -> bool:
+    """Whether ``pid`` on this machine is still the process that wrote a lease (pids get reused)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    state, now_start = _proc_stat(pid)
+    return state != "Z" and (start is None or now_start == start)  # Z: killed, not yet reaped
+
+
+def _parse(raw: bytes | None) -> dict[str, Any]:
+    try:
+        record = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _age(record: dict[str, Any]) -> float:
+    try:
+        return time.time() - float(record.get("heartbeat_epoch"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("inf")  # unreadable: as good as stale
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+def holder_of(objects: Objects) -> dict[str, Any] | None:
+    """The stored lease record if a driver holds it (live or stale), for ``status`` to show."""
+    record = _parse(objects.get(KEY))
+    return record if record and not record.get("released") else None
+
+
+class Lease:
+    """This process's hold on one cube: ``acquire``, ``check()`` before each write, ``release()``."""
+
+    def __init__(self, objects: Objects, stale_after: float, heartbeat_every: float, command: str) -> None:
+        self.objects, self.url = objects, objects.url.rstrip("/")
+        self.stale_after, self.heartbeat_every = stale_after, heartbeat_every
+        self.lost = False
+        self.takeover_message: str | None = None
+        self.taken_by: dict[str, Any] = {}
+        self._refs, self._released, self._version, self._confirmed = 0, False, None, 0.0
+        self._due = 0.0
+        self._error: Exception | None = None  # the last failed write, reported if no attempt succeeds
+        self._mutex = threading.Lock()
+        pid, t = os.getpid(), time.time()
+        self.record: dict[str, Any] = {
+            "holder": f"{HOST}:{pid}", "host": HOST, "machine": MACHINE, "pid": pid,
+            "pid_start": _proc_stat(pid)[1], "started": _iso(t), "heartbeat": _iso(t), "heartbeat_epoch": t,
+            "command": (command or " ".join(sys.argv))[:200], "token": uuid.uuid4().hex}
+
+    @property
+    def holder(self) -> str:
+        return self.record["holder"]
+
+    @classmethod
+    def acquire(cls, objects: Objects, *, stale_after: float = 60.0, heartbeat_every: float = 10.0,
+                command: str = "") -> "Lease":
+        """Take the cube's lease, or share it if this process holds it already (one process may
+        open a cube twice); raise ``LeaseHeld`` naming the live holder otherwise."""
+        if not 0 < heartbeat_every < stale_after:
+            raise ValueError(f"heartbeat_every ({heartbeat_every}) must be positive and below "
+                             f"stale_after ({stale_after})")
+        with _acquire_lock:
+            lease = cls(objects, stale_after, heartbeat_every, command)
+            held = lease._take()
+            with _state_lock:
+                if held is not None:
+                    held._refs += 1
+                    return held
+                lease._refs, lease._due = 1, time.monotonic() + heartbeat_every
+                _held[lease.record["token"]] = lease
+            _ensure_heartbeat()
+            return lease
+
+    def _take(self) -> "Lease | None":
+        for _ in range(10):
+            if self.objects.create(KEY, self._stamp()) and self._sync() is not None:
+                return None
+            version, other = self.objects.version(KEY), self.objects.get(KEY)
+            if version is None or other is None:
+                continue  # released and removed in between: create again
+            record = _parse(other)
+            with _state_lock:
+                mine = _held.get(record.get("token"))  # type: ignore[arg-type]
+            if mine is not None and not mine.lost:
+                return mine
+            same = record.get("host") == HOST and record.get("machine") == MACHINE
+            ident = (record.get("pid"), record.get("pid_start"))
+            ours = same and ident == (self.record["pid"], self.record["pid_start"])
+            dead = same and not ours and not _alive(record.get("pid"), record.get("pid_start"))
+            age = _age(record)
+            if not (record.get("released") or ours or dead or age > self.stale_after):
+                raise LeaseHeld(self._held_message(record, age))
+            if self._swap(self._stamp(), version) is not None:
+                if not (record.get("released") or ours):
+                    who = record.get("holder", "an unreadable lease")
+                    self.takeover_message = (f"taking over the lease of {who} (last heartbeat {age:.0f} s ago; "
+                                             "that driver is gone)")
+                    log.info("%s: %s", self.url, self.takeover_message)
+                return None
+        if self._error is not None:
+            raise self._error  # e.g. no permission to write: say so rather than "busy"
+        raise LeaseError(f"{self.url}: could not take the cube's lease: it kept changing under us")
+
+    def _held_message(self, r: dict[str, Any], age: float) -> str:
+        return (f"{self.url} is in use by another driver: {r.get('holder')} (host {r.get('host')}, pid "
+                f"{r.get('pid')}, `{r.get('command')}`, started {r.get('started')}, last heartbeat {age:.0f} s "
+                f"ago). Wait for it to finish, or stop it; if that driver is dead on another machine its "
+                f"lease expires {self.stale_after:.0f} s after its last heartbeat.")
+
+    def _stamp(self, **extra: Any) -> bytes:
+        t = time.time()
+        self.record.update(heartbeat=_iso(t), heartbeat_epoch=t, **extra)
+        return json.dumps(self.record, indent=1).encode()
+
+    def _sync(self) -> dict[str, Any] | None:
+        """The stored record if it is ours (then its version becomes ours), else None. Version
+        first, then content: content that is ours proves the version read before it is ours."""
+        version, record = self.objects.version(KEY), _parse(self.objects.get(KEY))
+        if record.get("token") != self.record["token"]:
+            self.taken_by = record
+            return None
+        self._version, self._confirmed = version, record["heartbeat_epoch"]
+        return record
+
+    def _swap(self, data: bytes, version: Any) -> dict[str, Any] | None:
+        """Compare-and-swap, then read back (an error mid-request may hide a write that landed)."""
+        try:
+            self.objects.replace_if(KEY, data, version)
+        except Exception as e:  # outcome unknown: the read-back tells
+            log.debug("%s: conditional write of the lease: %s", self.url, e)
+            self._error = e
+        return self._sync()
+
+    def _renew(self) -> None:
+        with self._mutex:
+            self._due = time.monotonic() + self.heartbeat_every
+            if not (self._released or self.lost) and self._swap(self._stamp(), self._version) is None:
+                self.lost = True
+                log.error("%s: the lease was taken over by %s; this driver stops writing", self.url,
+                          self.taken_by.get("holder", "someone (record removed)"))
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` unless this driver may still write (the writer calls it before each flush)."""
+        if self.lost:
+            who = self.taken_by.get("holder") or "nobody (the lease record was removed)"
+            raise LeaseLost(f"{self.url}: another driver took over this driver's lease (now held by {who}); "
+                            "stopping: results written before are intact")
+        if self._released:
+            raise LeaseLost(f"{self.url}: this lease was released")
+        age = time.time() - self._confirmed
+        if age > self.stale_after:
+            raise LeaseLost(f"{self.url}: could not renew the lease for {age:.0f} s (store unreachable?); another "
+                            "driver may have taken over, so this one stops writing")
+
+    def release(self) -> None:
+        """Drop one hold; the last marks the record released if it is still ours (never another's)."""
+        if os.getpid() != self.record["pid"]:
+            return  # a forked child: the lease is its parent's
+        with _state_lock:
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            _held.pop(self.record["token"], None)
+        with self._mutex:
+            if self._released:
+                return
+            self._released = True
+            try:
+                tombstone = self._stamp(released=_iso(time.time()))
+                for _ in range(3):  # a retry only if an earlier ambiguous write moved our version
+                    stored = None if self.lost else self._swap(tombstone, self._version)
+                    if stored is None or stored.get("released"):
+                        break
+            except Exception as e:
+                log.warning("%s: could not release the lease (%s); it expires %.0f s after its last heartbeat",
+                            self.url, e, self.stale_after)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+_held: dict[str, Lease] = {}  # token -> lease this process holds
+_state_lock, _acquire_lock, _wake = threading.Lock(), threading.Lock(), threading.Event()
+_thread: threading.Thread | None = None
+
+
+def _ensure_heartbeat() -> None:
+    global _thread
+    if _thread is None or not _thread.is_alive():
+        _thread = threading.Thread(target=_heartbeat, name="amsweep-lease-heartbeat", daemon=True)
+        _thread.start()
+    _wake.set()
+
+
+def _heartbeat() -> None:
+    """Renew every held lease when due; a failing store is retried next tick, never fatal."""
+    while True:
+        _wake.clear()
+        with _state_lock:
+            leases = list(_held.values())
+        for lease in leases:
+            if time.monotonic() >= lease._due:
+                try:
+                    lease._renew()
+                except Exception as e:
+                    log.warning("%s: lease heartbeat failed (%s); retrying", lease.url, e)
+        with _state_lock:
+            due = min((l._due for l in _held.values() if not l.lost), default=None)
+        _wake.wait(None if due is None else max(0.0, due - time.monotonic()))
+
+
+def _release_all() -> None:
+    with _state_lock:
+        leases = list(_held.values())
+    for lease in leases:
+        lease._refs = 1
+        lease.release()
+
+
+def _forget_in_child() -> None:
+    """A forked child holds nothing: its parent's leases and heartbeat thread stay the parent's."""
+    global _held, _state_lock, _acquire_lock, _wake, _thread
+    _held, _thread = {}, None
+    _state_lock, _acquire_lock, _wake = threading.Lock(), threading.Lock(), threading.Event()
+
+
+# At exit, release before concurrent.futures refuses new work (s3fs resolves names through it):
+# threading's exit hooks run in reverse order of registration, before atexit's.
+getattr(threading, "_register_atexit", atexit.register)(_release_all)
+os.register_at_fork(after_in_child=_forget_in_child)

@@ -1,0 +1,49 @@
+"""Ways to damage a format-2 cube on disk, as disks, people and crashes do (for the check tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from storage.cube import Cube
+from storage.shards import EMPTY
+
+
+def chunk_span(path: str, name: str, index: tuple[int, ...]) -> tuple[Path, int, int]:
+    """(shard file, offset, length) of one task's inner chunk, read from the shard's index."""
+    cube = Cube.open(path)
+    lay = cube.layout(name)
+    shard = tuple(i // s for i, s in zip(index, lay.shard))
+    file = Path(path, lay.key(name, shard))
+    data = file.read_bytes()
+    n = lay.tasks
+    table = np.frombuffer(data[-(n * 16 + 4):-4], dtype="<u8").reshape(lay.shard + (2,))
+    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    offset, length = (int(x) for x in table[local])
+    assert offset != int(EMPTY), f"{name} of {index} is not stored"
+    return file, offset, length
+
+
+def flip_byte(path: str, name: str, index: tuple[int, ...], at: int = 1) -> None:
+    """Change one byte of one task's values (not its checksum): a silent bit flip."""
+    file, offset, _ = chunk_span(path, name, index)
+    data = bytearray(file.read_bytes())
+    data[offset + at] ^= 0x10
+    file.write_bytes(bytes(data))
+
+
+def delete_shard(path: str, name: str, index: tuple[int, ...]) -> None:
+    """Remove the whole shard object holding a task (every task in that shard loses ``name``)."""
+    chunk_span(path, name, index)[0].unlink()
+
+
+def force_status(path: str, index: tuple[int, ...], state: int) -> None:
+    """Rewrite one task's status with a valid checksum, as a buggy tool or a person might."""
+    cube = Cube.open(path)
+    lay = cube.layout("status")
+    shard = tuple(i // s for i, s in zip(index, lay.shard))
+    values, present, _ = cube.read_shard("status", shard)
+    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    values[local], present[local] = state, True
+    Path(path, lay.key("status", shard)).write_bytes(lay.encode(values, present))

@@ -1,0 +1,206 @@
+"""Crash safety of format 2: kill -9 at every write of a creation, a flush and an extension; two
+drivers at once; flipped bytes, lost shards and forced status found by ``check`` and repaired.
+
+Kill points are chosen by instrumenting the store in a forked driver (the k-th object write
+SIGKILLs the process, either before the write or after a torn temporary was left beside it), not
+by sleeping, so every write is hit on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from pipeline import spec as spec_mod
+from pipeline.executors import SerialExecutor
+from pipeline.runner import run
+from storage.check import check, repair
+from storage.cube import Cube
+from storage.layout import DONE, NOT_APPLICABLE, PENDING
+from storage.objects import LocalObjects
+from tests import cube_damage
+from tests.conftest import assert_same_cube
+
+
+def killed_at_write(k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None,
+                    torn: bool = False) -> int:
+    """Run ``fn`` in a forked child whose k-th object write (put or delete) SIGKILLs it.
+
+    Returns -9 when killed, else the child's exit code; with ``k=None`` the number of writes
+    ``fn`` made. ``torn``: the killed write first leaves a half-written temporary file.
+    """
+    return len(written_keys(k, fn, setup, torn)) if k is None else written_keys(k, fn, setup, torn)
+
+
+def written_keys(k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None,
+                 torn: bool = False):
+    """The keys ``fn`` writes, in order (``k=None``), or the forked driver's fate at write k."""
+    if setup:
+        setup()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the driver
+        os.close(r)
+        keys, real_put, real_delete = [], LocalObjects.put, LocalObjects.delete
+
+        def hit(self: LocalObjects, key: str, data: bytes | None) -> None:
+            keys.append(key)
+            if len(keys) == k:
+                if torn and data is not None:
+                    self._temporary(self._path(key), data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        LocalObjects.put = lambda self, key, data: (hit(self, key, data), real_put(self, key, data))[1]
+        LocalObjects.delete = lambda self, key: (hit(self, key, None), real_delete(self, key))[1]
+        code = 0
+        try:
+            fn()
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        os.write(w, json.dumps(keys).encode())
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        written = f.read()
+    _, state = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(state):
+        return -os.WTERMSIG(state)
+    assert os.WEXITSTATUS(state) == 0, f"the driver failed before write {k}"
+    return json.loads(written) if k is None else 0
+
+
+def serial(path: str, sweep: spec_mod.Sweep, flush_every: int = 4) -> None:
+    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False, flush_every=flush_every)
+
+
+@pytest.mark.slow
+def test_kill_at_every_write_of_a_creation_and_of_flushes_resumes_to_the_straight_cube(tmp_path, small_sweep):
+    reference = str(tmp_path / "ref.zarr")
+    serial(reference, small_sweep)
+    keys = written_keys(None, lambda: serial(str(tmp_path / "count.zarr"), small_sweep))
+    assert len(keys) > 40  # creation, two flushes of 4 tasks, run records
+    for k, key in enumerate(keys, start=1):
+        for torn in (False, True) if "/c/" in key and "zarr.json" not in keys[k:] else (False,):
+            path = str(tmp_path / f"k{k}{'t' if torn else ''}.zarr")
+            assert killed_at_write(k, lambda: serial(path, small_sweep), torn=torn) == -9, k
+            serial(path, small_sweep)
+            assert check(Cube.open(path)).ok, k
+            assert_same_cube(path, reference)
+
+
+@pytest.mark.slow
+def test_kill_at_every_write_of_an_extension_resumes_to_the_grown_cube(tmp_path, small_raw):
+    small = spec_mod.from_dict(small_raw)
+    small_raw["seeds"] = 3
+    small_raw["datasets"]["random"]["alpha"] = [0.05, 0.3, 0.5]
+    bigger = spec_mod.from_dict(small_raw)
+    reference = str(tmp_path / "ref.zarr")
+    serial(reference, bigger)
+    base = str(tmp_path / "base.zarr")
+    serial(base, small)
+
+    def extend(path: str) -> None:
+        Cube.create_or_open(path, bigger).release()
+
+    copy = lambda dst: subprocess.run(["cp", "-r", base, dst], check=True)  # noqa: E731
+    total = killed_at_write(None, lambda: extend(str(tmp_path / "count.zarr")),
+                            setup=lambda: copy(str(tmp_path / "count.zarr")))
+    assert total > 20
+    for k in range(1, total + 1):
+        path = str(tmp_path / f"k{k}.zarr")
+        copy(path)
+        assert killed_at_write(k, lambda: extend(path)) == -9
+        opened = Cube.open(path)  # the old cube or the grown one, never a refused one
+        assert opened.sweep.spec_hash in (small.spec_hash, bigger.spec_hash)
+        assert (opened.status() == DONE).sum() == 8
+        serial(path, bigger)
+        assert check(Cube.open(path)).ok
+        assert_same_cube(path, reference)
+
+
+def test_an_empty_folder_or_an_interrupted_template_is_rebuilt(tmp_path, small_sweep):
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    serial(str(empty), small_sweep)
+    assert (Cube.open(str(empty)).status() == DONE).all()
+
+
+def test_two_drivers_at_once_exactly_one_runs_and_the_other_changes_nothing(tmp_path):
+    spec = tmp_path / "two.toml"
+    spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
+    out = tmp_path / "two.zarr"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(spec), "--out", str(out), "--serial", "--quiet"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    codes = sorted(p.returncode for p in (first, second))
+    assert codes == [0, 2], outs
+    loser = outs[[first.returncode, second.returncode].index(2)]
+    assert "in use by another driver" in loser and "pid" in loser and "Traceback" not in loser, loser
+    assert "task(s) to run" not in loser  # refused before reading or writing anything
+    straight = str(tmp_path / "straight.zarr")
+    serial(straight, spec_mod.load(spec))
+    assert_same_cube(str(out), straight)
+
+
+def test_flipped_byte_lost_shard_and_forced_status_are_found_and_repaired(tmp_path, small_sweep):
+    reference = str(tmp_path / "ref.zarr")
+    serial(reference, small_sweep)
+    path = str(tmp_path / "dmg.zarr")
+    serial(path, small_sweep)
+    cube_damage.flip_byte(path, "m_test", (0, 0, 1, 1, 0))
+    cube_damage.force_status(path, (0, 0, 0, 1, 1), NOT_APPLICABLE)
+    report = check(Cube.open(path))
+    assert sorted(report.damaged) == [(0, 0, 0, 1, 1), (0, 0, 1, 1, 0)], report.problems
+    assert any("m_test fails its checksum" in p for p in report.problems)
+    assert any("not applicable, but the spec says applicable" in p for p in report.problems)
+    with Cube.open(path, mode="r+") as cube:
+        assert repair(cube, report) == 2
+    assert Cube.open(path).status()[0, 0, 1, 1, 0] == PENDING
+    assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).done == 2
+    assert check(Cube.open(path)).ok
+    assert_same_cube(path, reference)
+    cube_damage.delete_shard(path, "random_best_train", (0, 0, 0, 0, 0))  # every task of the shard
+    report = check(Cube.open(path))
+    assert len(report.damaged) == 8 and all("random_best_train is missing" in p for p in report.problems)
+    with Cube.open(path, mode="r+") as cube:
+        repair(cube, report)
+    serial(path, small_sweep)
+    assert check(Cube.open(path)).ok
+    assert_same_cube(path, reference)
+
+
+def zarr_reads(path: str, name: str) -> bool:
+    import zarr
+
+    return zarr.open_array(path, path=name, mode="r").shape is not None
+
+
+def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
+    path = str(tmp_path / "q.zarr")
+    serial(path, small_sweep)
+    cube_damage.flip_byte(path, "m_train", (0, 0, 1, 0, 1))
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", path, "--metric", "m_train"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "m_train of task" in out.stderr and "'seed': 1" in out.stderr and "check --repair" in out.stderr
+    Path(path, "m_test", "zarr.json").write_text("{ damaged")  # zarr's own per-array document:
+    report = check(Cube.open(path))  # amsweep reads the root document, so queries still work
+    assert any("m_test/zarr.json is missing or damaged" in p for p in report.problems)
+    assert "m_test" in subprocess.run([sys.executable, "-m", "pipeline.cli", "query", path, "--metric", "m_test"],
+                                      capture_output=True, text=True).stdout
+    with Cube.open(path, mode="r+") as cube:
+        repair(cube, report)
+    assert zarr_reads(path, "m_test")
+    Path(path, "zarr.json").write_text("{ damaged")
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", path], capture_output=True, text=True)
+    assert out.returncode == 2 and "zarr.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr

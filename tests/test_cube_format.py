@@ -1,0 +1,196 @@
+"""Cube format 2: Zarr-compatible shards, object counts, xarray, schema evolution, format 1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec
+
+from pipeline import spec as spec_mod
+from pipeline.cell import CellResult
+from pipeline.errors import CubeError
+from pipeline.executors import SerialExecutor
+from pipeline.metrics import METRICS
+from pipeline.runner import run
+from storage import template
+from storage.check import check
+from storage.cube import Cube
+from storage.layout import DONE, FAILED, NOT_APPLICABLE
+from storage.query import open_cube, to_frame
+from storage.shards import ShardLayout, choose_shard_shape, crc32c_rows
+from tests.conftest import assert_same_cube
+
+FORMAT1 = Path(__file__).parent / "data" / "format1_tiny.zarr"
+
+
+def test_crc32c_matches_an_independent_implementation():
+    rows = np.random.default_rng(3).integers(0, 256, size=(64, 29), dtype=np.uint8)
+    assert [int(c) for c in crc32c_rows(rows)] == [google_crc32c.value(r.tobytes()) for r in rows]
+    assert int(crc32c_rows(np.frombuffer(b"123456789", np.uint8)[None])[0]) == 0xE3069283  # the check value
+
+
+@pytest.mark.parametrize("inner,dtype,fill", [((3,), "f4", np.nan), ((), "i1", 0)])
+def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill):
+    """Our encoder's bytes decode with zarr-python, and zarr-python's decode with ours."""
+    shape, shard = (2, 3, 5, 2, 7), (1, 2, 5, 2, 4)
+    arr = zarr.create_array(str(tmp_path / "a"), shape=shape + inner, chunks=(1,) * 5 + inner, shards=shard + inner,
+                            dtype=dtype, fill_value=fill, serializer=BytesCodec(), compressors=[Crc32cCodec()],
+                            config={"write_empty_chunks": True})
+    lay = ShardLayout(shard, inner, np.dtype(dtype))
+    rng = np.random.default_rng(1)
+    values, present = lay.empty(fill)
+    values[...] = rng.integers(0, 100, values.shape)
+    present[...] = rng.random(present.shape) < 0.6
+    key = tmp_path / "a" / lay.key("", (0, 1, 0, 0, 1)).lstrip("/")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(lay.encode(values, present))
+    expected = np.where(present.reshape(present.shape + (1,) * len(inner)), values, fill)[:, :1, :, :, :3]
+    np.testing.assert_array_equal(arr[0:1, 2:3, :, :, 4:7], expected)
+    written = rng.integers(0, 100, shape + inner).astype(dtype)
+    arr[...] = written
+    got, have, damaged = lay.decode((tmp_path / "a" / lay.key("", (1, 0, 0, 0, 0)).lstrip("/")).read_bytes(), fill)
+    np.testing.assert_array_equal(got[:, :2, :, :, :4], written[1:2, 0:2, :, :, 0:4])
+    assert have.all() and not damaged.any()
+
+
+def test_shard_shape_covers_trailing_axes_within_the_budget():
+    assert choose_shard_shape((1, 10, 20, 5, 100)) == (1, 1, 8, 5, 100)
+    assert choose_shard_shape((2, 1, 3, 2, 3)) == (2, 1, 3, 2, 3)
+    assert choose_shard_shape((1, 1, 1, 1, 100_000)) == (1, 1, 1, 1, 4096)
+
+
+def fill_with_synthetic_results(cube: Cube, per_flush: int = 5000) -> None:
+    """Write a value for every task (fast: no cell runs), as a driver's flushes would."""
+    n_noise = len(cube.sweep.noise)
+    batch = []
+    for t in cube.sweep.tasks():
+        x = np.float32(sum(t.index) + 0.25)
+        values = {n: (np.full(n_noise, x, np.float32) if m.per_noise else x) for n, m in METRICS.items()}
+        batch.append(CellResult(t.index, values))
+        if len(batch) == per_flush:
+            cube.write(batch)
+            batch = []
+    cube.write(batch)
+
+
+def big_spec(seeds: int) -> spec_mod.Sweep:
+    return spec_mod.from_dict({"name": "big", "seeds": seeds, "noise": [0.0, 0.1, 0.2],
+                               "datasets": {"random": {"N": [32, 64], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5]}},
+                               "rules": {"hebb": {}, "plm": {"lr": [0.5, 1.0]}}})
+
+
+def test_objects_grow_with_shards_not_cells(tmp_path):
+    sweep = big_spec(seeds=400)  # 2 x 5 x 3 x 400 = 12,000 tasks
+    path = tmp_path / "big.zarr"
+    fill_with_synthetic_results(Cube.create_or_open(str(path), sweep))
+    files = [p for p in path.rglob("*") if p.is_file()]
+    shards = int(np.prod(Cube.open(str(path)).layout("status").grid(sweep.shape)))
+    assert shards == 4
+    assert len(files) <= (1 + len(METRICS)) * shards + 60  # + array documents, coordinates, side records
+    ds = open_cube(str(path))
+    assert float(ds["m_train"].isel(dataset=0, N=1, alpha=2, rule=1, seed=7, noise=0)) == 0 + 1 + 2 + 1 + 7 + 0.25
+    assert check(Cube.open(str(path))).ok
+
+
+def test_xarray_opens_the_cube_without_warnings_and_with_shard_chunks(tmp_path, small_sweep):
+    path = str(tmp_path / "x.zarr")
+    run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = xr.open_zarr(path)
+        auto = xr.open_zarr(path, chunks="auto")
+        ours = xr.open_dataset(path, engine="amsweep", chunks={})
+    for name in ["status", *METRICS]:
+        np.testing.assert_array_equal(plain[name].values, open_cube(path)[name].values)
+        np.testing.assert_array_equal(auto[name].values, ours[name].values)
+    shard = Cube.open(path).layout("m_train").shard
+    assert ours["m_train"].data.chunks[:5] == tuple((s,) for s in shard)
+    assert list(auto["rule"].values) == ["hebb", "plm"]
+    for name, var in plain.variables.items():
+        assert "long_name" in var.attrs and "units" in var.attrs, name
+
+
+def test_cube_records_its_provenance(tmp_path, small_sweep):
+    path = str(tmp_path / "p.zarr")
+    run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
+    attrs = Cube.open(path).attrs
+    assert attrs["amsweep_format"] == 2 and attrs["amsweep_version"]
+    if (Path(__file__).parents[1] / ".git").exists():
+        assert len(attrs["source_commit"]) == 40 and isinstance(attrs["source_dirty"], bool)
+    record = json.loads(Path(path, "_amsweep", "run.json").read_text())
+    assert record["host"] and "numpy" in record["versions"] and "blas" in record
+
+
+def test_a_cube_missing_a_newer_metric_opens_and_the_next_run_adds_it(tmp_path, small_raw):
+    sweep = spec_mod.from_dict(small_raw)
+    path = str(tmp_path / "old.zarr")
+    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
+    # Make it look written by an amsweep that did not have `random_converged` yet.
+    cube = Cube.open(path)
+    members = {k: v for k, v in cube.members.items() if k != "random_converged"}
+    Path(path, "zarr.json").write_bytes(template.root_document(cube.attrs, members))
+    shutil.rmtree(Path(path, "random_converged"))
+    ds = open_cube(path)
+    assert "random_converged" not in ds and "m_train" in ds
+    assert check(Cube.open(path)).ok
+    small_raw["seeds"] = 3  # the next run (here an extension) adds the array
+    grown = run(Cube.create_or_open(path, spec_mod.from_dict(small_raw)), SerialExecutor(), progress=False)
+    assert grown.done == 4
+    ds = open_cube(path)
+    values = ds["random_converged"].values
+    assert np.isnan(values[..., :2]).all() and np.isfinite(values[..., 2]).all()
+    assert check(Cube.open(path)).ok
+
+
+def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_command(tmp_path):
+    path = tmp_path / "f1.zarr"
+    shutil.copytree(FORMAT1, path)
+    cube = Cube.open(str(path))
+    assert cube.format == 1
+    status = cube.status()
+    assert (status == DONE).sum() == 17 and (status == FAILED).sum() == 1
+    assert [f["index"] for f in cube.failures()] == [[0, 0, 1, 2, 1]]
+    before = to_frame(open_cube(str(path)), "m_train")
+    with pytest.raises(CubeError, match=f"amsweep upgrade {path}"):
+        Cube.create_or_open(str(path), cube.sweep)
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "upgrade", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "upgraded to format 2 (17 done" in out.stdout
+    cube = Cube.open(str(path))
+    assert cube.format == 2 and check(cube).ok
+    np.testing.assert_array_equal(cube.status(), status)
+    assert [f["index"] for f in cube.failures()] == [[0, 0, 1, 2, 1]]
+    after = to_frame(open_cube(str(path)), "m_train")
+    np.testing.assert_array_equal(before["m_train"].values, after["m_train"].values)
+    assert cube.couplings((0, 0, 0, 0, 0)).shape == (16, 16)
+    assert not any(p.name == "zarr.json" for p in Path(path, "_amsweep").rglob("*"))  # format-1 side group gone
+
+
+def test_upgrade_killed_at_any_phase_finishes_on_the_next_try(tmp_path):
+    from storage.upgrade import upgrade
+    from tests.test_cube_crash import killed_at_write
+
+    reference = tmp_path / "ref.zarr"
+    shutil.copytree(FORMAT1, reference)
+    upgrade(str(reference))
+    writes = killed_at_write(None, lambda: upgrade(str(tmp_path / "count.zarr")), setup=lambda: shutil.copytree(
+        FORMAT1, tmp_path / "count.zarr"))
+    assert writes > 50
+    for k in range(1, writes + 1, max(1, writes // 12)):  # a dozen kill points across the three phases
+        path = tmp_path / f"k{k}.zarr"
+        shutil.copytree(FORMAT1, path)
+        assert killed_at_write(k, lambda: upgrade(str(path))) == -9
+        if Path(path, "_amsweep/upgrade/READY.json").exists() or Cube.open(str(path)).format == 1:
+            upgrade(str(path))  # else: killed while clearing leftovers, already a format-2 cube
+        assert check(Cube.open(str(path))).ok
+        assert_same_cube(str(path), str(reference))
