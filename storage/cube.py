@@ -39,8 +39,7 @@ def _interrupted_template(path: str, storage_options: dict | None) -> bool:
     return attrs.get(CREATING) is True and "amsweep_spec" not in attrs
 
 
-class CubeError(RuntimeError):
-    """The path holds something this sweep must not touch, or the cube is damaged."""
+from pipeline.errors import CubeError  # noqa: E402  (the error hierarchy lives in pipeline.errors)
 
 
 def package_version() -> str:

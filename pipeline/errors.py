@@ -1,0 +1,35 @@
+"""amsweep's own error types: mistakes in what a user gave, as opposed to bugs.
+
+The CLI prints an ``AmsweepError`` as one line (file, key, value, what is allowed) and exits
+with status 2; any other exception is a bug and keeps its traceback. So user-input errors are
+converted into one of these types where they are detected, never caught by a broad
+``except ValueError`` at the top, which would hide real bugs behind a tidy message.
+"""
+
+from __future__ import annotations
+
+
+class AmsweepError(Exception):
+    """Base of every error caused by the user's input (spec, cube path, selection, flags)."""
+
+
+class SpecError(AmsweepError, ValueError):
+    """A sweep spec is invalid; the message names the key, the value and what is allowed.
+
+    Also a ValueError, as it was before the hierarchy existed, so older callers still catch it.
+    """
+
+
+class CubeError(AmsweepError, RuntimeError):
+    """The path holds something this sweep must not touch, or the cube is damaged."""
+
+
+class QueryError(AmsweepError, KeyError, ValueError):
+    """A selection names a coordinate, value or metric the cube does not have.
+
+    Also a KeyError and a ValueError: the query and analysis functions raised those before,
+    and callers (``analysis.report`` skipping a figure) still catch them.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
