@@ -33,3 +33,10 @@ class QueryError(AmsweepError, KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def show(value: object, limit: int = 60) -> str:
+    """``repr`` of a value for an error message, shortened: a message stays one readable line
+    even when the offending value is a million-element list or a 400-digit integer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
