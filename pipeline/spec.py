@@ -252,7 +252,10 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
             if raw_N is None:
                 if not hasattr(module, "natural_N"):
                     raise SpecError(f"{where}: missing 'N' (list of network sizes)")
-                Ns = (int(module.natural_N(values)),)
+                try:
+                    Ns = (int(module.natural_N(values)),)
+                except (ValueError, OSError) as e:  # the data file is part of the spec
+                    raise SpecError(f"{where} ({label}): {e}") from None
             else:
                 Ns = _int_list(f"{where}.N", raw_N, 2)
             variant = DatasetVariant(label, entry, kind, values, tuple(sorted(Ns)), tuple(sorted(loads)), P_test)
@@ -264,7 +267,7 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
                     limits.check_cell_size(at, N, P, P_test, random_starts)
                     try:
                         module.check(N, P, P_test, values)
-                    except ValueError as e:
+                    except (ValueError, OSError) as e:
                         raise SpecError(f"{where} ({label}) at N={N}, {load_axis}={x} (P={P}, P_test={P_test}): {e}") from None
             out.append(variant)
     if not out:
