@@ -24,7 +24,11 @@ class Parser(argparse.ArgumentParser):
     """argparse, with a usage error printed as one line like every other amsweep error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, usage_error(self.prog, message))
+
+
+def usage_error(prog: str, message: str) -> str:
+    return f"{prog}: error: {message} (see {prog} --help)\n"
 
 
 def positive_int(text: str) -> int:
@@ -248,9 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; the exit status is 0 (ok), 1 (failed tasks or a bug), 2 (bad input)."""
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
     except SystemExit as e:  # usage error (already printed) or --help
         return e.code if isinstance(e.code, int) else 2
+    if unknown:  # said by the sub-command, not by `amsweep` (argparse's default)
+        sys.stderr.write(usage_error(f"amsweep {args.command}", f"unrecognized arguments: {' '.join(unknown)}"))
+        return 2
     try:
         return args.fn(args)
     except AmsweepError as e:

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP_KEYS = {"name", "description", "root_seed", "seeds", "noise", "P_test", "retrieval", "datasets", "rules", "dynamics"}
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 DATASET_KEYS = {"kind", "N", "alpha", "P", "P_test"}
 RULE_KEYS = {"kind", "dynamics", "dynamics_params"}
 RETRIEVAL = {
@@ -215,6 +217,16 @@ def _component(where: str, family: str, kind: Any):
         raise SpecError(f"{where}: {e.args[0]}") from None
 
 
+def _entries(family: str, value: Any) -> dict[str, Any]:
+    """A family's entries; names are TOML bare keys, since they become the labels that --where,
+    file names and figure titles use (a '[', ',' or newline in a name would break them)."""
+    for entry in _table(family, value):
+        if not isinstance(entry, str) or not ENTRY_NAME.fullmatch(entry):
+            raise SpecError(f"{family}: entry name {show(entry)} is not allowed; use letters, digits, "
+                            "'_' and '-' (a TOML bare key)")
+    return value
+
+
 def _table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(f"{where}: expected a table, got {show(value)}")
@@ -230,7 +242,7 @@ def _count(where: str, value: Any) -> int:
 def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
               random_starts: int) -> tuple[DatasetVariant, ...]:
     out: list[DatasetVariant] = []
-    for entry, table in _table("datasets", raw).items():
+    for entry, table in _entries("datasets", raw).items():
         where = f"datasets.{entry}"
         table = dict(_table(where, table))
         kind = table.pop("kind", entry)
@@ -278,7 +290,7 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
 def _dynamics_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The ``[dynamics.KIND]`` tables: known kinds only, each a table of that kind's parameters."""
     out = {}
-    for kind, table in _table("dynamics", raw).items():
+    for kind, table in _entries("dynamics", raw).items():
         module = _component(f"dynamics.{kind}", "dynamics", kind)
         out[kind] = _table(f"dynamics.{kind}", table)
         resolve(f"dynamics.{kind}", module.PARAMS, out[kind])  # unknown keys, bad values
@@ -287,7 +299,7 @@ def _dynamics_defaults(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _rules(raw: dict[str, Any], dyn_defaults: dict[str, dict[str, Any]]) -> tuple[RuleVariant, ...]:
     out: list[RuleVariant] = []
-    for entry, table in _table("rules", raw).items():
+    for entry, table in _entries("rules", raw).items():
         where = f"rules.{entry}"
         table = dict(_table(where, table))
         kind = table.pop("kind", entry)
@@ -333,7 +345,7 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     default_P_test = _count("P_test", raw.get("P_test", 100))
     retrieval = {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, _table("retrieval", raw.get("retrieval", {})),
                                              sweepable=False).items()}
-    entries = _table("datasets", raw["datasets"])
+    entries = _entries("datasets", raw["datasets"])
     axes = {("P" if "P" in _table(f"datasets.{k}", t) else "alpha") for k, t in entries.items()}
     load_axis = "P" if axes == {"P"} else "alpha"
     datasets = _datasets(entries, load_axis, default_P_test, retrieval["random_starts"])

@@ -115,6 +115,14 @@ def test_dynamics_defaults_are_validated(small_raw):
     assert "dynamics.asynchronous: unknown parameter(s) 'max_sweep'" in error_of(small_raw)
 
 
+@pytest.mark.parametrize("family", ["rules", "datasets"])
+def test_entry_names_are_bare_keys(small_raw, family):
+    """An entry name becomes a label: a '[', ',' or newline in it would break --where and one-line errors."""
+    small_raw[family]["a[x=1],b\nc"] = dict(small_raw[family][next(iter(small_raw[family]))])
+    message = error_of(small_raw)
+    assert message.startswith(f"{family}: entry name 'a[x=1],b\\nc' is not allowed") and "\n" not in message
+
+
 def test_a_seed_count_that_cannot_fit_is_refused_without_allocating(small_raw):
     """seeds = 100000000000 used to die with a MemoryError building range(seeds)."""
     message = error_of({**small_raw, "seeds": 100_000_000_000})
