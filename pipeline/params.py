@@ -60,15 +60,16 @@ def coerce(where: str, name: str, value: Any, p: Param) -> Any:
 
 
 def resolve(where: str, schema: dict[str, Param], given: dict[str, Any],
-            sweepable: bool = True) -> dict[str, list[Any]]:
+            sweepable: bool = True, structural: tuple[str, ...] = ()) -> dict[str, list[Any]]:
     """Fill defaults and validate; every value becomes a list (a list in the spec sweeps it).
 
     ``sweepable=False`` is for tables that take one value per key (``[retrieval]``): a list
-    there is refused rather than silently cut to its first value.
+    there is refused rather than silently cut to its first value. ``structural`` names the
+    table's other keys (``kind``, ``N`` ...), read by the caller, so the error lists them too.
     """
     unknown = sorted(set(given) - set(schema), key=repr)
     if unknown:
-        allowed = ", ".join(sorted(schema)) or "none"
+        allowed = ", ".join([*structural, *sorted(schema)]) or "none"
         raise SpecError(f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
     out: dict[str, list[Any]] = {}
     for name, p in schema.items():

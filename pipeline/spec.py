@@ -256,7 +256,7 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
                  else _float_list(f"{where}.alpha", table.pop("alpha"), 0.0, None, open_low=True))
         P_test = _count(f"{where}.P_test", table.pop("P_test", default_P_test))
         raw_N = table.pop("N", None)
-        params = resolve(where, module.PARAMS, table)
+        params = resolve(where, module.PARAMS, table, structural=("kind", "N", load_axis, "P_test"))
         if "path" in params:  # workers may start elsewhere: data paths travel as absolute paths
             params["path"] = [os.path.abspath(os.path.expanduser(p)) if p and "://" not in p else p
                               for p in params["path"]]
@@ -308,7 +308,7 @@ def _rules(raw: dict[str, Any], dyn_defaults: dict[str, dict[str, Any]]) -> tupl
         dyn_module = _component(f"{where}.dynamics", "dynamics", dyn_kind)
         dyn_given = {**dyn_defaults.get(dyn_kind, {}),
                      **_table(f"{where}.dynamics_params", table.pop("dynamics_params", {}))}
-        rule_params = resolve(where, module.PARAMS, table)
+        rule_params = resolve(where, module.PARAMS, table, structural=("kind", "dynamics", "dynamics_params"))
         dyn_params = resolve(f"{where}.dynamics_params ({dyn_kind})", dyn_module.PARAMS, dyn_given)
         both = {**{k: v for k, v in rule_params.items()}, **{f"dynamics.{k}": v for k, v in dyn_params.items()}}
         for label, values in _variants(where, entry, both):

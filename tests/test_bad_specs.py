@@ -123,6 +123,14 @@ def test_entry_names_are_bare_keys(small_raw, family):
     assert message.startswith(f"{family}: entry name 'a[x=1],b\\nc' is not allowed") and "\n" not in message
 
 
+def test_unknown_keys_list_every_allowed_key(small_raw):
+    small_raw["datasets"]["random"]["N_max"] = 5
+    assert "datasets.random: unknown parameter(s) 'N_max'; allowed: kind, N, alpha, P_test, bias" in error_of(small_raw)
+    del small_raw["datasets"]["random"]["N_max"]
+    small_raw["rules"]["hebb"]["dynamic"] = "glauber"
+    assert "allowed: kind, dynamics, dynamics_params" in error_of(small_raw)
+
+
 def test_a_seed_count_that_cannot_fit_is_refused_without_allocating(small_raw):
     """seeds = 100000000000 used to die with a MemoryError building range(seeds)."""
     message = error_of({**small_raw, "seeds": 100_000_000_000})
