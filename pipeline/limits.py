@@ -11,6 +11,7 @@ import math
 from pipeline.errors import SpecError
 
 MAX_CELLS = 1_000_000  # tasks in one cube: each is one chunk of every variable
+MAX_VARIANTS = 10_000  # variants of one entry, each checked against its dataset at validation
 MAX_CELL_BYTES = 64 * 2**30  # float32 (P + P_test + random starts) x N data plus N x N couplings
 GiB = 2**30
 
@@ -20,6 +21,13 @@ def check_count(where: str, count: int, what: str) -> None:
     if count > MAX_CELLS:
         raise SpecError(f"{where}: {count} {what}; at most {MAX_CELLS} fit in one cube (one chunk per "
                         "task): split the sweep or use fewer values")
+
+
+def check_variants(where: str, count: int, detail: str) -> None:
+    """The product of an entry's swept lists, refused before a single variant is built."""
+    if count > MAX_VARIANTS:
+        raise SpecError(f"{where}: the swept parameters ({detail}) make {count} variants; at most "
+                        f"{MAX_VARIANTS} per entry: sweep fewer values or split the entry")
 
 
 def patterns(where: str, load_axis: str, x: float, N: int) -> int:

@@ -203,7 +203,7 @@ def _variants(where: str, entry: str, params: dict[str, list[Any]]) -> Iterator[
     n = 1
     for name in swept:
         n *= len(params[name])
-    limits.check_count(where, n, "variants (" + " x ".join(f"{k}: {len(params[k])}" for k in swept) + ")")
+    limits.check_variants(where, n, " x ".join(f"{k}: {len(params[k])}" for k in swept))
     for combo in itertools.product(*(params[n] for n in names)):
         values = dict(zip(names, combo))
         label = entry if not swept else entry + "[" + ",".join(f"{n}={values[n]}" for n in swept) + "]"
