@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from pipeline.errors import QueryError  # noqa: E402
 from pipeline.metrics import METRICS  # noqa: E402
 from analysis.figures import edges  # noqa: E402
 from analysis.labels import axis_label  # noqa: E402
@@ -30,17 +31,17 @@ def aggregate(ds: xr.Dataset, metric: str, keys: list[str]) -> pd.DataFrame:
     """
     frame = query.to_frame(ds, metric)
     if frame.empty:
-        raise ValueError(f"no done task has a value of {metric!r} in this selection")
+        raise QueryError(f"no done task has a value of {metric!r} in this selection")
     for k in keys:
         if k not in frame.columns:
-            raise KeyError(f"no coordinate {k!r}; available: {', '.join(c for c in frame.columns if c != metric)}")
+            raise QueryError(f"no coordinate {k!r}; available: {', '.join(c for c in frame.columns if c != metric)}")
     dims_left = [d for d in ds[metric].dims if d not in keys and d != "seed"]
     varying = [d for d in dims_left if frame[d].nunique() > 1]
     dependent = {d for k in keys for d in ds[k].dims if k in ds.coords}
     varying = [d for d in varying if d not in dependent]
     if varying:
         options = "; ".join(f"{d}: {sorted(frame[d].unique().tolist())[:6]}" for d in varying)
-        raise ValueError(f"the selection still varies along {varying} ({options}); "
+        raise QueryError(f"the selection still varies along {varying} ({options}); "
                          f"pick values with --where, e.g. --where {varying[0]}=...")
     g = frame.groupby(keys)[metric]
     return g.agg(["mean", "sem", "count"]).reset_index()

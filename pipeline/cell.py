@@ -31,8 +31,11 @@ class CellResult:
 
 
 def data_key(task: Task) -> tuple:
-    """Coordinates that fix the data: shared by every rule, so rule comparisons are paired."""
-    return (task.dataset.label, task.N, task.P, task.seed)
+    """Coordinates that fix the data: shared by every rule, so rule comparisons are paired.
+
+    Variants are keyed by their first label: one relabelled when a cube grew keeps its streams.
+    """
+    return (task.dataset.stream_label, task.N, task.P, task.seed)
 
 
 def make_data(task: Task, root_seed: int) -> Data:
@@ -44,7 +47,7 @@ def make_data(task: Task, root_seed: int) -> Data:
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
     return module.train(data.train, data.q, task.rule.params,
-                        stream(root_seed, "rule", *data_key(task), task.rule.label))
+                        stream(root_seed, "rule", *data_key(task), task.rule.stream_label))
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
@@ -60,7 +63,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     train_seconds = time.perf_counter() - t0
 
     dynamics = registry.component("dynamics", task.rule.dynamics)
-    dyn_rng = stream(root_seed, "dynamics", *data_key(task), task.rule.label)
+    dyn_rng = stream(root_seed, "dynamics", *data_key(task), task.rule.stream_label)
 
     def relax(states: np.ndarray):
         return dynamics.relax(model, states, task.rule.dynamics_params, dyn_rng)

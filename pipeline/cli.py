@@ -1,18 +1,65 @@
 """The ``amsweep`` command: run, status, query, phase, report, check, specs.
 
-Every sub-command validates its input fully before touching a cube, and prints errors as one
-clear message (exit code 2) rather than a traceback.
+Every sub-command validates its input fully before touching a cube, and prints a mistake in
+that input (an ``AmsweepError`` or a usage error) as one line, ``amsweep CMD: error: ...``, with
+exit code 2. Anything else is a bug: its traceback is shown, with a line asking to report it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
-from pipeline.params import SpecError
+from pipeline.errors import AmsweepError, SpecError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "sweeps"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line like every other amsweep error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, usage_error(self.prog, message))
+
+
+def usage_error(prog: str, message: str) -> str:
+    return f"{prog}: error: {message} (see {prog} --help)\n"
+
+
+def positive_int(text: str) -> int:
+    """``--workers 0`` used to mean all CPUs and ``-1`` reached Ray after the cube was made."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r} "
+                                         "(leave the flag out for the default)")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def writable_output(path: str, flag: str) -> None:
+    """Refuse an output path that cannot be written before any work (not after a long read)."""
+    folder = Path(path).expanduser().absolute().parent
+    while not folder.exists() and folder != folder.parent:  # report folders are created
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise AmsweepError(f"{flag} {path}: cannot write there ({folder} is not a writable folder)")
 
 
 def resolve_spec(name: str) -> Path:
@@ -44,13 +91,23 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
     print(f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
           f"{sum(1 for _ in sweep.tasks())}; cube {args.out}")
     if todo == 0:
-        print("nothing to do: every task is done (see `amsweep status`)")
+        failed = cube.count_pending(retry_failed=True) - todo
+        if failed:
+            print(f"nothing to do: {failed} failed task(s) left failed (--no-retry-failed), every other "
+                  "task is done or not applicable (see `amsweep status --errors`)")
+        else:
+            print("nothing to do: every task is done (see `amsweep status`)")
         return 0
     try:
         executor = SerialExecutor() if args.serial else RayExecutor(address=args.address, workers=args.workers)
     except KeyboardInterrupt:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
+    except (ConnectionError, TimeoutError, ValueError) as e:
+        if args.address is None:
+            raise  # a local Ray that cannot start is not the user's input: a bug or the machine
+        raise AmsweepError(f"--address {args.address}: cannot join that Ray cluster "
+                           f"({type(e).__name__}: {e}); nothing ran") from None
     try:
         report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet)
         print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
@@ -77,6 +134,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from storage import query
 
+    if args.csv:
+        writable_output(args.csv, "--csv")
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
     frame = query.to_frame(ds, args.metric)
     if args.mean:
@@ -95,6 +154,7 @@ def cmd_phase(args: argparse.Namespace) -> int:
     from analysis.phase import phase_figure
     from storage import query
 
+    writable_output(args.output, "-o")
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
     path = phase_figure(ds, metric=args.metric, x=args.x, y=args.y, out=args.output, at=args.at)
     print(f"wrote {path}")
@@ -139,6 +199,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
+    writable_output(str(Path(args.output) / "report.md"), "-o")
     path = write_report(args.cube, args.output)
     print(f"wrote {path}")
     return 0
@@ -155,7 +216,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="amsweep", description=__doc__.splitlines()[0])
+    p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
@@ -163,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
     r.add_argument("--address", default=None, help="Ray cluster address: auto or ray://host:port "
                    "(default: start Ray locally)")
-    r.add_argument("--workers", type=int, default=None, help="parallel tasks (default: all CPUs)")
+    r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
     r.add_argument("--serial", action="store_true", help="run in this process without Ray")
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -180,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--where", default="", help="KEY=VALUE[,KEY=VALUE...], several values as A|B")
     q.add_argument("--mean", action="store_true", help="average over seeds (with standard error)")
     q.add_argument("--csv", default=None, help="write all rows and columns to this CSV file")
-    q.add_argument("--max-rows", type=int, default=60)
+    q.add_argument("--max-rows", type=positive_int, default=60)
     q.set_defaults(fn=cmd_query)
 
     ph = sub.add_parser("phase", help="phase diagram of a metric over two axes, one panel per rule")
@@ -188,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--metric", default="m_train")
     ph.add_argument("--x", default="alpha", help="horizontal axis (a dimension or coordinate)")
     ph.add_argument("--y", default="noise", help="vertical axis (a dimension or coordinate)")
-    ph.add_argument("--at", type=float, default=None, help="y value for the line-plot panel")
+    ph.add_argument("--at", type=finite_float, default=None, help="y value for the line-plot panel")
     ph.add_argument("--where", default="")
     ph.add_argument("-o", "--output", default="phase.png", help="PNG or SVG path")
     ph.set_defaults(fn=cmd_phase)
@@ -213,15 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from storage.cube import CubeError
-
+    """Run one sub-command; the exit status is 0 (ok), 1 (failed tasks or a bug), 2 (bad input)."""
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+    except SystemExit as e:  # usage error (already printed) or --help
+        return e.code if isinstance(e.code, int) else 2
+    if unknown:  # said by the sub-command, not by `amsweep` (argparse's default)
+        sys.stderr.write(usage_error(f"amsweep {args.command}", f"unrecognized arguments: {' '.join(unknown)}"))
+        return 2
     try:
         return args.fn(args)
-    except (SpecError, CubeError, KeyError, ValueError, FileNotFoundError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"amsweep {args.command}: error: {message}", file=sys.stderr)
+    except AmsweepError as e:
+        print(f"amsweep {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`amsweep query ... | head`): not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"amsweep {args.command}: this is a bug in amsweep, not a mistake in the input; please "
+              "report it with the traceback above and the command that caused it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,25 +1,42 @@
-"""amsweep's own errors: what a user can fix is one of these, printed as one line by the CLI.
+"""amsweep's own error types: mistakes in what a user gave, as opposed to bugs.
 
-Anything else that escapes is a bug and keeps its traceback.
+The CLI prints an ``AmsweepError`` as one line (file, key, value, what is allowed) and exits
+with status 2; any other exception is a bug and keeps its traceback. So user-input errors are
+converted into one of these types where they are detected, never caught by a broad
+``except ValueError`` at the top, which would hide real bugs behind a tidy message.
 """
 
 from __future__ import annotations
 
 
 class AmsweepError(Exception):
-    """A problem the user can act on (bad spec, a cube that must not be touched, a bad query)."""
+    """Base of every error caused by the user's input (spec, cube path, selection, flags)."""
 
 
 class SpecError(AmsweepError, ValueError):
-    """A sweep spec that cannot run; the message names the key, the value and what is allowed."""
+    """A sweep spec is invalid; the message names the key, the value and what is allowed.
+
+    Also a ValueError, as it was before the hierarchy existed, so older callers still catch it.
+    """
 
 
-class CubeError(AmsweepError):
-    """The path holds something this sweep must not touch, or the cube is damaged or busy."""
+class CubeError(AmsweepError, RuntimeError):
+    """The path holds something this sweep must not touch, or the cube is damaged."""
 
 
-class QueryError(AmsweepError, KeyError):
-    """A selection or metric that the cube does not have; the message lists what exists."""
+class QueryError(AmsweepError, KeyError, ValueError):
+    """A selection names a coordinate, value or metric the cube does not have.
+
+    Also a KeyError and a ValueError: the query and analysis functions raised those before,
+    and callers (``analysis.report`` skipping a figure) still catch them.
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def show(value: object, limit: int = 60) -> str:
+    """``repr`` of a value for an error message, shortened: a message stays one readable line
+    even when the offending value is a million-element list or a 400-digit integer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."

@@ -6,18 +6,21 @@ one function with one style of error message: which key, which value, what is al
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pipeline.errors import SpecError  # re-exported: specs raise it from here
+from pipeline.errors import SpecError, show
 from pipeline.model import Param
 
-__all__ = ["SpecError", "coerce", "resolve"]
+__all__ = ["SpecError", "coerce", "resolve", "INT64_MAX"]
+
+INT64_MAX = 2**63 - 1  # integers travel through numpy and numba as int64
 
 
 def _describe(p: Param) -> str:
     if p.choices is not None:
         return "one of " + ", ".join(repr(c) for c in p.choices)
-    parts = [p.type.__name__]
+    parts = [p.type.__name__ if p.type is not float else "finite float"]
     if p.low is not None:
         parts.append(f"{'>' if p.open_low else '>='} {p.low}")
     if p.high is not None:
@@ -26,29 +29,47 @@ def _describe(p: Param) -> str:
 
 
 def coerce(where: str, name: str, value: Any, p: Param) -> Any:
-    """One scalar value checked against its Param; ints are accepted where floats are."""
+    """One scalar value checked against its Param; ints are accepted where floats are.
+
+    NaN and infinities are refused for every float (a NaN passes every range comparison and
+    would reach a cell as a meaningless number), and integers must fit in int64.
+    """
     ok_type = isinstance(value, p.type) and not (p.type is not bool and isinstance(value, bool))
     if p.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok_type = float(value), True
+        try:
+            value, ok_type = float(value), True
+        except OverflowError:
+            raise SpecError(f"{where}: parameter {name!r} = {show(value)} is too large for a float; "
+                            f"allowed: {_describe(p)}") from None
     if not ok_type:
         raise SpecError(
-            f"{where}: parameter {name!r} = {value!r} has type {type(value).__name__}; "
+            f"{where}: parameter {name!r} = {show(value)} has type {type(value).__name__}; "
             f"allowed: {_describe(p)} ({p.doc})"
         )
+    if p.type is float and not math.isfinite(value):
+        raise SpecError(f"{where}: parameter {name!r} = {show(value)} is not a finite number; allowed: {_describe(p)}")
+    if p.type is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise SpecError(f"{where}: parameter {name!r} = {show(value)} does not fit in 64 bits; allowed: {_describe(p)}")
     if p.choices is not None and value not in p.choices:
-        raise SpecError(f"{where}: parameter {name!r} = {value!r}; allowed: {_describe(p)}")
+        raise SpecError(f"{where}: parameter {name!r} = {show(value)}; allowed: {_describe(p)}")
     if p.low is not None and (value < p.low or (p.open_low and value == p.low)):
-        raise SpecError(f"{where}: parameter {name!r} = {value!r} is out of range; allowed: {_describe(p)}")
+        raise SpecError(f"{where}: parameter {name!r} = {show(value)} is out of range; allowed: {_describe(p)}")
     if p.high is not None and (value > p.high or (p.open_high and value == p.high)):
-        raise SpecError(f"{where}: parameter {name!r} = {value!r} is out of range; allowed: {_describe(p)}")
+        raise SpecError(f"{where}: parameter {name!r} = {show(value)} is out of range; allowed: {_describe(p)}")
     return value
 
 
-def resolve(where: str, schema: dict[str, Param], given: dict[str, Any]) -> dict[str, list[Any]]:
-    """Fill defaults and validate; every value becomes a list (a list in the spec sweeps it)."""
-    unknown = sorted(set(given) - set(schema))
+def resolve(where: str, schema: dict[str, Param], given: dict[str, Any],
+            sweepable: bool = True, structural: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    """Fill defaults and validate; every value becomes a list (a list in the spec sweeps it).
+
+    ``sweepable=False`` is for tables that take one value per key (``[retrieval]``): a list
+    there is refused rather than silently cut to its first value. ``structural`` names the
+    table's other keys (``kind``, ``N`` ...), read by the caller, so the error lists them too.
+    """
+    unknown = sorted(set(given) - set(schema), key=repr)
     if unknown:
-        allowed = ", ".join(sorted(schema)) or "none"
+        allowed = ", ".join([*structural, *sorted(schema)]) or "none"
         raise SpecError(f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
     out: dict[str, list[Any]] = {}
     for name, p in schema.items():
@@ -58,11 +79,14 @@ def resolve(where: str, schema: dict[str, Param], given: dict[str, Any]) -> dict
             out[name] = [p.default]
             continue
         raw = given[name]
+        if isinstance(raw, list) and not sweepable:
+            raise SpecError(f"{where}: parameter {name!r} = {show(raw)} is a list, but this table takes one "
+                            f"value per key (it cannot be swept); allowed: {_describe(p)}")
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             raise SpecError(f"{where}: parameter {name!r} is an empty list; give a value or a non-empty list")
         checked = [coerce(where, name, v, p) for v in values]
         if len(set(map(repr, checked))) != len(checked):
-            raise SpecError(f"{where}: parameter {name!r} lists a value twice: {raw!r}")
+            raise SpecError(f"{where}: parameter {name!r} lists a value twice: {show(raw)}")
         out[name] = checked
     return out

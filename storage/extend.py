@@ -4,6 +4,11 @@ Adding seeds, network sizes, loads, dataset variants or rule variants appends va
 of their axes, so every existing chunk keeps its key and every done task keeps its data. Any
 other change (noise levels, the root seed, a parameter of an existing variant, a removed value)
 would make old and new results incomparable and is refused with the list of differences.
+
+Sweeping a parameter that was a scalar (``lr = 1.0`` -> ``lr = [1.0, 0.5]``) renames the
+existing variant ('plm' -> 'plm[lr=1.0]'): it is matched by its entry and parameters, keeps its
+position and its data, and records its first label as ``stream``, which keys its random
+streams, so the cells it has yet to run agree with the ones already done.
 """
 
 from __future__ import annotations
@@ -12,10 +17,80 @@ import copy
 from typing import Any
 
 FIXED = ("root_seed", "noise", "load_axis", "retrieval")
+GROWS = {"datasets": ("N", "load"), "rules": ()}
+NOT_CONTENT = ("label", "stream")
 
 
 def _appended(old: list, new: list) -> list:
     return list(old) + [v for v in new if v not in old]
+
+
+def _content(family: str, variant: dict[str, Any]) -> dict[str, Any]:
+    """What makes a variant the same experiment: everything but its label and growing axes."""
+    return {k: v for k, v in variant.items() if k not in NOT_CONTENT + GROWS[family]}
+
+
+def _differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """'params.lr 1.0 -> 0.5' for each key (one level into parameter tables) that differs."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{d}" for d in _differences(a, b)]
+        elif a != b:
+            out.append(f"{key} {a!r} -> {b!r}")
+    return out
+
+
+def _removed(family: str, before: dict[str, Any], new: list[dict[str, Any]]) -> str:
+    """Why an existing variant has no counterpart in the new spec, with the closest candidate."""
+    label, entry = before["label"], before["entry"]
+    same_entry = [v for v in new if v["entry"] == entry]
+    if not same_entry:
+        return f"{family}: {label!r} removed (the new spec has no [{family}.{entry}] entry)"
+    closest = min(same_entry, key=lambda v: len(_differences(_content(family, before), _content(family, v))))
+    diff = "; ".join(_differences(_content(family, before), _content(family, closest)))
+    return (f"{family}: {label!r} removed: no variant of [{family}.{entry}] keeps its parameters "
+            f"(closest: {closest['label']!r}, {diff}); keep its values among the swept ones to grow the cube")
+
+
+def _merge_family(family: str, old: list[dict[str, Any]], new: list[dict[str, Any]],
+                  problems: list[str]) -> list[dict[str, Any]]:
+    merged = copy.deepcopy(old)
+    old_labels = {v["label"] for v in old}
+    new_by = {v["label"]: v for v in new}
+    taken: set[str] = set()
+    for target, before in zip(merged, old):
+        variant = new_by.get(before["label"])
+        if variant is None:  # renamed because a parameter is now swept?
+            variant = next((v for v in new if v["label"] not in old_labels | taken
+                            and v["entry"] == before["entry"]
+                            and _content(family, v) == _content(family, before)), None)
+            if variant is None:
+                problems.append(_removed(family, before, new))
+                continue
+            target["stream"] = before.get("stream", before["label"])
+            target["label"] = variant["label"]
+        taken.add(variant["label"])
+        changed = _differences(_content(family, before), _content(family, variant))
+        if changed:
+            problems.append(f"{family}: {before['label']!r} changed in "
+                            f"{', '.join(sorted({c.split(' ')[0].split('.')[0] for c in changed}))}: "
+                            + "; ".join(changed))
+        for k in GROWS[family]:
+            lost = [x for x in before[k] if x not in variant[k]]
+            if lost:
+                problems.append(f"{family}: {before['label']!r} {k} values {lost} removed")
+            target[k] = _appended(before[k], variant[k])
+    merged += [copy.deepcopy(v) for v in new if v["label"] not in taken]
+    streams: dict[str, str] = {}
+    for v in merged:
+        key = v.get("stream", v["label"])
+        if key in streams:
+            problems.append(f"{family}: {v['label']!r} would share the random streams of {streams[key]!r} "
+                            f"(first labelled {key!r}); give its entry another name")
+        streams[key] = v["label"]
+    return merged
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -30,27 +105,7 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], lis
     merged = copy.deepcopy(old)
     merged["seeds"] = _appended(old["seeds"], new["seeds"])
     for family in ("datasets", "rules"):
-        old_by = {v["label"]: v for v in old[family]}
-        new_by = {v["label"]: v for v in new[family]}
-        for label in old_by:
-            if label not in new_by:
-                problems.append(f"{family}: {label!r} removed")
-        for label, variant in new_by.items():
-            if label not in old_by:
-                merged[family].append(copy.deepcopy(variant))
-                continue
-            before = old_by[label]
-            grows = ("N", "load") if family == "datasets" else ()
-            changed = [k for k in variant if k not in grows and variant[k] != before.get(k)]
-            if changed:
-                problems.append(f"{family}: {label!r} changed in {', '.join(changed)}: " + "; ".join(
-                    f"{k} {before.get(k)!r} -> {variant[k]!r}" for k in changed))
-            for k in grows:
-                lost = [x for x in before[k] if x not in variant[k]]
-                if lost:
-                    problems.append(f"{family}: {label!r} {k} values {lost} removed")
-                target = next(v for v in merged[family] if v["label"] == label)
-                target[k] = _appended(before[k], variant[k])
+        merged[family] = _merge_family(family, old[family], new[family], problems)
     for axis in ("N", "load"):
         merged["axes"][axis] = _appended(old["axes"][axis], new["axes"][axis])
     return merged, problems

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.errors import QueryError
 from pipeline.metrics import METRICS
 from storage.layout import DONE
 
@@ -36,57 +37,97 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     return ds
 
 
+def _split(text: str, sep: str, what: str) -> list[str]:
+    """Split on ``sep`` outside brackets: labels amsweep makes, 'plm[lr=0.5,epochs=5]', contain
+    ',', '=' and '|' inside their brackets."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise QueryError(f"--where {what}: unbalanced ']' in {text!r}")
+        if ch == sep and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if depth != 0:
+        raise QueryError(f"--where {what}: unbalanced '[' in {text!r}")
+    return parts + ["".join(current)]
+
+
 def parse_where(text: str | None) -> dict[str, list[str]]:
-    """'rule=plm|hebb,N=200' -> {'rule': ['plm', 'hebb'], 'N': ['200']}."""
+    """'rule=plm|hebb,N=200' -> {'rule': ['plm', 'hebb'], 'N': ['200']}.
+
+    Commas separate items and '|' separates values only outside brackets, so variant labels
+    can be given as amsweep prints them: 'rule=plm[lr=0.5,epochs=5]|hebb'.
+    """
     out: dict[str, list[str]] = {}
-    for part in filter(None, (text or "").split(",")):
+    for part in _split(text or "", ",", repr(text)):
+        if not part.strip():
+            continue
         if "=" not in part:
-            raise ValueError(f"--where item {part!r}: expected KEY=VALUE (several values as A|B)")
-        key, value = part.split("=", 1)
-        out[key.strip()] = [v.strip() for v in value.split("|")]
+            raise QueryError(f"--where item {part.strip()!r}: expected KEY=VALUE (several values as A|B)")
+        key, value = (x.strip() for x in part.split("=", 1))
+        values = [v.strip() for v in _split(value, "|", key)]
+        if not key or not all(values):
+            raise QueryError(f"--where item {part.strip()!r}: expected KEY=VALUE with a non-empty key "
+                             "and values (several values as A|B)")
+        if key in out:
+            raise QueryError(f"--where: key {key!r} given twice; give several values as {key}=A|B")
+        out[key] = values
     return out
 
 
-def _typed(coord: xr.DataArray, values: list[str]) -> list[Any]:
+def _typed(key: str, coord: xr.DataArray, values: list[str]) -> list[Any]:
+    """The values as the coordinate's type; an error names the key and the values it has."""
     kind = coord.dtype.kind
-    if kind in "iu":
-        return [int(v) for v in values]
-    if kind == "f":
-        return [float(v) for v in values]
-    return values
+    if kind not in "iuf":
+        return values
+    typed = []
+    for v in values:
+        try:
+            typed.append(int(v) if kind in "iu" else float(v))
+        except ValueError:
+            raise QueryError(f"--where {key}={v}: {key} takes {'integers' if kind in 'iu' else 'numbers'}; "
+                             f"available: {_available(coord)}") from None
+    return typed
+
+
+def _available(coord: xr.DataArray) -> str:
+    values = list(dict.fromkeys(v for v in coord.values.ravel().tolist() if v == v))  # drop NaN
+    return ", ".join(map(str, values[:20])) + (f" ... ({len(values)} values)" if len(values) > 20 else "")
 
 
 def select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
     """Keep the values named in ``where``, on dimensions or on per-variant coordinates."""
     for key, raw in where.items():
         if key not in ds.coords:
-            raise KeyError(f"no coordinate {key!r}; available: {', '.join(sorted(map(str, ds.coords)))}")
+            raise QueryError(f"--where {key}: no such coordinate; available: "
+                             f"{', '.join(sorted(map(str, ds.coords)))}")
         coord = ds[key]
-        values = _typed(coord, raw)
         if coord.ndim != 1:
-            raise KeyError(f"coordinate {key!r} spans {coord.dims}; select on its dimensions instead")
+            raise QueryError(f"--where {key}: coordinate {key!r} spans {coord.dims}; select on its "
+                             "dimensions instead")
+        values = _typed(key, coord, raw)
         dim = coord.dims[0]
+        present = set(coord.values.tolist())
+        missing = [r for r, v in zip(raw, values) if v not in present]
+        if missing:
+            raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(coord)}")
         if key == dim:
-            missing = [v for v in values if v not in set(coord.values.tolist())]
-            if missing:
-                raise KeyError(f"{key}: no value(s) {missing}; available: {coord.values.tolist()}")
             ds = ds.sel({dim: values})
         else:
-            keep = np.isin(coord.values, values) if kind_is_num(coord) else np.isin(coord.values.astype(str), raw)
-            if not keep.any():
-                raise KeyError(f"{key}: no value(s) {raw}; available: {sorted(set(coord.values.tolist()))}")
-            ds = ds.isel({dim: np.nonzero(keep)[0]})
+            ds = ds.isel({dim: np.nonzero(np.isin(coord.values, values))[0]})
     return ds
-
-
-def kind_is_num(coord: xr.DataArray) -> bool:
-    return coord.dtype.kind in "iuf"
 
 
 def done_values(ds: xr.Dataset, metric: str) -> xr.DataArray:
     """A metric with every task that is not done masked to NaN."""
     if metric not in METRICS:
-        raise KeyError(f"unknown metric {metric!r}; available: {', '.join(METRICS)}")
+        raise QueryError(f"unknown metric {metric!r}; available: {', '.join(METRICS)}")
     return ds[metric].where(ds["status"] == DONE)
 
 
@@ -120,9 +161,9 @@ def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | No
             s.load_axis: list(s.load_values), "rule": [r.label for r in s.rules], "seed": list(s.seeds)}
     missing = [k for k in axes if k not in coords]
     if missing:
-        raise KeyError(f"give a value for {missing}; a task is fixed by {list(axes)}")
+        raise QueryError(f"give a value for {missing}; a task is fixed by {list(axes)}")
     try:
         index = tuple(axes[k].index(coords[k]) for k in axes)
     except ValueError:
-        raise KeyError(f"no task at {coords}; axes are {axes}") from None
+        raise QueryError(f"no task at {coords}; axes are {axes}") from None
     return cube.couplings(index)

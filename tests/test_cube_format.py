@@ -194,3 +194,18 @@ def test_upgrade_killed_at_any_phase_finishes_on_the_next_try(tmp_path):
             upgrade(str(path))  # else: killed while clearing leftovers, already a format-2 cube
         assert check(Cube.open(str(path))).ok
         assert_same_cube(str(path), str(reference))
+
+
+def test_the_same_sweep_in_format_2_equals_format_1_value_for_value(tmp_path):
+    """The fixture's sweep, rerun now into a format-2 cube, has the values the last format-1
+    amsweep wrote (storage changes nothing; the hand-made failure aside)."""
+    old = Cube.open(str(FORMAT1))
+    path = str(tmp_path / "again.zarr")
+    run(Cube.create_or_open(path, old.sweep), SerialExecutor(), progress=False)
+    new, before = open_cube(path), open_cube(str(FORMAT1))
+    for name, metric in METRICS.items():
+        if metric.deterministic:
+            np.testing.assert_array_equal(new[name].values, before[name].values, err_msg=name)
+    status = before["status"].values
+    status[0, 0, 1, 2, 1] = DONE  # recorded as failed by hand in the fixture; it computes fine
+    np.testing.assert_array_equal(new["status"].values, status)
