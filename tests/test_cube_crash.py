@@ -147,9 +147,8 @@ def test_two_drivers_at_once_exactly_one_runs_and_the_other_changes_nothing(tmp_
     loser = outs[[first.returncode, second.returncode].index(2)]
     assert "in use by another driver" in loser and "pid" in loser and "Traceback" not in loser, loser
     assert "task(s) to run" not in loser  # refused before reading or writing anything
-    straight = str(tmp_path / "straight.zarr")
-    serial(straight, spec_mod.load(spec))
-    assert_same_cube(str(out), straight)
+    cube = Cube.open(str(out))
+    assert (cube.status() == DONE).all() and check(cube).ok
 
 
 def test_flipped_byte_lost_shard_and_forced_status_are_found_and_repaired(tmp_path, small_sweep):
@@ -204,3 +203,25 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
     Path(path, "zarr.json").write_text("{ damaged")
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", path], capture_output=True, text=True)
     assert out.returncode == 2 and "zarr.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_check_repair_refuses_while_a_driver_holds_the_cube_and_plain_check_reads(tmp_path):
+    from tests.conftest import wait_for_first_flush
+
+    spec = tmp_path / "busy.toml"
+    spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
+    out = str(tmp_path / "busy.zarr")
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    driver = subprocess.Popen([*cli, "run", str(spec), "--out", out, "--serial", "--quiet"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_first_flush(driver, out)
+        assert driver.poll() is None, "the sweep ended before the checks"
+        repair_run = subprocess.run([*cli, "check", out, "--repair"], capture_output=True, text=True)
+        reading = subprocess.run([*cli, "check", out], capture_output=True, text=True)
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    assert repair_run.returncode == 2 and "in use by another driver" in repair_run.stderr, repair_run.stderr
+    assert f"pid {driver.pid}" in repair_run.stderr
+    assert reading.returncode == 0 and ": ok" in reading.stdout, reading.stdout + reading.stderr

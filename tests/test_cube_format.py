@@ -161,6 +161,10 @@ def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_comman
     assert (status == DONE).sum() == 17 and (status == FAILED).sum() == 1
     assert [f["index"] for f in cube.failures()] == [[0, 0, 1, 2, 1]]
     before = to_frame(open_cube(str(path)), "m_train")
+    from analysis.report import write_report
+
+    report = Path(write_report(str(path), str(tmp_path / "report")))
+    assert report.exists() and "format1_fixture" in report.read_text()
     with pytest.raises(CubeError, match=f"amsweep upgrade {path}"):
         Cube.create_or_open(str(path), cube.sweep)
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "upgrade", str(path)], capture_output=True, text=True)
