@@ -10,7 +10,7 @@ import math
 
 from pipeline.errors import SpecError
 
-MAX_CELLS = 1_000_000  # tasks in one cube: each is one chunk of every variable
+MAX_CELLS = 1_000_000  # tasks in one cube: the driver walks them and holds their status in memory
 MAX_VARIANTS = 10_000  # variants of one entry, each checked against its dataset at validation
 MAX_CELL_BYTES = 64 * 2**30  # float32 (P + P_test + random starts) x N data plus N x N couplings
 GiB = 2**30
@@ -19,8 +19,8 @@ GiB = 2**30
 def check_count(where: str, count: int, what: str) -> None:
     """An axis or grid longer than a cube can hold (also caught before it is ever built)."""
     if count > MAX_CELLS:
-        raise SpecError(f"{where}: {count} {what}; at most {MAX_CELLS} fit in one cube (one chunk per "
-                        "task): split the sweep or use fewer values")
+        raise SpecError(f"{where}: {count} {what}; at most {MAX_CELLS} fit in one cube (the driver "
+                        "holds every task's status): split the sweep or use fewer values")
 
 
 def check_variants(where: str, count: int, detail: str) -> None:
