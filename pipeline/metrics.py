@@ -8,6 +8,7 @@ alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1 (q > 2).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -37,8 +38,15 @@ METRICS: dict[str, Metric] = {
     "random_best_test": Metric("mean over random starts of the attractor's best overlap with any test example", False),
     "random_converged": Metric("fraction of random starts that reached a fixed point", False),
     "coupling_similarity": Metric("cosine similarity of learned and true couplings (spin glass only)", False),
+    "basin_mean": Metric("mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
+                         "sites from which the example is still retrieved, found by bisection "
+                         "(retrieval.basin_examples > 0; NaN otherwise)", False),
+    "basin_q10": Metric("10% quantile over training examples of the bisection basin 2 k*/N", False),
+    "basin_q50": Metric("median over training examples of the bisection basin 2 k*/N", False),
+    "basin_q90": Metric("90% quantile over training examples of the bisection basin 2 k*/N", False),
     "train_seconds": Metric("wall time of training", False, "s", deterministic=False),
     "retrieval_seconds": Metric("wall time of all retrieval runs of the task", False, "s", deterministic=False),
+    "basin_seconds": Metric("wall time of the bisection basins (0 when they are off)", False, "s", deterministic=False),
 }
 
 SUCCESS_OVERLAP = 0.99
@@ -61,16 +69,19 @@ def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     return (q * f - 1.0) / (q - 1.0)
 
 
-def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator) -> np.ndarray:
+def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator,
+            flip_count: Callable[[int, float], int] | None = None) -> np.ndarray:
     """Copy of X with exactly floor(rho N) sites of each row changed (Potts: to another state).
 
     Exactly, not on average: the initial overlap is then the same 1 - 2 rho for every start,
-    which is what the noise axis of a phase diagram means.
+    which is what the noise axis of a phase diagram means. ``flip_count(N, rho)`` replaces
+    floor(rho N) for a protocol that counts its flips otherwise (Ising; the sites are drawn
+    from the same stream, the first k of the same random order).
     """
     if q > 2:
         return potts.corrupt(X, rho, q, rng)
     B, N = X.shape
-    k = int(np.floor(rho * N + potts.FLOOR_EPS))
+    k = flip_count(N, rho) if flip_count is not None else int(np.floor(rho * N + potts.FLOOR_EPS))
     out = X.copy()
     if k == 0 or B == 0:
         return out

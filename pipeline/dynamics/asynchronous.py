@@ -20,7 +20,7 @@ from pipeline.dynamics._ising_kernels import (
 from pipeline.model import Model, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
-    "max_sweeps": Param(100, int, "sweep budget per state (the PLM reference code runs 100 steps)", low=1),
+    "max_sweeps": Param(100, int, "sweep budget per state (a fixed point usually comes within a few sweeps)", low=1),
 }
 
 

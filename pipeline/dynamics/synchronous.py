@@ -1,7 +1,9 @@
 """Zero-temperature synchronous (parallel) retrieval: s <- sign(J s) for all sites at once.
 
-The PLM reference code evaluates with this dynamics. Parallel updates can end in 2-cycles
-even for symmetric J; those are detected and reported as not converged.
+Parallel updates can end in 2-cycles even for symmetric J; those are detected, stopped and
+reported as not converged. The PLM paper's own protocol is close to this map but not equal to
+it (a fixed n = 10 steps read at step n, a zero field giving 0, the authors' flip count): it is
+the ``paper_synchronous`` dynamics.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pipeline.dynamics._ising_kernels import ising_couplings, tie_tolerance
 from pipeline.model import Model, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
-    "max_sweeps": Param(100, int, "parallel steps per state (the PLM reference code runs 100)", low=1),
+    "max_sweeps": Param(100, int, "budget of parallel steps per state (stops early at a fixed point or a 2-cycle)", low=1),
 }
 
 
