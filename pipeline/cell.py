@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from pipeline import basin_bisection
 from pipeline import metrics as M
 from pipeline import registry
 from pipeline.model import Data, Model
@@ -85,15 +86,16 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         "fixed_point_fraction": np.float32(np.mean(np.all(stays == data.train, axis=1))),
     }
     per_noise: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
+    flips = getattr(dynamics, "flip_count", None)  # a protocol may count its flips its own way
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
-        r = relax(M.corrupt(train_starts, rho, q, start_rng))
+        r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
         m = M.overlap(r.final, train_starts, q)
         per_noise["m_train"].append(M.mean_or_nan(m))
         per_noise["success_train"].append(M.mean_or_nan(m >= M.SUCCESS_OVERLAP))
         per_noise["converged_train"].append(M.mean_or_nan(r.converged))
         if test_starts.shape[0]:
-            r = relax(M.corrupt(test_starts, rho, q, start_rng))
+            r = relax(M.corrupt(test_starts, rho, q, start_rng, flips))
             per_noise["m_test"].append(M.mean_or_nan(M.overlap(r.final, test_starts, q)))
             per_noise["converged_test"].append(M.mean_or_nan(r.converged))
             per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(r.final, data.train, q)))
@@ -112,6 +114,13 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         M.cosine_similarity(model.J, true_J) if true_J is not None and model.J is not None else np.nan)
     values["retrieval_seconds"] = np.float32(time.perf_counter() - t0)
     values["train_seconds"] = np.float32(train_seconds)
+    t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
+    basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
+    basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
+    values.update(basin_bisection.cell_basins(
+        data.train, lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
+        retrieval, q, basin_rng))
+    values["basin_seconds"] = np.float32(time.perf_counter() - t0)
     for name, series in per_noise.items():
         values[name] = np.asarray(series, dtype=np.float32)
     kept = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import limits, registry
+from pipeline import basin_bisection, limits, registry
 from pipeline.errors import show
 from pipeline.params import INT64_MAX, SpecError, coerce, resolve
 from pipeline.model import Param
@@ -38,6 +38,7 @@ RETRIEVAL = {
     "random_starts": Param(20, int, "random initial states per task, to probe spurious attractors", low=0),
     "store_couplings": Param(False, bool, "also keep each task's trained couplings (or memories) in the "
                              "cube's per-task store; N x N floats per task, so off by default"),
+    **basin_bisection.PARAMS,
 }
 
 
@@ -343,8 +344,9 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     seeds = _seeds(raw["seeds"])
     noise = _float_list("noise", raw["noise"], 0.0, 0.5)
     default_P_test = _count("P_test", raw.get("P_test", 100))
-    retrieval = {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, _table("retrieval", raw.get("retrieval", {})),
-                                             sweepable=False).items()}
+    given_retrieval = _table("retrieval", raw.get("retrieval", {}))
+    retrieval = basin_bisection.canonical_retrieval(
+        {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, given_retrieval, sweepable=False).items()}, given_retrieval)
     entries = _entries("datasets", raw["datasets"])
     axes = {("P" if "P" in _table(f"datasets.{k}", t) else "alpha") for k, t in entries.items()}
     load_axis = "P" if axes == {"P"} else "alpha"

@@ -1,0 +1,148 @@
+"""Basin of attraction per training example, by bisection on the number of flipped spins.
+
+A basin read off a noise grid is a lower bound at the grid's resolution, and the grid is paid
+for at every level. Here each example's basin is searched directly: the largest number k* of
+flipped sites from which the example is still retrieved (mean final overlap over ``trials``
+corrupted copies >= ``criterion``, the same rule as the grid's success), found by bisection on
+k in [0, N // 2] with resolution one site, in ceil(log2(N // 2 + 2)) rounds. Each round relaxes
+all examples x trials in one dynamics call. The basin is reported like the grid's,
+1 - m_in* = 2 k* / N (SCIENCE.md section 4), so the two are directly comparable.
+
+Corruption is *nested*: each (example, trial) draws one random order of its sites once, and k
+flips are the first k sites of that order. The start at k + 1 flips is then the start at k with
+one more site flipped, so success is monotone in k far more often than with fresh draws
+(common random numbers), and a brute-force scan of every k (``scan``) sees exactly the starts
+the bisection sees. Where success is not monotone in k, bisection returns *a* boundary: a
+retrieved k whose k + 1 is not (or k = N // 2). The orders come from a stream keyed by the
+cell's data coordinates only, so every rule of a cell is probed from the same starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.errors import SpecError
+from pipeline.metrics import overlap
+from pipeline.model import Param
+
+Relax = Callable[[np.ndarray], np.ndarray]  # initial states (B, N) -> final states (B, N)
+
+# [retrieval] keys of a spec; ``basin_examples = 0`` (the default) turns the metric off, and the
+# three keys are then left out of the spec's canonical form (cubes made before they existed
+# reopen unchanged).
+PARAMS: dict[str, Param] = {
+    "basin_examples": Param(0, int, "training examples whose basin is found by bisection on the number "
+                            "of flipped sites (0 = off; at most P are used)", low=0),
+    "basin_trials": Param(3, int, "corrupted copies per example and bisection step; the example is "
+                          "retrieved when their mean final overlap reaches basin_criterion", low=1),
+    "basin_criterion": Param(0.99, float, "overlap that counts as retrieval", low=0.0, high=1.0, open_low=True),
+}
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def canonical_retrieval(retrieval: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The resolved [retrieval] table without the basin keys when the metric is off.
+
+    Leaving them out keeps the canonical form (and hash) of every spec that does not use the
+    metric what it was before the metric existed. A trial count or criterion given while
+    basin_examples is 0 would be silently ignored, so it is refused.
+    """
+    if retrieval["basin_examples"] > 0:
+        return retrieval
+    stray = sorted(k for k in ("basin_trials", "basin_criterion") if k in given)
+    if stray:
+        raise SpecError(f"retrieval: {', '.join(stray)} given but basin_examples = 0 (the bisection "
+                        "basin is off); set basin_examples > 0 or remove them")
+    return {k: v for k, v in retrieval.items() if k not in PARAMS}
+
+
+def nested_corruptions(X: np.ndarray, trials: int, q: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per (example, trial): the rank of each site in its flip order, and the Potts shift.
+
+    ``rank[e, t, i] < k`` says whether site i is changed in the k-flip start of (e, t).
+    Potts sites change to (x + shift) mod q, shift uniform in 1..q-1 (a uniform other state).
+    """
+    E, N = X.shape
+    order = np.argsort(rng.random((E, trials, N)), axis=2)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(N)[None, None, :], axis=2)
+    shift = rng.integers(1, q, size=(E, trials, N)) if q > 2 else np.ones((E, trials, N), np.int64)
+    return rank.astype(np.int32), shift.astype(np.int16)
+
+
+def starts(X: np.ndarray, k: np.ndarray, rank: np.ndarray, shift: np.ndarray, q: int) -> np.ndarray:
+    """(E * trials, N) starts: example e with its first k[e] sites (of each trial's order) changed."""
+    E, T, N = rank.shape
+    change = rank < k[:, None, None]
+    base = np.broadcast_to(X[:, None, :], (E, T, N))
+    if q == 2:
+        out = np.where(change, -base, base)
+    else:
+        out = np.where(change, (base.astype(np.int16) + shift) % q, base)
+    return out.astype(np.int8).reshape(E * T, N)
+
+
+def retrieved(final: np.ndarray, X: np.ndarray, trials: int, criterion: float, q: int) -> np.ndarray:
+    """Per example: mean final overlap over its trials >= criterion."""
+    E, N = X.shape
+    m = overlap(final, np.repeat(X, trials, axis=0), q).reshape(E, trials)
+    return m.mean(axis=1) >= criterion
+
+
+def bisect(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Largest retrieved flip count k* per example (0 when even the clean example is lost).
+
+    Invariant: lo retrieved (lo = -1 stands for "none yet"), hi not (hi = K + 1 stands for
+    "beyond the range"); every round tests mid = (lo + hi) // 2 for all unfinished examples.
+    """
+    E, N = X.shape
+    K = N // 2
+    rank, shift = nested_corruptions(X, trials, q, rng)
+    lo, hi = np.full(E, -1), np.full(E, K + 1)
+    while True:
+        todo = np.flatnonzero(hi - lo > 1)
+        if todo.size == 0:
+            break
+        mid = (lo[todo] + hi[todo]) // 2
+        S = starts(X[todo], mid, rank[todo], shift[todo], q)
+        ok = retrieved(relax(S), X[todo], trials, criterion, q)
+        lo[todo] = np.where(ok, mid, lo[todo])
+        hi[todo] = np.where(ok, hi[todo], mid)
+    return np.maximum(lo, 0)
+
+
+def scan(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int,
+         rng: np.random.Generator) -> np.ndarray:
+    """(E, K + 1) success table over every flip count 0..K, from the same starts as ``bisect``
+    with the same ``rng`` state (a brute-force check; K + 1 times the cost of one round)."""
+    E, N = X.shape
+    K = N // 2
+    rank, shift = nested_corruptions(X, trials, q, rng)
+    table = np.zeros((E, K + 1), dtype=bool)
+    for k in range(K + 1):
+        S = starts(X, np.full(E, k), rank, shift, q)
+        table[:, k] = retrieved(relax(S), X, trials, criterion, q)
+    return table
+
+
+def summary(k_star: np.ndarray, N: int) -> dict[str, np.float32]:
+    """basin_mean and quantiles of the per-example basin 2 k* / N (NaN without examples)."""
+    names = ["basin_mean", *(f"basin_q{int(round(100 * p))}" for p in QUANTILES)]
+    if k_star.size == 0:
+        return {n: np.float32(np.nan) for n in names}
+    b = 2.0 * k_star / N
+    values = [b.mean(), *np.quantile(b, QUANTILES)]
+    return {n: np.float32(v) for n, v in zip(names, values)}
+
+
+def cell_basins(X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator) -> dict[str, np.float32]:
+    """The cell's basin metrics, NaN when the spec leaves the metric off (basin_examples = 0)."""
+    n = int(retrieval.get("basin_examples", 0))
+    X = X[:n]
+    if n == 0:
+        return summary(np.zeros(0), X.shape[1])
+    k = bisect(X, relax, int(retrieval["basin_trials"]), float(retrieval["basin_criterion"]), q, rng)
+    return summary(k, X.shape[1])
