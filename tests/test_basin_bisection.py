@@ -46,8 +46,8 @@ def test_bisection_equals_a_brute_force_scan_of_every_flip_count(dyn, rule: str)
     model = hebb.train(X, 2, {}, np.random.default_rng(0)) if rule == "hebb" else \
         plm.train(X, 2, PLM, np.random.default_rng(0))
     relax = relax_with(dyn, model, {"max_sweeps": 10})
-    k = BB.bisect(X, relax, 2, 0.99, 2, np.random.default_rng(5))
-    table = BB.scan(X, relax, 2, 0.99, 2, np.random.default_rng(5))
+    k = BB.bisect(X, relax, 3, 0.99, 2, np.random.default_rng(5))
+    table = BB.scan(X, relax, 3, 0.99, 2, np.random.default_rng(5))
     K = N // 2
     monotone = 0
     for e in range(P):
