@@ -40,7 +40,9 @@ from pipeline.rules._plm_kernels import (
 PARAMS: dict[str, Param] = {
     "lam": Param(1.0, float, "inverse temperature lam of the conditional likelihood", low=0.0, open_low=True),
     "lr": Param(1.0, float, "learning rate; the gradient is a per-pattern mean, so lr is "
-                "size-independent (lr = 10 without clip overshoots: narrower basins)", low=0.0,
+                "size-independent (lr = 10 without clip overshoots: narrower basins). The PLM paper's "
+                "code takes a mean over sites too and drops lam: its lr is this lr x lam x N (its "
+                "default 10 at N = 200 is lr = 0.05), same couplings otherwise", low=0.0,
                 open_low=True),
     "epochs": Param(200, int, "passes over the training set", low=1),
     "init": Param("hebb", str, "initial couplings", choices=("hebb", "zero", "random")),
