@@ -19,6 +19,10 @@ DERIVED: dict[str, Callable[[xr.Dataset], pd.DataFrame]] = {
     "basin": lambda ds: basins.basin_frame(ds, "m_train"),
     "basin_interp": lambda ds: basins.basin_frame(ds, "m_train", interpolate=True, name="basin_interp"),
     "basin_test": lambda ds: basins.basin_frame(ds, "m_test", name="basin_test"),
+    # The grid's counterpart of the bisection median (basin_q50): the noise at which half the
+    # training starts are still retrieved, interpolated between grid levels.
+    "basin_median_grid": lambda ds: basins.basin_frame(ds, "success_train", threshold=0.5, interpolate=True,
+                                                       name="basin_median_grid"),
     "class": lambda ds: classify.class_frame(ds),
     "gen_gap": lambda ds: classify.class_frame(ds),
 }
@@ -42,7 +46,7 @@ def value_frame(ds: xr.Dataset, value: str) -> pd.DataFrame:
 
 def per_noise(value: str) -> bool:
     """Whether the value has a noise axis (needs a noise level fixed or used as an axis)."""
-    if value in ("basin", "basin_interp", "basin_test"):
+    if value in ("basin", "basin_interp", "basin_test", "basin_median_grid"):
         return False
     if value in DERIVED:
         return True

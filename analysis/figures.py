@@ -10,7 +10,7 @@ an axis that still varies, naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
@@ -212,8 +212,14 @@ def heatmap_figure(ds: xr.Dataset, value: str, x: str, y: str, out: str | Path,
 
 def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x: str | None = None,
                 hue: str = "rule", panel: str | Sequence[str] | None = None,
-                at: dict[str, Any] | None = None, title: str | None = None) -> Path:
-    """Seed mean +- standard error of one or more values against x (default: the load axis)."""
+                at: dict[str, Any] | None = None, title: str | None = None,
+                hue_name: Callable[[Any], str] | None = None) -> Path:
+    """Seed mean +- standard error of one or more values against x (default: the load axis).
+
+    ``hue_name`` maps hue values to the names drawn (one colour and legend entry per name), so
+    that variants shown in different panels can share a colour ('hebb' and 'hebb_paper' in the
+    panels of two retrieval protocols); names must stay distinct within a panel.
+    """
     values = [values] if isinstance(values, str) else list(values)
     if derived.CATEGORICAL & set(values):
         raise ValueError(f"{sorted(derived.CATEGORICAL & set(values))} is categorical: show it as a heatmap")
@@ -223,6 +229,8 @@ def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x:
         frame = add_panel_column(tables.restrict(derived.value_frame(ds, v), at), panel)
         if frame.empty:
             continue
+        if hue_name is not None:
+            frame[hue] = frame[hue].map(hue_name)
         part = derived.aggregate(frame, ds, v, [PANEL, hue, x]).drop(columns=["n"])
         table = part if table is None else table.merge(part, on=[PANEL, hue, x], how="outer")
     if table is None:
@@ -235,5 +243,6 @@ def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x:
     default = f"{ds.attrs.get('title', '')}: {what}" + (f" at {where}" if where else "")
     styles = ["solid", "dashed", "dotted", "dash-dot"]
     ylabel = value_label(values[0]) if len(values) == 1 else \
-        "overlap (" + ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values)) + ")"
+        ("basin size (" if all(v.startswith("basin") for v in values) else "overlap (") + \
+        ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values)) + ")"
     return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel)

@@ -36,6 +36,11 @@ VALUES: dict[str, str] = {
     "basin": r"basin size $1 - m_{in}^*$ (0 to 1)",
     "basin_interp": r"basin size $1 - m_{in}^*$ (interpolated)",
     "basin_test": r"test-start basin size $1 - m_{in}^*$",
+    "basin_median_grid": r"median basin $1 - m_{in}^*$, noise grid",
+    "basin_mean": r"basin $2k^*/N$, bisection (mean)",
+    "basin_q10": r"basin $2k^*/N$, bisection (10% quantile)",
+    "basin_q50": r"basin $2k^*/N$, bisection (median)",
+    "basin_q90": r"basin $2k^*/N$, bisection (90% quantile)",
     "gen_gap": r"$m_{test}$ - best overlap with a training example",
     "class": "memorization / generalization class",
 }

@@ -79,8 +79,8 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
     figs = Figures(out)
     load = tables.load_axis(ds)
     base = tables.tidy(ds, ["m_train"])
-    has = {m: tables.has_data(ds, m) for m in ("m_test", "test_best_train", "test_best_feature",
-                                               "fixed_point_fraction", "coupling_similarity")}
+    has = {m: m in ds.data_vars and tables.has_data(ds, m) for m in ("m_test", "test_best_train", "test_best_feature",
+                                               "fixed_point_fraction", "coupling_similarity", "basin_mean")}
     sel, panel, pairs = _facets(ds, base)
     rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
     multi_load = base[load].nunique() > 1
@@ -96,6 +96,10 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
             figs.add(f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
                      "levels (mean and standard error over seeds)",
                      "basin_vs_load", lambda p: figures.line_figure(sel, "basin_interp", p, panel=panel))
+        if has["basin_mean"]:
+            figs.add(f"Basin size 2 k*/N per training example by bisection on the number of flipped sites, "
+                     f"mean over examples against {load} (mean and standard error over seeds)",
+                     "basin_bisection_vs_load", lambda p: figures.line_figure(sel, "basin_mean", p, panel=panel))
         if has["fixed_point_fraction"]:
             figs.add(f"Fraction of training examples that are fixed points against {load}",
                      "fixed_points_vs_load",
