@@ -30,8 +30,6 @@ else:  # pragma: no cover
 
 TOP_KEYS = {"name", "description", "root_seed", "seeds", "noise", "P_test", "retrieval", "datasets", "rules", "dynamics"}
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
-DATASET_KEYS = {"kind", "N", "alpha", "P", "P_test"}
-RULE_KEYS = {"kind", "dynamics", "dynamics_params"}
 RETRIEVAL = {
     "train_starts": Param(100, int, "training examples corrupted per noise level (at most P)", low=1),
     "test_starts": Param(100, int, "test examples corrupted per noise level (at most P_test)", low=0),

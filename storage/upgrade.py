@@ -74,10 +74,15 @@ def _stage(cube: Cube) -> UpgradeReport:
     for key in objects.list(STAGE):
         objects.delete(key)
     tpl = template.build(sweep)
-    staged = {f"{STAGE}/{k}": v for k, v in tpl.objects.items()}
+    # Metrics this amsweep declares but the old cube never had stay absent: the next run adds
+    # them (NaN for tasks done before), as for any cube that predates a metric.
+    metrics = [n for n in METRICS if n in legacy.group(cube)]
+    dropped = set(METRICS) - set(metrics)
+    tpl.members = {k: v for k, v in tpl.members.items() if k not in dropped}
+    staged = {f"{STAGE}/{k}": v for k, v in tpl.objects.items() if k.split("/")[0] not in dropped}
     status, bad = legacy.read_status(cube)
     values = {}
-    for name in METRICS:
+    for name in metrics:
         v, damaged = legacy.read_array(cube, name, np.nan)
         bad += damaged
         values[name] = v
@@ -90,7 +95,7 @@ def _stage(cube: Cube) -> UpgradeReport:
     for s in grid:
         box = tuple(slice(i * k, min((i + 1) * k, n)) for i, k, n in zip(s, shard, sweep.shape))
         clip = tuple(slice(0, b.stop - b.start) for b in box)
-        for name in ("status", *METRICS):
+        for name in ("status", *metrics):
             lay = staging.layout(name)
             block, present = lay.empty(tpl.members[name].fill_value)
             if name == "status":
@@ -101,7 +106,7 @@ def _stage(cube: Cube) -> UpgradeReport:
             if data is not None:
                 staged[f"{STAGE}/{lay.key(name, s)}"] = data
     objects.put_many(staged)
-    verified = _verify(staging, status, values)
+    verified = _verify(staging, status, values)  # every metric the old cube had
     _stage_side(cube, status)
     report = UpgradeReport(int(status.size), int(done.sum()), len(set(bad)), verified)
     attrs = {**{k: v for k, v in cube.attrs.items() if k != "amsweep_format"}, "amsweep_format": layout.FORMAT_VERSION,
@@ -120,7 +125,7 @@ def _verify(staging: Cube, status: np.ndarray, values: dict[str, np.ndarray]) ->
         if damaged.any() or not np.array_equal(stored, status):
             raise CubeError(f"{staging.path}: staged status differs from format 1; upgrade aborted, cube unchanged")
         done, count = status == DONE, 0
-        for name in METRICS:
+        for name in values:
             got, present, damaged = staging.read_variable(name)
             want = values[name]
             mask = done.reshape(done.shape + (1,) * (want.ndim - done.ndim))

@@ -101,12 +101,13 @@ def cube_values(path: str) -> dict[str, np.ndarray]:
     from storage.query import open_cube
 
     ds = open_cube(path)
-    names = ["status"] + [n for n, m in METRICS.items() if m.deterministic]
+    names = ["status"] + [n for n, m in METRICS.items() if m.deterministic and n in ds]
     return {n: ds[n].values for n in names}
 
 
 def assert_same_cube(a: str, b: str) -> None:
     va, vb = cube_values(a), cube_values(b)
+    assert va.keys() == vb.keys(), f"the cubes hold different variables: {sorted(va.keys() ^ vb.keys())}"
     for name in va:
         np.testing.assert_array_equal(va[name], vb[name], err_msg=f"variable {name} differs")
 

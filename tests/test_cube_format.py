@@ -208,7 +208,7 @@ def test_the_same_sweep_in_format_2_equals_format_1_value_for_value(tmp_path):
     run(Cube.create_or_open(path, old.sweep), SerialExecutor(), progress=False)
     new, before = open_cube(path), open_cube(str(FORMAT1))
     for name, metric in METRICS.items():
-        if metric.deterministic:
+        if metric.deterministic and name in before:  # metrics added since are absent from format 1
             np.testing.assert_array_equal(new[name].values, before[name].values, err_msg=name)
     status = before["status"].values
     status[0, 0, 1, 2, 1] = DONE  # recorded as failed by hand in the fixture; it computes fine
