@@ -25,7 +25,7 @@ from pipeline.runner import run
 from storage import template
 from storage.check import check
 from storage.cube import Cube
-from storage.layout import DONE, FAILED, NOT_APPLICABLE
+from storage.layout import DONE, FAILED
 from storage.query import open_cube, to_frame
 from storage.shards import ShardLayout, choose_shard_shape, crc32c_rows
 from tests.conftest import assert_same_cube
