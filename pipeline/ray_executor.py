@@ -61,11 +61,13 @@ class RayExecutor:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address
-            context = ray.init(**kwargs)
+            ray.init(**kwargs)
             if address is None:
                 from pipeline import ray_reaper
 
-                self._reaper = ray_reaper.start(context.address_info["session_dir"])
+                node = ray._private.worker._global_node  # this driver's local Ray processes
+                self._reaper = ray_reaper.start([i.process.pid for infos in node.all_processes.values()
+                                                 for i in infos if i.process is not None])
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or cpus
         self.max_in_flight = max(1, self.workers * in_flight_per_worker)
