@@ -3,9 +3,9 @@
 Ray costs 9-15 ms of worker and driver time per task here (benchmarks/RESULTS.md), three to
 ten times a small cell (N = 32: ~1 ms). A batch carries about ``target_seconds`` of cells,
 sized from the durations the workers report for the cells of the same shape (dataset, N, P,
-rule) measured so far in the run: a shape not measured yet travels at most ``UNMEASURED``
-cells at a time, and a shape's batches grow at most ``GROWTH`` x per measured batch, so a
-mis-estimate costs little. Batches never mix cells that need different CPUs or memory, and
+rule) measured so far in the run, or of the same dataset, N and rule at another load (scaled by
+the load ratio): a shape with neither travels at most ``UNMEASURED`` cells at a time, and
+batches grow at most ``GROWTH`` x the largest measured one, so a mis-estimate costs little. Batches never mix cells that need different CPUs or memory, and
 near the end of a sweep they shrink so the last cells spread over every worker.
 
 The worker side, ``run_batch``, runs each cell guarded (a failing cell fails alone) and
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from pipeline.outcomes import guarded
+from pipeline.packing import Packed, pack
 from pipeline.resources import cell_memory, cell_threads
 
 UNMEASURED = 2
@@ -72,14 +73,30 @@ class BatchSizer:
         for key, n in shares.items():
             self._largest[key] = max(self._largest.get(key, 0), n)
 
+    def _related(self, job: tuple) -> tuple[float, int] | None:
+        """(seconds, largest batch) of a measured shape of the same dataset, N and rule (another
+        load), the seconds scaled up by the load ratio when this one is larger (cost ~ P)."""
+        d, N, P, rule = shape_of(job)
+        best = None
+        for (d2, N2, P2, rule2), (total, n) in self._mean.items():
+            if (d2, N2, rule2) == (d, N, rule):
+                estimate = total / n * max(1.0, P / max(P2, 1))
+                if best is None or estimate > best[0]:
+                    best = (estimate, self._largest[(d2, N2, P2, rule2)])
+        return best
+
     def seconds(self, job: tuple) -> float | None:
-        """Measured mean seconds of the job's shape, None if not measured yet."""
+        """Mean seconds of the job's shape, or of a related shape (another load), None if neither
+        was measured yet."""
         total, n = self._mean.get(shape_of(job), (0.0, 0))
-        return total / n if n else None
+        if n:
+            return total / n
+        related = self._related(job)
+        return related[0] if related else None
 
     def cost(self, job: tuple) -> float:
-        """Seconds to budget for a job: its shape's mean, else the slowest shape seen so far,
-        else a share of the target that lets only UNMEASURED unknown cells into a batch."""
+        """Seconds to budget for a job: ``seconds``, else the slowest shape seen so far, else a
+        share of the target that lets only UNMEASURED unknown cells into a batch."""
         known = self.seconds(job)
         if known is not None:
             return known
@@ -88,14 +105,16 @@ class BatchSizer:
         return self.target_seconds / UNMEASURED
 
     def allowance(self, job: tuple) -> int:
-        """Most cells of this job's shape the next batch may carry."""
+        """Most cells of this job's shape the next batch may carry: enough for the target, but at
+        most GROWTH x the largest batch of it (or of a related shape) measured so far."""
         if self.fixed:
             return self.fixed
         per_cell = self.seconds(job)
         if per_cell is None:
             return UNMEASURED
+        largest = self._largest.get(shape_of(job)) or (self._related(job) or (0.0, 1))[1]
         want = max(1, int(self.target_seconds / max(per_cell, 1e-6)))
-        return min(want, GROWTH * self._largest.get(shape_of(job), 1), self.max_cells)
+        return min(want, GROWTH * largest, self.max_cells)
 
 
 class Batcher:
@@ -173,16 +192,19 @@ class Batcher:
 
 
 def run_batch(fn: Callable[..., Any], jobs: list[tuple], setup: Callable[[list[tuple]], list[tuple]] | None = None
-              ) -> list[tuple[Any, float]]:
-    """Worker side: every cell's outcome (CellResult, Skipped or Failed) and its wall seconds.
+              ) -> Packed:
+    """Worker side: every cell's outcome (CellResult, Skipped or Failed) and its wall seconds,
+    packed (``pipeline.packing``: unpickled per batch, not per cell, by the driver).
 
     ``setup`` adapts the jobs to this worker first (e.g. points dataset paths at shipped copies).
     """
     if setup is not None:
         jobs = setup(jobs)
     out = []
+    cpu = 0.0
     for job in jobs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         outcome = guarded(fn, *job)
+        cpu += time.thread_time() - c0
         out.append((outcome, time.perf_counter() - t0))
-    return out
+    return pack(out, cpu)

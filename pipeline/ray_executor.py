@@ -18,6 +18,7 @@ from pipeline import datafiles
 from pipeline.batching import Batch, Batcher, BatchSizer, run_batch
 from pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
 from pipeline.outcomes import Failed
+from pipeline.packing import unpack
 
 
 def _ray_get(ref: Any) -> Any:
@@ -76,6 +77,7 @@ class RayExecutor:
         self.target_seconds = target_seconds
         self._shipped: dict[str, datafiles.Shipped] = {}
         self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
+        self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
 
     def capacity(self) -> tuple[float, float, str]:
         """(memory bytes, CPUs, what offers them) of the largest live node, from Ray's resources."""
@@ -107,6 +109,7 @@ class RayExecutor:
         pending: dict[Any, Batch] = {}
         cpus_in_flight = 0
         self.batches = 0
+        self.cell_cpu_seconds = 0.0
         while True:
             while cpus_in_flight < self.max_in_flight:
                 batch = batcher.take()
@@ -123,7 +126,9 @@ class RayExecutor:
                 batch = pending.pop(ref)
                 cpus_in_flight -= batch.cpus
                 try:
-                    results = ray.get(ref)
+                    packed = ray.get(ref)
+                    self.cell_cpu_seconds += packed.cpu_seconds
+                    results = unpack(packed)
                 except Exception as e:  # the worker died past its retries, or the node did
                     if len(batch.jobs) > 1:
                         batcher.retry(batch.jobs)  # one cell per task: the culprit fails alone
