@@ -50,6 +50,9 @@ def train(task: Task, data: Data, root_seed: int) -> Model:
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
     """Train once, evaluate every noise level. May raise NotApplicable (the runner records it)."""
+    for family, kind in (("datasets", task.dataset.kind), ("rules", task.rule.kind),
+                         ("dynamics", task.rule.dynamics)):
+        registry.component(family, kind)  # imported before pinning: imports may load a BLAS
     threads.pin(cell_threads(task, retrieval))
     return _run(task, noise, retrieval, root_seed)
 

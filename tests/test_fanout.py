@@ -80,6 +80,38 @@ def test_a_cell_that_kills_its_worker_inside_a_batch_fails_alone(tmp_path, ray_l
     assert "died" in failures[0]["error"].lower() or "crash" in failures[0]["error"].lower(), failures
 
 
+def cell_checking_threads(task, noise, retrieval, root_seed):
+    """The real cell, then a check that BLAS ran with the task's thread count (not the machine's)."""
+    from threadpoolctl import threadpool_info
+
+    from pipeline.cell import run_cell
+
+    result = run_cell(task, noise, retrieval, root_seed)
+    used = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    if used != {cell_threads(task, retrieval)}:
+        raise RuntimeError(f"BLAS ran with {used} threads, the task asks for {cell_threads(task, retrieval)}")
+    return result
+
+
+def test_a_large_cell_uses_its_threads_serially_and_on_ray_with_the_same_values(tmp_path, ray_local):
+    import ray.cloudpickle
+
+    from pipeline.ray_executor import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    raw = {**copy.deepcopy(SMALL), "seeds": 1, "noise": [0.1], "P_test": 10,
+           "retrieval": {"train_starts": 50, "test_starts": 10, "random_starts": 5},
+           "datasets": {"random": {"N": [2000, 48], "P": [500]}}, "rules": {"hebb": {}}}
+    sweep = spec_mod.from_dict(raw)
+    assert sorted(cell_threads(t, sweep.retrieval) for t in sweep.tasks()) == [1, LARGE_THREADS]
+    paths = []
+    for name, executor in (("serial", SerialExecutor()), ("ray", RayExecutor())):
+        paths.append(str(tmp_path / f"{name}.zarr"))
+        report = run(Cube.create_or_open(paths[-1], sweep), executor, progress=False, cell=cell_checking_threads)
+        assert report.done == 2 and report.failed == 0, report.errors
+    assert_same_cube(*paths)
+
+
 def oversized(raw: dict) -> spec_mod.Sweep:
     raw = copy.deepcopy(raw)
     raw["datasets"]["huge"] = {"kind": "random", "N": [150_000], "P": [10]}
@@ -169,6 +201,30 @@ def test_the_driver_pulls_pending_cells_lazily():
     for _ in range(4):  # what RayExecutor keeps in flight on 2 workers
         batcher.take()
     assert pulled <= 4 * 50 + 1  # the batches (plus at most one look-ahead), not the sweep
+
+
+def test_packed_outcomes_unpack_to_the_same_bits():
+    from pipeline.cell import CellResult, run_cell
+    from pipeline.outcomes import Failed, Skipped
+    from pipeline.packing import pack, unpack
+
+    sweep, jobs = jobs_of(SMALL)
+    results = [run_cell(*job) for job in jobs[:3]]
+    kept = CellResult(results[0].index, results[0].values, np.ones((2, 2), np.float32))
+    outcomes = [(results[0], 0.1), (Failed("boom"), 0.2), (results[1], 0.3), (Skipped("n/a"), 0.0),
+                (kept, 0.4), (results[2], 0.5)]
+    back = unpack(pack(outcomes))
+    assert [s for _, s in back] == [s for _, s in outcomes]
+    for (a, _), (b, _) in zip(outcomes, back):
+        assert type(a) is type(b)
+        if isinstance(a, CellResult):
+            assert a.index == b.index and a.values.keys() == b.values.keys()
+            for k in a.values:
+                assert np.asarray(a.values[k]).dtype == np.asarray(b.values[k]).dtype
+                np.testing.assert_array_equal(a.values[k], b.values[k])
+        else:
+            assert a == b
+    assert back[4][0].couplings is kept.couplings
 
 
 def test_mean_or_nan_is_numpy_mean_bit_for_bit():
