@@ -7,12 +7,12 @@ of its cells, rather than OOM-killed in hour three.
 
 Memory model, calibrated by ``benchmarks/memory.py`` (RESULTS.md): a PLM cell's numpy peak is
 3.77 x its couplings plus patterns as float32 (J + X) in the dual form, 2.84 x in the primal
-form; other rules hold less (Hebb: J and X). ``WORKING_SET`` rounds the worst up to 4, on the
-learning arrays and on the retrieval batch (states, float32 fields, overlaps with the
-training set), then ``MARGIN`` (1.5) covers numba's allocations, which tracemalloc does not see
-(peak RSS growth was 1.16-1.23 x the traced peak). ``WORKER_BASE`` is the resident size of an
-idle Ray worker that has imported the pipeline and run a tiny cell (measured 0.21-0.23 GiB
-here; rounded up), since the node's RAM holds that too.
+form (PLM is the largest rule measured; the others are assumed to hold no more).
+``WORKING_SET`` rounds the worst up to 4, on the learning arrays and on the retrieval batch
+(states, float32 fields, overlaps with the training set), then ``MARGIN`` (1.5) covers numba's
+allocations, which tracemalloc does not see (peak RSS growth was 1.16-1.23 x the traced peak).
+``WORKER_BASE`` is the resident size of a Ray worker running small cells (VmRSS 220 MiB
+measured here, rounded up to 256 MiB), since the node's RAM holds that too.
 """
 
 from __future__ import annotations
