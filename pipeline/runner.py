@@ -49,7 +49,9 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
     """Run every task of the cube's sweep that is not done yet.
 
     Flushes when ``flush_every`` results are buffered and ``min_flush_seconds`` have passed
-    since the last flush, or after ``flush_seconds`` whatever the count. ``cell`` computes one
+    since the last flush, or after ``flush_seconds`` whatever the count. The first flush of
+    results does not wait: a write that fails (full disk, lost permission) fails early, and
+    ``amsweep status`` shows progress at once. ``cell`` computes one
     task (default: the real cell); benchmarks and fault-injection tests pass a wrapper around
     it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
     longer needed from then on).
@@ -83,6 +85,7 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
                                "started": started, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     flush()  # the run record says from the start that a run is under way
+    flushed_results = False  # the first results are written as soon as there are flush_every
     bar = tqdm(total=report.remaining, unit="task", disable=not progress, dynamic_ncols=True,
                desc=f"{sweep.name} [{executor.name}]")
     try:
@@ -105,7 +108,9 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
                 report.errors.append(outcome.error.strip().splitlines()[-1])
             bar.update(1)
             since = time.monotonic() - last_flush
-            if (len(buffer) + len(marks) >= flush_every and since >= min_flush_seconds) or since > flush_seconds:
+            enough = len(buffer) + len(marks) >= flush_every
+            if (enough and (since >= min_flush_seconds or not flushed_results)) or since > flush_seconds:
+                flushed_results = True
                 flush()
     except KeyboardInterrupt:
         report.interrupted = True
