@@ -3,6 +3,9 @@
 Both executors take the same job list and yield ``(job, outcome)`` pairs as they finish, so the
 driver loop, the cube writes and resume do not care where the numbers were computed.
 An outcome is a CellResult, a ``Skipped`` (the cell is not applicable) or a ``Failed``.
+``RayExecutor`` (``pipeline.ray_executor``) sends cells in batches. Both say what one cell may
+use (``capacity``: the runner refuses a sweep with a cell that does not fit) and get the sweep
+before its cells (``prepare``: Ray ships driver-local data files).
 """
 
 from __future__ import annotations

@@ -32,14 +32,14 @@ WORKER_BASE = 256 * 2**20
 # Above this many multiply-adds in a cell's largest products (N^2 (P + B), B the retrieval
 # batch: N = 2000 with P = B = 500, a cell of seconds to minutes) the cell runs with
 # LARGE_THREADS BLAS threads and asks Ray for as many CPUs. Measured on this shared 2-core
-# machine (benchmarks/RESULTS.md, "Threads per cell"): a second OpenBLAS thread made whole PLM
-# cells of N = 400-1600 (P = N / 2) 1.7-8x slower in 5 of 6 sizes (1.33x faster once), and
-# SGEMM (N x N @ N x N/2) 1.03-1.22x faster (medians of 6 interleaved repeats) for N = 500-3000:
-# with other jobs holding the cores, the second thread mostly waits. So the threshold sits
-# above every size measured: only cells dominated by GEMMs of >= 2000^2 x 1000 ask for two
-# CPUs, where a thread's start-up and barriers are amortised. Re-measure on a quiet node
-# before raising LARGE_THREADS. A thread count changes float32 GEMM results (1 vs 2 threads
-# gave different bits at every SGEMM size above), hence k depends on the task only.
+# machine (benchmarks/threads_per_cell.py, RESULTS.md "Threads per cell"): a second OpenBLAS
+# thread made whole PLM cells of N = 400-1600 (P = N / 2) 2-7x slower in all but one of 8
+# measurements, and SGEMM (N x N @ N x N/2) only 1.03-1.25x faster for N = 500-3000: with
+# other jobs holding the cores, the second thread mostly waits. So the threshold sits above
+# every size measured: only cells dominated by GEMMs of >= 2000^2 x 1000 ask for two CPUs.
+# Re-measure on a quiet node before lowering it. A thread count changes float32 GEMM results
+# (1 vs 2 threads gave different bits at every SGEMM size measured), hence k depends on the
+# task only.
 LARGE_THREADS = 2
 LARGE_FLOPS = 2000**2 * (500 + 500)
 
