@@ -61,7 +61,7 @@ def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
         values = outcomes[i][0].values
         for k, column in columns.items():
             column[j] = values[k]
-    indices = np.array([outcomes[i][0].index for i in rows], dtype=np.int64).reshape(len(rows), -1)
+    indices = np.array([outcomes[i][0].index for i in rows], dtype=np.int64) if rows else np.zeros((0, 5), np.int64)
     return Packed(np.array(rows, dtype=np.int64), indices, columns, others,
                   np.array([s for _, s in outcomes], dtype=np.float64), len(outcomes), cpu_seconds)
 

@@ -225,6 +225,8 @@ def test_packed_outcomes_unpack_to_the_same_bits():
         else:
             assert a == b
     assert back[4][0].couplings is kept.couplings
+    nothing_stacked = [(Skipped("n/a"), 0.0), (Failed("boom"), 0.1)]  # a batch of only these
+    assert unpack(pack(nothing_stacked)) == nothing_stacked
 
 
 def test_mean_or_nan_is_numpy_mean_bit_for_bit():
