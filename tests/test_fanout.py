@@ -40,7 +40,7 @@ def test_batched_equals_unbatched_serial_and_local_ray(tmp_path, ray_local):
     serial = str(tmp_path / "serial.zarr")
     run(Cube.create_or_open(serial, sweep), SerialExecutor(), progress=False)
     for label, kwargs in [("one", {"cells_per_task": 1}), ("seven", {"cells_per_task": 7}),
-                          ("adaptive", {"target_seconds": 0.05})]:
+                          ("adaptive", {"target_seconds": 0.05}), ("one_worker", {"workers": 1})]:
         path = str(tmp_path / f"{label}.zarr")
         executor = RayExecutor(**kwargs)
         report = run(Cube.create_or_open(path, sweep), executor, progress=False)
