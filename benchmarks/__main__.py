@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from benchmarks._harness import Row, machine, markdown  # noqa: E402
 
-MODULES = ("plm_roofline", "plm_torch", "plm_sklearn", "async_retrieval", "sweep_overhead", "memory", "cube")
+MODULES = ("plm_roofline", "plm_torch", "plm_sklearn", "async_retrieval", "sweep_overhead", "memory", "cube",
+           "scale", "threads_per_cell")
 
 
 def run_all(names: tuple[str, ...] = MODULES, tiny: bool = False, repeats: int | None = None) -> list[Row]:

@@ -1,9 +1,10 @@
 """One task, start to finish: data, training, retrieval at every noise level, metrics.
 
 ``run_cell`` is pure: its result depends only on the task's coordinates and the root seed.
-It runs with BLAS pinned to one thread, both because parallelism comes from running many
-tasks at once and because a thread count can change floating-point summation order, which
-would make a result depend on the worker that computed it.
+It runs with the BLAS thread count of its task (``resources.cell_threads``: one for all but
+large cells), set through ``threads.pin``, the same serially and on Ray, because a thread count
+can change floating-point summation order, which would make a result depend on the worker
+that computed it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from pipeline import basin_bisection
 from pipeline import metrics as M
-from pipeline import registry
+from pipeline import registry, threads
 from pipeline.model import Data, Model
+from pipeline.resources import cell_threads
 from pipeline.seeding import stream
 from pipeline.spec import Task
 
@@ -53,8 +54,11 @@ def train(task: Task, data: Data, root_seed: int) -> Model:
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
     """Train once, evaluate every noise level. May raise NotApplicable (the runner records it)."""
-    with threadpool_limits(limits=1):
-        return _run(task, noise, retrieval, root_seed)
+    for family, kind in (("datasets", task.dataset.kind), ("rules", task.rule.kind),
+                         ("dynamics", task.rule.dynamics)):
+        registry.component(family, kind)  # imported before pinning: imports may load a BLAS
+    threads.pin(cell_threads(task, retrieval))
+    return _run(task, noise, retrieval, root_seed)
 
 
 def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:

@@ -74,6 +74,14 @@ def resolve_spec(name: str) -> Path:
                     f"(see `amsweep specs`)")
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type), e.g. for --cells-per-task."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import spec as spec_mod
     from storage.cube import Cube
@@ -99,7 +107,8 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
             print("nothing to do: every task is done (see `amsweep status`)")
         return 0
     try:
-        executor = SerialExecutor() if args.serial else RayExecutor(address=args.address, workers=args.workers)
+        executor = SerialExecutor() if args.serial else RayExecutor(
+            address=args.address, workers=args.workers, cells_per_task=args.cells_per_task)
     except KeyboardInterrupt:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
@@ -109,7 +118,8 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
         raise AmsweepError(f"--address {args.address}: cannot join that Ray cluster "
                            f"({type(e).__name__}: {e}); nothing ran") from None
     try:
-        report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet)
+        report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet,
+                     on_start=lambda line: print(line, flush=True))
         print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
               f"remaining {report.remaining} in {report.seconds:.1f} s")
         for line in report.errors[:5]:
@@ -226,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: start Ray locally)")
     r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
     r.add_argument("--serial", action="store_true", help="run in this process without Ray")
+    r.add_argument("--cells-per-task", type=positive_int, default=None, metavar="K",
+                   help="cells per Ray task (default: sized from measured cell durations, ~2 s a task)")
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)

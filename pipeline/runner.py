@@ -2,11 +2,20 @@
 
 The driver is the only writer. It buffers finished results and flushes them by count and by
 time, so a crash loses at most one buffer (which the next run recomputes), and Ctrl-C flushes
-what has finished before stopping.
+what has finished before stopping. A flush is one ``cube.write`` of everything buffered, and
+never more often than every ``min_flush_seconds``: with batches, thousands of small cells
+arrive per second, and a flush has a fixed cost (status and run record), so they are written
+in large flushes, not one small flush per ``flush_every`` results.
+
+Before anything runs, every cell's memory and CPU needs are held against what the executor
+offers (``pipeline.resources``), and driver-local data files are shipped to the workers.
+Pending cells are generated lazily and handed to the executor as it asks for them, so the
+driver holds only the cells in flight and the results not yet flushed.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -15,6 +24,7 @@ from tqdm import tqdm
 
 from pipeline.cell import CellResult, run_cell
 from pipeline.executors import Failed, SerialExecutor, Skipped
+from pipeline.resources import check_fits
 from storage.cube import Cube, Mark
 from storage.layout import FAILED, NOT_APPLICABLE
 from storage.status import save_run_record
@@ -34,16 +44,25 @@ class RunReport:
 
 
 def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: bool = True,
-        flush_every: int = 16, flush_seconds: float = 10.0, cell: Callable[..., CellResult] = run_cell
-        ) -> RunReport:
+        flush_every: int = 16, flush_seconds: float = 10.0, min_flush_seconds: float = 1.0,
+        cell: Callable[..., CellResult] = run_cell, on_start: Callable[[str], None] | None = None) -> RunReport:
     """Run every task of the cube's sweep that is not done yet.
 
-    ``cell`` computes one task (default: the real cell); benchmarks and fault-injection tests
-    pass a wrapper around it.
+    Flushes when ``flush_every`` results are buffered and ``min_flush_seconds`` have passed
+    since the last flush, or after ``flush_seconds`` whatever the count. The first flush of
+    results does not wait: a write that fails (full disk, lost permission) fails early, and
+    ``amsweep status`` shows progress at once. ``cell`` computes one
+    task (default: the real cell); benchmarks and fault-injection tests pass a wrapper around
+    it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
+    longer needed from then on).
     """
     executor = executor or SerialExecutor()
     cube.ensure_writable()
     sweep = cube.sweep
+    if hasattr(executor, "capacity"):
+        memory, cpus, where = executor.capacity()
+        check_fits(sweep, memory, cpus, where)
+    shipped = executor.prepare(sweep) if hasattr(executor, "prepare") else 0
     report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     tasks = cube.pending(retry_failed=retry_failed)
     jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
@@ -66,10 +85,15 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
                                "started": started, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     flush()  # the run record says from the start that a run is under way
+    flushed_results = False  # the first results are written as soon as there are flush_every
     bar = tqdm(total=report.remaining, unit="task", disable=not progress, dynamic_ncols=True,
                desc=f"{sweep.name} [{executor.name}]")
     try:
-        for (task, *_), outcome in executor.map_unordered(cell, jobs):
+        takes_total = "total" in inspect.signature(executor.map_unordered).parameters
+        outcomes = executor.map_unordered(cell, jobs, **({"total": report.remaining} if takes_total else {}))
+        if on_start is not None:
+            on_start(f"shipped {shipped} data file(s) to the workers" if shipped else "no data file to ship")
+        for (task, *_), outcome in outcomes:
             if isinstance(outcome, CellResult):
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):
@@ -83,7 +107,10 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
                 report.remaining -= 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])
             bar.update(1)
-            if len(buffer) >= flush_every or time.monotonic() - last_flush > flush_seconds:
+            since = time.monotonic() - last_flush
+            enough = len(buffer) + len(marks) >= flush_every
+            if (enough and (since >= min_flush_seconds or not flushed_results)) or since > flush_seconds:
+                flushed_results = True
                 flush()
     except KeyboardInterrupt:
         report.interrupted = True

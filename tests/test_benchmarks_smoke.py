@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, sweep_overhead
+from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, scale, sweep_overhead
 from benchmarks._harness import Row, markdown, random_patterns
 from benchmarks._plm_common import forced_form, params
 from pipeline.rules import plm
@@ -48,6 +48,12 @@ def test_sweep_overhead_runs_through_ray_and_serial() -> None:
     rows = sweep_overhead.run(tiny=True, repeats=1)
     assert_well_formed(rows, 1)
     assert rows[0].ratio > 0
+
+
+def test_scale_runs_small_and_null_cells_through_ray() -> None:
+    rows = scale.run(tiny=True, repeats=1)
+    assert_well_formed(rows, 3)
+    assert rows[0].ratio > 0 and rows[2].ratio > 0  # cells/s; driver peak RSS in GiB
 
 
 def test_authors_gradient_is_the_derivative_of_their_loss() -> None:

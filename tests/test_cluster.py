@@ -74,7 +74,8 @@ def wait_for_cpus(env: dict[str, str], address: str, cpus: int, timeout: float =
 def two_node_cluster(tmp_path):
     port = free_port()
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0",
+           "AMSWEEP_CACHE": str(tmp_path / "node-cache")}  # shipped files land here, fresh per test
     head = start([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                   "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"], env)
     address = f"127.0.0.1:{port}"
@@ -120,4 +121,58 @@ def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
     assert (Cube.open(out).status() == DONE).all()
     reference = str(tmp_path / "serial.zarr")
     run(Cube.create_or_open(reference, sweep), SerialExecutor(), progress=False)
+    assert_same_cube(out, reference)
+
+
+SHIPPED_SPEC = """
+name = "shipped"
+root_seed = 4
+seeds = 4
+noise = [0.0, 0.2]
+P_test = 20
+[retrieval]
+train_starts = 20
+test_starts = 20
+random_starts = 5
+[datasets.proteins]
+P = [20, 60]
+path = "{path}"
+[rules.hebb]
+[rules.plm]
+epochs = 30
+"""
+
+
+def test_a_driver_local_data_file_is_shipped_and_batches_equal_serial(tmp_path, two_node_cluster):
+    """The alignment exists only on the driver and is deleted once shipped: the workers read the
+    copy that came through Ray's object store; 2 cells per task on two nodes equal a serial run."""
+    from pipeline.datasets.proteins import BUNDLED
+
+    address, env, _ = two_node_cluster
+    local = tmp_path / "driver-only" / "family.a2m.gz"
+    local.parent.mkdir()
+    local.write_bytes(BUNDLED.read_bytes())
+    spec_path = tmp_path / "shipped.toml"
+    spec_path.write_text(SHIPPED_SPEC.format(path=local))
+    sweep = spec_mod.load(spec_path)
+    out = str(tmp_path / "shipped.zarr")
+    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
+                               "--address", address, "--cells-per-task", "2", "--quiet"],
+                              env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in driver.stdout:
+        lines.append(line)
+        if "data file(s) to the workers" in line:
+            break
+    assert "shipped 1 data file(s)" in "".join(lines), "".join(lines)
+    local.unlink()
+    local.parent.rmdir()
+    text, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, "".join(lines) + text
+    assert (Cube.open(out).status() == DONE).all()
+    reference = str(tmp_path / "serial.zarr")
+    spec_path.write_text(SHIPPED_SPEC.format(path=BUNDLED))
+    run(Cube.create_or_open(reference, spec_mod.load(spec_path)), SerialExecutor(), progress=False)
+    assert len(list(sweep.tasks())) == 16
     assert_same_cube(out, reference)

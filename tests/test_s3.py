@@ -64,3 +64,49 @@ def test_cli_on_s3(s3_server):
     assert ": ok" in cli("check", url)
     table = cli("query", url, "--metric", "fixed_point_fraction", "--where", "rule=plm", "--mean")
     assert "fixed_point_fraction" in table and "1.0" in table
+
+
+DATA_SPEC = """
+name = "data_by_url"
+root_seed = 6
+seeds = 2
+noise = [0.0, 0.2]
+P_test = 10
+[retrieval]
+train_starts = 10
+test_starts = 10
+random_starts = 3
+[datasets.proteins]
+P = [20]
+path = "{proteins}"
+[datasets.mnist]
+N = [196]
+P = [20]
+path = "{mnist}"
+[rules.hebb]
+"""
+
+
+def test_datasets_read_from_s3_urls_give_the_local_files_cube(tmp_path, s3_server, monkeypatch):
+    import s3fs
+
+    from pipeline.datasets import mnist, proteins
+
+    monkeypatch.setenv("AMSWEEP_CACHE", str(tmp_path / "cache"))  # a fresh per-node copy of the URLs
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("data")
+    fs.put(str(proteins.BUNDLED), "data/pfam/family.a2m.gz")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        fs.put(str(mnist.BUNDLED_DIR / name), f"data/mnist/{name}")
+    by_url = tmp_path / "url.toml"
+    by_url.write_text(DATA_SPEC.format(proteins="s3://data/pfam/family.a2m.gz", mnist="s3://data/mnist"))
+    by_path = tmp_path / "path.toml"
+    by_path.write_text(DATA_SPEC.format(proteins=proteins.BUNDLED, mnist=mnist.BUNDLED_DIR))
+    cubes = []
+    for spec in (by_url, by_path):
+        path = str(tmp_path / f"{spec.stem}.zarr")
+        report = run(Cube.create_or_open(path, spec_mod.load(spec)), SerialExecutor(), progress=False)
+        assert report.done == 4 and report.failed == 0, report
+        cubes.append(path)
+    assert_same_cube(*cubes)
+    assert list((tmp_path / "cache" / "remote").iterdir())  # the URLs were read through the cache

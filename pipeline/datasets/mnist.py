@@ -5,7 +5,8 @@ Preprocessing follows the papers: moment deskew, central 14 x 14 crop (N = 196) 
 same 10,000 preprocessed images, so loading and preprocessing are cached per process, keyed
 by the files (path and modification time) and the preprocessing parameters.
 
-Where the files come from: the ``path`` parameter; if empty, the environment variable
+Where the files come from: the ``path`` parameter (a directory or any fsspec URL of one, e.g.
+``s3://bucket/mnist``; see ``pipeline.datafiles``); if empty, the environment variable
 ``AMSWEEP_MNIST``; if unset, the subset bundled with the package (the first 2,000 test
 images, see ``bundled/SOURCES.md``), so tests and default sweeps run without a download.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import datafiles
 from pipeline.datasets._deskew import deskew as _deskew_stack
 from pipeline.datasets._idx import read_idx
 from pipeline.model import Data, Param
@@ -27,7 +29,7 @@ SIDES: dict[int, int] = {196: 14, 784: 28}  # N -> side of the square crop
 ENV_VAR = "AMSWEEP_MNIST"
 
 PARAMS: dict[str, Param] = {
-    "path": Param("", str, f"directory of the IDX files; '' = ${ENV_VAR} if set, else the bundled 2,000-image subset"),
+    "path": Param("", str, f"directory (or fsspec URL of one) of the IDX files; '' = ${ENV_VAR} if set, else the bundled 2,000-image subset"),
     "split": Param("t10k", str, "which IDX pair to read: t10k-* (test set, 10,000 images) or train-* (60,000)", choices=("t10k", "train")),
     "threshold": Param(86.0, float, "pixel value (0..255, after deskew) above which a site is +1", low=0.0, high=255.0),
     "digits": Param("0123456789", str, "class filter: the digits to keep, e.g. '01'"),
@@ -35,27 +37,41 @@ PARAMS: dict[str, Param] = {
 }
 
 
-def data_dir(params: dict) -> Path:
-    """The directory the IDX files are read from, after the path / env / bundle fallback."""
+def data_dir(params: dict) -> Path | str:
+    """The directory (or URL) the IDX files are read from, after the path / env / bundle fallback."""
     chosen = params["path"] or os.environ.get(ENV_VAR, "")
+    if datafiles.is_url(chosen):
+        return chosen
     return Path(chosen).expanduser() if chosen else BUNDLED_DIR
 
 
-def _find(directory: Path, stem: str) -> Path:
+def _find(directory: Path | str, stem: str) -> str:
     """``stem`` or ``stem.gz`` in ``directory``; a ValueError naming both if neither exists."""
     for name in (stem + ".gz", stem):
-        candidate = directory / name
-        if candidate.is_file():
+        candidate = datafiles.join(directory, name)
+        if datafiles.exists(candidate):
             return candidate
-    raise ValueError(f"MNIST file {directory / stem}[.gz] not found (set param 'path' or ${ENV_VAR})")
+    raise ValueError(f"MNIST file {datafiles.join(directory, stem)}[.gz] not found (set param 'path' or ${ENV_VAR})")
+
+
+def data_files(params: dict) -> list[str]:
+    """The image and label files this dataset reads (local paths or URLs)."""
+    directory = data_dir(params)
+    if not datafiles.is_url(directory) and not Path(directory).is_dir():
+        raise ValueError(f"MNIST directory {directory} does not exist or is not a directory (set param 'path' or ${ENV_VAR})")
+    split = params["split"]
+    return [_find(directory, f"{split}-images-idx3-ubyte"), _find(directory, f"{split}-labels-idx1-ubyte")]
+
+
+def with_data_folder(params: dict, folder: Path) -> dict:
+    """The same data read from ``folder``, which holds the files of ``data_files`` by name."""
+    return {**params, "path": str(folder)}
 
 
 def _files(params: dict) -> tuple[Path, Path]:
-    directory = data_dir(params)
-    if not directory.is_dir():
-        raise ValueError(f"MNIST directory {directory} does not exist or is not a directory (set param 'path' or ${ENV_VAR})")
-    split = params["split"]
-    return _find(directory, f"{split}-images-idx3-ubyte"), _find(directory, f"{split}-labels-idx1-ubyte")
+    """Local copies of the image and label files (a URL is fetched once per node)."""
+    images, labels = data_files(params)
+    return datafiles.local(images), datafiles.local(labels)
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:

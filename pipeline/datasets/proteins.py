@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import datafiles
 from pipeline.datasets._a2m import ALPHABET, Q, read_a2m
 from pipeline.datasets._msa import filter_alignment, sequence_weights
 from pipeline.model import Data, Param
@@ -42,7 +43,7 @@ BUNDLED = Path(__file__).resolve().parent / "bundled" / "PF00014_first1000.a2m.g
 ENV_PATH = "AMSWEEP_PFAM"
 
 PARAMS: dict[str, Param] = {
-    "path": Param("", str, f"A2M/FASTA alignment (plain or gzip); '' = env {ENV_PATH} if set, else the bundled PF00014 subset"),
+    "path": Param("", str, f"A2M/FASTA alignment (plain or gzip; a path or fsspec URL); '' = env {ENV_PATH} if set, else the bundled PF00014 subset"),
     "max_gap_column": Param(0.5, float, "drop match columns whose gap fraction exceeds this", low=0.0, high=1.0),
     "max_gap_sequence": Param(0.5, float, "drop sequences whose gap fraction over the kept columns exceeds this", low=0.0, high=1.0),
     "deduplicate": Param(True, bool, "drop exact duplicate sequences so that train and test never share one"),
@@ -63,14 +64,36 @@ class Family:
     n_records: int  # records in the file
 
 
-def resolve_path(params: dict) -> Path:
-    """The alignment to read: params['path'], else env AMSWEEP_PFAM, else the bundled subset."""
+def _given(params: dict) -> str:
     given = params["path"] or os.environ.get(ENV_PATH, "")
-    path = Path(given).expanduser() if given else BUNDLED
-    if not path.is_file():
+    if datafiles.is_url(given):
+        return given
+    return str(Path(given).expanduser()) if given else str(BUNDLED)
+
+
+def source(params: dict) -> str:
+    """The alignment's path or URL: params['path'], else env AMSWEEP_PFAM, else the bundled subset."""
+    path = _given(params)
+    if not datafiles.exists(path):
         origin = "params 'path'" if params["path"] else f"env {ENV_PATH}"
-        raise ValueError(f"proteins: alignment file {str(path)!r} (from {origin}) does not exist")
-    return path.resolve()
+        raise ValueError(f"proteins: alignment file {path!r} (from {origin}) does not exist")
+    return path
+
+
+def resolve_path(params: dict) -> Path:
+    """A local file with the alignment (a URL is fetched once per node, see pipeline.datafiles)."""
+    return datafiles.local(source(params)).resolve()
+
+
+def data_files(params: dict) -> list[str]:
+    """The file this dataset reads (a local path or URL)."""
+    return [source(params)]
+
+
+def with_data_folder(params: dict, folder: Path) -> dict:
+    """The same data read from ``folder``, which holds the file of ``data_files`` by name."""
+    name = _given(params).rstrip("/").rsplit("/", 1)[-1]
+    return {**params, "path": str(Path(folder) / name)}
 
 
 def _file_key(params: dict) -> tuple[str, int, int]:

@@ -1,0 +1,210 @@
+"""Cells grouped into batches, so that Ray's per-task overhead is paid per ~2 s of work.
+
+Ray costs 9-15 ms of worker and driver time per task here (benchmarks/RESULTS.md), three to
+ten times a small cell (N = 32: ~1 ms). A batch carries about ``target_seconds`` of cells,
+sized from the durations the workers report for the cells of the same shape (dataset, N, P,
+rule) measured so far in the run, or of the same dataset, N and rule at another load (scaled by
+the load ratio): a shape with neither travels at most ``UNMEASURED`` cells at a time, and
+batches grow at most ``GROWTH`` x the largest measured one, so a mis-estimate costs little. Batches never mix cells that need different CPUs or memory, and
+near the end of a sweep they shrink so the last cells spread over every worker.
+
+The worker side, ``run_batch``, runs each cell guarded (a failing cell fails alone) and
+returns every cell's outcome with its duration.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from pipeline.outcomes import guarded
+from pipeline.packing import Packed, pack
+from pipeline.resources import cell_memory, cell_threads
+
+UNMEASURED = 2
+GROWTH = 4
+
+
+def shape_of(job: tuple) -> tuple:
+    """Cells of one shape cost about the same: every seed of (dataset, N, P, rule)."""
+    task = job[0]
+    return (task.dataset.label, task.N, task.P, task.rule.label)
+
+
+def needs_of(job: tuple) -> tuple[int, int]:
+    """(CPUs, memory bytes) a cell asks of its node."""
+    task, _, retrieval, _ = job
+    return cell_threads(task, retrieval), cell_memory(task, retrieval)
+
+
+@dataclass
+class Batch:
+    """Cells travelling in one Ray task, and the resources that task asks for."""
+
+    jobs: list[tuple]
+    cpus: int
+    memory: int
+
+
+@dataclass
+class BatchSizer:
+    """Measured seconds per cell by shape, and the batches they imply.
+
+    ``fixed``: exactly that many cells per batch (``--cells-per-task``), still without mixing
+    resource needs.
+    """
+
+    target_seconds: float = 2.0
+    fixed: int | None = None
+    max_cells: int = 20_000
+    _mean: dict[tuple, tuple[float, int]] = field(default_factory=dict)  # shape -> (sum s, count)
+    _largest: dict[tuple, int] = field(default_factory=dict)  # shape -> most cells measured in a batch
+
+    def record(self, results: list[tuple[tuple, float]]) -> None:
+        """Durations of the cells of one batch that came back: (job, seconds) pairs."""
+        shares: dict[tuple, int] = {}
+        for job, seconds in results:
+            key = shape_of(job)
+            total, n = self._mean.get(key, (0.0, 0))
+            self._mean[key] = (total + seconds, n + 1)
+            shares[key] = shares.get(key, 0) + 1
+        for key, n in shares.items():
+            self._largest[key] = max(self._largest.get(key, 0), n)
+
+    def _related(self, job: tuple) -> tuple[float, int] | None:
+        """(seconds, largest batch) of a measured shape of the same dataset, N and rule (another
+        load), the seconds scaled up by the load ratio when this one is larger (cost ~ P)."""
+        d, N, P, rule = shape_of(job)
+        best = None
+        for (d2, N2, P2, rule2), (total, n) in self._mean.items():
+            if (d2, N2, rule2) == (d, N, rule):
+                estimate = total / n * max(1.0, P / max(P2, 1))
+                if best is None or estimate > best[0]:
+                    best = (estimate, self._largest[(d2, N2, P2, rule2)])
+        return best
+
+    def seconds(self, job: tuple) -> float | None:
+        """Mean seconds of the job's shape, or of a related shape (another load), None if neither
+        was measured yet."""
+        total, n = self._mean.get(shape_of(job), (0.0, 0))
+        if n:
+            return total / n
+        related = self._related(job)
+        return related[0] if related else None
+
+    def cost(self, job: tuple) -> float:
+        """Seconds to budget for a job: ``seconds``, else the slowest shape seen so far, else a
+        share of the target that lets only UNMEASURED unknown cells into a batch."""
+        known = self.seconds(job)
+        if known is not None:
+            return known
+        if self._mean:
+            return max(total / n for total, n in self._mean.values())
+        return self.target_seconds / UNMEASURED
+
+    def allowance(self, job: tuple) -> int:
+        """Most cells of this job's shape the next batch may carry: enough for the target, but at
+        most GROWTH x the largest batch of it (or of a related shape) measured so far."""
+        if self.fixed:
+            return self.fixed
+        per_cell = self.seconds(job)
+        if per_cell is None:
+            return UNMEASURED
+        largest = self._largest.get(shape_of(job)) or (self._related(job) or (0.0, 1))[1]
+        want = max(1, int(self.target_seconds / max(per_cell, 1e-6)))
+        return min(want, GROWTH * largest, self.max_cells)
+
+
+class Batcher:
+    """Pulls jobs lazily (one look-ahead) and cuts them into batches; ``retry`` puts cells of a
+    lost batch back at the front, one per batch, so that a cell that kills its worker is found
+    and fails alone while the others are computed."""
+
+    def __init__(self, jobs: Iterator[tuple], sizer: BatchSizer, total: int | None, workers: int) -> None:
+        self._jobs = iter(jobs)
+        self._next: tuple | None = None
+        self._retry: list[tuple] = []
+        self.sizer = sizer
+        self.remaining = total
+        self.workers = max(1, workers)
+        self._needs: dict[tuple, tuple[int, int]] = {}
+
+    def _peek(self) -> tuple | None:
+        if self._next is None:
+            self._next = next(self._jobs, None)
+        return self._next
+
+    def retry(self, jobs: list[tuple]) -> None:
+        self._retry.extend(jobs)
+
+    def needs(self, job: tuple) -> tuple[int, int]:
+        """(CPUs, memory) of a job, computed once per shape."""
+        key = shape_of(job)
+        if key not in self._needs:
+            self._needs[key] = needs_of(job)
+        return self._needs[key]
+
+    def take(self) -> Batch | None:
+        """The next batch, or None when every job has been handed out."""
+        if self._retry:
+            job = self._retry.pop(0)
+            return Batch([job], *self.needs(job))
+        first = self._peek()
+        if first is None:
+            return None
+        cpus, memory = self.needs(first)
+        cap = self.sizer.fixed if self.sizer.fixed else self._tail_cap()
+        jobs: list[tuple] = []
+        per_shape: dict[tuple, int] = {}
+        allowed: dict[tuple, int] = {}
+        budget = 0.0
+        while len(jobs) < cap:
+            job = self._peek()
+            if job is None:
+                break
+            job_cpus, job_memory = self.needs(job)
+            if job_cpus != cpus:
+                break
+            key = shape_of(job)
+            if key not in allowed:
+                allowed[key] = self.sizer.allowance(job)
+            if per_shape.get(key, 0) >= allowed[key]:
+                break
+            cost = self.sizer.cost(job)
+            if jobs and not self.sizer.fixed and budget + cost > self.sizer.target_seconds:
+                break
+            budget += cost
+            jobs.append(job)
+            per_shape[key] = per_shape.get(key, 0) + 1
+            memory = max(memory, job_memory)
+            self._next = None
+        if self.remaining is not None:
+            self.remaining -= len(jobs)
+        return Batch(jobs, cpus, memory)
+
+    def _tail_cap(self) -> int:
+        """Near the end, at most a share of what is left per batch, so every worker gets some."""
+        if self.remaining is None:
+            return self.sizer.max_cells
+        return max(1, math.ceil(self.remaining / (2 * self.workers)))
+
+
+def run_batch(fn: Callable[..., Any], jobs: list[tuple], setup: Callable[[list[tuple]], list[tuple]] | None = None
+              ) -> Packed:
+    """Worker side: every cell's outcome (CellResult, Skipped or Failed) and its wall seconds,
+    packed (``pipeline.packing``: unpickled per batch, not per cell, by the driver).
+
+    ``setup`` adapts the jobs to this worker first (e.g. points dataset paths at shipped copies).
+    """
+    if setup is not None:
+        jobs = setup(jobs)
+    out = []
+    cpu = 0.0
+    for job in jobs:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        outcome = guarded(fn, *job)
+        cpu += time.thread_time() - c0
+        out.append((outcome, time.perf_counter() - t0))
+    return pack(out, cpu)

@@ -1,0 +1,147 @@
+"""Cells as Ray tasks on a laptop or a cluster, in batches sized from measured cell durations.
+
+One Ray task per cell cost 9-15 ms of overhead here, more than a small cell computes (N = 32:
+~1 ms), which capped small cells near 100-200 cells/s on 2 cores; batches of ~2 s
+(``pipeline.batching``) pay it once per batch. Each task asks for the CPUs (BLAS threads) and
+the memory its cells need (``pipeline.resources``), so a node never runs more large cells than
+its RAM holds, and a sweep with a cell no node can hold is refused before anything runs.
+Driver-local data files travel once per sweep through the object store (``pipeline.datafiles``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, Iterable, Iterator
+
+from pipeline import datafiles
+from pipeline.batching import Batch, Batcher, BatchSizer, run_batch
+from pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
+from pipeline.outcomes import Failed
+from pipeline.packing import unpack
+
+
+def _ray_get(ref: Any) -> Any:
+    import ray
+
+    return ray.get(ref)
+
+
+class RayExecutor:
+    """Batches of cells as Ray tasks, a bounded number of CPUs' worth in flight.
+
+    Local ``ray.init()`` when ``address`` is None (a laptop), else joins a running cluster
+    (``auto`` or ``ray://host:port``). Numba and BLAS threads are pinned to one per CPU through
+    the runtime environment and per cell by ``threads.pin``. A batch whose worker dies is
+    retried by Ray (``max_retries``); one lost past its retries is split and its cells are
+    retried one per task, so a cell that kills its worker fails alone.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None,
+                 in_flight_per_worker: int = 2, max_retries: int = 2, cells_per_task: int | None = None,
+                 target_seconds: float = 2.0) -> None:
+        keep_ray_on_loopback(address)  # before Ray is imported: it reads the switch at import
+        import ray
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        self._reaper = None
+        if self._owns_ray:
+            kwargs: dict[str, Any] = {
+                "runtime_env": {"env_vars": dict(PINNED_THREADS)},
+                "include_dashboard": False,
+                "logging_level": "ERROR",
+                "log_to_driver": True,
+            }
+            if address is None:
+                # "local": always a fresh Ray on this machine, never a cluster that `ray start`
+                # left behind (ray.init() would otherwise join it, alive or dead).
+                kwargs["address"] = "local"
+                kwargs["num_cpus"] = workers or os.cpu_count() or 1
+            else:
+                kwargs["address"] = address
+            ray.init(**kwargs)
+            if address is None:
+                from pipeline import ray_reaper
+
+                node = ray._private.worker._global_node  # this driver's local Ray processes
+                self._reaper = ray_reaper.start([i.process.pid for infos in node.all_processes.values()
+                                                 for i in infos if i.process is not None])
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = workers or cpus
+        self.max_in_flight = max(1, self.workers * in_flight_per_worker)
+        self.max_retries = max_retries
+        self.cells_per_task = cells_per_task
+        self.target_seconds = target_seconds
+        self._shipped: dict[str, datafiles.Shipped] = {}
+        self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
+        self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
+
+    def capacity(self) -> tuple[float, float, str]:
+        """(memory bytes, CPUs, what offers them) of the largest live node, from Ray's resources."""
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        memory = max((n["Resources"].get("memory", 0.0) for n in nodes), default=0.0)
+        cpus = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
+        return memory, cpus, "the largest node"
+
+    def prepare(self, sweep: Any) -> int:
+        """Ship the sweep's driver-local data files to the object store; how many were shipped."""
+        self._shipped = datafiles.ship(sweep, self._ray.put)
+        return len({ref for s in self._shipped.values() for _, ref in s.files})
+
+    def map_unordered(self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
+                      ) -> Iterator[tuple[tuple, Any]]:
+        """Yield (job, outcome) as batches finish; ``total`` (jobs to come) lets the last batches
+        shrink so the tail spreads over every worker. Batches still in flight when the caller
+        stops are left to ``shutdown``, which ends them with the driver's job.
+
+        No ``ray.cancel`` here: a cancel racing with a task's completion reply aborts the driver
+        inside Ray ("Tried to complete task that was not pending"), which turned Ctrl-C into a
+        crash before the finished results were flushed.
+        """
+        ray = self._ray
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_batch)
+        setup = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
+        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
+        batcher = Batcher(iter(jobs), sizer, total, self.workers)
+        pending: dict[Any, Batch] = {}
+        cpus_in_flight = 0
+        self.batches = 0
+        self.cell_cpu_seconds = 0.0
+        while True:
+            while cpus_in_flight < self.max_in_flight:
+                batch = batcher.take()
+                if batch is None:
+                    break
+                ref = remote.options(num_cpus=batch.cpus, memory=batch.memory).remote(fn, batch.jobs, setup)
+                pending[ref] = batch
+                cpus_in_flight += batch.cpus
+                self.batches += 1
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                batch = pending.pop(ref)
+                cpus_in_flight -= batch.cpus
+                try:
+                    packed = ray.get(ref)
+                    self.cell_cpu_seconds += packed.cpu_seconds
+                    results = unpack(packed)
+                except Exception as e:  # the worker died past its retries, or the node did
+                    if len(batch.jobs) > 1:
+                        batcher.retry(batch.jobs)  # one cell per task: the culprit fails alone
+                        continue
+                    results = [(Failed(f"{type(e).__name__}: {e}"), 0.0)]
+                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)
+                              if not isinstance(outcome, Failed)])
+                for job, (outcome, _) in zip(batch.jobs, results):
+                    yield job, outcome
+
+    def shutdown(self) -> None:
+        """Disconnect from the Ray this executor started or joined: tasks still running end with
+        the driver's job (Ray kills the job's workers), and a local Ray stops with its workers.
+        A Ray session the caller had already opened is theirs to end."""
+        if self._owns_ray:
+            self._ray.shutdown()

@@ -1,0 +1,97 @@
+"""A local Ray dies with its driver, even after ``kill -9``.
+
+Ray ties its GCS and raylet to the driver that started them (the kernel kills them when it
+dies), but the raylet's children (dashboard and runtime-env agents, idle workers) were seen
+lingering ~60 s after a ``kill -9`` of the driver (they rename themselves, e.g.
+``ray::DashboardAgent``, so their command lines cannot be matched). ``start`` launches this
+module as a small separate process that holds the read end of a pipe whose write end only the
+driver has. While the driver lives, the reaper notes every descendant of the local Ray's own
+processes (GCS, raylet, ...) once a second, by pid and start time; when the pipe reaches EOF
+(the driver ended, however it ended) it kills those still alive, then exits. It ignores
+Ctrl-C, which is the driver's to handle, and never touches a process it did not see descend
+from this driver's Ray (a pid reused by another process has another start time).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+POLL_SECONDS = 1.0
+GRACE_SECONDS = 1.0  # let a driver that called ray.shutdown() see its processes leave first
+
+
+def start(roots: list[int]) -> subprocess.Popen:
+    """Launch the reaper for the Ray processes ``roots`` and their descendants; the driver keeps
+    the pipe's write end (non-inheritable: Ray's children never hold it) until it exits."""
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.ray_reaper", *map(str, roots)], stdin=read,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read)
+    _write_ends.append(write)
+    return proc
+
+
+_write_ends: list[int] = []  # open for the driver's lifetime; closed by the kernel when it dies
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks) of every process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[tuple[int, int]]:
+    """(pid, start time) of the roots and everything below them."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, stack = set(), [r for r in roots if r in table]
+    while stack:
+        pid = stack.pop()
+        out.add((pid, table[pid][1]))
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def reap(seen: set[tuple[int, int]]) -> int:
+    """SIGKILL every process of ``seen`` that is still the same process; how many were signalled."""
+    table = process_table()
+    killed = 0
+    for pid, started in seen:
+        if pid != os.getpid() and table.get(pid, (0, -1))[1] == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def main(roots: set[int]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seen: set[tuple[int, int]] = set()
+    while True:
+        seen |= descendants(roots, process_table())
+        ready, _, _ = select.select([0], [], [], POLL_SECONDS)
+        if ready and not os.read(0, 65536):  # EOF: the driver is gone
+            break
+    time.sleep(GRACE_SECONDS)
+    reap(seen)
+
+
+if __name__ == "__main__":
+    main({int(a) for a in sys.argv[1:]})
