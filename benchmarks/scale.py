@@ -3,14 +3,13 @@
 Rows (one run, local Ray with 2 workers on this machine):
 - small cells (N = 32, Hebb and PLM, 4 noise levels; ~3 ms each with the per-cell thread
   pinning of before, ~1.3-1.7 ms now) end to end through ``runner.run`` and ``RayExecutor``
-  with adaptive batches, into ``SinkCube`` (status in memory; the real cube's write rate is
-  measured and printed beside it, see ``benchmarks/_sink.py``): cells/s, batches, driver CPU
-  per cell and peak RSS;
+  with adaptive batches, into a format-2 cube on local disk: cells/s, batches, driver CPU per
+  cell and peak RSS;
 - Ray's overhead per small cell relative to the cell's own compute: (2 T_ray - T_serial) / T_serial
   per cell, the serial run being the same runner in process;
 - Ray 2 workers / serial on ~1 s cells (``sweep_overhead``);
 - the driver alone: a 10^6-cell sweep of null cells (a fixed result, no compute) through the
-  same path, so the workers are never the limit: the driver's cells/s and peak RSS.
+  same path into a cube, so the workers are never the limit: the driver's cells/s and peak RSS.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from typing import Any
 
 from benchmarks import sweep_overhead
 from benchmarks._harness import Row
-from benchmarks._sink import SinkCube
 from benchmarks.memory import _reset_peak_rss, _status_kib
 from pipeline import runner
 from pipeline import spec as spec_mod
@@ -79,31 +77,21 @@ def children_cpu_seconds() -> float:
 
 
 def _run(raw: dict[str, Any], executor: Any, root: Path, cell=run_cell) -> dict[str, float]:
-    """One sweep into a sink: wall, driver CPU and Ray's CPU seconds, driver peak RSS, cells done."""
+    """One sweep into a new cube: wall, driver CPU and Ray's CPU seconds, driver peak RSS, cells done
+    (creating the cube is counted: it is part of a run)."""
+    from storage.cube import Cube
+
     sweep = spec_mod.from_dict(raw)
-    cube = SinkCube(str(root / f"{raw['name']}-{time.monotonic_ns()}"), sweep)
     exact = _reset_peak_rss()
     ray0, cpu0, t0 = children_cpu_seconds(), time.process_time(), time.perf_counter()
-    report = runner.run(cube, executor, progress=False, cell=cell)
+    with Cube.create_or_open(str(root / f"{raw['name']}-{time.monotonic_ns()}.zarr"), sweep) as cube:
+        report = runner.run(cube, executor, progress=False, cell=cell)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     ray_cpu = children_cpu_seconds() - ray0
     if report.failed or report.remaining:
         raise RuntimeError(f"sweep {raw['name']} did not complete: {report}")
     return {"wall": wall, "cpu": cpu, "ray_cpu": ray_cpu, "rss": 1024 * _status_kib("VmHWM"),
-            "rss_exact": exact, "cells": report.done, "flushes": cube.flushes}
-
-
-def cube_write_rate(root: Path, cells: int) -> float:
-    """Results per second the current on-disk cube format writes, in one flush."""
-    from storage.cube import Cube
-
-    sweep = spec_mod.from_dict(small_spec(cells, "write_rate"))
-    tasks = list(sweep.tasks())[:cells]
-    results = [CellResult(t.index, run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed).values) for t in tasks]
-    cube = Cube.create_or_open(str(root / "write_rate.zarr"), sweep)
-    t0 = time.perf_counter()
-    cube.write(results, [])
-    return len(results) / (time.perf_counter() - t0)
+            "rss_exact": exact, "cells": report.done}
 
 
 def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
@@ -112,14 +100,13 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
     from pipeline.ray_executor import RayExecutor
 
     ray.cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
-    n_ray, n_serial, n_null, n_write = (200, 100, 2_000, 20) if tiny else (100_000, 5_000, 1_000_000, 200)
+    n_ray, n_serial, n_null = (200, 100, 2_000) if tiny else (100_000, 5_000, 1_000_000)
     load = os.getloadavg()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="amsweep-scale-") as tmp:
         root = Path(tmp)
         _run(small_spec(20, "warm"), SerialExecutor(), root)
         serial = _run(small_spec(n_serial, "serial"), SerialExecutor(), root)
-        write_rate = cube_write_rate(root, n_write)
         t0 = time.perf_counter()
         executor = RayExecutor(workers=WORKERS)
         init_s = time.perf_counter() - t0
@@ -146,9 +133,8 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
         f"small cells through local Ray, {WORKERS} workers: cells/s ({small['cells']:,} cells, N = 32)",
         rate, rate, rate, 1, f">= {TARGET_RATE:g}", rate >= TARGET_RATE,
         f"wall clock, end to end through runner.run and RayExecutor (adaptive batches: {small_batches} Ray "
-        f"tasks, {small['cells'] / small_batches:.0f} cells each on average, {small['flushes']} flushes) into "
-        f"an in-memory status sink; the format-1 cube writes {write_rate:.0f} cells/s here, so with it the "
-        f"sweep would be write-bound. Wall {small['wall']:.1f} s; CPU of driver + Ray {1e3 * ray_cpu:.2f} ms "
+        f"tasks, {small['cells'] / small_batches:.0f} cells each on average) into a format-2 cube on local "
+        f"disk. Wall {small['wall']:.1f} s; CPU of driver + Ray {1e3 * ray_cpu:.2f} ms "
         f"per cell, i.e. {WORKERS / ray_cpu:,.0f} cells/s if the {WORKERS} cores were this run's alone; driver "
         f"CPU {1e6 * driver_cpu:.0f} us per cell; driver peak RSS {small['rss'] / 2**20:.0f} MiB{rss}; cells "
         f"of Hebb and PLM (20 epochs), 4 noise levels, 100/32/20 starts; ray.init {init_s:.1f} s; load "
@@ -168,8 +154,8 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
     rows.append(Row(
         f"driver alone: peak RSS (GiB) of a {null['cells']:,}-cell sweep of null cells", null["rss"] / 2**30,
         null["rss"] / 2**30, null["rss"] / 2**30, 1, f"<= {TARGET_RSS_GIB:g}", null["rss"] / 2**30 <= TARGET_RSS_GIB,
-        f"null cells (a fixed result, no compute) through the same runner and RayExecutor, so the driver is "
-        f"the limit: {null_rate:,.0f} cells/s, driver CPU {1e6 * null['cpu'] / null['cells']:.0f} us per cell, "
+        f"null cells (a fixed result, no compute) through the same runner and RayExecutor into a cube, so the "
+        f"driver is the limit: {null_rate:,.0f} cells/s, driver CPU {1e6 * null['cpu'] / null['cells']:.0f} us per cell, "
         f"{null_batches} Ray tasks; pending cells generated lazily, status grid in memory (1 byte a cell)"))
     if not tiny:  # the tiny path of sweep_overhead has its own smoke test
         rows.extend(sweep_overhead.run(tiny=tiny, repeats=repeats))

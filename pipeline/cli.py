@@ -74,14 +74,6 @@ def resolve_spec(name: str) -> Path:
                     f"(see `amsweep specs`)")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (argparse type), e.g. for --cells-per-task."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import spec as spec_mod
     from storage.cube import Cube

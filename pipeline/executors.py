@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 from pipeline.outcomes import Failed, Skipped, guarded
 from pipeline.resources import machine_memory
 
-__all__ = ["Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor", "PINNED_THREADS",
-           "keep_ray_on_loopback"]
+__all__ = ["Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor", "PINNED_THREADS",  # noqa: F822
+           "keep_ray_on_loopback"]  # (RayExecutor: module __getattr__ below, imported on first use)
 
 PINNED_THREADS = {
     "OMP_NUM_THREADS": "1",

@@ -31,7 +31,7 @@ from storage.shards import ShardError, ShardLayout
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 LEASE_KEY = f"{SIDE}/lease.json"
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (storage.upgrade)
-BLOCK_CACHE_BYTES = 256 * 2**20  # decoded shards kept by the writer: a 10^5-cell cube's data fits
+BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
 
 
 @dataclass

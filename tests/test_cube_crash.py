@@ -79,7 +79,8 @@ def written_keys(k: int | None, fn: Callable[[], object], setup: Callable[[], ob
 
 
 def serial(path: str, sweep: spec_mod.Sweep, flush_every: int = 4) -> None:
-    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False, flush_every=flush_every)
+    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False, flush_every=flush_every,
+        min_flush_seconds=0.0)
 
 
 @pytest.mark.slow
