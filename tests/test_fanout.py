@@ -114,7 +114,7 @@ def test_a_large_cell_uses_its_threads_serially_and_on_ray_with_the_same_values(
 
 def oversized(raw: dict) -> spec_mod.Sweep:
     raw = copy.deepcopy(raw)
-    raw["datasets"]["huge"] = {"kind": "random", "N": [150_000], "P": [10]}
+    raw["datasets"]["huge"] = {"kind": "random", "N": [100_000], "P": [10]}
     raw["datasets"]["random"]["P"] = raw["datasets"]["random"].pop("alpha")
     raw["datasets"]["random"]["P"] = [2, 14]
     return spec_mod.from_dict(raw)
@@ -123,7 +123,7 @@ def oversized(raw: dict) -> spec_mod.Sweep:
 def test_a_cell_no_machine_can_hold_is_refused_before_anything_runs(tmp_path):
     sweep = oversized(SMALL)
     path = str(tmp_path / "huge.zarr")
-    with pytest.raises(ResourceError, match=r"dataset huge, N = 150000, P = 10, rule \w+ needs \d+\.\d GiB; "
+    with pytest.raises(ResourceError, match=r"dataset huge, N = 100000, P = 10, rule \w+ needs \d+\.\d GiB; "
                                             r"this machine offers \d+\.\d GiB"):
         run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     assert not np.isin(Cube.open(path).status(), [DONE, FAILED]).any()  # nothing ran
@@ -140,7 +140,7 @@ def test_ray_refuses_a_cell_larger_than_the_largest_node(tmp_path, ray_local):
 
 def test_cli_refusal_is_one_clear_line(tmp_path):
     spec = tmp_path / "huge.toml"
-    spec.write_text('name = "huge"\nseeds = 1\nnoise = [0.1]\n[datasets.random]\nN = [150000]\nP = [10]\n'
+    spec.write_text('name = "huge"\nseeds = 1\nnoise = [0.1]\n[datasets.random]\nN = [100000]\nP = [10]\n'
                     '[rules.hebb]\n')
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(spec), "--out",
                            str(tmp_path / "h.zarr"), "--serial", "--quiet"], capture_output=True, text=True,
