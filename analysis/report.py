@@ -128,8 +128,11 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                                 "pairs: draw them with analysis.figures.heatmap_figure")
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
     if "temperature" in ds.coords or "beta" in ds.coords:
-        figs.add("Retrieval over (load, temperature T) by each dynamics, with the replica-symmetric "
-                 "line T_M(alpha)", "temperature_phase", lambda p: theory_figures.temperature_figure(ds, p))
+        figs.add("Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
+                 "theory, with the line T_M(alpha)", "temperature_phase",
+                 lambda p: theory_figures.temperature_figure(ds, p))
+        figs.add("Thermal overlap against T at a few loads: each dynamics and the replica-symmetric "
+                 "solution", "temperature_lines", lambda p: theory_figures.temperature_lines_figure(ds, p))
     if load == "P" and base["N"].nunique() > 1 and tables.has_data(ds, "success_train"):
         figs.add("Capacity (largest P retrieved from noisy starts) against N", "capacity_vs_N",
                  lambda p: theory_figures.capacity_figure(ds, p))
