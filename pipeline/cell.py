@@ -46,8 +46,10 @@ def make_data(task: Task, root_seed: int) -> Data:
 
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
-    return module.train(data.train, data.q, task.rule.params,
-                        stream(root_seed, "rule", *data_key(task), task.rule.stream_label))
+    rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
+    if getattr(module, "NEEDS_META", False):  # e.g. true_couplings reads meta["true_J"]
+        return module.train(data.train, data.q, task.rule.params, rng, meta=data.meta)
+    return module.train(data.train, data.q, task.rule.params, rng)
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
