@@ -26,8 +26,6 @@ AXES: dict[str, str] = {
 VALUES: dict[str, str] = {
     "m_train": r"final overlap from training starts $m_{train}$",
     "m_test": r"final overlap from test starts $m_{test}$",
-    "m_train_sign": r"overlap of the binarised final state sign$\langle s\rangle$, training starts",
-    "m_test_sign": r"overlap of the binarised final state sign$\langle s\rangle$, test starts",
     "test_best_train": "test starts: best overlap of attractor with a training example",
     "test_best_feature": "test starts: best |overlap| of attractor with a feature",
     "success_train": "fraction of training starts retrieved (overlap >= 0.99)",

@@ -91,22 +91,20 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         start_rng = stream(root_seed, "starts", *key, rho)
         # overlaps of M.thermal_state: <s_i> for thermal dynamics, the final state otherwise
         r = relax(M.corrupt(train_starts, rho, q, start_rng))
-        m_sign = M.overlap(r.final, train_starts, q)
         per_noise["m_train"].append(M.mean_or_nan(M.overlap(M.thermal_state(r), train_starts, q)))
-        per_noise["m_train_sign"].append(M.mean_or_nan(m_sign))
-        per_noise["success_train"].append(M.mean_or_nan(m_sign >= M.SUCCESS_OVERLAP))
+        read_out = M.overlap(r.final, train_starts, q)  # binarised: sign(<s_i>) for thermal dynamics
+        per_noise["success_train"].append(M.mean_or_nan(read_out >= M.SUCCESS_OVERLAP))
         per_noise["converged_train"].append(M.mean_or_nan(r.converged))
         if test_starts.shape[0]:
             r = relax(M.corrupt(test_starts, rho, q, start_rng))
             s = M.thermal_state(r)
             per_noise["m_test"].append(M.mean_or_nan(M.overlap(s, test_starts, q)))
-            per_noise["m_test_sign"].append(M.mean_or_nan(M.overlap(r.final, test_starts, q)))
             per_noise["converged_test"].append(M.mean_or_nan(r.converged))
             per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(s, data.train, q)))
             per_noise["test_best_feature"].append(
                 M.mean_or_nan(M.best_abs_overlap(s, features)) if features is not None else np.nan)
         else:
-            for name in ("m_test", "m_test_sign", "converged_test", "test_best_train", "test_best_feature"):
+            for name in ("m_test", "converged_test", "test_best_train", "test_best_feature"):
                 per_noise[name].append(np.nan)
     n_random = retrieval["random_starts"]
     r = relax(M.random_states(n_random, task.N, q, stream(root_seed, "random", *key)))

@@ -6,8 +6,9 @@ alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1 (q > 2).
 
 Overlaps of a thermal dynamics (TAP, Glauber) are thermal overlaps (1/N) sum_i xi_i <s_i>, read
 from the relaxation's ``magnetisation`` (see ``thermal_state``): the quantity the
-replica-symmetric theory predicts. The overlap of the binarised read-out sign(<s_i>) is its own
-metric (``m_train_sign``, ``m_test_sign``); for zero-temperature dynamics the two are equal.
+replica-symmetric theory predicts. The binarised read-out sign(<s_i>) (the relaxation's ``final``)
+decides ``success_train``; for zero-temperature dynamics the two are the same states. (No separate
+binarised-overlap metric: a new metric cannot yet be added to a format-1 cube's upgrade.)
 """
 
 from __future__ import annotations
@@ -34,15 +35,12 @@ METRICS: dict[str, Metric] = {
     "fixed_point_fraction": Metric("fraction of training examples that are fixed points of the dynamics", False),
     "m_train": Metric("mean final overlap with the corrupted training example it started from "
                       "(thermal dynamics: of the magnetisations <s_i>)", True),
-    "m_train_sign": Metric("mean overlap of the binarised final state sign(<s_i>) with the training example "
-                           "(equal to m_train for zero-temperature dynamics)", True),
-    "success_train": Metric("fraction of training starts whose binarised final state has overlap >= 0.99 "
-                            "with their example", True),
+    "success_train": Metric("fraction of training starts whose binarised final state (sign(<s_i>) for "
+                            "thermal dynamics) has overlap >= 0.99 with their example", True),
     "converged_train": Metric("fraction of training starts that reached a fixed point", True),
     "m_test": Metric("mean final overlap with the corrupted test example it started from "
                      "(thermal dynamics: of the magnetisations <s_i>)", True),
-    "m_test_sign": Metric("mean overlap of the binarised final state sign(<s_i>) with the test example "
-                          "(equal to m_test for zero-temperature dynamics)", True),
+
     "converged_test": Metric("fraction of test starts that reached a fixed point", True),
     "test_best_train": Metric("mean over test starts of the attractor's best overlap with any training example", True),
     "test_best_feature": Metric("mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True),

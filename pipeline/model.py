@@ -74,7 +74,7 @@ class Relaxation:
     <s_i> of the state reached (TAP: the fixed point m; Glauber: the time average over its last
     sweeps). The overlap the replica-symmetric theory predicts is (1/N) sum_i xi_i <s_i>, so the
     cell reports overlaps of ``magnetisation`` when present; ``final`` is then the binarised
-    read-out sign(<s_i>), whose overlaps are kept as separately named metrics (``m_train_sign``).
+    read-out sign(<s_i>), which decides ``success_train``.
     """
 
     final: np.ndarray  # (B, N) int8, same alphabet as the data

@@ -43,7 +43,7 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
     seeds = rng.integers(0, SEED_HIGH, size=B, dtype=np.int64)
     converged = np.zeros(B, dtype=np.bool_)
     n = int(params["max_sweeps"])
-    k = min(int(params["average_sweeps"]), n)
+    k = min(int(params.get("average_sweeps", PARAMS["average_sweeps"].default)), n)  # direct callers may omit it
     total = np.zeros((B, N), dtype=np.float64)
     heat_bath_averaged(S, H, JT, seeds, n, float(params["temperature"]), converged, k, total)
     mean = total / k
