@@ -29,6 +29,7 @@ DPI = 100
 MAX_COLUMNS = 4
 LOG_SPAN = 20.0
 PANEL = "panel"
+REFERENCE_VALUE = "reference_value"  # column of the reference line in an aggregated table
 
 
 def save(fig: plt.Figure, out: str | Path) -> Path:
@@ -149,8 +150,13 @@ def plot_heatmaps(table: pd.DataFrame, value: str, x: str, y: str, out: str | Pa
 
 
 def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out: str | Path,
-               title: str = "", ylabel: str | None = None) -> Path:
-    """Lines of one or more values against x, one colour per hue, one panel per panel value."""
+               title: str = "", ylabel: str | None = None, reference: pd.DataFrame | None = None,
+               reference_label: str = "") -> Path:
+    """Lines of one or more values against x, one colour per hue, one panel per panel value.
+
+    ``reference`` (columns panel, x, ``reference_label`` value and its _sem, as aggregated) is drawn
+    per panel as a black dashed line with a grey standard-error band, under the label given.
+    """
     panels = list(dict.fromkeys(table[PANEL]))
     hues = list(dict.fromkeys(table[hue]))
     colors = {h: f"C{i % 10}" for i, h in enumerate(hues)}
@@ -169,6 +175,8 @@ def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out
                 label = str(h) if len(values) == 1 else f"{h}: {v}"
                 ax.errorbar(line[x], line[v], yerr=line[f"{v}_sem"].fillna(0.0), color=colors[h],
                             ls=dashes[k % len(dashes)], marker="o", ms=3, capsize=2, lw=1.2, label=label)
+        if reference is not None:
+            _reference_line(ax, reference[reference[PANEL] == name].sort_values(x), x, reference_label)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(axis_label(x), fontsize=8)
         ax.set_ylabel(ylabel or value_label(values[0]), fontsize=8)
@@ -183,6 +191,25 @@ def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out
         fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(fig, labels), fontsize=8)
     fig.suptitle(title, fontsize=10)
     return save(fig, out)
+
+
+def _reference_line(ax: plt.Axes, line: pd.DataFrame, x: str, label: str) -> None:
+    """The reference rule's value (first column after panel/x) as a dashed black line with its sem band."""
+    if line.empty:
+        return
+    value = REFERENCE_VALUE
+    xs, ys = line[x].to_numpy(dtype=float), line[value].to_numpy(dtype=float)
+    err = line[f"{value}_sem"].fillna(0.0).to_numpy(dtype=float)
+    ax.fill_between(xs, ys - err, ys + err, color="grey", alpha=0.25, lw=0)
+    ax.plot(xs, ys, color="black", ls="--", lw=1.5, label=label)
+
+
+def reference_rule(ds: xr.Dataset) -> str | None:
+    """The label of a rule of kind ``true_couplings`` (retrieval with the data's own couplings), if any."""
+    if "rule_kind" not in ds.coords:
+        return None
+    kinds = dict(zip(ds["rule"].values.tolist(), ds["rule_kind"].values.tolist()))
+    return next((r for r, k in kinds.items() if k == "true_couplings"), None)
 
 
 def _legend_columns(fig: plt.Figure, labels: list[str]) -> int:
@@ -213,14 +240,27 @@ def heatmap_figure(ds: xr.Dataset, value: str, x: str, y: str, out: str | Path,
 def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x: str | None = None,
                 hue: str = "rule", panel: str | Sequence[str] | None = None,
                 at: dict[str, Any] | None = None, title: str | None = None,
-                hue_name: Callable[[Any], str] | None = None) -> Path:
+                hue_name: Callable[[Any], str] | None = None, reference: tuple[str, str] | None = None) -> Path:
     """Seed mean +- standard error of one or more values against x (default: the load axis).
 
     ``hue_name`` maps hue values to the names drawn (one colour and legend entry per name), so
     that variants shown in different panels can share a colour ('hebb' and 'hebb_paper' in the
     panels of two retrieval protocols); names must stay distinct within a panel.
+    ``reference`` = (hue value, value), e.g. ("true_couplings", "m_test"): that hue is not drawn
+    as a line of its own; its ``value`` is drawn in every panel as the dashed reference line
+    (the overlap the true couplings give, which learned couplings approach).
     """
     values = [values] if isinstance(values, str) else list(values)
+    ref_table = None
+    if reference is not None:
+        ref_hue, ref_value = reference
+        frame = add_panel_column(tables.restrict(derived.value_frame(ds, ref_value), at), panel)
+        frame = frame[frame[hue] == ref_hue]
+        if frame.empty:
+            raise ValueError(f"no done task of {hue} {ref_hue!r} has a value of {ref_value!r} in this selection")
+        ref_table = derived.aggregate(frame, ds, ref_value, [PANEL, hue, x or tables.load_axis(ds)])
+        ref_table = ref_table.rename(columns={ref_value: REFERENCE_VALUE, f"{ref_value}_sem": f"{REFERENCE_VALUE}_sem"})
+        ds = ds.sel(rule=[r for r in ds["rule"].values.tolist() if r != ref_hue]) if hue == "rule" else ds
     if derived.CATEGORICAL & set(values):
         raise ValueError(f"{sorted(derived.CATEGORICAL & set(values))} is categorical: show it as a heatmap")
     x = x or tables.load_axis(ds)
@@ -245,4 +285,10 @@ def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x:
     ylabel = value_label(values[0]) if len(values) == 1 else \
         ("basin size (" if all(v.startswith("basin") for v in values) else "overlap (") + \
         ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values)) + ")"
+    if ref_table is not None:
+        if hue != "rule":
+            table = table[table[hue] != reference[0]]
+        label = f"reference: {reference[0]}, {reference[1]}"
+        return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel,
+                          reference=ref_table, reference_label=label)
     return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel)

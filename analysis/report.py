@@ -87,11 +87,16 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
     multi_noise = base["noise"].nunique() > 1
     at_clean = {"noise": clean}
     overlaps = ["m_train", "m_test"] if has["m_test"] else ["m_train"]
+    ref = figures.reference_rule(sel)  # true couplings: drawn as the reference line, not a rule
+    reference = (ref, overlaps[-1]) if ref else None
+    learned = sel.sel(rule=[r for r in sel["rule"].values.tolist() if r != ref]) if ref else sel
     if multi_load:
         for level in dict.fromkeys([clean, rho]):
             figs.add(f"Final overlap from training (solid) and test (dashed) starts against {load}, "
-                     f"noise {level:g}", f"overlaps_vs_load_noise{level:g}",
-                     lambda p, lv=level: figures.line_figure(sel, overlaps, p, panel=panel, at={"noise": lv}))
+                     f"noise {level:g}" + (f"; dashed black: {overlaps[-1]} with the {ref} rule" if ref else ""),
+                     f"overlaps_vs_load_noise{level:g}",
+                     lambda p, lv=level: figures.line_figure(sel, overlaps, p, panel=panel, at={"noise": lv},
+                                                             reference=reference))
         if multi_noise:
             figs.add(f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
                      "levels (mean and standard error over seeds)",
@@ -115,7 +120,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
         if has["coupling_similarity"]:
             figs.add("Cosine similarity of learned and true couplings against " + load,
                      "coupling_similarity_vs_load",
-                     lambda p: figures.line_figure(sel, "coupling_similarity", p, panel=panel))
+                     lambda p: figures.line_figure(learned, "coupling_similarity", p, panel=panel))
     elif multi_noise:
         figs.add("Final overlap from training (solid) and test (dashed) starts against noise",
                  "overlaps_vs_noise",
@@ -132,8 +137,11 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                                 "pairs: draw them with analysis.figures.heatmap_figure")
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
     if "temperature" in ds.coords or "beta" in ds.coords:
-        figs.add("Retrieval over (load, temperature T) by each dynamics, with the replica-symmetric "
-                 "line T_M(alpha)", "temperature_phase", lambda p: theory_figures.temperature_figure(ds, p))
+        figs.add("Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
+                 "theory, with the line T_M(alpha)", "temperature_phase",
+                 lambda p: theory_figures.temperature_figure(ds, p))
+        figs.add("Thermal overlap against T at a few loads: each dynamics and the replica-symmetric "
+                 "solution", "temperature_lines", lambda p: theory_figures.temperature_lines_figure(ds, p))
     if load == "P" and base["N"].nunique() > 1 and tables.has_data(ds, "success_train"):
         figs.add("Capacity (largest P retrieved from noisy starts) against N", "capacity_vs_N",
                  lambda p: theory_figures.capacity_figure(ds, p))

@@ -1,8 +1,12 @@
 """Figures that put a sweep next to theory: retrieval at temperature T, and memory capacity.
 
 - ``temperature_figure``: Hebbian networks retrieved at temperature T by message passing (TAP)
-  and by Monte Carlo (Glauber), one heatmap per dynamics over (alpha, T), with the
-  replica-symmetric line T_M(alpha) above which the retrieval state disappears.
+  and by Monte Carlo (Glauber), one heatmap per dynamics over (alpha, T), next to the
+  replica-symmetric overlap m(alpha, T) on the same grid, with the line T_M(alpha) above which the
+  retrieval state disappears. Every panel shows the thermal overlap (1/N) sum_i xi_i <s_i>: TAP's
+  magnetisations, Glauber's time average over its last sweeps (``average_sweeps``), theory's m.
+- ``temperature_lines_figure``: the same overlaps against T at a few loads, seed mean and standard
+  error per dynamics, with the RS curve m(alpha, T): the quantitative comparison.
 - ``capacity_figure``: the largest number of stored patterns that are still retrieved, against
   the dimension N, per rule (a log axis shows exponential growth as a straight line).
 """
@@ -21,9 +25,11 @@ import xarray as xr  # noqa: E402
 
 from analysis import figures, summary, tables  # noqa: E402
 from analysis.labels import axis_label, value_label  # noqa: E402
-from pipeline.theory.hopfield_rs import T_M  # noqa: E402
+from pipeline.theory.hopfield_rs import T_M, overlap  # noqa: E402
 
 CAPACITY_SUCCESS = 0.9  # a load counts as stored when >= 90% of corrupted starts are retrieved
+THEORY = "replica-symmetric theory"
+MAX_LOAD_PANELS = 4
 
 
 def temperature_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
@@ -38,16 +44,29 @@ def temperature_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
     return frame
 
 
-def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train") -> Path:
-    """Heatmap of ``metric`` over (alpha, T) per dynamics, with the RS retrieval line T_M(alpha)."""
+def _temperature_means(ds: xr.Dataset, metric: str) -> tuple[pd.DataFrame, str, float]:
+    """Seed means of ``metric`` per (dynamics, T, load) at the smallest noise level, with sem and n."""
     frame = temperature_frame(ds, metric)
     noise = float(frame["noise"].min())
     frame = frame[frame["noise"] == noise]
     load = tables.load_axis(ds)
     tables.check_fixed(frame, ["dynamics", "T", load], tables.axes_of(frame, ds) + ["rule"], over="seed")
-    means = frame.groupby(["dynamics", "T", load])[metric].mean().reset_index()
+    means = (frame.groupby(["dynamics", "T", load])[metric].agg(["mean", "sem", "count"])
+             .reset_index().rename(columns={"mean": metric}))
+    return means, load, noise
+
+
+def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train") -> Path:
+    """Heatmap of ``metric`` over (alpha, T) per dynamics and the RS overlap, with the line T_M(alpha)."""
+    means, load, noise = _temperature_means(ds, metric)
     panels = list(dict.fromkeys(means["dynamics"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False,
+    if load == "alpha":  # the theory panel: m(alpha, T) on the same grid cells
+        grid = means[["T", load]].drop_duplicates()
+        theory = grid.assign(dynamics=THEORY, **{metric: [overlap(float(a), float(t))
+                                                          for t, a in zip(grid["T"], grid[load])]})
+        means = pd.concat([means, theory], ignore_index=True)
+        panels.append(THEORY)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False,
                              constrained_layout=True)
     image = None
     loads = np.sort(means[load].unique().astype(float))
@@ -63,11 +82,46 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
             ax.legend(loc="upper right", fontsize=8)
         ax.set_xlim(figures.edges(xs)[[0, -1]])
         ax.set_ylim(figures.edges(ys)[[0, -1]])
-        ax.set_title(dyn)
+        ax.set_title(dyn if dyn == THEORY else f"{dyn} (seed mean)")
         ax.set_xlabel(axis_label(load))
         ax.set_ylabel("temperature T")
-    fig.colorbar(image, ax=axes[0].tolist(), label=f"{value_label(metric)} (noise {noise:g})")
-    fig.suptitle("Hebbian network at temperature T: retrieval by message passing and by Monte Carlo",
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"thermal overlap {metric} (noise {noise:g})")
+    fig.suptitle("Hebbian network at temperature T: thermal overlap by message passing (TAP), Monte Carlo "
+                 "(Glauber, time average of its last sweeps) and theory", fontsize=10)
+    return figures.save(fig, out)
+
+
+def temperature_lines_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train",
+                             loads: list[float] | None = None) -> Path:
+    """``metric`` against T at a few loads: each dynamics (seed mean +- sem) and the RS curve m(alpha, T)."""
+    means, load, noise = _temperature_means(ds, metric)
+    if load != "alpha":
+        raise ValueError("the RS comparison needs a load axis alpha (this cube's is P)")
+    available = np.sort(means[load].unique().astype(float))
+    if loads is None:
+        loads = [available[i] for i in np.unique(np.linspace(0, len(available) - 1,
+                                                             min(MAX_LOAD_PANELS, len(available))).round().astype(int))]
+    fig, axes = plt.subplots(1, len(loads), figsize=(3.6 * len(loads), 3.4), squeeze=False,
+                             constrained_layout=True, sharey=True)
+    T_grid = np.sort(means["T"].unique().astype(float))
+    fine = np.linspace(max(T_grid.min() * 0.8, 1e-3), T_grid.max(), 120)
+    for ax, a in zip(axes[0], loads):
+        part = means[np.isclose(means[load].astype(float), a)]
+        for k, (dyn, g) in enumerate(part.groupby("dynamics", sort=False)):
+            g = g.sort_values("T")
+            ax.errorbar(g["T"], g[metric], yerr=g["sem"].fillna(0.0), marker="os^"[k % 3], ms=4, lw=0,
+                        elinewidth=1, capsize=2, color=f"C{k}", label=dyn)
+        m_rs = np.array([overlap(a, t) for t in fine])
+        ax.plot(fine, np.where(m_rs > 0, m_rs, np.nan), color="black", lw=1.2, label="RS retrieval state m(alpha, T)")
+        ax.plot(fine, np.where(m_rs > 0, np.nan, 0.0), color="black", lw=1.2)
+        ax.axvline(T_M(a), color="grey", ls=":", lw=1, label=r"$T_M(\alpha)$")
+        ax.set_title(rf"$\alpha$ = {a:g}", fontsize=9)
+        ax.set_xlabel("temperature T")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"thermal overlap {metric} (noise {noise:g})", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+    fig.suptitle("Thermal overlap against T: TAP, time-averaged Monte Carlo and the replica-symmetric solution",
                  fontsize=10)
     return figures.save(fig, out)
 

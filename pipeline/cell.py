@@ -48,8 +48,10 @@ def make_data(task: Task, root_seed: int) -> Data:
 
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
-    return module.train(data.train, data.q, task.rule.params,
-                        stream(root_seed, "rule", *data_key(task), task.rule.stream_label))
+    rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
+    if getattr(module, "NEEDS_META", False):  # e.g. true_couplings reads meta["true_J"]
+        return module.train(data.train, data.q, task.rule.params, rng, meta=data.meta)
+    return module.train(data.train, data.q, task.rule.params, rng)
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
@@ -93,25 +95,28 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     flips = getattr(dynamics, "flip_count", None)  # a protocol may count its flips its own way
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
+        # overlaps of M.thermal_state: <s_i> for thermal dynamics, the final state otherwise
         r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
-        m = M.overlap(r.final, train_starts, q)
-        per_noise["m_train"].append(M.mean_or_nan(m))
-        per_noise["success_train"].append(M.mean_or_nan(m >= M.SUCCESS_OVERLAP))
+        per_noise["m_train"].append(M.mean_or_nan(M.overlap(M.thermal_state(r), train_starts, q)))
+        read_out = M.overlap(r.final, train_starts, q)  # binarised: sign(<s_i>) for thermal dynamics
+        per_noise["success_train"].append(M.mean_or_nan(read_out >= M.SUCCESS_OVERLAP))
         per_noise["converged_train"].append(M.mean_or_nan(r.converged))
         if test_starts.shape[0]:
             r = relax(M.corrupt(test_starts, rho, q, start_rng, flips))
-            per_noise["m_test"].append(M.mean_or_nan(M.overlap(r.final, test_starts, q)))
+            s = M.thermal_state(r)
+            per_noise["m_test"].append(M.mean_or_nan(M.overlap(s, test_starts, q)))
             per_noise["converged_test"].append(M.mean_or_nan(r.converged))
-            per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(r.final, data.train, q)))
+            per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(s, data.train, q)))
             per_noise["test_best_feature"].append(
-                M.mean_or_nan(M.best_abs_overlap(r.final, features)) if features is not None else np.nan)
+                M.mean_or_nan(M.best_abs_overlap(s, features)) if features is not None else np.nan)
         else:
             for name in ("m_test", "converged_test", "test_best_train", "test_best_feature"):
                 per_noise[name].append(np.nan)
     n_random = retrieval["random_starts"]
     r = relax(M.random_states(n_random, task.N, q, stream(root_seed, "random", *key)))
-    values["random_best_train"] = np.float32(M.mean_or_nan(M.best_overlap(r.final, data.train, q)))
-    values["random_best_test"] = np.float32(M.mean_or_nan(M.best_overlap(r.final, data.test, q)))
+    s = M.thermal_state(r)
+    values["random_best_train"] = np.float32(M.mean_or_nan(M.best_overlap(s, data.train, q)))
+    values["random_best_test"] = np.float32(M.mean_or_nan(M.best_overlap(s, data.test, q)))
     values["random_converged"] = np.float32(M.mean_or_nan(r.converged))
     true_J = data.meta.get("true_J")
     values["coupling_similarity"] = np.float32(

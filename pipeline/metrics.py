@@ -3,6 +3,12 @@
 ``METRICS`` is the single schema of a result: the cube template, the cell and the analysis all
 read it, so a metric is declared once. Functions here are batched (rows are states) and
 alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1 (q > 2).
+
+Overlaps of a thermal dynamics (TAP, Glauber) are thermal overlaps (1/N) sum_i xi_i <s_i>, read
+from the relaxation's ``magnetisation`` (see ``thermal_state``): the quantity the
+replica-symmetric theory predicts. The binarised read-out sign(<s_i>) (the relaxation's ``final``)
+decides ``success_train``; for zero-temperature dynamics the two are the same states. (No separate
+binarised-overlap metric: a new metric cannot yet be added to a format-1 cube's upgrade.)
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from pipeline import potts
+from pipeline.model import Relaxation
 
 
 @dataclass(frozen=True)
@@ -27,10 +34,14 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "fixed_point_fraction": Metric("fraction of training examples that are fixed points of the dynamics", False),
-    "m_train": Metric("mean final overlap with the corrupted training example it started from", True),
-    "success_train": Metric("fraction of training starts ending with overlap >= 0.99 with their example", True),
+    "m_train": Metric("mean final overlap with the corrupted training example it started from "
+                      "(thermal dynamics: of the magnetisations <s_i>)", True),
+    "success_train": Metric("fraction of training starts whose binarised final state (sign(<s_i>) for "
+                            "thermal dynamics) has overlap >= 0.99 with their example", True),
     "converged_train": Metric("fraction of training starts that reached a fixed point", True),
-    "m_test": Metric("mean final overlap with the corrupted test example it started from", True),
+    "m_test": Metric("mean final overlap with the corrupted test example it started from "
+                     "(thermal dynamics: of the magnetisations <s_i>)", True),
+
     "converged_test": Metric("fraction of test starts that reached a fixed point", True),
     "test_best_train": Metric("mean over test starts of the attractor's best overlap with any training example", True),
     "test_best_feature": Metric("mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True),
@@ -50,6 +61,17 @@ METRICS: dict[str, Metric] = {
 }
 
 SUCCESS_OVERLAP = 0.99
+
+
+def thermal_state(relaxation: Relaxation) -> np.ndarray:
+    """The states whose overlaps a cell reports: <s_i> of a thermal dynamics, else the final states.
+
+    Overlaps are linear in the state, so (1/N) xi . <s> is the thermal overlap the
+    replica-symmetric theory gives; zero-temperature dynamics set no magnetisation and keep
+    their overlaps of ``final`` bit for bit.
+    """
+    m = relaxation.magnetisation
+    return relaxation.final if m is None else m
 
 
 def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:

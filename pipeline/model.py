@@ -68,11 +68,19 @@ class Model:
 
 @dataclass(frozen=True)
 class Relaxation:
-    """Outcome of running a dynamics from a batch of B initial states."""
+    """Outcome of running a dynamics from a batch of B initial states.
+
+    A thermal dynamics (T > 0) also sets ``magnetisation``, its estimate of the thermal averages
+    <s_i> of the state reached (TAP: the fixed point m; Glauber: the time average over its last
+    sweeps). The overlap the replica-symmetric theory predicts is (1/N) sum_i xi_i <s_i>, so the
+    cell reports overlaps of ``magnetisation`` when present; ``final`` is then the binarised
+    read-out sign(<s_i>), which decides ``success_train``.
+    """
 
     final: np.ndarray  # (B, N) int8, same alphabet as the data
     converged: np.ndarray  # (B,) bool: reached a fixed point within the step budget
     sweeps: np.ndarray  # (B,) int32: sweeps (or iterations) used
+    magnetisation: np.ndarray | None = None  # (B, N) float64 thermal averages <s_i>, Ising only
 
 
 class NotApplicable(Exception):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.theory_figures import capacity_figure, capacity_frame, temperature_figure, temperature_frame
+from analysis.theory_figures import (capacity_figure, capacity_frame, temperature_figure, temperature_frame,
+                                     temperature_lines_figure)
 from pipeline import spec as spec_mod
 from pipeline.executors import SerialExecutor
 from pipeline.runner import run
@@ -48,3 +49,4 @@ def test_temperature_axis_joins_tap_beta_and_glauber_temperature(tmp_path):
     assert means[("tap", 0.2, 0.3)] < 0.5 and means[("glauber", 0.2, 0.3)] < 0.5
     assert np.isfinite(means.values).all()
     assert temperature_figure(ds, tmp_path / "T").exists()
+    assert temperature_lines_figure(ds, tmp_path / "T_lines").exists()

@@ -21,8 +21,8 @@ from numba import njit
 from pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle, uniform
 from pipeline.model import Model, NotApplicable
 
-__all__ = ["SEED_HIGH", "TIE_RTOL", "ising_couplings", "prepare", "relax_heat_bath", "relax_zero_t",
-           "tie_tolerance"]
+__all__ = ["SEED_HIGH", "TIE_RTOL", "heat_bath_averaged", "ising_couplings", "prepare", "relax_heat_bath",
+           "relax_zero_t", "tie_tolerance"]
 
 # A field is a tie (the spin is kept) when |h_i| <= TIE_RTOL * sum_j |J_ij|. Exact ties are
 # common for Hebb couplings (h is a multiple of 1/N) but float32 J and GEMMs turn them into
@@ -159,10 +159,32 @@ def relax_heat_bath(
     s_i = +1 with probability 1 / (1 + exp(-2 h_i / T)); runs n_sweeps full sweeps and
     reports converged = no flip in the last sweep (at T -> 0: a zero-temperature fixed point).
     """
+    heat_bath_averaged(S, H, JT, seeds, n_sweeps, temperature, converged, 0, np.zeros((0, 0)))
+
+
+@njit(cache=True)
+def heat_bath_averaged(
+    S: np.ndarray,
+    H: np.ndarray,
+    JT: np.ndarray,
+    seeds: np.ndarray,
+    n_sweeps: int,
+    temperature: float,
+    converged: np.ndarray,
+    n_average: int,
+    total: np.ndarray,
+) -> None:
+    """``relax_heat_bath`` that also adds the state after each of the last n_average sweeps to ``total``.
+
+    ``total`` (B, N) float64, zeroed by the caller; total / n_average is the time average <s_i>
+    that estimates the thermal magnetisations. Accumulating reads the state only, so the
+    trajectory (and ``S`` at the end) is the same for every n_average.
+    """
     B, N = S.shape
     order = np.empty(N, np.int32)
     acc = np.empty(N, np.float64)
     beta2 = 2.0 / temperature
+    first_averaged = n_sweeps - n_average
     for b in range(B):
         rng = new_state(seeds[b])
         for k in range(N):
@@ -171,7 +193,7 @@ def relax_heat_bath(
         h = H[b]
         flips = 0
         since_refresh = 0
-        for _ in range(n_sweeps):
+        for sweep in range(n_sweeps):
             shuffle(order, rng)
             flips = 0
             for k in range(N):
@@ -187,4 +209,8 @@ def relax_heat_bath(
                     if since_refresh == N:
                         _refresh(s, h, JT, acc)
                         since_refresh = 0
+            if n_average > 0 and sweep >= first_averaged:
+                row = total[b]
+                for i in range(N):
+                    row[i] += s[i]
         converged[b] = flips == 0

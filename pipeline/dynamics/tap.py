@@ -115,7 +115,14 @@ def polarizations(model: Model, states: np.ndarray, params: dict, rng: np.random
 
 
 def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator) -> Relaxation:
-    """Binarised TAP states sign(m) (ties +1), with AMP convergence and iteration counts."""
+    """The TAP magnetisations m (what the cell's overlaps are computed from) and their read-out.
+
+    ``final`` = sign(m) (ties +1) is the binarised read-out (it decides ``success_train``);
+    ``converged`` means AMP reached max_i |m_i - m_i(previous)| < tol, i.e. a TAP fixed point.
+    Used with max_sweeps = 1 from a pattern (the cell's fixed-point check) the first AMP step
+    is naive mean field with zero diagonal, sign(m) = sign(J xi): the check is the
+    zero-temperature fixed-point property of the Hebbian couplings, whatever beta.
+    """
     res = run(model, states, params, rng)
     final = np.where(res.m >= 0.0, 1, -1).astype(np.int8)
-    return Relaxation(final=final, converged=res.converged, sweeps=res.sweeps)
+    return Relaxation(final=final, converged=res.converged, sweeps=res.sweeps, magnetisation=res.m)
