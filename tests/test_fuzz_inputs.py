@@ -201,8 +201,8 @@ class NoRay:
 
     name, workers = "fake", 1
 
-    def __init__(self, address=None, workers=None) -> None:
-        pass
+    def __init__(self, address=None, workers=None, **options) -> None:
+        pass  # (--cells-per-task and any later executor option)
 
     def shutdown(self) -> None:
         pass
