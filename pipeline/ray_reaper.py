@@ -14,6 +14,7 @@ from this driver's Ray (a pid reused by another process has another start time).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -73,11 +74,9 @@ def reap(seen: set[tuple[int, int]]) -> int:
     killed = 0
     for pid, started in seen:
         if pid != os.getpid() and table.get(pid, (0, -1))[1] == started:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
-            except ProcessLookupError:
-                pass
     return killed
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures.thread  # noqa: F401  (its exit hook first: see the end)
+import contextlib
 import json
 import logging
 import os
@@ -66,10 +67,8 @@ def _machine() -> str:
     parts = []
     for read in (lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
                  lambda: os.readlink("/proc/self/ns/pid")):
-        try:
+        with contextlib.suppress(OSError):  # no /proc: the host name alone identifies the machine
             parts.append(read())
-        except OSError:
-            pass
     return " ".join(parts)
 
 

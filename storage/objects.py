@@ -11,6 +11,7 @@ on local disk a hard link creates atomically and an advisory lock guards compare
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
@@ -211,10 +212,8 @@ class FsspecObjects:
         return True
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # already gone: the goal of a delete
             self.fs.rm_file(self._path(key))
-        except FileNotFoundError:
-            pass
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.base

@@ -1,0 +1,125 @@
+"""Shard-level reads and writes of a cube's variables (the part of ``Cube`` that moves bytes).
+
+Kept apart from ``storage.cube`` (opening, lease, creation, status, flush order) so each file
+holds one concept. ``ShardIO`` is a mixin: the class using it provides ``objects`` (the store),
+``members`` (Zarr metadata by array name), ``sweep``, ``path``, ``coords_of``, the status grid
+``_status`` and the writer's decoded-shard cache ``_blocks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.cell import CellResult
+from storage import template
+from storage.layout import DONE, PENDING
+from storage.shards import ShardError, ShardLayout
+
+BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
+
+
+class ShardIO:
+    """Reads whole variables and single shards; rewrites touched shards whole."""
+
+    objects: Any
+    members: dict[str, Any]
+    sweep: Any
+    _status: Any
+    _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
+
+    def layout(self, name: str) -> ShardLayout:
+        return template.shard_layout(self.members[name])
+
+    def _shard_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        shard = self.layout("status").shard
+        return tuple(i // s for i, s in zip(index, shard))
+
+    def _shards_where(self, mask: np.ndarray) -> list[tuple[int, ...]]:
+        shard = self.layout("status").shard
+        return sorted({tuple(int(i) // s for i, s in zip(idx, shard)) for idx in zip(*np.nonzero(mask))})
+
+    def read_shard(self, name: str, shard_index: tuple[int, ...], data: bytes | None = None,
+                   fetched: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, damaged) of one shard; an unreadable index marks all its tasks damaged."""
+        lay = self.layout(name)
+        fill = self.members[name].fill_value
+        if not fetched:
+            data = self.objects.get(lay.key(name, shard_index))
+        try:
+            return lay.decode(data, fill)
+        except ShardError:
+            values, present = lay.empty(fill)
+            return values, present, np.ones(lay.shard, dtype=bool)
+
+    def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
+        lay = self.layout(name)
+        shape = self.sweep.shape
+        grid = lay.grid(shape)
+        shards = list(np.ndindex(*grid))
+        found = self.objects.get_many([lay.key(name, s) for s in shards])
+        values = np.full(shape + lay.inner, self.members[name].fill_value, dtype=lay.dtype)
+        present = np.zeros(shape, dtype=bool)
+        damaged = np.zeros(shape, dtype=bool)
+        for s in shards:
+            v, p, d = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            box = lay.bounds(s, shape)
+            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            values[box], present[box], damaged[box] = v[clip], p[clip], d[clip]
+        return values, present, damaged
+
+    def _put_data(self, name: str, by_shard: dict[tuple[int, ...], list[CellResult]]) -> None:
+        """Rewrite each touched shard of one variable whole (decoded shards cached between flushes)."""
+        lay = self.layout(name)
+        wanted = [s for s in by_shard if (name, s) not in self._blocks]
+        found = self.objects.get_many([lay.key(name, s) for s in wanted])
+        for s in wanted:
+            v, p, _ = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            self._blocks[(name, s)] = (v, p)
+        puts, fresh = {}, {}
+        origin = lay.shard
+        for s, rs in by_shard.items():
+            values, present = (a.copy() for a in self._blocks[(name, s)])
+            for r in rs:
+                local = tuple(i - si * n for i, si, n in zip(r.index, s, origin))
+                values[local] = r.values.get(name, np.nan)
+                present[local] = True
+            if not rs:  # an added metric: explicit NaN for every done task of the shard
+                box = lay.bounds(s, self.sweep.shape)
+                clip = tuple(slice(0, b.stop - b.start) for b in box)
+                present[clip] |= self._status[box] == DONE
+            data = lay.encode(values, present)
+            if data is not None:
+                puts[lay.key(name, s)] = data
+            fresh[(name, s)] = (values, present)
+        self.objects.put_many(puts)
+        for key in fresh:
+            self._blocks.pop(key, None)
+        self._blocks.update(fresh)
+        self._trim_cache()
+
+    def _put_status(self, shards: list[tuple[int, ...]]) -> None:
+        lay = self.layout("status")
+        shape = self.sweep.shape
+        puts = {}
+        for s in shards:
+            values, present = lay.empty(PENDING)
+            box = lay.bounds(s, shape)
+            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            values[clip] = self._status[box]
+            present[clip] = self._status[box] != PENDING
+            data = lay.encode(values, present)
+            if data is None:
+                self.objects.delete(lay.key("status", s))
+            else:
+                puts[lay.key("status", s)] = data
+        self.objects.put_many(puts)
+
+    def _trim_cache(self) -> None:
+        """Forget the least recently written shards beyond the cache budget."""
+        size = sum(v.nbytes + p.nbytes for v, p in self._blocks.values())
+        while size > BLOCK_CACHE_BYTES and self._blocks:
+            v, p = self._blocks.pop(next(iter(self._blocks)))
+            size -= v.nbytes + p.nbytes
