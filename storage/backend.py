@@ -56,7 +56,7 @@ class ShardedArray(BackendArray):
         shards = [tuple(r[i] for r, i in zip(ranges, s)) for s in shards]
         found = cube.objects.get_many([lay.key(name, s) for s in shards])
         for s in shards:
-            values, present, damaged = cube.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            values, present, damaged = cube.decode_shard(name, found[lay.key(name, s)])
             box = lay.bounds(s, cube.sweep.shape)
             lo = [max(b.start, t.start) for b, t in zip(box, task)]
             hi = [min(b.stop, t.stop) for b, t in zip(box, task)]

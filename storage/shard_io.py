@@ -40,13 +40,15 @@ class ShardIO:
         shard = self.layout("status").shard
         return sorted({tuple(int(i) // s for i, s in zip(idx, shard)) for idx in zip(*np.nonzero(mask))})
 
-    def read_shard(self, name: str, shard_index: tuple[int, ...], data: bytes | None = None,
-                   fetched: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(values, present, damaged) of one shard; an unreadable index marks all its tasks damaged."""
+    def read_shard(self, name: str, shard_index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, damaged) of one shard, fetched from the store."""
+        return self.decode_shard(name, self.objects.get(self.layout(name).key(name, shard_index)))
+
+    def decode_shard(self, name: str, data: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, damaged) of a shard's bytes (None: the shard does not exist); an
+        unreadable index marks all its tasks damaged."""
         lay = self.layout(name)
         fill = self.members[name].fill_value
-        if not fetched:
-            data = self.objects.get(lay.key(name, shard_index))
         try:
             return lay.decode(data, fill)
         except ShardError:
@@ -64,9 +66,8 @@ class ShardIO:
         present = np.zeros(shape, dtype=bool)
         damaged = np.zeros(shape, dtype=bool)
         for s in shards:
-            v, p, d = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
-            box = lay.bounds(s, shape)
-            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            v, p, d = self.decode_shard(name, found[lay.key(name, s)])
+            box, clip = lay.region(s, shape)
             values[box], present[box], damaged[box] = v[clip], p[clip], d[clip]
         return values, present, damaged
 
@@ -76,7 +77,7 @@ class ShardIO:
         wanted = [s for s in by_shard if (name, s) not in self._blocks]
         found = self.objects.get_many([lay.key(name, s) for s in wanted])
         for s in wanted:
-            v, p, _ = self.read_shard(name, s, found[lay.key(name, s)], fetched=True)
+            v, p, _ = self.decode_shard(name, found[lay.key(name, s)])
             self._blocks[(name, s)] = (v, p)
         puts, fresh = {}, {}
         origin = lay.shard
@@ -87,8 +88,7 @@ class ShardIO:
                 values[local] = r.values.get(name, np.nan)
                 present[local] = True
             if not rs:  # an added metric: explicit NaN for every done task of the shard
-                box = lay.bounds(s, self.sweep.shape)
-                clip = tuple(slice(0, b.stop - b.start) for b in box)
+                box, clip = lay.region(s, self.sweep.shape)
                 present[clip] |= self._status[box] == DONE
             data = lay.encode(values, present)
             if data is not None:
@@ -106,8 +106,7 @@ class ShardIO:
         puts = {}
         for s in shards:
             values, present = lay.empty(PENDING)
-            box = lay.bounds(s, shape)
-            clip = tuple(slice(0, b.stop - b.start) for b in box)
+            box, clip = lay.region(s, shape)
             values[clip] = self._status[box]
             present[clip] = self._status[box] != PENDING
             data = lay.encode(values, present)

@@ -110,6 +110,11 @@ class ShardLayout:
         """The slice of the task grid a shard covers, clipped to the grid."""
         return tuple(slice(i * s, min((i + 1) * s, n)) for i, s, n in zip(shard_index, self.shard, task_shape))
 
+    def region(self, shard_index: tuple[int, ...], task_shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+        """(the grid slice a shard covers, the same cells within the shard's own block)."""
+        box = self.bounds(shard_index, task_shape)
+        return box, tuple(slice(0, b.stop - b.start) for b in box)
+
     def empty(self, fill) -> tuple[np.ndarray, np.ndarray]:
         """(values, present) of a shard that holds nothing yet."""
         values = np.full(self.shard + self.inner, fill, dtype=self.dtype)

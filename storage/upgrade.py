@@ -89,12 +89,10 @@ def _stage(cube: Cube) -> UpgradeReport:
     for index in set(bad):
         status[index] = PENDING if status[index] == DONE else status[index]
     done = status == DONE
-    shard = tpl.shard
     staging = Cube(cube.path, objects, sweep, {}, tpl.members, cube.storage_options)
-    grid = np.ndindex(*[-(-n // s) for n, s in zip(sweep.shape, shard)])
-    for s in grid:
-        box = tuple(slice(i * k, min((i + 1) * k, n)) for i, k, n in zip(s, shard, sweep.shape))
-        clip = tuple(slice(0, b.stop - b.start) for b in box)
+    tasks = staging.layout("status")
+    for s in np.ndindex(*tasks.grid(sweep.shape)):
+        box, clip = tasks.region(s, sweep.shape)
         for name in ("status", *metrics):
             lay = staging.layout(name)
             block, present = lay.empty(tpl.members[name].fill_value)
