@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import tables
-from pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.analysis import tables
+from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
 
-def basin_size(noise: np.ndarray, m: np.ndarray, threshold: float = SUCCESS_OVERLAP,
-               interpolate: bool = False) -> np.ndarray:
+def basin_size(
+    noise: np.ndarray, m: np.ndarray, threshold: float = SUCCESS_OVERLAP, interpolate: bool = False
+) -> np.ndarray:
     """Basin size 1 - m_in* for each row of ``m`` (..., n_noise), the mean final overlap per noise.
 
     Rows holding any NaN give NaN (a task whose curve is incomplete has no defined basin).
@@ -54,8 +55,13 @@ def basin_size(noise: np.ndarray, m: np.ndarray, threshold: float = SUCCESS_OVER
     return np.where(np.isnan(m).any(axis=-1), np.nan, out)
 
 
-def basin_frame(ds: xr.Dataset, metric: str = "m_train", threshold: float = SUCCESS_OVERLAP,
-                interpolate: bool = False, name: str = "basin") -> pd.DataFrame:
+def basin_frame(
+    ds: xr.Dataset,
+    metric: str = "m_train",
+    threshold: float = SUCCESS_OVERLAP,
+    interpolate: bool = False,
+    name: str = "basin",
+) -> pd.DataFrame:
     """Basin size per done task (one row per task, every coordinate a column)."""
     frame = tables.tidy(ds, [metric])
     keys = tables.task_dims(ds)

@@ -17,7 +17,8 @@ Memorization is judged *relative* to generalization, not by test_best_train ~ 1 
 at alpha <= 0.2 (sweeps/mnist_laptop.toml, noise 0) the test starts of PLM end on states that
 agree with a training example on 89-93% of sites (mean best overlap 0.79-0.86) and with their
 own example on 71-80% (m_test 0.43-0.60): mixtures of training digits, the memorization regime,
-though rarely an exact training example. Generalization is tested first; the codes are ordered by capability, so that a tie
+though rarely an exact training example. Generalization is tested first; the codes are ordered by capability,
+so that a tie
 between replicas resolves to the weaker claim.
 """
 
@@ -27,8 +28,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import tables
-from pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.analysis import tables
+from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
 NO_RETRIEVAL, ELSEWHERE, MEMORIZING, GENERALIZING = 0, 1, 2, 3
 CLASS_NAMES = {

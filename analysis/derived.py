@@ -12,8 +12,8 @@ from typing import Callable
 import pandas as pd
 import xarray as xr
 
-from analysis import basins, classify, tables
-from pipeline.metrics import METRICS
+from amsweep.analysis import basins, classify, tables
+from amsweep.pipeline.metrics import METRICS
 
 DERIVED: dict[str, Callable[[xr.Dataset], pd.DataFrame]] = {
     "basin": lambda ds: basins.basin_frame(ds, "m_train"),
@@ -21,8 +21,9 @@ DERIVED: dict[str, Callable[[xr.Dataset], pd.DataFrame]] = {
     "basin_test": lambda ds: basins.basin_frame(ds, "m_test", name="basin_test"),
     # The grid's counterpart of the bisection median (basin_q50): the noise at which half the
     # training starts are still retrieved, interpolated between grid levels.
-    "basin_median_grid": lambda ds: basins.basin_frame(ds, "success_train", threshold=0.5, interpolate=True,
-                                                       name="basin_median_grid"),
+    "basin_median_grid": lambda ds: basins.basin_frame(
+        ds, "success_train", threshold=0.5, interpolate=True, name="basin_median_grid"
+    ),
     "class": lambda ds: classify.class_frame(ds),
     "gen_gap": lambda ds: classify.class_frame(ds),
 }

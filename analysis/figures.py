@@ -3,7 +3,7 @@
 Each figure is written twice, as PNG (for the README and reports) and SVG (for papers), from a
 table averaged over replicas: heatmaps show the seed mean (or the majority class), line plots
 show the seed mean with standard-error bars. The functions take a cube selection and a value
-name (a stored metric or a derived one, see ``analysis.derived``) and refuse to average over
+name (a stored metric or a derived one, see ``amsweep.analysis.derived``) and refuse to average over
 an axis that still varies, naming it.
 """
 
@@ -22,8 +22,8 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from analysis import classify, derived, tables  # noqa: E402
-from analysis.labels import axis_label, value_label  # noqa: E402
+from amsweep.analysis import classify, derived, tables  # noqa: E402
+from amsweep.analysis.labels import axis_label, value_label  # noqa: E402
 
 DPI = 100
 MAX_COLUMNS = 4
@@ -71,8 +71,9 @@ def _fmt(v: Any) -> str:
 def _grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
     nrows = int(np.ceil(n / MAX_COLUMNS))
     ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
-    fig, axes = plt.subplots(nrows, ncols, figsize=(max(width * ncols, min_width), height * nrows),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(max(width * ncols, min_width), height * nrows), squeeze=False, constrained_layout=True
+    )
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
@@ -106,8 +107,9 @@ def edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
-def plot_heatmaps(table: pd.DataFrame, value: str, x: str, y: str, out: str | Path, title: str = "",
-                  categorical: bool = False) -> Path:
+def plot_heatmaps(
+    table: pd.DataFrame, value: str, x: str, y: str, out: str | Path, title: str = "", categorical: bool = False
+) -> Path:
     """One heatmap per panel of an aggregated table (columns panel, x, y, value)."""
     panels = list(dict.fromkeys(table[PANEL]))
     fig, axes = _grid(len(panels), 3.9, 3.3)
@@ -122,13 +124,17 @@ def plot_heatmaps(table: pd.DataFrame, value: str, x: str, y: str, out: str | Pa
     xs_all, ys_all = np.sort(table[x].unique()), np.sort(table[y].unique())
     image = None
     for ax, name in zip(axes, panels):
-        grid = (table[table[PANEL] == name].pivot(index=y, columns=x, values=value)
-                .reindex(index=ys_all, columns=xs_all))
+        grid = table[table[PANEL] == name].pivot(index=y, columns=x, values=value).reindex(index=ys_all, columns=xs_all)
         xp, xt = _positions(grid.columns.to_numpy())
         yp, yt = _positions(grid.index.to_numpy())
         xlog, ylog = _log_scale(grid.columns.to_numpy()), _log_scale(grid.index.to_numpy())
-        image = ax.pcolormesh(_cell_edges(xp, xlog), _cell_edges(yp, ylog),
-                              np.ma.masked_invalid(grid.to_numpy(dtype=float)), shading="flat", **style)
+        image = ax.pcolormesh(
+            _cell_edges(xp, xlog),
+            _cell_edges(yp, ylog),
+            np.ma.masked_invalid(grid.to_numpy(dtype=float)),
+            shading="flat",
+            **style,
+        )
         if xlog:
             ax.set_xscale("log")
         if ylog:
@@ -149,9 +155,17 @@ def plot_heatmaps(table: pd.DataFrame, value: str, x: str, y: str, out: str | Pa
     return save(fig, out)
 
 
-def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out: str | Path,
-               title: str = "", ylabel: str | None = None, reference: pd.DataFrame | None = None,
-               reference_label: str = "") -> Path:
+def plot_lines(
+    table: pd.DataFrame,
+    values: Sequence[str],
+    x: str,
+    hue: str,
+    out: str | Path,
+    title: str = "",
+    ylabel: str | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "",
+) -> Path:
     """Lines of one or more values against x, one colour per hue, one panel per panel value.
 
     ``reference`` (columns panel, x, ``reference_label`` value and its _sem, as aggregated) is drawn
@@ -173,8 +187,18 @@ def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out
                 if line.empty:
                     continue
                 label = str(h) if len(values) == 1 else f"{h}: {v}"
-                ax.errorbar(line[x], line[v], yerr=line[f"{v}_sem"].fillna(0.0), color=colors[h],
-                            ls=dashes[k % len(dashes)], marker="o", ms=3, capsize=2, lw=1.2, label=label)
+                ax.errorbar(
+                    line[x],
+                    line[v],
+                    yerr=line[f"{v}_sem"].fillna(0.0),
+                    color=colors[h],
+                    ls=dashes[k % len(dashes)],
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    lw=1.2,
+                    label=label,
+                )
         if reference is not None:
             _reference_line(ax, reference[reference[PANEL] == name].sort_values(x), x, reference_label)
         ax.set_title(name, fontsize=9)
@@ -182,7 +206,7 @@ def plot_lines(table: pd.DataFrame, values: Sequence[str], x: str, hue: str, out
         ax.set_ylabel(ylabel or value_label(values[0]), fontsize=8)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1: len(panels)]:
+    for ax in axes[1 : len(panels)]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
                 handles.append(h)
@@ -219,9 +243,16 @@ def _legend_columns(fig: plt.Figure, labels: list[str]) -> int:
     return max(1, min(len(labels), fit, 4))
 
 
-def heatmap_figure(ds: xr.Dataset, value: str, x: str, y: str, out: str | Path,
-                   panel: str | Sequence[str] | None = "rule", at: dict[str, Any] | None = None,
-                   title: str | None = None) -> Path:
+def heatmap_figure(
+    ds: xr.Dataset,
+    value: str,
+    x: str,
+    y: str,
+    out: str | Path,
+    panel: str | Sequence[str] | None = "rule",
+    at: dict[str, Any] | None = None,
+    title: str | None = None,
+) -> Path:
     """Heatmap of ``value`` (metric, basin, class, gen_gap) over columns x and y, one per panel.
 
     ``at`` fixes other columns (e.g. {"noise": 0.1, "N": 200}); any axis left varying that is
@@ -233,14 +264,23 @@ def heatmap_figure(ds: xr.Dataset, value: str, x: str, y: str, out: str | Path,
     table = derived.aggregate(frame, ds, value, [PANEL, y, x])
     where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
     default = f"{ds.attrs.get('title', '')}: {value_label(value)}" + (f" at {where}" if where else "")
-    return plot_heatmaps(table, value, x, y, out, title if title is not None else default,
-                         categorical=value in derived.CATEGORICAL)
+    return plot_heatmaps(
+        table, value, x, y, out, title if title is not None else default, categorical=value in derived.CATEGORICAL
+    )
 
 
-def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x: str | None = None,
-                hue: str = "rule", panel: str | Sequence[str] | None = None,
-                at: dict[str, Any] | None = None, title: str | None = None,
-                hue_name: Callable[[Any], str] | None = None, reference: tuple[str, str] | None = None) -> Path:
+def line_figure(
+    ds: xr.Dataset,
+    values: str | Sequence[str],
+    out: str | Path,
+    x: str | None = None,
+    hue: str = "rule",
+    panel: str | Sequence[str] | None = None,
+    at: dict[str, Any] | None = None,
+    title: str | None = None,
+    hue_name: Callable[[Any], str] | None = None,
+    reference: tuple[str, str] | None = None,
+) -> Path:
     """Seed mean +- standard error of one or more values against x (default: the load axis).
 
     ``hue_name`` maps hue values to the names drawn (one colour and legend entry per name), so
@@ -282,13 +322,26 @@ def line_figure(ds: xr.Dataset, values: str | Sequence[str], out: str | Path, x:
     what = value_label(values[0]) if len(values) == 1 else " and ".join(values)
     default = f"{ds.attrs.get('title', '')}: {what}" + (f" at {where}" if where else "")
     styles = ["solid", "dashed", "dotted", "dash-dot"]
-    ylabel = value_label(values[0]) if len(values) == 1 else \
-        ("basin size (" if all(v.startswith("basin") for v in values) else "overlap (") + \
-        ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values)) + ")"
+    ylabel = (
+        value_label(values[0])
+        if len(values) == 1
+        else ("basin size (" if all(v.startswith("basin") for v in values) else "overlap (")
+        + ", ".join(f"{styles[k % 4]}: {v}" for k, v in enumerate(values))
+        + ")"
+    )
     if ref_table is not None:
         if hue != "rule":
             table = table[table[hue] != reference[0]]
         label = f"reference: {reference[0]}, {reference[1]}"
-        return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel,
-                          reference=ref_table, reference_label=label)
+        return plot_lines(
+            table,
+            values,
+            x,
+            hue,
+            out,
+            title if title is not None else default,
+            ylabel,
+            reference=ref_table,
+            reference_label=label,
+        )
     return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel)

@@ -6,7 +6,7 @@ axis reads the same whether it is a heatmap axis, a line-plot axis or a report c
 
 from __future__ import annotations
 
-from pipeline.metrics import METRICS
+from amsweep.pipeline.metrics import METRICS
 
 AXES: dict[str, str] = {
     "alpha": r"load $\alpha = P/N$ (patterns per neuron)",

@@ -17,11 +17,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from pipeline.errors import QueryError  # noqa: E402
-from pipeline.metrics import METRICS  # noqa: E402
-from analysis.figures import edges  # noqa: E402
-from analysis.labels import axis_label  # noqa: E402
-from storage import query  # noqa: E402
+from amsweep.pipeline.errors import QueryError  # noqa: E402
+from amsweep.pipeline.metrics import METRICS  # noqa: E402
+from amsweep.analysis.figures import edges  # noqa: E402
+from amsweep.analysis.labels import axis_label  # noqa: E402
+from amsweep.storage import query  # noqa: E402
+
 
 def aggregate(ds: xr.Dataset, metric: str, keys: list[str]) -> pd.DataFrame:
     """Mean and standard error of a metric over replicas, grouped by ``keys``.
@@ -41,14 +42,22 @@ def aggregate(ds: xr.Dataset, metric: str, keys: list[str]) -> pd.DataFrame:
     varying = [d for d in varying if d not in dependent]
     if varying:
         options = "; ".join(f"{d}: {sorted(frame[d].unique().tolist())[:6]}" for d in varying)
-        raise QueryError(f"the selection still varies along {varying} ({options}); "
-                         f"pick values with --where, e.g. --where {varying[0]}=...")
+        raise QueryError(
+            f"the selection still varies along {varying} ({options}); "
+            f"pick values with --where, e.g. --where {varying[0]}=..."
+        )
     g = frame.groupby(keys)[metric]
     return g.agg(["mean", "sem", "count"]).reset_index()
 
 
-def phase_figure(ds: xr.Dataset, metric: str = "m_train", x: str = "alpha", y: str = "noise",
-                 out: str | Path = "phase.png", at: float | None = None) -> Path:
+def phase_figure(
+    ds: xr.Dataset,
+    metric: str = "m_train",
+    x: str = "alpha",
+    y: str = "noise",
+    out: str | Path = "phase.png",
+    at: float | None = None,
+) -> Path:
     """Write the phase figure of ``metric`` over (x, y), one heatmap per rule plus a line panel."""
     table = aggregate(ds, metric, ["rule", y, x])
     rules = list(dict.fromkeys(table["rule"]))
@@ -62,8 +71,9 @@ def phase_figure(ds: xr.Dataset, metric: str = "m_train", x: str = "alpha", y: s
     for ax, rule in zip(axes, rules):
         grid = table[table["rule"] == rule].pivot(index=y, columns=x, values="mean")
         xs, yv = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
-        image = ax.pcolormesh(edges(xs), edges(yv), grid.to_numpy(dtype=float), shading="flat",
-                              cmap="viridis", vmin=vmin, vmax=vmax)
+        image = ax.pcolormesh(
+            edges(xs), edges(yv), grid.to_numpy(dtype=float), shading="flat", cmap="viridis", vmin=vmin, vmax=vmax
+        )
         ax.set_title(rule)
         ax.set_xlabel(axis_label(x))
         ax.set_ylabel(axis_label(y))
@@ -72,8 +82,7 @@ def phase_figure(ds: xr.Dataset, metric: str = "m_train", x: str = "alpha", y: s
     ax = axes[-1]
     for rule in rules:
         line = table[(table["rule"] == rule) & (table[y] == at_y)].sort_values(x)
-        ax.errorbar(line[x], line["mean"], yerr=line["sem"].fillna(0.0), marker="o", ms=3,
-                    capsize=2, label=rule)
+        ax.errorbar(line[x], line["mean"], yerr=line["sem"].fillna(0.0), marker="o", ms=3, capsize=2, label=rule)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(metric)
     ax.set_title(f"{y} = {at_y:g}")

@@ -5,7 +5,7 @@ PLM paper's protocol) pairs the two by rule family: the family is the label with
 Rules share data, couplings and corrupted starts, so differences between rules or protocols are
 computed per seed and then averaged (mean and standard error of the paired difference).
 
-    python -m analysis.protocols CUBE [--at-alpha 0.05 0.1 0.15]   # prints the markdown tables
+    python -m amsweep.analysis.protocols CUBE [--at-alpha 0.05 0.1 0.15]   # prints the markdown tables
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import derived, tables
+from amsweep.analysis import derived, tables
 
 PAPER = "_paper"
 
@@ -41,20 +41,24 @@ def seed_table(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     """'mean ± sem' strings per (family, load) row and dynamics column."""
     g = frame.groupby(["family", "dynamics", "load"])[value]
     stats = pd.DataFrame({"mean": g.mean(), "sem": g.sem(ddof=1), "n": g.count()}).reset_index()
-    stats["cell"] = [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}" for m, s, n in
-                     zip(stats["mean"], stats["sem"].fillna(0.0), stats["n"])]
+    stats["cell"] = [
+        f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}"
+        for m, s, n in zip(stats["mean"], stats["sem"].fillna(0.0), stats["n"])
+    ]
     return stats.pivot(index=["family", "load"], columns="dynamics", values="cell")
 
 
 def paired(frame: pd.DataFrame, value: str, a: tuple[str, str], b: tuple[str, str]) -> pd.DataFrame:
     """Per load: mean ± sem over seeds of value(a) - value(b), a and b as (family, dynamics)."""
+
     def pick(key: tuple[str, str]) -> pd.Series:
         sel = frame[(frame["family"] == key[0]) & (frame["dynamics"] == key[1])]
         return sel.set_index(["load", "seed"])[value]
 
     d = (pick(a) - pick(b)).dropna().groupby(level="load")
-    return pd.DataFrame({"mean": d.mean(), "sem": d.sem(ddof=1), "n": d.count(),
-                         "positive": d.apply(lambda x: int((x > 0).sum()))})
+    return pd.DataFrame(
+        {"mean": d.mean(), "sem": d.sem(ddof=1), "n": d.count(), "positive": d.apply(lambda x: int((x > 0).sum()))}
+    )
 
 
 def bisection_vs_grid(ds: xr.Dataset) -> pd.DataFrame:
@@ -65,7 +69,7 @@ def bisection_vs_grid(ds: xr.Dataset) -> pd.DataFrame:
     starts are retrieved; the true crossing lies in [2 rho_j, 2 rho_{j+1}]. ``inside`` says whether
     the bisection median falls in that bracket widened by one spin of bisection resolution (2/N).
     """
-    from analysis import basins
+    from amsweep.analysis import basins
 
     grid = basins.basin_frame(ds, "success_train", threshold=0.5, name="grid")
     interp = basins.basin_frame(ds, "success_train", threshold=0.5, interpolate=True, name="grid_interp")
@@ -75,8 +79,12 @@ def bisection_vs_grid(ds: xr.Dataset) -> pd.DataFrame:
     m = grid.merge(bis[keys + ["basin_q50", "basin_mean"]].drop_duplicates(subset=keys), on=keys)
     noise = np.sort(ds["noise"].values.astype(float))
     levels = 2 * noise
-    nxt = np.array([levels[min(np.searchsorted(levels, g, side="right"), len(levels) - 1)]
-                    if g < levels[-1] else 1.0 for g in m["grid"]])
+    nxt = np.array(
+        [
+            levels[min(np.searchsorted(levels, g, side="right"), len(levels) - 1)] if g < levels[-1] else 1.0
+            for g in m["grid"]
+        ]
+    )
     res = 2.0 / m["N"].astype(float)
     m["upper"] = nxt
     m["inside"] = (m["basin_q50"] >= m["grid"] - res - 1e-9) & (m["basin_q50"] <= m["upper"] + res + 1e-9)
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("cube")
     ap.add_argument("--at-alpha", type=float, nargs="*", default=None)
     args = ap.parse_args(argv)
-    from storage import query
+    from amsweep.storage import query
 
     ds = query.open_cube(args.cube)
     for value in ("basin_mean", "basin_q50", "basin_interp", "fixed_point_fraction"):
@@ -99,9 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         print(seed_table(frame, value).to_string())
     m = bisection_vs_grid(ds)
     gap = (m["basin_q50"] - m["grid_interp"]).abs()
-    print(f"\n### bisection median (basin_q50) against the grid's median basin: inside the grid bracket "
-          f"(+- 2/N) in {int(m['inside'].sum())} of {len(m)} tasks; |basin_q50 - interpolated grid median|: "
-          f"median {gap.median():.3f}, 90% quantile {gap.quantile(0.9):.3f}, max {gap.max():.3f}")
+    print(
+        f"\n### bisection median (basin_q50) against the grid's median basin: inside the grid bracket "
+        f"(+- 2/N) in {int(m['inside'].sum())} of {len(m)} tasks; |basin_q50 - interpolated grid median|: "
+        f"median {gap.median():.3f}, 90% quantile {gap.quantile(0.9):.3f}, max {gap.max():.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import classify, figures, summary, tables, theory_figures
-from storage import query
+from amsweep.analysis import classify, figures, summary, tables, theory_figures
+from amsweep.storage import query
 
 MAX_DATASETS = 6  # panels of one line figure: datasets x N values
 MAX_N = 3
@@ -57,8 +57,11 @@ def _facets(ds: xr.Dataset, frame: pd.DataFrame) -> tuple[xr.Dataset, list[str],
     datasets = _spread(list(dict.fromkeys(frame["dataset"])), MAX_DATASETS)
     Ns = _spread(sorted(frame["N"].unique().tolist()), MAX_N)
     ds = query.select(ds, {"dataset": datasets, "N": [str(n) for n in Ns]})
-    pairs = [(d, int(n)) for d, n in frame[["dataset", "N"]].drop_duplicates().itertuples(index=False)
-             if d in datasets and n in Ns]
+    pairs = [
+        (d, int(n))
+        for d, n in frame[["dataset", "N"]].drop_duplicates().itertuples(index=False)
+        if d in datasets and n in Ns
+    ]
     cols = [c for c, v in (("dataset", datasets), ("N", Ns)) if len(v) > 1]
     return ds, cols, pairs
 
@@ -79,8 +82,17 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
     figs = Figures(out)
     load = tables.load_axis(ds)
     base = tables.tidy(ds, ["m_train"])
-    has = {m: m in ds.data_vars and tables.has_data(ds, m) for m in ("m_test", "test_best_train", "test_best_feature",
-                                               "fixed_point_fraction", "coupling_similarity", "basin_mean")}
+    has = {
+        m: m in ds.data_vars and tables.has_data(ds, m)
+        for m in (
+            "m_test",
+            "test_best_train",
+            "test_best_feature",
+            "fixed_point_fraction",
+            "coupling_similarity",
+            "basin_mean",
+        )
+    }
     sel, panel, pairs = _facets(ds, base)
     rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
     multi_load = base[load].nunique() > 1
@@ -92,64 +104,99 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
     learned = sel.sel(rule=[r for r in sel["rule"].values.tolist() if r != ref]) if ref else sel
     if multi_load:
         for level in dict.fromkeys([clean, rho]):
-            figs.add(f"Final overlap from training (solid) and test (dashed) starts against {load}, "
-                     f"noise {level:g}" + (f"; dashed black: {overlaps[-1]} with the {ref} rule" if ref else ""),
-                     f"overlaps_vs_load_noise{level:g}",
-                     lambda p, lv=level: figures.line_figure(sel, overlaps, p, panel=panel, at={"noise": lv},
-                                                             reference=reference))
+            figs.add(
+                f"Final overlap from training (solid) and test (dashed) starts against {load}, "
+                f"noise {level:g}" + (f"; dashed black: {overlaps[-1]} with the {ref} rule" if ref else ""),
+                f"overlaps_vs_load_noise{level:g}",
+                lambda p, lv=level: figures.line_figure(
+                    sel, overlaps, p, panel=panel, at={"noise": lv}, reference=reference
+                ),
+            )
         if multi_noise:
-            figs.add(f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
-                     "levels (mean and standard error over seeds)",
-                     "basin_vs_load", lambda p: figures.line_figure(sel, "basin_interp", p, panel=panel))
+            figs.add(
+                f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
+                "levels (mean and standard error over seeds)",
+                "basin_vs_load",
+                lambda p: figures.line_figure(sel, "basin_interp", p, panel=panel),
+            )
         if has["basin_mean"]:
-            figs.add(f"Basin size 2 k*/N per training example by bisection on the number of flipped sites, "
-                     f"mean over examples against {load} (mean and standard error over seeds)",
-                     "basin_bisection_vs_load", lambda p: figures.line_figure(sel, "basin_mean", p, panel=panel))
+            figs.add(
+                f"Basin size 2 k*/N per training example by bisection on the number of flipped sites, "
+                f"mean over examples against {load} (mean and standard error over seeds)",
+                "basin_bisection_vs_load",
+                lambda p: figures.line_figure(sel, "basin_mean", p, panel=panel),
+            )
         if has["fixed_point_fraction"]:
-            figs.add(f"Fraction of training examples that are fixed points against {load}",
-                     "fixed_points_vs_load",
-                     lambda p: figures.line_figure(sel, "fixed_point_fraction", p, panel=panel))
+            figs.add(
+                f"Fraction of training examples that are fixed points against {load}",
+                "fixed_points_vs_load",
+                lambda p: figures.line_figure(sel, "fixed_point_fraction", p, panel=panel),
+            )
         if has["m_test"] and has["test_best_train"]:
-            figs.add(f"Generalization gap m_test - best overlap with a training example, noise {clean:g} "
-                     "(> 0: test starts end nearer their own example)", "gen_gap_vs_load",
-                     lambda p: figures.line_figure(sel, "gen_gap", p, panel=panel, at=at_clean))
+            figs.add(
+                f"Generalization gap m_test - best overlap with a training example, noise {clean:g} "
+                "(> 0: test starts end nearer their own example)",
+                "gen_gap_vs_load",
+                lambda p: figures.line_figure(sel, "gen_gap", p, panel=panel, at=at_clean),
+            )
         if has["test_best_feature"]:
-            figs.add(f"Test starts: best |overlap| of the attractor with a hidden feature, noise {clean:g}",
-                     "feature_overlap_vs_load",
-                     lambda p: figures.line_figure(sel, "test_best_feature", p, panel=panel, at=at_clean))
+            figs.add(
+                f"Test starts: best |overlap| of the attractor with a hidden feature, noise {clean:g}",
+                "feature_overlap_vs_load",
+                lambda p: figures.line_figure(sel, "test_best_feature", p, panel=panel, at=at_clean),
+            )
         if has["coupling_similarity"]:
-            figs.add("Cosine similarity of learned and true couplings against " + load,
-                     "coupling_similarity_vs_load",
-                     lambda p: figures.line_figure(learned, "coupling_similarity", p, panel=panel))
+            figs.add(
+                "Cosine similarity of learned and true couplings against " + load,
+                "coupling_similarity_vs_load",
+                lambda p: figures.line_figure(learned, "coupling_similarity", p, panel=panel),
+            )
     elif multi_noise:
-        figs.add("Final overlap from training (solid) and test (dashed) starts against noise",
-                 "overlaps_vs_noise",
-                 lambda p: figures.line_figure(sel, overlaps, p, x="noise", panel=panel))
+        figs.add(
+            "Final overlap from training (solid) and test (dashed) starts against noise",
+            "overlaps_vs_noise",
+            lambda p: figures.line_figure(sel, overlaps, p, x="noise", panel=panel),
+        )
     if multi_load and multi_noise:
         for dataset, N in pairs[:MAX_PHASE_FACETS]:
             where = {"dataset": dataset, "N": N}
             tag = f"{dataset}_N{N}"
             for value in ["m_train"] + (["m_test", "class"] if has["m_test"] and has["test_best_train"] else []):
-                figs.add(f"{value} over ({load}, noise), {dataset}, N={N}", f"phase_{value}_{tag}",
-                         lambda p, v=value, w=where: figures.heatmap_figure(ds, v, load, "noise", p, at=w))
+                figs.add(
+                    f"{value} over ({load}, noise), {dataset}, N={N}",
+                    f"phase_{value}_{tag}",
+                    lambda p, v=value, w=where: figures.heatmap_figure(ds, v, load, "noise", p, at=w),
+                )
         if len(pairs) > MAX_PHASE_FACETS:
-            figs.skipped.append(f"phase heatmaps of {len(pairs) - MAX_PHASE_FACETS} more (dataset, N) "
-                                "pairs: draw them with analysis.figures.heatmap_figure")
+            figs.skipped.append(
+                f"phase heatmaps of {len(pairs) - MAX_PHASE_FACETS} more (dataset, N) "
+                "pairs: draw them with amsweep.analysis.figures.heatmap_figure"
+            )
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
     if "temperature" in ds.coords or "beta" in ds.coords:
-        figs.add("Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
-                 "theory, with the line T_M(alpha)", "temperature_phase",
-                 lambda p: theory_figures.temperature_figure(ds, p))
-        figs.add("Thermal overlap against T at a few loads: each dynamics and the replica-symmetric "
-                 "solution", "temperature_lines", lambda p: theory_figures.temperature_lines_figure(ds, p))
+        figs.add(
+            "Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
+            "theory, with the line T_M(alpha)",
+            "temperature_phase",
+            lambda p: theory_figures.temperature_figure(ds, p),
+        )
+        figs.add(
+            "Thermal overlap against T at a few loads: each dynamics and the replica-symmetric solution",
+            "temperature_lines",
+            lambda p: theory_figures.temperature_lines_figure(ds, p),
+        )
     if load == "P" and base["N"].nunique() > 1 and tables.has_data(ds, "success_train"):
-        figs.add("Capacity (largest P retrieved from noisy starts) against N", "capacity_vs_N",
-                 lambda p: theory_figures.capacity_figure(ds, p))
+        figs.add(
+            "Capacity (largest P retrieved from noisy starts) against N",
+            "capacity_vs_N",
+            lambda p: theory_figures.capacity_figure(ds, p),
+        )
     return figs
 
 
-def _coordinate_heatmaps(ds: xr.Dataset, base: pd.DataFrame, figs: Figures, has: dict[str, bool],
-                         load: str, noise: float, multi_load: bool) -> None:
+def _coordinate_heatmaps(
+    ds: xr.Dataset, base: pd.DataFrame, figs: Figures, has: dict[str, bool], load: str, noise: float, multi_load: bool
+) -> None:
     """Heatmaps over (load, c) at one noise level for a swept numeric dataset parameter c (alpha_D)."""
     values = ["m_train"] + (["m_test", "gen_gap", "class"] if has["m_test"] and has["test_best_train"] else [])
     values += ["test_best_feature"] if has["test_best_feature"] else []
@@ -157,15 +204,20 @@ def _coordinate_heatmaps(ds: xr.Dataset, base: pd.DataFrame, figs: Figures, has:
         others = [o for o in _dataset_coordinates(ds, base) if o != c]
         groups = base.drop_duplicates(subset=["dataset_entry", "N", *others])
         for _, g in groups.head(MAX_PHASE_FACETS).iterrows():
-            where = {"dataset_entry": g["dataset_entry"], "N": int(g["N"]),
-                     **{o: g[o] for o in others if np.isfinite(g[o])}}
+            where = {
+                "dataset_entry": g["dataset_entry"],
+                "N": int(g["N"]),
+                **{o: g[o] for o in others if np.isfinite(g[o])},
+            }
             x, y = (load, c) if multi_load else (c, "noise")
             fixed = {**where, "noise": noise} if multi_load else where
             tag = slug("_".join(f"{k}{v}" for k, v in where.items()))
             for value in values:
-                figs.add(f"{value} over ({x}, {y}), " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
-                         f"{value}_{x}_{y}_{tag}",
-                         lambda p, v=value, f=fixed, xx=x, yy=y: figures.heatmap_figure(ds, v, xx, yy, p, at=f))
+                figs.add(
+                    f"{value} over ({x}, {y}), " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
+                    f"{value}_{x}_{y}_{tag}",
+                    lambda p, v=value, f=fixed, xx=x, yy=y: figures.heatmap_figure(ds, v, xx, yy, p, at=f),
+                )
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -188,7 +240,8 @@ def _axes_lines(ds: xr.Dataset) -> list[str]:
 
     load = tables.load_axis(ds)
     return [f"- {dim}: {show(ds[dim].values.tolist())}" for dim in ("dataset", "N", load, "rule", "noise")] + [
-        f"- seeds: {len(ds['seed'])}"]
+        f"- seeds: {len(ds['seed'])}"
+    ]
 
 
 def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
@@ -197,12 +250,23 @@ def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = tables.status_counts(ds)
-    lines = [f"# {ds.attrs.get('title', 'sweep')}", "", ds.attrs.get("description", ""), "",
-             f"- cube: `{cube_path}`",
-             f"- spec hash: `{ds.attrs.get('amsweep_spec_hash')}` (amsweep {ds.attrs.get('amsweep_version')}, "
-             f"created {ds.attrs.get('created')})",
-             "- tasks: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-             + " (only done tasks enter the numbers and figures below)", "", "## Axes", "", *_axes_lines(ds), ""]
+    lines = [
+        f"# {ds.attrs.get('title', 'sweep')}",
+        "",
+        ds.attrs.get("description", ""),
+        "",
+        f"- cube: `{cube_path}`",
+        f"- spec hash: `{ds.attrs.get('amsweep_spec_hash')}` (amsweep {ds.attrs.get('amsweep_version')}, "
+        f"created {ds.attrs.get('created')})",
+        "- tasks: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + " (only done tasks enter the numbers and figures below)",
+        "",
+        "## Axes",
+        "",
+        *_axes_lines(ds),
+        "",
+    ]
     if counts["done"] == 0:
         lines += ["No task is done yet: nothing to summarise."]
     else:
@@ -217,34 +281,48 @@ def _results(ds: xr.Dataset, out: Path) -> list[str]:
     rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
     keys = summary.key_numbers(ds, rho, clean)
     lines = ["## Key numbers", "", "Means over seeds.", ""]
-    lines += [_markdown_table(keys), "",
-              f"- `{load}_retrieval`: largest {load} up to which every grid point has mean m_train >= 0.99 "
-              f"from starts at noise {rho:g} (initial overlap {1 - 2 * rho:g});",
-              f"- `{load}_fixed_points`: the same for the fraction of training examples that are fixed points;",
-              f"- `{load}_generalizing`: smallest {load} whose majority class over seeds is generalizing, "
-              f"at noise {clean:g};",
-              f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its "
-              "majority class.",
-              f"- Classes (analysis/classify.py): generalizing = m_test >= {classify.SPECIFIC} and "
-              f"m_test >= test_best_train + {classify.MARGIN}; memorizing = m_train >= {classify.RETRIEVED}, "
-              f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}.", ""]
+    lines += [
+        _markdown_table(keys),
+        "",
+        f"- `{load}_retrieval`: largest {load} up to which every grid point has mean m_train >= 0.99 "
+        f"from starts at noise {rho:g} (initial overlap {1 - 2 * rho:g});",
+        f"- `{load}_fixed_points`: the same for the fraction of training examples that are fixed points;",
+        f"- `{load}_generalizing`: smallest {load} whose majority class over seeds is generalizing, "
+        f"at noise {clean:g};",
+        f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its majority class.",
+        f"- Classes (analysis/classify.py): generalizing = m_test >= {classify.SPECIFIC} and "
+        f"m_test >= test_best_train + {classify.MARGIN}; memorizing = m_train >= {classify.RETRIEVED}, "
+        f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}.",
+        "",
+    ]
     if ds["noise"].size > 1:
         basin = summary.basin_table(ds)
         if not basin.empty:
-            lines += ["## Basin size", "",
-                      "`1 - m_in*`, with `m_in*` the smallest initial overlap from which the mean final overlap "
-                      "is still >= 0.99, the 0.99 crossing interpolated linearly between the last retrieved "
-                      "noise level and the next; mean ± standard error over seeds. "
-                      f"A basin of 2 x max(noise) = {2 * float(ds['noise'].max()):g} means retrieval at every "
-                      "noise level of the grid: the true basin may be wider.",
-                      "", _markdown_table(basin), ""]
+            lines += [
+                "## Basin size",
+                "",
+                "`1 - m_in*`, with `m_in*` the smallest initial overlap from which the mean final overlap "
+                "is still >= 0.99, the 0.99 crossing interpolated linearly between the last retrieved "
+                "noise level and the next; mean ± standard error over seeds. "
+                f"A basin of 2 x max(noise) = {2 * float(ds['noise'].max()):g} means retrieval at every "
+                "noise level of the grid: the true basin may be wider.",
+                "",
+                _markdown_table(basin),
+                "",
+            ]
     figs = standard_figures(ds, out)
     lines += ["## Figures", ""]
     for caption, png in figs.made:
         caption = caption.replace("*", r"\*")
         alt = caption.replace("[", "(").replace("]", ")")  # brackets would end the alt text early
-        lines += [f"### {caption}", "", f"![{alt}]({png.name})", "",
-                  f"Vector version: [{png.with_suffix('.svg').name}]({png.with_suffix('.svg').name})", ""]
+        lines += [
+            f"### {caption}",
+            "",
+            f"![{alt}]({png.name})",
+            "",
+            f"Vector version: [{png.with_suffix('.svg').name}]({png.with_suffix('.svg').name})",
+            "",
+        ]
     if figs.skipped:
         lines += ["## Figures not made", "", *[f"- {s}" for s in figs.skipped], ""]
     return lines

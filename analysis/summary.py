@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis import basins, classify, tables
-from pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.analysis import basins, classify, tables
+from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
 REFERENCE_NOISE = 0.1
 GROUP = ["dataset", "N", "rule"]
@@ -52,15 +52,16 @@ def key_numbers(ds: xr.Dataset, noise: float | None = None, gen_noise: float | N
     load = tables.load_axis(ds)
     noise = reference_noise(ds) if noise is None else noise
     gen_noise = clean_noise(ds) if gen_noise is None else gen_noise
-    present = {m for m in ("m_train", "m_test", "test_best_train", "fixed_point_fraction",
-                           "coupling_similarity") if tables.has_data(ds, m)}
+    present = {
+        m
+        for m in ("m_train", "m_test", "test_best_train", "fixed_point_fraction", "coupling_similarity")
+        if tables.has_data(ds, m)
+    }
     if "m_train" not in present:
         return pd.DataFrame(columns=GROUP)
     retrieval = _means(ds, sorted(present & {"m_train", "fixed_point_fraction"}), noise)
-    general = _means(ds, sorted(present & {"m_train", "m_test", "test_best_train", "coupling_similarity"}),
-                     gen_noise)
-    classes = tables.seed_mode(tables.restrict(classify.class_frame(ds), {"noise": gen_noise}), "class",
-                               GROUP + [load])
+    general = _means(ds, sorted(present & {"m_train", "m_test", "test_best_train", "coupling_similarity"}), gen_noise)
+    classes = tables.seed_mode(tables.restrict(classify.class_frame(ds), {"noise": gen_noise}), "class", GROUP + [load])
     rows = []
     for group, part in retrieval.groupby(GROUP, dropna=False, sort=False):
         loads = part[load].to_numpy(dtype=float)
@@ -101,8 +102,12 @@ def basin_table(ds: xr.Dataset, max_columns: int = 10, interpolate: bool = True)
     if len(loads) > max_columns:
         loads = loads[np.unique(np.linspace(0, len(loads) - 1, max_columns).round().astype(int))]
     summary = summary[summary[load].isin(loads)]
-    summary = summary.assign(cell=[f"{m:.2f} ± {s:.2f}" if np.isfinite(s) else f"{m:.2f}"
-                                   for m, s in zip(summary["basin"], summary["basin_sem"])])
+    summary = summary.assign(
+        cell=[
+            f"{m:.2f} ± {s:.2f}" if np.isfinite(s) else f"{m:.2f}"
+            for m, s in zip(summary["basin"], summary["basin_sem"])
+        ]
+    )
     wide = summary.pivot_table(index=GROUP, columns=load, values="cell", aggfunc="first", sort=False)
     wide.columns = [f"{load}={v:g}" for v in wide.columns]
     return wide.reset_index()

@@ -3,7 +3,7 @@
 Derived quantities (basins, classes) combine per-noise metrics, per-task metrics and
 coordinates that live on different axes of the cube; in one long table they are ordinary
 columns, and averaging over replicas is an ordinary group-by. Cubes are read only through
-``storage.query``, so only done tasks ever appear.
+``amsweep.storage.query``, so only done tasks ever appear.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.metrics import METRICS
-from storage import query
-from storage.layout import STATUS_NAMES
+from amsweep.pipeline.metrics import METRICS
+from amsweep.storage import query
+from amsweep.storage.layout import STATUS_NAMES
 
 
 def load_axis(ds: xr.Dataset) -> str:
@@ -48,10 +48,15 @@ def component_table(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     families are known even where a coordinate is missing (a spec entry with a single variant).
     """
     spec = spec_of(ds)
-    datasets = pd.DataFrame([{"dataset": d["label"], "dataset_kind": d["kind"], "dataset_entry": d["entry"]}
-                             for d in spec["datasets"]])
-    rules = pd.DataFrame([{"rule": r["label"], "rule_kind": r["kind"], "rule_entry": r["entry"],
-                           "dynamics": r["dynamics"]} for r in spec["rules"]])
+    datasets = pd.DataFrame(
+        [{"dataset": d["label"], "dataset_kind": d["kind"], "dataset_entry": d["entry"]} for d in spec["datasets"]]
+    )
+    rules = pd.DataFrame(
+        [
+            {"rule": r["label"], "rule_kind": r["kind"], "rule_entry": r["entry"], "dynamics": r["dynamics"]}
+            for r in spec["rules"]
+        ]
+    )
     return datasets, rules
 
 
@@ -124,12 +129,13 @@ def check_fixed(frame: pd.DataFrame, keys: Sequence[str], axes: Sequence[str], o
     for axis in axes:
         if axis in keys or axis == over or axis not in frame.columns:
             continue
-        counts = frame.groupby(keys, dropna=False)[axis].nunique() if keys else pd.Series(
-            [frame[axis].nunique()])
+        counts = frame.groupby(keys, dropna=False)[axis].nunique() if keys else pd.Series([frame[axis].nunique()])
         if len(counts) and int(counts.max()) > 1:
             values = sorted(frame[axis].dropna().unique().tolist(), key=str)[:8]
-            raise ValueError(f"the selection still varies along {axis!r} ({values}); select one value "
-                             f"(query.select or --where {axis}=...) or make it an axis or a panel")
+            raise ValueError(
+                f"the selection still varies along {axis!r} ({values}); select one value "
+                f"(query.select or --where {axis}=...) or make it an axis or a panel"
+            )
 
 
 def seed_stats(frame: pd.DataFrame, value: str, keys: Sequence[str], over: str = "seed") -> pd.DataFrame:
@@ -153,8 +159,10 @@ def seed_mode(frame: pd.DataFrame, value: str, keys: Sequence[str]) -> pd.DataFr
         top = counts[counts == counts.max()].index.min()
         return pd.Series({value: float(top), "agree": float(counts.max() / counts.sum()), "n": int(counts.sum())})
 
-    rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,))), **mode(g[value]).to_dict()}
-            for k, g in data.groupby(list(keys), dropna=False)]
+    rows = [
+        {**dict(zip(keys, k if isinstance(k, tuple) else (k,))), **mode(g[value]).to_dict()}
+        for k, g in data.groupby(list(keys), dropna=False)
+    ]
     return pd.DataFrame(rows, columns=list(keys) + [value, "agree", "n"])
 
 
@@ -175,7 +183,8 @@ def restrict(frame: pd.DataFrame, at: dict[str, Any] | None) -> pd.DataFrame:
         else:
             keep = col.astype(str) == str(value)
         if not keep.any():
-            raise KeyError(f"{key} = {value!r} not in this table; values: "
-                           f"{sorted(col.dropna().unique().tolist(), key=str)[:10]}")
+            raise KeyError(
+                f"{key} = {value!r} not in this table; values: {sorted(col.dropna().unique().tolist(), key=str)[:10]}"
+            )
         frame = frame[keep]
     return frame

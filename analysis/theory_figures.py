@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from analysis import figures, summary, tables  # noqa: E402
-from analysis.labels import axis_label, value_label  # noqa: E402
-from pipeline.theory.hopfield_rs import T_M, overlap  # noqa: E402
+from amsweep.analysis import figures, summary, tables  # noqa: E402
+from amsweep.analysis.labels import axis_label  # noqa: E402
+from amsweep.pipeline.theory.hopfield_rs import T_M, overlap  # noqa: E402
 
 CAPACITY_SUCCESS = 0.9  # a load counts as stored when >= 90% of corrupted starts are retrieved
 THEORY = "replica-symmetric theory"
@@ -51,8 +51,12 @@ def _temperature_means(ds: xr.Dataset, metric: str) -> tuple[pd.DataFrame, str, 
     frame = frame[frame["noise"] == noise]
     load = tables.load_axis(ds)
     tables.check_fixed(frame, ["dynamics", "T", load], tables.axes_of(frame, ds) + ["rule"], over="seed")
-    means = (frame.groupby(["dynamics", "T", load])[metric].agg(["mean", "sem", "count"])
-             .reset_index().rename(columns={"mean": metric}))
+    means = (
+        frame.groupby(["dynamics", "T", load])[metric]
+        .agg(["mean", "sem", "count"])
+        .reset_index()
+        .rename(columns={"mean": metric})
+    )
     return means, load, noise
 
 
@@ -62,23 +66,31 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
     panels = list(dict.fromkeys(means["dynamics"]))
     if load == "alpha":  # the theory panel: m(alpha, T) on the same grid cells
         grid = means[["T", load]].drop_duplicates()
-        theory = grid.assign(dynamics=THEORY, **{metric: [overlap(float(a), float(t))
-                                                          for t, a in zip(grid["T"], grid[load])]})
+        theory = grid.assign(
+            dynamics=THEORY, **{metric: [overlap(float(a), float(t)) for t, a in zip(grid["T"], grid[load])]}
+        )
         means = pd.concat([means, theory], ignore_index=True)
         panels.append(THEORY)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False, constrained_layout=True)
     image = None
     loads = np.sort(means[load].unique().astype(float))
     for ax, dyn in zip(axes[0], panels):
         grid = means[means["dynamics"] == dyn].pivot(index="T", columns=load, values=metric)
         xs, ys = grid.columns.to_numpy(dtype=float), grid.index.to_numpy(dtype=float)
-        image = ax.pcolormesh(figures.edges(xs), figures.edges(ys), grid.to_numpy(dtype=float),
-                              shading="flat", cmap="viridis", vmin=0.0, vmax=1.0)
+        image = ax.pcolormesh(
+            figures.edges(xs),
+            figures.edges(ys),
+            grid.to_numpy(dtype=float),
+            shading="flat",
+            cmap="viridis",
+            vmin=0.0,
+            vmax=1.0,
+        )
         if load == "alpha":
             fine = np.linspace(0.0, max(loads.max(), 0.14), 200)
-            ax.plot(fine, [T_M(a) for a in fine], color="white", lw=1.5, ls="--",
-                    label=r"$T_M(\alpha)$, replica symmetric")
+            ax.plot(
+                fine, [T_M(a) for a in fine], color="white", lw=1.5, ls="--", label=r"$T_M(\alpha)$, replica symmetric"
+            )
             ax.legend(loc="upper right", fontsize=8)
         ax.set_xlim(figures.edges(xs)[[0, -1]])
         ax.set_ylim(figures.edges(ys)[[0, -1]])
@@ -86,31 +98,50 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
         ax.set_xlabel(axis_label(load))
         ax.set_ylabel("temperature T")
     fig.colorbar(image, ax=axes[0].tolist(), label=f"thermal overlap {metric} (noise {noise:g})")
-    fig.suptitle("Hebbian network at temperature T: thermal overlap by message passing (TAP), Monte Carlo "
-                 "(Glauber, time average of its last sweeps) and theory", fontsize=10)
+    fig.suptitle(
+        "Hebbian network at temperature T: thermal overlap by message passing (TAP), Monte Carlo "
+        "(Glauber, time average of its last sweeps) and theory",
+        fontsize=10,
+    )
     return figures.save(fig, out)
 
 
-def temperature_lines_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train",
-                             loads: list[float] | None = None) -> Path:
+def temperature_lines_figure(
+    ds: xr.Dataset, out: str | Path, metric: str = "m_train", loads: list[float] | None = None
+) -> Path:
     """``metric`` against T at a few loads: each dynamics (seed mean +- sem) and the RS curve m(alpha, T)."""
     means, load, noise = _temperature_means(ds, metric)
     if load != "alpha":
         raise ValueError("the RS comparison needs a load axis alpha (this cube's is P)")
     available = np.sort(means[load].unique().astype(float))
     if loads is None:
-        loads = [available[i] for i in np.unique(np.linspace(0, len(available) - 1,
-                                                             min(MAX_LOAD_PANELS, len(available))).round().astype(int))]
-    fig, axes = plt.subplots(1, len(loads), figsize=(3.6 * len(loads), 3.4), squeeze=False,
-                             constrained_layout=True, sharey=True)
+        loads = [
+            available[i]
+            for i in np.unique(
+                np.linspace(0, len(available) - 1, min(MAX_LOAD_PANELS, len(available))).round().astype(int)
+            )
+        ]
+    fig, axes = plt.subplots(
+        1, len(loads), figsize=(3.6 * len(loads), 3.4), squeeze=False, constrained_layout=True, sharey=True
+    )
     T_grid = np.sort(means["T"].unique().astype(float))
     fine = np.linspace(max(T_grid.min() * 0.8, 1e-3), T_grid.max(), 120)
     for ax, a in zip(axes[0], loads):
         part = means[np.isclose(means[load].astype(float), a)]
         for k, (dyn, g) in enumerate(part.groupby("dynamics", sort=False)):
             g = g.sort_values("T")
-            ax.errorbar(g["T"], g[metric], yerr=g["sem"].fillna(0.0), marker="os^"[k % 3], ms=4, lw=0,
-                        elinewidth=1, capsize=2, color=f"C{k}", label=dyn)
+            ax.errorbar(
+                g["T"],
+                g[metric],
+                yerr=g["sem"].fillna(0.0),
+                marker="os^"[k % 3],
+                ms=4,
+                lw=0,
+                elinewidth=1,
+                capsize=2,
+                color=f"C{k}",
+                label=dyn,
+            )
         m_rs = np.array([overlap(a, t) for t in fine])
         ax.plot(fine, np.where(m_rs > 0, m_rs, np.nan), color="black", lw=1.2, label="RS retrieval state m(alpha, T)")
         ax.plot(fine, np.where(m_rs > 0, np.nan, 0.0), color="black", lw=1.2)
@@ -121,8 +152,9 @@ def temperature_lines_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_t
     axes[0][0].set_ylabel(f"thermal overlap {metric} (noise {noise:g})", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
-    fig.suptitle("Thermal overlap against T: TAP, time-averaged Monte Carlo and the replica-symmetric solution",
-                 fontsize=10)
+    fig.suptitle(
+        "Thermal overlap against T: TAP, time-averaged Monte Carlo and the replica-symmetric solution", fontsize=10
+    )
     return figures.save(fig, out)
 
 
@@ -135,8 +167,15 @@ def capacity_frame(ds: xr.Dataset, metric: str = "success_train") -> pd.DataFram
     frame = frame[frame["noise"] == noise]
     rows = []
     for (rule, N, seed), g in frame.groupby(["rule", "N", "seed"]):
-        rows.append({"rule": rule, "N": N, "seed": seed, "noise": noise,
-                     "capacity": summary.capacity(g["P"].to_numpy(), g[metric].to_numpy() >= CAPACITY_SUCCESS)})
+        rows.append(
+            {
+                "rule": rule,
+                "N": N,
+                "seed": seed,
+                "noise": noise,
+                "capacity": summary.capacity(g["P"].to_numpy(), g[metric].to_numpy() >= CAPACITY_SUCCESS),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -149,8 +188,15 @@ def capacity_figure(ds: xr.Dataset, out: str | Path, metric: str = "success_trai
     p_max = float(ds["P"].max())
     for rule, g in cap.groupby("rule", sort=False):
         stats = g.groupby("N")["capacity"].agg(["mean", "min", "max"]).reset_index()
-        ax.errorbar(stats["N"], stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-                    marker="o", ms=4, capsize=3, label=rule)
+        ax.errorbar(
+            stats["N"],
+            stats["mean"],
+            yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+            marker="o",
+            ms=4,
+            capsize=3,
+            label=rule,
+        )
     ax.axhline(p_max, color="grey", lw=0.8, ls=":", label=f"largest P of the grid ({p_max:g})")
     ax.set_yscale("log", base=2)
     ax.set_xlabel(axis_label("N"))

@@ -20,8 +20,17 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from benchmarks._harness import Row, machine, markdown  # noqa: E402
 
-MODULES = ("plm_roofline", "plm_torch", "plm_sklearn", "async_retrieval", "sweep_overhead", "memory", "cube",
-           "scale", "threads_per_cell")
+MODULES = (
+    "plm_roofline",
+    "plm_torch",
+    "plm_sklearn",
+    "async_retrieval",
+    "sweep_overhead",
+    "memory",
+    "cube",
+    "scale",
+    "threads_per_cell",
+)
 
 
 def run_all(names: tuple[str, ...] = MODULES, tiny: bool = False, repeats: int | None = None) -> list[Row]:
@@ -52,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     rows = run_all(names, args.tiny, args.repeats)
     note = "\n(--tiny: smallest sizes, the ratios say nothing about speed)\n" if args.tiny else ""
-    text = (f"## Machine\n\n{info}\n\n## Results ({time.strftime('%Y-%m-%d %H:%M')}, "
-            f"{time.perf_counter() - t0:.0f} s in all)\n{note}\n{markdown(rows)}\n")
+    text = (
+        f"## Machine\n\n{info}\n\n## Results ({time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{time.perf_counter() - t0:.0f} s in all)\n{note}\n{markdown(rows)}\n"
+    )
     print(text)
     if args.out:
         with open(args.out, "w") as f:

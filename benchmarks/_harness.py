@@ -46,8 +46,9 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: bool = 
     return times
 
 
-def ratio_row(benchmark: str, num: Sequence[float], den: Sequence[float], op: str, target: float | None,
-              detail: str) -> Row:
+def ratio_row(
+    benchmark: str, num: Sequence[float], den: Sequence[float], op: str, target: float | None, detail: str
+) -> Row:
     """Row of the per-repeat ratios num/den; ``op`` is '<=' or '>=' against ``target``."""
     ratios = [a / b for a, b in zip(num, den)]
     med = statistics.median(ratios)
@@ -76,12 +77,16 @@ def random_patterns(P: int, N: int, seed: int) -> np.ndarray:
 
 def markdown(rows: Sequence[Row]) -> str:
     """The results table as GitHub markdown."""
-    lines = ["| benchmark | ratio (median) | spread (min-max) | repeats | target | met | what was timed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| benchmark | ratio (median) | spread (min-max) | repeats | target | met | what was timed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         verdict = {True: "yes", False: "**no**", None: "-"}[r.met]
-        lines.append(f"| {r.benchmark} | {r.ratio:.2f} | {r.lo:.2f}-{r.hi:.2f} | {r.repeats} | {r.target} "
-                     f"| {verdict} | {r.detail} |")
+        lines.append(
+            f"| {r.benchmark} | {r.ratio:.2f} | {r.lo:.2f}-{r.hi:.2f} | {r.repeats} | {r.target} "
+            f"| {verdict} | {r.detail} |"
+        )
     return "\n".join(lines)
 
 
@@ -93,9 +98,11 @@ def machine() -> str:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    lines = [f"- CPU: {cpu}; {os.cpu_count()} logical cores; load average at start "
-             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
-             f"- Python {platform.python_version()} on {platform.system()} {platform.release()}"]
+    lines = [
+        f"- CPU: {cpu}; {os.cpu_count()} logical cores; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+    ]
     versions = []
     for name in ("numpy", "numba", "scipy", "sklearn", "ray", "zarr", "torch"):
         try:
@@ -104,7 +111,9 @@ def machine() -> str:
             versions.append(f"{name} (not installed)")
     lines.append("- " + ", ".join(versions))
     for lib in threadpool_info():
-        lines.append(f"- {lib['user_api']}: {lib['internal_api']} {lib.get('version')} "
-                     f"({lib.get('architecture', '?')}, {lib.get('threading_layer', '?')}), "
-                     f"{os.path.basename(lib['filepath'])}")
+        lines.append(
+            f"- {lib['user_api']}: {lib['internal_api']} {lib.get('version')} "
+            f"({lib.get('architecture', '?')}, {lib.get('threading_layer', '?')}), "
+            f"{os.path.basename(lib['filepath'])}"
+        )
     return "\n".join(lines)

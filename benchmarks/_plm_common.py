@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipeline.rules import plm
+from amsweep.pipeline.rules import plm
 
 
 def params(**overrides) -> dict:

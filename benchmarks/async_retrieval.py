@@ -1,6 +1,6 @@
 """Asynchronous zero-temperature retrieval versus one B x N x N float32 matrix product.
 
-What is timed: ``pipeline.dynamics.asynchronous.relax`` on B = 1000 states at N = 1000, the
+What is timed: ``amsweep.pipeline.dynamics.asynchronous.relax`` on B = 1000 states at N = 1000, the
 whole call (float32 GEMM for the initial fields, contiguous J^T, tie tolerances, then the
 numba sweeps with float32 incremental fields) from training patterns of a PLM memory (P = 200,
 default parameters) corrupted at exactly floor(rho N) sites, until every state is at a fixed
@@ -15,10 +15,10 @@ import numpy as np
 
 from benchmarks._harness import Row, interleaved, ms, random_patterns, ratio_row
 from benchmarks._plm_common import params
-from pipeline import metrics
-from pipeline.dynamics import asynchronous
-from pipeline.dynamics._ising_kernels import prepare
-from pipeline.rules import plm
+from amsweep.pipeline import metrics
+from amsweep.pipeline.dynamics import asynchronous
+from amsweep.pipeline.dynamics._ising_kernels import prepare
+from amsweep.pipeline.rules import plm
 
 TARGET = 2.0
 NOISE = (0.0, 0.05, 0.1, 0.2)
@@ -39,13 +39,26 @@ def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
         def retrieve() -> None:
             out["r"] = asynchronous.relax(model, S, {"max_sweeps": 100}, np.random.default_rng(7))
 
-        t = interleaved({"relax": retrieve, "gemm": lambda: np.matmul(Sf, model.J.T, out=Hbuf),
-                         "setup": lambda: prepare(model.J, S)}, repeats)
+        t = interleaved(
+            {
+                "relax": retrieve,
+                "gemm": lambda: np.matmul(Sf, model.J.T, out=Hbuf),
+                "setup": lambda: prepare(model.J, S),
+            },
+            repeats,
+        )
         r = out["r"]
         overlap = float(np.mean(metrics.overlap(r.final, targets, 2)))
-        rows.append(ratio_row(
-            f"async T = 0 retrieval / 1 SGEMM, B = {B}, N = {N}, rho = {rho:g}", t["relax"], t["gemm"], "<=", TARGET,
-            f"PLM memory P = {P}; {r.sweeps.mean():.2f} sweeps per state on average (max {r.sweeps.max()}, "
-            f"the last one confirms the fixed point), {r.converged.mean():.3f} converged, final overlap "
-            f"{overlap:.3f}; relax {ms(t['relax'])} of which setup {ms(t['setup'])}, SGEMM {ms(t['gemm'])}"))
+        rows.append(
+            ratio_row(
+                f"async T = 0 retrieval / 1 SGEMM, B = {B}, N = {N}, rho = {rho:g}",
+                t["relax"],
+                t["gemm"],
+                "<=",
+                TARGET,
+                f"PLM memory P = {P}; {r.sweeps.mean():.2f} sweeps per state on average (max {r.sweeps.max()}, "
+                f"the last one confirms the fixed point), {r.converged.mean():.3f} converged, final overlap "
+                f"{overlap:.3f}; relax {ms(t['relax'])} of which setup {ms(t['setup'])}, SGEMM {ms(t['gemm'])}",
+            )
+        )
     return rows

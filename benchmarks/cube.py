@@ -17,19 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._harness import Row
-from pipeline import spec as spec_mod
-from pipeline.cell import CellResult
-from pipeline.metrics import METRICS
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.metrics import METRICS
 
 FLUSH = 2000
 
 
 def sweep(seeds: int) -> spec_mod.Sweep:
     """2 N x 10 loads x 3 rules x seeds tasks, 7 noise levels (the quickstart's)."""
-    return spec_mod.from_dict({
-        "name": "cube_bench", "seeds": seeds, "noise": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
-        "datasets": {"random": {"N": [32, 64], "alpha": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]}},
-        "rules": {"hebb": {}, "plm": {"lr": [0.5, 1.0]}}})
+    return spec_mod.from_dict(
+        {
+            "name": "cube_bench",
+            "seeds": seeds,
+            "noise": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+            "datasets": {"random": {"N": [32, 64], "alpha": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]}},
+            "rules": {"hebb": {}, "plm": {"lr": [0.5, 1.0]}},
+        }
+    )
 
 
 def results(s: spec_mod.Sweep) -> list[CellResult]:
@@ -37,30 +42,37 @@ def results(s: spec_mod.Sweep) -> list[CellResult]:
     n_noise = len(s.noise)
     out = []
     for t in s.tasks():
-        out.append(CellResult(t.index, {n: (rng.random(n_noise, dtype=np.float32) if m.per_noise
-                                            else np.float32(rng.random())) for n, m in METRICS.items()}))
+        out.append(
+            CellResult(
+                t.index,
+                {
+                    n: (rng.random(n_noise, dtype=np.float32) if m.per_noise else np.float32(rng.random()))
+                    for n, m in METRICS.items()
+                },
+            )
+        )
     return out
 
 
 def write_all(path: str, s: spec_mod.Sweep, rs: list[CellResult]) -> float:
     """Seconds to create the cube and write every result in flushes of FLUSH, as a driver does."""
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
     t0 = time.perf_counter()
     with Cube.create_or_open(path, s) as cube:
         for i in range(0, len(rs), FLUSH):
-            cube.write(rs[i:i + FLUSH])
+            cube.write(rs[i : i + FLUSH])
     return time.perf_counter() - t0
 
 
 def count_objects(path: str) -> int:
-    from storage.objects import objects_at
+    from amsweep.storage.objects import objects_at
 
     return len(objects_at(path).list())
 
 
 def status_seconds(path: str) -> float:
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
     t0 = time.perf_counter()
     Cube.open(path).status()
@@ -68,7 +80,7 @@ def status_seconds(path: str) -> float:
 
 
 def frame_seconds(path: str) -> float:
-    from storage.query import open_cube, to_frame
+    from amsweep.storage.query import open_cube, to_frame
 
     t0 = time.perf_counter()
     to_frame(open_cube(path), "m_train")
@@ -91,10 +103,21 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
             objects = count_objects(path)
         rows += [
             _row(f"cube objects at {n:,} cells", [objects], "<=", 5000, "objects in the cube (local listing)"),
-            _row("cube write, local disk (cells/s)", writes, ">=", 5000, f"{n:,} cells, flushes of {FLUSH}, all 15 variables"),
+            _row(
+                "cube write, local disk (cells/s)",
+                writes,
+                ">=",
+                5000,
+                f"{n:,} cells, flushes of {FLUSH}, all 15 variables",
+            ),
             _row(f"status read, {n:,} cells, local (s)", status, "<=", 0.5, "Cube.open + status()"),
-            _row(f"one metric as a table, {n:,} cells (s)", frames, "<=", 1.0,
-                 f"to_frame(open_cube, 'm_train'): {n * len(s.noise):,} rows"),
+            _row(
+                f"one metric as a table, {n:,} cells (s)",
+                frames,
+                "<=",
+                1.0,
+                f"to_frame(open_cube, 'm_train'): {n * len(s.noise):,} rows",
+            ),
         ]
         rows += _on_moto(s, rs, n, max(1, repeats - 1))
     finally:
@@ -111,8 +134,10 @@ def _on_moto(s: spec_mod.Sweep, rs: list[CellResult], n: int, repeats: int) -> l
             path = f"s3://bench/{uuid.uuid4().hex[:8]}.zarr"
             writes.append(n / write_all(path, s, rs))
             status.append(status_seconds(path))
-    return [_row("cube write, moto S3 on loopback (cells/s)", writes, ">=", 1000, f"{n:,} cells, flushes of {FLUSH}"),
-            _row(f"status read, {n:,} cells, moto S3 (s)", status, "<=", 5.0, "Cube.open + status()")]
+    return [
+        _row("cube write, moto S3 on loopback (cells/s)", writes, ">=", 1000, f"{n:,} cells, flushes of {FLUSH}"),
+        _row(f"status read, {n:,} cells, moto S3 (s)", status, "<=", 5.0, "Cube.open + status()"),
+    ]
 
 
 def _row(name: str, values: list[float], op: str, target: float, detail: str) -> Row:

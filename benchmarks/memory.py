@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _spec(N: int, P: int, epochs: int) -> dict:
     return {
-        "name": "memory", "root_seed": 3, "seeds": 1, "noise": [0.1, 0.2], "P_test": 20,
+        "name": "memory",
+        "root_seed": 3,
+        "seeds": 1,
+        "noise": [0.1, 0.2],
+        "P_test": 20,
         "retrieval": {"train_starts": 100, "test_starts": 20, "random_starts": 10},
         "datasets": {"random": {"N": [N], "P": [P]}},
         "rules": {"plm": {"epochs": epochs, "lr": 1.0}},
@@ -49,9 +53,9 @@ def probe(N: int, P: int, epochs: int) -> dict:
     """Run in the subprocess: one cell's traced peak and peak RSS growth, in bytes."""
     import tracemalloc
 
-    from pipeline import spec as spec_mod
-    from pipeline.cell import run_cell
-    from pipeline.rules import plm
+    from amsweep.pipeline import spec as spec_mod
+    from amsweep.pipeline.cell import run_cell
+    from amsweep.pipeline.rules import plm
 
     def cell(n: int, p: int, e: int):
         sweep = spec_mod.from_dict(_spec(n, p, e))
@@ -74,17 +78,31 @@ def run(tiny: bool = False, repeats: int = 1) -> list[Row]:
     cases = [(48, 48, 2), (48, 96, 2)] if tiny else [(1000, 1000, 20), (1000, 2000, 5)]
     rows = []
     for N, P, epochs in cases:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.memory", str(N), str(P), str(epochs)],
-                             cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memory", str(N), str(P), str(epochs)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         m = json.loads(out.stdout.strip().splitlines()[-1])
         reference = 4 * (N * N + P * N)
         ratio = m["traced_peak"] / reference
-        rows.append(Row(
-            f"cell peak memory / arrays (J + X float32), N = {N}, P = {P}", ratio, ratio, ratio, 1, "-", None,
-            f"PLM ({m['form']} form) + async retrieval (2 noise levels, 100 train, 20 test, 10 random starts); "
-            f"numpy peak (tracemalloc) {m['traced_peak'] / 2**20:.1f} MiB, peak RSS growth "
-            f"{m['rss_growth'] / 2**20:.1f} MiB{'' if m['rss_exact'] else ' (lower bound)'}, arrays "
-            f"{reference / 2**20:.1f} MiB; fresh subprocess"))
+        rows.append(
+            Row(
+                f"cell peak memory / arrays (J + X float32), N = {N}, P = {P}",
+                ratio,
+                ratio,
+                ratio,
+                1,
+                "-",
+                None,
+                f"PLM ({m['form']} form) + async retrieval (2 noise levels, 100 train, 20 test, 10 random starts); "
+                f"numpy peak (tracemalloc) {m['traced_peak'] / 2**20:.1f} MiB, peak RSS growth "
+                f"{m['rss_growth'] / 2**20:.1f} MiB{'' if m['rss_exact'] else ' (lower bound)'}, arrays "
+                f"{reference / 2**20:.1f} MiB; fresh subprocess",
+            )
+        )
     return rows
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks._harness import Row, interleaved, ms, random_patterns, ratio_row
 from benchmarks._plm_common import forced_form, params
-from pipeline.rules import plm
+from amsweep.pipeline.rules import plm
 
 TARGET = 1.5
 
@@ -35,15 +35,25 @@ def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
     rows = []
     for form in ("dual", "primal"):
         with forced_form(form):
-            t = interleaved({
-                "short": lambda: plm.train(X, 2, params(epochs=e1), np.random.default_rng(0)),
-                "long": lambda: plm.train(X, 2, params(epochs=e2), np.random.default_rng(0)),
-                "gemm": two_gemms,
-            }, repeats)
+            t = interleaved(
+                {
+                    "short": lambda: plm.train(X, 2, params(epochs=e1), np.random.default_rng(0)),
+                    "long": lambda: plm.train(X, 2, params(epochs=e2), np.random.default_rng(0)),
+                    "gemm": two_gemms,
+                },
+                repeats,
+            )
         epoch = [(b - a) / (e2 - e1) for a, b in zip(t["short"], t["long"])]
         gemm = [g / (e2 - e1) for g in t["gemm"]]
-        rows.append(ratio_row(
-            f"PLM epoch ({form} form) / 2 SGEMM, N = P = {N}", epoch, gemm, "<=", TARGET,
-            f"marginal epoch (train({e2}) - train({e1})) / {e2 - e1}, full batch, asymmetric, lam = lr = 1: "
-            f"{ms(epoch)}; 2 SGEMM {ms(gemm)}; 1 thread"))
+        rows.append(
+            ratio_row(
+                f"PLM epoch ({form} form) / 2 SGEMM, N = P = {N}",
+                epoch,
+                gemm,
+                "<=",
+                TARGET,
+                f"marginal epoch (train({e2}) - train({e1})) / {e2 - e1}, full batch, asymmetric, lam = lr = 1: "
+                f"{ms(epoch)}; 2 SGEMM {ms(gemm)}; 1 thread",
+            )
+        )
     return rows

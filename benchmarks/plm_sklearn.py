@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from benchmarks._harness import Row, interleaved, ms, random_patterns, ratio_row
 from benchmarks._plm_common import params
-from pipeline.rules import plm
+from amsweep.pipeline.rules import plm
 
 TARGET = 10.0
 LAM, L2 = 1.0, 0.01
@@ -95,16 +95,23 @@ def _finite_temperature(tiny: bool, repeats: int, momentum: float = 0.0, lr: flo
         return plm.train(X, 2, p, np.random.default_rng(0)).J
 
     epochs, error = _fewest_epochs(LADDER_L2, lambda J: ((e := row_error(J[rows], ref)) <= sk_error, e), train)
-    t = interleaved({"sklearn": lambda: fit_rows(Xd, X, rows, C), "amsweep": lambda: train(epochs)},
-                    repeats, warmup=False)
+    t = interleaved(
+        {"sklearn": lambda: fit_rows(Xd, X, rows, C), "amsweep": lambda: train(epochs)}, repeats, warmup=False
+    )
     sk_total = [s * N / k for s in t["sklearn"]]
     how = "plain ascent" if momentum == 0.0 else f"momentum {momentum:g}"
     return ratio_row(
-        f"sklearn LogisticRegression per row / PLM ({how}), lam = 1 with L2, N = P = {N}", sk_total, t["amsweep"],
-        ">=", TARGET, f"equal accuracy = same row solution: error vs tight reference on {k} rows, sklearn "
+        f"sklearn LogisticRegression per row / PLM ({how}), lam = 1 with L2, N = P = {N}",
+        sk_total,
+        t["amsweep"],
+        ">=",
+        TARGET,
+        f"equal accuracy = same row solution: error vs tight reference on {k} rows, sklearn "
         f"(lbfgs, tol 1e-4) {sk_error:.1e}, PLM {error:.1e} after {epochs} epochs (lr = {lr:g}, momentum = "
         f"{momentum:g}, l2 = {L2}); "
-        f"sklearn {ms(t['sklearn'])} for {k} rows (x {N / k:.2f} for all {N}), PLM train() {ms(t['amsweep'])}; 1 thread")
+        f"sklearn {ms(t['sklearn'])} for {k} rows (x {N / k:.2f} for all {N}), "
+        f"PLM train() {ms(t['amsweep'])}; 1 thread",
+    )
 
 
 def _zero_temperature(tiny: bool, repeats: int) -> Row:
@@ -118,19 +125,27 @@ def _zero_temperature(tiny: bool, repeats: int) -> Row:
 
     sk_stored = stored_fraction(fit_rows(Xd, X, rows, C_ZERO_T), X)
     epochs, stored = _fewest_epochs(LADDER_ZERO_T, lambda J: ((f := stored_fraction(J, X)) >= sk_stored, f), train)
-    t = interleaved({"sklearn": lambda: fit_rows(Xd, X, rows, C_ZERO_T), "amsweep": lambda: train(epochs)},
-                    repeats, warmup=False)
+    t = interleaved(
+        {"sklearn": lambda: fit_rows(Xd, X, rows, C_ZERO_T), "amsweep": lambda: train(epochs)}, repeats, warmup=False
+    )
     return ratio_row(
-        f"sklearn LogisticRegression per row / PLM, T -> 0 (no L2), N = P = {N}", t["sklearn"], t["amsweep"],
-        ">=", TARGET,
+        f"sklearn LogisticRegression per row / PLM, T -> 0 (no L2), N = P = {N}",
+        t["sklearn"],
+        t["amsweep"],
+        ">=",
+        TARGET,
         f"equal accuracy = same fraction of training patterns that are fixed points: sklearn (C = {C_ZERO_T:g}, "
         f"all {N} rows) {sk_stored:.3f}, PLM {stored:.3f} after {epochs} epochs (lr = 1); sklearn "
-        f"{ms(t['sklearn'])}, PLM train() {ms(t['amsweep'])}; 1 thread")
+        f"{ms(t['sklearn'])}, PLM train() {ms(t['amsweep'])}; 1 thread",
+    )
 
 
 def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
     """sklearn against PLM's default (plain gradient ascent, the paper's rule) and against PLM
     with Nesterov momentum (an option: mu = 0.8 at lr = 1 is within momentum's stability bound
     here, the ladder finds its fewest epochs the same way)."""
-    return [_finite_temperature(tiny, repeats), _finite_temperature(tiny, repeats, momentum=MOMENTUM),
-            _zero_temperature(tiny, repeats)]
+    return [
+        _finite_temperature(tiny, repeats),
+        _finite_temperature(tiny, repeats, momentum=MOMENTUM),
+        _zero_temperature(tiny, repeats),
+    ]

@@ -17,8 +17,8 @@ import numpy as np
 
 from benchmarks._harness import Row, interleaved, ms, random_patterns, ratio_row, skipped
 from benchmarks._plm_common import forced_form, params
-from pipeline.rules import plm
-from pipeline.rules._ising import hebb_couplings
+from amsweep.pipeline.rules import plm
+from amsweep.pipeline.rules._ising import hebb_couplings
 
 TARGET = 2.0
 LAM, LR = 1.0, 1.0
@@ -111,20 +111,37 @@ def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
     for form in ("dual", "primal"):
         model = AuthorsTorchPLM(X, J0, LAM, LR)
         with forced_form(form):
-            t = interleaved({
-                "ours_short": lambda: plm.train(X, 2, params(lam=LAM, lr=LR, epochs=e1), np.random.default_rng(0)),
-                "ours_long": lambda: plm.train(X, 2, params(lam=LAM, lr=LR, epochs=e2), np.random.default_rng(0)),
-                "torch": lambda: model.epochs(e2 - e1),
-            }, repeats)
+            t = interleaved(
+                {
+                    "ours_short": lambda: plm.train(X, 2, params(lam=LAM, lr=LR, epochs=e1), np.random.default_rng(0)),
+                    "ours_long": lambda: plm.train(X, 2, params(lam=LAM, lr=LR, epochs=e2), np.random.default_rng(0)),
+                    "torch": lambda: model.epochs(e2 - e1),
+                },
+                repeats,
+            )
         ours_epoch = [(b - a) / (e2 - e1) for a, b in zip(t["ours_short"], t["ours_long"])]
         torch_epoch = [s / (e2 - e1) for s in t["torch"]]
-        row = ratio_row(f"{name} ({form} form)", torch_epoch, ours_epoch, ">=", TARGET,
-                        f"per full-batch epoch, 1 thread each (torch {torch.__version__}, its own MKL): torch "
-                        f"{ms(torch_epoch)}, amsweep {ms(ours_epoch)}. Equal accuracy = same algorithm and "
-                        f"iterates: after {e2} epochs from the same Hebb J, max|dJ|/max|J| = {diff:.1e} "
-                        f"(default form, {ours.info['form']}), mean log-PL {ll_torch:.6f} vs {ours.info['log_pl']:.6f}")
+        row = ratio_row(
+            f"{name} ({form} form)",
+            torch_epoch,
+            ours_epoch,
+            ">=",
+            TARGET,
+            f"per full-batch epoch, 1 thread each (torch {torch.__version__}, its own MKL): torch "
+            f"{ms(torch_epoch)}, amsweep {ms(ours_epoch)}. Equal accuracy = same algorithm and "
+            f"iterates: after {e2} epochs from the same Hebb J, max|dJ|/max|J| = {diff:.1e} "
+            f"(default form, {ours.info['form']}), mean log-PL {ll_torch:.6f} vs {ours.info['log_pl']:.6f}",
+        )
         if not diff < AGREEMENT:
-            row = Row(row.benchmark, row.ratio, row.lo, row.hi, row.repeats, row.target, False,
-                      f"INVALID, the two computed different J (max|dJ|/max|J| = {diff:.1e}): {row.detail}")
+            row = Row(
+                row.benchmark,
+                row.ratio,
+                row.lo,
+                row.hi,
+                row.repeats,
+                row.target,
+                False,
+                f"INVALID, the two computed different J (max|dJ|/max|J| = {diff:.1e}): {row.detail}",
+            )
         rows.append(row)
     return rows

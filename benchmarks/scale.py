@@ -23,10 +23,10 @@ from typing import Any
 from benchmarks import sweep_overhead
 from benchmarks._harness import Row
 from benchmarks.memory import _reset_peak_rss, _status_kib
-from pipeline import runner
-from pipeline import spec as spec_mod
-from pipeline.cell import CellResult, run_cell
-from pipeline.executors import SerialExecutor
+from amsweep.pipeline import runner
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cell import CellResult, run_cell
+from amsweep.pipeline.executors import SerialExecutor
 
 TARGET_RATE = 1500.0
 TARGET_OVERHEAD = 0.05
@@ -38,8 +38,11 @@ LOADS = (0.1, 0.2, 0.3, 0.4, 0.5)
 def small_spec(cells: int, name: str = "scale") -> dict[str, Any]:
     """``cells`` small cells: random N = 32 at 5 loads, Hebb and PLM (20 epochs), seeds innermost."""
     return {
-        "name": name, "root_seed": 9, "seeds": max(1, cells // (2 * len(LOADS))),
-        "noise": [0.0, 0.1, 0.2, 0.3], "P_test": 32,
+        "name": name,
+        "root_seed": 9,
+        "seeds": max(1, cells // (2 * len(LOADS))),
+        "noise": [0.0, 0.1, 0.2, 0.3],
+        "P_test": 32,
         "retrieval": {"train_starts": 100, "test_starts": 32, "random_starts": 20},
         "datasets": {"random": {"N": [32], "alpha": list(LOADS)}},
         "rules": {"hebb": {}, "plm": {"epochs": 20}},
@@ -60,7 +63,7 @@ def children_cpu_seconds() -> float:
     """CPU seconds (user + system) used so far by every live descendant of this process: the local
     Ray's GCS, raylet, agents and workers. With the driver's own, what a run cost the machine,
     whatever else the shared machine was running (wall time is not, CPU time nearly is)."""
-    from pipeline.ray_reaper import descendants, process_table
+    from amsweep.pipeline.ray_reaper import descendants, process_table
 
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -79,7 +82,7 @@ def children_cpu_seconds() -> float:
 def _run(raw: dict[str, Any], executor: Any, root: Path, cell=run_cell) -> dict[str, float]:
     """One sweep into a new cube: wall, driver CPU and Ray's CPU seconds, driver peak RSS, cells done
     (creating the cube is counted: it is part of a run)."""
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
     sweep = spec_mod.from_dict(raw)
     exact = _reset_peak_rss()
@@ -90,14 +93,20 @@ def _run(raw: dict[str, Any], executor: Any, root: Path, cell=run_cell) -> dict[
     ray_cpu = children_cpu_seconds() - ray0
     if report.failed or report.remaining:
         raise RuntimeError(f"sweep {raw['name']} did not complete: {report}")
-    return {"wall": wall, "cpu": cpu, "ray_cpu": ray_cpu, "rss": 1024 * _status_kib("VmHWM"),
-            "rss_exact": exact, "cells": report.done}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "ray_cpu": ray_cpu,
+        "rss": 1024 * _status_kib("VmHWM"),
+        "rss_exact": exact,
+        "cells": report.done,
+    }
 
 
 def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
     import ray.cloudpickle
 
-    from pipeline.ray_executor import RayExecutor
+    from amsweep.pipeline.ray_executor import RayExecutor
 
     ray.cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
     n_ray, n_serial, n_null = (200, 100, 2_000) if tiny else (100_000, 5_000, 1_000_000)
@@ -129,34 +138,60 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
     driver_cpu = small["cpu"] / small["cells"]
     rss = "" if small["rss_exact"] else " (peak since start, reset not allowed)"
     end_load = os.getloadavg()
-    rows.append(Row(
-        f"small cells through local Ray, {WORKERS} workers: cells/s ({small['cells']:,} cells, N = 32)",
-        rate, rate, rate, 1, f">= {TARGET_RATE:g}", rate >= TARGET_RATE,
-        f"wall clock, end to end through runner.run and RayExecutor (adaptive batches: {small_batches} Ray "
-        f"tasks, {small['cells'] / small_batches:.0f} cells each on average) into a format-2 cube on local "
-        f"disk. Wall {small['wall']:.1f} s; CPU of driver + Ray {1e3 * ray_cpu:.2f} ms "
-        f"per cell, i.e. {WORKERS / ray_cpu:,.0f} cells/s if the {WORKERS} cores were this run's alone; driver "
-        f"CPU {1e6 * driver_cpu:.0f} us per cell; driver peak RSS {small['rss'] / 2**20:.0f} MiB{rss}; cells "
-        f"of Hebb and PLM (20 epochs), 4 noise levels, 100/32/20 starts; ray.init {init_s:.1f} s; load "
-        f"average {load[0]:.2f} at start, {end_load[0]:.2f} at end (machine shared: other jobs' load takes "
-        f"cores from the workers)"))
-    rows.append(Row(
-        "Ray overhead per small cell / the cell's compute (CPU time)", overhead, overhead, overhead, 1,
-        f"<= {TARGET_OVERHEAD:g}", overhead <= TARGET_OVERHEAD,
-        f"same run: (CPU of driver + every Ray process - CPU inside the cells) / CPU inside the cells = "
-        f"({1e3 * ray_cpu:.3f} - {1e3 * compute:.3f}) / {1e3 * compute:.3f} ms per cell (CPU time, so other "
-        f"jobs on the shared machine do not count). Against a separate serial run ({serial['cells']:,} cells, "
-        f"{1e3 * serial_cpu:.3f} ms CPU per cell): {serial_overhead:+.2f}; by wall clock, "
-        f"({WORKERS} T_ray - T_serial) / T_serial = {wall_overhead:.2f} ({1e3 * WORKERS * small['wall'] / small['cells']:.3f} "
-        f"ms of the {WORKERS} cores per cell against {1e3 * per_cell:.3f} ms), which also counts the cores "
-        f"other jobs took"))
+    rows.append(
+        Row(
+            f"small cells through local Ray, {WORKERS} workers: cells/s ({small['cells']:,} cells, N = 32)",
+            rate,
+            rate,
+            rate,
+            1,
+            f">= {TARGET_RATE:g}",
+            rate >= TARGET_RATE,
+            f"wall clock, end to end through runner.run and RayExecutor (adaptive batches: {small_batches} Ray "
+            f"tasks, {small['cells'] / small_batches:.0f} cells each on average) into a format-2 cube on local "
+            f"disk. Wall {small['wall']:.1f} s; CPU of driver + Ray {1e3 * ray_cpu:.2f} ms "
+            f"per cell, i.e. {WORKERS / ray_cpu:,.0f} cells/s if the {WORKERS} cores were this run's alone; driver "
+            f"CPU {1e6 * driver_cpu:.0f} us per cell; driver peak RSS {small['rss'] / 2**20:.0f} MiB{rss}; cells "
+            f"of Hebb and PLM (20 epochs), 4 noise levels, 100/32/20 starts; ray.init {init_s:.1f} s; load "
+            f"average {load[0]:.2f} at start, {end_load[0]:.2f} at end (machine shared: other jobs' load takes "
+            f"cores from the workers)",
+        )
+    )
+    rows.append(
+        Row(
+            "Ray overhead per small cell / the cell's compute (CPU time)",
+            overhead,
+            overhead,
+            overhead,
+            1,
+            f"<= {TARGET_OVERHEAD:g}",
+            overhead <= TARGET_OVERHEAD,
+            f"same run: (CPU of driver + every Ray process - CPU inside the cells) / CPU inside the cells = "
+            f"({1e3 * ray_cpu:.3f} - {1e3 * compute:.3f}) / {1e3 * compute:.3f} ms per cell (CPU time, so other "
+            f"jobs on the shared machine do not count). Against a separate serial run ({serial['cells']:,} cells, "
+            f"{1e3 * serial_cpu:.3f} ms CPU per cell): {serial_overhead:+.2f}; by wall clock, "
+            f"({WORKERS} T_ray - T_serial) / T_serial = {wall_overhead:.2f} "
+            f"({1e3 * WORKERS * small['wall'] / small['cells']:.3f} "
+            f"ms of the {WORKERS} cores per cell against {1e3 * per_cell:.3f} ms), which also counts the cores "
+            f"other jobs took",
+        )
+    )
     null_rate = null["cells"] / null["wall"]
-    rows.append(Row(
-        f"driver alone: peak RSS (GiB) of a {null['cells']:,}-cell sweep of null cells", null["rss"] / 2**30,
-        null["rss"] / 2**30, null["rss"] / 2**30, 1, f"<= {TARGET_RSS_GIB:g}", null["rss"] / 2**30 <= TARGET_RSS_GIB,
-        f"null cells (a fixed result, no compute) through the same runner and RayExecutor into a cube, so the "
-        f"driver is the limit: {null_rate:,.0f} cells/s, driver CPU {1e6 * null['cpu'] / null['cells']:.0f} us per cell, "
-        f"{null_batches} Ray tasks; pending cells generated lazily, status grid in memory (1 byte a cell)"))
+    rows.append(
+        Row(
+            f"driver alone: peak RSS (GiB) of a {null['cells']:,}-cell sweep of null cells",
+            null["rss"] / 2**30,
+            null["rss"] / 2**30,
+            null["rss"] / 2**30,
+            1,
+            f"<= {TARGET_RSS_GIB:g}",
+            null["rss"] / 2**30 <= TARGET_RSS_GIB,
+            f"null cells (a fixed result, no compute) through the same runner and RayExecutor into a cube, so the "
+            f"driver is the limit: {null_rate:,.0f} cells/s, "
+            f"driver CPU {1e6 * null['cpu'] / null['cells']:.0f} us per cell, "
+            f"{null_batches} Ray tasks; pending cells generated lazily, status grid in memory (1 byte a cell)",
+        )
+    )
     if not tiny:  # the tiny path of sweep_overhead has its own smoke test
         rows.extend(sweep_overhead.run(tiny=tiny, repeats=repeats))
     return rows

@@ -1,6 +1,6 @@
 """Sweep overhead: the same grid of ~1-second cells through Ray on 2 workers and serially.
 
-Everything goes through the real path: spec -> cube on disk -> ``pipeline.runner.run`` with
+Everything goes through the real path: spec -> cube on disk -> ``amsweep.pipeline.runner.run`` with
 ``SerialExecutor`` or ``RayExecutor`` (cells in batches sized from measured durations, threads
 pinned, results written by the driver). The cell is a PLM task on random patterns whose epoch count is calibrated here
 so that one cell takes about a second. Reported alongside the speed-up: Ray's start-up, the
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._harness import Row, ratio_row
-from pipeline import spec as spec_mod
-from pipeline.cell import run_cell
-from pipeline.executors import PINNED_THREADS, RayExecutor, SerialExecutor, keep_ray_on_loopback
-from pipeline import runner
-from storage.cube import Cube
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cell import run_cell
+from amsweep.pipeline.executors import PINNED_THREADS, RayExecutor, SerialExecutor, keep_ray_on_loopback
+from amsweep.pipeline import runner
+from amsweep.storage.cube import Cube
 
 TARGET = 1.8
 WORKERS = 2
@@ -32,7 +32,11 @@ WORKERS = 2
 def grid(epochs: int, cells: int, N: int, name: str) -> dict[str, Any]:
     """A spec of ``cells`` PLM tasks (one per seed) on random patterns at alpha = 1."""
     return {
-        "name": name, "root_seed": 7, "seeds": cells, "noise": [0.1], "P_test": 20,
+        "name": name,
+        "root_seed": 7,
+        "seeds": cells,
+        "noise": [0.1],
+        "P_test": 20,
         "retrieval": {"train_starts": 50, "test_starts": 20, "random_starts": 5},
         "datasets": {"random": {"N": [N], "alpha": [1.0]}},
         "rules": {"plm": {"epochs": epochs, "lr": 1.0}},
@@ -67,8 +71,13 @@ def start_local_ray() -> bool:
     if ray.is_initialized():
         return False
     keep_ray_on_loopback(None)
-    ray.init(address="local", num_cpus=WORKERS, runtime_env={"env_vars": dict(PINNED_THREADS)},
-             include_dashboard=False, logging_level="ERROR")
+    ray.init(
+        address="local",
+        num_cpus=WORKERS,
+        runtime_env={"env_vars": dict(PINNED_THREADS)},
+        include_dashboard=False,
+        logging_level="ERROR",
+    )
     return True
 
 
@@ -114,11 +123,17 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
                 ray_module.shutdown()
     overhead_ms = 1e3 * (WORKERS * light_ray - light_serial) / trivial
     per_cell = min(t_serial) / cells
-    return [ratio_row(
-        f"sweep speed-up, Ray {WORKERS} workers / serial, {cells} cells of ~{cell_s:g} s", t_serial, t_ray, ">=",
-        TARGET, f"PLM N = P = {N}, {epochs} epochs, real runner and cube on disk; serial "
-        f"{min(t_serial):.1f} s ({per_cell:.2f} s per cell), Ray {min(t_ray):.1f} s; per-cell overhead "
-        f"{overhead_ms:.0f} ms (grid of {trivial} trivial cells: serial {light_serial:.2f} s, Ray "
-        f"{light_ray:.2f} s); first {WORKERS} tasks on fresh workers {1e3 * first_s:.0f} ms wall (numba cache "
-        f"warm); ray.init {init_s:.1f} s ({'started here' if owns else 'already running'})")]
-
+    return [
+        ratio_row(
+            f"sweep speed-up, Ray {WORKERS} workers / serial, {cells} cells of ~{cell_s:g} s",
+            t_serial,
+            t_ray,
+            ">=",
+            TARGET,
+            f"PLM N = P = {N}, {epochs} epochs, real runner and cube on disk; serial "
+            f"{min(t_serial):.1f} s ({per_cell:.2f} s per cell), Ray {min(t_ray):.1f} s; per-cell overhead "
+            f"{overhead_ms:.0f} ms (grid of {trivial} trivial cells: serial {light_serial:.2f} s, Ray "
+            f"{light_ray:.2f} s); first {WORKERS} tasks on fresh workers {1e3 * first_s:.0f} ms wall (numba cache "
+            f"warm); ray.init {init_s:.1f} s ({'started here' if owns else 'already running'})",
+        )
+    ]

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.errors import SpecError
-from pipeline.metrics import overlap
-from pipeline.model import Param
+from amsweep.pipeline.errors import SpecError
+from amsweep.pipeline.metrics import overlap
+from amsweep.pipeline.model import Param
 
 Relax = Callable[[np.ndarray], np.ndarray]  # initial states (B, N) -> final states (B, N)
 
@@ -35,10 +35,20 @@ Relax = Callable[[np.ndarray], np.ndarray]  # initial states (B, N) -> final sta
 # three keys are then left out of the spec's canonical form (cubes made before they existed
 # reopen unchanged).
 PARAMS: dict[str, Param] = {
-    "basin_examples": Param(0, int, "training examples whose basin is found by bisection on the number "
-                            "of flipped sites (0 = off; at most P are used)", low=0),
-    "basin_trials": Param(3, int, "corrupted copies per example and bisection step; the example is "
-                          "retrieved when at least half of them end at overlap >= basin_criterion", low=1),
+    "basin_examples": Param(
+        0,
+        int,
+        "training examples whose basin is found by bisection on the number "
+        "of flipped sites (0 = off; at most P are used)",
+        low=0,
+    ),
+    "basin_trials": Param(
+        3,
+        int,
+        "corrupted copies per example and bisection step; the example is "
+        "retrieved when at least half of them end at overlap >= basin_criterion",
+        low=1,
+    ),
     "basin_criterion": Param(0.99, float, "overlap that counts as retrieval", low=0.0, high=1.0, open_low=True),
 }
 QUANTILES = (0.1, 0.5, 0.9)
@@ -55,8 +65,10 @@ def canonical_retrieval(retrieval: dict[str, Any], given: dict[str, Any]) -> dic
         return retrieval
     stray = sorted(k for k in ("basin_trials", "basin_criterion") if k in given)
     if stray:
-        raise SpecError(f"retrieval: {', '.join(stray)} given but basin_examples = 0 (the bisection "
-                        "basin is off); set basin_examples > 0 or remove them")
+        raise SpecError(
+            f"retrieval: {', '.join(stray)} given but basin_examples = 0 (the bisection "
+            "basin is off); set basin_examples > 0 or remove them"
+        )
     return {k: v for k, v in retrieval.items() if k not in PARAMS}
 
 
@@ -98,8 +110,7 @@ def retrieved(final: np.ndarray, X: np.ndarray, trials: int, criterion: float, q
     return 2 * np.count_nonzero(m >= criterion, axis=1) >= trials
 
 
-def bisect(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int,
-           rng: np.random.Generator) -> np.ndarray:
+def bisect(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int, rng: np.random.Generator) -> np.ndarray:
     """Largest retrieved flip count k* per example (0 when even the clean example is lost).
 
     Invariant: lo retrieved (lo = -1 stands for "none yet"), hi not (hi = K + 1 stands for
@@ -121,8 +132,7 @@ def bisect(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int,
     return np.maximum(lo, 0)
 
 
-def scan(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int,
-         rng: np.random.Generator) -> np.ndarray:
+def scan(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int, rng: np.random.Generator) -> np.ndarray:
     """(E, K + 1) success table over every flip count 0..K, from the same starts as ``bisect``
     with the same ``rng`` state (a brute-force check; K + 1 times the cost of one round)."""
     E, N = X.shape
@@ -145,7 +155,9 @@ def summary(k_star: np.ndarray, N: int) -> dict[str, np.float32]:
     return {n: np.float32(v) for n, v in zip(names, values)}
 
 
-def cell_basins(X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator) -> dict[str, np.float32]:
+def cell_basins(
+    X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator
+) -> dict[str, np.float32]:
     """The cell's basin metrics, NaN when the spec leaves the metric off (basin_examples = 0)."""
     n = int(retrieval.get("basin_examples", 0))
     X = X[:n]

@@ -5,7 +5,8 @@ ten times a small cell (N = 32: ~1 ms). A batch carries about ``target_seconds``
 sized from the durations the workers report for the cells of the same shape (dataset, N, P,
 rule) measured so far in the run, or of the same dataset, N and rule at another load (scaled by
 the load ratio): a shape with neither travels at most ``UNMEASURED`` cells at a time, and
-batches grow at most ``GROWTH`` x the largest measured one, so a mis-estimate costs little. Batches never mix cells that need different CPUs or memory, and
+batches grow at most ``GROWTH`` x the largest measured one, so a mis-estimate costs
+little. Batches never mix cells that need different CPUs or memory, and
 near the end of a sweep they shrink so the last cells spread over every worker.
 
 The worker side, ``run_batch``, runs each cell guarded (a failing cell fails alone) and
@@ -19,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from pipeline.outcomes import guarded
-from pipeline.packing import Packed, pack
-from pipeline.resources import cell_memory, cell_threads
+from amsweep.pipeline.outcomes import guarded
+from amsweep.pipeline.packing import Packed, pack
+from amsweep.pipeline.resources import cell_memory, cell_threads
 
 UNMEASURED = 2
 GROWTH = 4
@@ -191,10 +192,11 @@ class Batcher:
         return max(1, math.ceil(self.remaining / (2 * self.workers)))
 
 
-def run_batch(fn: Callable[..., Any], jobs: list[tuple], setup: Callable[[list[tuple]], list[tuple]] | None = None
-              ) -> Packed:
+def run_batch(
+    fn: Callable[..., Any], jobs: list[tuple], setup: Callable[[list[tuple]], list[tuple]] | None = None
+) -> Packed:
     """Worker side: every cell's outcome (CellResult, Skipped or Failed) and its wall seconds,
-    packed (``pipeline.packing``: unpickled per batch, not per cell, by the driver).
+    packed (``amsweep.pipeline.packing``: unpickled per batch, not per cell, by the driver).
 
     ``setup`` adapts the jobs to this worker first (e.g. points dataset paths at shipped copies).
     """

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import basin_bisection
-from pipeline import metrics as M
-from pipeline import registry, threads
-from pipeline.model import Data, Model
-from pipeline.resources import cell_threads
-from pipeline.seeding import stream
-from pipeline.spec import Task
+from amsweep.pipeline import basin_bisection
+from amsweep.pipeline import metrics as M
+from amsweep.pipeline import registry, threads
+from amsweep.pipeline.model import Data, Model
+from amsweep.pipeline.resources import cell_threads
+from amsweep.pipeline.seeding import stream
+from amsweep.pipeline.spec import Task
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ def data_key(task: Task) -> tuple:
 
 def make_data(task: Task, root_seed: int) -> Data:
     module = registry.component("datasets", task.dataset.kind)
-    return module.make(task.N, task.P, task.dataset.P_test, task.dataset.params,
-                       stream(root_seed, "data", *data_key(task)))
+    return module.make(
+        task.N, task.P, task.dataset.P_test, task.dataset.params, stream(root_seed, "data", *data_key(task))
+    )
 
 
 def train(task: Task, data: Data, root_seed: int) -> Model:
@@ -56,8 +57,7 @@ def train(task: Task, data: Data, root_seed: int) -> Model:
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
     """Train once, evaluate every noise level. May raise NotApplicable (the runner records it)."""
-    for family, kind in (("datasets", task.dataset.kind), ("rules", task.rule.kind),
-                         ("dynamics", task.rule.dynamics)):
+    for family, kind in (("datasets", task.dataset.kind), ("rules", task.rule.kind), ("dynamics", task.rule.dynamics)):
         registry.component(family, kind)  # imported before pinning: imports may load a BLAS
     threads.pin(cell_threads(task, retrieval))
     return _run(task, noise, retrieval, root_seed)
@@ -108,7 +108,8 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
             per_noise["converged_test"].append(M.mean_or_nan(r.converged))
             per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(s, data.train, q)))
             per_noise["test_best_feature"].append(
-                M.mean_or_nan(M.best_abs_overlap(s, features)) if features is not None else np.nan)
+                M.mean_or_nan(M.best_abs_overlap(s, features)) if features is not None else np.nan
+            )
         else:
             for name in ("m_test", "converged_test", "test_best_train", "test_best_feature"):
                 per_noise[name].append(np.nan)
@@ -120,15 +121,22 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     values["random_converged"] = np.float32(M.mean_or_nan(r.converged))
     true_J = data.meta.get("true_J")
     values["coupling_similarity"] = np.float32(
-        M.cosine_similarity(model.J, true_J) if true_J is not None and model.J is not None else np.nan)
+        M.cosine_similarity(model.J, true_J) if true_J is not None and model.J is not None else np.nan
+    )
     values["retrieval_seconds"] = np.float32(time.perf_counter() - t0)
     values["train_seconds"] = np.float32(train_seconds)
     t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
     basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
     basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
-    values.update(basin_bisection.cell_basins(
-        data.train, lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
-        retrieval, q, basin_rng))
+    values.update(
+        basin_bisection.cell_basins(
+            data.train,
+            lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
+            retrieval,
+            q,
+            basin_rng,
+        )
+    )
     values["basin_seconds"] = np.float32(time.perf_counter() - t0)
     for name, series in per_noise.items():
         values[name] = np.asarray(series, dtype=np.float32)

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline.errors import AmsweepError, SpecError
+from amsweep.pipeline.errors import AmsweepError, SpecError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -38,8 +38,7 @@ def positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r} "
-                                         "(leave the flag out for the default)")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r} (leave the flag out for the default)")
     return value
 
 
@@ -70,13 +69,12 @@ def resolve_spec(name: str) -> Path:
     bundled = BUNDLED / f"{name.removesuffix('.toml')}.toml"
     if bundled.is_file():
         return bundled
-    raise SpecError(f"spec {name!r}: no such file, and no bundled sweep of that name "
-                    f"(see `amsweep specs`)")
+    raise SpecError(f"spec {name!r}: no such file, and no bundled sweep of that name (see `amsweep specs`)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import spec as spec_mod
-    from storage.cube import Cube
+    from amsweep.pipeline import spec as spec_mod
+    from amsweep.storage.cube import Cube
 
     sweep = spec_mod.load(resolve_spec(args.spec))
     with Cube.create_or_open(args.out, sweep) as cube:
@@ -84,36 +82,51 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_on(cube, sweep, args: argparse.Namespace) -> int:
-    from pipeline.executors import RayExecutor, SerialExecutor
-    from pipeline.runner import run
+    from amsweep.pipeline.executors import RayExecutor, SerialExecutor
+    from amsweep.pipeline.runner import run
 
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
-    print(f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
-          f"{sum(1 for _ in sweep.tasks())}; cube {args.out}")
+    print(
+        f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
+        f"{sum(1 for _ in sweep.tasks())}; cube {args.out}"
+    )
     if todo == 0:
         failed = cube.count_pending(retry_failed=True) - todo
         if failed:
-            print(f"nothing to do: {failed} failed task(s) left failed (--no-retry-failed), every other "
-                  "task is done or not applicable (see `amsweep status --errors`)")
+            print(
+                f"nothing to do: {failed} failed task(s) left failed (--no-retry-failed), every other "
+                "task is done or not applicable (see `amsweep status --errors`)"
+            )
         else:
             print("nothing to do: every task is done (see `amsweep status`)")
         return 0
     try:
-        executor = SerialExecutor() if args.serial else RayExecutor(
-            address=args.address, workers=args.workers, cells_per_task=args.cells_per_task)
+        executor = (
+            SerialExecutor()
+            if args.serial
+            else RayExecutor(address=args.address, workers=args.workers, cells_per_task=args.cells_per_task)
+        )
     except KeyboardInterrupt:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
     except (ConnectionError, TimeoutError, ValueError) as e:
         if args.address is None:
             raise  # a local Ray that cannot start is not the user's input: a bug or the machine
-        raise AmsweepError(f"--address {args.address}: cannot join that Ray cluster "
-                           f"({type(e).__name__}: {e}); nothing ran") from None
+        raise AmsweepError(
+            f"--address {args.address}: cannot join that Ray cluster ({type(e).__name__}: {e}); nothing ran"
+        ) from None
     try:
-        report = run(cube, executor, retry_failed=not args.no_retry_failed, progress=not args.quiet,
-                     on_start=lambda line: print(line, flush=True))
-        print(f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
-              f"remaining {report.remaining} in {report.seconds:.1f} s")
+        report = run(
+            cube,
+            executor,
+            retry_failed=not args.no_retry_failed,
+            progress=not args.quiet,
+            on_start=lambda line: print(line, flush=True),
+        )
+        print(
+            f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
+            f"remaining {report.remaining} in {report.seconds:.1f} s"
+        )
         for line in report.errors[:5]:
             print(f"  failure: {line}")
         if report.interrupted:
@@ -127,14 +140,14 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from storage.status import render_status
+    from amsweep.storage.status import render_status
 
     print(render_status(args.cube, show_errors=args.errors))
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from storage import query
+    from amsweep.storage import query
 
     if args.csv:
         writable_output(args.csv, "--csv")
@@ -153,8 +166,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_phase(args: argparse.Namespace) -> int:
-    from analysis.phase import phase_figure
-    from storage import query
+    from amsweep.analysis.phase import phase_figure
+    from amsweep.storage import query
 
     writable_output(args.output, "-o")
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
@@ -164,14 +177,14 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
     with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
         return _check(cube, args)
 
 
 def _check(cube, args: argparse.Namespace) -> int:
-    from storage.check import check, repair
+    from amsweep.storage.check import check, repair
 
     report = check(cube)
     if report.ok:
@@ -189,17 +202,20 @@ def _check(cube, args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from storage.upgrade import upgrade
+    from amsweep.storage.upgrade import upgrade
 
     report = upgrade(args.cube)
-    print(f"{args.cube}: upgraded to format 2 ({report.done} done task(s) of {report.tasks}, "
-          f"{report.verified_values} values verified equal to format 1"
-          + (f"; {report.damaged} damaged task(s) set to pending" if report.damaged else "") + ")")
+    print(
+        f"{args.cube}: upgraded to format 2 ({report.done} done task(s) of {report.tasks}, "
+        f"{report.verified_values} values verified equal to format 1"
+        + (f"; {report.damaged} damaged task(s) set to pending" if report.damaged else "")
+        + ")"
+    )
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from amsweep.analysis.report import write_report
 
     writable_output(str(Path(args.output) / "report.md"), "-o")
     path = write_report(args.cube, args.output)
@@ -208,7 +224,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from pipeline import spec as spec_mod
+    from amsweep.pipeline import spec as spec_mod
 
     for path in sorted(BUNDLED.glob("*.toml")):
         sweep = spec_mod.load(path)
@@ -224,12 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
     r.add_argument("spec", help="TOML spec file or bundled sweep name (amsweep specs)")
     r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
-    r.add_argument("--address", default=None, help="Ray cluster address: auto or ray://host:port "
-                   "(default: start Ray locally)")
+    r.add_argument(
+        "--address", default=None, help="Ray cluster address: auto or ray://host:port (default: start Ray locally)"
+    )
     r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
     r.add_argument("--serial", action="store_true", help="run in this process without Ray")
-    r.add_argument("--cells-per-task", type=positive_int, default=None, metavar="K",
-                   help="cells per Ray task (default: sized from measured cell durations, ~2 s a task)")
+    r.add_argument(
+        "--cells-per-task",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="cells per Ray task (default: sized from measured cell durations, ~2 s a task)",
+    )
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
@@ -296,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception:
         traceback.print_exc()
-        print(f"amsweep {args.command}: this is a bug in amsweep, not a mistake in the input; please "
-              "report it with the traceback above and the command that caused it", file=sys.stderr)
+        print(
+            f"amsweep {args.command}: this is a bug in amsweep, not a mistake in the input; please "
+            "report it with the traceback above and the command that caused it",
+            file=sys.stderr,
+        )
         return 1
 
 

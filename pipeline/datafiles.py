@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import fsspec
 
-from pipeline import registry
-from pipeline.datasets._cache import cache_dir
+from amsweep.pipeline import registry
+from amsweep.pipeline.datasets._cache import cache_dir
 
 PACKAGE = Path(__file__).resolve().parent
 

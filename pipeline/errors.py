@@ -28,7 +28,7 @@ class QueryError(AmsweepError, KeyError, ValueError):
     """A selection names a coordinate, value or metric the cube does not have.
 
     Also a KeyError and a ValueError: the query and analysis functions raised those before,
-    and callers (``analysis.report`` skipping a figure) still catch them.
+    and callers (``amsweep.analysis.report`` skipping a figure) still catch them.
     """
 
     def __str__(self) -> str:  # KeyError would quote the message

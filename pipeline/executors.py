@@ -3,7 +3,7 @@
 Both executors take the same job list and yield ``(job, outcome)`` pairs as they finish, so the
 driver loop, the cube writes and resume do not care where the numbers were computed.
 An outcome is a CellResult, a ``Skipped`` (the cell is not applicable) or a ``Failed``.
-``RayExecutor`` (``pipeline.ray_executor``) sends cells in batches. Both say what one cell may
+``RayExecutor`` (``amsweep.pipeline.ray_executor``) sends cells in batches. Both say what one cell may
 use (``capacity``: the runner refuses a sweep with a cell that does not fit) and get the sweep
 before its cells (``prepare``: Ray ships driver-local data files).
 """
@@ -13,11 +13,18 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-from pipeline.outcomes import Failed, Skipped, guarded
-from pipeline.resources import machine_memory
+from amsweep.pipeline.outcomes import Failed, Skipped, guarded
+from amsweep.pipeline.resources import machine_memory
 
-__all__ = ["Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor", "PINNED_THREADS",  # noqa: F822
-           "keep_ray_on_loopback"]  # (RayExecutor: module __getattr__ below, imported on first use)
+__all__ = [
+    "Failed",
+    "Skipped",
+    "guarded",
+    "SerialExecutor",
+    "RayExecutor",  # noqa: F822
+    "PINNED_THREADS",
+    "keep_ray_on_loopback",
+]  # (RayExecutor: module __getattr__ below, imported on first use)
 
 PINNED_THREADS = {
     "OMP_NUM_THREADS": "1",
@@ -57,8 +64,9 @@ class SerialExecutor:
     def prepare(self, sweep: Any) -> None:
         """Nothing to ship: cells run here, next to the data."""
 
-    def map_unordered(self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
-                      ) -> Iterator[tuple[tuple, Any]]:
+    def map_unordered(
+        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
+    ) -> Iterator[tuple[tuple, Any]]:
         for job in jobs:
             yield job, guarded(fn, *job)
 
@@ -67,9 +75,9 @@ class SerialExecutor:
 
 
 def __getattr__(name: str) -> Any:
-    """``RayExecutor`` lives in pipeline.ray_executor; imported on first use (Ray is slow to import)."""
+    """``RayExecutor`` lives in amsweep.pipeline.ray_executor; imported on first use (Ray is slow to import)."""
     if name == "RayExecutor":
-        from pipeline.ray_executor import RayExecutor
+        from amsweep.pipeline.ray_executor import RayExecutor
 
         return RayExecutor
     raise AttributeError(name)

@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline import potts
-from pipeline.model import Relaxation
+from amsweep.pipeline import potts
+from amsweep.pipeline.model import Relaxation
 
 
 @dataclass(frozen=True)
@@ -34,24 +34,39 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "fixed_point_fraction": Metric("fraction of training examples that are fixed points of the dynamics", False),
-    "m_train": Metric("mean final overlap with the corrupted training example it started from "
-                      "(thermal dynamics: of the magnetisations <s_i>)", True),
-    "success_train": Metric("fraction of training starts whose binarised final state (sign(<s_i>) for "
-                            "thermal dynamics) has overlap >= 0.99 with their example", True),
+    "m_train": Metric(
+        "mean final overlap with the corrupted training example it started from "
+        "(thermal dynamics: of the magnetisations <s_i>)",
+        True,
+    ),
+    "success_train": Metric(
+        "fraction of training starts whose binarised final state (sign(<s_i>) for "
+        "thermal dynamics) has overlap >= 0.99 with their example",
+        True,
+    ),
     "converged_train": Metric("fraction of training starts that reached a fixed point", True),
-    "m_test": Metric("mean final overlap with the corrupted test example it started from "
-                     "(thermal dynamics: of the magnetisations <s_i>)", True),
-
+    "m_test": Metric(
+        "mean final overlap with the corrupted test example it started from "
+        "(thermal dynamics: of the magnetisations <s_i>)",
+        True,
+    ),
     "converged_test": Metric("fraction of test starts that reached a fixed point", True),
     "test_best_train": Metric("mean over test starts of the attractor's best overlap with any training example", True),
-    "test_best_feature": Metric("mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True),
-    "random_best_train": Metric("mean over random starts of the attractor's best overlap with any training example", False),
+    "test_best_feature": Metric(
+        "mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True
+    ),
+    "random_best_train": Metric(
+        "mean over random starts of the attractor's best overlap with any training example", False
+    ),
     "random_best_test": Metric("mean over random starts of the attractor's best overlap with any test example", False),
     "random_converged": Metric("fraction of random starts that reached a fixed point", False),
     "coupling_similarity": Metric("cosine similarity of learned and true couplings (spin glass only)", False),
-    "basin_mean": Metric("mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
-                         "sites from which the example is still retrieved, found by bisection "
-                         "(retrieval.basin_examples > 0; NaN otherwise)", False),
+    "basin_mean": Metric(
+        "mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
+        "sites from which the example is still retrieved, found by bisection "
+        "(retrieval.basin_examples > 0; NaN otherwise)",
+        False,
+    ),
     "basin_q10": Metric("10% quantile over training examples of the bisection basin 2 k*/N", False),
     "basin_q50": Metric("median over training examples of the bisection basin 2 k*/N", False),
     "basin_q90": Metric("90% quantile over training examples of the bisection basin 2 k*/N", False),
@@ -91,8 +106,9 @@ def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     return (q * f - 1.0) / (q - 1.0)
 
 
-def corrupt(X: np.ndarray, rho: float, q: int, rng: np.random.Generator,
-            flip_count: Callable[[int, float], int] | None = None) -> np.ndarray:
+def corrupt(
+    X: np.ndarray, rho: float, q: int, rng: np.random.Generator, flip_count: Callable[[int, float], int] | None = None
+) -> np.ndarray:
     """Copy of X with exactly floor(rho N) sites of each row changed (Potts: to another state).
 
     Exactly, not on average: the initial overlap is then the same 1 - 2 rho for every start,

@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.model import NotApplicable
+from amsweep.pipeline.model import NotApplicable
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cell import CellResult
+from amsweep.pipeline.cell import CellResult
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,11 @@ def _fits(values: dict[str, Any], layout: dict[str, tuple[tuple, np.dtype]]) -> 
 def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     """Worker side: stack the CellResults that share the first one's metrics, shapes and dtypes."""
     first = next((o for o, _ in outcomes if isinstance(o, CellResult) and o.couplings is None), None)
-    layout = {} if first is None else {k: (getattr(v, "shape", None), getattr(v, "dtype", None))
-                                       for k, v in first.values.items()}
+    layout = (
+        {}
+        if first is None
+        else {k: (getattr(v, "shape", None), getattr(v, "dtype", None)) for k, v in first.values.items()}
+    )
     if any(shape is None or dtype is None for shape, dtype in layout.values()):
         layout, first = {}, None  # plain Python numbers: nothing to stack
     rows: list[int] = []
@@ -62,8 +65,15 @@ def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
         for k, column in columns.items():
             column[j] = values[k]
     indices = np.array([outcomes[i][0].index for i in rows], dtype=np.int64) if rows else np.zeros((0, 5), np.int64)
-    return Packed(np.array(rows, dtype=np.int64), indices, columns, others,
-                  np.array([s for _, s in outcomes], dtype=np.float64), len(outcomes), cpu_seconds)
+    return Packed(
+        np.array(rows, dtype=np.int64),
+        indices,
+        columns,
+        others,
+        np.array([s for _, s in outcomes], dtype=np.float64),
+        len(outcomes),
+        cpu_seconds,
+    )
 
 
 def unpack(packed: Packed) -> list[tuple[Any, float]]:

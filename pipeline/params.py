@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.errors import SpecError, show
-from pipeline.model import Param
+from amsweep.pipeline.errors import SpecError, show
+from amsweep.pipeline.model import Param
 
 __all__ = ["SpecError", "coerce", "resolve", "INT64_MAX"]
 
@@ -39,8 +39,9 @@ def coerce(where: str, name: str, value: Any, p: Param) -> Any:
         try:
             value, ok_type = float(value), True
         except OverflowError:
-            raise SpecError(f"{where}: parameter {name!r} = {show(value)} is too large for a float; "
-                            f"allowed: {_describe(p)}") from None
+            raise SpecError(
+                f"{where}: parameter {name!r} = {show(value)} is too large for a float; allowed: {_describe(p)}"
+            ) from None
     if not ok_type:
         raise SpecError(
             f"{where}: parameter {name!r} = {show(value)} has type {type(value).__name__}; "
@@ -59,8 +60,13 @@ def coerce(where: str, name: str, value: Any, p: Param) -> Any:
     return value
 
 
-def resolve(where: str, schema: dict[str, Param], given: dict[str, Any],
-            sweepable: bool = True, structural: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+def resolve(
+    where: str,
+    schema: dict[str, Param],
+    given: dict[str, Any],
+    sweepable: bool = True,
+    structural: tuple[str, ...] = (),
+) -> dict[str, list[Any]]:
     """Fill defaults and validate; every value becomes a list (a list in the spec sweeps it).
 
     ``sweepable=False`` is for tables that take one value per key (``[retrieval]``): a list
@@ -80,8 +86,10 @@ def resolve(where: str, schema: dict[str, Param], given: dict[str, Any],
             continue
         raw = given[name]
         if isinstance(raw, list) and not sweepable:
-            raise SpecError(f"{where}: parameter {name!r} = {show(raw)} is a list, but this table takes one "
-                            f"value per key (it cannot be swept); allowed: {_describe(p)}")
+            raise SpecError(
+                f"{where}: parameter {name!r} = {show(raw)} is a list, but this table takes one "
+                f"value per key (it cannot be swept); allowed: {_describe(p)}"
+            )
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             raise SpecError(f"{where}: parameter {name!r} is an empty list; give a value or a non-empty list")

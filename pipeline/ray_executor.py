@@ -2,10 +2,10 @@
 
 One Ray task per cell cost 9-15 ms of overhead here, more than a small cell computes (N = 32:
 ~1 ms), which capped small cells near 100-200 cells/s on 2 cores; batches of ~2 s
-(``pipeline.batching``) pay it once per batch. Each task asks for the CPUs (BLAS threads) and
-the memory its cells need (``pipeline.resources``), so a node never runs more large cells than
+(``amsweep.pipeline.batching``) pay it once per batch. Each task asks for the CPUs (BLAS threads) and
+the memory its cells need (``amsweep.pipeline.resources``), so a node never runs more large cells than
 its RAM holds, and a sweep with a cell no node can hold is refused before anything runs.
-Driver-local data files travel once per sweep through the object store (``pipeline.datafiles``).
+Driver-local data files travel once per sweep through the object store (``amsweep.pipeline.datafiles``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import functools
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-from pipeline import datafiles
-from pipeline.batching import Batch, Batcher, BatchSizer, run_batch
-from pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
-from pipeline.outcomes import Failed
-from pipeline.packing import unpack
+from amsweep.pipeline import datafiles
+from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
+from amsweep.pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
+from amsweep.pipeline.outcomes import Failed
+from amsweep.pipeline.packing import unpack
 
 
 def _ray_get(ref: Any) -> Any:
@@ -39,9 +39,15 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None,
-                 in_flight_per_worker: int = 2, max_retries: int = 2, cells_per_task: int | None = None,
-                 target_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        in_flight_per_worker: int = 2,
+        max_retries: int = 2,
+        cells_per_task: int | None = None,
+        target_seconds: float = 2.0,
+    ) -> None:
         keep_ray_on_loopback(address)  # before Ray is imported: it reads the switch at import
         import ray
 
@@ -64,11 +70,12 @@ class RayExecutor:
                 kwargs["address"] = address
             ray.init(**kwargs)
             if address is None:
-                from pipeline import ray_reaper
+                from amsweep.pipeline import ray_reaper
 
                 node = ray._private.worker._global_node  # this driver's local Ray processes
-                self._reaper = ray_reaper.start([i.process.pid for infos in node.all_processes.values()
-                                                 for i in infos if i.process is not None])
+                self._reaper = ray_reaper.start(
+                    [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
+                )
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or cpus
         self.max_in_flight = max(1, self.workers * in_flight_per_worker)
@@ -91,8 +98,9 @@ class RayExecutor:
         self._shipped = datafiles.ship(sweep, self._ray.put)
         return len({ref for s in self._shipped.values() for _, ref in s.files})
 
-    def map_unordered(self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
-                      ) -> Iterator[tuple[tuple, Any]]:
+    def map_unordered(
+        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
+    ) -> Iterator[tuple[tuple, Any]]:
         """Yield (job, outcome) as batches finish; ``total`` (jobs to come) lets the last batches
         shrink so the tail spreads over every worker. Batches still in flight when the caller
         stops are left to ``shutdown``, which ends them with the driver's job.
@@ -134,8 +142,13 @@ class RayExecutor:
                         batcher.retry(batch.jobs)  # one cell per task: the culprit fails alone
                         continue
                     results = [(Failed(f"{type(e).__name__}: {e}"), 0.0)]
-                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)
-                              if not isinstance(outcome, Failed)])
+                sizer.record(
+                    [
+                        (job, seconds)
+                        for job, (outcome, seconds) in zip(batch.jobs, results)
+                        if not isinstance(outcome, Failed)
+                    ]
+                )
                 for job, (outcome, _) in zip(batch.jobs, results):
                     yield job, outcome
 

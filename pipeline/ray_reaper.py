@@ -30,8 +30,13 @@ def start(roots: list[int]) -> subprocess.Popen:
     """Launch the reaper for the Ray processes ``roots`` and their descendants; the driver keeps
     the pipe's write end (non-inheritable: Ray's children never hold it) until it exits."""
     read, write = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.ray_reaper", *map(str, roots)], stdin=read,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amsweep.pipeline.ray_reaper", *map(str, roots)],
+        stdin=read,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     os.close(read)
     _write_ends.append(write)
     return proc

@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from pipeline import registry
-from pipeline.params import SpecError
-from pipeline.spec import Sweep, Task
+from amsweep.pipeline import registry
+from amsweep.pipeline.params import SpecError
+from amsweep.pipeline.spec import Sweep, Task
 
 GiB = 2**30
 WORKING_SET = 4.0
@@ -55,8 +55,7 @@ def states(task: Task) -> int:
 
 def retrieval_batch(task: Task, retrieval: dict) -> int:
     """Largest batch of states relaxed at once: the fixed-point check relaxes all P patterns."""
-    return max(task.P, retrieval.get("train_starts", 0), task.dataset.P_test,
-               retrieval.get("random_starts", 0))
+    return max(task.P, retrieval.get("train_starts", 0), task.dataset.P_test, retrieval.get("random_starts", 0))
 
 
 def cell_memory(task: Task, retrieval: dict) -> int:
@@ -90,12 +89,16 @@ def check_fits(sweep: Sweep, memory: float, cpus: float, where: str = "the large
     worst = max(shapes(sweep), key=lambda t: cell_memory(t, sweep.retrieval), default=None)
     if worst is not None and cell_memory(worst, sweep.retrieval) > memory:
         need = cell_memory(worst, sweep.retrieval)
-        raise ResourceError(f"a cell of {describe(worst)} needs {need / GiB:.1f} GiB; {where} offers "
-                            f"{memory / GiB:.1f} GiB. Use smaller N or P, or a node with more memory.")
+        raise ResourceError(
+            f"a cell of {describe(worst)} needs {need / GiB:.1f} GiB; {where} offers "
+            f"{memory / GiB:.1f} GiB. Use smaller N or P, or a node with more memory."
+        )
     widest = max(shapes(sweep), key=lambda t: cell_threads(t, sweep.retrieval), default=None)
     if widest is not None and cell_threads(widest, sweep.retrieval) > cpus:
-        raise ResourceError(f"a cell of {describe(widest)} runs with {cell_threads(widest, sweep.retrieval)} "
-                            f"BLAS threads (CPUs); {where} offers {cpus:g}")
+        raise ResourceError(
+            f"a cell of {describe(widest)} runs with {cell_threads(widest, sweep.retrieval)} "
+            f"BLAS threads (CPUs); {where} offers {cpus:g}"
+        )
 
 
 def machine_memory() -> int:

@@ -8,7 +8,7 @@ arrive per second, and a flush has a fixed cost (status and run record), so they
 in large flushes, not one small flush per ``flush_every`` results.
 
 Before anything runs, every cell's memory and CPU needs are held against what the executor
-offers (``pipeline.resources``), and driver-local data files are shipped to the workers.
+offers (``amsweep.pipeline.resources``), and driver-local data files are shipped to the workers.
 Pending cells are generated lazily and handed to the executor as it asks for them, so the
 driver holds only the cells in flight and the results not yet flushed.
 """
@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from pipeline.cell import CellResult, run_cell
-from pipeline.executors import Failed, SerialExecutor, Skipped
-from pipeline.resources import check_fits
-from storage.cube import Cube, Mark
-from storage.layout import FAILED, NOT_APPLICABLE
-from storage.status import save_run_record
+from amsweep.pipeline.cell import CellResult, run_cell
+from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
+from amsweep.pipeline.resources import check_fits
+from amsweep.storage.cube import Cube, Mark
+from amsweep.storage.layout import FAILED, NOT_APPLICABLE
+from amsweep.storage.status import save_run_record
 
 
 @dataclass
@@ -43,9 +43,17 @@ class RunReport:
     errors: list[str] = field(default_factory=list)
 
 
-def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: bool = True,
-        flush_every: int = 16, flush_seconds: float = 10.0, min_flush_seconds: float = 1.0,
-        cell: Callable[..., CellResult] = run_cell, on_start: Callable[[str], None] | None = None) -> RunReport:
+def run(
+    cube: Cube,
+    executor: Any = None,
+    retry_failed: bool = True,
+    progress: bool = True,
+    flush_every: int = 16,
+    flush_seconds: float = 10.0,
+    min_flush_seconds: float = 1.0,
+    cell: Callable[..., CellResult] = run_cell,
+    on_start: Callable[[str], None] | None = None,
+) -> RunReport:
     """Run every task of the cube's sweep that is not done yet.
 
     Flushes when ``flush_every`` results are buffered and ``min_flush_seconds`` have passed
@@ -80,14 +88,27 @@ def run(cube: Cube, executor: Any = None, retry_failed: bool = True, progress: b
             buffer.clear()
             marks.clear()
         last_flush = time.monotonic()
-        save_run_record(cube, {"done": report.done, "seconds": last_flush - t_start,
-                               "executor": executor.name, "workers": executor.workers,
-                               "started": started, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        save_run_record(
+            cube,
+            {
+                "done": report.done,
+                "seconds": last_flush - t_start,
+                "executor": executor.name,
+                "workers": executor.workers,
+                "started": started,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
 
     flush()  # the run record says from the start that a run is under way
     flushed_results = False  # the first results are written as soon as there are flush_every
-    bar = tqdm(total=report.remaining, unit="task", disable=not progress, dynamic_ncols=True,
-               desc=f"{sweep.name} [{executor.name}]")
+    bar = tqdm(
+        total=report.remaining,
+        unit="task",
+        disable=not progress,
+        dynamic_ncols=True,
+        desc=f"{sweep.name} [{executor.name}]",
+    )
     try:
         takes_total = "total" in inspect.signature(executor.map_unordered).parameters
         outcomes = executor.map_unordered(cell, jobs, **({"total": report.remaining} if takes_total else {}))

@@ -18,24 +18,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import basin_bisection, limits, registry
-from pipeline.errors import show
-from pipeline.params import INT64_MAX, SpecError, coerce, resolve
-from pipeline.model import Param
+from amsweep.pipeline import basin_bisection, limits, registry
+from amsweep.pipeline.errors import show
+from amsweep.pipeline.params import INT64_MAX, SpecError, coerce, resolve
+from amsweep.pipeline.model import Param
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_KEYS = {"name", "description", "root_seed", "seeds", "noise", "P_test", "retrieval", "datasets", "rules", "dynamics"}
+TOP_KEYS = {
+    "name",
+    "description",
+    "root_seed",
+    "seeds",
+    "noise",
+    "P_test",
+    "retrieval",
+    "datasets",
+    "rules",
+    "dynamics",
+}
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 RETRIEVAL = {
     "train_starts": Param(100, int, "training examples corrupted per noise level (at most P)", low=1),
     "test_starts": Param(100, int, "test examples corrupted per noise level (at most P_test)", low=0),
     "random_starts": Param(20, int, "random initial states per task, to probe spurious attractors", low=0),
-    "store_couplings": Param(False, bool, "also keep each task's trained couplings (or memories) in the "
-                             "cube's per-task store; N x N floats per task, so off by default"),
+    "store_couplings": Param(
+        False,
+        bool,
+        "also keep each task's trained couplings (or memories) in the "
+        "cube's per-task store; N x N floats per task, so off by default",
+    ),
     **basin_bisection.PARAMS,
 }
 
@@ -130,8 +145,9 @@ class Sweep:
                 for load in d.load:
                     for i_r, r in enumerate(self.rules):
                         for i_s, seed in enumerate(self.seeds):
-                            yield Task(d, N, load, self.P_of(N, load), r, seed,
-                                       (i_d, Ns.index(N), loads.index(load), i_r, i_s))
+                            yield Task(
+                                d, N, load, self.P_of(N, load), r, seed, (i_d, Ns.index(N), loads.index(load), i_r, i_s)
+                            )
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
@@ -154,8 +170,10 @@ def load(path: str | Path) -> Sweep:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                        "a spec is a TOML file in UTF-8") from None
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "a spec is a TOML file in UTF-8"
+        ) from None
     except OSError as e:
         raise SpecError(f"{path}: cannot read the spec file ({e.strerror or e})") from None
     try:
@@ -221,8 +239,9 @@ def _entries(family: str, value: Any) -> dict[str, Any]:
     file names and figure titles use (a '[', ',' or newline in a name would break them)."""
     for entry in _table(family, value):
         if not isinstance(entry, str) or not ENTRY_NAME.fullmatch(entry):
-            raise SpecError(f"{family}: entry name {show(entry)} is not allowed; use letters, digits, "
-                            "'_' and '-' (a TOML bare key)")
+            raise SpecError(
+                f"{family}: entry name {show(entry)} is not allowed; use letters, digits, '_' and '-' (a TOML bare key)"
+            )
     return value
 
 
@@ -238,8 +257,9 @@ def _count(where: str, value: Any) -> int:
     return value
 
 
-def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
-              random_starts: int) -> tuple[DatasetVariant, ...]:
+def _datasets(
+    raw: dict[str, Any], load_axis: str, default_P_test: int, random_starts: int
+) -> tuple[DatasetVariant, ...]:
     out: list[DatasetVariant] = []
     for entry, table in _entries("datasets", raw).items():
         where = f"datasets.{entry}"
@@ -248,17 +268,23 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
         module = _component(f"{where}.kind", "datasets", kind)
         other_axis = "P" if load_axis == "alpha" else "alpha"
         if other_axis in table:
-            raise SpecError(f"{where}: uses {other_axis!r} but another entry uses {load_axis!r}; one sweep has one load axis")
+            raise SpecError(
+                f"{where}: uses {other_axis!r} but another entry uses {load_axis!r}; one sweep has one load axis"
+            )
         if load_axis not in table:
             raise SpecError(f"{where}: missing {load_axis!r} (the list of loads)")
-        loads = (_int_list(f"{where}.P", table.pop("P"), 1) if load_axis == "P"
-                 else _float_list(f"{where}.alpha", table.pop("alpha"), 0.0, None, open_low=True))
+        loads = (
+            _int_list(f"{where}.P", table.pop("P"), 1)
+            if load_axis == "P"
+            else _float_list(f"{where}.alpha", table.pop("alpha"), 0.0, None, open_low=True)
+        )
         P_test = _count(f"{where}.P_test", table.pop("P_test", default_P_test))
         raw_N = table.pop("N", None)
         params = resolve(where, module.PARAMS, table, structural=("kind", "N", load_axis, "P_test"))
         if "path" in params:  # workers may start elsewhere: data paths travel as absolute paths
-            params["path"] = [os.path.abspath(os.path.expanduser(p)) if p and "://" not in p else p
-                              for p in params["path"]]
+            params["path"] = [
+                os.path.abspath(os.path.expanduser(p)) if p and "://" not in p else p for p in params["path"]
+            ]
         for label, values in _variants(where, entry, params):
             if raw_N is None:
                 if not hasattr(module, "natural_N"):
@@ -279,7 +305,9 @@ def _datasets(raw: dict[str, Any], load_axis: str, default_P_test: int,
                     try:
                         module.check(N, P, P_test, values)
                     except (ValueError, OSError) as e:
-                        raise SpecError(f"{where} ({label}) at N={N}, {load_axis}={x} (P={P}, P_test={P_test}): {e}") from None
+                        raise SpecError(
+                            f"{where} ({label}) at N={N}, {load_axis}={x} (P={P}, P_test={P_test}): {e}"
+                        ) from None
             out.append(variant)
     if not out:
         raise SpecError("datasets: the spec defines no dataset; add a [datasets.NAME] table")
@@ -305,22 +333,26 @@ def _rules(raw: dict[str, Any], dyn_defaults: dict[str, dict[str, Any]]) -> tupl
         module = _component(f"{where}.kind", "rules", kind)
         dyn_kind = table.pop("dynamics", getattr(module, "DEFAULT_DYNAMICS", "asynchronous"))
         dyn_module = _component(f"{where}.dynamics", "dynamics", dyn_kind)
-        dyn_given = {**dyn_defaults.get(dyn_kind, {}),
-                     **_table(f"{where}.dynamics_params", table.pop("dynamics_params", {}))}
+        dyn_given = {
+            **dyn_defaults.get(dyn_kind, {}),
+            **_table(f"{where}.dynamics_params", table.pop("dynamics_params", {})),
+        }
         rule_params = resolve(where, module.PARAMS, table, structural=("kind", "dynamics", "dynamics_params"))
         dyn_params = resolve(f"{where}.dynamics_params ({dyn_kind})", dyn_module.PARAMS, dyn_given)
         both = {**{k: v for k, v in rule_params.items()}, **{f"dynamics.{k}": v for k, v in dyn_params.items()}}
         for label, values in _variants(where, entry, both):
             label = label.replace("dynamics.", "")
             rp = {k: v for k, v in values.items() if not k.startswith("dynamics.")}
-            dp = {k[len("dynamics."):]: v for k, v in values.items() if k.startswith("dynamics.")}
+            dp = {k[len("dynamics.") :]: v for k, v in values.items() if k.startswith("dynamics.")}
             out.append(RuleVariant(label, entry, kind, rp, dyn_kind, dp))
     if not out:
         raise SpecError("rules: the spec defines no rule; add a [rules.NAME] table")
     unused = sorted(set(dyn_defaults) - {r.dynamics for r in out})
     if unused:
-        raise SpecError(f"dynamics.{unused[0]}: no rule uses this dynamics, so its defaults would be "
-                        f"ignored; dynamics used by the rules: {', '.join(sorted({r.dynamics for r in out}))}")
+        raise SpecError(
+            f"dynamics.{unused[0]}: no rule uses this dynamics, so its defaults would be "
+            f"ignored; dynamics used by the rules: {', '.join(sorted({r.dynamics for r in out}))}"
+        )
     return tuple(out)
 
 
@@ -328,7 +360,9 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     """Validate a parsed spec; raise SpecError naming the first problem found."""
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise SpecError(f"unknown top-level key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise SpecError(
+            f"unknown top-level key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(TOP_KEYS))}"
+        )
     for key in ("datasets", "rules", "noise", "seeds"):
         if key not in raw:
             raise SpecError(f"missing top-level key {key!r}")
@@ -344,7 +378,8 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     default_P_test = _count("P_test", raw.get("P_test", 100))
     given_retrieval = _table("retrieval", raw.get("retrieval", {}))
     retrieval = basin_bisection.canonical_retrieval(
-        {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, given_retrieval, sweepable=False).items()}, given_retrieval)
+        {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, given_retrieval, sweepable=False).items()}, given_retrieval
+    )
     entries = _entries("datasets", raw["datasets"])
     axes = {("P" if "P" in _table(f"datasets.{k}", t) else "alpha") for k, t in entries.items()}
     load_axis = "P" if axes == {"P"} else "alpha"
@@ -353,12 +388,17 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     for family, variants in (("dataset", datasets), ("rule", rules)):
         labels = [v.label for v in variants]
         if len(set(labels)) != len(labels):
-            raise SpecError(f"{family}s: two variants share the label(s) "
-                            f"{sorted({l for l in labels if labels.count(l) > 1})}; rename an entry")
+            raise SpecError(
+                f"{family}s: two variants share the label(s) "
+                f"{sorted({l for l in labels if labels.count(l) > 1})}; rename an entry"
+            )
     n_N, n_load = len({n for d in datasets for n in d.N}), len({x for d in datasets for x in d.load})
-    limits.check_count("datasets, rules, seeds", len(datasets) * n_N * n_load * len(rules) * len(seeds),
-                       f"tasks ({len(datasets)} dataset variants x {n_N} N x {n_load} {load_axis} x "
-                       f"{len(rules)} rule variants x {len(seeds)} seeds)")
+    limits.check_count(
+        "datasets, rules, seeds",
+        len(datasets) * n_N * n_load * len(rules) * len(seeds),
+        f"tasks ({len(datasets)} dataset variants x {n_N} N x {n_load} {load_axis} x "
+        f"{len(rules)} rule variants x {len(seeds)} seeds)",
+    )
     canonical = {
         "name": name,
         "description": description,
@@ -367,15 +407,37 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
         "noise": list(noise),
         "load_axis": load_axis,
         "retrieval": retrieval,
-        "datasets": [{"label": d.label, "entry": d.entry, "kind": d.kind, "params": d.params,
-                      "N": list(d.N), "load": list(d.load), "P_test": d.P_test} for d in datasets],
-        "rules": [{"label": r.label, "entry": r.entry, "kind": r.kind, "params": r.params,
-                   "dynamics": r.dynamics, "dynamics_params": r.dynamics_params} for r in rules],
-        "axes": {"N": sorted({n for d in datasets for n in d.N}),
-                 "load": sorted({x for d in datasets for x in d.load})},
+        "datasets": [
+            {
+                "label": d.label,
+                "entry": d.entry,
+                "kind": d.kind,
+                "params": d.params,
+                "N": list(d.N),
+                "load": list(d.load),
+                "P_test": d.P_test,
+            }
+            for d in datasets
+        ],
+        "rules": [
+            {
+                "label": r.label,
+                "entry": r.entry,
+                "kind": r.kind,
+                "params": r.params,
+                "dynamics": r.dynamics,
+                "dynamics_params": r.dynamics_params,
+            }
+            for r in rules
+        ],
+        "axes": {
+            "N": sorted({n for d in datasets for n in d.N}),
+            "load": sorted({x for d in datasets for x in d.load}),
+        },
     }
-    return Sweep(name, canonical["description"], root_seed, seeds, noise, load_axis, retrieval,
-                 datasets, rules, canonical)
+    return Sweep(
+        name, canonical["description"], root_seed, seeds, noise, load_axis, retrieval, datasets, rules, canonical
+    )
 
 
 def _seeds(raw: Any) -> tuple[int, ...]:
@@ -390,10 +452,34 @@ def _seeds(raw: Any) -> tuple[int, ...]:
 
 def from_canonical(canonical: dict[str, Any]) -> Sweep:
     """Rebuild a Sweep from the canonical JSON a cube stores (no data files are touched)."""
-    datasets = tuple(DatasetVariant(d["label"], d["entry"], d["kind"], d["params"], tuple(d["N"]),
-                                    tuple(d["load"]), d["P_test"], d.get("stream")) for d in canonical["datasets"])
-    rules = tuple(RuleVariant(r["label"], r["entry"], r["kind"], r["params"], r["dynamics"],
-                              r["dynamics_params"], r.get("stream")) for r in canonical["rules"])
-    return Sweep(canonical["name"], canonical["description"], canonical["root_seed"],
-                 tuple(canonical["seeds"]), tuple(canonical["noise"]), canonical["load_axis"],
-                 canonical["retrieval"], datasets, rules, canonical)
+    datasets = tuple(
+        DatasetVariant(
+            d["label"],
+            d["entry"],
+            d["kind"],
+            d["params"],
+            tuple(d["N"]),
+            tuple(d["load"]),
+            d["P_test"],
+            d.get("stream"),
+        )
+        for d in canonical["datasets"]
+    )
+    rules = tuple(
+        RuleVariant(
+            r["label"], r["entry"], r["kind"], r["params"], r["dynamics"], r["dynamics_params"], r.get("stream")
+        )
+        for r in canonical["rules"]
+    )
+    return Sweep(
+        canonical["name"],
+        canonical["description"],
+        canonical["root_seed"],
+        tuple(canonical["seeds"]),
+        tuple(canonical["noise"]),
+        canonical["load_axis"],
+        canonical["retrieval"],
+        datasets,
+        rules,
+        canonical,
+    )

@@ -1,6 +1,6 @@
 """BLAS thread count of the running cell, set once and kept, not re-set for every cell.
 
-A cell's thread count is a function of the cell (``pipeline.resources.cell_threads``), never of
+A cell's thread count is a function of the cell (``amsweep.pipeline.resources.cell_threads``), never of
 the machine, and it is the same serially and on Ray, because a thread count can change the
 order of floating-point sums. Setting it used to cost more than a small cell: threadpoolctl's
 ``threadpool_limits`` inspects every loaded library on each call (1.24 ms measured on this

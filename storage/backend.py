@@ -17,8 +17,8 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from pipeline.errors import CubeError
-from storage import layout
+from amsweep.pipeline.errors import CubeError
+from amsweep.storage import layout
 
 
 class ShardedArray(BackendArray):
@@ -39,8 +39,10 @@ class ShardedArray(BackendArray):
         spans = [slice(*s.indices(n)[:2]) for s, n in zip(spans, self.shape)]
         task = tuple(spans[:ndim])
         region = self._region(task)
-        local = tuple(slice(s.start - t.start, s.stop - t.start, k.step if isinstance(k, slice) else None)
-                      for s, t, k in zip(spans, task, key))
+        local = tuple(
+            slice(s.start - t.start, s.stop - t.start, k.step if isinstance(k, slice) else None)
+            for s, t, k in zip(spans, task, key)
+        )
         out = region[local + tuple(spans[ndim:])]
         squeeze = tuple(i for i, k in enumerate(key) if not isinstance(k, slice))
         return out.squeeze(axis=squeeze) if squeeze else out
@@ -67,8 +69,10 @@ class ShardedArray(BackendArray):
             if damaged[src].any():
                 first = np.argwhere(damaged[src])[0]
                 index = tuple(int(b.start + s_.start + x) for b, s_, x in zip(box, src, first))
-                raise CubeError(f"{cube.path}: {name} of task {cube.coords_of(index)} is unreadable (checksum "
-                                "or extent wrong); run `amsweep check --repair` then `amsweep run` to recompute it")
+                raise CubeError(
+                    f"{cube.path}: {name} of task {cube.coords_of(index)} is unreadable (checksum "
+                    "or extent wrong); run `amsweep check --repair` then `amsweep run` to recompute it"
+                )
             out[dst] = values[src]
         return out
 
@@ -89,8 +93,9 @@ def open_format2(cube: Any) -> xr.Dataset:
         var.encoding["preferred_chunks"] = dict(zip(v.dims, array.layout.shard + array.layout.inner))
         variables[v.name] = var
     coord_names = [c.name for c in coords]
-    ds = xr.Dataset({k: v for k, v in variables.items() if k not in coord_names},
-                    coords={k: variables[k] for k in coord_names})
+    ds = xr.Dataset(
+        {k: v for k, v in variables.items() if k not in coord_names}, coords={k: variables[k] for k in coord_names}
+    )
     ds.attrs.update(cube.attrs)
     return ds
 
@@ -101,9 +106,10 @@ class AmsweepBackend(BackendEntrypoint):
     description = "amsweep result cubes (Zarr v3, sharded), read shard by shard"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "storage_options")
 
-    def open_dataset(self, filename_or_obj: Any, *, drop_variables: Any = None,
-                     storage_options: dict | None = None) -> xr.Dataset:
-        from storage.query import open_cube
+    def open_dataset(
+        self, filename_or_obj: Any, *, drop_variables: Any = None, storage_options: dict | None = None
+    ) -> xr.Dataset:
+        from amsweep.storage.query import open_cube
 
         ds = open_cube(os.fspath(filename_or_obj), storage_options)
         return ds.drop_vars(drop_variables or [], errors="ignore")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
-from pipeline.metrics import METRICS
-from storage import layout, template
-from storage.cube import Cube
-from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.pipeline.metrics import METRICS
+from amsweep.storage import layout, template
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 
 
 @dataclass
@@ -43,8 +43,10 @@ def check(cube: Cube) -> CheckReport:
     """Compare coordinates, shapes, status, data and records; nothing is written."""
     report = CheckReport()
     if cube.format != layout.FORMAT_VERSION:
-        report.problems.append(f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
-                               "(and verifies every value); check runs on format 2")
+        report.problems.append(
+            f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
+            "(and verifies every value); check runs on format 2"
+        )
         return report
     sweep = cube.sweep
     _check_documents(cube, report)
@@ -89,8 +91,10 @@ def _check_documents(cube: Cube, report: CheckReport) -> None:
         except ValueError:
             ok = False
         if not ok:
-            report.problems.append(f"array document {name}/zarr.json is missing or damaged "
-                                   "(`check --repair` rewrites it from the root document)")
+            report.problems.append(
+                f"array document {name}/zarr.json is missing or damaged "
+                "(`check --repair` rewrites it from the root document)"
+            )
             report.documents.append(name)
 
 
@@ -105,15 +109,20 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             continue
         try:
             with template.quiet_labels():
-                stored = np.asarray(zarr.open_array(cube.path, path=c.name, mode="r", zarr_format=3,
-                                                    storage_options=cube.storage_options)[...])
+                stored = np.asarray(
+                    zarr.open_array(
+                        cube.path, path=c.name, mode="r", zarr_format=3, storage_options=cube.storage_options
+                    )[...]
+                )
         except Exception as e:  # any decode failure of a coordinate chunk is a finding, not a crash
             report.problems.append(f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e})")
             continue
         expected = c.values
         same = stored.shape == expected.shape and (
-            [str(x) for x in stored.tolist()] == [str(x) for x in expected.tolist()] if expected.dtype == object
-            else np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f"))
+            [str(x) for x in stored.tolist()] == [str(x) for x in expected.tolist()]
+            if expected.dtype == object
+            else np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f")
+        )
         if not same:
             report.problems.append(f"coordinate {c.name!r} does not match the stored spec")
     for v in layout.variables(sweep, [c.name for c in coords]):
@@ -121,8 +130,9 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             continue
         expected = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
         if tuple(cube.members[v.name].shape) != expected:
-            report.problems.append(f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, "
-                                   f"spec says {expected}")
+            report.problems.append(
+                f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, spec says {expected}"
+            )
 
 
 def repair(cube: Cube, report: CheckReport) -> int:

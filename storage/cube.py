@@ -5,7 +5,7 @@ memory and writes results in flushes: each flush rewrites every touched shard of
 once, data first, then error records, then status, each object whole. A kill during a flush can
 cost only that flush's results (their status was not yet written, so the next run recomputes
 them), never anything done before. The cube's spec, shapes and attributes change only by one
-write of the root document (``storage.template``).
+write of the root document (``amsweep.storage.template``).
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from pipeline.cell import CellResult
-from pipeline.errors import CubeError
-from pipeline.metrics import METRICS
-from pipeline.spec import Sweep, Task, from_canonical, spec_hash
-from storage import extend, layout, provenance, template
-from storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
-from storage.objects import Objects, objects_at
-from storage.records import SIDE, ErrorRecords, now, task_key
-from storage.shard_io import ShardIO
+from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.errors import CubeError
+from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.spec import Sweep, Task, from_canonical, spec_hash
+from amsweep.storage import extend, layout, provenance, template
+from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
+from amsweep.storage.objects import Objects, objects_at
+from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
+from amsweep.storage.shard_io import ShardIO
 
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 LEASE_KEY = f"{SIDE}/lease.json"
-UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (storage.upgrade)
+UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (amsweep.storage.upgrade)
 
 
 @dataclass
@@ -68,19 +68,26 @@ class Cube(ShardIO):
     def _from_root(cls, path: str, objects: Objects, doc: dict[str, Any], storage_options: dict | None) -> "Cube":
         attrs = doc.get("attributes") or {}
         if "amsweep_spec" not in attrs:
-            hint = (" (an amsweep template whose creation was interrupted: `amsweep run` rebuilds it)"
-                    if attrs.get(template.CREATING) else " (no amsweep_spec attribute)")
+            hint = (
+                " (an amsweep template whose creation was interrupted: `amsweep run` rebuilds it)"
+                if attrs.get(template.CREATING)
+                else " (no amsweep_spec attribute)"
+            )
             raise CubeError(f"{path}: a Zarr group that is not a finished amsweep cube{hint}; refusing to touch it")
         fmt = attrs.get("amsweep_format")
         if fmt not in layout.READABLE_FORMATS:
             raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {layout.READABLE_FORMATS}")
         if fmt != FORMAT_VERSION and objects.get(UPGRADE_READY) is not None:
-            raise CubeError(f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
-                            f"{path}` again to finish it (the staged copy is complete and verified)")
+            raise CubeError(
+                f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
+                f"{path}` again to finish it (the staged copy is complete and verified)"
+            )
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
-            raise CubeError(f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
-                            "attributes were edited or damaged")
+            raise CubeError(
+                f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
+                "attributes were edited or damaged"
+            )
         members = template.members_of(doc) if fmt == FORMAT_VERSION else {}
         return cls(path, objects, from_canonical(canonical), attrs, members, storage_options, fmt)
 
@@ -97,11 +104,15 @@ class Cube(ShardIO):
             cube.acquire()
             return cube._evolve(sweep)
         if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
-            raise CubeError(f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
-                            "attribute); refusing to touch it (choose another --out)")
+            raise CubeError(
+                f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
+                "attribute); refusing to touch it (choose another --out)"
+            )
         if doc is None and _foreign_objects(objects):
-            raise CubeError(f"{path}: exists and is not a Zarr v3 group (it holds files but no "
-                            f"{template.ROOT}); refusing to touch it (choose another --out)")
+            raise CubeError(
+                f"{path}: exists and is not a Zarr v3 group (it holds files but no "
+                f"{template.ROOT}); refusing to touch it (choose another --out)"
+            )
         cube = cls(path, objects, sweep, {}, {}, storage_options)
         cube.acquire()
         cube._create()
@@ -114,17 +125,21 @@ class Cube(ShardIO):
         if problems:
             raise CubeError(
                 f"{self.path} was written by another spec (hash {self.sweep.spec_hash}, this spec "
-                f"{sweep.spec_hash}); nothing was changed. Differences:\n  " + "\n  ".join(problems)
+                f"{sweep.spec_hash}); nothing was changed. Differences:\n  "
+                + "\n  ".join(problems)
                 + "\nA spec may only add values (seeds, N, loads, datasets, rules) to extend a cube; "
-                "use a new --out path for a new experiment.")
+                "use a new --out path for a new experiment."
+            )
 
     def _evolve(self, sweep: Sweep) -> "Cube":
         """Writer-side upgrades of an open cube: format 1 refused, new values grown, new metrics added."""
         if self.format != FORMAT_VERSION:
             self.release()
-            raise CubeError(f"{self.path}: cube format {self.format} can be read but not written by this "
-                            f"amsweep; convert it in place with `amsweep upgrade {self.path}` (kill-safe, "
-                            "verifies every value), then run again")
+            raise CubeError(
+                f"{self.path}: cube format {self.format} can be read but not written by this "
+                f"amsweep; convert it in place with `amsweep upgrade {self.path}` (kill-safe, "
+                "verifies every value), then run again"
+            )
         merged = self.sweep
         if self.sweep.spec_hash != sweep.spec_hash:
             canonical, _ = extend.merge(self.sweep.canonical, sweep.canonical)
@@ -137,14 +152,16 @@ class Cube(ShardIO):
     # ---- lease ---------------------------------------------------------------------------
     def acquire(self) -> None:
         """Take (or confirm) the writer's lease; a live driver elsewhere makes this refuse."""
-        from storage.lease import Lease
+        from amsweep.storage.lease import Lease
 
         if self.lease is None:
             try:
                 self.lease = Lease.acquire(self.objects, command=" ".join(sys.argv[:4]))
             except OSError as e:
-                raise CubeError(f"{self.path}: cannot write to the cube ({e}); its results are intact. "
-                                "Fix the permissions or the space, then run again.") from None
+                raise CubeError(
+                    f"{self.path}: cannot write to the cube ({e}); its results are intact. "
+                    "Fix the permissions or the space, then run again."
+                ) from None
             if self.lease.takeover_message:
                 print(f"amsweep: {self.lease.takeover_message}", file=sys.stderr)
             self._status = None  # re-read: another driver may have written before we held it
@@ -162,7 +179,7 @@ class Cube(ShardIO):
         """A lease lives as long as its Cube object: a cube dropped without ``release`` (as in
         ``run(Cube.create_or_open(...))``) frees it for the next driver at once."""
         with contextlib.suppress(Exception):  # interpreter shutdown, or an unreachable store:
-            self.release()                    # the lease then expires by itself
+            self.release()  # the lease then expires by itself
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
@@ -180,8 +197,14 @@ class Cube(ShardIO):
         self.members = tpl.members
         self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
         self._put_status(self._shards_where(self._status != PENDING))
-        self.attrs = {"amsweep_format": FORMAT_VERSION, "created": now(), "title": self.sweep.name,
-                      "description": self.sweep.description, "Conventions": "CF-1.10", **provenance.cube_attrs()}
+        self.attrs = {
+            "amsweep_format": FORMAT_VERSION,
+            "created": now(),
+            "title": self.sweep.name,
+            "description": self.sweep.description,
+            "Conventions": "CF-1.10",
+            **provenance.cube_attrs(),
+        }
         self._commit(self.sweep)
 
     def _grow(self, merged: Sweep, missing: list[str]) -> None:
@@ -214,8 +237,13 @@ class Cube(ShardIO):
 
     def _commit(self, sweep: Sweep) -> None:
         """One write of the root document: spec, hash, provenance and every array's metadata."""
-        self.attrs.update({"amsweep_spec": json.dumps(sweep.canonical, sort_keys=True),
-                           "amsweep_spec_hash": sweep.spec_hash, **provenance.cube_attrs()})
+        self.attrs.update(
+            {
+                "amsweep_spec": json.dumps(sweep.canonical, sort_keys=True),
+                "amsweep_spec_hash": sweep.spec_hash,
+                **provenance.cube_attrs(),
+            }
+        )
         self.objects.put(template.ROOT, template.root_document(self.attrs, self.members))
         self.sweep = sweep
 
@@ -226,7 +254,7 @@ class Cube(ShardIO):
         never lost or crashed on."""
         if self._status is None:
             if self.format != FORMAT_VERSION:
-                from storage.legacy import read_status
+                from amsweep.storage.legacy import read_status
 
                 self._status, self.damaged_status = read_status(self)
             else:
@@ -260,9 +288,11 @@ class Cube(ShardIO):
             self._flush(results, marks)
         except OSError as e:  # full disk, lost permission, unreachable store
             self._blocks.clear()
-            raise CubeError(f"{self.path}: writing results failed ({e}). Tasks marked done before "
-                            "are intact; the unwritten ones stay pending and the next run recomputes "
-                            "them.") from None
+            raise CubeError(
+                f"{self.path}: writing results failed ({e}). Tasks marked done before "
+                "are intact; the unwritten ones stay pending and the next run recomputes "
+                "them."
+            ) from None
 
     def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
         status = self.status().copy()
@@ -315,7 +345,7 @@ class Cube(ShardIO):
     def failures(self) -> list[dict[str, Any]]:
         """Records of tasks now failed or not applicable, with their coordinates, in task order."""
         if self.format != FORMAT_VERSION:
-            from storage.legacy import read_failures
+            from amsweep.storage.legacy import read_failures
 
             return read_failures(self)
         status = self.status()
@@ -330,15 +360,22 @@ class Cube(ShardIO):
         """The stored couplings (or memories) of one done task."""
         data = self.objects.get(f"{SIDE}/couplings/{task_key(index)}.npy")
         if data is None:
-            raise KeyError(f"no couplings stored for {self.coords_of(index)}; the spec must set "
-                           "[retrieval] store_couplings = true before the task runs")
+            raise KeyError(
+                f"no couplings stored for {self.coords_of(index)}; the spec must set "
+                "[retrieval] store_couplings = true before the task runs"
+            )
         return np.load(io.BytesIO(data), allow_pickle=False)
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
         s = self.sweep
         i_d, i_n, i_l, i_r, i_s = index
-        return {"dataset": s.datasets[i_d].label, "N": s.N_values[i_n], s.load_axis: s.load_values[i_l],
-                "rule": s.rules[i_r].label, "seed": s.seeds[i_s]}
+        return {
+            "dataset": s.datasets[i_d].label,
+            "N": s.N_values[i_n],
+            s.load_axis: s.load_values[i_l],
+            "rule": s.rules[i_r].label,
+            "seed": s.seeds[i_s],
+        }
 
 
 def _root(objects: Objects, path: str) -> dict[str, Any] | None:
@@ -351,8 +388,10 @@ def _root(objects: Objects, path: str) -> dict[str, Any] | None:
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CubeError(f"{path}/{template.ROOT}: not valid JSON ({e}); the cube's root document is "
-                        "damaged or this is not an amsweep cube") from None
+        raise CubeError(
+            f"{path}/{template.ROOT}: not valid JSON ({e}); the cube's root document is "
+            "damaged or this is not an amsweep cube"
+        ) from None
     if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
         raise CubeError(f"{path}: exists but is not a Zarr v3 group; refusing to touch it")
     return doc

@@ -50,12 +50,15 @@ def _removed(family: str, before: dict[str, Any], new: list[dict[str, Any]]) -> 
         return f"{family}: {label!r} removed (the new spec has no [{family}.{entry}] entry)"
     closest = min(same_entry, key=lambda v: len(_differences(_content(family, before), _content(family, v))))
     diff = "; ".join(_differences(_content(family, before), _content(family, closest)))
-    return (f"{family}: {label!r} removed: no variant of [{family}.{entry}] keeps its parameters "
-            f"(closest: {closest['label']!r}, {diff}); keep its values among the swept ones to grow the cube")
+    return (
+        f"{family}: {label!r} removed: no variant of [{family}.{entry}] keeps its parameters "
+        f"(closest: {closest['label']!r}, {diff}); keep its values among the swept ones to grow the cube"
+    )
 
 
-def _merge_family(family: str, old: list[dict[str, Any]], new: list[dict[str, Any]],
-                  problems: list[str]) -> list[dict[str, Any]]:
+def _merge_family(
+    family: str, old: list[dict[str, Any]], new: list[dict[str, Any]], problems: list[str]
+) -> list[dict[str, Any]]:
     merged = copy.deepcopy(old)
     old_labels = {v["label"] for v in old}
     new_by = {v["label"]: v for v in new}
@@ -63,9 +66,16 @@ def _merge_family(family: str, old: list[dict[str, Any]], new: list[dict[str, An
     for target, before in zip(merged, old):
         variant = new_by.get(before["label"])
         if variant is None:  # renamed because a parameter is now swept?
-            variant = next((v for v in new if v["label"] not in old_labels | taken
-                            and v["entry"] == before["entry"]
-                            and _content(family, v) == _content(family, before)), None)
+            variant = next(
+                (
+                    v
+                    for v in new
+                    if v["label"] not in old_labels | taken
+                    and v["entry"] == before["entry"]
+                    and _content(family, v) == _content(family, before)
+                ),
+                None,
+            )
             if variant is None:
                 problems.append(_removed(family, before, new))
                 continue
@@ -74,9 +84,10 @@ def _merge_family(family: str, old: list[dict[str, Any]], new: list[dict[str, An
         taken.add(variant["label"])
         changed = _differences(_content(family, before), _content(family, variant))
         if changed:
-            problems.append(f"{family}: {before['label']!r} changed in "
-                            f"{', '.join(sorted({c.split(' ')[0].split('.')[0] for c in changed}))}: "
-                            + "; ".join(changed))
+            problems.append(
+                f"{family}: {before['label']!r} changed in "
+                f"{', '.join(sorted({c.split(' ')[0].split('.')[0] for c in changed}))}: " + "; ".join(changed)
+            )
         for k in GROWS[family]:
             lost = [x for x in before[k] if x not in variant[k]]
             if lost:
@@ -87,8 +98,10 @@ def _merge_family(family: str, old: list[dict[str, Any]], new: list[dict[str, An
     for v in merged:
         key = v.get("stream", v["label"])
         if key in streams:
-            problems.append(f"{family}: {v['label']!r} would share the random streams of {streams[key]!r} "
-                            f"(first labelled {key!r}); give its entry another name")
+            problems.append(
+                f"{family}: {v['label']!r} would share the random streams of {streams[key]!r} "
+                f"(first labelled {key!r}); give its entry another name"
+            )
         streams[key] = v["label"]
     return merged
 

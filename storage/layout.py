@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.metrics import METRICS
-from pipeline.spec import Sweep
+from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.spec import Sweep
 
 PENDING, DONE, FAILED, NOT_APPLICABLE = 0, 1, 2, 3
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", NOT_APPLICABLE: "not applicable"}
@@ -71,9 +71,15 @@ def _variant_coords(prefix: str, dim: str, variants: list[dict[str, Any]], fixed
             arr = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
         else:
             arr = np.array(["" if x is None else str(x) for x in values], dtype=object)
-        out.append(ArraySpec(coord, (dim,), arr.dtype if arr.dtype != object else str, arr,
-                             attrs=_cf(f"parameter {name!r} of the {prefix} variant",
-                                       "1" if arr.dtype != object else "")))
+        out.append(
+            ArraySpec(
+                coord,
+                (dim,),
+                arr.dtype if arr.dtype != object else str,
+                arr,
+                attrs=_cf(f"parameter {name!r} of the {prefix} variant", "1" if arr.dtype != object else ""),
+            )
+        )
         fixed.add(coord)
     return out
 
@@ -92,12 +98,27 @@ def coordinates(sweep: Sweep) -> list[ArraySpec]:
     dims = [ArraySpec(a.name, a.dims, a.dtype, a.values, attrs=_cf(*AXIS_ATTRS[a.name])) for a in dims]
     taken = {a.name for a in dims} | set(METRICS) | {"status", "P", "alpha"}
     extra = [
-        ArraySpec("dataset_kind", ("dataset",), str, np.array([d.kind for d in sweep.datasets], dtype=object),
-                  attrs=_cf("dataset generator", "")),
-        ArraySpec("rule_kind", ("rule",), str, np.array([r.kind for r in sweep.rules], dtype=object),
-                  attrs=_cf("learning rule", "")),
-        ArraySpec("dynamics", ("rule",), str, np.array([r.dynamics for r in sweep.rules], dtype=object),
-                  attrs=_cf("retrieval dynamics", "")),
+        ArraySpec(
+            "dataset_kind",
+            ("dataset",),
+            str,
+            np.array([d.kind for d in sweep.datasets], dtype=object),
+            attrs=_cf("dataset generator", ""),
+        ),
+        ArraySpec(
+            "rule_kind",
+            ("rule",),
+            str,
+            np.array([r.kind for r in sweep.rules], dtype=object),
+            attrs=_cf("learning rule", ""),
+        ),
+        ArraySpec(
+            "dynamics",
+            ("rule",),
+            str,
+            np.array([r.dynamics for r in sweep.rules], dtype=object),
+            attrs=_cf("retrieval dynamics", ""),
+        ),
     ]
     taken |= {a.name for a in extra}
     extra += _variant_coords("dataset", "dataset", [d.params for d in sweep.datasets], taken)
@@ -118,16 +139,32 @@ def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
     tdims = task_dims(sweep)
     non_dim = [c for c in coord_names if c not in tdims and c != "noise"]
     common = {"coordinates": " ".join(non_dim)}
-    out = [ArraySpec("status", tdims, np.int8, fill=PENDING,
-                     attrs={**common, **_cf("task state"),
-                            "description": "0 pending, 1 done, 2 failed, 3 not applicable",
-                            "flag_values": list(STATUS_NAMES), "flag_meanings": " ".join(
-                                s.replace(" ", "_") for s in STATUS_NAMES.values())})]
+    out = [
+        ArraySpec(
+            "status",
+            tdims,
+            np.int8,
+            fill=PENDING,
+            attrs={
+                **common,
+                **_cf("task state"),
+                "description": "0 pending, 1 done, 2 failed, 3 not applicable",
+                "flag_values": list(STATUS_NAMES),
+                "flag_meanings": " ".join(s.replace(" ", "_") for s in STATUS_NAMES.values()),
+            },
+        )
+    ]
     for name, m in METRICS.items():
         dims = tdims + ("noise",) if m.per_noise else tdims
-        out.append(ArraySpec(name, dims, np.float32, fill=np.nan,
-                             attrs={**common, "long_name": m.description, "description": m.description,
-                                    "units": m.units or "1"}))
+        out.append(
+            ArraySpec(
+                name,
+                dims,
+                np.float32,
+                fill=np.nan,
+                attrs={**common, "long_name": m.description, "description": m.description, "units": m.units or "1"},
+            )
+        )
     return out
 
 

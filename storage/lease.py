@@ -32,8 +32,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from pipeline.errors import CubeError
-from storage.objects import Objects
+from amsweep.pipeline.errors import CubeError
+from amsweep.storage.objects import Objects
 
 KEY = "_amsweep/lease.json"
 log = logging.getLogger(__name__)
@@ -65,8 +65,10 @@ def _machine() -> str:
     """The kernel boot and pid namespace our pids belong to: a same-named host in another container
     (or after a reboot) must not judge our pids, nor we its."""
     parts = []
-    for read in (lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
-                 lambda: os.readlink("/proc/self/ns/pid")):
+    for read in (
+        lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
+        lambda: os.readlink("/proc/self/ns/pid"),
+    ):
         with contextlib.suppress(OSError):  # no /proc: the host name alone identifies the machine
             parts.append(read())
     return " ".join(parts)
@@ -129,22 +131,32 @@ class Lease:
         self._mutex = threading.Lock()
         pid, t = os.getpid(), time.time()
         self.record: dict[str, Any] = {
-            "holder": f"{HOST}:{pid}", "host": HOST, "machine": MACHINE, "pid": pid,
-            "pid_start": _proc_stat(pid)[1], "started": _iso(t), "heartbeat": _iso(t), "heartbeat_epoch": t,
-            "command": (command or " ".join(sys.argv))[:200], "token": uuid.uuid4().hex}
+            "holder": f"{HOST}:{pid}",
+            "host": HOST,
+            "machine": MACHINE,
+            "pid": pid,
+            "pid_start": _proc_stat(pid)[1],
+            "started": _iso(t),
+            "heartbeat": _iso(t),
+            "heartbeat_epoch": t,
+            "command": (command or " ".join(sys.argv))[:200],
+            "token": uuid.uuid4().hex,
+        }
 
     @property
     def holder(self) -> str:
         return self.record["holder"]
 
     @classmethod
-    def acquire(cls, objects: Objects, *, stale_after: float = 60.0, heartbeat_every: float = 10.0,
-                command: str = "") -> "Lease":
+    def acquire(
+        cls, objects: Objects, *, stale_after: float = 60.0, heartbeat_every: float = 10.0, command: str = ""
+    ) -> "Lease":
         """Take the cube's lease, or share it if this process holds it already (one process may
         open a cube twice); raise ``LeaseHeld`` naming the live holder otherwise."""
         if not 0 < heartbeat_every < stale_after:
-            raise ValueError(f"heartbeat_every ({heartbeat_every}) must be positive and below "
-                             f"stale_after ({stale_after})")
+            raise ValueError(
+                f"heartbeat_every ({heartbeat_every}) must be positive and below stale_after ({stale_after})"
+            )
         with _acquire_lock:
             lease = cls(objects, stale_after, heartbeat_every, command)
             held = lease._take()
@@ -179,8 +191,9 @@ class Lease:
             if self._swap(self._stamp(), version) is not None:
                 if not (record.get("released") or ours):
                     who = record.get("holder", "an unreadable lease")
-                    self.takeover_message = (f"taking over the lease of {who} (last heartbeat {age:.0f} s ago; "
-                                             "that driver is gone)")
+                    self.takeover_message = (
+                        f"taking over the lease of {who} (last heartbeat {age:.0f} s ago; that driver is gone)"
+                    )
                     log.info("%s: %s", self.url, self.takeover_message)
                 return None
         if self._error is not None:
@@ -188,10 +201,12 @@ class Lease:
         raise LeaseError(f"{self.url}: could not take the cube's lease: it kept changing under us")
 
     def _held_message(self, r: dict[str, Any], age: float) -> str:
-        return (f"{self.url} is in use by another driver: {r.get('holder')} (host {r.get('host')}, pid "
-                f"{r.get('pid')}, `{r.get('command')}`, started {r.get('started')}, last heartbeat {age:.0f} s "
-                f"ago). Wait for it to finish, or stop it; if that driver is dead on another machine its "
-                f"lease expires {self.stale_after:.0f} s after its last heartbeat.")
+        return (
+            f"{self.url} is in use by another driver: {r.get('holder')} (host {r.get('host')}, pid "
+            f"{r.get('pid')}, `{r.get('command')}`, started {r.get('started')}, last heartbeat {age:.0f} s "
+            f"ago). Wait for it to finish, or stop it; if that driver is dead on another machine its "
+            f"lease expires {self.stale_after:.0f} s after its last heartbeat."
+        )
 
     def _stamp(self, **extra: Any) -> bytes:
         t = time.time()
@@ -222,21 +237,28 @@ class Lease:
             self._due = time.monotonic() + self.heartbeat_every
             if not (self._released or self.lost) and self._swap(self._stamp(), self._version) is None:
                 self.lost = True
-                log.error("%s: the lease was taken over by %s; this driver stops writing", self.url,
-                          self.taken_by.get("holder", "someone (record removed)"))
+                log.error(
+                    "%s: the lease was taken over by %s; this driver stops writing",
+                    self.url,
+                    self.taken_by.get("holder", "someone (record removed)"),
+                )
 
     def check(self) -> None:
         """Raise ``LeaseLost`` unless this driver may still write (the writer calls it before each flush)."""
         if self.lost:
             who = self.taken_by.get("holder") or "nobody (the lease record was removed)"
-            raise LeaseLost(f"{self.url}: another driver took over this driver's lease (now held by {who}); "
-                            "stopping: results written before are intact")
+            raise LeaseLost(
+                f"{self.url}: another driver took over this driver's lease (now held by {who}); "
+                "stopping: results written before are intact"
+            )
         if self._released:
             raise LeaseLost(f"{self.url}: this lease was released")
         age = time.time() - self._confirmed
         if age > self.stale_after:
-            raise LeaseLost(f"{self.url}: could not renew the lease for {age:.0f} s (store unreachable?); another "
-                            "driver may have taken over, so this one stops writing")
+            raise LeaseLost(
+                f"{self.url}: could not renew the lease for {age:.0f} s (store unreachable?); another "
+                "driver may have taken over, so this one stops writing"
+            )
 
     def release(self) -> None:
         """Drop one hold; the last marks the record released if it is still ours (never another's)."""
@@ -258,8 +280,12 @@ class Lease:
                     if stored is None or stored.get("released"):
                         break
             except Exception as e:
-                log.warning("%s: could not release the lease (%s); it expires %.0f s after its last heartbeat",
-                            self.url, e, self.stale_after)
+                log.warning(
+                    "%s: could not release the lease (%s); it expires %.0f s after its last heartbeat",
+                    self.url,
+                    e,
+                    self.stale_after,
+                )
 
     def __enter__(self) -> "Lease":
         return self

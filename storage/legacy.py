@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from storage.layout import PENDING
-from storage.records import SIDE
+from amsweep.storage.layout import PENDING
+from amsweep.storage.records import SIDE
 
 if TYPE_CHECKING:
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
 
 def group(cube: "Cube") -> zarr.Group:
-    return zarr.open_group(cube.path, mode="r", storage_options=cube.storage_options, zarr_format=3,
-                           use_consolidated=False)
+    return zarr.open_group(
+        cube.path, mode="r", storage_options=cube.storage_options, zarr_format=3, use_consolidated=False
+    )
 
 
 def read_array(cube: "Cube", name: str, fill: Any) -> tuple[np.ndarray, list[tuple[int, ...]]]:

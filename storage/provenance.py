@@ -32,10 +32,16 @@ def source() -> dict[str, Any]:
     if not (SOURCE / ".git").exists():
         return {}
     try:
-        commit = subprocess.run(["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(SOURCE), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(SOURCE), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"source_commit": commit, "source_dirty": bool(dirty)}
@@ -54,9 +60,18 @@ def run_environment() -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')})"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
+        blas = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')})"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
     except Exception:  # threadpoolctl cannot inspect every platform; provenance is best effort
         blas = []
-    return {"host": socket.gethostname(), "python": platform.python_version(), "platform": platform.platform(),
-            "versions": versions, "blas": blas, **cube_attrs()}
+    return {
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "blas": blas,
+        **cube_attrs(),
+    }

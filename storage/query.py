@@ -13,24 +13,23 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.errors import QueryError
-from pipeline.metrics import METRICS
-from storage.layout import DONE
+from amsweep.pipeline.errors import QueryError
+from amsweep.pipeline.metrics import METRICS
+from amsweep.storage.layout import DONE
 
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded).
 
-    Format 2 is read by amsweep's shard reader (``storage.backend``); format 1 through zarr.
+    Format 2 is read by amsweep's shard reader (``amsweep.storage.backend``); format 1 through zarr.
     """
-    from storage.backend import open_format2
-    from storage.cube import Cube
+    from amsweep.storage.backend import open_format2
+    from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options)
     if cube.format == 2:
         return open_format2(cube)
-    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options,
-                      chunks=None)
+    ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options, chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, ds[name].values.astype(object))})
@@ -73,8 +72,10 @@ def parse_where(text: str | None) -> dict[str, list[str]]:
         key, value = (x.strip() for x in part.split("=", 1))
         values = [v.strip() for v in _split(value, "|", key)]
         if not key or not all(values):
-            raise QueryError(f"--where item {part.strip()!r}: expected KEY=VALUE with a non-empty key "
-                             "and values (several values as A|B)")
+            raise QueryError(
+                f"--where item {part.strip()!r}: expected KEY=VALUE with a non-empty key "
+                "and values (several values as A|B)"
+            )
         if key in out:
             raise QueryError(f"--where: key {key!r} given twice; give several values as {key}=A|B")
         out[key] = values
@@ -91,8 +92,10 @@ def _typed(key: str, coord: xr.DataArray, values: list[str]) -> list[Any]:
         try:
             typed.append(int(v) if kind in "iu" else float(v))
         except ValueError:
-            raise QueryError(f"--where {key}={v}: {key} takes {'integers' if kind in 'iu' else 'numbers'}; "
-                             f"available: {_available(coord)}") from None
+            raise QueryError(
+                f"--where {key}={v}: {key} takes {'integers' if kind in 'iu' else 'numbers'}; "
+                f"available: {_available(coord)}"
+            ) from None
     return typed
 
 
@@ -105,12 +108,10 @@ def select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
     """Keep the values named in ``where``, on dimensions or on per-variant coordinates."""
     for key, raw in where.items():
         if key not in ds.coords:
-            raise QueryError(f"--where {key}: no such coordinate; available: "
-                             f"{', '.join(sorted(map(str, ds.coords)))}")
+            raise QueryError(f"--where {key}: no such coordinate; available: {', '.join(sorted(map(str, ds.coords)))}")
         coord = ds[key]
         if coord.ndim != 1:
-            raise QueryError(f"--where {key}: coordinate {key!r} spans {coord.dims}; select on its "
-                             "dimensions instead")
+            raise QueryError(f"--where {key}: coordinate {key!r} spans {coord.dims}; select on its dimensions instead")
         values = _typed(key, coord, raw)
         dim = coord.dims[0]
         present = set(coord.values.tolist())
@@ -137,8 +138,9 @@ def to_frame(ds: xr.Dataset, metric: str) -> pd.DataFrame:
     frame = da.to_dataframe(name=metric).reset_index()
     for name, coord in ds.coords.items():
         if name not in frame.columns and set(coord.dims) <= set(da.dims):
-            frame = frame.merge(coord.to_dataframe().reset_index()[list(coord.dims) + [name]],
-                                on=list(coord.dims), how="left")
+            frame = frame.merge(
+                coord.to_dataframe().reset_index()[list(coord.dims) + [name]], on=list(coord.dims), how="left"
+            )
     return frame.dropna(subset=[metric]).reset_index(drop=True)
 
 
@@ -153,12 +155,17 @@ def summarize(frame: pd.DataFrame, metric: str, over: str = "seed") -> pd.DataFr
 def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:
     """Couplings (or memories) of the task at ``coords`` (dataset, N, alpha|P, rule, seed values),
     from a cube whose spec set ``[retrieval] store_couplings = true``."""
-    from storage.cube import Cube
+    from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options, mode="r")
     s = cube.sweep
-    axes = {"dataset": [d.label for d in s.datasets], "N": list(s.N_values),
-            s.load_axis: list(s.load_values), "rule": [r.label for r in s.rules], "seed": list(s.seeds)}
+    axes = {
+        "dataset": [d.label for d in s.datasets],
+        "N": list(s.N_values),
+        s.load_axis: list(s.load_values),
+        "rule": [r.label for r in s.rules],
+        "seed": list(s.seeds),
+    }
     missing = [k for k in axes if k not in coords]
     if missing:
         raise QueryError(f"give a value for {missing}; a task is fixed by {list(axes)}")

@@ -13,7 +13,7 @@ import datetime as _dt
 import json
 from typing import Any
 
-from storage.objects import Objects
+from amsweep.storage.objects import Objects
 
 SIDE = "_amsweep"
 ERRORS = f"{SIDE}/errors"

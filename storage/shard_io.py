@@ -1,6 +1,6 @@
 """Shard-level reads and writes of a cube's variables (the part of ``Cube`` that moves bytes).
 
-Kept apart from ``storage.cube`` (opening, lease, creation, status, flush order) so each file
+Kept apart from ``amsweep.storage.cube`` (opening, lease, creation, status, flush order) so each file
 holds one concept. ``ShardIO`` is a mixin: the class using it provides ``objects`` (the store),
 ``members`` (Zarr metadata by array name), ``sweep``, ``path``, ``coords_of``, the status grid
 ``_status`` and the writer's decoded-shard cache ``_blocks``.
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cell import CellResult
-from storage import template
-from storage.layout import DONE, PENDING
-from storage.shards import ShardError, ShardLayout
+from amsweep.pipeline.cell import CellResult
+from amsweep.storage import template
+from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.shards import ShardError, ShardLayout
 
 BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
 

@@ -110,7 +110,9 @@ class ShardLayout:
         """The slice of the task grid a shard covers, clipped to the grid."""
         return tuple(slice(i * s, min((i + 1) * s, n)) for i, s, n in zip(shard_index, self.shard, task_shape))
 
-    def region(self, shard_index: tuple[int, ...], task_shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    def region(
+        self, shard_index: tuple[int, ...], task_shape: tuple[int, ...]
+    ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
         """(the grid slice a shard covers, the same cells within the shard's own block)."""
         box = self.bounds(shard_index, task_shape)
         return box, tuple(slice(0, b.stop - b.start) for b in box)
@@ -156,7 +158,7 @@ class ShardLayout:
         index_len = n * 16
         if buf.size < index_len + 4:
             raise ShardError(f"shard of {buf.size} bytes is shorter than its index ({index_len + 4})")
-        index_bytes = buf[-(index_len + 4):-4]
+        index_bytes = buf[-(index_len + 4) : -4]
         stored = int(np.frombuffer(buf[-4:].tobytes(), dtype="<u4")[0])
         if int(crc32c_rows(index_bytes.reshape(1, -1))[0]) != stored:
             raise ShardError("shard index fails its CRC-32C checksum")

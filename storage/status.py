@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from storage import provenance
-from storage.cube import Cube
-from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
-from storage.records import SIDE
+from amsweep.storage import provenance
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from amsweep.storage.records import SIDE
 
 RUN_RECORD = f"{SIDE}/run.json"
 
@@ -48,12 +48,16 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
         f"cube {path}",
         f"sweep {sweep.name!r}  spec {sweep.spec_hash}  format {cube.format}  written by amsweep "
         f"{cube.attrs.get('amsweep_version')} on {cube.attrs.get('created')}"
-        + (f" (source {cube.attrs['source_commit'][:10]}{', dirty' if cube.attrs.get('source_dirty') else ''})"
-           if cube.attrs.get("source_commit") else ""),
+        + (
+            f" (source {cube.attrs['source_commit'][:10]}{', dirty' if cube.attrs.get('source_dirty') else ''})"
+            if cube.attrs.get("source_commit")
+            else ""
+        ),
         f"axes: dataset {len(sweep.datasets)} x N {len(sweep.N_values)} x {sweep.load_axis} "
         f"{len(sweep.load_values)} x rule {len(sweep.rules)} x seed {len(sweep.seeds)} "
         f"(x noise {len(sweep.noise)})",
-        "tasks: " + ", ".join(f"{k} {v}" for k, v in c.items())
+        "tasks: "
+        + ", ".join(f"{k} {v}" for k, v in c.items())
         + f"  ({100.0 * c['done'] / max(applicable, 1):.1f}% of {applicable} applicable)",
     ]
     record = load_run_record(cube)
@@ -61,9 +65,11 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
         rate = record["done"] / record["seconds"]
         todo = c["pending"] + c["failed"]
         eta = _dt.timedelta(seconds=round(todo / rate)) if todo else _dt.timedelta(0)
-        lines.append(f"last run: {record['done']} tasks in {record['seconds']:.0f} s "
-                     f"({rate * 60:.1f} tasks/min, {record.get('executor', '?')}, updated "
-                     f"{record.get('updated', '?')}); ETA for the rest at that rate: {eta}")
+        lines.append(
+            f"last run: {record['done']} tasks in {record['seconds']:.0f} s "
+            f"({rate * 60:.1f} tasks/min, {record.get('executor', '?')}, updated "
+            f"{record.get('updated', '?')}); ETA for the rest at that rate: {eta}"
+        )
     failures = [f for f in cube.failures() if f["state"] == STATUS_NAMES[FAILED]]
     skipped = [f for f in cube.failures() if f["state"] == STATUS_NAMES[NOT_APPLICABLE]]
     if failures:

@@ -2,7 +2,7 @@
 
 Zarr-python builds every array's metadata document and encodes the coordinate chunks (into a
 dict, not the cube), so what amsweep writes is Zarr's own format; amsweep then writes those
-objects whole through ``storage.objects`` and commits the cube by writing the root document last,
+objects whole through ``amsweep.storage.objects`` and commits the cube by writing the root document last,
 in one request: its attributes (spec, hash, provenance) *and* the consolidated metadata of every
 array. Readers (amsweep and ``xr.open_zarr``) take the shapes from that one document, so a cube
 changes from one state to the next in a single atomic write: a kill during creation, extension
@@ -27,9 +27,9 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
-from pipeline.spec import Sweep
-from storage import layout
-from storage.shards import ShardLayout, choose_shard_shape
+from amsweep.pipeline.spec import Sweep
+from amsweep.storage import layout
+from amsweep.storage.shards import ShardLayout, choose_shard_shape
 
 ROOT = "zarr.json"
 CREATING = "amsweep_creating"
@@ -72,16 +72,30 @@ def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Templ
     for c in coords:
         chunks = COORD_CHUNK_2D if len(c.dims) == 2 else (COORD_CHUNK,)
         dtype = _fixed_width(c.values) if c.values.dtype == object else c.dtype
-        arr = group.create_array(c.name, shape=c.values.shape, chunks=chunks, dtype=dtype,
-                                 dimension_names=list(c.dims), attributes=c.attrs,
-                                 compressors=[ZstdCodec(), Crc32cCodec()])
+        arr = group.create_array(
+            c.name,
+            shape=c.values.shape,
+            chunks=chunks,
+            dtype=dtype,
+            dimension_names=list(c.dims),
+            attributes=c.attrs,
+            compressors=[ZstdCodec(), Crc32cCodec()],
+        )
         arr[...] = c.values
     for v in layout.variables(sweep, [c.name for c in coords]):
         inner = (len(sweep.noise),) if v.per_noise else ()
-        group.create_array(v.name, shape=sweep.shape + inner, chunks=(1,) * len(shard) + inner,
-                           shards=shard + inner, dtype=v.dtype, fill_value=v.fill,
-                           dimension_names=list(v.dims), attributes=v.attrs,
-                           serializer=BytesCodec(), compressors=[Crc32cCodec()])
+        group.create_array(
+            v.name,
+            shape=sweep.shape + inner,
+            chunks=(1,) * len(shard) + inner,
+            shards=shard + inner,
+            dtype=v.dtype,
+            fill_value=v.fill,
+            dimension_names=list(v.dims),
+            attributes=v.attrs,
+            serializer=BytesCodec(),
+            compressors=[Crc32cCodec()],
+        )
     members = {name: node.metadata for name, node in group.members()}
     objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
     return Template(objects, members, shard)

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import CubeError
-from pipeline.metrics import METRICS
-from storage import layout, legacy, template
-from storage.cube import UPGRADE_READY as READY
-from storage.cube import Cube
-from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
-from storage.objects import objects_at
-from storage.records import SIDE, ErrorRecords, now, task_key
-from storage.shards import choose_shard_shape
+from amsweep.pipeline.errors import CubeError
+from amsweep.pipeline.metrics import METRICS
+from amsweep.storage import layout, legacy, template
+from amsweep.storage.cube import UPGRADE_READY as READY
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.objects import objects_at
+from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
+from amsweep.storage.shards import choose_shard_shape
 
 STAGE = f"{SIDE}/upgrade"
 
@@ -107,8 +107,12 @@ def _stage(cube: Cube) -> UpgradeReport:
     verified = _verify(staging, status, values)  # every metric the old cube had
     _stage_side(cube, status)
     report = UpgradeReport(int(status.size), int(done.sum()), len(set(bad)), verified)
-    attrs = {**{k: v for k, v in cube.attrs.items() if k != "amsweep_format"}, "amsweep_format": layout.FORMAT_VERSION,
-             "upgraded": f"from format {cube.format} on {now()}", "Conventions": "CF-1.10"}
+    attrs = {
+        **{k: v for k, v in cube.attrs.items() if k != "amsweep_format"},
+        "amsweep_format": layout.FORMAT_VERSION,
+        "upgraded": f"from format {cube.format} on {now()}",
+        "Conventions": "CF-1.10",
+    }
     objects.put(f"{STAGE}/{template.ROOT}", template.root_document(attrs, tpl.members))
     objects.put(READY, json.dumps({"arrays": sorted(tpl.members), "report": report.__dict__}).encode())
     return report
@@ -163,7 +167,7 @@ def _swap(cube: Cube) -> None:
             objects.delete(key)
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
-        objects.put_many({k[len(STAGE) + 1:]: v for k, v in got.items() if v is not None})
+        objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
     objects.put(template.ROOT, objects.get(f"{STAGE}/{template.ROOT}"))  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     cleanup(objects)
@@ -172,8 +176,12 @@ def _swap(cube: Cube) -> None:
 def cleanup(objects) -> None:
     """Remove what a finished upgrade leaves: the staged copy and format 1's side records."""
     for key in objects.list(SIDE):
-        if key.startswith(f"{STAGE}/") or key.startswith(f"{SIDE}/failures/") or key == f"{SIDE}/{template.ROOT}" or (
-                key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy")):
+        if (
+            key.startswith(f"{STAGE}/")
+            or key.startswith(f"{SIDE}/failures/")
+            or key == f"{SIDE}/{template.ROOT}"
+            or (key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy"))
+        ):
             objects.delete(key)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# Local Ray listens on loopback only (see pipeline.executors.keep_ray_on_loopback); Ray reads this
+# Local Ray listens on loopback only (see amsweep.pipeline.executors.keep_ray_on_loopback); Ray reads this
 # switch when first imported, and test collection imports it, so it is set before anything else.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.metrics import METRICS
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -33,8 +33,11 @@ def require_shared(path: Path) -> Path:
         return path
     if os.environ.get("CI"):
         pytest.fail(f"real data missing at {path}: CI runs with ../shared beside the clone")
-    pytest.skip(f"full data set not found at {path} (../shared/data beside the clone); "
-                "the tests on the bundled subset ran, CI runs these on the full files")
+    pytest.skip(
+        f"full data set not found at {path} (../shared/data beside the clone); "
+        "the tests on the bundled subset ran, CI runs these on the full files"
+    )
+
 
 SMALL: dict[str, Any] = {
     "name": "tiny",
@@ -64,10 +67,15 @@ def ray_local():
     """A local Ray with 2 CPUs shared by every test that needs one."""
     import ray
 
-    from pipeline.executors import PINNED_THREADS
+    from amsweep.pipeline.executors import PINNED_THREADS
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": dict(PINNED_THREADS)})
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        runtime_env={"env_vars": dict(PINNED_THREADS)},
+    )
     yield ray
     ray.shutdown()
 
@@ -98,7 +106,7 @@ def wait_for_first_flush(proc: subprocess.Popen, cube: str, timeout: float = 120
 
 def cube_values(path: str) -> dict[str, np.ndarray]:
     """Every deterministic variable of a cube, loaded (timings excluded: wall time is not a result)."""
-    from storage.query import open_cube
+    from amsweep.storage.query import open_cube
 
     ds = open_cube(path)
     names = ["status"] + [n for n, m in METRICS.items() if m.deterministic and n in ds]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.cube import Cube
-from storage.shards import EMPTY
+from amsweep.storage.cube import Cube
+from amsweep.storage.shards import EMPTY
 
 
 def chunk_span(path: str, name: str, index: tuple[int, ...]) -> tuple[Path, int, int]:
@@ -18,7 +18,7 @@ def chunk_span(path: str, name: str, index: tuple[int, ...]) -> tuple[Path, int,
     file = Path(path, lay.key(name, shard))
     data = file.read_bytes()
     n = lay.tasks
-    table = np.frombuffer(data[-(n * 16 + 4):-4], dtype="<u8").reshape(lay.shard + (2,))
+    table = np.frombuffer(data[-(n * 16 + 4) : -4], dtype="<u8").reshape(lay.shard + (2,))
     local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
     offset, length = (int(x) for x in table[local])
     assert offset != int(EMPTY), f"{name} of {index} is not stored"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import spec as spec_mod
-from pipeline.cli import BUNDLED
-from pipeline.executors import RayExecutor
-from pipeline.runner import run
-from storage.cube import Cube
-from storage.layout import DONE, NOT_APPLICABLE
-from storage.query import open_cube, to_frame
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import BUNDLED
+from amsweep.pipeline.executors import RayExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, NOT_APPLICABLE
+from amsweep.storage.query import open_cube, to_frame
 
 
 def test_every_dataset_runs_through_ray_into_one_cube(tmp_path, ray_local):

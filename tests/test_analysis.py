@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import basins, classify, figures, summary, tables
-from analysis.classify import ELSEWHERE, GENERALIZING, MEMORIZING, NO_RETRIEVAL
-from analysis.report import write_report
-from pipeline import spec as spec_mod
-from pipeline.datasets import random as random_dataset
-from pipeline.executors import SerialExecutor
-from pipeline.model import Data
-from pipeline.runner import run
-from storage import query
-from storage.cube import Cube
+from amsweep.analysis import basins, classify, figures, summary, tables
+from amsweep.analysis.classify import ELSEWHERE, GENERALIZING, MEMORIZING, NO_RETRIEVAL
+from amsweep.analysis.report import write_report
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.datasets import random as random_dataset
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.model import Data
+from amsweep.pipeline.runner import run
+from amsweep.storage import query
+from amsweep.storage.cube import Cube
 from tests.conftest import StopAfter
 
 NOISE = [0.0, 0.1, 0.2, 0.3, 0.4]
@@ -30,15 +30,18 @@ NOISE = [0.0, 0.1, 0.2, 0.3, 0.4]
 
 # ---- basin size from a curve -----------------------------------------------------------------
 
+
 def test_basin_is_twice_the_largest_retrieved_noise_of_a_contiguous_run():
     noise = np.array(NOISE)
-    m = np.array([
-        [1.0, 1.0, 1.0, 0.5, 0.2],    # retrieved up to rho = 0.2: m_in* = 0.6, basin 0.4
-        [1.0, 0.98, 1.0, 1.0, 1.0],   # fails at 0.1: a later success is not a basin -> 0
-        [1.0, 1.0, 1.0, 1.0, 1.0],    # retrieved everywhere: censored at 2 x 0.4
-        [0.9, 0.9, 0.9, 0.9, 0.9],    # not even a fixed point
-        [1.0, np.nan, 1.0, 1.0, 1.0],  # incomplete curve: undefined
-    ])
+    m = np.array(
+        [
+            [1.0, 1.0, 1.0, 0.5, 0.2],  # retrieved up to rho = 0.2: m_in* = 0.6, basin 0.4
+            [1.0, 0.98, 1.0, 1.0, 1.0],  # fails at 0.1: a later success is not a basin -> 0
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # retrieved everywhere: censored at 2 x 0.4
+            [0.9, 0.9, 0.9, 0.9, 0.9],  # not even a fixed point
+            [1.0, np.nan, 1.0, 1.0, 1.0],  # incomplete curve: undefined
+        ]
+    )
     got = basins.basin_size(noise, m)
     np.testing.assert_allclose(got[:4], [0.4, 0.0, 0.8, 0.0])
     assert np.isnan(got[4])
@@ -64,22 +67,25 @@ def test_basin_refuses_inconsistent_input():
 
 # ---- classes from metric values ---------------------------------------------------------------
 
+
 def test_classes_follow_the_documented_thresholds():
     m_train = np.array([1.0, 1.0, 1.0, 0.5, 0.995, 1.0, 1.0, 0.3, 0.3, np.nan, 1.0, 0.2])
     m_test = np.array([0.3, 0.95, 0.8, 0.9, 0.55, 0.49, 0.4, 0.2, 0.1, 0.9, np.nan, np.nan])
     best = np.array([1.0, 0.5, 0.3, 0.6, 0.54, 0.1, 0.49, 0.3, 0.9, 0.1, np.nan, np.nan])
-    expected = [MEMORIZING,     # retrieved, test starts on a training example
-                GENERALIZING,   # test starts end on their own example
-                GENERALIZING,
-                GENERALIZING,   # generalization does not need exact training retrieval
-                ELSEWHERE,      # m_test leads by 0.01 < MARGIN: neither wins
-                ELSEWHERE,      # m_test 0.49 < SPECIFIC: not above chance
-                ELSEWHERE,      # best leads, but 0.49 < SPECIFIC: a mixture, not a training example
-                NO_RETRIEVAL,
-                NO_RETRIEVAL,   # memorization needs the training examples retrieved
-                np.nan,         # no m_train: undetermined
-                np.nan,         # retrieved but no test starts: cannot tell memorizing from generalizing
-                NO_RETRIEVAL]
+    expected = [
+        MEMORIZING,  # retrieved, test starts on a training example
+        GENERALIZING,  # test starts end on their own example
+        GENERALIZING,
+        GENERALIZING,  # generalization does not need exact training retrieval
+        ELSEWHERE,  # m_test leads by 0.01 < MARGIN: neither wins
+        ELSEWHERE,  # m_test 0.49 < SPECIFIC: not above chance
+        ELSEWHERE,  # best leads, but 0.49 < SPECIFIC: a mixture, not a training example
+        NO_RETRIEVAL,
+        NO_RETRIEVAL,  # memorization needs the training examples retrieved
+        np.nan,  # no m_train: undetermined
+        np.nan,  # retrieved but no test starts: cannot tell memorizing from generalizing
+        NO_RETRIEVAL,
+    ]
     np.testing.assert_array_equal(classify.classify(m_train, m_test, best), expected)
     assert classify.class_label(np.nan) == "undetermined"
     assert classify.class_label(3.0) == "generalizing"
@@ -100,6 +106,7 @@ def test_capacity_is_a_run_from_the_smallest_load():
 
 # ---- tiny cubes through the real runner --------------------------------------------------------
 
+
 def run_cube(path, raw) -> str:
     cube = Cube.create_or_open(str(path), spec_mod.from_dict(raw))
     report = run(cube, SerialExecutor(), progress=False)
@@ -108,9 +115,16 @@ def run_cube(path, raw) -> str:
 
 
 def hebb_raw(P: list[int], N: int = 61, seeds: int = 2, **datasets) -> dict:
-    return {"name": "analysis", "root_seed": 4, "seeds": seeds, "noise": NOISE, "P_test": 25,
-            "retrieval": {"train_starts": 10, "test_starts": 25, "random_starts": 2},
-            "datasets": {"random": {"N": [N], "P": P, **datasets}}, "rules": {"hebb": {}}}
+    return {
+        "name": "analysis",
+        "root_seed": 4,
+        "seeds": seeds,
+        "noise": NOISE,
+        "P_test": 25,
+        "retrieval": {"train_starts": 10, "test_starts": 25, "random_starts": 2},
+        "datasets": {"random": {"N": [N], "P": P, **datasets}},
+        "rules": {"hebb": {}},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +169,16 @@ def test_plm_keeps_a_wide_basin_where_hebb_has_none(tmp_path):
     pattern a fixed point with stabilities near the maximal ones (kappa_max(0.2) ~ 2.0 for the
     perceptron), whose basin at this load is ~0.45 at N = 200 (sweeps/random_basins_laptop);
     0.3 leaves room for N = 100 finite-size effects."""
-    raw = {"name": "b", "root_seed": 9, "seeds": 2, "noise": NOISE + [0.05, 0.15, 0.25], "P_test": 5,
-           "retrieval": {"train_starts": 20, "test_starts": 5, "random_starts": 2},
-           "datasets": {"random": {"N": [100], "alpha": [0.2]}},
-           "rules": {"hebb": {}, "plm": {"lr": 1.0, "epochs": 300}}}
+    raw = {
+        "name": "b",
+        "root_seed": 9,
+        "seeds": 2,
+        "noise": NOISE + [0.05, 0.15, 0.25],
+        "P_test": 5,
+        "retrieval": {"train_starts": 20, "test_starts": 5, "random_starts": 2},
+        "datasets": {"random": {"N": [100], "alpha": [0.2]}},
+        "rules": {"hebb": {}, "plm": {"lr": 1.0, "epochs": 300}},
+    }
     ds = query.open_cube(run_cube(tmp_path / "b.zarr", raw))
     b = basins.basin_frame(ds, interpolate=True).groupby("rule")["basin"]
     assert b.max()["hebb"] == 0.0
@@ -202,6 +222,7 @@ def test_reversed_patterns_generalize_and_near_copies_are_memorized(tmp_path, mo
 
 
 # ---- figures and the report --------------------------------------------------------------------
+
 
 def test_heatmap_over_a_dataset_parameter_and_refusal_to_average(tmp_path):
     raw = hebb_raw([1, 18], seeds=1, bias=[0.0, 0.4])

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.cli import main
-from pipeline.errors import AmsweepError, SpecError
-from pipeline.limits import MAX_CELLS
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import main
+from amsweep.pipeline.errors import AmsweepError, SpecError
+from amsweep.pipeline.limits import MAX_CELLS
 
 BASE_TOML = """\
 name = "tiny"
@@ -68,11 +68,13 @@ def test_non_finite_alpha_is_refused_naming_the_key(small_raw, value):
     [
         (lambda r: r["rules"]["plm"].update(lr=math.nan), "rules.plm: parameter 'lr' = nan"),
         (lambda r: r["rules"]["plm"].update(lam=[1.0, math.inf]), "rules.plm: parameter 'lam' = inf"),
-        (lambda r: r["rules"]["plm"].update(dynamics_params={"max_sweeps": math.nan}),
-         "parameter 'max_sweeps' = nan"),
-        (lambda r: r["rules"].update(hot={"kind": "hebb", "dynamics": "glauber",
-                                          "dynamics_params": {"temperature": math.nan}}),
-         "rules.hot.dynamics_params (glauber): parameter 'temperature' = nan"),
+        (lambda r: r["rules"]["plm"].update(dynamics_params={"max_sweeps": math.nan}), "parameter 'max_sweeps' = nan"),
+        (
+            lambda r: r["rules"].update(
+                hot={"kind": "hebb", "dynamics": "glauber", "dynamics_params": {"temperature": math.nan}}
+            ),
+            "rules.hot.dynamics_params (glauber): parameter 'temperature' = nan",
+        ),
         (lambda r: r["datasets"]["random"].update(bias=math.nan), "datasets.random: parameter 'bias' = nan"),
         (lambda r: r["rules"].update(d={"kind": "dreaming", "t": math.inf}), "rules.d: parameter 't' = inf"),
     ],
@@ -144,8 +146,7 @@ def test_a_grid_with_too_many_tasks_is_refused(small_raw):
 
 
 def test_too_many_variants_are_refused_before_they_are_built(small_raw):
-    small_raw["rules"]["plm"].update(lr=[0.01 * (i + 1) for i in range(1001)],
-                                     epochs=list(range(1, 1002)))
+    small_raw["rules"]["plm"].update(lr=[0.01 * (i + 1) for i in range(1001)], epochs=list(range(1, 1002)))
     message = error_of(small_raw)
     assert message.startswith("rules.plm:") and "variants" in message and "lr: 1001" in message
 
@@ -174,8 +175,10 @@ def test_large_but_feasible_sizes_pass(small_raw):
 
 @pytest.mark.parametrize(
     "content",
-    ['name = "caf\u00e9"\n'.encode("latin-1") + BASE_TOML.split("\n", 1)[1].encode(),
-     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"],
+    [
+        'name = "caf\u00e9"\n'.encode("latin-1") + BASE_TOML.split("\n", 1)[1].encode(),
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe",
+    ],
     ids=["latin-1", "binary"],
 )
 def test_a_spec_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path, content):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import basin_bisection as BB
-from pipeline import cell
-from pipeline import spec as spec_mod
-from pipeline.dynamics import asynchronous, paper_synchronous, synchronous
-from pipeline.errors import SpecError
-from pipeline.rules import hebb, plm
+from amsweep.pipeline import basin_bisection as BB
+from amsweep.pipeline import cell
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.dynamics import asynchronous, paper_synchronous, synchronous
+from amsweep.pipeline.errors import SpecError
+from amsweep.pipeline.rules import hebb, plm
 from tests.physics import patterns
 
 PLM = {**{k: p.default for k, p in plm.PARAMS.items()}, "epochs": 100}
@@ -43,8 +43,11 @@ def test_bisection_equals_a_brute_force_scan_of_every_flip_count(dyn, rule: str)
     k = 0 wherever the row is monotone."""
     N, P = 48, 10 if rule == "hebb" else 20
     X = patterns(P, N, seed=3)
-    model = hebb.train(X, 2, {}, np.random.default_rng(0)) if rule == "hebb" else \
-        plm.train(X, 2, PLM, np.random.default_rng(0))
+    model = (
+        hebb.train(X, 2, {}, np.random.default_rng(0))
+        if rule == "hebb"
+        else plm.train(X, 2, PLM, np.random.default_rng(0))
+    )
     relax = relax_with(dyn, model, {"max_sweeps": 10})
     k = BB.bisect(X, relax, 3, 0.99, 2, np.random.default_rng(5))
     table = BB.scan(X, relax, 3, 0.99, 2, np.random.default_rng(5))
@@ -71,11 +74,18 @@ def test_summary_reports_mean_and_quantiles_of_2k_over_N() -> None:
 
 
 def _spec(**retrieval):
-    return spec_mod.from_dict({
-        "name": "bb", "root_seed": 4, "seeds": [0], "noise": [0.0, 0.1], "P_test": 5,
-        "retrieval": {"train_starts": 10, "test_starts": 5, "random_starts": 2, **retrieval},
-        "datasets": {"random": {"N": [40], "P": [6]}},
-        "rules": {"hebb": {}, "hebb_paper": {"kind": "hebb", "dynamics": "paper_synchronous"}}})
+    return spec_mod.from_dict(
+        {
+            "name": "bb",
+            "root_seed": 4,
+            "seeds": [0],
+            "noise": [0.0, 0.1],
+            "P_test": 5,
+            "retrieval": {"train_starts": 10, "test_starts": 5, "random_starts": 2, **retrieval},
+            "datasets": {"random": {"N": [40], "P": [6]}},
+            "rules": {"hebb": {}, "hebb_paper": {"kind": "hebb", "dynamics": "paper_synchronous"}},
+        }
+    )
 
 
 def test_basin_keys_are_opt_in_and_validated() -> None:

@@ -18,8 +18,8 @@ from threadpoolctl import threadpool_limits
 from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, scale, sweep_overhead
 from benchmarks._harness import Row, markdown, random_patterns
 from benchmarks._plm_common import forced_form, params
-from pipeline.rules import plm
-from pipeline.rules._ising import hebb_couplings
+from amsweep.pipeline.rules import plm
+from amsweep.pipeline.rules._ising import hebb_couplings
 
 
 @pytest.fixture(autouse=True)
@@ -86,10 +86,17 @@ def test_amsweep_takes_the_authors_steps(form: str) -> None:
     assert np.abs(J - ref).max() < 1e-5 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("overrides", [
-    {}, {"symmetric": True}, {"init": "random", "l2": 0.02}, {"init": "zero", "clip": 0.05},
-    {"symmetric": True, "l2": 0.01, "lam": 0.5}, {"lr": 1e38},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"symmetric": True},
+        {"init": "random", "l2": 0.02},
+        {"init": "zero", "clip": 0.05},
+        {"symmetric": True, "l2": 0.01, "lam": 0.5},
+        {"lr": 1e38},
+    ],
+)
 def test_dual_and_primal_forms_give_the_same_couplings(overrides: dict) -> None:
     """The two forms the roofline benchmark times are one algorithm: same J after 100 epochs.
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import cli
-from pipeline import spec as spec_mod
-from pipeline.cli import main
-from pipeline.executors import Failed, SerialExecutor
-from pipeline.runner import run
-from storage.cube import Cube
+from amsweep.pipeline import cli
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import main
+from amsweep.pipeline.executors import Failed, SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
 from tests.test_bad_specs import BASE_TOML
 
 
@@ -76,8 +76,9 @@ def test_no_retry_failed_does_not_claim_every_task_is_done(tmp_path, capsys, spe
     """It used to print "nothing to do: every task is done" while tasks were failed."""
     out = str(tmp_path / "f.zarr")
     sweep = spec_mod.load(spec_file)
-    report = run(Cube.create_or_open(out, sweep), SerialExecutor(), progress=False,
-                 cell=lambda *job: Failed("injected"))  # no cell computes: every task fails
+    report = run(
+        Cube.create_or_open(out, sweep), SerialExecutor(), progress=False, cell=lambda *job: Failed("injected")
+    )  # no cell computes: every task fails
     assert report.failed == 8
     assert main(["run", spec_file, "--out", out, "--serial", "--no-retry-failed", "--quiet"]) == 0
     stdout = capsys.readouterr().out
@@ -88,6 +89,7 @@ def test_no_retry_failed_does_not_claim_every_task_is_done(tmp_path, capsys, spe
 @pytest.mark.parametrize("error", [ZeroDivisionError("boom"), ValueError("boom"), KeyError("boom")])
 def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys, error):
     """Bare KeyError and ValueError are no longer dressed up as input errors: they are bugs."""
+
     def broken(args):
         raise error
 

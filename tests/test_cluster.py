@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.runner import run
-from storage.cube import Cube
-from storage.layout import DONE
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE
 from tests.conftest import assert_same_cube, wait_for_first_flush
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -47,8 +47,9 @@ def free_port() -> int:
 
 def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
     """A `ray start --block` in its own process group, so that killpg takes the whole node."""
-    return subprocess.Popen(cmd + ["--block"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd + ["--block"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def kill_node(proc: subprocess.Popen) -> None:
@@ -60,32 +61,65 @@ def kill_node(proc: subprocess.Popen) -> None:
 
 
 def wait_for_cpus(env: dict[str, str], address: str, cpus: int, timeout: float = 90.0) -> None:
-    probe = ("import ray, time, sys\n"
-             f"ray.init(address='{address}', logging_level='ERROR')\n"
-             f"t = time.time()\n"
-             f"while ray.cluster_resources().get('CPU', 0) < {cpus}:\n"
-             f"    time.sleep(0.5)\n"
-             f"    if time.time() - t > {timeout}: sys.exit(1)\n")
-    subprocess.run([sys.executable, "-c", probe], env=env, check=True, timeout=timeout + 60,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = (
+        "import ray, time, sys\n"
+        f"ray.init(address='{address}', logging_level='ERROR')\n"
+        f"t = time.time()\n"
+        f"while ray.cluster_resources().get('CPU', 0) < {cpus}:\n"
+        f"    time.sleep(0.5)\n"
+        f"    if time.time() - t > {timeout}: sys.exit(1)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        check=True,
+        timeout=timeout + 60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
 def two_node_cluster(tmp_path):
     port = free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0",
-           "AMSWEEP_CACHE": str(tmp_path / "node-cache")}  # shipped files land here, fresh per test
-    head = start([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                  "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"], env)
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "AMSWEEP_CACHE": str(tmp_path / "node-cache"),
+    }  # shipped files land here, fresh per test
+    head = start(
+        [
+            RAY,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env,
+    )
     address = f"127.0.0.1:{port}"
     worker_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
     worker = None
     try:
         wait_for_cpus(env, address, 1)
-        worker = start([sys.executable, "-m", "tests.cluster.loopback_node", f"--address={address}",
-                        "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"],
-                       worker_env)
+        worker = start(
+            [
+                sys.executable,
+                "-m",
+                "tests.cluster.loopback_node",
+                f"--address={address}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                "--disable-usage-stats",
+            ],
+            worker_env,
+        )
         wait_for_cpus(env, address, 2)
         yield address, env, worker
     finally:
@@ -104,9 +138,24 @@ def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
     spec_path = tmp_path / "cluster.toml"
     spec_path.write_text(CLUSTER_SPEC)
     out = str(tmp_path / "cluster.zarr")
-    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
-                               "--address", address, "--quiet"], env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "amsweep.pipeline.cli",
+            "run",
+            str(spec_path),
+            "--out",
+            out,
+            "--address",
+            address,
+            "--quiet",
+        ],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first = driver.stdout.readline()  # printed once the spec is valid and the cube is open
     assert "task(s) to run" in first, first
     # Kill once the first results are flushed (16 of 40 tasks, ~0.35 s each): both nodes are busy
@@ -146,7 +195,7 @@ epochs = 30
 def test_a_driver_local_data_file_is_shipped_and_batches_equal_serial(tmp_path, two_node_cluster):
     """The alignment exists only on the driver and is deleted once shipped: the workers read the
     copy that came through Ray's object store; 2 cells per task on two nodes equal a serial run."""
-    from pipeline.datasets.proteins import BUNDLED
+    from amsweep.pipeline.datasets.proteins import BUNDLED
 
     address, env, _ = two_node_cluster
     local = tmp_path / "driver-only" / "family.a2m.gz"
@@ -156,10 +205,26 @@ def test_a_driver_local_data_file_is_shipped_and_batches_equal_serial(tmp_path, 
     spec_path.write_text(SHIPPED_SPEC.format(path=local))
     sweep = spec_mod.load(spec_path)
     out = str(tmp_path / "shipped.zarr")
-    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
-                               "--address", address, "--cells-per-task", "2", "--quiet"],
-                              env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "amsweep.pipeline.cli",
+            "run",
+            str(spec_path),
+            "--out",
+            out,
+            "--address",
+            address,
+            "--cells-per-task",
+            "2",
+            "--quiet",
+        ],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in driver.stdout:
         lines.append(line)

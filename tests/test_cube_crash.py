@@ -19,19 +19,20 @@ from typing import Callable
 
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.runner import run
-from storage.check import check, repair
-from storage.cube import Cube
-from storage.layout import DONE, NOT_APPLICABLE, PENDING
-from storage.objects import LocalObjects
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.check import check, repair
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, NOT_APPLICABLE, PENDING
+from amsweep.storage.objects import LocalObjects
 from tests import cube_damage
 from tests.conftest import assert_same_cube
 
 
-def killed_at_write(k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None,
-                    torn: bool = False) -> int:
+def killed_at_write(
+    k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None, torn: bool = False
+) -> int:
     """Run ``fn`` in a forked child whose k-th object write (put or delete) SIGKILLs it.
 
     Returns -9 when killed, else the child's exit code; with ``k=None`` the number of writes
@@ -40,8 +41,9 @@ def killed_at_write(k: int | None, fn: Callable[[], object], setup: Callable[[],
     return len(written_keys(k, fn, setup, torn)) if k is None else written_keys(k, fn, setup, torn)
 
 
-def written_keys(k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None,
-                 torn: bool = False):
+def written_keys(
+    k: int | None, fn: Callable[[], object], setup: Callable[[], object] | None = None, torn: bool = False
+):
     """The keys ``fn`` writes, in order (``k=None``), or the forked driver's fate at write k."""
     if setup:
         setup()
@@ -79,8 +81,13 @@ def written_keys(k: int | None, fn: Callable[[], object], setup: Callable[[], ob
 
 
 def serial(path: str, sweep: spec_mod.Sweep, flush_every: int = 4) -> None:
-    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False, flush_every=flush_every,
-        min_flush_seconds=0.0)
+    run(
+        Cube.create_or_open(path, sweep),
+        SerialExecutor(),
+        progress=False,
+        flush_every=flush_every,
+        min_flush_seconds=0.0,
+    )
 
 
 @pytest.mark.slow
@@ -113,8 +120,9 @@ def test_kill_at_every_write_of_an_extension_resumes_to_the_grown_cube(tmp_path,
         Cube.create_or_open(path, bigger).release()
 
     copy = lambda dst: subprocess.run(["cp", "-r", base, dst], check=True)  # noqa: E731
-    total = killed_at_write(None, lambda: extend(str(tmp_path / "count.zarr")),
-                            setup=lambda: copy(str(tmp_path / "count.zarr")))
+    total = killed_at_write(
+        None, lambda: extend(str(tmp_path / "count.zarr")), setup=lambda: copy(str(tmp_path / "count.zarr"))
+    )
     assert total > 20
     for k in range(1, total + 1):
         path = str(tmp_path / f"k{k}.zarr")
@@ -139,7 +147,7 @@ def test_two_drivers_at_once_exactly_one_runs_and_the_other_changes_nothing(tmp_
     spec = tmp_path / "two.toml"
     spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
     out = tmp_path / "two.zarr"
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(spec), "--out", str(out), "--serial", "--quiet"]
+    cmd = [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec), "--out", str(out), "--serial", "--quiet"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     outs = [p.communicate(timeout=300)[0] for p in (first, second)]
@@ -189,20 +197,29 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
     path = str(tmp_path / "q.zarr")
     serial(path, small_sweep)
     cube_damage.flip_byte(path, "m_train", (0, 0, 1, 0, 1))
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", path, "--metric", "m_train"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "amsweep.pipeline.cli", "query", path, "--metric", "m_train"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "m_train of task" in out.stderr and "'seed': 1" in out.stderr and "check --repair" in out.stderr
     Path(path, "m_test", "zarr.json").write_text("{ damaged")  # zarr's own per-array document:
     report = check(Cube.open(path))  # amsweep reads the root document, so queries still work
     assert any("m_test/zarr.json is missing or damaged" in p for p in report.problems)
-    assert "m_test" in subprocess.run([sys.executable, "-m", "pipeline.cli", "query", path, "--metric", "m_test"],
-                                      capture_output=True, text=True).stdout
+    assert (
+        "m_test"
+        in subprocess.run(
+            [sys.executable, "-m", "amsweep.pipeline.cli", "query", path, "--metric", "m_test"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     with Cube.open(path, mode="r+") as cube:
         repair(cube, report)
     assert zarr_reads(path, "m_test")
     Path(path, "zarr.json").write_text("{ damaged")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", path], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "amsweep.pipeline.cli", "status", path], capture_output=True, text=True)
     assert out.returncode == 2 and "zarr.json: not valid JSON" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -212,9 +229,13 @@ def test_check_repair_refuses_while_a_driver_holds_the_cube_and_plain_check_read
     spec = tmp_path / "busy.toml"
     spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
     out = str(tmp_path / "busy.zarr")
-    cli = [sys.executable, "-m", "pipeline.cli"]
-    driver = subprocess.Popen([*cli, "run", str(spec), "--out", out, "--serial", "--quiet"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    driver = subprocess.Popen(
+        [*cli, "run", str(spec), "--out", out, "--serial", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_first_flush(driver, out)
         assert driver.poll() is None, "the sweep ended before the checks"

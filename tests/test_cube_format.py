@@ -16,18 +16,18 @@ import xarray as xr
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 
-from pipeline import spec as spec_mod
-from pipeline.cell import CellResult
-from pipeline.errors import CubeError
-from pipeline.executors import SerialExecutor
-from pipeline.metrics import METRICS
-from pipeline.runner import run
-from storage import template
-from storage.check import check
-from storage.cube import Cube
-from storage.layout import DONE, FAILED
-from storage.query import open_cube, to_frame
-from storage.shards import ShardLayout, choose_shard_shape, crc32c_rows
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.errors import CubeError
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.runner import run
+from amsweep.storage import template
+from amsweep.storage.check import check
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED
+from amsweep.storage.query import open_cube, to_frame
+from amsweep.storage.shards import ShardLayout, choose_shard_shape, crc32c_rows
 from tests.conftest import assert_same_cube
 
 FORMAT1 = Path(__file__).parent / "data" / "format1_tiny.zarr"
@@ -43,9 +43,17 @@ def test_crc32c_matches_an_independent_implementation():
 def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill):
     """Our encoder's bytes decode with zarr-python, and zarr-python's decode with ours."""
     shape, shard = (2, 3, 5, 2, 7), (1, 2, 5, 2, 4)
-    arr = zarr.create_array(str(tmp_path / "a"), shape=shape + inner, chunks=(1,) * 5 + inner, shards=shard + inner,
-                            dtype=dtype, fill_value=fill, serializer=BytesCodec(), compressors=[Crc32cCodec()],
-                            config={"write_empty_chunks": True})
+    arr = zarr.create_array(
+        str(tmp_path / "a"),
+        shape=shape + inner,
+        chunks=(1,) * 5 + inner,
+        shards=shard + inner,
+        dtype=dtype,
+        fill_value=fill,
+        serializer=BytesCodec(),
+        compressors=[Crc32cCodec()],
+        config={"write_empty_chunks": True},
+    )
     lay = ShardLayout(shard, inner, np.dtype(dtype))
     rng = np.random.default_rng(1)
     values, present = lay.empty(fill)
@@ -84,9 +92,15 @@ def fill_with_synthetic_results(cube: Cube, per_flush: int = 5000) -> None:
 
 
 def big_spec(seeds: int) -> spec_mod.Sweep:
-    return spec_mod.from_dict({"name": "big", "seeds": seeds, "noise": [0.0, 0.1, 0.2],
-                               "datasets": {"random": {"N": [32, 64], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5]}},
-                               "rules": {"hebb": {}, "plm": {"lr": [0.5, 1.0]}}})
+    return spec_mod.from_dict(
+        {
+            "name": "big",
+            "seeds": seeds,
+            "noise": [0.0, 0.1, 0.2],
+            "datasets": {"random": {"N": [32, 64], "alpha": [0.1, 0.2, 0.3, 0.4, 0.5]}},
+            "rules": {"hebb": {}, "plm": {"lr": [0.5, 1.0]}},
+        }
+    )
 
 
 def test_objects_grow_with_shards_not_cells(tmp_path):
@@ -161,13 +175,15 @@ def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_comman
     assert (status == DONE).sum() == 17 and (status == FAILED).sum() == 1
     assert [f["index"] for f in cube.failures()] == [[0, 0, 1, 2, 1]]
     before = to_frame(open_cube(str(path)), "m_train")
-    from analysis.report import write_report
+    from amsweep.analysis.report import write_report
 
     report = Path(write_report(str(path), str(tmp_path / "report")))
     assert report.exists() and "format1_fixture" in report.read_text()
     with pytest.raises(CubeError, match=f"amsweep upgrade {path}"):
         Cube.create_or_open(str(path), cube.sweep)
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "upgrade", str(path)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "amsweep.pipeline.cli", "upgrade", str(path)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "upgraded to format 2 (17 done" in out.stdout
     cube = Cube.open(str(path))
@@ -181,14 +197,17 @@ def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_comman
 
 
 def test_upgrade_killed_at_any_phase_finishes_on_the_next_try(tmp_path):
-    from storage.upgrade import upgrade
+    from amsweep.storage.upgrade import upgrade
     from tests.test_cube_crash import killed_at_write
 
     reference = tmp_path / "ref.zarr"
     shutil.copytree(FORMAT1, reference)
     upgrade(str(reference))
-    writes = killed_at_write(None, lambda: upgrade(str(tmp_path / "count.zarr")), setup=lambda: shutil.copytree(
-        FORMAT1, tmp_path / "count.zarr"))
+    writes = killed_at_write(
+        None,
+        lambda: upgrade(str(tmp_path / "count.zarr")),
+        setup=lambda: shutil.copytree(FORMAT1, tmp_path / "count.zarr"),
+    )
     assert writes > 50
     for k in range(1, writes + 1, max(1, writes // 12)):  # a dozen kill points across the three phases
         path = tmp_path / f"k{k}.zarr"

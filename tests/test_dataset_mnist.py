@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import affine_transform
 
-from pipeline.datasets import mnist
-from pipeline.datasets._deskew import deskew, moments
-from pipeline.datasets._idx import read_idx, write_idx
+from amsweep.pipeline.datasets import mnist
+from amsweep.pipeline.datasets._deskew import deskew, moments
+from amsweep.pipeline.datasets._idx import read_idx, write_idx
 from tests.conftest import require_shared
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -142,7 +142,9 @@ def test_make_draws_disjoint_labelled_subsets(real_dir: Path) -> None:
     assert data.train.shape == (1500, 784) and data.test.shape == (600, 784) and data.train.dtype == np.int8
     assert len(np.intersect1d(tr, te)) == 0 and len(np.unique(tr)) == 1500
     assert np.array_equal(data.train, X_all[tr]) and np.array_equal(data.test, X_all[te])
-    assert np.array_equal(data.meta["train_labels"], file_labels[tr]) and np.array_equal(data.meta["test_labels"], file_labels[te])
+    assert np.array_equal(data.meta["train_labels"], file_labels[tr]) and np.array_equal(
+        data.meta["test_labels"], file_labels[te]
+    )
     assert set(np.unique(data.meta["train_labels"])) == {0, 1}
     again = mnist.make(784, 1500, 600, p, np.random.default_rng(0))
     assert np.array_equal(again.train, data.train)
@@ -182,7 +184,9 @@ def test_check_rejects_what_cannot_be_served(real_dir: Path, tmp_path: Path) -> 
     write_idx(bad / "t10k-labels-idx1-ubyte", np.zeros(5, np.uint8))
     with pytest.raises(ValueError, match=re.escape(str(bad / "t10k-images-idx3-ubyte")) + ".*magic"):
         mnist.check(196, 1, 1, _params(path=str(bad)))
-    (bad / "t10k-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28]) + b"\0" * 100)
+    (bad / "t10k-images-idx3-ubyte").write_bytes(
+        bytes([0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28]) + b"\0" * 100
+    )
     with pytest.raises(ValueError, match="holds 116 bytes"):
         mnist.check(196, 1, 1, _params(path=str(bad)))
     write_idx(bad / "t10k-images-idx3-ubyte", np.zeros((6, 28, 28), np.uint8))

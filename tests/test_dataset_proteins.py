@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import _a2m, proteins
+from amsweep.pipeline.datasets import _a2m, proteins
 from tests.conftest import require_shared
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "proteins" / "PF00014.a2m.gz"
@@ -104,10 +104,14 @@ def test_parser_drops_insertions_and_reads_rare_letters_as_gap(tmp_path):
 
 def test_sequence_weights_count_neighbours_above_theta(tmp_path):
     base = "ACDEFGHIKL"
-    seqs = [base, base, base,       # three identical: weight 1/3 each
-            "ACDEFGHIWW",           # 8/10 = 80% identical to base: not above 0.8
-            "MNPQRSTVWY",           # unrelated
-            "MNPQRSTVWA"]           # 90% identical to the one above: pair, 1/2 each
+    seqs = [
+        base,
+        base,
+        base,  # three identical: weight 1/3 each
+        "ACDEFGHIWW",  # 8/10 = 80% identical to base: not above 0.8
+        "MNPQRSTVWY",  # unrelated
+        "MNPQRSTVWA",
+    ]  # 90% identical to the one above: pair, 1/2 each
     path = tmp_path / "w.fasta"
     path.write_text("".join(f">s{k}\n{s}\n" for k, s in enumerate(seqs)))
     w = proteins.weights({**DEFAULTS, "path": str(path), "deduplicate": False})
@@ -136,8 +140,9 @@ def test_reweighted_draws_follow_the_weights(tmp_path):
     draws = np.array([proteins.make(40, 1, 0, p, rng).meta["train_index"][0] for _ in range(2000)])
     frac = np.mean(draws < 9)
     assert abs(frac - 0.1) < 5 * np.sqrt(0.1 * 0.9 / 2000)  # 5 sigma of a binomial frequency
-    uniform = np.array([proteins.make(40, 1, 0, {**p, "reweight": False}, rng).meta["train_index"][0]
-                        for _ in range(2000)])
+    uniform = np.array(
+        [proteins.make(40, 1, 0, {**p, "reweight": False}, rng).meta["train_index"][0] for _ in range(2000)]
+    )
     assert abs(np.mean(uniform < 9) - 0.5) < 5 * np.sqrt(0.25 / 2000)
 
 

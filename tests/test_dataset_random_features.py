@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.datasets import random_features as rf
+from amsweep.pipeline.datasets import random_features as rf
 
 
 def _params(**kw) -> dict:

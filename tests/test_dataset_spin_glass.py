@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import _parallel_tempering, spin_glass
+from amsweep.pipeline.datasets import _parallel_tempering, spin_glass
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,16 @@ def test_sampler_matches_exact_enumeration(couplings: str, instance: int, T: flo
     single-temperature Metropolis chain needs the exchanges to move between valleys.
     """
     N, count = 16, 20_000
-    p = _params(couplings=couplings, instance=instance, temperature=T, n_temps=8, t_max=2.5,
-                sweeps=2, equilibration=500, pool=count)
+    p = _params(
+        couplings=couplings,
+        instance=instance,
+        temperature=T,
+        n_temps=8,
+        t_max=2.5,
+        sweeps=2,
+        equilibration=500,
+        pool=count,
+    )
     data = spin_glass.make(N, count, 0, p, np.random.default_rng(0))
     e_exact, m_exact = _exact(data.meta["true_J"], T)
     drawn = spin_glass.pool(N, count, p)  # time-ordered chain, for the blocking analysis
@@ -86,8 +94,9 @@ def test_sampler_matches_exact_enumeration(couplings: str, instance: int, T: flo
     m = np.abs(drawn["samples"].mean(axis=1))
     # the energies stored with the samples are those of H = -1/2 s.J.s with the true J
     S = drawn["samples"][:100].astype(np.float64)
-    np.testing.assert_allclose(-0.5 * np.einsum("si,ij,sj->s", S, data.meta["true_J"].astype(np.float64), S) / N,
-                               e[:100], atol=1e-5)
+    np.testing.assert_allclose(
+        -0.5 * np.einsum("si,ij,sj->s", S, data.meta["true_J"].astype(np.float64), S) / N, e[:100], atol=1e-5
+    )
     assert abs(e.mean() - e_exact) < 4 * _blocking_error(e)
     assert abs(m.mean() - m_exact) < 4 * _blocking_error(m)
     assert np.all(drawn["swap_rate"] > 0.1)  # the ladder mixes
@@ -110,9 +119,13 @@ def test_true_couplings_and_instances() -> None:
     assert len(bonds) == 2 * N
     # 50 N(0, 1) bonds: |sample mean| < 4 / sqrt(50) and sample variance within 4 sd (sqrt(2/50))
     assert abs(bonds.mean()) < 4 / np.sqrt(50) and abs(bonds.var() - 1) < 4 * np.sqrt(2 / 50)
-    other = spin_glass.make(N, 20, 10, _params(sweeps=1, equilibration=10, pool=64, instance=1), np.random.default_rng(1))
+    other = spin_glass.make(
+        N, 20, 10, _params(sweeps=1, equilibration=10, pool=64, instance=1), np.random.default_rng(1)
+    )
     assert not np.array_equal(J, other.meta["true_J"])
-    pmj = spin_glass.make(N, 20, 10, _params(sweeps=1, equilibration=10, pool=64, couplings="pm_j"), np.random.default_rng(1))
+    pmj = spin_glass.make(
+        N, 20, 10, _params(sweeps=1, equilibration=10, pool=64, couplings="pm_j"), np.random.default_rng(1)
+    )
     assert set(np.unique(pmj.meta["true_J"])) == {-1.0, 0.0, 1.0}
 
 
@@ -170,7 +183,7 @@ _RACER = textwrap.dedent(
     import hashlib, sys, time
     from pathlib import Path
     import numpy as np
-    from pipeline.datasets import _parallel_tempering, spin_glass
+    from amsweep.pipeline.datasets import _parallel_tempering, spin_glass
 
     me, other, barrier = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     real_sample = _parallel_tempering.sample
@@ -199,8 +212,14 @@ def test_concurrent_generation_yields_one_identical_file(_private_cache: Path, t
     barrier.mkdir()
     env = dict(os.environ, AMSWEEP_CACHE=str(_private_cache), PYTHONPATH=str(REPO))
     procs = [
-        subprocess.Popen([sys.executable, "-c", _RACER, me, other, str(barrier)], env=env, cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, me, other, str(barrier)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for me, other in (("a", "b"), ("b", "a"))
     ]
     outs = [proc.communicate(timeout=300) for proc in procs]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.dynamics import asynchronous, glauber, synchronous
-from pipeline.dynamics._ising_kernels import tie_tolerance
-from pipeline.model import Model, NotApplicable
-from pipeline.rules import hebb, plm, pseudo_inverse
+from amsweep.pipeline.dynamics import asynchronous, glauber, synchronous
+from amsweep.pipeline.dynamics._ising_kernels import tie_tolerance
+from amsweep.pipeline.model import Model, NotApplicable
+from amsweep.pipeline.rules import hebb, plm, pseudo_inverse
 from tests.physics import patterns, corrupt
 
 PLM = {k: p.default for k, p in plm.PARAMS.items()}
@@ -26,8 +26,7 @@ def test_asynchronous_reaches_true_fixed_points_and_retrieves() -> None:
     # up to the O(exp(-1/(2 alpha))) ~ 1e-11 fraction of unstable sites.
     X = patterns(10, 500, seed=0)
     m = hebb.train(X, 2, {}, np.random.default_rng(0))
-    r = asynchronous.relax(m, corrupt(X, 0.2, np.random.default_rng(1)), {"max_sweeps": 100},
-                           np.random.default_rng(2))
+    r = asynchronous.relax(m, corrupt(X, 0.2, np.random.default_rng(1)), {"max_sweeps": 100}, np.random.default_rng(2))
     assert r.final.dtype == np.int8 and r.sweeps.dtype == np.int32
     assert np.array_equal(r.final, X) and r.converged.all()
     # Random starts: symmetric J, so the energy descent always ends at a fixed point,
@@ -67,8 +66,11 @@ def test_asynchronous_and_synchronous_agree_on_fixed_points(rule: str) -> None:
     """A fixed point of one zero-T dynamics is a fixed point of the other (same map sign(Js))."""
     N = 200
     X = patterns(40, N, seed=9)
-    m = hebb.train(X, 2, {}, np.random.default_rng(0)) if rule == "hebb" else \
-        plm.train(X, 2, PLM, np.random.default_rng(0))
+    m = (
+        hebb.train(X, 2, {}, np.random.default_rng(0))
+        if rule == "hebb"
+        else plm.train(X, 2, PLM, np.random.default_rng(0))
+    )
     starts = np.concatenate([corrupt(X, 0.3, np.random.default_rng(1)), patterns(100, N, seed=10)])
     a = asynchronous.relax(m, starts, {"max_sweeps": 100}, np.random.default_rng(2))
     s = synchronous.relax(m, starts, {"max_sweeps": 100}, np.random.default_rng(3))
@@ -86,8 +88,7 @@ def test_synchronous_detects_two_cycles() -> None:
     # field is -(N-1), so parallel updates flip everything, forever: a 2-cycle.
     N = 8
     J = -(np.ones((N, N), np.float32) - np.eye(N, dtype=np.float32))
-    r = synchronous.relax(Model(q=2, J=J), np.ones((1, N), np.int8), {"max_sweeps": 50},
-                          np.random.default_rng(0))
+    r = synchronous.relax(Model(q=2, J=J), np.ones((1, N), np.int8), {"max_sweeps": 50}, np.random.default_rng(0))
     assert not r.converged[0] and r.sweeps[0] == 2
 
 
@@ -117,8 +118,7 @@ def test_glauber_finite_temperature_mattis_overlap() -> None:
     starts = np.repeat(X[:1], 40, axis=0)
     # the thermal overlap is that of the magnetisation, time-averaged over the last 20 of 30 sweeps
     # (``final`` is its sign, whose overlap is ~1); averaging only shrinks the per-state spread
-    r = glauber.relax(m, starts, {"max_sweeps": 30, "temperature": 0.5, "average_sweeps": 20},
-                      np.random.default_rng(1))
+    r = glauber.relax(m, starts, {"max_sweeps": 30, "temperature": 0.5, "average_sweeps": 20}, np.random.default_rng(1))
     overlap = (r.magnetisation @ X[0].astype(np.float64)) / 1000
     ms = 1.0
     for _ in range(200):
@@ -133,5 +133,4 @@ def test_coupling_less_models_are_not_applicable() -> None:
         with pytest.raises(NotApplicable):
             dyn.relax(m, np.ones((1, 10), np.int8), {"max_sweeps": 10}, np.random.default_rng(0))
     with pytest.raises(NotApplicable):
-        glauber.relax(m, np.ones((1, 10), np.int8), {"max_sweeps": 10, "temperature": 1.0},
-                      np.random.default_rng(0))
+        glauber.relax(m, np.ones((1, 10), np.int8), {"max_sweeps": 10, "temperature": 1.0}, np.random.default_rng(0))

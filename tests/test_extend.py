@@ -7,13 +7,13 @@ import copy
 
 import numpy as np
 
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.runner import run
-from storage.cube import Cube
-from storage.extend import merge
-from storage.layout import DONE, PENDING
-from storage.query import open_cube
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
+from amsweep.storage.extend import merge
+from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.query import open_cube
 from tests.conftest import StopAfter, assert_same_cube, cube_values
 
 
@@ -44,8 +44,12 @@ def test_a_renamed_variant_keeps_its_first_stream_label(small_raw):
     second, problems = merge(first, canonical(swept(small_raw, lr=[5.0, 2.0], epochs=[30, 60])))
     assert problems == []
     assert [(r["label"], r.get("stream")) for r in second["rules"]] == [
-        ("hebb", None), ("plm[lr=5.0,epochs=30]", "plm"), ("plm[lr=2.0,epochs=30]", "plm[lr=2.0]"),
-        ("plm[lr=5.0,epochs=60]", None), ("plm[lr=2.0,epochs=60]", None)]
+        ("hebb", None),
+        ("plm[lr=5.0,epochs=30]", "plm"),
+        ("plm[lr=2.0,epochs=30]", "plm[lr=2.0]"),
+        ("plm[lr=5.0,epochs=60]", None),
+        ("plm[lr=2.0,epochs=60]", None),
+    ]
 
 
 def test_dataset_variants_are_renamed_too(small_raw):
@@ -54,18 +58,22 @@ def test_dataset_variants_are_renamed_too(small_raw):
     merged, problems = merge(canonical(small_raw), canonical(bigger))
     assert problems == []
     assert [(d["label"], d.get("stream"), d["load"]) for d in merged["datasets"]] == [
-        ("random[bias=0.0]", "random", [0.05, 0.3, 0.1]), ("random[bias=0.5]", None, [0.05, 0.1, 0.3])]
+        ("random[bias=0.0]", "random", [0.05, 0.3, 0.1]),
+        ("random[bias=0.5]", None, [0.05, 0.1, 0.3]),
+    ]
 
 
 def test_dropping_the_old_value_says_exactly_why_it_cannot_grow(small_raw):
     _, problems = merge(canonical(small_raw), canonical(swept(small_raw, lr=[2.0, 3.0])))
     assert problems == [
         "rules: 'plm' removed: no variant of [rules.plm] keeps its parameters (closest: 'plm[lr=2.0]', "
-        "params.lr 5.0 -> 2.0); keep its values among the swept ones to grow the cube"]
+        "params.lr 5.0 -> 2.0); keep its values among the swept ones to grow the cube"
+    ]
     gone = copy.deepcopy(small_raw)
     del gone["rules"]["plm"]
     assert merge(canonical(small_raw), canonical(gone))[1] == [
-        "rules: 'plm' removed (the new spec has no [rules.plm] entry)"]
+        "rules: 'plm' removed (the new spec has no [rules.plm] entry)"
+    ]
 
 
 def test_a_new_variant_may_not_take_the_streams_of_a_renamed_one(small_raw):

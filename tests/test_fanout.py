@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.batching import UNMEASURED, Batcher, BatchSizer
-from pipeline.executors import SerialExecutor
-from pipeline.metrics import mean_or_nan
-from pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
-from pipeline.runner import run
-from storage.cube import Cube
-from storage.layout import DONE, FAILED
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.batching import UNMEASURED, Batcher, BatchSizer
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.metrics import mean_or_nan
+from amsweep.pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED
 from tests.conftest import SMALL, assert_same_cube, wait_for_first_flush
 
 MANY = {**copy.deepcopy(SMALL), "seeds": 5}  # 20 cells of 4 shapes
@@ -34,13 +34,17 @@ def jobs_of(raw: dict):
 
 
 def test_batched_equals_unbatched_serial_and_local_ray(tmp_path, ray_local):
-    from pipeline.ray_executor import RayExecutor
+    from amsweep.pipeline.ray_executor import RayExecutor
 
     sweep = spec_mod.from_dict(copy.deepcopy(MANY))
     serial = str(tmp_path / "serial.zarr")
     run(Cube.create_or_open(serial, sweep), SerialExecutor(), progress=False)
-    for label, kwargs in [("one", {"cells_per_task": 1}), ("seven", {"cells_per_task": 7}),
-                          ("adaptive", {"target_seconds": 0.05}), ("one_worker", {"workers": 1})]:
+    for label, kwargs in [
+        ("one", {"cells_per_task": 1}),
+        ("seven", {"cells_per_task": 7}),
+        ("adaptive", {"target_seconds": 0.05}),
+        ("one_worker", {"workers": 1}),
+    ]:
         path = str(tmp_path / f"{label}.zarr")
         executor = RayExecutor(**kwargs)
         report = run(Cube.create_or_open(path, sweep), executor, progress=False)
@@ -52,7 +56,7 @@ def test_batched_equals_unbatched_serial_and_local_ray(tmp_path, ray_local):
 
 def crash_in_batch(task, *args):
     """Kills its worker process (as a segfault would) for one cell; the others are real cells."""
-    from pipeline.cell import run_cell
+    from amsweep.pipeline.cell import run_cell
 
     if task.index == (0, 0, 1, 1, 2):
         os._exit(1)
@@ -62,7 +66,7 @@ def crash_in_batch(task, *args):
 def test_a_cell_that_kills_its_worker_inside_a_batch_fails_alone(tmp_path, ray_local):
     import ray.cloudpickle
 
-    from pipeline.ray_executor import RayExecutor
+    from amsweep.pipeline.ray_executor import RayExecutor
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     sweep = spec_mod.from_dict(copy.deepcopy(MANY))
@@ -84,7 +88,7 @@ def cell_checking_threads(task, noise, retrieval, root_seed):
     """The real cell, then a check that BLAS ran with the task's thread count (not the machine's)."""
     from threadpoolctl import threadpool_info
 
-    from pipeline.cell import run_cell
+    from amsweep.pipeline.cell import run_cell
 
     result = run_cell(task, noise, retrieval, root_seed)
     used = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
@@ -96,12 +100,18 @@ def cell_checking_threads(task, noise, retrieval, root_seed):
 def test_a_large_cell_uses_its_threads_serially_and_on_ray_with_the_same_values(tmp_path, ray_local):
     import ray.cloudpickle
 
-    from pipeline.ray_executor import RayExecutor
+    from amsweep.pipeline.ray_executor import RayExecutor
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    raw = {**copy.deepcopy(SMALL), "seeds": 1, "noise": [0.1], "P_test": 10,
-           "retrieval": {"train_starts": 50, "test_starts": 10, "random_starts": 5},
-           "datasets": {"random": {"N": [2000, 48], "P": [500]}}, "rules": {"hebb": {}}}
+    raw = {
+        **copy.deepcopy(SMALL),
+        "seeds": 1,
+        "noise": [0.1],
+        "P_test": 10,
+        "retrieval": {"train_starts": 50, "test_starts": 10, "random_starts": 5},
+        "datasets": {"random": {"N": [2000, 48], "P": [500]}},
+        "rules": {"hebb": {}},
+    }
     sweep = spec_mod.from_dict(raw)
     assert sorted(cell_threads(t, sweep.retrieval) for t in sweep.tasks()) == [1, LARGE_THREADS]
     paths = []
@@ -123,14 +133,17 @@ def oversized(raw: dict) -> spec_mod.Sweep:
 def test_a_cell_no_machine_can_hold_is_refused_before_anything_runs(tmp_path):
     sweep = oversized(SMALL)
     path = str(tmp_path / "huge.zarr")
-    with pytest.raises(ResourceError, match=r"dataset huge, N = 100000, P = 10, rule \w+ needs \d+\.\d GiB; "
-                                            r"this machine offers \d+\.\d GiB"):
+    with pytest.raises(
+        ResourceError,
+        match=r"dataset huge, N = 100000, P = 10, rule \w+ needs \d+\.\d GiB; "
+        r"this machine offers \d+\.\d GiB",
+    ):
         run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     assert not np.isin(Cube.open(path).status(), [DONE, FAILED]).any()  # nothing ran
 
 
 def test_ray_refuses_a_cell_larger_than_the_largest_node(tmp_path, ray_local):
-    from pipeline.ray_executor import RayExecutor
+    from amsweep.pipeline.ray_executor import RayExecutor
 
     path = str(tmp_path / "huge.zarr")
     with pytest.raises(ResourceError, match=r"needs \d+\.\d GiB; the largest node offers \d+\.\d GiB"):
@@ -140,11 +153,25 @@ def test_ray_refuses_a_cell_larger_than_the_largest_node(tmp_path, ray_local):
 
 def test_cli_refusal_is_one_clear_line(tmp_path):
     spec = tmp_path / "huge.toml"
-    spec.write_text('name = "huge"\nseeds = 1\nnoise = [0.1]\n[datasets.random]\nN = [100000]\nP = [10]\n'
-                    '[rules.hebb]\n')
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(spec), "--out",
-                           str(tmp_path / "h.zarr"), "--serial", "--quiet"], capture_output=True, text=True,
-                          timeout=120)
+    spec.write_text(
+        'name = "huge"\nseeds = 1\nnoise = [0.1]\n[datasets.random]\nN = [100000]\nP = [10]\n[rules.hebb]\n'
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amsweep.pipeline.cli",
+            "run",
+            str(spec),
+            "--out",
+            str(tmp_path / "h.zarr"),
+            "--serial",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "needs" in proc.stderr and "GiB; this machine offers" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -180,8 +207,7 @@ def test_batches_start_small_grow_with_measurements_and_shrink_at_the_end():
 
 
 def test_batches_never_mix_cells_that_need_different_cpus():
-    sweep, jobs = jobs_of({**SMALL, "datasets": {"random": {"N": [32, 2000], "alpha": [0.5]}},
-                           "rules": {"hebb": {}}})
+    sweep, jobs = jobs_of({**SMALL, "datasets": {"random": {"N": [32, 2000], "alpha": [0.5]}}, "rules": {"hebb": {}}})
     batcher = Batcher(iter(jobs), BatchSizer(fixed=10), total=None, workers=1)
     while (batch := batcher.take()) is not None:
         assert {cell_threads(t, sweep.retrieval) for t, *_ in batch.jobs} == {batch.cpus}
@@ -204,15 +230,21 @@ def test_the_driver_pulls_pending_cells_lazily():
 
 
 def test_packed_outcomes_unpack_to_the_same_bits():
-    from pipeline.cell import CellResult, run_cell
-    from pipeline.outcomes import Failed, Skipped
-    from pipeline.packing import pack, unpack
+    from amsweep.pipeline.cell import CellResult, run_cell
+    from amsweep.pipeline.outcomes import Failed, Skipped
+    from amsweep.pipeline.packing import pack, unpack
 
     sweep, jobs = jobs_of(SMALL)
     results = [run_cell(*job) for job in jobs[:3]]
     kept = CellResult(results[0].index, results[0].values, np.ones((2, 2), np.float32))
-    outcomes = [(results[0], 0.1), (Failed("boom"), 0.2), (results[1], 0.3), (Skipped("n/a"), 0.0),
-                (kept, 0.4), (results[2], 0.5)]
+    outcomes = [
+        (results[0], 0.1),
+        (Failed("boom"), 0.2),
+        (results[1], 0.3),
+        (Skipped("n/a"), 0.0),
+        (kept, 0.4),
+        (results[2], 0.5),
+    ]
     back = unpack(pack(outcomes))
     assert [s for _, s in back] == [s for _, s in outcomes]
     for (a, _), (b, _) in zip(outcomes, back):
@@ -242,7 +274,7 @@ def test_mean_or_nan_is_numpy_mean_bit_for_bit():
 
 def _alive(processes: set[tuple[int, int]]) -> list[str]:
     """Names of the (pid, start time) processes still running (zombies count as gone)."""
-    from pipeline.ray_reaper import process_table
+    from amsweep.pipeline.ray_reaper import process_table
 
     table, out = process_table(), []
     for pid, started in processes:
@@ -259,21 +291,34 @@ def _alive(processes: set[tuple[int, int]]) -> list[str]:
 
 
 def test_a_killed_driver_leaves_no_local_ray_processes_behind(tmp_path):
-    from pipeline.ray_reaper import descendants, process_table
+    from amsweep.pipeline.ray_reaper import descendants, process_table
 
     spec = tmp_path / "kill.toml"
-    spec.write_text(Path(__file__).with_name("test_faults.py").read_text().split('FAULT_SPEC = """')[1]
-                    .split('"""')[0].replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [300]")
-                    .replace("epochs = 60", "epochs = 1500"))
+    spec.write_text(
+        Path(__file__)
+        .with_name("test_faults.py")
+        .read_text()
+        .split('FAULT_SPEC = """')[1]
+        .split('"""')[0]
+        .replace("seeds = 4", "seeds = 12")
+        .replace("N = [48]", "N = [300]")
+        .replace("epochs = 60", "epochs = 1500")
+    )
     out = str(tmp_path / "kill.zarr")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec), "--out", out, "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec), "--out", out, "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_first_flush(proc, out)
     assert proc.poll() is None, "the sweep ended before the kill"
     time.sleep(2)  # the reaper polls once a second; let it see every Ray process
     table = process_table()
-    ray_processes = {p for p in descendants({proc.pid}, table) if p[0] != proc.pid
-                     and "ray_reaper" not in Path(f"/proc/{p[0]}/cmdline").read_text(errors="replace")}
+    ray_processes = {
+        p
+        for p in descendants({proc.pid}, table)
+        if p[0] != proc.pid and "ray_reaper" not in Path(f"/proc/{p[0]}/cmdline").read_text(errors="replace")
+    }
     assert len(ray_processes) >= 3, "a local Ray run has its GCS, raylet and workers under its driver"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

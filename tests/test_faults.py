@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.runner import run
-from storage.check import check, repair
-from storage.cube import Cube
-from storage.layout import DONE, PENDING
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.check import check, repair
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, PENDING
 from tests import cube_damage
 from tests.conftest import StopAfter, assert_same_cube, wait_for_first_flush
 
@@ -42,13 +42,21 @@ epochs = 60
 
 # 72 tasks, half of them PLM at N = 400 (~0.15 s each): after the first flush seconds of work
 # remain, so a signal or a full disk lands mid-sweep even on a fast machine.
-HEAVY_SPEC = (FAULT_SPEC.replace("seeds = 4", "seeds = 12").replace("N = [48]", "N = [400]")
-              .replace("epochs = 60", "epochs = 1000"))
+HEAVY_SPEC = (
+    FAULT_SPEC.replace("seeds = 4", "seeds = 12")
+    .replace("N = [48]", "N = [400]")
+    .replace("epochs = 60", "epochs = 1000")
+)
 
 
 def amsweep(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "amsweep.pipeline.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_driver_killed_at_random_moments_then_resumed_equals_straight_run(tmp_path):
@@ -83,7 +91,7 @@ def test_damaged_chunk_is_found_repaired_and_recomputed(tmp_path, small_sweep):
     run(Cube.create_or_open(reference, small_sweep), SerialExecutor(), progress=False)
     file, offset, length = cube_damage.chunk_span(path, "m_train", (0, 0, 1, 1, 0))
     data = bytearray(file.read_bytes())
-    data[offset:offset + length] = b"garbage!" * (length // 8) + b"?" * (length % 8)
+    data[offset : offset + length] = b"garbage!" * (length // 8) + b"?" * (length % 8)
     file.write_bytes(bytes(data))
     report = check(Cube.open(path))
     assert not report.ok
@@ -157,10 +165,14 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     out = str(tmp_path / "ctrl_c.zarr")
     # Default SIGINT disposition in the child: a shell that starts pytest in the background (`&`,
     # nohup) makes it ignore SIGINT, children inherit that, and Python then installs no handler.
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec_path), "--out", out, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     wait_for_first_flush(proc, out)
     assert proc.poll() is None, "the sweep ended before Ctrl-C"
     proc.send_signal(signal.SIGINT)
@@ -171,8 +183,12 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     sweep = spec_mod.load(spec_path)
     done = int((Cube.open(out).status() == DONE).sum())
     assert done < len(list(sweep.tasks()))
-    resume = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(spec_path), "--out", out,
-                             "--serial", "--quiet"], capture_output=True, text=True, timeout=600)
+    resume = subprocess.run(
+        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec_path), "--out", out, "--serial", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resume.returncode == 0, resume.stdout + resume.stderr
     assert f"{len(list(sweep.tasks())) - done} task(s) to run" in resume.stdout
     straight = str(tmp_path / "straight.zarr")
@@ -185,8 +201,9 @@ def small_disk(tmp_path):
     """A 4 MB filesystem that the test fills up while a sweep runs on it."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if made.returncode != 0:
         pytest.skip(f"a full disk is simulated with a small tmpfs, which needs root: {made.stderr.strip()}")
     yield mount
@@ -235,7 +252,7 @@ def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, 
 
 def crash_one_cell(task, *args):
     """Kills its worker process (as a segfault would) for one cell; the others are real cells."""
-    from pipeline.cell import run_cell
+    from amsweep.pipeline.cell import run_cell
 
     if task.index == (0, 0, 1, 1, 2):
         os._exit(1)
@@ -245,15 +262,14 @@ def crash_one_cell(task, *args):
 def test_a_cell_that_keeps_killing_its_worker_fails_alone(tmp_path, ray_local):
     import ray.cloudpickle
 
-    from pipeline.executors import RayExecutor
+    from amsweep.pipeline.executors import RayExecutor
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spec_path = tmp_path / "faults.toml"
     spec_path.write_text(FAULT_SPEC)
     sweep = spec_mod.load(spec_path)
     path = str(tmp_path / "crash.zarr")
-    report = run(Cube.create_or_open(path, sweep), RayExecutor(max_retries=1), progress=False,
-                 cell=crash_one_cell)
+    report = run(Cube.create_or_open(path, sweep), RayExecutor(max_retries=1), progress=False, cell=crash_one_cell)
     assert report.failed == 1 and report.done == 23, report
     failures = Cube.open(path).failures()
     assert [tuple(f["index"]) for f in failures] == [(0, 0, 1, 1, 2)]

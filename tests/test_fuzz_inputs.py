@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import spec as spec_mod
-from pipeline.cli import main
-from pipeline.errors import QueryError, SpecError
-from pipeline.runner import RunReport
-from storage.cube import Cube
-from storage.query import open_cube, parse_where, select
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import main
+from amsweep.pipeline.errors import QueryError, SpecError
+from amsweep.pipeline.runner import RunReport
+from amsweep.storage.cube import Cube
+from amsweep.storage.query import open_cube, parse_where, select
 from tests.conftest import SMALL
 
 pytestmark = pytest.mark.fuzz
@@ -35,33 +35,100 @@ pytestmark = pytest.mark.fuzz
 
 def fuzz(max_examples: int) -> settings:
     """Fixed seed, bounded examples, no example database: the same cases on every CI run."""
-    return settings(derandomize=True, deadline=None, database=None, max_examples=max_examples,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        derandomize=True,
+        deadline=None,
+        database=None,
+        max_examples=max_examples,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 
 
 # ---- specs ----------------------------------------------------------------------------------
 PATHS: list[tuple[str, ...]] = [
-    ("name",), ("description",), ("root_seed",), ("seeds",), ("noise",), ("P_test",), ("nosie",),
-    ("retrieval",), ("retrieval", "train_starts"), ("retrieval", "test_starts"),
-    ("retrieval", "random_starts"), ("retrieval", "store_couplings"), ("retrieval", "trian_starts"),
-    ("datasets",), ("datasets", "random"), ("datasets", "random", "N"), ("datasets", "random", "alpha"),
-    ("datasets", "random", "P"), ("datasets", "random", "P_test"), ("datasets", "random", "kind"),
-    ("datasets", "random", "bias"), ("datasets", "random", "N_max"), ("datasets", "extra"),
-    ("rules",), ("rules", "plm"), ("rules", "plm", "lr"), ("rules", "plm", "epochs"),
-    ("rules", "plm", "init"), ("rules", "plm", "momentum"), ("rules", "plm", "kind"),
-    ("rules", "plm", "dynamics"), ("rules", "plm", "dynamics_params"),
-    ("rules", "plm", "dynamics_params", "max_sweeps"), ("rules", "hebb", "dynamics"), ("rules", "extra"),
-    ("dynamics",), ("dynamics", "asynchronous"), ("dynamics", "asynchronous", "max_sweeps"),
-    ("dynamics", "glauber"), ("dynamics", "warp"),
+    ("name",),
+    ("description",),
+    ("root_seed",),
+    ("seeds",),
+    ("noise",),
+    ("P_test",),
+    ("nosie",),
+    ("retrieval",),
+    ("retrieval", "train_starts"),
+    ("retrieval", "test_starts"),
+    ("retrieval", "random_starts"),
+    ("retrieval", "store_couplings"),
+    ("retrieval", "trian_starts"),
+    ("datasets",),
+    ("datasets", "random"),
+    ("datasets", "random", "N"),
+    ("datasets", "random", "alpha"),
+    ("datasets", "random", "P"),
+    ("datasets", "random", "P_test"),
+    ("datasets", "random", "kind"),
+    ("datasets", "random", "bias"),
+    ("datasets", "random", "N_max"),
+    ("datasets", "extra"),
+    ("rules",),
+    ("rules", "plm"),
+    ("rules", "plm", "lr"),
+    ("rules", "plm", "epochs"),
+    ("rules", "plm", "init"),
+    ("rules", "plm", "momentum"),
+    ("rules", "plm", "kind"),
+    ("rules", "plm", "dynamics"),
+    ("rules", "plm", "dynamics_params"),
+    ("rules", "plm", "dynamics_params", "max_sweeps"),
+    ("rules", "hebb", "dynamics"),
+    ("rules", "extra"),
+    ("dynamics",),
+    ("dynamics", "asynchronous"),
+    ("dynamics", "asynchronous", "max_sweeps"),
+    ("dynamics", "glauber"),
+    ("dynamics", "warp"),
 ]
-SPECIAL = [0, 1, 2, -1, 3, 48, 10**8, 10**12, 2**63, -(2**63) - 1, 10**30, 0.0, 0.05, 0.5, 1.0, 1e15,
-           1e308, -0.0, math.nan, math.inf, -math.inf, "", "plm", "hebb", "random", "glauber",
-           "asynchronous", "warp", True, False]
+SPECIAL = [
+    0,
+    1,
+    2,
+    -1,
+    3,
+    48,
+    10**8,
+    10**12,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    0.0,
+    0.05,
+    0.5,
+    1.0,
+    1e15,
+    1e308,
+    -0.0,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "plm",
+    "hebb",
+    "random",
+    "glauber",
+    "asynchronous",
+    "warp",
+    True,
+    False,
+]
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
 scalar = st.one_of(st.sampled_from(SPECIAL), st.integers(-(2**70), 2**70), st.floats(), text)
-value = st.recursive(scalar, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(["N", "alpha", "lr", "kind", "x"]) | text,
-                                                 inner, max_size=3)), max_leaves=6)
+value = st.recursive(
+    scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["N", "alpha", "lr", "kind", "x"]) | text, inner, max_size=3),
+    ),
+    max_leaves=6,
+)
 DELETE = object()
 mutation = st.tuples(st.sampled_from(PATHS), st.one_of(value, st.just(DELETE)))
 
@@ -128,7 +195,7 @@ def test_a_spec_the_cli_refuses_never_creates_out(mutations):
         try:
             spec_mod.load(path)
         except SpecError:
-            with mock.patch("pipeline.runner.run", side_effect=AssertionError("a cell would run")):
+            with mock.patch("amsweep.pipeline.runner.run", side_effect=AssertionError("a cell would run")):
                 assert main(["run", str(path), "--out", str(out), "--serial", "--quiet"]) == 2
             assert not out.exists()
 
@@ -153,11 +220,31 @@ def labelled_cube(tmp_path_factory) -> str:
 
 
 KEYS = ["rule", "N", "alpha", "seed", "noise", "lr", "epochs", "dataset", "rule_kind", "P", "nope", ""]
-VALUES = ["plm[lr=0.5,epochs=5]", "plm[lr=5.0,epochs=30]", "hebb", "48", "0.05", "0.3", "0", "1",
-          "0.15", "5.0", "0.5", "30", "random", "plm", "abc", "", "1e400", "nan", "[", "]", "-1"]
+VALUES = [
+    "plm[lr=0.5,epochs=5]",
+    "plm[lr=5.0,epochs=30]",
+    "hebb",
+    "48",
+    "0.05",
+    "0.3",
+    "0",
+    "1",
+    "0.15",
+    "5.0",
+    "0.5",
+    "30",
+    "random",
+    "plm",
+    "abc",
+    "",
+    "1e400",
+    "nan",
+    "[",
+    "]",
+    "-1",
+]
 where_item = st.tuples(st.sampled_from(KEYS), st.lists(st.sampled_from(VALUES), min_size=1, max_size=3))
-structured = st.lists(where_item, max_size=3).map(
-    lambda items: ",".join(f"{k}={'|'.join(vs)}" for k, vs in items))
+structured = st.lists(where_item, max_size=3).map(lambda items: ",".join(f"{k}={'|'.join(vs)}" for k, vs in items))
 noise_text = st.text(alphabet="rulenNalph=|,[]0123456789.e ", max_size=25)
 
 
@@ -188,11 +275,16 @@ def test_amsweep_query_answers_or_prints_one_line(labelled_cube, text):
 
 
 # ---- run flags ------------------------------------------------------------------------------
-flag_value = st.one_of(st.sampled_from(["1", "2", "0", "-1", "abc", "", "1.5", "auto", "nan"]),
-                       st.integers(-5, 5).map(str))
+flag_value = st.one_of(
+    st.sampled_from(["1", "2", "0", "-1", "abc", "", "1.5", "auto", "nan"]), st.integers(-5, 5).map(str)
+)
 flag = st.one_of(
-    st.tuples(st.just("--workers"), flag_value), st.tuples(st.just("--max-rows"), flag_value),
-    st.just(("--serial",)), st.just(("--no-retry-failed",)), st.just(("--quiet",)), st.just(("--bogus",)),
+    st.tuples(st.just("--workers"), flag_value),
+    st.tuples(st.just("--max-rows"), flag_value),
+    st.just(("--serial",)),
+    st.just(("--no-retry-failed",)),
+    st.just(("--quiet",)),
+    st.just(("--bogus",)),
 )
 
 
@@ -216,12 +308,16 @@ def test_run_flags_are_accepted_or_refused_before_out_exists(flags):
         spec, out = Path(tmp, "s.toml"), Path(tmp, "o.zarr")
         spec.write_text(to_toml(SMALL))
         err = io.StringIO()
-        with mock.patch("pipeline.runner.run", return_value=RunReport()), \
-                mock.patch("pipeline.executors.RayExecutor", NoRay), redirect_stderr(err), \
-                redirect_stdout(io.StringIO()):
+        with (
+            mock.patch("amsweep.pipeline.runner.run", return_value=RunReport()),
+            mock.patch("amsweep.pipeline.executors.RayExecutor", NoRay),
+            redirect_stderr(err),
+            redirect_stdout(io.StringIO()),
+        ):
             rc = main(["run", str(spec), "--out", str(out), *argv])
         bad = any(f[0] in ("--bogus", "--max-rows") for f in flags) or any(
-            f[0] == "--workers" and not (f[1].isdigit() and int(f[1]) >= 1) for f in flags)
+            f[0] == "--workers" and not (f[1].isdigit() and int(f[1]) >= 1) for f in flags
+        )
         assert rc == (2 if bad else 0), (argv, err.getvalue())
         assert out.exists() == (not bad)
         if bad:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from pipeline.theory import hopfield_rs as rs
+from amsweep.pipeline.theory import hopfield_rs as rs
 
 
 def _gauss_moments(m: float, sigma: float, beta: float) -> tuple[float, float]:

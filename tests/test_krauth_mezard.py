@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.rules import krauth_mezard
-from pipeline.theory.gardner import alpha_c, alpha_c_quad, gardner_integral, kappa_max
+from amsweep.pipeline.rules import krauth_mezard
+from amsweep.pipeline.theory.gardner import alpha_c, alpha_c_quad, gardner_integral, kappa_max
 
 N = 200
 

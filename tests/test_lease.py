@@ -23,18 +23,18 @@ from typing import Any, Callable
 
 import pytest
 
-from storage import lease as lease_mod
-from storage.lease import KEY, Lease, LeaseHeld, LeaseLost, holder_of
+from amsweep.storage import lease as lease_mod
+from amsweep.storage.lease import KEY, Lease, LeaseHeld, LeaseLost, holder_of
 from benchmarks._moto import moto_server
-from storage.objects import objects_at
+from amsweep.storage.objects import objects_at
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60.0
 
 CHILD = r"""
 import json, os, sys, time
-from storage.objects import objects_at
-from storage.lease import Lease, LeaseHeld
+from amsweep.storage.objects import objects_at
+from amsweep.storage.lease import Lease, LeaseHeld
 held = {}
 print(json.dumps({"ready": os.getpid()}), flush=True)
 for line in sys.stdin:
@@ -62,8 +62,9 @@ class Driver:
     """Another driver process on this host, commanded one JSON line at a time."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD], cwd=ROOT, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD], cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(l) for l in self.proc.stdout], daemon=True).start()
         self.pid = self.recv()["ready"]
@@ -146,9 +147,20 @@ def eventually(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> 
 def foreign(age: float, host: str = "elsewhere", pid: int = 4242, **extra: Any) -> bytes:
     """A lease record written by a driver we do not know, ``age`` seconds after its heartbeat."""
     t = time.time() - age
-    return json.dumps({"holder": f"{host}:{pid}", "host": host, "machine": "", "pid": pid, "pid_start": 1,
-                       "started": "2020-01-01T00:00:00+00:00", "heartbeat_epoch": t, "command": "amsweep run",
-                       "token": uuid.uuid4().hex, **extra}).encode()
+    return json.dumps(
+        {
+            "holder": f"{host}:{pid}",
+            "host": host,
+            "machine": "",
+            "pid": pid,
+            "pid_start": 1,
+            "started": "2020-01-01T00:00:00+00:00",
+            "heartbeat_epoch": t,
+            "command": "amsweep run",
+            "token": uuid.uuid4().hex,
+            **extra,
+        }
+    ).encode()
 
 
 def test_a_second_driver_is_refused_until_the_first_releases(url, drivers):
@@ -203,8 +215,14 @@ def test_stale_heartbeats_are_taken_over_and_fresh_ones_refused(url):
     with pytest.raises(LeaseHeld) as refused:
         Lease.acquire(objects, stale_after=60)
     text = str(refused.value)
-    for part in ("elsewhere:4242", "host elsewhere", "pid 4242", "started 2020-01-01T00:00:00+00:00",
-                 "last heartbeat ", "expires 60 s after its last heartbeat"):
+    for part in (
+        "elsewhere:4242",
+        "host elsewhere",
+        "pid 4242",
+        "started 2020-01-01T00:00:00+00:00",
+        "last heartbeat ",
+        "expires 60 s after its last heartbeat",
+    ):
         assert part in text
     assert 5 <= int(text.split("last heartbeat ")[1].split(" s ago")[0]) < 60
     # our host name in another container (another pid namespace): its pid is not ours to judge
@@ -213,11 +231,15 @@ def test_stale_heartbeats_are_taken_over_and_fresh_ones_refused(url):
         Lease.acquire(objects)
     objects.put(KEY, foreign(age=120))
     with Lease.acquire(objects, stale_after=60) as mine:
-        assert re.fullmatch(r"taking over the lease of elsewhere:4242 \(last heartbeat 1[2-7]\d s ago; "
-                            r"that driver is gone\)", mine.takeover_message)
+        assert re.fullmatch(
+            r"taking over the lease of elsewhere:4242 \(last heartbeat 1[2-7]\d s ago; "
+            r"that driver is gone\)",
+            mine.takeover_message,
+        )
     # a reused pid on this machine (alive, but started at another time) is a dead holder
-    objects.put(KEY, foreign(age=0, host=socket.gethostname(), pid=os.getppid(), pid_start=1,
-                             machine=lease_mod.MACHINE))
+    objects.put(
+        KEY, foreign(age=0, host=socket.gethostname(), pid=os.getppid(), pid_start=1, machine=lease_mod.MACHINE)
+    )
     with Lease.acquire(objects) as mine:
         assert f":{os.getppid()} " in mine.takeover_message
     objects.put(KEY, b"not json")
@@ -279,6 +301,7 @@ class Flaky:
             if self.down or self.read_only and name in ("put", "create", "replace_if", "delete"):
                 raise PermissionError("store unreachable" if self.down else "access denied")
             return getattr(self.inner, name)(*args, **kwargs)
+
         return call
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import cell
-from pipeline import metrics as M
-from pipeline import spec as spec_mod
-from pipeline.datasets import random as random_dataset
-from pipeline.model import Data
+from amsweep.pipeline import cell
+from amsweep.pipeline import metrics as M
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.datasets import random as random_dataset
+from amsweep.pipeline.model import Data
 
 
 def spins(rng: np.random.Generator, B: int, N: int) -> np.ndarray:
@@ -21,6 +21,7 @@ def spins(rng: np.random.Generator, B: int, N: int) -> np.ndarray:
 
 
 # ---- overlaps -------------------------------------------------------------------------------
+
 
 def test_ising_overlap_counts_flipped_sites():
     rng = np.random.default_rng(0)
@@ -48,11 +49,11 @@ def test_potts_overlap_is_one_for_equal_and_zero_on_average_for_unrelated_states
 @pytest.mark.parametrize("q", [2, 5])
 def test_overlap_matrix_agrees_with_rowwise_overlap(q):
     rng = np.random.default_rng(2)
-    A = (spins(rng, 6, 30) if q == 2 else rng.integers(0, q, (6, 30)).astype(np.int8))
-    B = (spins(rng, 4, 30) if q == 2 else rng.integers(0, q, (4, 30)).astype(np.int8))
+    A = spins(rng, 6, 30) if q == 2 else rng.integers(0, q, (6, 30)).astype(np.int8)
+    B = spins(rng, 4, 30) if q == 2 else rng.integers(0, q, (4, 30)).astype(np.int8)
     mat = M.overlap_matrix(A, B, q)
     for j in range(B.shape[0]):
-        np.testing.assert_allclose(mat[:, j], M.overlap(A, np.repeat(B[j:j + 1], 6, axis=0), q), atol=1e-6)
+        np.testing.assert_allclose(mat[:, j], M.overlap(A, np.repeat(B[j : j + 1], 6, axis=0), q), atol=1e-6)
     np.testing.assert_allclose(M.best_overlap(A, B, q), mat.max(axis=1), atol=1e-6)
 
 
@@ -78,6 +79,7 @@ def test_cosine_similarity_is_scale_free():
 
 
 # ---- corruption and random starts -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("q", [2, 21])
 def test_corrupt_changes_exactly_floor_rho_n_sites(q):
@@ -116,10 +118,18 @@ def test_random_states_are_uniform_in_the_alphabet():
 
 # ---- the cell: a one-pattern Hopfield network has known attractors --------------------------
 
+
 def one_pattern_task(N: int = 51, P_test: int = 9):
-    raw = {"name": "one", "root_seed": 3, "seeds": [0], "noise": [0.0, 0.2, 0.4], "P_test": P_test,
-           "retrieval": {"train_starts": 1, "test_starts": P_test, "random_starts": 7},
-           "datasets": {"random": {"N": [N], "P": [1]}}, "rules": {"hebb": {}}}
+    raw = {
+        "name": "one",
+        "root_seed": 3,
+        "seeds": [0],
+        "noise": [0.0, 0.2, 0.4],
+        "P_test": P_test,
+        "retrieval": {"train_starts": 1, "test_starts": P_test, "random_starts": 7},
+        "datasets": {"random": {"N": [N], "P": [1]}},
+        "rules": {"hebb": {}},
+    }
     sweep = spec_mod.from_dict(raw)
     (task,) = list(sweep.tasks())
     return sweep, task
@@ -171,9 +181,16 @@ def test_cell_uses_features_and_true_couplings_when_the_dataset_provides_them(mo
 def test_fixed_point_fraction_matches_exact_stability_count():
     """A pattern survives one asynchronous sweep iff no site wants to flip: xi_i h_i >= 0 for all i
     (a zero field keeps the spin). Counted here in exact integers: N h_i = sum_mu xi_i^mu (xi^mu.xi - xi_i^mu xi_i)."""
-    raw = {"name": "fp", "root_seed": 5, "seeds": [0, 1, 2], "noise": [0.0], "P_test": 0,
-           "retrieval": {"train_starts": 1, "test_starts": 0, "random_starts": 0},
-           "datasets": {"random": {"N": [31], "P": [8]}}, "rules": {"hebb": {}}}
+    raw = {
+        "name": "fp",
+        "root_seed": 5,
+        "seeds": [0, 1, 2],
+        "noise": [0.0],
+        "P_test": 0,
+        "retrieval": {"train_starts": 1, "test_starts": 0, "random_starts": 0},
+        "datasets": {"random": {"N": [31], "P": [8]}},
+        "rules": {"hebb": {}},
+    }
     sweep = spec_mod.from_dict(raw)
     seen = []
     for task in sweep.tasks():

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import metrics as M
-from pipeline.dynamics import paper_synchronous, synchronous
-from pipeline.model import Model
+from amsweep.pipeline import metrics as M
+from amsweep.pipeline.dynamics import paper_synchronous, synchronous
+from amsweep.pipeline.model import Model
 
 # Six sites. Sites 0-3 are a ring where site i copies site i-1 (J[i, i-1] = 1): the ring
 # pattern rotates by one site per step (period 4). Site 4 reads s0 - s1, which is zero whenever
@@ -44,16 +44,14 @@ HAND = {
 
 @pytest.mark.parametrize("n", sorted(HAND))
 def test_hand_computed_trajectory_of_the_authors_rule(n: int) -> None:
-    r = paper_synchronous.relax(Model(q=2, J=RING.copy()), START[None, :], {"max_sweeps": n},
-                                np.random.default_rng(0))
+    r = paper_synchronous.relax(Model(q=2, J=RING.copy()), START[None, :], {"max_sweeps": n}, np.random.default_rng(0))
     np.testing.assert_array_equal(r.final[0], HAND[n])
     assert not r.converged[0] and r.sweeps[0] == n  # a 4-cycle never converges
 
 
 def test_overlap_is_read_at_step_n_and_zeros_count_as_nothing() -> None:
     # t = 10: (- - + + - 0) against s(0) = (+ + - - + -): five opposite sites, one zero: -5/6.
-    r = paper_synchronous.relax(Model(q=2, J=RING.copy()), START[None, :], {"max_sweeps": 10},
-                                np.random.default_rng(0))
+    r = paper_synchronous.relax(Model(q=2, J=RING.copy()), START[None, :], {"max_sweeps": 10}, np.random.default_rng(0))
     assert M.overlap(r.final, START[None, :])[0] == pytest.approx(-5 / 6, abs=1e-7)
 
 

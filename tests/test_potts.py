@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pipeline import potts
-from pipeline.dynamics import _potts as dyn
-from pipeline.model import Model, NotApplicable
-from pipeline.rules import _hebb_potts, _plm_potts, plm
+from amsweep.pipeline import potts
+from amsweep.pipeline.dynamics import _potts as dyn
+from amsweep.pipeline.model import Model, NotApplicable
+from amsweep.pipeline.rules import _hebb_potts, _plm_potts, plm
 
-PLM = dict(lam=1.0, lr=2.0, epochs=100, init="hebb", batch_size=0, clip=0.0, symmetric=False, l2=0.0,
-           momentum=0.0)
+PLM = dict(lam=1.0, lr=2.0, epochs=100, init="hebb", batch_size=0, clip=0.0, symmetric=False, l2=0.0, momentum=0.0)
 ASYNC = {"max_sweeps": 100}
 
 
@@ -234,8 +233,9 @@ def test_async_reports_no_convergence_when_no_fixed_point_exists():
     J = np.zeros((N, q, N, q), dtype=np.float32)
     J[0, :, 1, :] = np.eye(q)
     J[1, :, 0, :] = np.roll(np.eye(q), 1, axis=0)  # J[1, a, 0, b] = 1 iff a = b + 1
-    r = dyn.relax_async(Model(q=q, J=J), np.array([[0, 0], [2, 1]], np.int8), {"max_sweeps": 7},
-                        np.random.default_rng(12))
+    r = dyn.relax_async(
+        Model(q=q, J=J), np.array([[0, 0], [2, 1]], np.int8), {"max_sweeps": 7}, np.random.default_rng(12)
+    )
     assert not r.converged.any() and np.all(r.sweeps == 7)
 
 
@@ -259,6 +259,9 @@ def test_potts_plm_momentum_reaches_the_l2_optimum_sooner() -> None:
     X = np.random.default_rng(0).integers(0, 3, size=(60, 8)).astype(np.int8)
     base = {k: p.default for k, p in plm.PARAMS.items()} | {"l2": 0.02, "lr": 0.5, "init": "zero"}
     ref = plm.train(X, 3, base | {"epochs": 4000}, np.random.default_rng(1)).J
-    gap = {mu: np.abs(plm.train(X, 3, base | {"epochs": 100, "momentum": mu}, np.random.default_rng(1)).J
-                      - ref).max() / np.abs(ref).max() for mu in (0.0, 0.8)}
+    gap = {
+        mu: np.abs(plm.train(X, 3, base | {"epochs": 100, "momentum": mu}, np.random.default_rng(1)).J - ref).max()
+        / np.abs(ref).max()
+        for mu in (0.0, 0.8)
+    }
     assert gap[0.8] < 1e-4 < 1e-2 < gap[0.0], gap

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from pipeline.dynamics import dense as dense_dyn
-from pipeline.dynamics import softmax
-from pipeline.model import Model, NotApplicable
-from pipeline.rules import crp_memory, dense, kde
+from amsweep.pipeline.dynamics import dense as dense_dyn
+from amsweep.pipeline.dynamics import softmax
+from amsweep.pipeline.model import Model, NotApplicable
+from amsweep.pipeline.rules import crp_memory, dense, kde
 from tests.physics import corrupt as _noisy
 
 SOFTMAX = {"max_sweeps": 100, "tol": 1e-4}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.cli import main
-from pipeline.errors import AmsweepError, CubeError, QueryError
-from storage.cube import Cube
-from storage.query import open_cube, parse_where, select, to_frame
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import main
+from amsweep.pipeline.errors import AmsweepError, CubeError, QueryError
+from amsweep.storage.cube import Cube
+from amsweep.storage.query import open_cube, parse_where, select, to_frame
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_unknown_metric_and_missing_cube(cube_path, tmp_path):
 
 
 def test_query_errors_stay_key_and_value_errors():
-    """analysis.report skips a figure on KeyError or ValueError; a QueryError must still be skipped."""
+    """amsweep.analysis.report skips a figure on KeyError or ValueError; a QueryError must still be skipped."""
     assert issubclass(QueryError, AmsweepError)
     assert issubclass(QueryError, KeyError) and issubclass(QueryError, ValueError)
     assert str(QueryError("no such thing")) == "no such thing"  # not KeyError's quoted form

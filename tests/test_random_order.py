@@ -8,9 +8,9 @@ import itertools
 import numpy as np
 from scipy import stats
 
-from pipeline.dynamics._ising_kernels import TIE_RTOL, prepare, relax_heat_bath, tie_tolerance
-from pipeline.dynamics._random_order import below, new_state, next_u64, shuffle, uniform
-from pipeline.rules import plm
+from amsweep.pipeline.dynamics._ising_kernels import TIE_RTOL, prepare, relax_heat_bath, tie_tolerance
+from amsweep.pipeline.dynamics._random_order import below, new_state, next_u64, shuffle, uniform
+from amsweep.pipeline.rules import plm
 from tests.physics import patterns
 
 P_REJECT = 1e-6  # chi-square tests: a correct generator fails one in a million runs

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.dynamics import asynchronous
-from pipeline.model import NotApplicable
-from pipeline.rules import dreaming, hebb, krauth_mezard, pseudo_inverse, storkey, unlearning
+from amsweep.pipeline.dynamics import asynchronous
+from amsweep.pipeline.model import NotApplicable
+from amsweep.pipeline.rules import dreaming, hebb, krauth_mezard, pseudo_inverse, storkey, unlearning
 from tests.physics import patterns
 
 
@@ -69,8 +69,7 @@ def test_storkey_matches_its_definition() -> None:
     X = patterns(P, N, seed=4).astype(np.float64)
     W = np.zeros((N, N))
     for xi in X:
-        h = np.array([[sum(W[i, k] * xi[k] for k in range(N) if k not in (i, j))
-                       for j in range(N)] for i in range(N)])
+        h = np.array([[sum(W[i, k] * xi[k] for k in range(N) if k not in (i, j)) for j in range(N)] for i in range(N)])
         dW = (np.outer(xi, xi) - xi[:, None] * h.T - h * xi[None, :]) / N
         np.fill_diagonal(dW, 0.0)
         W = W + dW
@@ -93,8 +92,7 @@ def test_dreaming_interpolates_hebb_and_projector() -> None:
     N = 200
     X = patterns(100, N, seed=5)  # alpha = 0.5: Hebb fails, the projector stores all
     rng = np.random.default_rng(0)
-    np.testing.assert_allclose(dreaming.train(X, 2, {"t": 0.0}, rng).J, hebb.train(X, 2, {}, rng).J,
-                               atol=1e-6)
+    np.testing.assert_allclose(dreaming.train(X, 2, {"t": 0.0}, rng).J, hebb.train(X, 2, {}, rng).J, atol=1e-6)
     # J(t) - J_proj = O(1 / (t lambda_min(C))), lambda_min ~ (1 - sqrt(0.5))^2 = 0.086
     far = dreaming.train(X, 2, {"t": 1e6}, rng).J
     np.testing.assert_allclose(far, pseudo_inverse.train(X, 2, {}, rng).J, atol=1e-4)
@@ -111,8 +109,7 @@ def test_unlearning_stabilises_memories() -> None:
     1000 dreams), and all dreams ended at a fixed point (symmetric J)."""
     N = 200
     X = patterns(60, N, seed=6)
-    m = unlearning.train(X, 2, {"eps": 0.01, "n_unlearn": 3000, "max_sweeps": 100},
-                         np.random.default_rng(0))
+    m = unlearning.train(X, 2, {"eps": 0.01, "n_unlearn": 3000, "max_sweeps": 100}, np.random.default_rng(0))
     assert stable_fraction(hebb.train(X, 2, {}, np.random.default_rng(0)).J, X) == 0.0
     assert np.array_equal(m.J, m.J.T) and np.all(np.diag(m.J) == 0)
     assert m.info["dreams_converged"] == 3000

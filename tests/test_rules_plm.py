@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.dynamics import asynchronous
-from pipeline.rules import hebb, plm, pseudo_inverse
+from amsweep.pipeline.dynamics import asynchronous
+from amsweep.pipeline.rules import hebb, plm, pseudo_inverse
 from tests.physics import patterns, corrupt
 
 DEFAULTS = {k: p.default for k, p in plm.PARAMS.items()}

@@ -10,12 +10,12 @@ import sys
 import pytest
 
 from benchmarks._moto import moto_server
-from pipeline import spec as spec_mod
-from pipeline.executors import SerialExecutor
-from pipeline.runner import run
-from storage.cube import Cube, CubeError
-from storage.layout import DONE
-from storage.query import open_cube
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube, CubeError
+from amsweep.storage.layout import DONE
+from amsweep.storage.query import open_cube
 from tests.conftest import assert_same_cube
 from tests.conftest import StopAfter
 
@@ -54,8 +54,9 @@ def test_cli_on_s3(s3_server):
     url = "s3://cubes/cli.zarr"
 
     def cli(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, text=True,
-                              capture_output=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "amsweep.pipeline.cli", *args], env=env, text=True, capture_output=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
@@ -90,7 +91,7 @@ path = "{mnist}"
 def test_datasets_read_from_s3_urls_give_the_local_files_cube(tmp_path, s3_server, monkeypatch):
     import s3fs
 
-    from pipeline.datasets import mnist, proteins
+    from amsweep.pipeline.datasets import mnist, proteins
 
     monkeypatch.setenv("AMSWEEP_CACHE", str(tmp_path / "cache"))  # a fresh per-node copy of the URLs
     fs = s3fs.S3FileSystem()

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.cli import BUNDLED
-from pipeline.params import SpecError
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import BUNDLED
+from amsweep.pipeline.params import SpecError
 
 
 def error_of(raw) -> str:

@@ -7,12 +7,12 @@ import copy
 import numpy as np
 import pytest
 
-from pipeline import spec as spec_mod
-from pipeline.executors import RayExecutor, SerialExecutor
-from pipeline.runner import run
-from storage.cube import Cube, CubeError
-from storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
-from storage.query import open_cube, to_frame
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.executors import RayExecutor, SerialExecutor
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube, CubeError
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.query import open_cube, to_frame
 from tests.conftest import StopAfter, assert_same_cube, cube_values
 
 
@@ -102,7 +102,7 @@ def test_failures_are_recorded_and_retried(tmp_path, small_raw, monkeypatch):
     sweep = spec_mod.from_dict(small_raw)
     path = str(tmp_path / "f.zarr")
     cube = Cube.create_or_open(path, sweep)
-    import pipeline.rules.plm as plm
+    import amsweep.pipeline.rules.plm as plm
 
     original = plm.train
 
@@ -175,8 +175,8 @@ def test_removing_values_is_refused(tmp_path, small_raw):
 
 
 def test_couplings_are_stored_per_task_when_asked(tmp_path, small_raw):
-    from pipeline.cell import make_data, train
-    from storage.query import load_couplings
+    from amsweep.pipeline.cell import make_data, train
+    from amsweep.storage.query import load_couplings
 
     small_raw["retrieval"]["store_couplings"] = True
     sweep = spec_mod.from_dict(small_raw)
@@ -196,8 +196,7 @@ def test_fixed_points_of_a_thermal_dynamics_are_those_of_its_zero_temperature_li
     """At T = 5 a heat-bath sweep flips about half the spins of any state, but Hebb at alpha = 0.05
     (N = 48, P = 2) keeps both patterns as zero-temperature fixed points (error probability 4e-6
     per site): the cell must report 1.0, not the fraction a random thermal sweep leaves intact."""
-    small_raw["rules"] = {"hot": {"kind": "hebb", "dynamics": "glauber",
-                                  "dynamics_params": {"temperature": 5.0}}}
+    small_raw["rules"] = {"hot": {"kind": "hebb", "dynamics": "glauber", "dynamics_params": {"temperature": 5.0}}}
     small_raw["datasets"]["random"]["alpha"] = [0.05]
     path = str(tmp_path / "hot.zarr")
     run_serial(path, spec_mod.from_dict(small_raw))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.dynamics import _mp_bp, _mp_mc, tap
-from pipeline.model import Model, NotApplicable
-from pipeline.theory import hopfield_rs as rs
+from amsweep.pipeline.dynamics import _mp_bp, _mp_mc, tap
+from amsweep.pipeline.model import Model, NotApplicable
+from amsweep.pipeline.theory import hopfield_rs as rs
 from tests.physics import corrupt as _noisy
 
 ALPHA = 0.05

@@ -10,17 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import tables
-from pipeline import cell
-from pipeline import spec as spec_mod
-from pipeline.dynamics import _ising_kernels as K
-from pipeline.dynamics import glauber, tap
-from pipeline.executors import SerialExecutor
-from pipeline.model import Model
-from pipeline.runner import run
-from pipeline.theory import hopfield_rs as rs
-from storage.cube import Cube
-from storage.query import open_cube
+from amsweep.analysis import tables
+from amsweep.pipeline import cell
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.dynamics import _ising_kernels as K
+from amsweep.pipeline.dynamics import glauber, tap
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.model import Model
+from amsweep.pipeline.runner import run
+from amsweep.pipeline.theory import hopfield_rs as rs
+from amsweep.storage.cube import Cube
+from amsweep.storage.query import open_cube
 from tests.physics import corrupt, patterns
 
 N, SEEDS, STARTS = 1000, 4, 20
@@ -37,15 +37,25 @@ FINITE_SIZE = 3.0 / N
 
 def _sweep(tmp_path, alpha: float, T: float):
     raw = {
-        "name": "rs_check", "root_seed": 5, "seeds": SEEDS, "noise": [0.05], "P_test": 0,
+        "name": "rs_check",
+        "root_seed": 5,
+        "seeds": SEEDS,
+        "noise": [0.05],
+        "P_test": 0,
         "retrieval": {"train_starts": STARTS, "test_starts": 0, "random_starts": 0},
         "datasets": {"random": {"N": [N], "alpha": [alpha]}},
         "rules": {
-            "tap": {"kind": "hebb", "dynamics": "tap",
-                    "dynamics_params": {"beta": 1.0 / T, "damping": 0.3, "max_sweeps": 300, "tol": 1e-8}},
+            "tap": {
+                "kind": "hebb",
+                "dynamics": "tap",
+                "dynamics_params": {"beta": 1.0 / T, "damping": 0.3, "max_sweeps": 300, "tol": 1e-8},
+            },
             # 50 sweeps of burn-in from 5% noise (the overlap relaxes in a few), 150 averaged
-            "mc": {"kind": "hebb", "dynamics": "glauber",
-                   "dynamics_params": {"temperature": T, "max_sweeps": 200, "average_sweeps": 150}},
+            "mc": {
+                "kind": "hebb",
+                "dynamics": "glauber",
+                "dynamics_params": {"temperature": T, "max_sweeps": 200, "average_sweeps": 150},
+            },
         },
     }
     path = str(tmp_path / f"rs_{alpha}_{T}.zarr")
@@ -65,7 +75,7 @@ def test_tap_and_glauber_overlaps_match_replica_symmetric_theory_in_a_sweep(tmp_
     sol = rs.solve(alpha, T)
     assert sol.retrieval and T < rs.T_M(alpha) - 0.1
     frame = _sweep(tmp_path, alpha, T)
-    per_pattern = np.sqrt(max(sol.q - sol.m ** 2, 0.0) / N)
+    per_pattern = np.sqrt(max(sol.q - sol.m**2, 0.0) / N)
     for dyn, part in frame.groupby("dynamics"):
         seeds = part["m_train"].to_numpy(dtype=float)
         assert len(seeds) == SEEDS
@@ -101,11 +111,13 @@ def test_glauber_average_leaves_the_trajectory_unchanged_and_one_sweep_is_the_la
     assert np.all(np.abs(outs[2][1]) <= 30)
 
     model = Model(q=2, J=J, memories=X.astype(np.float32))
-    one = glauber.relax(model, cues, {"max_sweeps": 40, "temperature": 0.4, "average_sweeps": 1},
-                        np.random.default_rng(3))
+    one = glauber.relax(
+        model, cues, {"max_sweeps": 40, "temperature": 0.4, "average_sweeps": 1}, np.random.default_rng(3)
+    )
     np.testing.assert_array_equal(one.magnetisation, one.final)
-    avg = glauber.relax(model, cues, {"max_sweeps": 40, "temperature": 0.4, "average_sweeps": 30},
-                        np.random.default_rng(3))
+    avg = glauber.relax(
+        model, cues, {"max_sweeps": 40, "temperature": 0.4, "average_sweeps": 30}, np.random.default_rng(3)
+    )
     m = avg.magnetisation
     assert m.dtype == np.float64 and np.all(np.abs(m) <= 1.0)
     np.testing.assert_array_equal(avg.final[m > 0], 1)
@@ -113,9 +125,16 @@ def test_glauber_average_leaves_the_trajectory_unchanged_and_one_sweep_is_the_la
 
 
 def _one_task(rules: dict, N: int = 300, alpha: float = 0.05):
-    raw = {"name": "t", "root_seed": 4, "seeds": [0], "noise": [0.1], "P_test": 10,
-           "retrieval": {"train_starts": 6, "test_starts": 6, "random_starts": 3},
-           "datasets": {"random": {"N": [N], "alpha": [alpha]}}, "rules": rules}
+    raw = {
+        "name": "t",
+        "root_seed": 4,
+        "seeds": [0],
+        "noise": [0.1],
+        "P_test": 10,
+        "retrieval": {"train_starts": 6, "test_starts": 6, "random_starts": 3},
+        "datasets": {"random": {"N": [N], "alpha": [alpha]}},
+        "rules": rules,
+    }
     sweep = spec_mod.from_dict(raw)
     return sweep, list(sweep.tasks())
 
@@ -127,8 +146,8 @@ def test_cell_reports_tap_overlaps_of_the_magnetisations_and_the_sign_overlap_ap
     values = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
     data = cell.make_data(task, sweep.root_seed)
     model = cell.train(task, data, sweep.root_seed)
-    from pipeline import metrics as M
-    from pipeline.seeding import stream
+    from amsweep.pipeline import metrics as M
+    from amsweep.pipeline.seeding import stream
 
     starts = data.train[:6]
     cues = M.corrupt(starts, 0.1, 2, stream(sweep.root_seed, "starts", *cell.data_key(task), 0.1))
@@ -145,8 +164,8 @@ def test_cell_reports_tap_overlaps_of_the_magnetisations_and_the_sign_overlap_ap
 def test_zero_temperature_dynamics_keep_their_overlaps_of_the_final_states():
     """Zero-temperature dynamics set no magnetisation, so the cell's overlaps are those of ``final``
     exactly as before (a before/after cube comparison on Hebb async/sync and PLM was bit for bit)."""
-    from pipeline import metrics as M
-    from pipeline.dynamics import asynchronous, synchronous
+    from amsweep.pipeline import metrics as M
+    from amsweep.pipeline.dynamics import asynchronous, synchronous
 
     X = patterns(10, 100, seed=4)
     model = Model(q=2, J=((X.T.astype(np.float32) @ X.astype(np.float32)) / 100) * (1 - np.eye(100, dtype=np.float32)))
@@ -154,6 +173,10 @@ def test_zero_temperature_dynamics_keep_their_overlaps_of_the_final_states():
     for dyn in (asynchronous, synchronous):
         r = dyn.relax(model, cues, {"max_sweeps": 20}, np.random.default_rng(6))
         assert r.magnetisation is None and M.thermal_state(r) is r.final
-    r = tap.relax(Model(q=2, memories=X.astype(np.float32)), cues, {"beta": 4.0, "damping": 0.0, "max_sweeps": 50,
-                                                                     "tol": 1e-6}, None)
+    r = tap.relax(
+        Model(q=2, memories=X.astype(np.float32)),
+        cues,
+        {"beta": 4.0, "damping": 0.0, "max_sweeps": 50, "tol": 1e-6},
+        None,
+    )
     assert M.thermal_state(r) is r.magnetisation and r.magnetisation.dtype == np.float64

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import figures
-from analysis.tables import tidy
-from pipeline import cell
-from pipeline import spec as spec_mod
-from pipeline.datasets import spin_glass
-from pipeline.executors import SerialExecutor
-from pipeline.model import NotApplicable
-from pipeline.rules import true_couplings
-from pipeline.runner import run
-from storage.cube import Cube
-from storage.query import open_cube
+from amsweep.analysis import figures
+from amsweep.analysis.tables import tidy
+from amsweep.pipeline import cell
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.datasets import spin_glass
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.model import NotApplicable
+from amsweep.pipeline.rules import true_couplings
+from amsweep.pipeline.runner import run
+from amsweep.storage.cube import Cube
+from amsweep.storage.query import open_cube
 
 
 @pytest.fixture(autouse=True)
@@ -29,20 +29,35 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spin_glass._pool.cache_clear()
 
 
-SG = {"kind": "spin_glass", "N": [25], "alpha": [1.0, 4.0], "temperature": 0.5, "t_min": 0.5,
-      "sweeps": 2, "equilibration": 200, "pool": 256}
+SG = {
+    "kind": "spin_glass",
+    "N": [25],
+    "alpha": [1.0, 4.0],
+    "temperature": 0.5,
+    "t_min": 0.5,
+    "sweeps": 2,
+    "equilibration": 200,
+    "pool": 256,
+}
 
 
 def _raw() -> dict:
-    return {"name": "true", "root_seed": 3, "seeds": 2, "noise": [0.0, 0.1], "P_test": 20,
-            "retrieval": {"train_starts": 20, "test_starts": 20, "random_starts": 5},
-            "datasets": {"sg": dict(SG), "random": {"N": [25], "alpha": [1.0]}},
-            "rules": {"hebb": {}, "true_couplings": {}}}
+    return {
+        "name": "true",
+        "root_seed": 3,
+        "seeds": 2,
+        "noise": [0.0, 0.1],
+        "P_test": 20,
+        "retrieval": {"train_starts": 20, "test_starts": 20, "random_starts": 5},
+        "datasets": {"sg": dict(SG), "random": {"N": [25], "alpha": [1.0]}},
+        "rules": {"hebb": {}, "true_couplings": {}},
+    }
 
 
 def test_rule_returns_the_couplings_of_the_data_distribution_and_refuses_data_without_them():
-    params = {k: v.default for k, v in spin_glass.PARAMS.items()} | {k: SG[k] for k in
-                                                                     ("temperature", "t_min", "sweeps", "equilibration", "pool")}
+    params = {k: v.default for k, v in spin_glass.PARAMS.items()} | {
+        k: SG[k] for k in ("temperature", "t_min", "sweeps", "equilibration", "pool")
+    }
     data = spin_glass.make(25, 20, 5, params, np.random.default_rng(0))
     model = true_couplings.train(data.train, 2, {}, np.random.default_rng(0), meta=data.meta)
     np.testing.assert_array_equal(model.J, data.meta["true_J"] / np.float32(0.5))  # J / T, T = 0.5
@@ -84,8 +99,9 @@ def test_line_figure_draws_the_reference_rule_as_a_line_of_its_own(tmp_path):
     run(Cube.create_or_open(path, spec_mod.from_dict(raw)), SerialExecutor(), progress=False)
     ds = open_cube(path)
     assert figures.reference_rule(ds) == "true_couplings"
-    png = figures.line_figure(ds, ["m_train", "m_test"], tmp_path / "ov", at={"noise": 0.0},
-                              reference=("true_couplings", "m_test"))
+    png = figures.line_figure(
+        ds, ["m_train", "m_test"], tmp_path / "ov", at={"noise": 0.0}, reference=("true_couplings", "m_test")
+    )
     assert png.exists()
     with pytest.raises(ValueError, match="no done task"):
         figures.line_figure(ds, "m_test", tmp_path / "x", reference=("nothing", "m_test"), at={"noise": 0.0})

@@ -1,1 +1,1 @@
-"""Datasets: each module is a dataset kind with PARAMS, check(N, P, P_test, params) and make(N, P, P_test, params, rng) -> Data."""
+"""Datasets: each module is a dataset kind (see ``amsweep.pipeline.contracts``)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.datasets._a2m import GAP
+from amsweep.pipeline.datasets._a2m import GAP
 
 
 def filter_alignment(

@@ -82,8 +82,14 @@ def _metropolis_sweep(spins: np.ndarray, nbr: np.ndarray, Jn: np.ndarray, beta: 
 
 @njit(cache=True)
 def _pt_step(
-    spins: np.ndarray, E: np.ndarray, slot: np.ndarray, nbr: np.ndarray, Jn: np.ndarray,
-    betas: np.ndarray, state: np.ndarray, accepted: np.ndarray,
+    spins: np.ndarray,
+    E: np.ndarray,
+    slot: np.ndarray,
+    nbr: np.ndarray,
+    Jn: np.ndarray,
+    betas: np.ndarray,
+    state: np.ndarray,
+    accepted: np.ndarray,
 ) -> None:
     """One PT step: a sweep of every replica, then one exchange attempt per neighbouring pair."""
     R = betas.shape[0]
@@ -100,8 +106,14 @@ def _pt_step(
 
 @njit(cache=True)
 def _run(
-    nbr: np.ndarray, Jn: np.ndarray, betas: np.ndarray, target: int, seed: np.uint64,
-    n_equil: int, n_samples: int, n_between: int,
+    nbr: np.ndarray,
+    Jn: np.ndarray,
+    betas: np.ndarray,
+    target: int,
+    seed: np.uint64,
+    n_equil: int,
+    n_samples: int,
+    n_between: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N = nbr.shape[0]
     R = betas.shape[0]
@@ -130,8 +142,14 @@ def _run(
 
 
 def sample(
-    nbr: np.ndarray, Jn: np.ndarray, temperatures: np.ndarray, target: int, seed: int,
-    n_equil: int, n_samples: int, n_between: int,
+    nbr: np.ndarray,
+    Jn: np.ndarray,
+    temperatures: np.ndarray,
+    target: int,
+    seed: int,
+    n_equil: int,
+    n_samples: int,
+    n_between: int,
 ) -> dict[str, np.ndarray]:
     """Equilibrium configurations at ``temperatures[target]`` from a PT run.
 
@@ -145,8 +163,14 @@ def sample(
     if temps.ndim != 1 or len(temps) == 0 or np.any(temps <= 0) or np.any(np.diff(temps) <= 0):
         raise ValueError(f"temperatures must be positive and strictly increasing, got {temps}")
     samples, energies, accepted = _run(
-        np.ascontiguousarray(nbr, dtype=np.int32), np.ascontiguousarray(Jn, dtype=np.float64),
-        1.0 / temps, int(target), np.uint64(seed), int(n_equil), int(n_samples), int(n_between),
+        np.ascontiguousarray(nbr, dtype=np.int32),
+        np.ascontiguousarray(Jn, dtype=np.float64),
+        1.0 / temps,
+        int(target),
+        np.uint64(seed),
+        int(n_equil),
+        int(n_samples),
+        int(n_between),
     )
     steps = max(n_samples * n_between, 1)
     return {"samples": samples, "energies": energies, "swap_rate": accepted[: len(temps) - 1] / steps}

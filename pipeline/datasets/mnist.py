@@ -6,7 +6,7 @@ same 10,000 preprocessed images, so loading and preprocessing are cached per pro
 by the files (path and modification time) and the preprocessing parameters.
 
 Where the files come from: the ``path`` parameter (a directory or any fsspec URL of one, e.g.
-``s3://bucket/mnist``; see ``pipeline.datafiles``); if empty, the environment variable
+``s3://bucket/mnist``; see ``amsweep.pipeline.datafiles``); if empty, the environment variable
 ``AMSWEEP_MNIST``; if unset, the subset bundled with the package (the first 2,000 test
 images, see ``bundled/SOURCES.md``), so tests and default sweeps run without a download.
 """
@@ -19,18 +19,28 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import datafiles
-from pipeline.datasets._deskew import deskew as _deskew_stack
-from pipeline.datasets._idx import read_idx
-from pipeline.model import Data, Param
+from amsweep.pipeline import datafiles
+from amsweep.pipeline.datasets._deskew import deskew as _deskew_stack
+from amsweep.pipeline.datasets._idx import read_idx
+from amsweep.pipeline.model import Data, Param
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 SIDES: dict[int, int] = {196: 14, 784: 28}  # N -> side of the square crop
 ENV_VAR = "AMSWEEP_MNIST"
 
 PARAMS: dict[str, Param] = {
-    "path": Param("", str, f"directory (or fsspec URL of one) of the IDX files; '' = ${ENV_VAR} if set, else the bundled 2,000-image subset"),
-    "split": Param("t10k", str, "which IDX pair to read: t10k-* (test set, 10,000 images) or train-* (60,000)", choices=("t10k", "train")),
+    "path": Param(
+        "",
+        str,
+        f"directory (or fsspec URL of one) of the IDX files; '' = ${ENV_VAR} if set, "
+        "else the bundled 2,000-image subset",
+    ),
+    "split": Param(
+        "t10k",
+        str,
+        "which IDX pair to read: t10k-* (test set, 10,000 images) or train-* (60,000)",
+        choices=("t10k", "train"),
+    ),
     "threshold": Param(86.0, float, "pixel value (0..255, after deskew) above which a site is +1", low=0.0, high=255.0),
     "digits": Param("0123456789", str, "class filter: the digits to keep, e.g. '01'"),
     "deskew": Param(True, bool, "straighten each digit by its intensity moments before cropping"),
@@ -58,7 +68,9 @@ def data_files(params: dict) -> list[str]:
     """The image and label files this dataset reads (local paths or URLs)."""
     directory = data_dir(params)
     if not datafiles.is_url(directory) and not Path(directory).is_dir():
-        raise ValueError(f"MNIST directory {directory} does not exist or is not a directory (set param 'path' or ${ENV_VAR})")
+        raise ValueError(
+            f"MNIST directory {directory} does not exist or is not a directory (set param 'path' or ${ENV_VAR})"
+        )
     split = params["split"]
     return [_find(directory, f"{split}-images-idx3-ubyte"), _find(directory, f"{split}-labels-idx1-ubyte")]
 
@@ -86,7 +98,9 @@ def _raw(images_key: tuple[str, int, int], labels_key: tuple[str, int, int]) -> 
     images = read_idx(images_key[0])
     labels = read_idx(labels_key[0])
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"malformed MNIST image file {images_key[0]}: expected uint8 (n, 28, 28), got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"malformed MNIST image file {images_key[0]}: expected uint8 (n, 28, 28), got {images.dtype} {images.shape}"
+        )
     if labels.dtype != np.uint8 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"malformed MNIST label file {labels_key[0]}: expected uint8 ({images.shape[0]},) to match "

@@ -34,21 +34,35 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import datafiles
-from pipeline.datasets._a2m import ALPHABET, Q, read_a2m
-from pipeline.datasets._msa import filter_alignment, sequence_weights
-from pipeline.model import Data, Param
+from amsweep.pipeline import datafiles
+from amsweep.pipeline.datasets._a2m import ALPHABET, Q, read_a2m
+from amsweep.pipeline.datasets._msa import filter_alignment, sequence_weights
+from amsweep.pipeline.model import Data, Param
 
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "PF00014_first1000.a2m.gz"
 ENV_PATH = "AMSWEEP_PFAM"
 
 PARAMS: dict[str, Param] = {
-    "path": Param("", str, f"A2M/FASTA alignment (plain or gzip; a path or fsspec URL); '' = env {ENV_PATH} if set, else the bundled PF00014 subset"),
+    "path": Param(
+        "",
+        str,
+        f"A2M/FASTA alignment (plain or gzip; a path or fsspec URL); '' = env {ENV_PATH} if set, "
+        "else the bundled PF00014 subset",
+    ),
     "max_gap_column": Param(0.5, float, "drop match columns whose gap fraction exceeds this", low=0.0, high=1.0),
-    "max_gap_sequence": Param(0.5, float, "drop sequences whose gap fraction over the kept columns exceeds this", low=0.0, high=1.0),
+    "max_gap_sequence": Param(
+        0.5, float, "drop sequences whose gap fraction over the kept columns exceeds this", low=0.0, high=1.0
+    ),
     "deduplicate": Param(True, bool, "drop exact duplicate sequences so that train and test never share one"),
     "reweight": Param(False, bool, "draw sequences with probability proportional to their plmDCA weight"),
-    "theta": Param(0.8, float, "identity threshold of the plmDCA weights (neighbours: identity > theta)", low=0.0, high=1.0, open_high=True),
+    "theta": Param(
+        0.8,
+        float,
+        "identity threshold of the plmDCA weights (neighbours: identity > theta)",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
 }
 
 
@@ -81,7 +95,7 @@ def source(params: dict) -> str:
 
 
 def resolve_path(params: dict) -> Path:
-    """A local file with the alignment (a URL is fetched once per node, see pipeline.datafiles)."""
+    """A local file with the alignment (a URL is fetched once per node, see amsweep.pipeline.datafiles)."""
     return datafiles.local(source(params)).resolve()
 
 
@@ -110,8 +124,9 @@ def _parsed(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, ...], np.nd
 
 
 @cache
-def _family(path: str, size: int, mtime_ns: int, max_gap_column: float,
-            max_gap_sequence: float, deduplicate: bool) -> Family:
+def _family(
+    path: str, size: int, mtime_ns: int, max_gap_column: float, max_gap_sequence: float, deduplicate: bool
+) -> Family:
     names, states = _parsed(path, size, mtime_ns)
     kept, columns, records = filter_alignment(states, max_gap_column, max_gap_sequence, deduplicate)
     for a in (kept, columns, records):
@@ -127,8 +142,12 @@ def _weights(key: tuple, theta: float) -> np.ndarray:
 
 
 def _key(params: dict) -> tuple:
-    return (*_file_key(params), float(params["max_gap_column"]),
-            float(params["max_gap_sequence"]), bool(params["deduplicate"]))
+    return (
+        *_file_key(params),
+        float(params["max_gap_column"]),
+        float(params["max_gap_sequence"]),
+        bool(params["deduplicate"]),
+    )
 
 
 def family(params: dict) -> Family:
@@ -150,16 +169,22 @@ def check(N: int, P: int, P_test: int, params: dict) -> None:
     """Refuse an N other than the alignment's, or more examples than distinct sequences."""
     fam = family(params)
     M, n = fam.states.shape
-    filters = (f"max_gap_column={params['max_gap_column']}, max_gap_sequence="
-               f"{params['max_gap_sequence']}, deduplicate={params['deduplicate']}")
+    filters = (
+        f"max_gap_column={params['max_gap_column']}, max_gap_sequence="
+        f"{params['max_gap_sequence']}, deduplicate={params['deduplicate']}"
+    )
     if n == 0:
         raise ValueError(f"proteins: no column of {fam.path} survives the filters ({filters})")
     if N != n:
-        raise ValueError(f"proteins: {Path(fam.path).name} offers only N = {n} "
-                         f"(match columns after the gap filter, {filters}); got N={N}")
+        raise ValueError(
+            f"proteins: {Path(fam.path).name} offers only N = {n} "
+            f"(match columns after the gap filter, {filters}); got N={N}"
+        )
     if P + P_test > M:
-        raise ValueError(f"proteins: P + P_test = {P} + {P_test} = {P + P_test} exceeds the "
-                         f"{M} sequences of {Path(fam.path).name} left after the filters ({filters})")
+        raise ValueError(
+            f"proteins: P + P_test = {P} + {P_test} = {P + P_test} exceeds the "
+            f"{M} sequences of {Path(fam.path).name} left after the filters ({filters})"
+        )
 
 
 def make(N: int, P: int, P_test: int, params: dict, rng: np.random.Generator) -> Data:

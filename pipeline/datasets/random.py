@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Data, Param
+from amsweep.pipeline.model import Data, Param
 
 PARAMS: dict[str, Param] = {
-    "bias": Param(0.0, float, "mean magnetization b of each site: P(+1) = (1 + b) / 2", low=-1.0, high=1.0, open_low=True, open_high=True),
+    "bias": Param(
+        0.0,
+        float,
+        "mean magnetization b of each site: P(+1) = (1 + b) / 2",
+        low=-1.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
+    ),
 }
 
 

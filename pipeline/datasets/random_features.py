@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Data, Param
+from amsweep.pipeline.model import Data, Param
 
 PARAMS: dict[str, Param] = {
     "alpha_D": Param(0.5, float, "number of hidden features per neuron, D = round(alpha_D N)", low=0.0, open_low=True),
     "L": Param(0, int, "nonzero coefficients per example; 0 = dense (all D features)", low=0),
     "feature_bias": Param(
-        0.0, float, "magnetisation b of the features: P(f = +1) = (1 + b) / 2", low=-1.0, high=1.0, open_low=True, open_high=True
+        0.0,
+        float,
+        "magnetisation b of the features: P(f = +1) = (1 + b) / 2",
+        low=-1.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
     ),
 }
 
@@ -39,9 +45,13 @@ def check(N: int, P: int, P_test: int, params: dict) -> None:
         raise ValueError(f"random_features needs N >= 2, got N={N}")
     D = n_features(N, params)
     if D < 1:
-        raise ValueError(f"random_features: alpha_D={params['alpha_D']} gives D = round(alpha_D N) = 0 features at N={N}")
+        raise ValueError(
+            f"random_features: alpha_D={params['alpha_D']} gives D = round(alpha_D N) = 0 features at N={N}"
+        )
     if params["L"] > D:
-        raise ValueError(f"random_features: sparsity L={params['L']} exceeds the D={D} features (alpha_D={params['alpha_D']}, N={N})")
+        raise ValueError(
+            f"random_features: sparsity L={params['L']} exceeds the D={D} features (alpha_D={params['alpha_D']}, N={N})"
+        )
 
 
 def _coefficient_signs(M: int, D: int, L: int, rng: np.random.Generator) -> np.ndarray:

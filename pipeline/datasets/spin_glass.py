@@ -28,19 +28,25 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets import _cache, _parallel_tempering
-from pipeline.model import Data, Param
+from amsweep.pipeline.datasets import _cache, _parallel_tempering
+from amsweep.pipeline.model import Data, Param
 
 PARAMS: dict[str, Param] = {
-    "couplings": Param("gaussian", str, "bond distribution: N(0, 1) or +-1 with equal probability", choices=("gaussian", "pm_j")),
-    "instance": Param(0, int, "seed of the coupling instance, shared by every cell (independent of the cell rng)", low=0),
+    "couplings": Param(
+        "gaussian", str, "bond distribution: N(0, 1) or +-1 with equal probability", choices=("gaussian", "pm_j")
+    ),
+    "instance": Param(
+        0, int, "seed of the coupling instance, shared by every cell (independent of the cell rng)", low=0
+    ),
     "temperature": Param(1.0, float, "temperature T of the samples (k_B = 1)", low=0.0, open_low=True),
     "n_temps": Param(10, int, "replicas in the parallel-tempering ladder (1 = plain Metropolis at T)", low=1),
     "t_min": Param(0.0, float, "lowest ladder temperature; 0 = temperature", low=0.0),
     "t_max": Param(2.0, float, "highest ladder temperature", low=0.0, open_low=True),
     "sweeps": Param(10, int, "PT steps (sweep of every replica + exchanges) between recorded samples", low=1),
     "equilibration": Param(2000, int, "PT steps discarded before the first sample", low=0),
-    "pool": Param(0, int, "samples in the cached pool the cell draws from; 0 = next power of 2 >= 4 (P + P_test)", low=0),
+    "pool": Param(
+        0, int, "samples in the cached pool the cell draws from; 0 = next power of 2 >= 4 (P + P_test)", low=0
+    ),
 }
 
 _SOURCES = (Path(__file__), Path(_parallel_tempering.__file__))
@@ -111,9 +117,15 @@ def coupling_matrix(nbr: np.ndarray, Jn: np.ndarray) -> np.ndarray:
 def _key(params: dict, L: int) -> dict:
     temps, target = ladder(params)
     return {
-        "model": "ea2d", "L": L, "couplings": params["couplings"], "instance": int(params["instance"]),
-        "temperatures": [float(t) for t in temps], "target": target,
-        "sweeps": int(params["sweeps"]), "equilibration": int(params["equilibration"]), "code": _CODE_VERSION,
+        "model": "ea2d",
+        "L": L,
+        "couplings": params["couplings"],
+        "instance": int(params["instance"]),
+        "temperatures": [float(t) for t in temps],
+        "target": target,
+        "sweeps": int(params["sweeps"]),
+        "equilibration": int(params["equilibration"]),
+        "code": _CODE_VERSION,
     }
 
 
@@ -139,11 +151,21 @@ def _pool(root: Path, L: int, key_digest: str, count: int, params_items: tuple) 
         nbr, Jn = lattice(L, params["couplings"], params["instance"])
         temps, target = ladder(params)
         out = _parallel_tempering.sample(
-            nbr, Jn, temps, target, seed=int(key_digest[:16], 16), n_equil=params["equilibration"],
-            n_samples=found, n_between=params["sweeps"],
+            nbr,
+            Jn,
+            temps,
+            target,
+            seed=int(key_digest[:16], 16),
+            n_equil=params["equilibration"],
+            n_samples=found,
+            n_between=params["sweeps"],
         )
-        return {"samples": np.packbits(out["samples"] > 0, axis=1), "energies": out["energies"],
-                "swap_rate": out["swap_rate"], "temperatures": temps}
+        return {
+            "samples": np.packbits(out["samples"] > 0, axis=1),
+            "energies": out["energies"],
+            "swap_rate": out["swap_rate"],
+            "temperatures": temps,
+        }
 
     stored, _ = _cache.load_or_create(root / f"ea2d-{key_digest}-{found}.npz", create)
     spins = np.unpackbits(stored["samples"][:count], axis=1, count=L * L).astype(np.int8) * 2 - 1

@@ -1,1 +1,1 @@
-"""Retrieval dynamics: each module is a dynamics kind with PARAMS and relax(model, states, params, rng) -> Relaxation."""
+"""Retrieval dynamics: each module is a dynamics kind (see ``amsweep.pipeline.contracts``)."""

@@ -18,11 +18,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle, uniform
-from pipeline.model import Model, NotApplicable
+from amsweep.pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle, uniform
+from amsweep.pipeline.model import Model, NotApplicable
 
-__all__ = ["SEED_HIGH", "TIE_RTOL", "heat_bath_averaged", "ising_couplings", "prepare", "relax_heat_bath",
-           "relax_zero_t", "tie_tolerance"]
+__all__ = [
+    "SEED_HIGH",
+    "TIE_RTOL",
+    "heat_bath_averaged",
+    "ising_couplings",
+    "prepare",
+    "relax_heat_bath",
+    "relax_zero_t",
+    "tie_tolerance",
+]
 
 # A field is a tie (the spin is kept) when |h_i| <= TIE_RTOL * sum_j |J_ij|. Exact ties are
 # common for Hebb couplings (h is a multiple of 1/N) but float32 J and GEMMs turn them into

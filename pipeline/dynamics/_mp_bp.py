@@ -24,8 +24,9 @@ class BPResult:
     iterations: int
 
 
-def magnetizations(J: np.ndarray, beta: float, start: np.ndarray, damping: float = 0.5,
-                   max_iter: int = 1000, tol: float = 1e-10) -> BPResult:
+def magnetizations(
+    J: np.ndarray, beta: float, start: np.ndarray, damping: float = 0.5, max_iter: int = 1000, tol: float = 1e-10
+) -> BPResult:
     """Iterate the cavity fields of the model P(s) ~ exp(beta sum_{i<j} J_ij s_i s_j).
 
     U[k, i] is the field that k sends to i: U = atanh(tanh(beta J_ki) tanh(beta h_{k->i})) / beta

@@ -21,7 +21,7 @@ def _poly_gain(XT: np.ndarray, o: np.ndarray, i: int, si: float, n: int) -> floa
     gain = 0.0
     for mu in range(o.shape[0]):
         new = o[mu] - 2.0 * XT[i, mu] * si
-        gain += new ** n - o[mu] ** n
+        gain += new**n - o[mu] ** n
     return gain
 
 
@@ -41,8 +41,9 @@ def _exp_accepts(XT: np.ndarray, o: np.ndarray, i: int, si: float, beta: float) 
 
 
 @njit(cache=True)
-def relax_batch(XT: np.ndarray, states: np.ndarray, use_exp: bool, n: int, beta: float,
-                max_sweeps: int, seeds: np.ndarray):
+def relax_batch(
+    XT: np.ndarray, states: np.ndarray, use_exp: bool, n: int, beta: float, max_sweeps: int, seeds: np.ndarray
+):
     """Asynchronous flips in a fresh random site order each sweep until a sweep flips nothing.
 
     Each cue b reseeds numba's generator with seeds[b], so its result does not depend on the batch.

@@ -39,8 +39,9 @@ def _chain(XT: np.ndarray, s: np.ndarray, beta: float, n_burn: int, n_sweeps: in
     return avg / n_sweeps
 
 
-def time_averaged_spins(patterns: np.ndarray, start: np.ndarray, beta: float, n_burn: int,
-                        n_sweeps: int, rng: np.random.Generator) -> np.ndarray:
+def time_averaged_spins(
+    patterns: np.ndarray, start: np.ndarray, beta: float, n_burn: int, n_sweeps: int, rng: np.random.Generator
+) -> np.ndarray:
     """<s_i> (N,) estimated by one heat-bath chain at inverse temperature beta from ``start``."""
     XT = np.ascontiguousarray(np.asarray(patterns, dtype=np.float64).T)
     s = np.asarray(start, dtype=np.int64).copy()

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle
-from pipeline.model import Model, NotApplicable, Relaxation
-from pipeline.potts import check_states
+from amsweep.pipeline.dynamics._random_order import SEED_HIGH, new_state, shuffle
+from amsweep.pipeline.model import Model, NotApplicable, Relaxation
+from amsweep.pipeline.potts import check_states
 
 
 def potts_couplings(model: Model) -> np.ndarray:
@@ -33,8 +33,9 @@ def potts_couplings(model: Model) -> np.ndarray:
 
 
 @njit(cache=True)
-def relax_argmax(S: np.ndarray, JT: np.ndarray, seeds: np.ndarray, max_sweeps: int,
-                 converged: np.ndarray, sweeps: np.ndarray) -> None:
+def relax_argmax(
+    S: np.ndarray, JT: np.ndarray, seeds: np.ndarray, max_sweeps: int, converged: np.ndarray, sweeps: np.ndarray
+) -> None:
     """Relax every state of the batch in place; JT[j, c] is the slab J[:, :, j, c] (N, q).
 
     A sweep visits the sites in a fresh random order; a sweep without change is a fixed point

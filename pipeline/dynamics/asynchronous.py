@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dynamics._ising_kernels import (
+from amsweep.pipeline.dynamics._ising_kernels import (
     SEED_HIGH,
     ising_couplings,
     prepare,
     relax_zero_t,
     tie_tolerance,
 )
-from pipeline.model import Model, Param, Relaxation
+from amsweep.pipeline.model import Model, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "sweep budget per state (a fixed point usually comes within a few sweeps)", low=1),
@@ -27,7 +27,7 @@ PARAMS: dict[str, Param] = {
 def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator) -> Relaxation:
     """Relax each of the B states to a fixed point (or until max_sweeps)."""
     if model.q > 2:
-        from pipeline.dynamics._potts import relax_async
+        from amsweep.pipeline.dynamics._potts import relax_async
 
         return relax_async(model, states, params, rng)
     J = ising_couplings(model, "asynchronous")

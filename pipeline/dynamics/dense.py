@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dynamics._mp_dense import relax_batch
-from pipeline.model import Model, NotApplicable, Param, Relaxation
+from amsweep.pipeline.dynamics._mp_dense import relax_batch
+from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "maximum number of full asynchronous sweeps", low=1),
@@ -33,7 +33,12 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
         raise ValueError(f"states must be (B, {XT.shape[0]}), got {states.shape}")
     seeds = rng.integers(0, 2**31 - 1, size=states.shape[0])
     final, converged, sweeps = relax_batch(
-        XT, states, interaction == "exp", int(model.params.get("n", 2)), float(model.params.get("beta", 1.0)),
-        int(params["max_sweeps"]), seeds,
+        XT,
+        states,
+        interaction == "exp",
+        int(model.params.get("n", 2)),
+        float(model.params.get("beta", 1.0)),
+        int(params["max_sweeps"]),
+        seeds,
     )
     return Relaxation(final=final, converged=converged, sweeps=sweeps)

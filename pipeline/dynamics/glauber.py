@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dynamics._ising_kernels import SEED_HIGH, heat_bath_averaged, ising_couplings, prepare
-from pipeline.model import Model, NotApplicable, Param, Relaxation
+from amsweep.pipeline.dynamics._ising_kernels import SEED_HIGH, heat_bath_averaged, ising_couplings, prepare
+from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
 # A thermal dynamics has no fixed points: the cell checks them with the zero-temperature one.
 STOCHASTIC = True
@@ -23,8 +23,12 @@ PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "sweeps run per state", low=1),
     "temperature": Param(0.1, float, "temperature T (units of J)", low=0.0, open_low=True),
     "average_sweeps": Param(
-        50, int, "last sweeps whose states are averaged into <s_i> (the reported magnetisation); "
-        "capped at max_sweeps; 1 = the final sample itself", low=1),
+        50,
+        int,
+        "last sweeps whose states are averaged into <s_i> (the reported magnetisation); "
+        "capped at max_sweeps; 1 = the final sample itself",
+        low=1,
+    ),
 }
 
 

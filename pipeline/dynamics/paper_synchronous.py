@@ -27,12 +27,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dynamics._ising_kernels import ising_couplings, tie_tolerance
-from pipeline.model import Model, Param, Relaxation
+from amsweep.pipeline.dynamics._ising_kernels import ising_couplings, tie_tolerance
+from amsweep.pipeline.model import Model, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
-    "max_sweeps": Param(10, int, "n, the fixed number of parallel steps; the state (and overlap) is read "
-                        "at step n, converged or not (the authors' default and notebooks: 10)", low=1),
+    "max_sweeps": Param(
+        10,
+        int,
+        "n, the fixed number of parallel steps; the state (and overlap) is read "
+        "at step n, converged or not (the authors' default and notebooks: 10)",
+        low=1,
+    ),
 }
 
 

@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param, Relaxation
+from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "maximum number of mean-shift iterations", low=1),
-    "tol": Param(1e-4, float, "converged when max_i |x_i - x_i(previous)| < tol (float32 state: keep tol >= 1e-6)", low=0.0, open_low=True),
+    "tol": Param(
+        1e-4,
+        float,
+        "converged when max_i |x_i - x_i(previous)| < tol (float32 state: keep tol >= 1e-6)",
+        low=0.0,
+        open_low=True,
+    ),
 }
 
 

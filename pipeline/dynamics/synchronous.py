@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dynamics._ising_kernels import ising_couplings, tie_tolerance
-from pipeline.model import Model, Param, Relaxation
+from amsweep.pipeline.dynamics._ising_kernels import ising_couplings, tie_tolerance
+from amsweep.pipeline.model import Model, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
-    "max_sweeps": Param(100, int, "budget of parallel steps per state (stops early at a fixed point or a 2-cycle)", low=1),
+    "max_sweeps": Param(
+        100, int, "budget of parallel steps per state (stops early at a fixed point or a 2-cycle)", low=1
+    ),
 }
 
 

@@ -3,7 +3,7 @@
 Why AMP rather than Glauber sampling: it computes the thermal magnetisations <s_i> of the state
 reached from a cue in O(N P) per iteration, deterministically, and its fixed points are the TAP
 equations whose large-N statistics reproduce the replica-symmetric theory
-(`pipeline.theory.hopfield_rs`). The couplings J = X^T X / N are never formed: every step is two
+(`amsweep.pipeline.theory.hopfield_rs`). The couplings J = X^T X / N are never formed: every step is two
 (B x N) @ (N x P) products over the patterns X = model.memories. One set of equations serves all
 patterns (SCIENCE.md section 2), with M = X m / N, q = mean(m^2), c = 1 / (1 - beta (1 - q)):
 
@@ -19,11 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param, Relaxation
+from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
 PARAMS: dict[str, Param] = {
     "beta": Param(4.0, float, "inverse temperature 1/T of the Hebbian network", low=0.0, open_low=True),
-    "damping": Param(0.0, float, "fraction of the previous m, variance and u kept per step (0 = plain AMP)", low=0.0, high=1.0, open_high=True),
+    "damping": Param(
+        0.0,
+        float,
+        "fraction of the previous m, variance and u kept per step (0 = plain AMP)",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
     "max_sweeps": Param(100, int, "maximum number of AMP iterations", low=1),
     "tol": Param(1e-6, float, "converged when max_i |m_i - m_i(previous)| < tol", low=0.0, open_low=True),
 }

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model
-from pipeline.potts import check_states, one_hot
+from amsweep.pipeline.model import Model
+from amsweep.pipeline.potts import check_states, one_hot
 
 
 def hebb_potts_couplings(X: np.ndarray, q: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import NotApplicable
+from amsweep.pipeline.model import NotApplicable
 
 
 def require_ising(q: int, rule: str) -> None:

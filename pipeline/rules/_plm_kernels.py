@@ -73,8 +73,7 @@ def residual(H: np.ndarray, X: np.ndarray, lam: float) -> float:
     return total
 
 
-def residual_into(H: np.ndarray, X: np.ndarray, lam: float, R: np.ndarray, d: np.ndarray,
-                  rabs: np.ndarray) -> None:
+def residual_into(H: np.ndarray, X: np.ndarray, lam: float, R: np.ndarray, d: np.ndarray, rabs: np.ndarray) -> None:
     """R = X - tanh(lam H) with H untouched (the dual form still needs it), d = diag(R^T X)
     and rabs = column sums of |R| (they bound the growth of the dual weights)."""
     _scale_and_sum(H, R, -2.0 * lam)
@@ -255,8 +254,16 @@ def momentum_fields(Hn: np.ndarray, H: np.ndarray, VH: np.ndarray, mu: float) ->
 
 
 @njit(cache=True, fastmath=FAST)
-def momentum_weights(W: np.ndarray, VW: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray,
-                     mu: float, wabs: np.ndarray, vabs: np.ndarray) -> None:
+def momentum_weights(
+    W: np.ndarray,
+    VW: np.ndarray,
+    R: np.ndarray,
+    coef: np.ndarray,
+    b: np.ndarray,
+    mu: float,
+    wabs: np.ndarray,
+    vabs: np.ndarray,
+) -> None:
     """Dual form: D = (coef - 1) W + b R, VW <- mu VW + D, W <- W + D + mu VW (float64);
     wabs and vabs = column sums of |W| and |VW| (bounds on |J| and on its velocity)."""
     P, N = W.shape

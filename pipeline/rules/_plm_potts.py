@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.model import Model
-from pipeline.potts import check_states, one_hot
-from pipeline.rules._hebb_potts import hebb_potts_couplings
-from pipeline.rules._plm_kernels import momentum_step, site_clip_scales
+from amsweep.pipeline.model import Model
+from amsweep.pipeline.potts import check_states, one_hot
+from amsweep.pipeline.rules._hebb_potts import hebb_potts_couplings
+from amsweep.pipeline.rules._plm_kernels import momentum_step, site_clip_scales
 
 SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
 MAX_RECOVERIES = 200  # 0.5^200 brings any float32 J back to a finite field
@@ -60,8 +60,9 @@ def residual_and_loglik(H: np.ndarray, X: np.ndarray, q: int, lam: float) -> flo
 
 
 @njit(cache=True)
-def apply_step(J: np.ndarray, G: np.ndarray, backup: np.ndarray, step: float, l2: float,
-               clip: float, symmetric: bool, q: int) -> None:
+def apply_step(
+    J: np.ndarray, G: np.ndarray, backup: np.ndarray, step: float, l2: float, clip: float, symmetric: bool, q: int
+) -> None:
     """J += step * G', in place after saving J in backup; G' is G prepared as follows.
 
     G arrives as lam/P times the raw likelihood gradient. symmetric: G <- (G + G^T)/2, the
@@ -96,8 +97,7 @@ def apply_step(J: np.ndarray, G: np.ndarray, backup: np.ndarray, step: float, l2
             J[r, c] += s * G[r, c]
 
 
-def initial_couplings(X: np.ndarray, q: int, init: str, symmetric: bool,
-                      rng: np.random.Generator) -> np.ndarray:
+def initial_couplings(X: np.ndarray, q: int, init: str, symmetric: bool, rng: np.random.Generator) -> np.ndarray:
     """Flat (N q, N q) float32 start: Hebb, zero, or Gaussian projected on the zero-sum gauge."""
     N = X.shape[1]
     if init == "hebb":
@@ -121,8 +121,9 @@ def mean_log_pl(J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, lam: float
     return residual_and_loglik(H, X, q, lam) / X.size
 
 
-def _ascend(J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, params: dict,
-            rng: np.random.Generator) -> tuple[float, int, float]:
+def _ascend(
+    J: np.ndarray, X: np.ndarray, X1: np.ndarray, q: int, params: dict, rng: np.random.Generator
+) -> tuple[float, int, float]:
     """Run the epochs on J in place; return (mean log-PL of the last epoch, recoveries, final lr).
 
     On a non-finite log-likelihood the step that caused it is undone and J and lr are both

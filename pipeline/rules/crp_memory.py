@@ -8,7 +8,7 @@ nearest memory unless the "new cluster" term (alpha + d K) exp(-c |v|^2) of the 
 prior weights): c / beta sets the squared radius of a memory per site, between the spread
 4 p (1 - p) of an example with flip noise p around its cluster mean and ~2 for unrelated patterns.
 
-The memories are the cluster means (K, N) in [-1, 1]; retrieval is `pipeline.dynamics.softmax`
+The memories are the cluster means (K, N) in [-1, 1]; retrieval is `amsweep.pipeline.dynamics.softmax`
 on the same mixture: softmax beta = 2 beta (its logits are -beta_s |x - mu|^2 / 2) and
 log-weights log(n_k - d).
 """
@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param
-from pipeline.rules._mp_crp import crp_pass
+from amsweep.pipeline.model import Model, NotApplicable, Param
+from amsweep.pipeline.rules._mp_crp import crp_pass
 
 PARAMS: dict[str, Param] = {
     "alpha": Param(1.0, float, "concentration of the Pitman-Yor prior (weight of a new memory)", low=0.0),
-    "d": Param(0.0, float, "discount of the Pitman-Yor prior (0 = Chinese restaurant process)", low=0.0, high=1.0, open_high=True),
+    "d": Param(
+        0.0,
+        float,
+        "discount of the Pitman-Yor prior (0 = Chinese restaurant process)",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
     "beta": Param(0.1, float, "inverse width of a memory: weight exp(-beta |mu - v|^2)", low=0.0, open_low=True),
     "c": Param(0.1, float, "inverse width of the new-memory term exp(-c |v|^2)", low=0.0),
 }

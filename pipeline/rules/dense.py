@@ -3,7 +3,7 @@
 Why a separate rule: a steeper F separates the stored pattern's term from the crosstalk of the
 others, so capacity grows like N^(n-1) for F(x) = x^n (n = 2 is the Hopfield model, 0.138 N)
 and exponentially in N for F(x) = exp(beta x). Training only stores the patterns; the energy
-is evaluated by `pipeline.dynamics.dense` (asynchronous flips) or `pipeline.dynamics.softmax`
+is evaluated by `amsweep.pipeline.dynamics.dense` (asynchronous flips) or `amsweep.pipeline.dynamics.softmax`
 (for exp, the same energy seen as log-sum-exp with inverse temperature beta).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param
+from amsweep.pipeline.model import Model, NotApplicable, Param
 
 PARAMS: dict[str, Param] = {
     "interaction": Param("poly", str, "F(x) = x^n ('poly') or exp(beta x) ('exp')", choices=("poly", "exp")),

@@ -9,11 +9,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, require_ising
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, require_ising
 
 PARAMS: dict[str, Param] = {
-    "t": Param(1.0, float, "dreaming time t >= 0, finite (0 = Hebb; t -> inf approaches the projector, rule pseudo_inverse)", low=0.0),
+    "t": Param(
+        1.0,
+        float,
+        "dreaming time t >= 0, finite (0 = Hebb; t -> inf approaches the projector, rule pseudo_inverse)",
+        low=0.0,
+    ),
 }
 POTTS = False
 

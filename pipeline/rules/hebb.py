@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, hebb_couplings
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, hebb_couplings
 
 PARAMS: dict[str, Param] = {}
 POTTS = True
@@ -18,7 +18,7 @@ POTTS = True
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:
     """Hebbian couplings; Potts data are handed to the Potts Hebb rule."""
     if q > 2:
-        from pipeline.rules._hebb_potts import train as train_potts
+        from amsweep.pipeline.rules._hebb_potts import train as train_potts
 
         return train_potts(X, q, params, rng)
     Xf = as_spins(X)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param
+from amsweep.pipeline.model import Model, NotApplicable, Param
 
 PARAMS: dict[str, Param] = {
     "bandwidth": Param(0.3, float, "kernel width h on unit-normalised patterns x / sqrt(N)", low=0.0, open_low=True),
-    "bandwidth_scaling": Param("fixed", str, "'fixed': h as given; 'inv_sqrt_N': h / sqrt(N)", choices=("fixed", "inv_sqrt_N")),
+    "bandwidth_scaling": Param(
+        "fixed", str, "'fixed': h as given; 'inv_sqrt_N': h / sqrt(N)", choices=("fixed", "inv_sqrt_N")
+    ),
 }
 
 POTTS = False

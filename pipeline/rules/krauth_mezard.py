@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, require_ising
-from pipeline.rules._minover import MARGIN, MAX_STABILITY, minover_rows
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, require_ising
+from amsweep.pipeline.rules._minover import MARGIN, MAX_STABILITY, minover_rows
 
 PARAMS: dict[str, Param] = {
     "kappa": Param(0.0, float, "target margin of the normalised stabilities (mode 'margin')", low=0.0),
-    "mode": Param("margin", str, "'margin': stop at min stability >= kappa; 'max_stability': run Minover "
-                  "until the duality gap is below tol", choices=("margin", "max_stability")),
+    "mode": Param(
+        "margin",
+        str,
+        "'margin': stop at min stability >= kappa; 'max_stability': run Minover until the duality gap is below tol",
+        choices=("margin", "max_stability"),
+    ),
     "max_epochs": Param(200, int, "update budget per row, in units of P updates", low=1),
-    "tol": Param(0.01, float, "relative duality gap that ends 'max_stability'", low=0.0, high=1.0,
-                 open_low=True, open_high=True),
+    "tol": Param(
+        0.01, float, "relative duality gap that ends 'max_stability'", low=0.0, high=1.0, open_low=True, open_high=True
+    ),
 }
 POTTS = False
 
@@ -39,8 +44,18 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
     status = np.zeros(N, dtype=np.int8)
     mode = MARGIN if params["mode"] == "margin" else MAX_STABILITY
     max_updates = int(params["max_epochs"]) * P
-    minover_rows(np.ascontiguousarray(X64.T), Q, float(params["kappa"]), mode,
-                 float(params["tol"]), max_updates, counts, lower, upper, status)
+    minover_rows(
+        np.ascontiguousarray(X64.T),
+        Q,
+        float(params["kappa"]),
+        mode,
+        float(params["tol"]),
+        max_updates,
+        counts,
+        lower,
+        upper,
+        status,
+    )
     A = (counts * X64.T).astype(np.float32)  # A[i, mu] = c_{i mu} xi_i^mu
     J = A @ Xf
     np.fill_diagonal(J, 0.0)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, hebb_couplings
-from pipeline.rules._plm_kernels import (
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, hebb_couplings
+from amsweep.pipeline.rules._plm_kernels import (
     apply_step,
     column_dots,
     dual_fields,
@@ -39,20 +39,32 @@ from pipeline.rules._plm_kernels import (
 
 PARAMS: dict[str, Param] = {
     "lam": Param(1.0, float, "inverse temperature lam of the conditional likelihood", low=0.0, open_low=True),
-    "lr": Param(1.0, float, "learning rate; the gradient is a per-pattern mean, so lr is "
-                "size-independent (lr = 10 without clip overshoots: narrower basins). The PLM paper's "
-                "code takes a mean over sites too and drops lam: its lr is this lr x lam x N (its "
-                "default 10 at N = 200 is lr = 0.05), same couplings otherwise", low=0.0,
-                open_low=True),
+    "lr": Param(
+        1.0,
+        float,
+        "learning rate; the gradient is a per-pattern mean, so lr is "
+        "size-independent (lr = 10 without clip overshoots: narrower basins). The PLM paper's "
+        "code takes a mean over sites too and drops lam: its lr is this lr x lam x N (its "
+        "default 10 at N = 200 is lr = 0.05), same couplings otherwise",
+        low=0.0,
+        open_low=True,
+    ),
     "epochs": Param(200, int, "passes over the training set", low=1),
     "init": Param("hebb", str, "initial couplings", choices=("hebb", "zero", "random")),
     "batch_size": Param(0, int, "0 = full batch; else minibatches drawn from the rng", low=0),
     "clip": Param(0.0, float, "max gradient norm per row (0 = off)", low=0.0),
     "symmetric": Param(False, bool, "symmetrised gradient so that J = J^T"),
     "l2": Param(0.0, float, "L2 penalty l2 * sum J_ij^2 per pattern; 0 reaches the T -> 0 limit", low=0.0),
-    "momentum": Param(0.0, float, "Nesterov momentum mu (0 = plain gradient ascent, the paper's rule); "
-                      "0.8 reaches an L2 optimum in ~3x fewer epochs; stable while lr * curvature < "
-                      "2 (1 + mu) / (1 + 2 mu), so lower lr if a fit stalls", low=0.0, high=1.0, open_high=True),
+    "momentum": Param(
+        0.0,
+        float,
+        "Nesterov momentum mu (0 = plain gradient ascent, the paper's rule); "
+        "0.8 reaches an L2 optimum in ~3x fewer epochs; stable while lr * curvature < "
+        "2 (1 + mu) / (1 + 2 mu), so lower lr if a fit stalls",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    ),
 }
 POTTS = True
 
@@ -99,7 +111,7 @@ def uses_dual(P: int, N: int, params: dict) -> bool:
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:
     """Gradient ascent on the pseudo-likelihood; asymmetric J unless ``symmetric``."""
     if q > 2:
-        from pipeline.rules._plm_potts import train as train_potts
+        from amsweep.pipeline.rules._plm_potts import train as train_potts
 
         return train_potts(X, q, params, rng)
     Xf = as_spins(X)
@@ -122,9 +134,7 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
     return Model(q=2, J=J, params={}, info=info)
 
 
-def _ascend(
-    Xf: np.ndarray, J: np.ndarray, params: dict, rng: np.random.Generator
-) -> tuple[float, float, int]:
+def _ascend(Xf: np.ndarray, J: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[float, float, int]:
     """Primal gradient ascent on J in place; returns (final mean log-PL, final lr, NaN recoveries).
 
     Per step: H = X J^T (GEMM), R = X - tanh(lam H) in place in H with the finiteness check,
@@ -184,8 +194,7 @@ class _Dual:
     updated only once a step is accepted, from column sums that bound |J_ij| <= sum_mu |W_mu,i|.
     """
 
-    def __init__(self, Xf: np.ndarray, init: str, symmetric: bool, rng: np.random.Generator,
-                 mu: float = 0.0) -> None:
+    def __init__(self, Xf: np.ndarray, init: str, symmetric: bool, rng: np.random.Generator, mu: float = 0.0) -> None:
         P, N = Xf.shape
         self.Xf, self.symmetric, self.mu = Xf, symmetric, mu
         self.X8 = Xf.astype(np.int8)
@@ -287,9 +296,7 @@ class _Dual:
         return J
 
 
-def _ascend_dual(
-    Xf: np.ndarray, params: dict, rng: np.random.Generator
-) -> tuple[np.ndarray, float, float, int]:
+def _ascend_dual(Xf: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, float, float, int]:
     """Dual gradient ascent; returns (J, final mean log-PL, final lr, NaN recoveries).
 
     Per epoch: R and d = diag(R^T X) in one pass, Q = C R (GEMM), the new fields in one pass,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, require_ising
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, require_ising
 
 PARAMS: dict[str, Param] = {}
 POTTS = False

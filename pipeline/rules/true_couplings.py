@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.model import Model, NotApplicable, Param
+from amsweep.pipeline.model import Model, NotApplicable, Param
 
 PARAMS: dict[str, Param] = {}
 POTTS = False

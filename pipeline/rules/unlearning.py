@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipeline.dynamics._ising_kernels import SEED_HIGH, TIE_RTOL, relax_zero_t
-from pipeline.model import Model, Param
-from pipeline.rules._ising import as_spins, hebb_couplings, require_ising
+from amsweep.pipeline.dynamics._ising_kernels import SEED_HIGH, TIE_RTOL, relax_zero_t
+from amsweep.pipeline.model import Model, Param
+from amsweep.pipeline.rules._ising import as_spins, hebb_couplings, require_ising
 
 PARAMS: dict[str, Param] = {
     "eps": Param(0.01, float, "unlearning strength per dream", low=0.0, open_low=True),

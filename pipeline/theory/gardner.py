@@ -55,6 +55,7 @@ def kappa_max(alpha: float) -> float:
     if not alpha > 0.0:
         raise ValueError(f"kappa_max needs alpha > 0, got {alpha}")
     lo, hi = -1.0, 1.0
+
     def f(k: float) -> float:  # decreasing in kappa
         return alpha_c(k) - alpha
 

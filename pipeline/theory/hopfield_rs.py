@@ -112,8 +112,9 @@ def _fold(beta: float) -> tuple[float, float]:
     m0 = _curie_weiss(beta)
     if m0 <= 0.0:
         return 0.0, 0.0
-    res = minimize_scalar(lambda m: -_branch(m, beta)[0], bounds=(1e-6 * m0, m0), method="bounded",
-                          options={"xatol": 1e-9})
+    res = minimize_scalar(
+        lambda m: -_branch(m, beta)[0], bounds=(1e-6 * m0, m0), method="bounded", options={"xatol": 1e-9}
+    )
     return float(res.x), float(-res.fun)
 
 
