@@ -162,9 +162,10 @@ class Batcher:
         allowed: dict[tuple, int] = {}
         budget = 0.0
         while len(jobs) < cap:
-            job = self._peek()
-            if job is None:
+            peeked = self._peek()
+            if peeked is None:
                 break
+            job = peeked
             job_cpus, job_memory = self.needs(job)
             if job_cpus != cpus:
                 break

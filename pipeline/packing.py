@@ -31,7 +31,7 @@ class Packed:
     cpu_seconds: float = 0.0  # CPU time the worker spent inside the cells (overhead accounting)
 
 
-def _fits(values: dict[str, Any], layout: dict[str, tuple[tuple, np.dtype]]) -> bool:
+def _fits(values: dict[str, Any], layout: dict[str, tuple[Any, Any]]) -> bool:
     """Same metrics, shapes and dtypes as the batch's first result (so a row copy is exact)."""
     if values.keys() != layout.keys():
         return False
@@ -45,7 +45,7 @@ def _fits(values: dict[str, Any], layout: dict[str, tuple[tuple, np.dtype]]) -> 
 def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     """Worker side: stack the CellResults that share the first one's metrics, shapes and dtypes."""
     first = next((o for o, _ in outcomes if isinstance(o, CellResult) and o.couplings is None), None)
-    layout = (
+    layout: dict[str, tuple[Any, Any]] = (
         {}
         if first is None
         else {k: (getattr(v, "shape", None), getattr(v, "dtype", None)) for k, v in first.values.items()}

@@ -73,6 +73,7 @@ class RayExecutor:
                 from amsweep.pipeline import ray_reaper
 
                 node = ray._private.worker._global_node  # this driver's local Ray processes
+                assert node is not None, "ray.init() returned without a local node"
                 self._reaper = ray_reaper.start(
                     [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
                 )

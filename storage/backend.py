@@ -83,7 +83,7 @@ def open_format2(cube: Any) -> xr.Dataset:
     coords = layout.coordinates(sweep)
     variables: dict[str, xr.Variable] = {}
     for c in coords:
-        values = c.values.astype(object) if c.values.dtype == object else c.values
+        values = c.data.astype(object) if c.data.dtype == object else c.data
         variables[c.name] = xr.Variable(c.dims, values, attrs=dict(c.attrs))
     for v in layout.variables(sweep, [c.name for c in coords]):
         if v.name not in cube.members:

@@ -47,6 +47,13 @@ class ArraySpec:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def data(self) -> np.ndarray:
+        """A coordinate's values (a variable has none: asking for them is a bug)."""
+        if self.values is None:
+            raise TypeError(f"{self.name} is a variable: it has no values until written")
+        return self.values
+
+    @property
     def per_noise(self) -> bool:
         return self.dims[-1] == "noise"
 

@@ -29,6 +29,7 @@ def group(cube: "Cube") -> zarr.Group:
 def read_array(cube: "Cube", name: str, fill: Any) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """A whole format-1 array; if a chunk is damaged, task by task to find which."""
     arr = group(cube)[name]
+    assert isinstance(arr, zarr.Array), f"{name} is a group in a format-1 cube"
     try:
         return np.asarray(arr[...]), []
     except Exception:  # a truncated or garbled chunk somewhere: locate it below
@@ -65,4 +66,8 @@ def read_failures(cube: "Cube") -> list[dict[str, Any]]:
 def read_couplings(cube: "Cube", key: str) -> np.ndarray | None:
     g = group(cube)
     name = f"{SIDE}/couplings/{key}"
-    return np.asarray(g[name][...]) if name in g else None
+    if name not in g:
+        return None
+    arr = g[name]
+    assert isinstance(arr, zarr.Array), f"{name} is a group in a format-1 cube"
+    return np.asarray(arr[...])

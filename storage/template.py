@@ -71,17 +71,17 @@ def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Templ
     coords = layout.coordinates(sweep)
     for c in coords:
         chunks = COORD_CHUNK_2D if len(c.dims) == 2 else (COORD_CHUNK,)
-        dtype = _fixed_width(c.values) if c.values.dtype == object else c.dtype
+        dtype = _fixed_width(c.data) if c.data.dtype == object else c.dtype
         arr = group.create_array(
             c.name,
-            shape=c.values.shape,
+            shape=c.data.shape,
             chunks=chunks,
             dtype=dtype,
             dimension_names=list(c.dims),
             attributes=c.attrs,
             compressors=[ZstdCodec(), Crc32cCodec()],
         )
-        arr[...] = c.values
+        arr[...] = c.data
     for v in layout.variables(sweep, [c.name for c in coords]):
         inner = (len(sweep.noise),) if v.per_noise else ()
         group.create_array(

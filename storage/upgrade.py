@@ -27,7 +27,7 @@ from amsweep.storage import layout, legacy, template
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
-from amsweep.storage.objects import objects_at
+from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shards import choose_shard_shape
 
@@ -47,12 +47,22 @@ def interrupted(objects) -> bool:
     return objects.get(READY) is not None
 
 
+def _required(objects: Objects, key: str) -> bytes:
+    """An object the staged upgrade wrote before READY; its absence means a damaged stage."""
+    data = objects.get(key)
+    if data is None:
+        raise CubeError(f"{objects.url}: staged upgrade lacks {key}; remove {STAGE} and upgrade again")
+    return data
+
+
 def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     objects = objects_at(path, storage_options)
     if interrupted(objects):
-        cube = Cube._from_root(path, objects, json.loads(objects.get(f"{STAGE}/{template.ROOT}")), storage_options)
+        cube = Cube._from_root(
+            path, objects, json.loads(_required(objects, f"{STAGE}/{template.ROOT}")), storage_options
+        )
         cube.acquire()
-        report = UpgradeReport(**json.loads(objects.get(READY))["report"])
+        report = UpgradeReport(**json.loads(_required(objects, READY))["report"])
     else:
         cube = Cube.open(path, storage_options)
         if cube.format == layout.FORMAT_VERSION:
@@ -121,7 +131,7 @@ def _stage(cube: Cube) -> UpgradeReport:
 def _verify(staging: Cube, status: np.ndarray, values: dict[str, np.ndarray]) -> int:
     """Read the staged shards back and compare every done task's values with format 1's."""
     real = staging.objects
-    staging.objects = _Prefixed(real, STAGE)
+    staging.objects = _Prefixed(real, STAGE)  # type: ignore[assignment]  # reads only
     try:
         stored, _, damaged = staging.read_variable("status")
         if damaged.any() or not np.array_equal(stored, status):
@@ -160,7 +170,7 @@ def _stage_side(cube: Cube, status: np.ndarray) -> None:
 
 def _swap(cube: Cube) -> None:
     objects = cube.objects
-    arrays = json.loads(objects.get(READY))["arrays"]
+    arrays = json.loads(_required(objects, READY))["arrays"]
     staged = objects.list(STAGE)
     for name in arrays:
         for key in objects.list(name):
@@ -168,7 +178,7 @@ def _swap(cube: Cube) -> None:
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
-    objects.put(template.ROOT, objects.get(f"{STAGE}/{template.ROOT}"))  # the commit
+    objects.put(template.ROOT, _required(objects, f"{STAGE}/{template.ROOT}"))  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     cleanup(objects)
 

@@ -56,7 +56,7 @@ def load_or_create(path: Path, create: Callable[[], dict[str, np.ndarray]]) -> t
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide the entry from other users
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as its flags
             f.flush()
             os.fsync(f.fileno())
         if path.exists():

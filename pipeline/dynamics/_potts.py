@@ -95,7 +95,7 @@ def relax_async(model: Model, states: np.ndarray, params: dict, rng: np.random.G
         raise ValueError(f"states must be (B, {N}), got {S.shape}")
     JT = np.ascontiguousarray(J.transpose(2, 3, 0, 1), dtype=np.float32)
     B = S.shape[0]
-    seeds = rng.integers(0, SEED_HIGH, size=B, dtype=np.int64)
+    seeds = rng.integers(0, SEED_HIGH, size=(B,), dtype=np.int64)
     converged = np.zeros(B, dtype=np.bool_)
     sweeps = np.zeros(B, dtype=np.int32)
     relax_argmax(S, JT, seeds, int(params["max_sweeps"]), converged, sweeps)

@@ -33,7 +33,7 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
     J = ising_couplings(model, "asynchronous")
     S, H, JT = prepare(J, states)
     B = S.shape[0]
-    seeds = rng.integers(0, SEED_HIGH, size=B, dtype=np.int64)
+    seeds = rng.integers(0, SEED_HIGH, size=(B,), dtype=np.int64)
     converged = np.zeros(B, dtype=np.bool_)
     sweeps = np.zeros(B, dtype=np.int32)
     relax_zero_t(S, H, JT, tie_tolerance(J), seeds, int(params["max_sweeps"]), converged, sweeps)

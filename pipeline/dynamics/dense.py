@@ -31,7 +31,7 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
     states = np.asarray(states, dtype=np.int8)
     if states.ndim != 2 or states.shape[1] != XT.shape[0]:
         raise ValueError(f"states must be (B, {XT.shape[0]}), got {states.shape}")
-    seeds = rng.integers(0, 2**31 - 1, size=states.shape[0])
+    seeds = rng.integers(0, 2**31 - 1, size=(states.shape[0],))
     final, converged, sweeps = relax_batch(
         XT,
         states,

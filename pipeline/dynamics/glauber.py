@@ -44,7 +44,7 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
     J = ising_couplings(model, "glauber")
     S, H, JT = prepare(J, states)
     B, N = S.shape
-    seeds = rng.integers(0, SEED_HIGH, size=B, dtype=np.int64)
+    seeds = rng.integers(0, SEED_HIGH, size=(B,), dtype=np.int64)
     converged = np.zeros(B, dtype=np.bool_)
     n = int(params["max_sweeps"])
     k = min(int(params.get("average_sweeps", PARAMS["average_sweeps"].default)), n)  # direct callers may omit it

@@ -115,7 +115,8 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
 
         return train_potts(X, q, params, rng)
     Xf = as_spins(X)
-    dual = uses_dual(*Xf.shape, params)
+    P, N = Xf.shape
+    dual = uses_dual(P, N, params)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected and undone
         if dual:
             J, final, lr, recoveries = _ascend_dual(Xf, params, rng)
@@ -225,6 +226,7 @@ class _Dual:
         """Q = C R, or C R + X R^T X when symmetric (whose gradient adds X^T R)."""
         np.matmul(self.C, R, out=out)
         if self.symmetric:
+            assert self.M is not None and self.Q2 is not None  # allocated when symmetric
             np.matmul(self.Xf, R.T, out=self.M)
             np.matmul(self.M, self.Xf, out=self.Q2)
             out += self.Q2
@@ -275,6 +277,11 @@ class _Dual:
             for arr in (self.VW, self.VH, self.va, self.vabs):
                 arr[...] = 0.0
 
+    def release(self) -> None:
+        """Drop the P x N work arrays before J and its fields are formed: they set the peak memory."""
+        for name in ("H", "Hn", "R", "C", "M", "Q2", "VW", "VH"):
+            self.__dict__.pop(name, None)
+
     def couplings(self, W: np.ndarray, a: np.ndarray, block: int = 256) -> np.ndarray:
         """J = a J0 + W^T X (symmetrised if asked), zero diagonal: float64 products, float32 J."""
         N = W.shape[1]
@@ -316,8 +323,7 @@ def _ascend_dual(Xf: np.ndarray, params: dict, rng: np.random.Generator) -> tupl
             if epoch < epochs - 1:
                 state.shrink(SHRINK)
                 lr *= SHRINK
-    state.H = state.Hn = state.R = state.C = state.M = state.Q2 = None  # free before J and its fields
-    state.VW = state.VH = None
+    state.release()
     J = state.couplings(state.W, state.a)
     return J, mean_log_pl(J, Xf, lam), lr, recoveries
 
