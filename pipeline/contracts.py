@@ -163,10 +163,19 @@ OPTIONAL: dict[str, dict[str, Part]] = {
         "flip_count": Part(None, _function, "flip_count(N, rho) -> int, the sites a cue of noise rho has flipped"),
     },
 }
-_BY_NAME: dict[str, Part] = {}
-for _table in OPTIONAL.values():
-    for _name, _part in _table.items():  # a name shared by two families means the same there
-        assert _BY_NAME.setdefault(_name, _part).default == _part.default, _name
+
+
+def _by_name(tables: dict[str, dict[str, Part]]) -> dict[str, Part]:
+    """The optional parts by name alone: a name two families share (POTTS) means the same in both."""
+    out: dict[str, Part] = {}
+    for table in tables.values():
+        for name, part in table.items():
+            if out.setdefault(name, part).default != part.default:
+                raise TypeError(f"optional part {name!r} has two defaults")
+    return out
+
+
+_BY_NAME = _by_name(OPTIONAL)
 
 
 def optional(module: Any, name: str) -> Any:
