@@ -21,7 +21,8 @@ from typing import Any
 from benchmarks._harness import Row, ratio_row
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import run_cell
-from amsweep.pipeline.executors import PINNED_THREADS, RayExecutor, SerialExecutor, keep_ray_on_loopback
+from amsweep.pipeline.executors import RayExecutor, SerialExecutor
+from amsweep.pipeline.ray_executor import PINNED_THREADS, keep_ray_on_loopback
 from amsweep.pipeline import runner
 from amsweep.storage.cube import Cube
 

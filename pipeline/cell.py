@@ -16,8 +16,8 @@ import numpy as np
 
 from amsweep.pipeline import basin_bisection
 from amsweep.pipeline import metrics as M
-from amsweep.pipeline import registry, threads
-from amsweep.pipeline.model import Data, Model
+from amsweep.pipeline import contracts, registry, threads
+from amsweep.pipeline.model import Data, Model, NotApplicable
 from amsweep.pipeline.resources import cell_threads
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import Task
@@ -50,15 +50,21 @@ def make_data(task: Task, root_seed: int) -> Data:
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
     rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
-    if getattr(module, "NEEDS_META", False):  # e.g. true_couplings reads meta["true_J"]
+    if contracts.optional(module, "NEEDS_META"):  # e.g. true_couplings reads meta["true_J"]
         return module.train(data.train, data.q, task.rule.params, rng, meta=data.meta)
     return module.train(data.train, data.q, task.rule.params, rng)
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
-    """Train once, evaluate every noise level. May raise NotApplicable (the runner records it)."""
-    for family, kind in (("datasets", task.dataset.kind), ("rules", task.rule.kind), ("dynamics", task.rule.dynamics)):
-        registry.component(family, kind)  # imported before pinning: imports may load a BLAS
+    """Train once, evaluate every noise level. Raises NotApplicable (the runner records it) where
+    the components' declarations say they cannot serve the cell, before any data are made."""
+    reason = contracts.not_applicable(  # imported before pinning: imports may load a BLAS
+        registry.component("datasets", task.dataset.kind),
+        registry.component("rules", task.rule.kind),
+        registry.component("dynamics", task.rule.dynamics),
+    )
+    if reason is not None:
+        raise NotApplicable(reason)
     threads.pin(cell_threads(task, retrieval))
     return _run(task, noise, retrieval, root_seed)
 
@@ -83,7 +89,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     t0 = time.perf_counter()
     # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
     # every state sometimes, so its fixed points are those of its zero-temperature limit.
-    if getattr(dynamics, "STOCHASTIC", False):
+    if contracts.optional(dynamics, "STOCHASTIC"):
         fixed_dynamics, one_sweep = registry.component("dynamics", "asynchronous"), {"max_sweeps": 1}
     else:
         fixed_dynamics, one_sweep = dynamics, {**task.rule.dynamics_params, "max_sweeps": 1}
@@ -92,7 +98,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         "fixed_point_fraction": np.float32(np.mean(np.all(stays == data.train, axis=1))),
     }
     per_noise: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
-    flips = getattr(dynamics, "flip_count", None)  # a protocol may count its flips its own way
+    flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
         # overlaps of M.thermal_state: <s_i> for thermal dynamics, the final state otherwise

@@ -72,17 +72,36 @@ def resolve_spec(name: str) -> Path:
     raise SpecError(f"spec {name!r}: no such file, and no bundled sweep of that name (see `amsweep specs`)")
 
 
+def executor_options(args: argparse.Namespace) -> dict[str, object]:
+    """The executor options given on the command line, refused (before any cube is touched) where
+    the chosen executor does not take them: a flag that would be silently ignored is a mistake."""
+    from amsweep.pipeline.contracts import EXECUTOR_OPTIONS
+    from amsweep.pipeline.executors import EXECUTORS
+
+    cls = EXECUTORS[args.executor]
+    given = {name: getattr(args, name) for name in EXECUTOR_OPTIONS if getattr(args, name) is not None}
+    for name in given:
+        if name not in cls.OPTIONS:
+            takers = [k for k, c in EXECUTORS.items() if name in c.OPTIONS]
+            raise AmsweepError(
+                f"--{name.replace('_', '-')} is not an option of --executor {args.executor}"
+                + (f" (it is one of --executor {'|'.join(takers)})" if takers else "")
+            )
+    return given
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from amsweep.pipeline import spec as spec_mod
     from amsweep.storage.cube import Cube
 
+    executor_options(args)
     sweep = spec_mod.load(resolve_spec(args.spec))
     with Cube.create_or_open(args.out, sweep) as cube:
         return _run_on(cube, sweep, args)
 
 
 def _run_on(cube, sweep, args: argparse.Namespace) -> int:
-    from amsweep.pipeline.executors import RayExecutor, SerialExecutor
+    from amsweep.pipeline.executors import EXECUTORS
     from amsweep.pipeline.runner import run
 
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
@@ -101,11 +120,7 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
             print("nothing to do: every task is done (see `amsweep status`)")
         return 0
     try:
-        executor = (
-            SerialExecutor()
-            if args.serial
-            else RayExecutor(address=args.address, workers=args.workers, cells_per_task=args.cells_per_task)
-        )
+        executor = EXECUTORS[args.executor](**executor_options(args))
     except KeyboardInterrupt:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
@@ -234,6 +249,8 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from amsweep.pipeline.executors import EXECUTORS
+
     p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -244,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default=None, help="Ray cluster address: auto or ray://host:port (default: start Ray locally)"
     )
     r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
-    r.add_argument("--serial", action="store_true", help="run in this process without Ray")
+    r.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default="ray",
+        help="where cells run: ray (default: local Ray, or a cluster with --address) or serial (in this "
+        "process, without Ray: debugging, profiling)",
+    )
     r.add_argument(
         "--cells-per-task",
         type=positive_int,

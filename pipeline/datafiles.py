@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import fsspec
 
-from amsweep.pipeline import registry
+from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.datasets._cache import cache_dir
 
 PACKAGE = Path(__file__).resolve().parent
@@ -95,10 +95,10 @@ class Shipped:
 
 def files_to_ship(variant: Any) -> list[Path]:
     """Driver-local files a dataset variant reads (URLs and files bundled in the package excluded)."""
-    module = registry.component("datasets", variant.kind)
-    if not hasattr(module, "data_files"):
+    data_files = contracts.optional(registry.component("datasets", variant.kind), "data_files")
+    if data_files is None:
         return []
-    paths = [Path(p).resolve() for p in module.data_files(variant.params) if not is_url(p)]
+    paths = [Path(p).resolve() for p in data_files(variant.params) if not is_url(p)]
     return [p for p in paths if PACKAGE not in p.parents]
 
 

@@ -24,6 +24,11 @@ class CubeError(AmsweepError, RuntimeError):
     """The path holds something this sweep must not touch, or the cube is damaged."""
 
 
+class PluginError(AmsweepError):
+    """A dataset, rule or dynamics module (built in or from the plug-in path) breaks its contract
+    (``amsweep.pipeline.contracts``); the message names the module and what it lacks."""
+
+
 class QueryError(AmsweepError, KeyError, ValueError):
     """A selection names a coordinate, value or metric the cube does not have.
 

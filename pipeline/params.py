@@ -1,7 +1,8 @@
 """Validate component parameters against their declared ``Param`` schema.
 
 Kept apart from the spec loader so that every family (dataset, rule, dynamics) is checked by
-one function with one style of error message: which key, which value, what is allowed.
+one function with one style of error message: which key, which value, what is allowed. The
+spec's own values (counts, lists of N, loads, noise) are checked here too, in the same style.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from amsweep.pipeline import limits
 from amsweep.pipeline.errors import SpecError, show
 from amsweep.pipeline.model import Param
 
-__all__ = ["SpecError", "coerce", "resolve", "INT64_MAX"]
+__all__ = ["SpecError", "coerce", "resolve", "INT64_MAX", "table_of", "count_of", "int_list", "float_list"]
 
 INT64_MAX = 2**63 - 1  # integers travel through numpy and numba as int64
 
@@ -98,3 +100,46 @@ def resolve(
             raise SpecError(f"{where}: parameter {name!r} lists a value twice: {show(raw)}")
         out[name] = checked
     return out
+
+
+# ---- the spec's own values (seeds, noise, N, loads, counts), checked with the same messages
+def table_of(where: str, value: Any) -> dict[str, Any]:
+    """``value`` if it is a TOML table: a scalar where a table belongs is named, not indexed."""
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a table, got {show(value)}")
+    return value
+
+
+def count_of(where: str, value: Any) -> int:
+    """A count (seed, P_test): an int >= 0 that fits int64 (True is not 1 here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise SpecError(f"{where} = {show(value)}: expected an integer >= 0 (at most 2**63 - 1)")
+    return value
+
+
+def int_list(where: str, value: Any, low: int) -> tuple[int, ...]:
+    """A non-empty list of distinct ints >= low (N, P, seeds): each becomes a cube coordinate."""
+    values = value
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{where} = {show(value)}: expected a non-empty list of integers")
+    limits.check_count(where, len(values), "values")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise SpecError(f"{where}: value {show(v)} is not an integer >= {low}")
+        if v > INT64_MAX:
+            raise SpecError(f"{where}: value {show(v)} does not fit in 64 bits (at most 2**63 - 1)")
+    if len(set(values)) != len(values):
+        raise SpecError(f"{where}: duplicate values in {show(values)}")
+    return tuple(values)
+
+
+def float_list(where: str, value: Any, low: float, high: float | None, open_low: bool = False) -> tuple[float, ...]:
+    """A non-empty list of distinct finite floats in range (noise, alpha): cube coordinates."""
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{where} = {show(value)}: expected a non-empty list of numbers")
+    limits.check_count(where, len(value), "values")
+    bound = Param(None, float, where, low=low, high=high, open_low=open_low)
+    values = tuple(coerce(where, where.split(".")[-1], v, bound) for v in value)
+    if len(set(values)) != len(values):
+        raise SpecError(f"{where}: duplicate values in {show(list(value))}")
+    return values

@@ -6,25 +6,54 @@ One Ray task per cell cost 9-15 ms of overhead here, more than a small cell comp
 the memory its cells need (``amsweep.pipeline.resources``), so a node never runs more large cells than
 its RAM holds, and a sweep with a cell no node can hold is refused before anything runs.
 Driver-local data files travel once per sweep through the object store (``amsweep.pipeline.datafiles``).
+Each batch carries the driver's plug-in path (``amsweep.pipeline.registry``), so workers find the
+same plug-in components; on a cluster those folders must exist on every node at the same path.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
-from amsweep.pipeline import datafiles
+from amsweep.pipeline import datafiles, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
-from amsweep.pipeline.executors import PINNED_THREADS, keep_ray_on_loopback
 from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
+
+PINNED_THREADS = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def keep_ray_on_loopback(address: str | None) -> None:
+    """A Ray started here, or reached on this machine's loopback, listens on 127.0.0.1 only.
+
+    By default Ray binds the machine's network address, and its token authentication is off:
+    anyone on the network could submit code. A laptop sweep needs no network, so local Ray
+    is kept on loopback (Ray's switch for single-machine clusters); a user's explicit setting
+    of the variable wins. Ray reads it when first imported, so call this before importing ray.
+    """
+    host = (address or "").split("://")[-1].rsplit(":", 1)[0]
+    if address is None or host in ("127.0.0.1", "localhost"):
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
 
 
 def _ray_get(ref: Any) -> Any:
     import ray
 
     return ray.get(ref)
+
+
+def _worker_setup(jobs: list[tuple], plugin_path: str, localize: Callable | None) -> list[tuple]:
+    """Worker side, before a batch: discover the driver's plug-ins (a cell names its components
+    by kind, so a worker must find the same modules), then point datasets at shipped files."""
+    registry.use_plugin_path(plugin_path)
+    return localize(jobs) if localize is not None else jobs
 
 
 class RayExecutor:
@@ -38,6 +67,7 @@ class RayExecutor:
     """
 
     name = "ray"
+    OPTIONS: ClassVar[tuple[str, ...]] = ("address", "workers", "cells_per_task")
 
     def __init__(
         self,
@@ -112,7 +142,9 @@ class RayExecutor:
         """
         ray = self._ray
         remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_batch)
-        setup = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
+        localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
+        plugins = os.pathsep.join(map(str, registry.plugin_path()))  # absolute: workers may start elsewhere
+        setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
         sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
         batcher = Batcher(iter(jobs), sizer, total, self.workers)
         pending: dict[Any, Batch] = {}

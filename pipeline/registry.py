@@ -1,36 +1,158 @@
-"""Find datasets, rules and dynamics by name.
+"""Find datasets, rules and dynamics by name, and hold each to its contract.
 
-A component is a public module of ``amsweep.pipeline.datasets``, ``amsweep.pipeline.rules`` or
-``amsweep.pipeline.dynamics``; its file name is the ``kind`` a sweep spec names. Private modules
-(leading underscore) hold shared kernels and are not components. Discovery by module name
-keeps one way to add a component: drop a file in the package.
+A component is a public module of ``amsweep.pipeline.datasets``, ``.rules`` or ``.dynamics``, a
+plain ``.py`` file in a ``datasets/``, ``rules/`` or ``dynamics/`` folder of a directory on
+``AMSWEEP_PLUGIN_PATH`` (``dir1:dir2``, the platform's path separator), or a module named by an
+entry point of the group ``amsweep.datasets``, ``amsweep.rules`` or ``amsweep.dynamics``. Its
+file (or entry-point) name is the ``kind`` a sweep spec names; private modules (leading
+underscore) hold shared code and are not components. Discovery by name keeps one way to add a
+component: drop a file in a folder. A module is checked against ``amsweep.pipeline.contracts``
+when first loaded, so a broken plug-in fails with a ``PluginError`` naming what it lacks, not
+with an AttributeError in a worker hours later. A kind defined twice is an error: a name means
+one module, on the driver and on every worker.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import pkgutil
-from functools import cache
+import sys
+from dataclasses import dataclass
+from functools import cache, partial
+from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
-FAMILIES = ("datasets", "rules", "dynamics")
+from amsweep.pipeline import contracts
+from amsweep.pipeline.errors import PluginError
+
+FAMILIES = contracts.FAMILIES
+ENV_VAR = "AMSWEEP_PLUGIN_PATH"
+PLUGIN_PACKAGE = "amsweep_plugins"  # plug-in files import as amsweep_plugins.<family>.<kind>
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a kind comes from (for messages) and how to import it."""
+
+    origin: str
+    load: Callable[[], ModuleType]
+
+
+def plugin_path() -> tuple[Path, ...]:
+    """The folders on ``AMSWEEP_PLUGIN_PATH``, absolute; a folder that does not exist is an error
+    (a typo would otherwise make every plug-in in it silently unknown)."""
+    folders = []
+    for entry in os.environ.get(ENV_VAR, "").split(os.pathsep):
+        if not entry:
+            continue
+        folder = Path(entry).expanduser().absolute()
+        if not folder.is_dir():
+            raise PluginError(f"{ENV_VAR}: {entry!r} is not a folder")
+        folders.append(folder)
+    return tuple(folders)
+
+
+def use_plugin_path(value: str) -> None:
+    """Make this process discover what a driver with ``AMSWEEP_PLUGIN_PATH=value`` discovers (a
+    Ray worker before its cells run); the caches are cleared only when the value changes."""
+    if os.environ.get(ENV_VAR, "") != value:
+        os.environ[ENV_VAR] = value
+        clear()
+
+
+def _import_file(family: str, kind: str, path: Path) -> ModuleType:
+    name = f"{PLUGIN_PACKAGE}.{family}.{kind}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{family} plug-in {kind!r} ({path}): cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: pickled references to it resolve
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise PluginError(f"{family} plug-in {kind!r} ({path}): importing it raised {type(e).__name__}: {e}") from e
+    return module
+
+
+def _load_entry_point(family: str, kind: str, value: str, load: Callable[[], object]) -> ModuleType:
+    try:
+        module = load()
+    except Exception as e:
+        raise PluginError(
+            f"{family} entry point {kind!r} ({value}): importing it raised {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(module, ModuleType):
+        raise PluginError(f"{family} entry point {kind!r} ({value}) names {type(module).__name__}, not a module")
+    return module
 
 
 @cache
-def kinds(family: str) -> tuple[str, ...]:
-    """Names of the components of a family, sorted."""
+def _sources(family: str) -> dict[str, Source]:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
     package = importlib.import_module(f"amsweep.pipeline.{family}")
-    return tuple(sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")))
+    found: dict[str, Source] = {}
+
+    def add(kind: str, source: Source) -> None:
+        if kind in found:
+            raise PluginError(f"{family} kind {kind!r} is defined twice: {found[kind].origin} and {source.origin}")
+        found[kind] = source
+
+    for m in pkgutil.iter_modules(package.__path__):
+        if not m.name.startswith("_"):
+            module_name = f"amsweep.pipeline.{family}.{m.name}"
+            add(m.name, Source(module_name, partial(importlib.import_module, module_name)))
+    for folder in plugin_path():
+        for path in sorted((folder / family).glob("*.py")):
+            kind = path.stem
+            if kind.startswith("_"):
+                continue
+            if not kind.isidentifier():
+                raise PluginError(f"{family} plug-in {str(path)!r}: the file name must be a Python identifier")
+            add(kind, Source(str(path), partial(_import_file, family, kind, path)))
+    for ep in entry_points(group=f"amsweep.{family}"):
+        add(ep.name, Source(f"entry point {ep.value}", partial(_load_entry_point, family, ep.name, ep.value, ep.load)))
+    return found
+
+
+def kinds(family: str) -> tuple[str, ...]:
+    """Names of the components of a family, sorted (nothing is imported)."""
+    return tuple(sorted(_sources(family)))
+
+
+@cache
+def _checked(family: str, kind: str) -> ModuleType:
+    source = _sources(family)[kind]
+    module = source.load()
+    lacks = contracts.problems(family, module)
+    if lacks:
+        raise PluginError(f"{family} kind {kind!r} ({source.origin}) breaks its contract: {'; '.join(lacks)}")
+    return module
 
 
 def component(family: str, kind: str) -> ModuleType:
-    """The module implementing ``kind`` in ``family``; a clear error if there is none."""
+    """The module implementing ``kind`` in ``family``, checked against its contract; KeyError if
+    there is none (the spec loader names the entry), PluginError if it is broken."""
     available = kinds(family)
     if kind not in available:
         raise KeyError(
             f"unknown {family[:-1] if family != 'dynamics' else 'dynamics'} kind {kind!r}; "
             f"available: {', '.join(available)}"
         )
-    return importlib.import_module(f"amsweep.pipeline.{family}.{kind}")
+    return _checked(family, kind)
+
+
+def clear() -> None:
+    """Forget what was discovered and imported from the plug-in path (tests write plug-ins, a
+    worker follows its driver's path); built-in modules stay imported."""
+    _sources.cache_clear()
+    _checked.cache_clear()
+    for name in [n for n in sys.modules if n == PLUGIN_PACKAGE or n.startswith(PLUGIN_PACKAGE + ".")]:
+        del sys.modules[name]

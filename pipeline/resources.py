@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from amsweep.pipeline import registry
+from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.params import SpecError
 from amsweep.pipeline.spec import Sweep, Task
 
@@ -50,7 +50,7 @@ class ResourceError(SpecError):
 
 def states(task: Task) -> int:
     """Potts states of the task's data (21 for proteins), 2 for Ising data."""
-    return int(getattr(registry.component("datasets", task.dataset.kind), "Q", 2))
+    return int(contracts.optional(registry.component("datasets", task.dataset.kind), "Q"))
 
 
 def retrieval_batch(task: Task, retrieval: dict) -> int:

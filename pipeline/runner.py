@@ -15,14 +15,14 @@ driver holds only the cells in flight and the results not yet flushed.
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from tqdm import tqdm
 
 from amsweep.pipeline.cell import CellResult, run_cell
+from amsweep.pipeline.contracts import Executor
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
 from amsweep.pipeline.resources import check_fits
 from amsweep.storage.cube import Cube, Mark
@@ -45,7 +45,7 @@ class RunReport:
 
 def run(
     cube: Cube,
-    executor: Any = None,
+    executor: Executor | None = None,
     retry_failed: bool = True,
     progress: bool = True,
     flush_every: int = 16,
@@ -67,10 +67,9 @@ def run(
     executor = executor or SerialExecutor()
     cube.ensure_writable()
     sweep = cube.sweep
-    if hasattr(executor, "capacity"):
-        memory, cpus, where = executor.capacity()
-        check_fits(sweep, memory, cpus, where)
-    shipped = executor.prepare(sweep) if hasattr(executor, "prepare") else 0
+    memory, cpus, where = executor.capacity()
+    check_fits(sweep, memory, cpus, where)
+    shipped = executor.prepare(sweep)
     report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     tasks = cube.pending(retry_failed=retry_failed)
     jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
@@ -110,8 +109,7 @@ def run(
         desc=f"{sweep.name} [{executor.name}]",
     )
     try:
-        takes_total = "total" in inspect.signature(executor.map_unordered).parameters
-        outcomes = executor.map_unordered(cell, jobs, **({"total": report.remaining} if takes_total else {}))
+        outcomes = executor.map_unordered(cell, jobs, total=report.remaining)
         if on_start is not None:
             on_start(f"shipped {shipped} data file(s) to the workers" if shipped else "no data file to ship")
         for (task, *_), outcome in outcomes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-# Local Ray listens on loopback only (see amsweep.pipeline.executors.keep_ray_on_loopback); Ray reads this
+# Local Ray listens on loopback only (see amsweep.pipeline.ray_executor.keep_ray_on_loopback); Ray reads this
 # switch when first imported, and test collection imports it, so it is set before anything else.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -67,7 +67,7 @@ def ray_local():
     """A local Ray with 2 CPUs shared by every test that needs one."""
     import ray
 
-    from amsweep.pipeline.executors import PINNED_THREADS
+    from amsweep.pipeline.ray_executor import PINNED_THREADS
 
     ray.init(
         address="local",
@@ -86,8 +86,8 @@ class StopAfter(SerialExecutor):
     def __init__(self, k: int) -> None:
         self.k = k
 
-    def map_unordered(self, fn, jobs):
-        for i, item in enumerate(super().map_unordered(fn, jobs)):
+    def map_unordered(self, fn, jobs, total=None):
+        for i, item in enumerate(super().map_unordered(fn, jobs, total)):
             if i == self.k:
                 raise KeyboardInterrupt
             yield item

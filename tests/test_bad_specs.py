@@ -216,7 +216,7 @@ def test_the_cli_refuses_a_bad_spec_in_one_line_and_writes_nothing(tmp_path, cap
     assert old in BASE_TOML
     path.write_text(BASE_TOML.replace(old, new))
     out = tmp_path / "o.zarr"
-    assert main(["run", str(path), "--out", str(out), "--serial", "--quiet"]) == 2
+    assert main(["run", str(path), "--out", str(out), "--executor", "serial", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"amsweep run: error: {path}: ") and err.count("\n") == 1, err
     assert not out.exists()

@@ -57,7 +57,7 @@ def test_help_is_not_an_error(capsys):
 
 
 def test_a_missing_spec_names_it(tmp_path, capsys):
-    assert main(["run", "no_such_sweep", "--out", str(tmp_path / "o.zarr"), "--serial"]) == 2
+    assert main(["run", "no_such_sweep", "--out", str(tmp_path / "o.zarr"), "--executor", "serial"]) == 2
     one_line(capsys, "amsweep run: error: spec 'no_such_sweep': no such file")
     assert not (tmp_path / "o.zarr").exists()
 
@@ -80,7 +80,7 @@ def test_no_retry_failed_does_not_claim_every_task_is_done(tmp_path, capsys, spe
         Cube.create_or_open(out, sweep), SerialExecutor(), progress=False, cell=lambda *job: Failed("injected")
     )  # no cell computes: every task fails
     assert report.failed == 8
-    assert main(["run", spec_file, "--out", out, "--serial", "--no-retry-failed", "--quiet"]) == 0
+    assert main(["run", spec_file, "--out", out, "--executor", "serial", "--no-retry-failed", "--quiet"]) == 0
     stdout = capsys.readouterr().out
     assert "nothing to do: 8 failed task(s) left failed (--no-retry-failed)" in stdout
     assert "every task is done" not in stdout

@@ -147,7 +147,18 @@ def test_two_drivers_at_once_exactly_one_runs_and_the_other_changes_nothing(tmp_
     spec = tmp_path / "two.toml"
     spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
     out = tmp_path / "two.zarr"
-    cmd = [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec), "--out", str(out), "--serial", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "amsweep.pipeline.cli",
+        "run",
+        str(spec),
+        "--out",
+        str(out),
+        "--executor",
+        "serial",
+        "--quiet",
+    ]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     outs = [p.communicate(timeout=300)[0] for p in (first, second)]
@@ -231,7 +242,7 @@ def test_check_repair_refuses_while_a_driver_holds_the_cube_and_plain_check_read
     out = str(tmp_path / "busy.zarr")
     cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
     driver = subprocess.Popen(
-        [*cli, "run", str(spec), "--out", out, "--serial", "--quiet"],
+        [*cli, "run", str(spec), "--out", out, "--executor", "serial", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

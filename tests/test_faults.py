@@ -70,13 +70,13 @@ def test_driver_killed_at_random_moments_then_resumed_equals_straight_run(tmp_pa
     rng = np.random.default_rng()  # kill points differ on every CI run, by design
     progress = []
     for _ in range(3):
-        proc = amsweep("run", str(spec_path), "--out", killed, "--serial", "--quiet")
+        proc = amsweep("run", str(spec_path), "--out", killed, "--executor", "serial", "--quiet")
         time.sleep(float(rng.uniform(1.0, 4.0)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if Path(killed, "zarr.json").exists():
             progress.append(int((Cube.open(killed).status() == DONE).sum()))
-    final = amsweep("run", str(spec_path), "--out", killed, "--serial", "--quiet")
+    final = amsweep("run", str(spec_path), "--out", killed, "--executor", "serial", "--quiet")
     out, _ = final.communicate(timeout=300)
     assert final.returncode == 0, out
     assert progress == sorted(progress), f"done counts went backwards: {progress}"
@@ -107,7 +107,7 @@ def test_damaged_chunk_is_found_repaired_and_recomputed(tmp_path, small_sweep):
 
 def test_cli_check_and_status_on_a_healthy_cube(tmp_path):
     out = str(tmp_path / "smoke.zarr")
-    proc = amsweep("run", "smoke", "--out", out, "--serial", "--quiet")
+    proc = amsweep("run", "smoke", "--out", out, "--executor", "serial", "--quiet")
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, text
     proc = amsweep("check", out)
@@ -136,7 +136,7 @@ def test_read_only_cube_gives_a_clear_error_before_work_and_keeps_results(tmp_pa
     before = Cube.open(str(path)).status().copy()
     _freeze(path, True)
     try:
-        proc = amsweep("run", str(spec_path), "--out", str(path), "--serial")
+        proc = amsweep("run", str(spec_path), "--out", str(path), "--executor", "serial")
         text, _ = proc.communicate(timeout=120)
     finally:
         _freeze(path, False)
@@ -184,7 +184,18 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     done = int((Cube.open(out).status() == DONE).sum())
     assert done < len(list(sweep.tasks()))
     resume = subprocess.run(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec_path), "--out", out, "--serial", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "amsweep.pipeline.cli",
+            "run",
+            str(spec_path),
+            "--out",
+            out,
+            "--executor",
+            "serial",
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -228,7 +239,7 @@ def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, 
     spec_path.write_text(HEAVY_SPEC)
     sweep = spec_mod.load(spec_path)
     path = small_disk / "full.zarr"
-    proc = amsweep("run", str(spec_path), "--out", str(path), "--serial", "--quiet")
+    proc = amsweep("run", str(spec_path), "--out", str(path), "--executor", "serial", "--quiet")
     wait_for_first_flush(proc, str(path))
     assert proc.poll() is None, "the sweep ended before the disk filled up"
     filler = fill_up(small_disk)

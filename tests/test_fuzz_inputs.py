@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cli import main
 from amsweep.pipeline.errors import QueryError, SpecError
+from amsweep.pipeline.executors import EXECUTORS
 from amsweep.pipeline.runner import RunReport
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import open_cube, parse_where, select
@@ -196,7 +197,7 @@ def test_a_spec_the_cli_refuses_never_creates_out(mutations):
             spec_mod.load(path)
         except SpecError:
             with mock.patch("amsweep.pipeline.runner.run", side_effect=AssertionError("a cell would run")):
-                assert main(["run", str(path), "--out", str(out), "--serial", "--quiet"]) == 2
+                assert main(["run", str(path), "--out", str(out), "--executor", "serial", "--quiet"]) == 2
             assert not out.exists()
 
 
@@ -281,7 +282,7 @@ flag_value = st.one_of(
 flag = st.one_of(
     st.tuples(st.just("--workers"), flag_value),
     st.tuples(st.just("--max-rows"), flag_value),
-    st.just(("--serial",)),
+    st.tuples(st.just("--executor"), st.sampled_from(["serial", "ray", "dask", ""])),
     st.just(("--no-retry-failed",)),
     st.just(("--quiet",)),
     st.just(("--bogus",)),
@@ -292,6 +293,7 @@ class NoRay:
     """Stands in for RayExecutor: the flags are under test, not Ray."""
 
     name, workers = "fake", 1
+    OPTIONS = ("address", "workers", "cells_per_task")
 
     def __init__(self, address=None, workers=None, **options) -> None:
         pass  # (--cells-per-task and any later executor option)
@@ -310,13 +312,17 @@ def test_run_flags_are_accepted_or_refused_before_out_exists(flags):
         err = io.StringIO()
         with (
             mock.patch("amsweep.pipeline.runner.run", return_value=RunReport()),
-            mock.patch("amsweep.pipeline.executors.RayExecutor", NoRay),
+            mock.patch.dict(EXECUTORS, {"ray": NoRay}),
             redirect_stderr(err),
             redirect_stdout(io.StringIO()),
         ):
             rc = main(["run", str(spec), "--out", str(out), *argv])
-        bad = any(f[0] in ("--bogus", "--max-rows") for f in flags) or any(
-            f[0] == "--workers" and not (f[1].isdigit() and int(f[1]) >= 1) for f in flags
+        executor = [f[1] for f in flags if f[0] == "--executor"][-1:] or ["ray"]
+        bad = (
+            any(f[0] in ("--bogus", "--max-rows") for f in flags)
+            or any(f[0] == "--workers" and not (f[1].isdigit() and int(f[1]) >= 1) for f in flags)
+            or any(f[0] == "--executor" and f[1] not in EXECUTORS for f in flags)
+            or (executor == ["serial"] and any(f[0] == "--workers" for f in flags))  # not a serial option
         )
         assert rc == (2 if bad else 0), (argv, err.getvalue())
         assert out.exists() == (not bad)

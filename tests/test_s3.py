@@ -60,7 +60,7 @@ def test_cli_on_s3(s3_server):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
-    cli("run", "smoke", "--out", url, "--serial", "--quiet")
+    cli("run", "smoke", "--out", url, "--executor", "serial", "--quiet")
     assert "done 8, pending 0, failed 0" in cli("status", url)
     assert ": ok" in cli("check", url)
     table = cli("query", url, "--metric", "fixed_point_fraction", "--where", "rule=plm", "--mean")

@@ -45,6 +45,7 @@ PARAMS: dict[str, Param] = {
     "digits": Param("0123456789", str, "class filter: the digits to keep, e.g. '01'"),
     "deskew": Param(True, bool, "straighten each digit by its intensity moments before cropping"),
 }
+META = ("train_labels", "test_labels", "train_index", "test_index")
 
 
 def data_dir(params: dict) -> Path | str:

@@ -78,6 +78,21 @@ class Family:
     n_records: int  # records in the file
 
 
+META = (
+    "alphabet",
+    "path",
+    "columns",
+    "train_index",
+    "test_index",
+    "train_names",
+    "test_names",
+    "train_weights",
+    "test_weights",
+    "n_sequences",
+    "M_eff",
+)
+
+
 def _given(params: dict) -> str:
     given = params["path"] or os.environ.get(ENV_PATH, "")
     if datafiles.is_url(given):

@@ -32,6 +32,7 @@ PARAMS: dict[str, Param] = {
         open_high=True,
     ),
 }
+META = ("features", "D", "train_coefficients", "test_coefficients")
 
 
 def n_features(N: int, params: dict) -> int:

@@ -49,6 +49,8 @@ PARAMS: dict[str, Param] = {
     ),
 }
 
+META = ("true_J", "temperature", "train_energy", "test_energy", "train_index", "test_index")
+
 _SOURCES = (Path(__file__), Path(_parallel_tempering.__file__))
 _CODE_VERSION = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()[:16]
 _COUPLING_CODES = {"gaussian": 0, "pm_j": 1}

@@ -19,6 +19,8 @@ from amsweep.pipeline.dynamics._ising_kernels import (
 )
 from amsweep.pipeline.model import Model, Param, Relaxation
 
+POTTS = True  # q > 2: the Potts kernel
+
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "sweep budget per state (a fixed point usually comes within a few sweeps)", low=1),
 }

@@ -13,6 +13,8 @@ import numpy as np
 from amsweep.pipeline.dynamics._mp_dense import relax_batch
 from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
+NEEDS = ("memories",)  # the dense energy is a function of the overlaps with the memories
+
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "maximum number of full asynchronous sweeps", low=1),
 }

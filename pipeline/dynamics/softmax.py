@@ -17,6 +17,8 @@ import numpy as np
 
 from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
+NEEDS = ("mixture",)  # memories and their inverse temperature
+
 PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "maximum number of mean-shift iterations", low=1),
     "tol": Param(

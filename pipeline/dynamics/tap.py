@@ -21,6 +21,8 @@ import numpy as np
 
 from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
 
+NEEDS = ("patterns",)  # J = X^T X / N of +-1 patterns, never formed
+
 PARAMS: dict[str, Param] = {
     "beta": Param(4.0, float, "inverse temperature 1/T of the Hebbian network", low=0.0, open_low=True),
     "damping": Param(

@@ -1,1 +1,2 @@
-"""Learning rules: each module is a rule kind with PARAMS, POTTS and train(X, q, params, rng) -> Model."""
+"""Learning rules: each public module is a rule kind; what it must define (PARAMS, train) and may
+declare (DEFAULT_DYNAMICS, POTTS, NEEDS_META, PROVIDES) is ``amsweep.pipeline.contracts.RuleModule``."""

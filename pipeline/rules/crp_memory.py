@@ -35,6 +35,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+PROVIDES = ("memories", "mixture")  # cluster means in [-1, 1], weighted by their counts
 DEFAULT_DYNAMICS = "softmax"  # memories, not couplings: retrieval by softmax (mean-shift) updates
 
 

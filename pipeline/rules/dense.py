@@ -20,6 +20,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+PROVIDES = ("memories", "patterns", "mixture")  # the patterns, with the softmax beta
 DEFAULT_DYNAMICS = "dense"  # asynchronous flips on the dense energy -sum F(xi . s)
 
 

@@ -13,6 +13,7 @@ from amsweep.pipeline.rules._ising import as_spins, hebb_couplings
 
 PARAMS: dict[str, Param] = {}
 POTTS = True
+PROVIDES = ("couplings", "memories", "patterns")  # memories: the patterns, for TAP and dense dynamics
 
 
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Model:

@@ -24,6 +24,7 @@ PARAMS: dict[str, Param] = {
 }
 
 POTTS = False
+PROVIDES = ("memories", "patterns", "mixture")  # kernel centres are the patterns; beta = 1 / (N h^2)
 DEFAULT_DYNAMICS = "softmax"  # memories, not couplings: retrieval by softmax (mean-shift) updates
 
 

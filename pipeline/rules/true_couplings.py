@@ -20,7 +20,7 @@ from amsweep.pipeline.model import Model, NotApplicable, Param
 
 PARAMS: dict[str, Param] = {}
 POTTS = False
-NEEDS_META = True  # the cell passes the dataset's meta (pipeline/cell.py: train)
+NEEDS_META = ("true_J",)  # the cell passes the dataset's meta; datasets without it are not applicable
 
 
 def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator, meta: dict | None = None) -> Model:

@@ -1,0 +1,280 @@
+"""The plug-in contract: what a dataset, rule, dynamics or executor must offer, and what it may.
+
+A dataset, rule or dynamics is a module found by ``amsweep.pipeline.registry`` (its file name is
+the ``kind`` a spec names); an executor is a class in ``amsweep.pipeline.executors.EXECUTORS``.
+The Protocols below list the required parts; ``OPTIONAL`` lists the optional ones, each with the
+default a module that leaves it out gets. Why one module: the cell, the spec loader, the resource
+estimate and the data shipping each read a few of these attributes, and each used to carry its
+own ``getattr`` default, so nothing said what a new component must define and nothing checked it.
+Now ``optional(module, name)`` is the one way to read an optional part, ``problems`` is what
+discovery holds a module against, and ``not_applicable`` decides from declarations alone whether
+a cell can run (a cell is recorded as not applicable without making data or training).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+
+from amsweep.pipeline.errors import show
+from amsweep.pipeline.model import Data, Model, Param, Relaxation
+
+if TYPE_CHECKING:
+    from amsweep.pipeline.spec import Sweep
+
+# What a trained Model can offer a dynamics (a rule's PROVIDES, a dynamics' NEEDS). The memory
+# representations are Ising: on Potts data (q > 2) a model offers its couplings only.
+REPRESENTATIONS = {
+    "couplings": "Model.J: (N, N) float32 with zero diagonal, or (N, q, N, q) with zero diagonal blocks (Potts)",
+    "memories": "Model.memories: (K, N) float32 stored states",
+    "patterns": "memories that are +-1 patterns (TAP's Onsager term needs xi_i^2 = 1)",
+    "mixture": "memories with an inverse temperature Model.params['beta'] (optional 'log_weights')",
+}
+FAMILIES = ("datasets", "rules", "dynamics")
+EXECUTOR_OPTIONS = ("address", "workers", "cells_per_task")  # keywords the CLI may pass an executor
+
+
+class DatasetModule(Protocol):
+    """A dataset kind: ``amsweep.pipeline.datasets.<kind>`` or a plug-in ``datasets/<kind>.py``."""
+
+    PARAMS: dict[str, Param]
+
+    def check(self, N: int, P: int, P_test: int, params: dict[str, Any]) -> None:
+        """check(N, P, P_test, params): raise ValueError (OSError for a data file) for a cell that
+        cannot be drawn; the spec loader calls it for every cell, before anything runs."""
+
+    def make(self, N: int, P: int, P_test: int, params: dict[str, Any], rng: np.random.Generator) -> Data:
+        """make(N, P, P_test, params, rng) -> Data: (P, N) train and (P_test, N) test int8 examples
+        in the declared alphabet (Q), the META keys in Data.meta; the same rng gives the same data."""
+
+
+class RuleModule(Protocol):
+    """A learning rule: ``amsweep.pipeline.rules.<kind>`` or a plug-in ``rules/<kind>.py``."""
+
+    PARAMS: dict[str, Param]
+
+    def train(self, X: np.ndarray, q: int, params: dict[str, Any], rng: np.random.Generator) -> Model:
+        """train(X, q, params, rng) -> Model: what the (P, N) patterns X teach, as the declared
+        PROVIDES; a rule with NEEDS_META also takes ``meta=``. Called only on data it serves."""
+
+
+class DynamicsModule(Protocol):
+    """A retrieval dynamics: ``amsweep.pipeline.dynamics.<kind>`` or a plug-in ``dynamics/<kind>.py``."""
+
+    PARAMS: dict[str, Param]  # must declare max_sweeps: the cell's fixed-point check runs one sweep
+
+    def relax(self, model: Model, states: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> Relaxation:
+        """relax(model, states, params, rng) -> Relaxation: the (B, N) states relaxed (a new array
+        in their alphabet, the input left untouched), with (B,) converged and sweeps."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where cells run (``amsweep.pipeline.executors.EXECUTORS``): one class and one table entry."""
+
+    name: str  # recorded in the cube's run record
+    workers: int  # cells that may run at once
+    OPTIONS: ClassVar[tuple[str, ...]]  # which EXECUTOR_OPTIONS its constructor takes as keywords
+
+    def capacity(self) -> tuple[float, float, str]:
+        """capacity() -> (memory bytes, CPUs, what offers them): what one cell may use; the runner
+        refuses a sweep with a cell that does not fit before anything runs."""
+
+    def prepare(self, sweep: Sweep) -> int:
+        """prepare(sweep) -> int: the data files shipped to the workers (0 where cells run here)."""
+
+    def map_unordered(
+        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
+    ) -> Iterator[tuple[tuple, Any]]:
+        """map_unordered(fn, jobs, total=None) -> iterator of (job, outcome): as cells finish, an
+        outcome being fn(*job), a Skipped or a Failed (``amsweep.pipeline.outcomes.guarded``)."""
+
+    def shutdown(self) -> None:
+        """shutdown(): release what the executor started (workers, a local cluster)."""
+
+
+PROTOCOLS: dict[str, type] = {"datasets": DatasetModule, "rules": RuleModule, "dynamics": DynamicsModule}
+ATTRIBUTES = {
+    "PARAMS": "a dict of parameter name -> amsweep.pipeline.model.Param (may be empty)",
+    "name": "the executor's name (a str class attribute)",
+    "workers": "how many cells may run at once (an int)",
+    "OPTIONS": f"the constructor keywords it takes, a tuple of {EXECUTOR_OPTIONS}",
+}
+
+
+@dataclass(frozen=True)
+class Part:
+    """An optional part of a component: the default it gets when absent, and what a value must be."""
+
+    default: Any
+    valid: Callable[[Any], bool]
+    doc: str
+
+
+def _flag(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _function(v: Any) -> bool:
+    return v is None or callable(v)
+
+
+def _alphabet(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 127  # states are int8
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, tuple) and all(isinstance(n, str) and n for n in v)
+
+
+def _representations(v: Any) -> bool:
+    return _names(v) and bool(v) and set(v) <= set(REPRESENTATIONS)
+
+
+OPTIONAL: dict[str, dict[str, Part]] = {
+    "datasets": {
+        "Q": Part(2, _alphabet, "alphabet size: 2 = +-1 Ising data, q > 2 = Potts states 0..q-1 (int, <= 127)"),
+        "META": Part((), _names, "tuple of the Data.meta keys every make() result carries (what NEEDS_META asks)"),
+        "natural_N": Part(None, _function, "natural_N(params) -> int, the one N the data have (a spec may omit N)"),
+        "data_files": Part(None, _function, "data_files(params) -> list of the files make() reads (Ray ships them)"),
+        "with_data_folder": Part(
+            None, _function, "with_data_folder(params, folder) -> params reading the shipped copies (with data_files)"
+        ),
+    },
+    "rules": {
+        "DEFAULT_DYNAMICS": Part("asynchronous", _text, "the dynamics kind a spec entry gets when it names none"),
+        "POTTS": Part(False, _flag, "bool: also serves Potts data (q > 2), as (N, q, N, q) couplings"),
+        "NEEDS_META": Part(
+            (), _names, "tuple of Data.meta keys train reads (passed as meta=; a dataset declares them)"
+        ),
+        "PROVIDES": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
+    },
+    "dynamics": {
+        "POTTS": Part(False, _flag, "bool: also relaxes Potts states (q > 2)"),
+        "NEEDS": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
+        "STOCHASTIC": Part(False, _flag, "bool: thermal, so fixed points are checked with the T = 0 dynamics"),
+        "flip_count": Part(None, _function, "flip_count(N, rho) -> int, the sites a cue of noise rho has flipped"),
+    },
+}
+
+
+def _by_name(tables: dict[str, dict[str, Part]]) -> dict[str, Part]:
+    """The optional parts by name alone: a name two families share (POTTS) means the same in both."""
+    out: dict[str, Part] = {}
+    for table in tables.values():
+        for name, part in table.items():
+            if out.setdefault(name, part).default != part.default:
+                raise TypeError(f"optional part {name!r} has two defaults")
+    return out
+
+
+_BY_NAME = _by_name(OPTIONAL)
+
+
+def optional(module: Any, name: str) -> Any:
+    """The module's optional part ``name``, or its declared default; an undeclared name is a
+    KeyError, so a typo cannot silently read a default."""
+    return getattr(module, name, _BY_NAME[name].default)
+
+
+def kind_of(module: Any) -> str:
+    """The kind a component module implements: the last part of its module name."""
+    return str(getattr(module, "__name__", module)).rpartition(".")[2]
+
+
+def required(protocol: type) -> dict[str, str]:
+    """The required parts of a Protocol, name -> what it must be: its attributes, and its methods
+    described by their docstrings' call form (what discovery's messages show)."""
+    out = {name: ATTRIBUTES.get(name, "an attribute") for name in protocol.__dict__.get("__annotations__", {})}
+    for name, member in vars(protocol).items():
+        if callable(member) and not name.startswith("_"):
+            out[name] = "a function " + (inspect.getdoc(member) or name).split(":")[0]
+    return out
+
+
+def problems(family: str, module: Any) -> list[str]:
+    """What a component module lacks or declares wrongly; empty when it keeps the contract."""
+    out = []
+    for name, what in required(PROTOCOLS[family]).items():
+        value = getattr(module, name, None)
+        if name == "PARAMS":
+            if not (isinstance(value, dict) and all(isinstance(p, Param) for p in value.values())):
+                out.append(f"lacks PARAMS, {what}" if value is None else f"PARAMS = {show(value)} is not {what}")
+        elif not callable(value):
+            out.append(f"lacks {name}, {what}")
+    for name, part in OPTIONAL[family].items():
+        if hasattr(module, name) and not part.valid(getattr(module, name)):
+            out.append(f"{name} = {show(getattr(module, name))} is not valid: {part.doc}")
+    if out:  # the checks below read what the ones above vouched for
+        return out
+    if family == "datasets":
+        if (optional(module, "data_files") is None) != (optional(module, "with_data_folder") is None):
+            out.append("declares only one of data_files and with_data_folder: shipping data files needs both")
+    elif family == "rules":
+        provides = set(optional(module, "PROVIDES"))
+        if optional(module, "NEEDS_META") and "meta" not in inspect.signature(module.train).parameters:
+            out.append("declares NEEDS_META but its train takes no meta= keyword")
+        if optional(module, "POTTS") and "couplings" not in provides:
+            out.append("declares POTTS but does not provide couplings (a Potts model is its couplings)")
+        if provides & {"patterns", "mixture"} and "memories" not in provides:
+            out.append("provides patterns or a mixture but not memories (both are kinds of memories)")
+    elif "max_sweeps" not in module.PARAMS:
+        out.append("PARAMS lacks max_sweeps (the cell checks fixed points by running one sweep)")
+    return out
+
+
+def executor_problems(cls: type) -> list[str]:
+    """What an executor class lacks (``workers`` may be set per instance, so it is not checked here)."""
+    out = []
+    for name, what in required(Executor).items():
+        value = getattr(cls, name, None)
+        if what.startswith("a function") and not callable(value):
+            out.append(f"lacks {name}, {what}")
+    if not isinstance(getattr(cls, "name", None), str):
+        out.append(f"lacks name, {ATTRIBUTES['name']}")
+    options = getattr(cls, "OPTIONS", None)
+    if not (isinstance(options, tuple) and set(options) <= set(EXECUTOR_OPTIONS)):
+        out.append(f"OPTIONS = {show(options)} is not {ATTRIBUTES['OPTIONS']}")
+    else:
+        takes = inspect.signature(cls).parameters
+        out += [f"OPTIONS names {o!r}, which its constructor does not take" for o in options if o not in takes]
+    return out
+
+
+def rule_not_applicable(rule: Any, q: int, meta_keys: Iterable[str], source: str = "its dataset") -> str | None:
+    """Why the rule cannot serve data of alphabet q whose meta has ``meta_keys``; None if it can."""
+    if q > 2 and not optional(rule, "POTTS"):
+        return f"{kind_of(rule)} is Ising-only (q=2)"
+    missing = [k for k in optional(rule, "NEEDS_META") if k not in set(meta_keys)]
+    if missing:
+        return f"{kind_of(rule)} needs meta {', '.join(map(repr, missing))}, which {source} does not provide"
+    return None
+
+
+def dynamics_not_applicable(dynamics: Any, rule: Any, q: int) -> str | None:
+    """Why the dynamics cannot relax what the rule trains on data of alphabet q; None if it can."""
+    name = kind_of(dynamics)
+    if q > 2 and not optional(dynamics, "POTTS"):
+        return f"{name} dynamics is Ising-only (q=2)"
+    offered = set(optional(rule, "PROVIDES")) & ({"couplings"} if q > 2 else set(REPRESENTATIONS))
+    for need in optional(dynamics, "NEEDS"):
+        if need not in offered:
+            return (
+                f"{name} dynamics needs {need} ({REPRESENTATIONS[need]}); {kind_of(rule)} provides "
+                f"{', '.join(sorted(offered)) or 'none of them'}" + (" on Potts data" if q > 2 else "")
+            )
+    return None
+
+
+def not_applicable(dataset: Any, rule: Any, dynamics: Any) -> str | None:
+    """Why a cell of these components cannot run, decided from their declarations; None if it can."""
+    q = optional(dataset, "Q")
+    source = f"dataset {kind_of(dataset)}"
+    return rule_not_applicable(rule, q, optional(dataset, "META"), source) or dynamics_not_applicable(dynamics, rule, q)

@@ -1,0 +1,182 @@
+"""Plug-ins from AMSWEEP_PLUGIN_PATH: a file is discovered, held to its contract, run by the
+conformance suite and by a sweep; a broken one fails discovery naming what it lacks."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amsweep.pipeline import registry
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cli import main
+from amsweep.pipeline.errors import PluginError
+from amsweep.pipeline.ray_executor import _worker_setup
+from amsweep.storage.query import open_cube
+from tests import conformance
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = '''
+"""Hebb couplings times a factor: the smallest rule a plug-in author could write."""
+
+import numpy as np
+
+from amsweep.pipeline.model import Model, Param
+
+PARAMS = {"scale": Param(1.0, float, "factor on the Hebb couplings", low=0.0, open_low=True)}
+
+
+def train(X, q, params, rng):
+    Xf = np.asarray(X, dtype=np.float32)
+    J = (Xf.T @ Xf) * np.float32(params["scale"] / Xf.shape[1])
+    np.fill_diagonal(J, 0.0)
+    return Model(q=2, J=J)
+'''
+
+
+def write(folder: Path, family: str, kind: str, text: str) -> Path:
+    path = folder / family / f"{kind}.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    """An empty plug-in folder on AMSWEEP_PLUGIN_PATH; discovery is forgotten before and after."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.setenv(registry.ENV_VAR, str(folder))
+    monkeypatch.setenv("AMSWEEP_CACHE", str(tmp_path / "cache"))
+    registry.clear()
+    yield folder
+    registry.clear()  # monkeypatch then restores the variable: the next discovery follows it
+
+
+def toy_spec(path: Path, rule: str = "toy") -> Path:
+    path.write_text(
+        'name = "toy"\nseeds = 1\nnoise = [0.0, 0.1]\nP_test = 4\n'
+        "[retrieval]\ntrain_starts = 3\ntest_starts = 2\nrandom_starts = 2\n"
+        f"[datasets.random]\nN = [32]\nP = [3]\n[rules.{rule}]\nscale = 2.0\n"
+    )
+    return path
+
+
+def test_a_toy_rule_file_passes_the_conformance_checks_and_runs_in_a_sweep(plugins, tmp_path):
+    write(plugins, "rules", "toy", TOY)
+    assert "toy" in registry.kinds("rules")
+    conformance.check_component("rules", "toy")
+    out = tmp_path / "toy.zarr"
+    assert (
+        main(["run", str(toy_spec(tmp_path / "toy.toml")), "--out", str(out), "--executor", "serial", "--quiet"]) == 0
+    )
+    ds = open_cube(str(out))
+    assert ds["status"].values.ravel().tolist() == [1]  # done
+    assert ds["m_train"].sel(noise=0.0).item() == 1.0  # 3 patterns at N = 32: Hebb fixed points
+
+
+def test_the_conformance_suite_collects_and_runs_a_plugin_by_its_existence(plugins):
+    write(plugins, "rules", "toy", TOY)
+    env = {**os.environ, registry.ENV_VAR: str(plugins)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_conformance.py", "-k", "toy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{len(conformance.checks('rules'))} passed" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_rule_without_train_fails_discovery_naming_train(plugins, tmp_path, capsys):
+    write(plugins, "rules", "broken", TOY.replace("def train(", "def fit("))
+    with pytest.raises(PluginError, match=r"rules kind 'broken' \(.*broken\.py\) breaks its contract: lacks train"):
+        registry.component("rules", "broken")
+    with pytest.raises(PluginError, match="lacks train"):
+        spec_mod.from_dict({**conformance.spec_for("rules", "hebb"), "rules": {"broken": {}}})
+    capsys.readouterr()
+    rc = main(["run", str(toy_spec(tmp_path / "b.toml", "broken")), "--out", str(tmp_path / "b.zarr")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("amsweep run: error: ") and "lacks train" in err and err.count("\n") == 1
+    assert not (tmp_path / "b.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "family, text, message",
+    [
+        ("rules", TOY.replace("PARAMS = ", "SETTINGS = "), "lacks PARAMS"),
+        ("rules", TOY + "\nPOTTS = 'yes'\n", "POTTS = 'yes' is not valid"),
+        ("rules", TOY + "\nNEEDS_META = ('true_J',)\n", "takes no meta= keyword"),
+        ("rules", TOY + "\nPROVIDES = ('weights',)\n", "PROVIDES = ('weights',) is not valid"),
+        (
+            "dynamics",
+            "from amsweep.pipeline.model import Param\nPARAMS = {}\ndef relax(m, s, p, r):\n    return s\n",
+            "lacks max_sweeps",
+        ),
+        ("datasets", "PARAMS = {}\ndef make(N, P, P_test, params, rng):\n    return None\n", "lacks check"),
+        (
+            "datasets",
+            "PARAMS = {}\nraise RuntimeError('no data here')\n",
+            "importing it raised RuntimeError: no data here",
+        ),
+    ],
+)
+def test_discovery_names_what_a_broken_plugin_lacks_or_declares_wrongly(plugins, family, text, message):
+    write(plugins, family, "bad", text)
+    with pytest.raises(PluginError, match=re.escape(message)):
+        registry.component(family, "bad")
+
+
+def test_a_plugin_that_breaks_a_conformance_check_is_caught_with_the_reason(plugins):
+    write(plugins, "rules", "diagonal", TOY.replace("np.fill_diagonal(J, 0.0)", "J += 1"))
+    registry.component("rules", "diagonal")  # its contract is kept: the suite catches the rest
+    with pytest.raises(AssertionError, match="diagonal of J is not zero"):
+        conformance.check_train("diagonal")
+
+
+def test_a_kind_defined_twice_or_a_missing_folder_is_refused(plugins, monkeypatch):
+    write(plugins, "rules", "hebb", TOY)
+    with pytest.raises(PluginError, match="'hebb' is defined twice"):
+        registry.kinds("rules")
+    monkeypatch.setenv(registry.ENV_VAR, str(plugins / "nowhere"))
+    registry.clear()
+    with pytest.raises(PluginError, match="is not a folder"):
+        registry.kinds("datasets")
+
+
+def test_a_worker_follows_the_drivers_plugin_path(plugins, monkeypatch):
+    """What a Ray worker does before a batch: it started without the variable, and after the
+    batch's setup it finds the driver's plug-ins (and forgets them when the driver has none)."""
+    write(plugins, "rules", "toy", TOY)
+    monkeypatch.delenv(registry.ENV_VAR)
+    registry.clear()
+    assert "toy" not in registry.kinds("rules")
+    jobs = [("a job",)]
+    assert _worker_setup(jobs, str(plugins), None) == jobs
+    model = registry.component("rules", "toy").train(np.ones((2, 4), np.int8), 2, {"scale": 1.0}, None)
+    assert model.J.shape == (4, 4)
+    _worker_setup(jobs, "", None)
+    assert "toy" not in registry.kinds("rules")
+
+
+def test_ray_workers_run_a_plugin_their_processes_never_saw(plugins, tmp_path, ray_local):
+    """The workers of the session's Ray started before the plug-in path was set: each batch
+    carries it (``ray_executor._worker_setup``), so the cell finds the toy rule there too."""
+    from amsweep.pipeline.executors import RayExecutor
+    from amsweep.pipeline.runner import run
+    from amsweep.storage.cube import Cube
+
+    write(plugins, "rules", "toy", TOY)
+    sweep = spec_mod.load(toy_spec(tmp_path / "toy.toml"))
+    path = str(tmp_path / "ray.zarr")
+    report = run(Cube.create_or_open(path, sweep), RayExecutor(), progress=False)
+    assert report.failed == 0 and report.done == 1, report.errors
+    assert open_cube(path)["m_train"].sel(noise=0.0).item() == 1.0
