@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -74,9 +75,14 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_path):
-    wheels = tmp_path / "wheels"
+    wheels, source = tmp_path / "wheels", tmp_path / "source"
     wheels.mkdir()
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)])
+    # A copy of what the sdist holds: setuptools builds in the source tree (build/, *.egg-info).
+    for top in BARE:
+        shutil.copytree(REPO / top, source / top, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)])
     built = list(wheels.glob("amsweep-*.whl"))
     assert len(built) == 1
     with zipfile.ZipFile(built[0]) as z:
