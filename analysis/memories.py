@@ -81,6 +81,7 @@ def elbo_table(path: str, verify: int = 4) -> pd.DataFrame:
                 "memories": int(stored.shape[0]),
                 "recovered_components": recovered,
                 "components_found": found,
+                "components_as_oracle": memory_metrics.as_oracle(stored, data),
             }
         )
     frame = pd.DataFrame(rows)

@@ -29,6 +29,10 @@ EXTRA_METRICS: dict[str, str] = {
     "components_found": (
         f"fraction of true prototypes whose best binarised memory overlaps them by >= {FOUND_OVERLAP} (mixture only)"
     ),
+    "components_as_oracle": (
+        "fraction of true prototypes some binarised memory matches at least as well as the sign of the "
+        "mean of that component's own training examples (the estimate true labels would give; mixture only)"
+    ),
     "n_clusters": "clusters of the token set after the attention dynamics (single linkage at angle eps)",
     "cluster_steps": "attention steps until the cluster count took its final value",
     "clusters_converged": "1 if the token dynamics stopped moving (by tol) within max_steps, else 0",
@@ -56,6 +60,25 @@ def recovered_components(memories: np.ndarray, prototypes: np.ndarray) -> tuple[
     return float(best.mean()), float((best >= FOUND_OVERLAP).mean())
 
 
+def label_means(train: np.ndarray, labels: np.ndarray, C: int) -> np.ndarray:
+    """Per component the mean of its own training examples (zeros for one without examples)."""
+    onehot = np.zeros((labels.size, C), dtype=np.float32)
+    onehot[np.arange(labels.size), labels] = 1.0
+    counts = np.maximum(onehot.sum(axis=0), 1.0)
+    return (onehot.T @ train.astype(np.float32)) / counts[:, None]
+
+
+def as_oracle(memories: np.ndarray, data: Data) -> float:
+    """Fraction of prototypes matched at least as well as by their own examples' mean.
+
+    Separates what a memory lost (a merged or missing component) from what the examples never
+    held (sites most of a component's examples have flipped), which caps ``components_found``.
+    """
+    prototypes = data.meta["prototypes"]
+    oracle = label_means(data.train, data.meta["train_labels"], prototypes.shape[0])
+    return float((best_match(memories, prototypes) >= best_match(oracle, prototypes) - 1e-6).mean())
+
+
 def token_clusters(memories: np.ndarray, eps: float) -> int:
     """Clusters of stored token directions at angle eps (the count a self_attention rule reports)."""
     return int(count_clusters(np.asarray(memories, dtype=np.float64), eps)[0])
@@ -69,6 +92,8 @@ def model_metrics(model: Model, data: Data) -> dict[str, np.float32]:
     if prototypes is not None and model.memories is not None:
         mean, found = recovered_components(model.memories, prototypes)
         out["recovered_components"], out["components_found"] = np.float32(mean), np.float32(found)
+        if "train_labels" in data.meta:
+            out["components_as_oracle"] = np.float32(as_oracle(model.memories, data))
     if "n_clusters" in model.info:
         out["n_clusters"] = np.float32(model.info["n_clusters"])
         out["cluster_steps"] = np.float32(model.info["form_steps"])

@@ -129,6 +129,10 @@ def test_recovers_the_components_and_retrieves_prototypes_where_kde_memorizes():
     assert model.info["n_memories"] == 16 and model.info["converged"]
     recovered, found = memory_metrics.recovered_components(model.memories, protos)
     assert found == 1.0 and recovered >= 0.99
+    # as good as the label-aware estimate: each memory is its component's empirical mean
+    assert memory_metrics.as_oracle(model.memories, data) == 1.0
+    oracle = memory_metrics.label_means(data.train, labels, 16)
+    np.testing.assert_allclose(np.sort(model.memories, axis=0), np.sort(oracle, axis=0), atol=1e-5)
     assign = model.info["assignment"]
     pairs = {(int(a), int(b)) for a, b in zip(assign, labels)}
     assert len(pairs) == 16  # one memory per true component, none shared
@@ -190,6 +194,7 @@ def test_model_metrics_apply_where_they_mean_something():
     model = elbo_memory.train(data.train, 2, _params(), np.random.default_rng(0), meta=data.meta)
     values = memory_metrics.model_metrics(model, data)
     assert set(values) == set(memory_metrics.EXTRA_METRICS)
-    assert values["components_found"] == 1.0 and np.isnan(values["n_clusters"])
+    assert values["components_found"] == 1.0 and values["components_as_oracle"] == 1.0
+    assert np.isnan(values["n_clusters"])
     bare = memory_metrics.model_metrics(Model(q=2, J=np.zeros((4, 4), np.float32)), data)
     assert all(np.isnan(v) for v in bare.values())

@@ -50,6 +50,7 @@ def test_elbo_sweep_cube_gives_components_and_capacities(tmp_path):
         assert (clusters.loc[rule, "components_found"] >= 0.85).all()
         assert (clusters.loc[rule, "recovered_components"] >= 0.98).all()
         assert (clusters.loc[rule, "test_best_feature"] >= 0.99).all()
+    assert (clusters.loc["elbo_memory", "components_as_oracle"] == 1.0).all()
     narrow = clusters.loc["kde_narrow"]  # keeps the examples: retrieves them, not the prototypes
     assert (narrow["success_train"] >= 0.9).all() and (narrow["recovered_components"] < 0.95).all()
     cap = memories.capacity(frame, "components_found", ["per_component", "rule"], level=0.85)
@@ -70,7 +71,7 @@ def test_attention_sweep_cube_clusters_equal_the_rerun_counts(tmp_path):
         },
     )
     frame = memories.attention_table(path)
-    assert len(frame) == 8
+    assert len(frame) == 12  # residual at two depths, pure attention at one; 2 d x 2 beta each
     np.testing.assert_array_equal(frame["clusters_stored"], frame["n_clusters"])
     small = frame[frame["beta"] == 1.0]
     assert (small["n_clusters"] == 1).all() and (small["cluster_steps"] > 0).all()
