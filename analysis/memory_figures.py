@@ -48,7 +48,7 @@ def elbo_figure(frame: pd.DataFrame, out: str | Path) -> Path:
         (8, "components_found", "prototypes found (best memory overlap >= 0.95)"),
         (8, "test_best_feature", "test cue (10% noise) -> prototype overlap"),
         (8, "success_train", "training example retrieved (10% noise)"),
-        (8, "components_as_oracle", "prototypes matched as well as by their examples' mean"),
+        (8, "components_as_oracle", "as good as the true-label means"),
         (1, "success_train", "training example retrieved (10% noise)"),
         (1, "memories", "memories kept (K)"),
     ]
