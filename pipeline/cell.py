@@ -50,7 +50,7 @@ def make_data(task: Task, root_seed: int) -> Data:
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
     rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
-    if contracts.optional(module, "NEEDS_META"):  # e.g. true_couplings reads meta["true_J"]
+    if contracts.takes_meta(module):  # e.g. true_couplings reads meta["true_J"]
         return module.train(data.train, data.q, task.rule.params, rng, meta=data.meta)
     return module.train(data.train, data.q, task.rule.params, rng)
 

@@ -154,6 +154,9 @@ OPTIONAL: dict[str, dict[str, Part]] = {
         "NEEDS_META": Part(
             (), _names, "tuple of Data.meta keys train reads (passed as meta=; a dataset declares them)"
         ),
+        "READS_META": Part(
+            (), _names, "tuple of Data.meta keys train uses when the dataset has them (passed as meta=; optional)"
+        ),
         "PROVIDES": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
     },
     "dynamics": {
@@ -219,8 +222,8 @@ def problems(family: str, module: Any) -> list[str]:
             out.append("declares only one of data_files and with_data_folder: shipping data files needs both")
     elif family == "rules":
         provides = set(optional(module, "PROVIDES"))
-        if optional(module, "NEEDS_META") and "meta" not in inspect.signature(module.train).parameters:
-            out.append("declares NEEDS_META but its train takes no meta= keyword")
+        if takes_meta(module) and "meta" not in inspect.signature(module.train).parameters:
+            out.append("declares NEEDS_META or READS_META but its train takes no meta= keyword")
         if optional(module, "POTTS") and "couplings" not in provides:
             out.append("declares POTTS but does not provide couplings (a Potts model is its couplings)")
         if provides & {"patterns", "mixture"} and "memories" not in provides:
@@ -228,6 +231,11 @@ def problems(family: str, module: Any) -> list[str]:
     elif "max_sweeps" not in module.PARAMS:
         out.append("PARAMS lacks max_sweeps (the cell checks fixed points by running one sweep)")
     return out
+
+
+def takes_meta(rule: Any) -> bool:
+    """Whether the cell passes the dataset's meta to train: it needs keys or reads them if present."""
+    return bool(optional(rule, "NEEDS_META") or optional(rule, "READS_META"))
 
 
 def executor_problems(cls: type) -> list[str]:

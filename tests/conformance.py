@@ -189,8 +189,7 @@ def train(kind: str, data: Data, seed: int = 0) -> Model:
     rule = module("rules", kind)
     reason = contracts.rule_not_applicable(rule, data.q, data.meta)
     assert reason is None, reason
-    needs_meta = contracts.optional(rule, "NEEDS_META")
-    kwargs = {"meta": data.meta} if needs_meta else {}
+    kwargs = {"meta": data.meta} if contracts.takes_meta(rule) else {}
     try:
         return rule.train(data.train, data.q, params_of("rules", kind), np.random.default_rng(seed), **kwargs)
     except NotApplicable as e:

@@ -114,7 +114,7 @@ def test_a_rule_without_train_fails_discovery_naming_train(plugins, tmp_path, ca
     [
         ("rules", TOY.replace("PARAMS = ", "SETTINGS = "), "lacks PARAMS"),
         ("rules", TOY + "\nPOTTS = 'yes'\n", "POTTS = 'yes' is not valid"),
-        ("rules", TOY + "\nNEEDS_META = ('true_J',)\n", "takes no meta= keyword"),
+        ("rules", TOY + "\nNEEDS_META = ('true_J',)\n", "train takes no meta= keyword"),
         ("rules", TOY + "\nPROVIDES = ('weights',)\n", "PROVIDES = ('weights',) is not valid"),
         (
             "dynamics",

@@ -25,6 +25,9 @@ PARAMS: dict[str, Param] = {
 }
 
 
+META = ("features", "prototypes", "n_components", "train_labels", "test_labels")
+
+
 def n_components(P: int, params: dict) -> int:
     """C from the parameters: fixed, or growing with P at a fixed number of examples each."""
     C = int(params["components"])

@@ -19,6 +19,9 @@ from amsweep.pipeline.model import Data, Param
 PARAMS: dict[str, Param] = {}
 
 
+META = ("tokens", "test_tokens")
+
+
 def check(N: int, P: int, P_test: int, params: dict) -> None:
     """Tokens need at least two coordinates to have a direction on a circle."""
     if N < 2:

@@ -60,7 +60,8 @@ PARAMS: dict[str, Param] = {
 
 POTTS = False
 DEFAULT_DYNAMICS = "softmax"  # mean-shift on the fitted mixture: E-step of the cue, then posterior mean
-NEEDS_META = True  # K = 0 reads the dataset's number of components
+PROVIDES = ("memories", "mixture")  # the fitted means with their width and weights
+READS_META = ("n_components",)  # K = 0: the dataset's number of components, if it has one
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ PARAMS: dict[str, Param] = {
 
 POTTS = False
 DEFAULT_DYNAMICS = "softmax"  # a cue attends to the clustered tokens
-NEEDS_META = True  # the continuous tokens of sphere_tokens
+PROVIDES = ("memories", "mixture")  # the clustered tokens, with the attention beta
+READS_META = ("tokens",)  # the continuous tokens of sphere_tokens; other data: the patterns
 
 
 def tokens_of(X: np.ndarray, meta: dict | None) -> np.ndarray:
