@@ -15,17 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from amsweep.analysis import figures, summary, tables  # noqa: E402
-from amsweep.analysis.labels import axis_label  # noqa: E402
-from amsweep.pipeline.theory.hopfield_rs import T_M, overlap  # noqa: E402
+from amsweep.analysis import figures, summary, tables
+from amsweep.analysis.labels import axis_label
+from amsweep.pipeline.errors import NoData
+from amsweep.pipeline.theory.hopfield_rs import T_M, overlap
 
 CAPACITY_SUCCESS = 0.9  # a load counts as stored when >= 90% of corrupted starts are retrieved
 THEORY = "replica-symmetric theory"
@@ -40,7 +38,7 @@ def temperature_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
         T = T.fillna(1.0 / frame["beta"])
     frame = frame.assign(T=T).dropna(subset=["T"])
     if frame.empty:
-        raise ValueError("no rule of this cube has a temperature (dynamics parameter temperature or beta)")
+        raise NoData("no rule of this cube has a temperature (dynamics parameter temperature or beta)")
     return frame
 
 
@@ -71,7 +69,8 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
         )
         means = pd.concat([means, theory], ignore_index=True)
         panels.append(THEORY)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False, constrained_layout=True)
+    fig = Figure(figsize=(4.4 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)
     image = None
     loads = np.sort(means[load].unique().astype(float))
     for ax, dyn in zip(axes[0], panels):
@@ -112,7 +111,7 @@ def temperature_lines_figure(
     """``metric`` against T at a few loads: each dynamics (seed mean +- sem) and the RS curve m(alpha, T)."""
     means, load, noise = _temperature_means(ds, metric)
     if load != "alpha":
-        raise ValueError("the RS comparison needs a load axis alpha (this cube's is P)")
+        raise NoData("the RS comparison needs a load axis alpha (this cube's is P)")
     available = np.sort(means[load].unique().astype(float))
     if loads is None:
         loads = [
@@ -121,9 +120,8 @@ def temperature_lines_figure(
                 np.linspace(0, len(available) - 1, min(MAX_LOAD_PANELS, len(available))).round().astype(int)
             )
         ]
-    fig, axes = plt.subplots(
-        1, len(loads), figsize=(3.6 * len(loads), 3.4), squeeze=False, constrained_layout=True, sharey=True
-    )
+    fig = Figure(figsize=(3.6 * len(loads), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(loads), squeeze=False, sharey=True)
     T_grid = np.sort(means["T"].unique().astype(float))
     fine = np.linspace(max(T_grid.min() * 0.8, 1e-3), T_grid.max(), 120)
     for ax, a in zip(axes[0], loads):
@@ -161,7 +159,7 @@ def temperature_lines_figure(
 def capacity_frame(ds: xr.Dataset, metric: str = "success_train") -> pd.DataFrame:
     """Per (rule, N, seed): the largest P retrieved at every P up to it (mean over noise levels' min)."""
     if tables.load_axis(ds) != "P":
-        raise ValueError("a capacity figure needs a sweep over P (the load axis of this cube is alpha)")
+        raise NoData("a capacity figure needs a sweep over P (the load axis of this cube is alpha)")
     frame = tables.tidy(ds, [metric])
     noise = float(frame["noise"].max())
     frame = frame[frame["noise"] == noise]
@@ -183,8 +181,9 @@ def capacity_figure(ds: xr.Dataset, out: str | Path, metric: str = "success_trai
     """Capacity against N per rule, mean and spread over seeds, log y axis."""
     cap = capacity_frame(ds, metric)
     if cap["N"].nunique() < 2:
-        raise ValueError("a capacity figure needs at least two values of N")
-    fig, ax = plt.subplots(figsize=(5.2, 3.8), constrained_layout=True)
+        raise NoData("a capacity figure needs at least two values of N")
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    ax = fig.subplots()
     p_max = float(ds["P"].max())
     for rule, g in cap.groupby("rule", sort=False):
         stats = g.groupby("N")["capacity"].agg(["mean", "min", "max"]).reset_index()

@@ -154,7 +154,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
     frame = query.to_frame(ds, args.metric)
     if args.mean:
-        frame = query.summarize(frame, args.metric)
+        from amsweep.analysis.tables import seed_stats
+
+        frame = seed_stats(frame, args.metric, [c for c in frame.columns if c not in (args.metric, "seed")])
     drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c != args.metric]
     shown = frame.drop(columns=drop) if not args.csv else frame
     if args.csv:

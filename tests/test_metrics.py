@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amsweep.analysis import derived, tables
+from amsweep.analysis.labels import value_label
 from amsweep.pipeline import cell
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import spec as spec_mod
@@ -220,8 +222,9 @@ def _binarised_overlap(s: M.Starts) -> float:
 
 def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch):
     """A new metric is one entry in METRICS: the cell computes it for its group, the cube template
-    gives it the declared dims, dtype and attributes, and the check enforces ``always``. At zero
-    temperature the binarised final state is the state itself, so it equals m_train bit for bit."""
+    gives it the declared dims, dtype and attributes, the check accepts it, and analysis labels
+    and tabulates it. At zero temperature the binarised final state is the state itself, so it
+    equals m_train bit for bit."""
     declared = M.Metric(M.TRAIN, _binarised_overlap, "overlap of the binarised final state", "binarised overlap")
     monkeypatch.setitem(M.METRICS, "m_train_binarised", declared)
     sweep, _ = one_pattern_task()
@@ -234,6 +237,9 @@ def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch)
     np.testing.assert_array_equal(var.values, ds["m_train"].values)
     with Cube.open(path) as cube:
         assert check(cube).ok
+    # analysis takes it like any stored metric: label, noise axis and tables from the declaration
+    assert value_label("m_train_binarised") == "binarised overlap" and derived.per_noise("m_train_binarised")
+    assert len(tables.tidy(ds, ["m_train_binarised"])) == len(sweep.noise)
 
 
 def test_a_result_with_an_undeclared_or_missing_metric_cannot_be_written(tmp_path):
