@@ -8,7 +8,7 @@ majority places the basin where the example's retrieval probability crosses 1/2,
 median over examples estimates the grid's median basin), found by bisection on
 k in [0, N // 2] with resolution one site, in ceil(log2(N // 2 + 2)) rounds. Each round relaxes
 all examples x trials in one dynamics call. The basin is reported like the grid's,
-1 - m_in* = 2 k* / N (SCIENCE.md section 4), so the two are directly comparable.
+1 - m_in* = 2 k* / N (docs/science.md#metrics), so the two are directly comparable.
 
 Corruption is *nested*: each (example, trial) draws one random order of its sites once, and k
 flips are the first k sites of that order. The start at k + 1 flips is then the start at k with
