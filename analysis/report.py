@@ -204,7 +204,8 @@ def _coordinate_heatmaps(
     values += ["test_best_feature"] if has["test_best_feature"] else []
     for c in _dataset_coordinates(ds, base):
         others = [o for o in _dataset_coordinates(ds, base) if o != c]
-        groups = base.drop_duplicates(subset=["dataset_entry", "N", *others])
+        defined = base[np.isfinite(base[c].to_numpy(dtype=float))]  # datasets without c have no such axis
+        groups = defined.drop_duplicates(subset=["dataset_entry", "N", *others])
         for _, g in groups.head(MAX_PHASE_FACETS).iterrows():
             where = {
                 "dataset_entry": g["dataset_entry"],

@@ -315,3 +315,17 @@ def test_phase_figure_uses_the_standard_aggregation(hebb_cube, tmp_path):
         phase_figure(ds, "m_train", x="P", y="seed", out=tmp_path / "bad.png")
     with pytest.raises(NoData, match="no done task"):
         phase_figure(ds, "coupling_similarity", x="P", y="noise", out=tmp_path / "none.png")
+
+
+def test_heatmaps_over_a_dataset_parameter_leave_out_datasets_without_it(tmp_path):
+    """alpha_D exists for random features only; a heatmap over it for plain random patterns used
+    to fail in pcolormesh (NaN axis) and was silently listed as "not made"."""
+    raw = hebb_raw([1, 6], N=32, seeds=1)
+    raw["datasets"] = {
+        "r": {"kind": "random", "N": [32], "P": [1, 6]},
+        "f": {"kind": "random_features", "N": [32], "P": [1, 6], "alpha_D": [0.25, 0.5]},
+    }
+    md = write_report(run_cube(tmp_path / "d.zarr", raw), tmp_path / "rep")
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md.read_text())
+    assert any(i.startswith("m_train_P_alpha_D_dataset_entryf") for i in images)
+    assert not any("dataset_entryr" in i for i in images) and "## Figures not made" not in md.read_text()
