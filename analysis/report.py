@@ -175,7 +175,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                 "pairs: draw them with amsweep.analysis.figures.heatmap_figure"
             )
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
-    if "temperature" in ds.coords or "beta" in ds.coords:
+    if any(theory_figures.dynamics_temperature(ds)):  # not a dataset's sample temperature
         figs.add(
             "Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
             "theory, with the line T_M(alpha)",

@@ -30,12 +30,26 @@ THEORY = "replica-symmetric theory"
 MAX_LOAD_PANELS = 4
 
 
+def dynamics_temperature(ds: xr.Dataset) -> tuple[str | None, str | None]:
+    """The rule-axis coordinates holding the dynamics' temperature and beta, if any.
+
+    A dataset's own sample temperature (the spin glass's) is a coordinate on the dataset axis and
+    takes the plain name first, so the dynamics' one is then ``dynamics_temperature``.
+    """
+
+    def on_rule(names: tuple[str, str]) -> str | None:
+        return next((n for n in names if n in ds.coords and ds[n].dims == ("rule",)), None)
+
+    return on_rule(("temperature", "dynamics_temperature")), on_rule(("beta", "dynamics_beta"))
+
+
 def temperature_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
-    """Done values with a temperature column T: the dynamics' ``temperature``, or 1 / ``beta``."""
+    """Done values with a temperature column T: the dynamics' temperature, or 1 / beta."""
+    temperature, beta = dynamics_temperature(ds)
     frame = tables.tidy(ds, [metric])
-    T = frame["temperature"] if "temperature" in frame.columns else pd.Series(np.nan, index=frame.index)
-    if "beta" in frame.columns:
-        T = T.fillna(1.0 / frame["beta"])
+    T = frame[temperature] if temperature else pd.Series(np.nan, index=frame.index)
+    if beta:
+        T = T.fillna(1.0 / frame[beta])
     frame = frame.assign(T=T).dropna(subset=["T"])
     if frame.empty:
         raise NoData("no rule of this cube has a temperature (dynamics parameter temperature or beta)")
