@@ -1,4 +1,4 @@
-"""Basin size read off the noise axis (SCIENCE.md section 4).
+"""Basin size read off the noise axis (docs/science.md#metrics).
 
 A start at noise rho has initial overlap m_in = 1 - 2 rho with its example. The basin is
 1 - m_in*, with m_in* the smallest initial overlap from which the mean final overlap is still

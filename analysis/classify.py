@@ -43,7 +43,7 @@ CLASS_COLORS = {NO_RETRIEVAL: "#bdbdbd", ELSEWHERE: "#fdae61", MEMORIZING: "#2c7
 # The metrics' own success criterion: a start is retrieved when its final overlap is >= 0.99.
 RETRIEVED = SUCCESS_OVERLAP
 # Specific, not chance: unrelated +-1 states overlap by O(1/sqrt(N)) (0.07 at N = 196), unrelated
-# MNIST digits by ~0.1 and same-class digits by ~0.36 (SCIENCE.md), and a symmetric mixture of
+# MNIST digits by ~0.1 and same-class digits by ~0.36 (docs/science.md#datasets), and a symmetric mixture of
 # three random patterns by 0.5 with each. An attractor at overlap >= 0.5 with an example (75% of
 # sites agree) is specific to that example rather than to its class or to a mixture.
 SPECIFIC = 0.5

@@ -4,26 +4,26 @@ Each figure is written twice, as PNG (for the README and reports) and SVG (for p
 table averaged over replicas: heatmaps show the seed mean (or the majority class), line plots
 show the seed mean with standard-error bars. The functions take a cube selection and a value
 name (a stored metric or a derived one, see ``amsweep.analysis.derived``) and refuse to average over
-an axis that still varies, naming it.
+an axis that still varies, naming it. Figures are ``matplotlib.figure.Figure`` objects saved
+with ``savefig``: no pyplot, so importing this module selects no backend and keeps no state.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from amsweep.analysis import classify, derived, tables  # noqa: E402
-from amsweep.analysis.labels import axis_label, value_label  # noqa: E402
+from amsweep.analysis import classify, derived, tables
+from amsweep.analysis.labels import axis_label, value_label
+from amsweep.pipeline.errors import NoData, QueryError
 
 DPI = 100
 MAX_COLUMNS = 4
@@ -32,18 +32,24 @@ PANEL = "panel"
 REFERENCE_VALUE = "reference_value"  # column of the reference line in an aggregated table
 
 
-def save(fig: plt.Figure, out: str | Path) -> Path:
+def save(fig: Figure, out: str | Path) -> Path:
     """Write ``out`` as .png and .svg; return the PNG path.
 
     A name such as 'rf_alpha_D=0.1' has no real suffix: '.png' is appended, not substituted.
     """
     out = Path(out)
     png = out.with_suffix(".png") if out.suffix.lower() in (".png", ".svg") else Path(f"{out}.png")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=DPI)
+    save_as(fig, png)
     fig.savefig(png.with_suffix(".svg"))
-    plt.close(fig)
     return png
+
+
+def save_as(fig: Figure, path: str | Path) -> Path:
+    """Write one file, its format given by the suffix (a CLI ``-o`` path)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
 
 
 def add_panel_column(frame: pd.DataFrame, panel: str | Sequence[str] | None) -> pd.DataFrame:
@@ -55,7 +61,7 @@ def add_panel_column(frame: pd.DataFrame, panel: str | Sequence[str] | None) -> 
         return frame
     for c in cols:
         if c not in frame.columns:
-            raise KeyError(f"no column {c!r} to make panels of; available: {', '.join(map(str, frame.columns))}")
+            raise QueryError(f"no column {c!r} to make panels of; available: {', '.join(map(str, frame.columns))}")
 
     def name(row: pd.Series) -> str:
         return ", ".join(str(row[c]) if c in ("rule", "dataset") else f"{c}={_fmt(row[c])}" for c in cols)
@@ -68,12 +74,12 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def _grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
+def grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """A figure of n panels in balanced rows of at most MAX_COLUMNS; unused axes hidden."""
     nrows = int(np.ceil(n / MAX_COLUMNS))
     ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(max(width * ncols, min_width), height * nrows), squeeze=False, constrained_layout=True
-    )
+    fig = Figure(figsize=(max(width * ncols, min_width), height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
@@ -112,7 +118,18 @@ def plot_heatmaps(
 ) -> Path:
     """One heatmap per panel of an aggregated table (columns panel, x, y, value)."""
     panels = list(dict.fromkeys(table[PANEL]))
-    fig, axes = _grid(len(panels), 3.9, 3.3)
+    fig, axes = grid(len(panels), 3.9, 3.3)
+    draw_heatmaps(fig, axes[: len(panels)], table, value, x, y, categorical)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, out)
+
+
+def draw_heatmaps(
+    fig: Figure, axes: Iterable[Axes], table: pd.DataFrame, value: str, x: str, y: str, categorical: bool = False
+) -> None:
+    """A heatmap of each panel of an aggregated table on its axes, one shared colour scale."""
+    panels, axes = list(dict.fromkeys(table[PANEL])), list(axes)
+    style: dict[str, Any]
     if categorical:
         codes = sorted(classify.CLASS_NAMES)
         cmap = ListedColormap([classify.CLASS_COLORS[c] for c in codes])
@@ -122,16 +139,17 @@ def plot_heatmaps(
         finite = table[value].to_numpy(dtype=float)
         style = {"cmap": "viridis", "vmin": float(np.nanmin(finite)), "vmax": float(np.nanmax(finite))}
     xs_all, ys_all = np.sort(table[x].unique()), np.sort(table[y].unique())
-    image = None
     for ax, name in zip(axes, panels):
-        grid = table[table[PANEL] == name].pivot(index=y, columns=x, values=value).reindex(index=ys_all, columns=xs_all)
-        xp, xt = _positions(grid.columns.to_numpy())
-        yp, yt = _positions(grid.index.to_numpy())
-        xlog, ylog = _log_scale(grid.columns.to_numpy()), _log_scale(grid.index.to_numpy())
+        cells = (
+            table[table[PANEL] == name].pivot(index=y, columns=x, values=value).reindex(index=ys_all, columns=xs_all)
+        )
+        xp, xt = _positions(cells.columns.to_numpy())
+        yp, yt = _positions(cells.index.to_numpy())
+        xlog, ylog = _log_scale(cells.columns.to_numpy()), _log_scale(cells.index.to_numpy())
         image = ax.pcolormesh(
             _cell_edges(xp, xlog),
             _cell_edges(yp, ylog),
-            np.ma.masked_invalid(grid.to_numpy(dtype=float)),
+            np.ma.masked_invalid(cells.to_numpy(dtype=float)),
             shading="flat",
             **style,
         )
@@ -149,10 +167,8 @@ def plot_heatmaps(
     if categorical:
         handles = [Patch(color=classify.CLASS_COLORS[c], label=classify.CLASS_NAMES[c]) for c in codes]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
-    elif image is not None:
-        fig.colorbar(image, ax=list(axes[: len(panels)]), label=f"{value} (seed mean)", shrink=0.9, pad=0.01)
-    fig.suptitle(title, fontsize=10)
-    return save(fig, out)
+    elif panels:
+        fig.colorbar(image, ax=axes, label=f"{value} (seed mean)", shrink=0.9, pad=0.01)
 
 
 def plot_lines(
@@ -172,33 +188,11 @@ def plot_lines(
     per panel as a black dashed line with a grey standard-error band, under the label given.
     """
     panels = list(dict.fromkeys(table[PANEL]))
-    hues = list(dict.fromkeys(table[hue]))
-    colors = {h: f"C{i % 10}" for i, h in enumerate(hues)}
-    dashes = ["-", "--", ":", "-."]
-    fig, axes = _grid(len(panels), 4.0, 3.4, min_width=6.0)
+    colors = {h: f"C{i % 10}" for i, h in enumerate(dict.fromkeys(table[hue]))}
+    fig, axes = grid(len(panels), 4.0, 3.4, min_width=6.0)
     xlog = _log_scale(np.sort(table[x].unique()))
     for ax, name in zip(axes, panels):
-        part = table[table[PANEL] == name]
-        if xlog:
-            ax.set_xscale("log")
-        for k, v in enumerate(values):
-            for h in hues:
-                line = part[(part[hue] == h) & part[v].notna()].sort_values(x)
-                if line.empty:
-                    continue
-                label = str(h) if len(values) == 1 else f"{h}: {v}"
-                ax.errorbar(
-                    line[x],
-                    line[v],
-                    yerr=line[f"{v}_sem"].fillna(0.0),
-                    color=colors[h],
-                    ls=dashes[k % len(dashes)],
-                    marker="o",
-                    ms=3,
-                    capsize=2,
-                    lw=1.2,
-                    label=label,
-                )
+        draw_lines(ax, table[table[PANEL] == name], values, x, hue, colors, xlog)
         if reference is not None:
             _reference_line(ax, reference[reference[PANEL] == name].sort_values(x), x, reference_label)
         ax.set_title(name, fontsize=9)
@@ -217,7 +211,39 @@ def plot_lines(
     return save(fig, out)
 
 
-def _reference_line(ax: plt.Axes, line: pd.DataFrame, x: str, label: str) -> None:
+def draw_lines(
+    ax: Axes,
+    part: pd.DataFrame,
+    values: Sequence[str],
+    x: str,
+    hue: str,
+    colors: dict[Any, str],
+    xlog: bool = False,
+) -> None:
+    """Seed mean +- standard error of each value against x, one colour per hue, one dash per value."""
+    dashes = ["-", "--", ":", "-."]
+    if xlog:
+        ax.set_xscale("log")
+    for k, v in enumerate(values):
+        for h, color in colors.items():
+            line = part[(part[hue] == h) & part[v].notna()].sort_values(x)
+            if line.empty:
+                continue
+            ax.errorbar(
+                line[x],
+                line[v],
+                yerr=line[f"{v}_sem"].fillna(0.0),
+                color=color,
+                ls=dashes[k % len(dashes)],
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1.2,
+                label=str(h) if len(values) == 1 else f"{h}: {v}",
+            )
+
+
+def _reference_line(ax: Axes, line: pd.DataFrame, x: str, label: str) -> None:
     """The reference rule's value (first column after panel/x) as a dashed black line with its sem band."""
     if line.empty:
         return
@@ -236,7 +262,7 @@ def reference_rule(ds: xr.Dataset) -> str | None:
     return next((r for r, k in kinds.items() if k == "true_couplings"), None)
 
 
-def _legend_columns(fig: plt.Figure, labels: list[str]) -> int:
+def _legend_columns(fig: Figure, labels: list[str]) -> int:
     """As many columns as fit the figure's width (8-pt text ~0.075 in a character, plus the handle)."""
     column = 0.075 * max(len(lab) for lab in labels) + 0.8
     fit = int(fig.get_size_inches()[0] // column)
@@ -258,9 +284,7 @@ def heatmap_figure(
     ``at`` fixes other columns (e.g. {"noise": 0.1, "N": 200}); any axis left varying that is
     not x, y or a panel is an error, so nothing is averaged over silently except seeds.
     """
-    frame = add_panel_column(tables.restrict(derived.value_frame(ds, value), at), panel)
-    if frame.empty:
-        raise ValueError(f"no done task has a value of {value!r} in this selection")
+    frame = derived.nonempty(add_panel_column(tables.restrict(derived.value_frame(ds, value), at), panel), value)
     table = derived.aggregate(frame, ds, value, [PANEL, y, x])
     where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
     default = f"{ds.attrs.get('title', '')}: {value_label(value)}" + (f" at {where}" if where else "")
@@ -297,7 +321,7 @@ def line_figure(
         frame = add_panel_column(tables.restrict(derived.value_frame(ds, ref_value), at), panel)
         frame = frame[frame[hue] == ref_hue]
         if frame.empty:
-            raise ValueError(f"no done task of {hue} {ref_hue!r} has a value of {ref_value!r} in this selection")
+            raise NoData(f"no done task of {hue} {ref_hue!r} has a value of {ref_value!r} in this selection")
         ref_table = derived.aggregate(frame, ds, ref_value, [PANEL, hue, x or tables.load_axis(ds)])
         ref_table = ref_table.rename(columns={ref_value: REFERENCE_VALUE, f"{ref_value}_sem": f"{REFERENCE_VALUE}_sem"})
         ds = ds.sel(rule=[r for r in ds["rule"].values.tolist() if r != ref_hue]) if hue == "rule" else ds
@@ -314,7 +338,7 @@ def line_figure(
         part = derived.aggregate(frame, ds, v, [PANEL, hue, x]).drop(columns=["n"])
         table = part if table is None else table.merge(part, on=[PANEL, hue, x], how="outer")
     if table is None:
-        raise ValueError(f"no done task has a value of {values} in this selection")
+        raise NoData(f"no done task has a value of {values} in this selection")
     for v in values:
         if v not in table.columns:
             table[v], table[f"{v}_sem"] = np.nan, np.nan

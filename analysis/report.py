@@ -3,7 +3,9 @@
 The figures are chosen from what the cube holds: only axes with more than one value are
 plotted against, only metrics with data are shown, and only done tasks count, so the same call
 works on a finished paper sweep, on a half-finished one and on a two-task smoke test. A figure
-that cannot be drawn is listed with its reason instead of stopping the report.
+whose data are absent from its selection (``NoData``: the metric or coordinate is not there, or
+no done task has a value) is listed with that reason; any other failure stops the report and
+names the figure, because it is a bug, not a property of the cube.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.analysis import classify, figures, summary, tables, theory_figures
+from amsweep.pipeline.errors import NoData
 from amsweep.storage import query
 
 MAX_DATASETS = 6  # panels of one line figure: datasets x N values
 MAX_N = 3
 MAX_PHASE_FACETS = 4  # (load x noise) heatmap figures, one per (dataset, N)
+# Metrics that only some cubes hold data of (no test set, no features, no true couplings, basins
+# off): their figures are drawn only where the cube has them, and not listed as missing elsewhere.
+GATED = ("m_test", "test_best_train", "test_best_feature", "fixed_point_fraction", "coupling_similarity", "basin_mean")
+
+
+class FigureFailed(RuntimeError):
+    """A standard figure could not be drawn from data the cube does have: a bug, never skipped."""
 
 
 @dataclass
@@ -36,8 +46,10 @@ class Figures:
     def add(self, caption: str, name: str, draw: Callable[[Path], Path]) -> None:
         try:
             self.made.append((caption, draw(self.out / slug(name))))
-        except (ValueError, KeyError) as e:
-            self.skipped.append(f"{caption}: {e.args[0] if e.args else e}")
+        except NoData as e:
+            self.skipped.append(f"{caption}: {e}")
+        except Exception as e:  # a bug in a figure the report chose: stop, naming it (and the cause)
+            raise FigureFailed(f"report figure {name!r} ({caption}) failed: {type(e).__name__}: {e}") from e
 
 
 def slug(text: str) -> str:
@@ -82,17 +94,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
     figs = Figures(out)
     load = tables.load_axis(ds)
     base = tables.tidy(ds, ["m_train"])
-    has = {
-        m: m in ds.data_vars and tables.has_data(ds, m)
-        for m in (
-            "m_test",
-            "test_best_train",
-            "test_best_feature",
-            "fixed_point_fraction",
-            "coupling_similarity",
-            "basin_mean",
-        )
-    }
+    has = {m: tables.has_data(ds, m) for m in GATED}
     sel, panel, pairs = _facets(ds, base)
     rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
     multi_load = base[load].nunique() > 1
@@ -173,7 +175,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                 "pairs: draw them with amsweep.analysis.figures.heatmap_figure"
             )
     _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
-    if "temperature" in ds.coords or "beta" in ds.coords:
+    if any(theory_figures.dynamics_temperature(ds)):  # not a dataset's sample temperature
         figs.add(
             "Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
             "theory, with the line T_M(alpha)",
@@ -202,7 +204,8 @@ def _coordinate_heatmaps(
     values += ["test_best_feature"] if has["test_best_feature"] else []
     for c in _dataset_coordinates(ds, base):
         others = [o for o in _dataset_coordinates(ds, base) if o != c]
-        groups = base.drop_duplicates(subset=["dataset_entry", "N", *others])
+        defined = base[np.isfinite(base[c].to_numpy(dtype=float))]  # datasets without c have no such axis
+        groups = defined.drop_duplicates(subset=["dataset_entry", "N", *others])
         for _, g in groups.head(MAX_PHASE_FACETS).iterrows():
             where = {
                 "dataset_entry": g["dataset_entry"],

@@ -8,31 +8,20 @@ columns, and averaging over replicas is an ordinary group-by. Cubes are read onl
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import query
-from amsweep.storage.layout import STATUS_NAMES
+from amsweep.storage.layout import DONE, STATUS_NAMES
 
-
-def load_axis(ds: xr.Dataset) -> str:
-    """The cube's load dimension: ``alpha`` or ``P`` (a sweep has exactly one)."""
-    return "alpha" if "alpha" in ds.dims else "P"
-
-
-def task_dims(ds: xr.Dataset) -> list[str]:
-    """Dimensions that identify a task (training run); noise is an evaluation axis."""
-    return ["dataset", "N", load_axis(ds), "rule", "seed"]
-
-
-def spec_of(ds: xr.Dataset) -> dict[str, Any]:
-    """The canonical spec stored in the cube (the structure of datasets and rules)."""
-    return json.loads(ds.attrs["amsweep_spec"])
+# The cube's axes as storage.query defines them, re-exported for the analysis modules.
+from amsweep.storage.query import load_axis as load_axis
+from amsweep.storage.query import task_dims as task_dims
 
 
 def status_counts(ds: xr.Dataset) -> dict[str, int]:
@@ -47,7 +36,7 @@ def component_table(ds: xr.Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
     Taken from the stored spec rather than the cube's coordinates so that rule and dataset
     families are known even where a coordinate is missing (a spec entry with a single variant).
     """
-    spec = spec_of(ds)
+    spec = query.stored_spec(ds)
     datasets = pd.DataFrame(
         [{"dataset": d["label"], "dataset_kind": d["kind"], "dataset_entry": d["entry"]} for d in spec["datasets"]]
     )
@@ -86,7 +75,15 @@ def _attach(frame: pd.DataFrame, ds: xr.Dataset) -> pd.DataFrame:
 
 
 def has_data(ds: xr.Dataset, metric: str) -> bool:
-    """True when some done task holds a finite value of ``metric``."""
+    """True when some done task holds a finite value of ``metric``.
+
+    A metric declared ``always`` has a value wherever a task is done (``storage.check``
+    verifies it), so only its presence and the status grid are read.
+    """
+    if metric not in ds.data_vars:
+        return False
+    if METRICS[metric].always:
+        return bool((np.asarray(ds["status"].values) == DONE).any())
     return bool(np.isfinite(query.done_values(ds, metric).values).any())
 
 
@@ -98,7 +95,10 @@ def tidy(ds: xr.Dataset, metrics: Sequence[str]) -> pd.DataFrame:
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise KeyError(f"unknown metric(s) {unknown}; available: {', '.join(METRICS)}")
+        raise QueryError(f"unknown metric(s) {unknown}; available: {', '.join(METRICS)}")
+    absent = [m for m in metrics if m not in ds.data_vars]
+    if absent:  # a cube made before the metric existed holds no variable of it
+        raise NoData(f"this cube holds no variable {absent} (made before the metric existed)")
     if not metrics:
         raise ValueError("tidy() needs at least one metric")
     order = sorted(metrics, key=lambda m: not METRICS[m].per_noise)  # per-noise first
@@ -132,7 +132,7 @@ def check_fixed(frame: pd.DataFrame, keys: Sequence[str], axes: Sequence[str], o
         counts = frame.groupby(keys, dropna=False)[axis].nunique() if keys else pd.Series([frame[axis].nunique()])
         if len(counts) and int(counts.max()) > 1:
             values = sorted(frame[axis].dropna().unique().tolist(), key=str)[:8]
-            raise ValueError(
+            raise QueryError(
                 f"the selection still varies along {axis!r} ({values}); select one value "
                 f"(query.select or --where {axis}=...) or make it an axis or a panel"
             )
@@ -176,14 +176,14 @@ def restrict(frame: pd.DataFrame, at: dict[str, Any] | None) -> pd.DataFrame:
     """Rows whose columns equal the given values (floats compared with a relative tolerance)."""
     for key, value in (at or {}).items():
         if key not in frame.columns:
-            raise KeyError(f"no column {key!r} to fix; available: {', '.join(map(str, frame.columns))}")
+            raise QueryError(f"no column {key!r} to fix; available: {', '.join(map(str, frame.columns))}")
         col = frame[key]
         if col.dtype.kind in "iuf" and isinstance(value, (int, float)):
             keep = np.isclose(col.to_numpy(dtype=float), float(value), rtol=1e-9, atol=1e-12)
         else:
             keep = col.astype(str) == str(value)
-        if not keep.any():
-            raise KeyError(
+        if not keep.any():  # the table holds done values only: none at this value
+            raise NoData(
                 f"{key} = {value!r} not in this table; values: {sorted(col.dropna().unique().tolist(), key=str)[:10]}"
             )
         frame = frame[keep]

@@ -15,32 +15,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from amsweep.analysis import figures, summary, tables  # noqa: E402
-from amsweep.analysis.labels import axis_label  # noqa: E402
-from amsweep.pipeline.theory.hopfield_rs import T_M, overlap  # noqa: E402
+from amsweep.analysis import figures, summary, tables
+from amsweep.analysis.labels import axis_label
+from amsweep.pipeline.errors import NoData
+from amsweep.pipeline.theory.hopfield_rs import T_M, overlap
 
 CAPACITY_SUCCESS = 0.9  # a load counts as stored when >= 90% of corrupted starts are retrieved
 THEORY = "replica-symmetric theory"
 MAX_LOAD_PANELS = 4
 
 
+def dynamics_temperature(ds: xr.Dataset) -> tuple[str | None, str | None]:
+    """The rule-axis coordinates holding the dynamics' temperature and beta, if any.
+
+    A dataset's own sample temperature (the spin glass's) is a coordinate on the dataset axis and
+    takes the plain name first, so the dynamics' one is then ``dynamics_temperature``.
+    """
+
+    def on_rule(names: tuple[str, str]) -> str | None:
+        return next((n for n in names if n in ds.coords and ds[n].dims == ("rule",)), None)
+
+    return on_rule(("temperature", "dynamics_temperature")), on_rule(("beta", "dynamics_beta"))
+
+
 def temperature_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
-    """Done values with a temperature column T: the dynamics' ``temperature``, or 1 / ``beta``."""
+    """Done values with a temperature column T: the dynamics' temperature, or 1 / beta."""
+    temperature, beta = dynamics_temperature(ds)
     frame = tables.tidy(ds, [metric])
-    T = frame["temperature"] if "temperature" in frame.columns else pd.Series(np.nan, index=frame.index)
-    if "beta" in frame.columns:
-        T = T.fillna(1.0 / frame["beta"])
+    T = frame[temperature] if temperature else pd.Series(np.nan, index=frame.index)
+    if beta:
+        T = T.fillna(1.0 / frame[beta])
     frame = frame.assign(T=T).dropna(subset=["T"])
     if frame.empty:
-        raise ValueError("no rule of this cube has a temperature (dynamics parameter temperature or beta)")
+        raise NoData("no rule of this cube has a temperature (dynamics parameter temperature or beta)")
     return frame
 
 
@@ -71,7 +83,8 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
         )
         means = pd.concat([means, theory], ignore_index=True)
         panels.append(THEORY)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False, constrained_layout=True)
+    fig = Figure(figsize=(4.4 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)
     image = None
     loads = np.sort(means[load].unique().astype(float))
     for ax, dyn in zip(axes[0], panels):
@@ -112,7 +125,7 @@ def temperature_lines_figure(
     """``metric`` against T at a few loads: each dynamics (seed mean +- sem) and the RS curve m(alpha, T)."""
     means, load, noise = _temperature_means(ds, metric)
     if load != "alpha":
-        raise ValueError("the RS comparison needs a load axis alpha (this cube's is P)")
+        raise NoData("the RS comparison needs a load axis alpha (this cube's is P)")
     available = np.sort(means[load].unique().astype(float))
     if loads is None:
         loads = [
@@ -121,9 +134,8 @@ def temperature_lines_figure(
                 np.linspace(0, len(available) - 1, min(MAX_LOAD_PANELS, len(available))).round().astype(int)
             )
         ]
-    fig, axes = plt.subplots(
-        1, len(loads), figsize=(3.6 * len(loads), 3.4), squeeze=False, constrained_layout=True, sharey=True
-    )
+    fig = Figure(figsize=(3.6 * len(loads), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(loads), squeeze=False, sharey=True)
     T_grid = np.sort(means["T"].unique().astype(float))
     fine = np.linspace(max(T_grid.min() * 0.8, 1e-3), T_grid.max(), 120)
     for ax, a in zip(axes[0], loads):
@@ -161,7 +173,7 @@ def temperature_lines_figure(
 def capacity_frame(ds: xr.Dataset, metric: str = "success_train") -> pd.DataFrame:
     """Per (rule, N, seed): the largest P retrieved at every P up to it (mean over noise levels' min)."""
     if tables.load_axis(ds) != "P":
-        raise ValueError("a capacity figure needs a sweep over P (the load axis of this cube is alpha)")
+        raise NoData("a capacity figure needs a sweep over P (the load axis of this cube is alpha)")
     frame = tables.tidy(ds, [metric])
     noise = float(frame["noise"].max())
     frame = frame[frame["noise"] == noise]
@@ -183,8 +195,9 @@ def capacity_figure(ds: xr.Dataset, out: str | Path, metric: str = "success_trai
     """Capacity against N per rule, mean and spread over seeds, log y axis."""
     cap = capacity_frame(ds, metric)
     if cap["N"].nunique() < 2:
-        raise ValueError("a capacity figure needs at least two values of N")
-    fig, ax = plt.subplots(figsize=(5.2, 3.8), constrained_layout=True)
+        raise NoData("a capacity figure needs at least two values of N")
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    ax = fig.subplots()
     p_max = float(ds["P"].max())
     for rule, g in cap.groupby("rule", sort=False):
         stats = g.groupby("N")["capacity"].agg(["mean", "min", "max"]).reset_index()

@@ -8,7 +8,7 @@ majority places the basin where the example's retrieval probability crosses 1/2,
 median over examples estimates the grid's median basin), found by bisection on
 k in [0, N // 2] with resolution one site, in ceil(log2(N // 2 + 2)) rounds. Each round relaxes
 all examples x trials in one dynamics call. The basin is reported like the grid's,
-1 - m_in* = 2 k* / N (SCIENCE.md section 4), so the two are directly comparable.
+1 - m_in* = 2 k* / N (docs/science.md#metrics), so the two are directly comparable.
 
 Corruption is *nested*: each (example, trial) draws one random order of its sites once, and k
 flips are the first k sites of that order. The start at k + 1 flips is then the start at k with
@@ -51,7 +51,6 @@ PARAMS: dict[str, Param] = {
     ),
     "basin_criterion": Param(0.99, float, "overlap that counts as retrieval", low=0.0, high=1.0, open_low=True),
 }
-QUANTILES = (0.1, 0.5, 0.9)
 
 
 def canonical_retrieval(retrieval: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -145,23 +144,12 @@ def scan(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int, rng
     return table
 
 
-def summary(k_star: np.ndarray, N: int) -> dict[str, np.float32]:
-    """basin_mean and quantiles of the per-example basin 2 k* / N (NaN without examples)."""
-    names = ["basin_mean", *(f"basin_q{int(round(100 * p))}" for p in QUANTILES)]
-    if k_star.size == 0:
-        return {n: np.float32(np.nan) for n in names}
-    b = 2.0 * k_star / N
-    values = [b.mean(), *np.quantile(b, QUANTILES)]
-    return {n: np.float32(v) for n, v in zip(names, values)}
-
-
-def cell_basins(
-    X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator
-) -> dict[str, np.float32]:
-    """The cell's basin metrics, NaN when the spec leaves the metric off (basin_examples = 0)."""
+def cell_basins(X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator) -> np.ndarray:
+    """The basin 2 k*/N of each of the first ``basin_examples`` training examples (empty when the
+    spec leaves the bisection off); the basin metrics of ``pipeline/metrics.py`` summarise it."""
     n = int(retrieval.get("basin_examples", 0))
     X = X[:n]
     if n == 0:
-        return summary(np.zeros(0), X.shape[1])
+        return np.zeros(0)
     k = bisect(X, relax, int(retrieval["basin_trials"]), float(retrieval["basin_criterion"]), q, rng)
-    return summary(k, X.shape[1])
+    return 2.0 * k / X.shape[1]

@@ -70,6 +70,12 @@ def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], ro
 
 
 def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
+    """Prepare the starts each metric group needs, relax them, and let ``metrics`` measure.
+
+    The order of the random draws (data, training, fixed points, then per noise level the
+    training and test starts, then random starts; basins on their own streams) is part of the
+    result: a cell's values for a spec and seed never change.
+    """
     data = make_data(task, root_seed)
     t0 = time.perf_counter()
     model = train(task, data, root_seed)
@@ -84,7 +90,6 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     q, key = data.q, data_key(task)
     train_starts = data.train[: min(task.P, retrieval["train_starts"])]
     test_starts = data.test[: min(data.test.shape[0], retrieval["test_starts"])]
-    features = data.meta.get("features")
 
     t0 = time.perf_counter()
     # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
@@ -94,59 +99,36 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     else:
         fixed_dynamics, one_sweep = dynamics, {**task.rule.dynamics_params, "max_sweeps": 1}
     stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
-    values: dict[str, np.ndarray] = {
-        "fixed_point_fraction": np.float32(np.mean(np.all(stays == data.train, axis=1))),
-    }
-    per_noise: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
+    series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
-        # overlaps of M.thermal_state: <s_i> for thermal dynamics, the final state otherwise
         r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
-        per_noise["m_train"].append(M.mean_or_nan(M.overlap(M.thermal_state(r), train_starts, q)))
-        read_out = M.overlap(r.final, train_starts, q)  # binarised: sign(<s_i>) for thermal dynamics
-        per_noise["success_train"].append(M.mean_or_nan(read_out >= M.SUCCESS_OVERLAP))
-        per_noise["converged_train"].append(M.mean_or_nan(r.converged))
+        per_level = M.evaluate(M.TRAIN, M.Starts(r, data, train_starts))
         if test_starts.shape[0]:
             r = relax(M.corrupt(test_starts, rho, q, start_rng, flips))
-            s = M.thermal_state(r)
-            per_noise["m_test"].append(M.mean_or_nan(M.overlap(s, test_starts, q)))
-            per_noise["converged_test"].append(M.mean_or_nan(r.converged))
-            per_noise["test_best_train"].append(M.mean_or_nan(M.best_overlap(s, data.train, q)))
-            per_noise["test_best_feature"].append(
-                M.mean_or_nan(M.best_abs_overlap(s, features)) if features is not None else np.nan
-            )
+            per_level.update(M.evaluate(M.TEST, M.Starts(r, data, test_starts)))
         else:
-            for name in ("m_test", "converged_test", "test_best_train", "test_best_feature"):
-                per_noise[name].append(np.nan)
-    n_random = retrieval["random_starts"]
-    r = relax(M.random_states(n_random, task.N, q, stream(root_seed, "random", *key)))
-    s = M.thermal_state(r)
-    values["random_best_train"] = np.float32(M.mean_or_nan(M.best_overlap(s, data.train, q)))
-    values["random_best_test"] = np.float32(M.mean_or_nan(M.best_overlap(s, data.test, q)))
-    values["random_converged"] = np.float32(M.mean_or_nan(r.converged))
-    true_J = data.meta.get("true_J")
-    values["coupling_similarity"] = np.float32(
-        M.cosine_similarity(model.J, true_J) if true_J is not None and model.J is not None else np.nan
-    )
-    values["retrieval_seconds"] = np.float32(time.perf_counter() - t0)
-    values["train_seconds"] = np.float32(train_seconds)
+            per_level.update(M.undefined(M.TEST))
+        for name, value in per_level.items():
+            series[name].append(value)
+    r = relax(M.random_states(retrieval["random_starts"], task.N, q, stream(root_seed, "random", *key)))
+    scalars = M.evaluate(M.RANDOM, M.Starts(r, data))
+    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, stays)))
+    retrieval_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
     basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
     basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
-    values.update(
-        basin_bisection.cell_basins(
-            data.train,
-            lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
-            retrieval,
-            q,
-            basin_rng,
-        )
+    basin = basin_bisection.cell_basins(
+        data.train,
+        lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
+        retrieval,
+        q,
+        basin_rng,
     )
-    values["basin_seconds"] = np.float32(time.perf_counter() - t0)
-    for name, series in per_noise.items():
-        values[name] = np.asarray(series, dtype=np.float32)
+    scalars.update(M.evaluate(M.BASINS, basin))  # NaN when the bisection is off
+    scalars.update(M.evaluate(M.TIMINGS, M.Timings(train_seconds, retrieval_seconds, time.perf_counter() - t0)))
     kept = None
     if retrieval.get("store_couplings"):
         kept = model.J if model.J is not None else model.memories
-    return CellResult(task.index, values, kept)
+    return CellResult(task.index, M.result_values(scalars, series), kept)

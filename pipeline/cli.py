@@ -124,12 +124,6 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
-    except (ConnectionError, TimeoutError, ValueError) as e:
-        if args.address is None:
-            raise  # a local Ray that cannot start is not the user's input: a bug or the machine
-        raise AmsweepError(
-            f"--address {args.address}: cannot join that Ray cluster ({type(e).__name__}: {e}); nothing ran"
-        ) from None
     try:
         report = run(
             cube,
@@ -169,7 +163,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
     frame = query.to_frame(ds, args.metric)
     if args.mean:
-        frame = query.summarize(frame, args.metric)
+        from amsweep.analysis.tables import seed_stats
+
+        frame = seed_stats(frame, args.metric, [c for c in frame.columns if c not in (args.metric, "seed")])
     drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c != args.metric]
     shown = frame.drop(columns=drop) if not args.csv else frame
     if args.csv:

@@ -32,12 +32,19 @@ class PluginError(AmsweepError):
 class QueryError(AmsweepError, KeyError, ValueError):
     """A selection names a coordinate, value or metric the cube does not have.
 
-    Also a KeyError and a ValueError: the query and analysis functions raised those before,
-    and callers (``amsweep.analysis.report`` skipping a figure) still catch them.
+    Also a KeyError and a ValueError, as the query and analysis functions raised before the
+    hierarchy existed, so that older callers keep working; amsweep itself catches only
+    ``AmsweepError`` (the CLI) and ``NoData`` (the report), never the broad types.
     """
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class NoData(QueryError):
+    """The selection holds no done value of what a table or figure needs (the metric or the
+    coordinate is absent, or NaN for every done task): nothing to show, which is not a bug.
+    The report lists such a figure as not made, with this message as the reason."""
 
 
 def show(value: object, limit: int = 60) -> str:

@@ -1,90 +1,39 @@
-"""What a cell measures, and the elementary quantities it is built from.
+"""What a cell measures: every metric declared and computed here, with the quantities it uses.
 
-``METRICS`` is the single schema of a result: the cube template, the cell and the analysis all
-read it, so a metric is declared once. Functions here are batched (rows are states) and
-alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1 (q > 2).
+A metric is one entry of ``METRICS``: how it is computed and from what, and what storage and
+analysis read about it (dims, dtype, description, label, units, whether every done task has a
+value). The cube template, the integrity check, the cell and the figures all read this table,
+so adding a metric is one entry here. Metrics are grouped by what the cell must prepare for them:
+``TRAIN`` and ``TEST`` (training or test examples corrupted at each noise level, relaxed: one
+value per noise level; TEST is NaN without test examples), ``RANDOM`` (random states relaxed
+once), ``CELL`` (once per cell from data and model), ``BASINS`` (the bisection basin 2 k*/N of
+each probed example) and ``TIMINGS`` (wall times, not deterministic).
 
-Overlaps of a thermal dynamics (TAP, Glauber) are thermal overlaps (1/N) sum_i xi_i <s_i>, read
-from the relaxation's ``magnetisation`` (see ``thermal_state``): the quantity the
-replica-symmetric theory predicts. The binarised read-out sign(<s_i>) (the relaxation's ``final``)
-decides ``success_train``; for zero-temperature dynamics the two are the same states. (No separate
-binarised-overlap metric: a new metric cannot yet be added to a format-1 cube's upgrade.)
+Functions are batched (rows are states) and alphabet-aware: Ising +-1 (q == 2) or Potts 0..q-1
+(q > 2). Overlaps of a thermal dynamics (TAP, Glauber) are thermal overlaps (1/N) sum_i xi_i <s_i>
+of the relaxation's ``magnetisation`` (``thermal_state``), which the replica-symmetric theory
+predicts (docs/science.md#metrics); the binarised read-out sign(<s_i>) (``final``) decides
+``success_train``. For zero-temperature dynamics the two are the same states.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable
+from operator import attrgetter
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline.model import Relaxation
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A result variable. ``per_noise`` adds the noise axis; ``deterministic`` is False for timings."""
-
-    description: str
-    per_noise: bool
-    units: str = ""
-    deterministic: bool = True
-
-
-METRICS: dict[str, Metric] = {
-    "fixed_point_fraction": Metric("fraction of training examples that are fixed points of the dynamics", False),
-    "m_train": Metric(
-        "mean final overlap with the corrupted training example it started from "
-        "(thermal dynamics: of the magnetisations <s_i>)",
-        True,
-    ),
-    "success_train": Metric(
-        "fraction of training starts whose binarised final state (sign(<s_i>) for "
-        "thermal dynamics) has overlap >= 0.99 with their example",
-        True,
-    ),
-    "converged_train": Metric("fraction of training starts that reached a fixed point", True),
-    "m_test": Metric(
-        "mean final overlap with the corrupted test example it started from "
-        "(thermal dynamics: of the magnetisations <s_i>)",
-        True,
-    ),
-    "converged_test": Metric("fraction of test starts that reached a fixed point", True),
-    "test_best_train": Metric("mean over test starts of the attractor's best overlap with any training example", True),
-    "test_best_feature": Metric(
-        "mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)", True
-    ),
-    "random_best_train": Metric(
-        "mean over random starts of the attractor's best overlap with any training example", False
-    ),
-    "random_best_test": Metric("mean over random starts of the attractor's best overlap with any test example", False),
-    "random_converged": Metric("fraction of random starts that reached a fixed point", False),
-    "coupling_similarity": Metric("cosine similarity of learned and true couplings (spin glass only)", False),
-    "basin_mean": Metric(
-        "mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
-        "sites from which the example is still retrieved, found by bisection "
-        "(retrieval.basin_examples > 0; NaN otherwise)",
-        False,
-    ),
-    "basin_q10": Metric("10% quantile over training examples of the bisection basin 2 k*/N", False),
-    "basin_q50": Metric("median over training examples of the bisection basin 2 k*/N", False),
-    "basin_q90": Metric("90% quantile over training examples of the bisection basin 2 k*/N", False),
-    "train_seconds": Metric("wall time of training", False, "s", deterministic=False),
-    "retrieval_seconds": Metric("wall time of all retrieval runs of the task", False, "s", deterministic=False),
-    "basin_seconds": Metric("wall time of the bisection basins (0 when they are off)", False, "s", deterministic=False),
-}
+from amsweep.pipeline.model import Data, Model, Relaxation
 
 SUCCESS_OVERLAP = 0.99
 
 
 def thermal_state(relaxation: Relaxation) -> np.ndarray:
-    """The states whose overlaps a cell reports: <s_i> of a thermal dynamics, else the final states.
-
-    Overlaps are linear in the state, so (1/N) xi . <s> is the thermal overlap the
-    replica-symmetric theory gives; zero-temperature dynamics set no magnetisation and keep
-    their overlaps of ``final`` bit for bit.
-    """
+    """The states whose overlaps a cell reports: <s_i> of a thermal dynamics (overlaps are linear
+    in the state, so (1/N) xi . <s> is the thermal overlap), else the final states, bit for bit."""
     m = relaxation.magnetisation
     return relaxation.final if m is None else m
 
@@ -168,3 +117,282 @@ def mean_or_nan(x: np.ndarray) -> float:
         return float("nan")
     total = np.add.reduce(x, axis=None, dtype=np.float64 if x.dtype.kind in "biu" else None)
     return float(total.dtype.type(total / np.intp(x.size)))
+
+
+# ---- what each group of metrics is computed from -------------------------------------------------
+
+TRAIN, TEST, RANDOM, CELL, BASINS, TIMINGS = "train", "test", "random", "cell", "basins", "timings"
+GROUPS = (TRAIN, TEST, RANDOM, CELL, BASINS, TIMINGS)
+PER_NOISE = (TRAIN, TEST)  # groups evaluated once per noise level: their metrics have a noise axis
+
+
+@dataclass(frozen=True)
+class Starts:
+    """Relaxed starts (TRAIN, TEST, RANDOM) and what their metrics compare them with."""
+
+    relaxation: Relaxation
+    data: Data
+    origin: np.ndarray | None = None  # the examples the starts were corrupted from (None: random starts)
+
+    @property
+    def state(self) -> np.ndarray:
+        return thermal_state(self.relaxation)
+
+    @property
+    def examples(self) -> np.ndarray:  # TRAIN and TEST metrics compare with these
+        if self.origin is None:
+            raise ValueError("random starts have no example they were corrupted from")
+        return self.origin
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """What the once-per-cell metrics (CELL) read: the data, the model and the fixed-point test."""
+
+    data: Data
+    model: Model
+    stays: np.ndarray  # each training example after one sweep of the zero-temperature dynamics
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall times (TIMINGS) the cell measures, in seconds."""
+
+    train: float
+    retrieval: float
+    basins: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One result variable: how it is computed, and what storage and analysis read about it.
+
+    ``compute`` takes its group's inputs (``Starts``, ``CellInputs``, the per-example basin
+    array 2 k*/N, or ``Timings``) and returns one number. ``always``: every done task has a
+    finite value by construction (a fraction of counted starts, a timing), so ``storage.check``
+    reports a NaN there as damage and analysis needs no scan to know the metric has data. A
+    metric added to existing cubes cannot be ``always``: tasks done before it hold NaN.
+    """
+
+    group: str
+    compute: Callable[[Any], float]
+    description: str  # the cube's long_name and description attributes
+    label: str  # axis and legend label of figures
+    units: str = ""
+    always: bool = False
+    dtype: type[np.floating] = np.float32
+
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:  # the cell prepares inputs only for these
+            raise ValueError(f"metric group {self.group!r}: expected one of {GROUPS}")
+
+    @property
+    def per_noise(self) -> bool:
+        return self.group in PER_NOISE
+
+    @property
+    def deterministic(self) -> bool:
+        """Timings differ between runs; every other value is a function of the task and seed."""
+        return self.group != TIMINGS
+
+    def dims(self, task_dims: Sequence[str]) -> tuple[str, ...]:
+        return (*task_dims, "noise") if self.per_noise else tuple(task_dims)
+
+
+def _overlap_with_origin(s: Starts) -> float:
+    return mean_or_nan(overlap(s.state, s.examples, s.data.q))
+
+
+def _retrieved(s: Starts) -> float:
+    """Judged on the binarised state: sign(<s_i>) for thermal dynamics."""
+    return mean_or_nan(overlap(s.relaxation.final, s.examples, s.data.q) >= SUCCESS_OVERLAP)
+
+
+def _converged(s: Starts) -> float:
+    return mean_or_nan(s.relaxation.converged)
+
+
+def _best_train(s: Starts) -> float:
+    return mean_or_nan(best_overlap(s.state, s.data.train, s.data.q))
+
+
+def _best_test(s: Starts) -> float:
+    return mean_or_nan(best_overlap(s.state, s.data.test, s.data.q))
+
+
+def _best_feature(s: Starts) -> float:
+    features = s.data.meta.get("features")
+    return math.nan if features is None else mean_or_nan(best_abs_overlap(s.state, features))
+
+
+def _fixed_points(c: CellInputs) -> float:
+    return float(np.mean(np.all(c.stays == c.data.train, axis=1)))
+
+
+def _coupling_similarity(c: CellInputs) -> float:
+    true_J = c.data.meta.get("true_J")
+    return math.nan if true_J is None or c.model.J is None else cosine_similarity(c.model.J, true_J)
+
+
+def _basin_mean(basin: np.ndarray) -> float:
+    return float(basin.mean()) if basin.size else math.nan
+
+
+def _basin_quantile(p: float) -> Callable[[np.ndarray], float]:
+    return lambda basin: float(np.quantile(basin, p)) if basin.size else math.nan
+
+
+METRICS: dict[str, Metric] = {
+    "fixed_point_fraction": Metric(
+        CELL,
+        _fixed_points,
+        "fraction of training examples that are fixed points of the dynamics",
+        "fraction of training examples that are fixed points",
+        always=True,
+    ),
+    "m_train": Metric(
+        TRAIN,
+        _overlap_with_origin,
+        "mean final overlap with the corrupted training example it started from "
+        "(thermal dynamics: of the magnetisations <s_i>)",
+        r"final overlap from training starts $m_{train}$",
+    ),
+    "success_train": Metric(
+        TRAIN,
+        _retrieved,
+        "fraction of training starts whose binarised final state (sign(<s_i>) for "
+        "thermal dynamics) has overlap >= 0.99 with their example",
+        "fraction of training starts retrieved (overlap >= 0.99)",
+        always=True,
+    ),
+    "converged_train": Metric(
+        TRAIN,
+        _converged,
+        "fraction of training starts that reached a fixed point",
+        "fraction of training starts that reached a fixed point",
+        always=True,
+    ),
+    "m_test": Metric(
+        TEST,
+        _overlap_with_origin,
+        "mean final overlap with the corrupted test example it started from "
+        "(thermal dynamics: of the magnetisations <s_i>)",
+        r"final overlap from test starts $m_{test}$",
+    ),
+    "converged_test": Metric(
+        TEST,
+        _converged,
+        "fraction of test starts that reached a fixed point",
+        "fraction of test starts that reached a fixed point",
+    ),
+    "test_best_train": Metric(
+        TEST,
+        _best_train,
+        "mean over test starts of the attractor's best overlap with any training example",
+        "test starts: best overlap of attractor with a training example",
+    ),
+    "test_best_feature": Metric(
+        TEST,
+        _best_feature,
+        "mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)",
+        "test starts: best |overlap| of attractor with a feature",
+    ),
+    "random_best_train": Metric(
+        RANDOM,
+        _best_train,
+        "mean over random starts of the attractor's best overlap with any training example",
+        "random starts: best overlap with a training example",
+    ),
+    "random_best_test": Metric(
+        RANDOM,
+        _best_test,
+        "mean over random starts of the attractor's best overlap with any test example",
+        "random starts: best overlap with a test example",
+    ),
+    "random_converged": Metric(
+        RANDOM,
+        _converged,
+        "fraction of random starts that reached a fixed point",
+        "fraction of random starts that reached a fixed point",
+    ),
+    "coupling_similarity": Metric(
+        CELL,
+        _coupling_similarity,
+        "cosine similarity of learned and true couplings (spin glass only)",
+        "cosine(learned J, true J)",
+    ),
+    "basin_mean": Metric(
+        BASINS,
+        _basin_mean,
+        "mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
+        "sites from which the example is still retrieved, found by bisection "
+        "(retrieval.basin_examples > 0; NaN otherwise)",
+        r"basin $2k^*/N$, bisection (mean)",
+    ),
+    "basin_q10": Metric(
+        BASINS,
+        _basin_quantile(0.1),
+        "10% quantile over training examples of the bisection basin 2 k*/N",
+        r"basin $2k^*/N$, bisection (10% quantile)",
+    ),
+    "basin_q50": Metric(
+        BASINS,
+        _basin_quantile(0.5),
+        "median over training examples of the bisection basin 2 k*/N",
+        r"basin $2k^*/N$, bisection (median)",
+    ),
+    "basin_q90": Metric(
+        BASINS,
+        _basin_quantile(0.9),
+        "90% quantile over training examples of the bisection basin 2 k*/N",
+        r"basin $2k^*/N$, bisection (90% quantile)",
+    ),
+    "train_seconds": Metric(
+        TIMINGS, attrgetter("train"), "wall time of training", "training wall time", "s", always=True
+    ),
+    "retrieval_seconds": Metric(
+        TIMINGS,
+        attrgetter("retrieval"),
+        "wall time of all retrieval runs of the task",
+        "retrieval wall time",
+        "s",
+        always=True,
+    ),
+    "basin_seconds": Metric(
+        TIMINGS,
+        attrgetter("basins"),
+        "wall time of the bisection basins (0 when they are off)",
+        "basin bisection wall time",
+        "s",
+    ),
+}
+
+
+def evaluate(group: str, inputs: Any) -> dict[str, float]:
+    """Every metric of ``group`` (as METRICS holds it now) from that group's inputs."""
+    return {name: m.compute(inputs) for name, m in METRICS.items() if m.group == group}
+
+
+def undefined(group: str) -> dict[str, float]:
+    """NaN for every metric of ``group``: its starts do not exist (no test examples)."""
+    return {name: math.nan for name, m in METRICS.items() if m.group == group}
+
+
+def result_values(scalars: dict[str, float], series: dict[str, list[float]]) -> dict[str, np.ndarray]:
+    """A cell's values in their declared dtypes (one per noise level for per-noise metrics)."""
+    check_declared(set(scalars) | set(series))
+    values = {name: np.asarray(series[name], dtype=m.dtype) for name, m in METRICS.items() if m.per_noise}
+    values.update({name: m.dtype(scalars[name]) for name, m in METRICS.items() if not m.per_noise})
+    return values
+
+
+def check_declared(names: Iterable[str], what: str = "a cell result") -> None:
+    """Refuse undeclared metrics and missing declared ones: a value stored without its declaration
+    would have no cube variable, no label and no integrity check."""
+    names = set(names)
+    unknown, missing = sorted(names - METRICS.keys()), sorted(METRICS.keys() - names)
+    if unknown or missing:
+        raise ValueError(
+            f"{what} does not match the metrics declared in pipeline/metrics.py: "
+            f"undeclared {unknown}, missing {missing}"
+        )

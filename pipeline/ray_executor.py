@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from amsweep.pipeline import datafiles, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
+from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
 
@@ -98,7 +99,14 @@ class RayExecutor:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, TimeoutError, ValueError) as e:
+                if address is None:
+                    raise  # a local Ray that cannot start is not the user's input: a bug or the machine
+                raise AmsweepError(
+                    f"--address {address}: cannot join that Ray cluster ({type(e).__name__}: {e}); nothing ran"
+                ) from None
             if address is None:
                 from amsweep.pipeline import ray_reaper
 

@@ -1,9 +1,10 @@
 """Integrity check of a cube: does every variable agree with the status grid and the spec?
 
 Every done task must have a present, checksum-valid inner chunk in every variable (format 2
-writes one for each done task, NaN included, so absence means loss); a failed task needs its
-error record; "not applicable" must be what the spec says or what a run recorded; "done" where
-the spec says not applicable is impossible. Each problem is one line naming the task.
+writes one for each done task, NaN included, so absence means loss), finite where the metric is
+declared ``always`` (pipeline/metrics.py); a failed task needs its error record; "not
+applicable" must be what the spec says or what a run recorded; "done" where the spec says not
+applicable is impossible. Each problem is one line naming the task.
 ``repair`` gives exactly the damaged tasks back the state a fresh template has (pending, or not
 applicable where the spec says so), so the next run recomputes them and nothing else.
 """
@@ -60,14 +61,18 @@ def check(cube: Cube) -> CheckReport:
     for index in zip(*np.nonzero((status == DONE) & spec_na & ~damaged)):
         report.add(cube, index, "marked done, but the spec says this task does not exist")
     done = (status == DONE) & ~damaged
-    for name in METRICS:
+    for name, metric in METRICS.items():
         if name not in cube.members:
             continue  # added by the next run (NaN for tasks done before)
-        _, have, bad = cube.read_variable(name)
+        values, have, bad = cube.read_variable(name)
         for index in zip(*np.nonzero(done & bad)):
             report.add(cube, index, f"{name} fails its checksum")
         for index in zip(*np.nonzero(done & ~have & ~bad)):
             report.add(cube, index, f"{name} is missing")
+        if metric.always:  # declared finite for every done task (pipeline/metrics.py)
+            finite = np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
+            for index in zip(*np.nonzero(done & have & ~bad & ~finite)):
+                report.add(cube, index, f"{name} is NaN, but every done task has a value of it")
     recorded = {tuple(f["index"]): f["state"] for f in cube.failures()}
     for index in zip(*np.nonzero((status == FAILED) & ~damaged)):
         if tuple(int(i) for i in index) not in recorded:

@@ -21,7 +21,7 @@ import numpy as np
 
 from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, from_canonical, spec_hash
 from amsweep.storage import extend, layout, provenance, template
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
@@ -283,6 +283,9 @@ class Cube(ShardIO):
         results, marks = list(results), list(marks)
         if not results and not marks:
             return
+        for r in results:  # a metric without a declaration has no variable: refuse, never drop it
+            if r.values.keys() != METRICS.keys():
+                check_declared(r.values, f"the result of task {self.coords_of(r.index)}")
         self.acquire()
         try:
             self._flush(results, marks)

@@ -32,7 +32,12 @@ AXIS_ATTRS = {
 
 
 def task_dims(sweep: Sweep) -> tuple[str, ...]:
-    return ("dataset", "N", sweep.load_axis, "rule", "seed")
+    return task_dims_of(sweep.load_axis)
+
+
+def task_dims_of(load_axis: str) -> tuple[str, ...]:
+    """The axes that identify a task (a training run), in cube order; noise is evaluated per task."""
+    return ("dataset", "N", load_axis, "rule", "seed")
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,12 @@ def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
             },
         )
     ]
-    for name, m in METRICS.items():
-        dims = tdims + ("noise",) if m.per_noise else tdims
+    for name, m in METRICS.items():  # dims, dtype and attributes as pipeline/metrics.py declares them
         out.append(
             ArraySpec(
                 name,
-                dims,
-                np.float32,
+                m.dims(tdims),
+                m.dtype,
                 fill=np.nan,
                 attrs={**common, "long_name": m.description, "description": m.description, "units": m.units or "1"},
             )

@@ -7,14 +7,16 @@ never shows fill values as if they were results.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from amsweep.pipeline.errors import QueryError
+from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metrics import METRICS
+from amsweep.storage import layout
 from amsweep.storage.layout import DONE
 
 
@@ -34,6 +36,23 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, ds[name].values.astype(object))})
     return ds
+
+
+def load_axis(ds: xr.Dataset) -> str:
+    """The cube's load dimension: ``alpha`` or ``P`` (a sweep has exactly one)."""
+    return "alpha" if "alpha" in ds.dims else "P"
+
+
+def task_dims(ds: xr.Dataset) -> list[str]:
+    """Dimensions that identify a task (training run) of this cube; noise is an evaluation axis."""
+    return list(layout.task_dims_of(load_axis(ds)))
+
+
+def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
+    """The canonical spec stored in the cube: datasets and rules with their labels, kinds, entries."""
+    if "amsweep_spec" not in ds.attrs:
+        raise CubeError("this dataset holds no amsweep_spec attribute: open the cube with query.open_cube")
+    return json.loads(ds.attrs["amsweep_spec"])
 
 
 def _split(text: str, sep: str, what: str) -> list[str]:
@@ -142,14 +161,6 @@ def to_frame(ds: xr.Dataset, metric: str) -> pd.DataFrame:
                 coord.to_dataframe().reset_index()[list(coord.dims) + [name]], on=list(coord.dims), how="left"
             )
     return frame.dropna(subset=[metric]).reset_index(drop=True)
-
-
-def summarize(frame: pd.DataFrame, metric: str, over: str = "seed") -> pd.DataFrame:
-    """Mean, standard error and count of a metric across one axis (by default, replicas)."""
-    keys = [c for c in frame.columns if c not in (metric, over)]
-    g = frame.groupby(keys, dropna=False)[metric]
-    out = g.agg(["mean", "sem", "count"]).reset_index()
-    return out.rename(columns={"mean": metric, "sem": f"{metric}_sem", "count": "n"})
 
 
 def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:

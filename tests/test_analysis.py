@@ -13,12 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amsweep.analysis import basins, classify, figures, summary, tables
+from amsweep.analysis import basins, classify, derived, figures, summary, tables
 from amsweep.analysis.classify import ELSEWHERE, GENERALIZING, MEMORIZING, NO_RETRIEVAL
-from amsweep.analysis.report import write_report
+from amsweep.analysis.labels import value_label
+from amsweep.analysis.phase import phase_figure
+from amsweep.analysis.report import FigureFailed, Figures, write_report
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.datasets import random as random_dataset
+from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.model import Data
 from amsweep.pipeline.runner import run
 from amsweep.storage import query
@@ -230,9 +234,9 @@ def test_heatmap_over_a_dataset_parameter_and_refusal_to_average(tmp_path):
     png = figures.heatmap_figure(ds, "m_train", "P", "bias", tmp_path / "fig", at={"noise": 0.1})
     assert png.suffix == ".png" and png.stat().st_size > 0 and png.with_suffix(".svg").exists()
     assert figures.heatmap_figure(ds, "class", "P", "noise", tmp_path / "cls", panel="dataset").exists()
-    with pytest.raises(ValueError, match="varies along 'noise'"):
+    with pytest.raises(QueryError, match="varies along 'noise'"):
         figures.line_figure(ds, "m_train", tmp_path / "bad", panel="dataset")
-    with pytest.raises(ValueError, match="varies along 'dataset'"):
+    with pytest.raises(QueryError, match="varies along 'dataset'"):
         figures.line_figure(ds, "basin", tmp_path / "bad")
 
 
@@ -254,3 +258,74 @@ def test_report_of_a_partly_done_cube(tmp_path):
     assert any(i.startswith("class_P_bias") for i in images)  # the swept dataset parameter as an axis
     keys = summary.key_numbers(query.open_cube(path))
     assert keys["tasks"].sum() == 8  # only done tasks count
+
+
+def two_test_set_sizes() -> dict:
+    """Dataset 'a' has no test examples, dataset 'b' has: m_test exists in the cube, but not for 'a'."""
+    raw = hebb_raw([1, 6], N=31, seeds=1)
+    raw["datasets"] = {
+        "a": {"kind": "random", "N": [31], "P": [1, 6], "P_test": 0},
+        "b": {"kind": "random", "N": [31], "P": [1, 6], "P_test": 5},
+    }
+    return raw
+
+
+def test_report_lists_a_figure_whose_data_are_absent_with_the_reason(tmp_path):
+    md = write_report(run_cube(tmp_path / "t.zarr", two_test_set_sizes()), tmp_path / "rep")
+    text = md.read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert "phase_m_test_b_N31.png" in images and "phase_m_test_a_N31.png" not in images
+    not_made = text.split("## Figures not made", 1)[1]
+    assert "- m_test over (P, noise), a, N=31: dataset = 'a' not in this table" in not_made
+
+
+def test_report_fails_naming_a_figure_that_breaks_on_data_it_has(tmp_path, monkeypatch):
+    """Only absent data (NoData) skips a figure; a KeyError or any other error inside a figure is a
+    bug, and the report stops with the figure's name and the original error as its cause."""
+    path = run_cube(tmp_path / "k.zarr", hebb_raw([1, 6], N=31, seeds=1))
+
+    def broken(*args, **kwargs):
+        raise KeyError("m_tarin")
+
+    monkeypatch.setattr(figures, "line_figure", broken)
+    with pytest.raises(FigureFailed, match=r"report figure 'overlaps_vs_load_noise0' .* KeyError") as info:
+        write_report(path, tmp_path / "rep")
+    assert isinstance(info.value.__cause__, KeyError)
+    figs = Figures(tmp_path / "f")
+    figs.add("absent", "absent", lambda p: (_ for _ in ()).throw(NoData("no done task has a value of 'x'")))
+    assert figs.skipped == ["absent: no done task has a value of 'x'"] and not figs.made
+
+
+def test_labels_and_aggregation_come_from_the_declarations(hebb_cube):
+    assert value_label("m_train") == METRICS["m_train"].label
+    assert value_label("train_seconds") == "training wall time (s)"
+    assert value_label("class") == derived.DERIVED["class"].label
+    assert derived.per_noise("m_test") and not derived.per_noise("basin") and derived.per_noise("gen_gap")
+    ds = query.open_cube(hebb_cube)
+    assert derived.missing(ds, ["gen_gap", "basin"]) == [] and derived.missing(ds, ["coupling_similarity"])
+    with pytest.raises(QueryError, match="unknown value 'm_tarin'"):
+        derived.value_frame(ds, "m_tarin")
+
+
+def test_phase_figure_uses_the_standard_aggregation(hebb_cube, tmp_path):
+    ds = query.open_cube(hebb_cube)
+    out = phase_figure(ds, "m_train", x="P", y="noise", out=tmp_path / "phase.svg", at=0.1)
+    assert out == tmp_path / "phase.svg" and out.stat().st_size > 0 and not out.with_suffix(".png").exists()
+    with pytest.raises(QueryError, match="varies along 'noise'"):
+        phase_figure(ds, "m_train", x="P", y="seed", out=tmp_path / "bad.png")
+    with pytest.raises(NoData, match="no done task"):
+        phase_figure(ds, "coupling_similarity", x="P", y="noise", out=tmp_path / "none.png")
+
+
+def test_heatmaps_over_a_dataset_parameter_leave_out_datasets_without_it(tmp_path):
+    """alpha_D exists for random features only; a heatmap over it for plain random patterns used
+    to fail in pcolormesh (NaN axis) and was silently listed as "not made"."""
+    raw = hebb_raw([1, 6], N=32, seeds=1)
+    raw["datasets"] = {
+        "r": {"kind": "random", "N": [32], "P": [1, 6]},
+        "f": {"kind": "random_features", "N": [32], "P": [1, 6], "alpha_D": [0.25, 0.5]},
+    }
+    md = write_report(run_cube(tmp_path / "d.zarr", raw), tmp_path / "rep")
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md.read_text())
+    assert any(i.startswith("m_train_P_alpha_D_dataset_entryf") for i in images)
+    assert not any("dataset_entryr" in i for i in images) and "## Figures not made" not in md.read_text()

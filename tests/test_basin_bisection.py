@@ -7,6 +7,7 @@ import pytest
 
 from amsweep.pipeline import basin_bisection as BB
 from amsweep.pipeline import cell
+from amsweep.pipeline import metrics as M
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.dynamics import asynchronous, paper_synchronous, synchronous
 from amsweep.pipeline.errors import SpecError
@@ -65,12 +66,12 @@ def test_bisection_equals_a_brute_force_scan_of_every_flip_count(dyn, rule: str)
     assert len(set(k.tolist())) > 1  # examples differ: the scan resolves per-example basins
 
 
-def test_summary_reports_mean_and_quantiles_of_2k_over_N() -> None:
-    s = BB.summary(np.array([0, 10, 20, 30, 40]), 100)
+def test_basin_metrics_are_mean_and_quantiles_of_2k_over_N() -> None:
+    s = M.evaluate(M.BASINS, 2.0 * np.array([0, 10, 20, 30, 40]) / 100)
     assert s["basin_mean"] == pytest.approx(0.4)
     assert s["basin_q10"] == pytest.approx(0.08) and s["basin_q50"] == pytest.approx(0.4)
     assert s["basin_q90"] == pytest.approx(0.72)
-    assert np.isnan(BB.summary(np.zeros(0), 100)["basin_mean"])
+    assert all(np.isnan(v) for v in M.evaluate(M.BASINS, np.zeros(0)).values())  # bisection off
 
 
 def _spec(**retrieval):

@@ -98,3 +98,40 @@ def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys, er
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and type(error).__name__ in err
     assert err.rstrip().splitlines()[-1].startswith("amsweep specs: this is a bug in amsweep")
+
+
+def test_a_bug_inside_a_report_figure_shows_its_traceback_not_a_skipped_figure(
+    tmp_path, monkeypatch, capsys, spec_file
+):
+    """A KeyError inside a figure used to be swallowed as "figure not made"; now `amsweep report`
+    stops with the traceback (the figure's name and the original KeyError), exit 1."""
+    from amsweep.analysis import figures
+
+    out = str(tmp_path / "r.zarr")
+    assert main(["run", spec_file, "--out", out, "--serial", "--quiet"]) == 0
+    capsys.readouterr()
+
+    def broken(*args, **kwargs):
+        raise KeyError("m_tarin")
+
+    monkeypatch.setattr(figures, "line_figure", broken)
+    assert main(["report", out, "-o", str(tmp_path / "rep")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "KeyError: 'm_tarin'" in err
+    assert "FigureFailed: report figure 'overlaps_vs_load_noise0'" in err
+    assert err.rstrip().splitlines()[-1].startswith("amsweep report: this is a bug in amsweep")
+
+
+def test_a_cluster_that_cannot_be_joined_is_one_line_raised_where_ray_starts(tmp_path, monkeypatch, capsys, spec_file):
+    """The CLI no longer turns a ValueError from starting the executor into an input error; the
+    executor converts the failure to join the address the user gave, and only that."""
+    import ray
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"no cluster at {kwargs['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    out = str(tmp_path / "c.zarr")
+    assert main(["run", spec_file, "--out", out, "--address", "ray://nowhere:1", "--quiet"]) == 2
+    one_line(capsys, "amsweep run: error: --address ray://nowhere:1: cannot join that Ray cluster (ConnectionError")

@@ -23,7 +23,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.runner import run
 from amsweep.storage import template
-from amsweep.storage.check import check
+from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED
 from amsweep.storage.query import open_cube, to_frame
@@ -164,6 +164,31 @@ def test_a_cube_missing_a_newer_metric_opens_and_the_next_run_adds_it(tmp_path, 
     values = ds["random_converged"].values
     assert np.isnan(values[..., :2]).all() and np.isfinite(values[..., 2]).all()
     assert check(Cube.open(path)).ok
+
+
+def test_check_reports_nan_only_where_the_declaration_says_every_done_task_has_a_value(tmp_path, small_sweep):
+    """success_train is a fraction of counted starts (declared ``always``): NaN there is damage that
+    ``--repair`` gives back to the next run. m_test is NaN wherever a task has no test examples."""
+    path = str(tmp_path / "n.zarr")
+    with Cube.create_or_open(path, small_sweep) as cube:
+        fill_with_synthetic_results(cube)
+        first, second = [t.index for t in small_sweep.tasks()][:2]
+        n_noise = len(small_sweep.noise)
+        for index, name in ((first, "success_train"), (second, "m_test")):
+            values = {
+                n: (np.full(n_noise, 0.5, np.float32) if m.per_noise else np.float32(0.5)) for n, m in METRICS.items()
+            }
+            values[name] = np.full(n_noise, np.nan, np.float32)
+            cube.write([CellResult(index, values)])
+    assert [m.always for m in (METRICS["success_train"], METRICS["m_test"])] == [True, False]
+    with Cube.open(path, mode="r+") as cube:
+        report = check(cube)
+        assert report.damaged == [first]
+        assert report.problems == [
+            f"task {cube.coords_of(first)}: success_train is NaN, but every done task has a value of it"
+        ]
+        repair(cube, report)
+        assert cube.status()[first] != DONE and cube.status()[second] == DONE
 
 
 def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_command(tmp_path):

@@ -61,7 +61,7 @@ def test_full_file_labels_and_counts(real_dir: Path) -> None:
 def test_documented_mean_overlaps(real_dir: Path) -> None:
     """Deskew + central 14 x 14 + threshold 86, first 3,000 images: about 0.11 and 0.36.
 
-    The numbers are a deterministic function of the file (no sampling error); SCIENCE.md
+    The numbers are a deterministic function of the file (no sampling error); docs/science.md
     quotes them to two decimals, so the tolerance is the rounding half-width 0.005. (This
     pipeline gives 0.1097 / 0.3561; bilinear instead of the standard cubic-spline deskew
     gives 0.104, outside the band.) Without deskew, same-class digits are less aligned:

@@ -1,4 +1,5 @@
-"""Metrics: the elementary quantities of pipeline/metrics.py, and how pipeline/cell.py combines them.
+"""Metrics: the elementary quantities of pipeline/metrics.py, how pipeline/cell.py combines them,
+and how one declaration in METRICS drives the cell, the cube template and the integrity check.
 
 Every expected value here is known in closed form (a count of flipped sites, a one-pattern Hopfield
 network whose attractors are exactly +-xi) or computed independently in exact integer arithmetic.
@@ -9,11 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amsweep.analysis import derived, tables
+from amsweep.analysis.labels import value_label
 from amsweep.pipeline import cell
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.datasets import random as random_dataset
+from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import Data
+from amsweep.pipeline.runner import run
+from amsweep.storage import layout, query
+from amsweep.storage.check import check
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, PENDING
 
 
 def spins(rng: np.random.Generator, B: int, N: int) -> np.ndarray:
@@ -201,3 +211,58 @@ def test_fixed_point_fraction_matches_exact_stability_count():
         assert got == pytest.approx(expected)
         seen.append(expected)
     assert 0.0 < min(seen) < 1.0 or 0.0 < max(seen) < 1.0  # alpha = 0.26: some patterns unstable
+
+
+# ---- the declaration: one METRICS entry drives the cell, the cube and its check ---------------
+
+
+def _binarised_overlap(s: M.Starts) -> float:
+    return M.mean_or_nan(M.overlap(s.relaxation.final, s.examples, s.data.q))
+
+
+def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch):
+    """A new metric is one entry in METRICS: the cell computes it for its group, the cube template
+    gives it the declared dims, dtype and attributes, the check accepts it, and analysis labels
+    and tabulates it. At zero temperature the binarised final state is the state itself, so it
+    equals m_train bit for bit."""
+    declared = M.Metric(M.TRAIN, _binarised_overlap, "overlap of the binarised final state", "binarised overlap")
+    monkeypatch.setitem(M.METRICS, "m_train_binarised", declared)
+    sweep, _ = one_pattern_task()
+    path = str(tmp_path / "c.zarr")
+    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
+    ds = query.open_cube(path)
+    var = ds["m_train_binarised"]
+    assert var.dims == (*layout.task_dims(sweep), "noise") and var.dtype == np.float32
+    assert var.attrs["long_name"] == "overlap of the binarised final state" and var.attrs["units"] == "1"
+    np.testing.assert_array_equal(var.values, ds["m_train"].values)
+    with Cube.open(path) as cube:
+        assert check(cube).ok
+    # analysis takes it like any stored metric: label, noise axis and tables from the declaration
+    assert value_label("m_train_binarised") == "binarised overlap" and derived.per_noise("m_train_binarised")
+    assert len(tables.tidy(ds, ["m_train_binarised"])) == len(sweep.noise)
+
+
+def test_a_result_with_an_undeclared_or_missing_metric_cannot_be_written(tmp_path):
+    """A value without a declaration would have no variable: the write refuses it (a bug, not
+    input) before anything is written, instead of dropping it or storing NaN for a missing one."""
+    sweep, task = one_pattern_task()
+    values = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+    with Cube.create_or_open(str(tmp_path / "c.zarr"), sweep) as cube:
+        with pytest.raises(ValueError, match=r"undeclared \['m_extra'\], missing \[\]"):
+            cube.write([CellResult(task.index, {**values, "m_extra": np.float32(1.0)})])
+        with pytest.raises(ValueError, match=r"undeclared \[\], missing \['m_test'\]"):
+            cube.write([CellResult(task.index, {k: v for k, v in values.items() if k != "m_test"})])
+        assert (cube.status() == PENDING).all()
+        cube.write([CellResult(task.index, values)])
+        assert (cube.status() == DONE).all()
+
+
+def test_metric_groups_are_checked_when_declared():
+    with pytest.raises(ValueError, match="metric group 'starts'"):
+        M.Metric("starts", _binarised_overlap, "d", "l")
+    assert {m.group for m in M.METRICS.values()} == set(M.GROUPS)
+    assert [n for n, m in M.METRICS.items() if not m.deterministic] == [
+        "train_seconds",
+        "retrieval_seconds",
+        "basin_seconds",
+    ]

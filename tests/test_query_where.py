@@ -7,9 +7,9 @@ import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cli import main
-from amsweep.pipeline.errors import AmsweepError, CubeError, QueryError
+from amsweep.pipeline.errors import AmsweepError, CubeError, NoData, QueryError
 from amsweep.storage.cube import Cube
-from amsweep.storage.query import open_cube, parse_where, select, to_frame
+from amsweep.storage.query import load_axis, open_cube, parse_where, select, stored_spec, task_dims, to_frame
 
 
 @pytest.fixture
@@ -87,8 +87,9 @@ def test_unknown_metric_and_missing_cube(cube_path, tmp_path):
 
 
 def test_query_errors_stay_key_and_value_errors():
-    """amsweep.analysis.report skips a figure on KeyError or ValueError; a QueryError must still be skipped."""
-    assert issubclass(QueryError, AmsweepError)
+    """Callers written against the plain KeyError and ValueError still see a QueryError; the
+    report skips only NoData (absent data), a QueryError of its own."""
+    assert issubclass(QueryError, AmsweepError) and issubclass(NoData, QueryError)
     assert issubclass(QueryError, KeyError) and issubclass(QueryError, ValueError)
     assert str(QueryError("no such thing")) == "no such thing"  # not KeyError's quoted form
 
@@ -110,3 +111,13 @@ def test_amsweep_query_prints_one_line(cube_path, capsys, args, expected):
 def test_amsweep_query_on_a_missing_cube(tmp_path, capsys):
     assert main(["query", str(tmp_path / "none.zarr"), "--metric", "m_train"]) == 2
     assert "no cube there" in capsys.readouterr().err
+
+
+def test_the_stored_spec_and_task_axes_are_read_through_query(cube_path, small_raw):
+    """Analysis reads a cube's spec and task axes here, not from attributes or its own copy."""
+    ds = select(open_cube(cube_path), parse_where("N=48"))  # a selection keeps them
+    spec = stored_spec(ds)
+    assert [r["label"] for r in spec["rules"]] == ds["rule"].values.tolist()
+    assert task_dims(ds) == ["dataset", "N", "alpha", "rule", "seed"] and load_axis(ds) == "alpha"
+    with pytest.raises(CubeError, match="no amsweep_spec"):
+        stored_spec(ds.drop_attrs())

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from amsweep.analysis.theory_figures import (
     capacity_figure,
     capacity_frame,
+    dynamics_temperature,
     temperature_figure,
     temperature_frame,
     temperature_lines_figure,
 )
 from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.errors import NoData
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
 from amsweep.storage.cube import Cube
@@ -75,3 +78,12 @@ def test_temperature_axis_joins_tap_beta_and_glauber_temperature(tmp_path):
     assert np.isfinite(means.values).all()
     assert temperature_figure(ds, tmp_path / "T").exists()
     assert temperature_lines_figure(ds, tmp_path / "T_lines").exists()
+    # A dataset's sample temperature (the spin glass's) is another quantity: it takes the plain
+    # name, on the dataset axis, and the dynamics' temperature is then dynamics_temperature.
+    assert dynamics_temperature(ds) == ("temperature", "beta")
+    renamed = ds.rename({"temperature": "dynamics_temperature"}).assign_coords(temperature=("dataset", [1.0]))
+    assert dynamics_temperature(renamed) == ("dynamics_temperature", "beta")
+    sample_only = ds.drop_vars(["temperature", "beta"]).assign_coords(temperature=("dataset", [1.0]))
+    assert dynamics_temperature(sample_only) == (None, None)
+    with pytest.raises(NoData, match="no rule of this cube has a temperature"):
+        temperature_frame(sample_only)

@@ -5,7 +5,8 @@ reached from a cue in O(N P) per iteration, deterministically, and its fixed poi
 equations whose large-N statistics reproduce the replica-symmetric theory
 (`amsweep.pipeline.theory.hopfield_rs`). The couplings J = X^T X / N are never formed: every step is two
 (B x N) @ (N x P) products over the patterns X = model.memories. One set of equations serves all
-patterns (SCIENCE.md section 2), with M = X m / N, q = mean(m^2), c = 1 / (1 - beta (1 - q)):
+patterns (docs/science.md#retrieval-dynamics), with M = X m / N, q = mean(m^2),
+c = 1 / (1 - beta (1 - q)):
 
     u^t = c (M^t - beta (1 - q) u^{t-1}),   m^{t+1} = tanh(beta X^T u^t - alpha beta c m^t).
 
@@ -37,7 +38,8 @@ PARAMS: dict[str, Param] = {
     "tol": Param(1e-6, float, "converged when max_i |m_i - m_i(previous)| < tol", low=0.0, open_low=True),
 }
 
-_CUE_SCALE = 0.95  # start from m = 0.95 x cue (SCIENCE.md): polarised towards the cue, not saturated
+# Start from m = 0.95 x cue (docs/science.md#retrieval-dynamics): polarised towards the cue, not saturated.
+_CUE_SCALE = 0.95
 _MAX_C = 0.95  # cap of C = beta (1 - q) < 1, keeps c = 1 / (1 - C) <= 20 (see _amp)
 
 

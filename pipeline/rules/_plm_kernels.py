@@ -17,6 +17,8 @@ from numba import njit
 # fast math without 'nnan'/'ninf': these are gradients (no exactness at stake), but
 # non-finite fields must survive to be detected.
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# On a non-finite step both PLM trainers (Ising and Potts) scale J and the learning rate by this.
+SHRINK = 0.5
 
 
 @njit(cache=True, fastmath=FAST)

@@ -24,9 +24,8 @@ from numba import njit
 from amsweep.pipeline.model import Model
 from amsweep.pipeline.potts import check_states, one_hot
 from amsweep.pipeline.rules._hebb_potts import hebb_potts_couplings
-from amsweep.pipeline.rules._plm_kernels import momentum_step, site_clip_scales
+from amsweep.pipeline.rules._plm_kernels import SHRINK, momentum_step, site_clip_scales
 
-SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
 MAX_RECOVERIES = 200  # 0.5^200 brings any float32 J back to a finite field
 
 

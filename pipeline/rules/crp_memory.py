@@ -3,7 +3,7 @@
 Why: a fixed-size memory either wastes units or overloads; a nonparametric prior lets the number
 of memories K follow the data. Training examples arrive online (order from rng); each joins the
 nearest memory unless the "new cluster" term (alpha + d K) exp(-c |v|^2) of the energy
-(SCIENCE.md) dominates the memories' terms (n_k - d) exp(-beta |mu_k - v|^2). For +-1 data
+(docs/science.md#learning-rules) dominates the memories' terms (n_k - d) exp(-beta |mu_k - v|^2). For +-1 data
 |v|^2 = N, so a new memory opens roughly when min_k |mu_k - v|^2 / N > c / beta (up to the log
 prior weights): c / beta sets the squared radius of a memory per site, between the spread
 4 p (1 - p) of an example with flip noise p around its cluster mean and ~2 for unrelated patterns.

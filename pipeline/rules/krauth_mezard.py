@@ -1,10 +1,11 @@
 """Krauth-Mezard (Minover) perceptron rule: every row J_i stores all patterns with margin.
 
 Stability Delta_i^mu = xi_i^mu h_i^mu / |J_i| with h_i = sum_j J_ij xi_j: Gardner's O(1)
-normalisation (SCIENCE.md's xi h / (|J_i| / sqrt N) is the same quantity only if h carries a
-1 / sqrt N; with h = J s it would be sqrt(N) times larger). Gardner's bound says margin
-kappa is reachable for alpha < alpha_c(kappa) (alpha_c(0) = 2), and Minover reaches it,
-or the maximal stability in the ``max_stability`` mode, by adding the least stable pattern.
+normalisation (docs/science.md#learning-rules; dividing by |J_i| / sqrt N instead is the
+same quantity only if h carries a 1 / sqrt N: with h = J s it would be sqrt(N) times larger).
+Gardner's bound says margin kappa is reachable for alpha < alpha_c(kappa) (alpha_c(0) = 2), and
+Minover reaches it, or the maximal stability in the ``max_stability`` mode, by adding the least
+stable pattern.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 from amsweep.pipeline.model import Model, Param
 from amsweep.pipeline.rules._ising import as_spins, hebb_couplings
 from amsweep.pipeline.rules._plm_kernels import (
+    SHRINK,
     apply_step,
     column_dots,
     dual_fields,
@@ -68,7 +69,6 @@ PARAMS: dict[str, Param] = {
 }
 POTTS = True
 
-SHRINK = 0.5  # on a non-finite step: J and lr are both scaled by this
 # The dual form is used up to these loads alpha = P / N. Flops alone put the break-even at
 # 2 (asymmetric) and 2/3 (symmetric); its elementwise passes touch more (P, N) arrays (W is
 # float64), so it sits lower: measured near 1.5 and 0.7 at N = 400 (benchmarks/RESULTS.md).
