@@ -1,18 +1,15 @@
 """Tables of the clustering memories' sweeps: components recovered, token clusters, capacities.
 
-Why the tables rebuild some numbers: the cube holds every retrieval metric, and (with
-``[retrieval] store_couplings = true``) each task's memories, but not yet the model-level metrics
-of ``amsweep.pipeline.memory_metrics`` (components recovered, clusters, steps to form them). Those
-are computed here from the cube's stored memories and, where the memories cannot tell (the steps a
-cluster took to form, the true prototypes), by rerunning ``cell.make_data`` / ``cell.train`` for
-the cube's own tasks: the same random streams, so the same data and models the workers had (the
-tables check that the rerun memories equal the stored ones). Once the cell reports these metrics
-the tables can read them instead.
+The cube holds every metric, the model-level ones of ``amsweep.pipeline.memory_metrics``
+(components recovered, clusters, steps to form them) included, and (with ``[retrieval]
+store_couplings = true``) each task's memories. The tables also recompute those metrics from
+the stored memories and by rerunning ``cell.make_data`` / ``cell.train`` for the cube's own tasks
+(the same random streams, so the same data and models the workers had; the rerun memories must
+equal the stored ones): an independent check of what the cube says.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -26,7 +23,7 @@ CAPACITY_LEVEL = 0.9
 
 
 def _sweep(ds) -> spec_mod.Sweep:
-    return spec_mod.from_canonical(json.loads(ds.attrs["amsweep_spec"]))
+    return spec_mod.from_canonical(query.stored_spec(ds))
 
 
 def _done_tasks(path: str) -> tuple[spec_mod.Sweep, list[tuple[spec_mod.Task, dict[str, Any]]]]:

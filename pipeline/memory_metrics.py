@@ -1,42 +1,27 @@
 """Metrics of what a clustering memory stored: recovered components and token clusters.
 
 Why a module of its own: these read the trained model (its memories and training diagnostics)
-and the dataset's ground truth, not a relaxation, so the cell's per-noise loop does not compute
-them. ``model_metrics(model, data)`` is the one call a cell needs to add them, and
-``EXTRA_METRICS`` declares them (every one a float32 scalar per task, NaN where it does not
-apply). Until the cell calls it, the same numbers come from the stored memories of a cube
-(``[retrieval] store_couplings = true``) or from ``cell.train`` on the cube's tasks, which
-reproduces the cube's models exactly (same random streams).
+and the dataset's ground truth, so they are once-per-cell (CELL) metrics that only clustering
+memories give a value (NaN for every other model). ``MEMORY_METRICS`` is merged into
+``metrics.METRICS``, the one table the cell, the cube and analysis read; ``model_metrics``
+evaluates them for one model outside a cell (analysis reruns, tests).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, Callable
+
 import numpy as np
 
 from amsweep.pipeline.dynamics._sphere_attention import count_clusters
+from amsweep.pipeline.metric_types import CELL, CellInputs, Metric
 from amsweep.pipeline.model import Data, Model
 
 # A memory on one component overlaps its prototype by ~1 once binarised (a mean of e examples
 # with 10% flips has ~0.3 wrong sites of 64 at e = 8), a memory merging two by ~0.5, and a single
 # example (what a KDE stores) by 1 - 2 flip = 0.8: 0.95 credits only means of several examples.
 FOUND_OVERLAP = 0.95
-
-EXTRA_METRICS: dict[str, str] = {
-    "recovered_components": (
-        "mean over the dataset's true prototypes of the best overlap of any binarised memory "
-        "sign(mu_k) with it (mixture only)"
-    ),
-    "components_found": (
-        f"fraction of true prototypes whose best binarised memory overlaps them by >= {FOUND_OVERLAP} (mixture only)"
-    ),
-    "components_as_oracle": (
-        "fraction of true prototypes some binarised memory matches at least as well as the sign of the "
-        "mean of that component's own training examples (the estimate true labels would give; mixture only)"
-    ),
-    "n_clusters": "clusters of the token set after the attention dynamics (single linkage at angle eps)",
-    "cluster_steps": "attention steps until the cluster count took its final value",
-    "clusters_converged": "1 if the token dynamics stopped moving (by tol) within max_steps, else 0",
-}
 
 
 def binarised(memories: np.ndarray) -> np.ndarray:
@@ -84,18 +69,68 @@ def token_clusters(memories: np.ndarray, eps: float) -> int:
     return int(count_clusters(np.asarray(memories, dtype=np.float64), eps)[0])
 
 
-def model_metrics(model: Model, data: Data) -> dict[str, np.float32]:
-    """Every EXTRA_METRICS value of one trained model (NaN where it does not apply)."""
-    nan = np.float32(np.nan)
-    out = {name: nan for name in EXTRA_METRICS}
-    prototypes = data.meta.get("prototypes")
-    if prototypes is not None and model.memories is not None:
-        mean, found = recovered_components(model.memories, prototypes)
-        out["recovered_components"], out["components_found"] = np.float32(mean), np.float32(found)
-        if "train_labels" in data.meta:
-            out["components_as_oracle"] = np.float32(as_oracle(model.memories, data))
-    if "n_clusters" in model.info:
-        out["n_clusters"] = np.float32(model.info["n_clusters"])
-        out["cluster_steps"] = np.float32(model.info["form_steps"])
-        out["clusters_converged"] = np.float32(bool(model.info["converged"]))
-    return out
+def _components(c: CellInputs) -> tuple[float, float]:
+    prototypes = c.data.meta.get("prototypes")
+    if prototypes is None or c.model.memories is None:
+        return math.nan, math.nan
+    return recovered_components(c.model.memories, prototypes)
+
+
+def _as_oracle(c: CellInputs) -> float:
+    memories = c.model.memories
+    if memories is None or "prototypes" not in c.data.meta or "train_labels" not in c.data.meta:
+        return math.nan
+    return as_oracle(memories, c.data)
+
+
+def _info(key: str, convert: Callable[[Any], float] = float) -> Callable[[CellInputs], float]:
+    """A training diagnostic of the self_attention rule (NaN for every other model)."""
+    return lambda c: convert(c.model.info[key]) if "n_clusters" in c.model.info else math.nan
+
+
+MEMORY_METRICS: dict[str, Metric] = {
+    "recovered_components": Metric(
+        CELL,
+        lambda c: _components(c)[0],
+        "mean over the dataset's true prototypes of the best overlap of any binarised memory "
+        "sign(mu_k) with it (mixture only)",
+        "best overlap of a memory with each true component",
+    ),
+    "components_found": Metric(
+        CELL,
+        lambda c: _components(c)[1],
+        f"fraction of true prototypes whose best binarised memory overlaps them by >= {FOUND_OVERLAP} (mixture only)",
+        "fraction of components found",
+    ),
+    "components_as_oracle": Metric(
+        CELL,
+        _as_oracle,
+        "fraction of true prototypes some binarised memory matches at least as well as the sign of the "
+        "mean of that component's own training examples (the estimate true labels would give; mixture only)",
+        "fraction of components found as well as by their labels",
+    ),
+    "n_clusters": Metric(
+        CELL,
+        _info("n_clusters"),
+        "clusters of the token set after the attention dynamics (single linkage at angle eps; self_attention only)",
+        "clusters of tokens",
+    ),
+    "cluster_steps": Metric(
+        CELL,
+        _info("form_steps"),
+        "attention steps until the cluster count took its final value (self_attention only)",
+        "steps to form the clusters",
+    ),
+    "clusters_converged": Metric(
+        CELL,
+        _info("converged", lambda v: float(bool(v))),
+        "1 if the token dynamics stopped moving (by tol) within max_steps, else 0 (self_attention only)",
+        "token dynamics converged",
+    ),
+}
+
+
+def model_metrics(model: Model, data: Data) -> dict[str, float]:
+    """Every MEMORY_METRICS value of one trained model, as a cell computes them."""
+    inputs = CellInputs(data, model, np.empty((0, data.N), dtype=data.train.dtype))
+    return {name: m.compute(inputs) for name, m in MEMORY_METRICS.items()}

@@ -19,23 +19,60 @@ predicts (docs/science.md#metrics); the binarised read-out sign(<s_i>) (``final`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline.model import Data, Model, Relaxation
+from amsweep.pipeline.memory_metrics import MEMORY_METRICS
+from amsweep.pipeline.metric_types import (
+    BASINS,
+    CELL,
+    GROUPS,
+    PER_NOISE,
+    RANDOM,
+    TEST,
+    TIMINGS,
+    TRAIN,
+    CellInputs,
+    Metric,
+    Starts,
+    Timings,
+    thermal_state,
+)
+
+__all__ = [
+    "BASINS",
+    "CELL",
+    "GROUPS",
+    "METRICS",
+    "PER_NOISE",
+    "RANDOM",
+    "SUCCESS_OVERLAP",
+    "TEST",
+    "TIMINGS",
+    "TRAIN",
+    "CellInputs",
+    "Metric",
+    "Starts",
+    "Timings",
+    "best_abs_overlap",
+    "best_overlap",
+    "check_declared",
+    "corrupt",
+    "cosine_similarity",
+    "evaluate",
+    "mean_or_nan",
+    "overlap",
+    "overlap_matrix",
+    "random_states",
+    "result_values",
+    "thermal_state",
+    "undefined",
+]
 
 SUCCESS_OVERLAP = 0.99
-
-
-def thermal_state(relaxation: Relaxation) -> np.ndarray:
-    """The states whose overlaps a cell reports: <s_i> of a thermal dynamics (overlaps are linear
-    in the state, so (1/N) xi . <s> is the thermal overlap), else the final states, bit for bit."""
-    m = relaxation.magnetisation
-    return relaxation.final if m is None else m
 
 
 def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
@@ -120,83 +157,6 @@ def mean_or_nan(x: np.ndarray) -> float:
 
 
 # ---- what each group of metrics is computed from -------------------------------------------------
-
-TRAIN, TEST, RANDOM, CELL, BASINS, TIMINGS = "train", "test", "random", "cell", "basins", "timings"
-GROUPS = (TRAIN, TEST, RANDOM, CELL, BASINS, TIMINGS)
-PER_NOISE = (TRAIN, TEST)  # groups evaluated once per noise level: their metrics have a noise axis
-
-
-@dataclass(frozen=True)
-class Starts:
-    """Relaxed starts (TRAIN, TEST, RANDOM) and what their metrics compare them with."""
-
-    relaxation: Relaxation
-    data: Data
-    origin: np.ndarray | None = None  # the examples the starts were corrupted from (None: random starts)
-
-    @property
-    def state(self) -> np.ndarray:
-        return thermal_state(self.relaxation)
-
-    @property
-    def examples(self) -> np.ndarray:  # TRAIN and TEST metrics compare with these
-        if self.origin is None:
-            raise ValueError("random starts have no example they were corrupted from")
-        return self.origin
-
-
-@dataclass(frozen=True)
-class CellInputs:
-    """What the once-per-cell metrics (CELL) read: the data, the model and the fixed-point test."""
-
-    data: Data
-    model: Model
-    stays: np.ndarray  # each training example after one sweep of the zero-temperature dynamics
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Wall times (TIMINGS) the cell measures, in seconds."""
-
-    train: float
-    retrieval: float
-    basins: float
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One result variable: how it is computed, and what storage and analysis read about it.
-
-    ``compute`` takes its group's inputs (``Starts``, ``CellInputs``, the per-example basin
-    array 2 k*/N, or ``Timings``) and returns one number. ``always``: every done task has a
-    finite value by construction (a fraction of counted starts, a timing), so ``storage.check``
-    reports a NaN there as damage and analysis needs no scan to know the metric has data. A
-    metric added to existing cubes cannot be ``always``: tasks done before it hold NaN.
-    """
-
-    group: str
-    compute: Callable[[Any], float]
-    description: str  # the cube's long_name and description attributes
-    label: str  # axis and legend label of figures
-    units: str = ""
-    always: bool = False
-    dtype: type[np.floating] = np.float32
-
-    def __post_init__(self) -> None:
-        if self.group not in GROUPS:  # the cell prepares inputs only for these
-            raise ValueError(f"metric group {self.group!r}: expected one of {GROUPS}")
-
-    @property
-    def per_noise(self) -> bool:
-        return self.group in PER_NOISE
-
-    @property
-    def deterministic(self) -> bool:
-        """Timings differ between runs; every other value is a function of the task and seed."""
-        return self.group != TIMINGS
-
-    def dims(self, task_dims: Sequence[str]) -> tuple[str, ...]:
-        return (*task_dims, "noise") if self.per_noise else tuple(task_dims)
 
 
 def _overlap_with_origin(s: Starts) -> float:
@@ -347,6 +307,7 @@ METRICS: dict[str, Metric] = {
         "90% quantile over training examples of the bisection basin 2 k*/N",
         r"basin $2k^*/N$, bisection (90% quantile)",
     ),
+    **MEMORY_METRICS,  # what a clustering memory stored (pipeline/memory_metrics.py)
     "train_seconds": Metric(
         TIMINGS, attrgetter("train"), "wall time of training", "training wall time", "s", always=True
     ),

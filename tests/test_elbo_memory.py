@@ -193,7 +193,7 @@ def test_model_metrics_apply_where_they_mean_something():
     data = _mixture(32, 4, 10, 0.1, seed=10)
     model = elbo_memory.train(data.train, 2, _params(), np.random.default_rng(0), meta=data.meta)
     values = memory_metrics.model_metrics(model, data)
-    assert set(values) == set(memory_metrics.EXTRA_METRICS)
+    assert set(values) == set(memory_metrics.MEMORY_METRICS)
     assert values["components_found"] == 1.0 and values["components_as_oracle"] == 1.0
     assert np.isnan(values["n_clusters"])
     bare = memory_metrics.model_metrics(Model(q=2, J=np.zeros((4, 4), np.float32)), data)

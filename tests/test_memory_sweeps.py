@@ -56,6 +56,10 @@ def test_elbo_sweep_cube_gives_components_and_capacities(tmp_path):
     cap = memories.capacity(frame, "components_found", ["per_component", "rule"], level=0.85)
     got = cap.set_index(["per_component", "rule"])["capacity_components_found"]
     assert got[(8, "elbo_memory")] == 128 and got[(1, "elbo_memory")] == 0
+    stored = memories.metric_frame(path, "components_found")  # what the cell wrote into the cube
+    joined = frame.merge(stored, on=["dataset", "N", "P", "rule", "seed"], suffixes=("", "_cube"))
+    assert len(joined) == 16
+    np.testing.assert_array_equal(joined["components_found"].astype(np.float32), joined["components_found_cube"])
 
 
 def test_attention_sweep_cube_clusters_equal_the_rerun_counts(tmp_path):
@@ -73,6 +77,10 @@ def test_attention_sweep_cube_clusters_equal_the_rerun_counts(tmp_path):
     frame = memories.attention_table(path)
     assert len(frame) == 12  # residual at two depths, pure attention at one; 2 d x 2 beta each
     np.testing.assert_array_equal(frame["clusters_stored"], frame["n_clusters"])
+    stored = memories.metric_frame(path, "n_clusters")  # what the cell wrote into the cube
+    joined = frame.merge(stored, on=["dataset", "N", "P", "rule", "seed"], suffixes=("", "_cube"))
+    assert len(joined) == 12
+    np.testing.assert_array_equal(joined["n_clusters"], joined["n_clusters_cube"])
     small = frame[frame["beta"] == 1.0]
     assert (small["n_clusters"] == 1).all() and (small["cluster_steps"] > 0).all()
     high_d = frame[(frame["beta"] == 64.0) & (frame["d"] == 16)]
