@@ -354,6 +354,7 @@ def line_figure(
         + ")"
     )
     if ref_table is not None:
+        assert reference is not None  # ref_table is drawn from it
         if hue != "rule":
             table = table[table[hue] != reference[0]]
         label = f"reference: {reference[0]}, {reference[1]}"

@@ -11,6 +11,7 @@ names the figure, because it is a bug, not a property of the cube.
 from __future__ import annotations
 
 import re
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -85,7 +86,7 @@ def _dataset_coordinates(ds: xr.Dataset, frame: pd.DataFrame) -> list[str]:
         if name in ds.dims or coord.dims != ("dataset",) or coord.dtype.kind not in "iuf":
             continue
         if name in frame.columns and frame[name].nunique() > 1:
-            out.append(name)
+            out.append(str(name))
     return out
 
 
@@ -110,9 +111,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                 f"Final overlap from training (solid) and test (dashed) starts against {load}, "
                 f"noise {level:g}" + (f"; dashed black: {overlaps[-1]} with the {ref} rule" if ref else ""),
                 f"overlaps_vs_load_noise{level:g}",
-                lambda p, lv=level: figures.line_figure(
-                    sel, overlaps, p, panel=panel, at={"noise": lv}, reference=reference
-                ),
+                partial(figures.line_figure, sel, overlaps, panel=panel, at={"noise": level}, reference=reference),
             )
         if multi_noise:
             figs.add(
@@ -167,7 +166,7 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                 figs.add(
                     f"{value} over ({load}, noise), {dataset}, N={N}",
                     f"phase_{value}_{tag}",
-                    lambda p, v=value, w=where: figures.heatmap_figure(ds, v, load, "noise", p, at=w),
+                    partial(figures.heatmap_figure, ds, value, load, "noise", at=where),
                 )
         if len(pairs) > MAX_PHASE_FACETS:
             figs.skipped.append(
@@ -219,7 +218,7 @@ def _coordinate_heatmaps(
                 figs.add(
                     f"{value} over ({x}, {y}), " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
                     f"{value}_{x}_{y}_{tag}",
-                    lambda p, v=value, f=fixed, xx=x, yy=y: figures.heatmap_figure(ds, v, xx, yy, p, at=f),
+                    partial(figures.heatmap_figure, ds, value, x, y, at=fixed),
                 )
 
 

@@ -111,6 +111,7 @@ def tidy(ds: xr.Dataset, metrics: Sequence[str]) -> pd.DataFrame:
         else:
             on = [k for k in keys if k in out.columns]
             out = out.merge(part, on=on, how="outer")
+    assert out is not None  # metrics is not empty
     return _attach(out.reset_index(drop=True), ds)
 
 
@@ -166,7 +167,7 @@ def seed_mode(frame: pd.DataFrame, value: str, keys: Sequence[str]) -> pd.DataFr
     return pd.DataFrame(rows, columns=list(keys) + [value, "agree", "n"])
 
 
-def nearest(values: Sequence[float], target: float) -> float:
+def nearest(values: Sequence[float] | np.ndarray, target: float) -> float:
     """The grid value closest to ``target`` (ties: the smaller)."""
     arr = np.sort(np.asarray(values, dtype=float))
     return float(arr[np.argmin(np.abs(arr - target))])

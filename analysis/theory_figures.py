@@ -110,6 +110,7 @@ def temperature_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train")
         ax.set_title(dyn if dyn == THEORY else f"{dyn} (seed mean)")
         ax.set_xlabel(axis_label(load))
         ax.set_ylabel("temperature T")
+    assert image is not None, "no panel was drawn"
     fig.colorbar(image, ax=axes[0].tolist(), label=f"thermal overlap {metric} (noise {noise:g})")
     fig.suptitle(
         "Hebbian network at temperature T: thermal overlap by message passing (TAP), Monte Carlo "

@@ -236,7 +236,7 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
         },
     }
     return Sweep(
-        name, canonical["description"], root_seed, seeds, noise, load_axis, retrieval, datasets, rules, canonical
+        name, str(canonical["description"]), root_seed, seeds, noise, load_axis, retrieval, datasets, rules, canonical
     )
 
 

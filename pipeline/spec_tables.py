@@ -127,7 +127,7 @@ def dataset_variants(
                 if natural_N is None:
                     raise SpecError(f"{where}: missing 'N' (list of network sizes)")
                 try:
-                    Ns = (int(natural_N(values)),)
+                    Ns: tuple[int, ...] = (int(natural_N(values)),)
                 except (ValueError, OSError) as e:  # the data file is part of the spec
                     raise SpecError(f"{where} ({label}): {e}") from None
             else:

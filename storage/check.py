@@ -122,7 +122,7 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
         except Exception as e:  # any decode failure of a coordinate chunk is a finding, not a crash
             report.problems.append(f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e})")
             continue
-        expected = c.values
+        expected = c.data
         same = stored.shape == expected.shape and (
             [str(x) for x in stored.tolist()] == [str(x) for x in expected.tolist()]
             if expected.dtype == object
@@ -133,10 +133,10 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
     for v in layout.variables(sweep, [c.name for c in coords]):
         if v.name not in cube.members:
             continue
-        expected = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
-        if tuple(cube.members[v.name].shape) != expected:
+        shape = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
+        if tuple(cube.members[v.name].shape) != shape:
             report.problems.append(
-                f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, spec says {expected}"
+                f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, spec says {shape}"
             )
 
 

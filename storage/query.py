@@ -58,7 +58,9 @@ def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
 def _split(text: str, sep: str, what: str) -> list[str]:
     """Split on ``sep`` outside brackets: labels amsweep makes, 'plm[lr=0.5,epochs=5]', contain
     ',', '=' and '|' inside their brackets."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "[":
             depth += 1
@@ -170,7 +172,7 @@ def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | No
 
     cube = Cube.open(path, storage_options, mode="r")
     s = cube.sweep
-    axes = {
+    axes: dict[str, list[Any]] = {
         "dataset": [d.label for d in s.datasets],
         "N": list(s.N_values),
         s.load_axis: list(s.load_values),
