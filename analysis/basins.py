@@ -22,6 +22,8 @@ import xarray as xr
 from amsweep.analysis import tables
 from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
+__all__ = ["basin_frame", "basin_size", "basin_summary"]
+
 
 def basin_size(
     noise: np.ndarray, m: np.ndarray, threshold: float = SUCCESS_OVERLAP, interpolate: bool = False

@@ -31,6 +31,8 @@ import xarray as xr
 from amsweep.analysis import tables
 from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
+__all__ = ["CLASS_COLORS", "class_frame", "class_label", "CLASS_NAMES", "classify", "MARGIN", "RETRIEVED", "SPECIFIC"]
+
 NO_RETRIEVAL, ELSEWHERE, MEMORIZING, GENERALIZING = 0, 1, 2, 3
 CLASS_NAMES = {
     NO_RETRIEVAL: "no retrieval",

@@ -19,6 +19,19 @@ from amsweep.analysis import basins, classify, tables
 from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.metrics import METRICS
 
+__all__ = [
+    "aggregate",
+    "CATEGORICAL",
+    "DERIVED",
+    "Derived",
+    "missing",
+    "needs",
+    "nonempty",
+    "per_noise",
+    "value_frame",
+    "value_names",
+]
+
 
 @dataclass(frozen=True)
 class Derived:

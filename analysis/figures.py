@@ -25,6 +25,26 @@ from amsweep.analysis import classify, derived, tables
 from amsweep.analysis.labels import axis_label, value_label
 from amsweep.pipeline.errors import NoData, QueryError
 
+__all__ = [
+    "add_panel_column",
+    "DPI",
+    "draw_heatmaps",
+    "draw_lines",
+    "edges",
+    "grid",
+    "heatmap_figure",
+    "line_figure",
+    "LOG_SPAN",
+    "MAX_COLUMNS",
+    "PANEL",
+    "plot_heatmaps",
+    "plot_lines",
+    "reference_rule",
+    "REFERENCE_VALUE",
+    "save",
+    "save_as",
+]
+
 DPI = 100
 MAX_COLUMNS = 4
 LOG_SPAN = 20.0

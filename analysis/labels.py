@@ -10,6 +10,8 @@ from __future__ import annotations
 from amsweep.analysis.derived import DERIVED
 from amsweep.pipeline.metrics import METRICS
 
+__all__ = ["AXES", "axis_label", "value_label"]
+
 AXES: dict[str, str] = {
     "alpha": r"load $\alpha = P/N$ (patterns per neuron)",
     "P": "P (training examples)",

@@ -19,6 +19,8 @@ from amsweep.pipeline import cell, memory_metrics
 from amsweep.pipeline import spec as spec_mod
 from amsweep.storage import query
 
+__all__ = ["attention_table", "capacity", "CAPACITY_LEVEL", "elbo_table", "metric_frame"]
+
 CAPACITY_LEVEL = 0.9
 
 

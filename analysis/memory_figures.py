@@ -20,6 +20,8 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from amsweep.analysis import memories  # noqa: E402
 from amsweep.analysis.figures import save  # noqa: E402
 
+__all__ = ["attention_phase_figure", "attention_time_figure", "elbo_figure", "main", "N_STYLE", "RULE_STYLE"]
+
 RULE_STYLE = {
     "elbo_memory": ("ELBO mixture (EM)", "tab:red"),
     "crp_memory": ("CRP", "tab:blue"),

@@ -19,6 +19,8 @@ from amsweep.analysis import derived, figures
 from amsweep.analysis.labels import axis_label, value_label
 from amsweep.pipeline.errors import QueryError
 
+__all__ = ["phase_figure"]
+
 
 def phase_figure(
     ds: xr.Dataset,

@@ -18,6 +18,8 @@ import xarray as xr
 
 from amsweep.analysis import derived, tables
 
+__all__ = ["bisection_vs_grid", "family", "main", "paired", "PAPER", "per_task", "seed_table"]
+
 PAPER = "_paper"
 
 

@@ -24,6 +24,18 @@ from amsweep.analysis import classify, figures, summary, tables, theory_figures
 from amsweep.pipeline.errors import NoData
 from amsweep.storage import query
 
+__all__ = [
+    "FigureFailed",
+    "Figures",
+    "GATED",
+    "MAX_DATASETS",
+    "MAX_N",
+    "MAX_PHASE_FACETS",
+    "slug",
+    "standard_figures",
+    "write_report",
+]
+
 MAX_DATASETS = 6  # panels of one line figure: datasets x N values
 MAX_N = 3
 MAX_PHASE_FACETS = 4  # (load x noise) heatmap figures, one per (dataset, N)

@@ -18,6 +18,8 @@ import xarray as xr
 from amsweep.analysis import basins, classify, tables
 from amsweep.pipeline.metrics import SUCCESS_OVERLAP
 
+__all__ = ["basin_table", "capacity", "clean_noise", "GROUP", "key_numbers", "REFERENCE_NOISE", "reference_noise"]
+
 REFERENCE_NOISE = 0.1
 GROUP = ["dataset", "N", "rule"]
 

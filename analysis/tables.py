@@ -23,6 +23,20 @@ from amsweep.storage.layout import DONE, STATUS_NAMES
 from amsweep.storage.query import load_axis as load_axis
 from amsweep.storage.query import task_dims as task_dims
 
+__all__ = [
+    "axes_of",
+    "check_fixed",
+    "component_table",
+    "coordinate_frames",
+    "has_data",
+    "nearest",
+    "restrict",
+    "seed_mode",
+    "seed_stats",
+    "status_counts",
+    "tidy",
+]
+
 
 def status_counts(ds: xr.Dataset) -> dict[str, int]:
     """Tasks per state, over the whole selection."""

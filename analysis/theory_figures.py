@@ -25,6 +25,18 @@ from amsweep.analysis.labels import axis_label
 from amsweep.pipeline.errors import NoData
 from amsweep.pipeline.theory.hopfield_rs import T_M, overlap
 
+__all__ = [
+    "capacity_figure",
+    "capacity_frame",
+    "CAPACITY_SUCCESS",
+    "dynamics_temperature",
+    "MAX_LOAD_PANELS",
+    "temperature_figure",
+    "temperature_frame",
+    "temperature_lines_figure",
+    "THEORY",
+]
+
 CAPACITY_SUCCESS = 0.9  # a load counts as stored when >= 90% of corrupted starts are retrieved
 THEORY = "replica-symmetric theory"
 MAX_LOAD_PANELS = 4

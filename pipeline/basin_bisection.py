@@ -29,6 +29,18 @@ from amsweep.pipeline.errors import SpecError
 from amsweep.pipeline.metrics import overlap
 from amsweep.pipeline.model import Param
 
+__all__ = [
+    "bisect",
+    "canonical_retrieval",
+    "cell_basins",
+    "nested_corruptions",
+    "PARAMS",
+    "Relax",
+    "retrieved",
+    "scan",
+    "starts",
+]
+
 Relax = Callable[[np.ndarray], np.ndarray]  # initial states (B, N) -> final states (B, N)
 
 # [retrieval] keys of a spec; ``basin_examples = 0`` (the default) turns the metric off, and the

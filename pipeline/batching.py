@@ -24,6 +24,8 @@ from amsweep.pipeline.outcomes import guarded
 from amsweep.pipeline.packing import Packed, pack
 from amsweep.pipeline.resources import cell_memory, cell_threads
 
+__all__ = ["Batch", "Batcher", "BatchSizer", "GROWTH", "needs_of", "run_batch", "shape_of", "UNMEASURED"]
+
 UNMEASURED = 2
 GROWTH = 4
 

@@ -22,6 +22,8 @@ from amsweep.pipeline.resources import cell_threads
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import Task
 
+__all__ = ["CellResult", "data_key", "make_data", "run_cell", "train"]
+
 
 @dataclass(frozen=True)
 class CellResult:

@@ -17,6 +17,8 @@ from typing import NoReturn
 
 from amsweep.pipeline.errors import AmsweepError, SpecError
 
+__all__ = ["BUNDLED", "main"]
+
 BUNDLED = Path(__file__).resolve().parent.parent / "sweeps"
 
 

@@ -22,6 +22,29 @@ import numpy as np
 from amsweep.pipeline.errors import show
 from amsweep.pipeline.model import Data, Model, Param, Relaxation
 
+__all__ = [
+    "ATTRIBUTES",
+    "DatasetModule",
+    "dynamics_not_applicable",
+    "DynamicsModule",
+    "Executor",
+    "EXECUTOR_OPTIONS",
+    "executor_problems",
+    "FAMILIES",
+    "kind_of",
+    "not_applicable",
+    "OPTIONAL",
+    "optional",
+    "Part",
+    "problems",
+    "PROTOCOLS",
+    "REPRESENTATIONS",
+    "required",
+    "rule_not_applicable",
+    "RuleModule",
+    "takes_meta",
+]
+
 if TYPE_CHECKING:
     from amsweep.pipeline.spec import Sweep
 

@@ -30,6 +30,8 @@ import fsspec
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.datasets._cache import cache_dir
 
+__all__ = ["exists", "files_to_ship", "is_url", "join", "local", "localize", "PACKAGE", "ship", "Shipped"]
+
 PACKAGE = Path(__file__).resolve().parent
 
 

@@ -8,6 +8,8 @@ converted into one of these types where they are detected, never caught by a bro
 
 from __future__ import annotations
 
+__all__ = ["AmsweepError", "CubeError", "NoData", "PluginError", "QueryError", "show", "SpecError"]
+
 
 class AmsweepError(Exception):
     """Base of every error caused by the user's input (spec, cube path, selection, flags)."""

@@ -10,6 +10,17 @@ import math
 
 from amsweep.pipeline.errors import SpecError
 
+__all__ = [
+    "check_cell_size",
+    "check_count",
+    "check_variants",
+    "GiB",
+    "MAX_CELL_BYTES",
+    "MAX_CELLS",
+    "MAX_VARIANTS",
+    "patterns",
+]
+
 MAX_CELLS = 1_000_000  # tasks in one cube: the driver walks them and holds their status in memory
 MAX_VARIANTS = 10_000  # variants of one entry, each checked against its dataset at validation
 MAX_CELL_BYTES = 64 * 2**30  # float32 (P + P_test + random starts) x N data plus N x N couplings

@@ -18,6 +18,18 @@ from amsweep.pipeline.dynamics._sphere_attention import count_clusters
 from amsweep.pipeline.metric_types import CELL, CellInputs, Metric
 from amsweep.pipeline.model import Data, Model
 
+__all__ = [
+    "as_oracle",
+    "best_match",
+    "binarised",
+    "FOUND_OVERLAP",
+    "label_means",
+    "MEMORY_METRICS",
+    "model_metrics",
+    "recovered_components",
+    "token_clusters",
+]
+
 # A memory on one component overlaps its prototype by ~1 once binarised (a mean of e examples
 # with 10% flips has ~0.3 wrong sites of 64 at e = 8), a memory merging two by ~0.5, and a single
 # example (what a KDE stores) by 1 - 2 flip = 0.8: 0.95 credits only means of several examples.

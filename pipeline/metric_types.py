@@ -13,6 +13,8 @@ import numpy as np
 
 from amsweep.pipeline.model import Data, Model, Relaxation
 
+__all__ = ["CellInputs", "GROUPS", "Metric", "PER_NOISE", "Starts", "thermal_state", "Timings"]
+
 
 def thermal_state(relaxation: Relaxation) -> np.ndarray:
     """The states whose overlaps a cell reports: <s_i> of a thermal dynamics (overlaps are linear

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["Data", "Model", "NotApplicable", "Param", "Relaxation"]
+
 
 @dataclass(frozen=True)
 class Param:

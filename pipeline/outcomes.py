@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from amsweep.pipeline.model import NotApplicable
 
+__all__ = ["Failed", "guarded", "Skipped"]
+
 
 @dataclass(frozen=True)
 class Failed:

@@ -17,6 +17,8 @@ import numpy as np
 
 from amsweep.pipeline.cell import CellResult
 
+__all__ = ["pack", "Packed", "unpack"]
+
 
 @dataclass(frozen=True)
 class Packed:

@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "check_states",
+    "corrupt",
+    "energy",
+    "flat_couplings",
+    "FLOOR_EPS",
+    "is_fixed_point",
+    "local_fields",
+    "one_hot",
+    "overlap",
+]
+
 # floor(rho N) computed in floating point: rho = 0.29, N = 100 gives 28.999999999999996.
 # The nudge makes it 29 as intended, and is far below 1/N for any N we can store.
 FLOOR_EPS = 1e-9

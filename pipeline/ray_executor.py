@@ -22,6 +22,8 @@ from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
 
+__all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor"]
+
 PINNED_THREADS = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",

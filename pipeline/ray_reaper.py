@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+__all__ = ["descendants", "GRACE_SECONDS", "main", "POLL_SECONDS", "process_table", "reap", "start"]
+
 POLL_SECONDS = 1.0
 GRACE_SECONDS = 1.0  # let a driver that called ray.shutdown() see its processes leave first
 

@@ -29,6 +29,18 @@ from typing import Callable
 from amsweep.pipeline import contracts
 from amsweep.pipeline.errors import PluginError
 
+__all__ = [
+    "clear",
+    "component",
+    "ENV_VAR",
+    "FAMILIES",
+    "kinds",
+    "PLUGIN_PACKAGE",
+    "plugin_path",
+    "Source",
+    "use_plugin_path",
+]
+
 FAMILIES = contracts.FAMILIES
 ENV_VAR = "AMSWEEP_PLUGIN_PATH"
 PLUGIN_PACKAGE = "amsweep_plugins"  # plug-in files import as amsweep_plugins.<family>.<kind>

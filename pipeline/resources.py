@@ -24,6 +24,24 @@ from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.params import SpecError
 from amsweep.pipeline.spec import Sweep, Task
 
+__all__ = [
+    "cell_memory",
+    "cell_threads",
+    "check_fits",
+    "describe",
+    "GiB",
+    "LARGE_FLOPS",
+    "LARGE_THREADS",
+    "machine_memory",
+    "MARGIN",
+    "ResourceError",
+    "retrieval_batch",
+    "shapes",
+    "states",
+    "WORKER_BASE",
+    "WORKING_SET",
+]
+
 GiB = 2**30
 WORKING_SET = 4.0
 MARGIN = 1.5

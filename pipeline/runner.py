@@ -29,6 +29,8 @@ from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
 from amsweep.storage.status import save_run_record
 
+__all__ = ["run", "RunReport"]
+
 
 @dataclass
 class RunReport:

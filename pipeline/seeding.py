@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["stable_key", "stream"]
+
 
 def stable_key(*parts: Any) -> int:
     """128-bit integer from JSON-encoded parts; identical on every machine and Python version."""

@@ -30,6 +30,8 @@ from amsweep.pipeline.spec_tables import (
     rule_variants,
 )
 
+__all__ = ["from_canonical", "from_dict", "load", "RETRIEVAL", "spec_hash", "Sweep", "Task", "TOP_KEYS"]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

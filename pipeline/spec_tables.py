@@ -19,6 +19,16 @@ from amsweep.pipeline import contracts, limits, registry
 from amsweep.pipeline.errors import show
 from amsweep.pipeline.params import SpecError, count_of, float_list, int_list, resolve, table_of
 
+__all__ = [
+    "dataset_variants",
+    "DatasetVariant",
+    "dynamics_defaults",
+    "ENTRY_NAME",
+    "family_entries",
+    "rule_variants",
+    "RuleVariant",
+]
+
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -23,6 +23,8 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
+__all__ = ["forget", "pin", "PRELOAD"]
+
 PRELOAD = ("scipy.linalg",)  # the BLAS numba's compiled code calls, loaded lazily otherwise
 
 _pinned: tuple[int, int] | None = None  # (threads, len(sys.modules)) at the last pin

@@ -20,6 +20,8 @@ from xarray.core import indexing
 from amsweep.pipeline.errors import CubeError
 from amsweep.storage import layout
 
+__all__ = ["AmsweepBackend", "open_format2", "ShardedArray"]
+
 
 class ShardedArray(BackendArray):
     """One cube variable, read lazily shard by shard."""

@@ -22,6 +22,8 @@ from amsweep.storage import layout, template
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 
+__all__ = ["check", "CheckReport", "repair"]
+
 
 @dataclass
 class CheckReport:

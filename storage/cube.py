@@ -29,6 +29,8 @@ from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shard_io import ShardIO
 
+__all__ = ["Cube", "LEASE_KEY", "Mark", "UPGRADE_READY"]
+
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 LEASE_KEY = f"{SIDE}/lease.json"
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (amsweep.storage.upgrade)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+__all__ = ["FIXED", "GROWS", "merge", "NOT_CONTENT"]
+
 FIXED = ("root_seed", "noise", "load_axis", "retrieval")
 GROWS = {"datasets": ("N", "load"), "rules": ()}
 NOT_CONTENT = ("label", "stream")

@@ -14,6 +14,19 @@ import numpy as np
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.spec import Sweep
 
+__all__ = [
+    "ArraySpec",
+    "AXIS_ATTRS",
+    "coordinates",
+    "FORMAT_VERSION",
+    "not_applicable_mask",
+    "READABLE_FORMATS",
+    "STATUS_NAMES",
+    "task_dims",
+    "task_dims_of",
+    "variables",
+]
+
 PENDING, DONE, FAILED, NOT_APPLICABLE = 0, 1, 2, 3
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", NOT_APPLICABLE: "not applicable"}
 FORMAT_VERSION = 2

@@ -35,6 +35,8 @@ from typing import Any
 from amsweep.pipeline.errors import CubeError
 from amsweep.storage.objects import Objects
 
+__all__ = ["holder_of", "KEY", "Lease", "LeaseError", "LeaseHeld", "LeaseLost", "log"]
+
 KEY = "_amsweep/lease.json"
 log = logging.getLogger(__name__)
 

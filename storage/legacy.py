@@ -16,6 +16,8 @@ import zarr
 from amsweep.storage.layout import PENDING
 from amsweep.storage.records import SIDE
 
+__all__ = ["group", "read_array", "read_couplings", "read_failures", "read_status"]
+
 if TYPE_CHECKING:
     from amsweep.storage.cube import Cube
 

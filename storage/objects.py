@@ -20,6 +20,8 @@ from typing import Any, Iterable, Protocol
 
 import fsspec
 
+__all__ = ["FsspecObjects", "LocalObjects", "Objects", "objects_at", "PARTIAL"]
+
 PARTIAL = ".partial-"  # marks a local temporary; never a cube key
 
 

@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+__all__ = ["cube_attrs", "package_version", "run_environment", "SOURCE", "source"]
+
 SOURCE = Path(__file__).resolve().parents[1]
 
 

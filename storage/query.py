@@ -19,6 +19,18 @@ from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import layout
 from amsweep.storage.layout import DONE
 
+__all__ = [
+    "done_values",
+    "load_axis",
+    "load_couplings",
+    "open_cube",
+    "parse_where",
+    "select",
+    "stored_spec",
+    "task_dims",
+    "to_frame",
+]
+
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded).

@@ -15,6 +15,8 @@ from typing import Any
 
 from amsweep.storage.objects import Objects
 
+__all__ = ["ErrorRecords", "ERRORS", "now", "shard_record_key", "SIDE", "task_key"]
+
 SIDE = "_amsweep"
 ERRORS = f"{SIDE}/errors"
 

@@ -17,6 +17,8 @@ from amsweep.storage import template
 from amsweep.storage.layout import DONE, PENDING
 from amsweep.storage.shards import ShardError, ShardLayout
 
+__all__ = ["BLOCK_CACHE_BYTES", "ShardIO"]
+
 BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+__all__ = ["choose_shard_shape", "crc32c_rows", "EMPTY", "ShardError", "ShardLayout", "TARGET_TASKS_PER_SHARD"]
+
 EMPTY = np.uint64(2**64 - 1)
 # About 4,096 tasks per shard: a 10^5-cell cube is then ~25 shards per variable (~400 objects
 # with 16 variables, against a budget of 5,000), while one shard of a per-noise float32 metric

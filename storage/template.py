@@ -31,6 +31,20 @@ from amsweep.pipeline.spec import Sweep
 from amsweep.storage import layout
 from amsweep.storage.shards import ShardLayout, choose_shard_shape
 
+__all__ = [
+    "build",
+    "COORD_CHUNK",
+    "COORD_CHUNK_2D",
+    "CREATING",
+    "creating_document",
+    "members_of",
+    "quiet_labels",
+    "ROOT",
+    "root_document",
+    "shard_layout",
+    "Template",
+]
+
 ROOT = "zarr.json"
 CREATING = "amsweep_creating"
 COORD_CHUNK = 4096

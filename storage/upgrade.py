@@ -31,6 +31,8 @@ from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shards import choose_shard_shape
 
+__all__ = ["cleanup", "interrupted", "STAGE", "upgrade", "UpgradeReport"]
+
 STAGE = f"{SIDE}/upgrade"
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import os
+import pkgutil
 import shutil
 import site
 import subprocess
@@ -40,6 +42,23 @@ def test_every_package_folder_is_listed_for_the_wheel():
         if "__pycache__" not in init.parts
     }
     assert found == listed
+
+
+def test_public_modules_declare_what_they_export():
+    """Every public module of pipeline, storage and analysis says its API in ``__all__`` (and each
+    name there exists); components (rules, datasets, dynamics) are described by their contract."""
+    missing = []
+    for package in ("amsweep.pipeline", "amsweep.storage", "amsweep.analysis"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            if info.name.startswith("_") or info.ispkg:
+                continue
+            module = importlib.import_module(f"{package}.{info.name}")
+            names = getattr(module, "__all__", None)
+            if names is None:
+                missing.append(module.__name__)
+            else:
+                missing += [f"{module.__name__}.{n}" for n in names if not hasattr(module, n)]
+    assert not missing
 
 
 def _standin_wheel(name: str, out: Path) -> Path:
