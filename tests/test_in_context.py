@@ -17,7 +17,7 @@ from amsweep.pipeline.rules import _icl_fit, _icl_net, in_context, kde
 SOFTMAX = {"max_sweeps": 100, "tol": 1e-4}
 DEFAULTS = {k: p.default for k, p in in_context.PARAMS.items()}
 # A pretraining small enough for CI (a few seconds at N = 32) that still learns to pool clusters.
-SMALL = {**DEFAULTS, "steps": 600, "train_context_max": 64, "train_K_max": 4}
+SMALL = {**DEFAULTS, "layers": 2, "steps": 600, "train_flip_max": 0.3, "train_context_max": 64, "train_K_max": 4}
 
 
 def _pm1(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -167,3 +167,48 @@ def test_context_mixture_examples_are_flipped_prototypes():
     flipped = np.mean(data.train != protos[data.meta["train_labels"]])
     assert flipped == pytest.approx(0.2, abs=0.01)
     assert in_context.distance_to_modes(protos, protos).max() == 0.0
+
+
+def test_in_context_runs_in_the_grid_and_the_mode_table_reads_the_cube(tmp_path, monkeypatch):
+    # Through the runner into a cube: the rule is discovered by name, retrieves by softmax, and
+    # the cell's test_best_feature (prototypes as meta["features"]) gives the distance to the modes.
+    from amsweep.analysis.in_context import mode_distances
+    from amsweep.pipeline import spec as spec_mod
+    from amsweep.pipeline.executors import SerialExecutor
+    from amsweep.pipeline.runner import run
+    from amsweep.storage.cube import Cube
+    from amsweep.storage.query import open_cube
+
+    monkeypatch.setenv(_cache.ENV_VAR, str(tmp_path / "cache"))
+    sweep = spec_mod.from_dict(
+        {
+            "name": "icl_tiny",
+            "root_seed": 3,
+            "seeds": 2,
+            "noise": [0.0, 0.2],
+            "P_test": 10,
+            "retrieval": {"train_starts": 8, "test_starts": 10, "random_starts": 2},
+            "datasets": {"mix": {"kind": "context_mixture", "N": [16], "P": [8, 24], "K": 2, "flip": [0.05, 0.2]}},
+            "rules": {"in_context": {"steps": 40, "layers": 1}, "kde": {"bandwidth": [0.3, 0.6]}},
+        }
+    )
+    assert sweep.rules[0].dynamics == "softmax"
+    path = str(tmp_path / "icl.zarr")
+    report = run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
+    assert report.failed == 0 and report.done == 2 * 2 * 3 * 2
+    table = mode_distances(open_cube(path))
+    assert set(table["rule"]) == {"in_context", "kde (best h)", "kde (best fixed h)"}
+    assert len(table) == 3 * 2 * 2 * 2 and (table["seeds"] == 2).all()
+    assert table["mean"].between(0.0, 0.5).all()
+    best = table[table["rule"] == "kde (best h)"].set_index(["flip", "P", "noise"])["mean"]
+    fixed = table[table["rule"] == "kde (best fixed h)"].set_index(["flip", "P", "noise"])["mean"]
+    assert (best <= fixed + 1e-12).all()
+    # the replay (until the cell records own-mode retrieval) redoes the cell's test retrievals exactly
+    from amsweep.analysis.in_context_replay import replay
+    from amsweep.storage.query import to_frame
+
+    again = replay(sweep, 0.2).set_index(["flip", "P", "rule", "seed"])
+    cube = to_frame(open_cube(path), "test_best_feature").query("noise == 0.2").set_index(["flip", "P", "rule", "seed"])
+    assert len(again) == len(cube) == 24 and again["own_mode"].between(0.0, 1.0).all()
+    near = again["distance"] < 0.25  # the cube's |overlap| and the signed one agree near a mode
+    np.testing.assert_allclose(again["distance"][near], ((1 - cube["test_best_feature"]) / 2)[near], atol=1e-6)

@@ -24,16 +24,16 @@ from amsweep.pipeline.model import Model, NotApplicable, Param
 from amsweep.pipeline.rules import _icl_fit, _icl_net
 
 PARAMS: dict[str, Param] = {
-    "layers": Param(2, int, "transformer blocks (attention + MLP, each with residuals)", low=1),
+    "layers": Param(3, int, "transformer blocks (attention + MLP, each with residuals)", low=1),
     "width": Param(0, int, "model width D of the transformer; 0 = N", low=0),
     "hidden": Param(0, int, "width of the MLP after attention; 0 = the model width", low=0),
-    "steps": Param(3000, int, "Adam steps of pretraining (one batch of synthetic contexts each)", low=1),
+    "steps": Param(4000, int, "Adam steps of pretraining (one batch of synthetic contexts each)", low=1),
     "batch": Param(16, int, "synthetic contexts per pretraining step", low=1),
     "lr": Param(3e-3, float, "Adam learning rate of pretraining", low=0.0, open_low=True),
     "seed": Param(0, int, "pretraining seed (with the other settings it names the cached weights)", low=0),
     "train_K_max": Param(6, int, "pretraining mixtures have 1 ... train_K_max prototypes", low=1),
     "train_flip_min": Param(0.02, float, "smallest flip probability of pretraining mixtures", low=0.0, high=0.5),
-    "train_flip_max": Param(0.3, float, "largest flip probability of pretraining mixtures", low=0.0, high=0.5),
+    "train_flip_max": Param(0.35, float, "largest flip probability of pretraining mixtures", low=0.0, high=0.5),
     "train_context_min": Param(8, int, "smallest pretraining context", low=1),
     "train_context_max": Param(128, int, "largest pretraining context", low=1),
     "train_targets": Param(16, int, "held-out points per pretraining context, scored by log-likelihood", low=1),
@@ -71,6 +71,21 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
     )
 
 
+def pretrain(N: int, **settings: object) -> dict[str, np.ndarray]:
+    """Train (or read) the cached weights for N and these settings (defaults otherwise) ahead of a sweep.
+
+    Why: workers that miss the cache together all train (``_cache``); one call in the driver
+    first lets every worker read the file instead (on a cluster, with a shared ``AMSWEEP_CACHE``).
+    """
+    params = {k: p.default for k, p in PARAMS.items()}
+    unknown = set(settings) - set(params)
+    if unknown:
+        raise KeyError(f"in_context: unknown settings {sorted(unknown)}")
+    params.update(settings)
+    check(params)
+    return _icl_fit.weights(N, params)[0]
+
+
 def check(params: dict) -> None:
     """Ranges of the pretraining distribution must be ordered (ValueError otherwise)."""
     for low, high in (("train_flip_min", "train_flip_max"), ("train_context_min", "train_context_max")):
@@ -85,6 +100,15 @@ def distance_to_modes(states: np.ndarray, modes: np.ndarray) -> np.ndarray:
     """
     overlaps = states.astype(np.float64) @ modes.astype(np.float64).T / states.shape[1]
     return (1.0 - overlaps.max(axis=1)) / 2.0
+
+
+def own_mode_fraction(states: np.ndarray, modes: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of states equal to the mode of the component their start was drawn from.
+
+    Stricter than ``distance_to_modes``: a memory whose attractors collapse onto one mode has a
+    small distance to *a* mode from every start, but retrieves its own mode for few of them.
+    """
+    return float(np.mean(np.all(states == modes[labels], axis=1)))
 
 
 def kde_mixture(X: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
