@@ -156,7 +156,7 @@ def test_refuses_potts_and_disordered_ranges():
     with pytest.raises(NotApplicable):
         in_context.train(np.zeros((3, 5), np.int8), 21, DEFAULTS, np.random.default_rng(0))
     with pytest.raises(ValueError, match="train_flip_min"):
-        in_context.check({**DEFAULTS, "train_flip_min": 0.4, "train_flip_max": 0.2})
+        in_context.check_ranges({**DEFAULTS, "train_flip_min": 0.4, "train_flip_max": 0.2})
 
 
 def test_context_mixture_examples_are_flipped_prototypes():

@@ -54,7 +54,7 @@ def train(X: np.ndarray, q: int, params: dict, rng: np.random.Generator) -> Mode
     """One forward pass of the cached transformer over the context; ``rng`` is unused (no fitting)."""
     if q != 2:
         raise NotApplicable(f"the in-context memory is written for +-1 patterns, got q = {q}")
-    check(params)
+    check_ranges(params)
     mu, v = predict(X, params)
     theta, created = _icl_fit.weights(X.shape[1], params)  # in memory since predict: info only
     centres, beta, log_weights = _icl_net.gaussian_energy(mu, v)
@@ -82,11 +82,11 @@ def pretrain(N: int, **settings: object) -> dict[str, np.ndarray]:
     if unknown:
         raise KeyError(f"in_context: unknown settings {sorted(unknown)}")
     params.update(settings)
-    check(params)
+    check_ranges(params)
     return _icl_fit.weights(N, params)[0]
 
 
-def check(params: dict) -> None:
+def check_ranges(params: dict) -> None:
     """Ranges of the pretraining distribution must be ordered (ValueError otherwise)."""
     for low, high in (("train_flip_min", "train_flip_max"), ("train_context_min", "train_context_max")):
         if params[low] > params[high]:
