@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("specs", help="list the bundled sweeps")
     sp.set_defaults(fn=cmd_specs)
+
+    from amsweep.pipeline.cli_boundary import add_parsers  # boundary, refine
+
+    add_parsers(sub)
     return p
 
 
