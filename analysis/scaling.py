@@ -159,7 +159,7 @@ def scaling_figure(
         x = np.power(group["N"].to_numpy(dtype=float), -nu_axis)
         y = group["crossing"].to_numpy(dtype=float)
         err = np.vstack([y - group["ci_low"].to_numpy(dtype=float), group["ci_high"].to_numpy(dtype=float) - y])
-        name = ", ".join(f"{v}" for v in key.values())
+        name = ", ".join(str(v) if k in ("family", "rule") else f"{k} = {v}" for k, v in key.items())
         ax.errorbar(x, y, yerr=err, fmt="o", color=color, capsize=3, label=f"{name}")
         grid = np.linspace(0.0, x.max() * 1.05, 100)
         N_grid = np.power(np.maximum(grid, 1e-12), -1.0 / nu_axis)

@@ -25,10 +25,12 @@ def _target(args: argparse.Namespace):
 
 def show_table(table: pd.DataFrame, csv: str | None) -> None:
     """Print the boundaries (constant descriptive columns dropped); ``csv`` gets every column."""
+    keys = [c for c in table.columns if c not in SHOWN]
+    order = [c for c in ("family", "rule", "noise", "N", "dataset") if c in keys]
+    table = table.sort_values(order, kind="stable") if order else table  # N ascending within a family
     if csv:
         table.to_csv(csv, index=False)
         print(f"wrote {len(table)} rows to {csv}")
-    keys = [c for c in table.columns if c not in SHOWN]
     drop = [c for c in keys if table[c].nunique(dropna=False) <= 1 and len(table) > 1]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table.drop(columns=drop).to_string(index=False))
