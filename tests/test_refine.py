@@ -111,6 +111,23 @@ def test_added_values_are_exact_and_unique_in_P():
     assert candidates(40, 48, 3, "P", 0, [40, 48]) == [42, 44, 46]
 
 
+def test_refine_along_N_adds_network_sizes(tmp_path):
+    """At fixed alpha = 0.2 Hebb's m_train falls with N (alpha_c(N) decreases through 0.2)."""
+    text = HEBB.format(seeds=4, datasets='[datasets.r]\nkind = "random"\nN = [100, 200, 400, 800]\nalpha = [0.2]')
+    base = spec_mod.load(spec(tmp_path, text))
+    path = str(tmp_path / "along_n.zarr")
+    report = refine(base, path, TARGET, "N", 20, 8, SerialExecutor(), say=lambda _: None)
+    row = report.table.iloc[0]
+    assert report.converged and row["found"] == "yes" and row["width"] <= 20
+    stored = Cube.open(path).sweep
+    assert stored.N_values[:4] == (100, 200, 400, 800) and len(stored.N_values) == 4 + report.rounds
+    assert all(isinstance(n, int) for n in stored.N_values)
+    assert row["bracket_low"] <= stored.N_values[-1] <= row["bracket_high"]  # the last bisection point
+    rebuilt = str(tmp_path / "rebuilt.zarr")
+    run(Cube.create_or_open(rebuilt, stored), SerialExecutor(), progress=False)
+    assert_same_cube(path, rebuilt)
+
+
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "amsweep.pipeline.cli", "refine", *args],
