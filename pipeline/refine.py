@@ -26,7 +26,6 @@ and noise levels, so give one dataset entry per N to refine each N by itself (th
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -36,13 +35,11 @@ import pandas as pd
 
 from amsweep.analysis import boundary
 from amsweep.pipeline import limits, registry
-from amsweep.pipeline.errors import SpecError
+from amsweep.pipeline.errors import CubeError, SpecError
 from amsweep.pipeline.runner import run
 from amsweep.pipeline.spec import Sweep, from_canonical
 from amsweep.storage import query
 from amsweep.storage.cube import Cube
-from amsweep.storage.objects import objects_at
-from amsweep.storage.template import ROOT
 
 
 @dataclass
@@ -164,13 +161,12 @@ def restrict(frame: pd.DataFrame, along: str, current: dict[str, list[Any]]) -> 
 
 
 def stored_spec(path: str) -> dict[str, Any] | None:
-    """The canonical spec a cube at ``path`` stores, or None where there is no finished cube."""
-    objects = objects_at(path, None)
-    data = objects.get(ROOT)
-    if data is None:
+    """The canonical spec a cube at ``path`` stores; None where there is no finished cube (nothing
+    there, or an interrupted creation, which ``Cube.create_or_open`` rebuilds or explains)."""
+    try:
+        return Cube.open(path).sweep.canonical
+    except CubeError:
         return None
-    attrs = json.loads(data).get("attributes") or {}
-    return json.loads(attrs["amsweep_spec"]) if "amsweep_spec" in attrs else None
 
 
 def cell_counts(sweep: Sweep, key: str, tol: float) -> tuple[int, int]:
