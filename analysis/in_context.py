@@ -23,6 +23,8 @@ import xarray as xr  # noqa: E402
 from amsweep.analysis.figures import save  # noqa: E402
 from amsweep.storage.query import to_frame  # noqa: E402
 
+__all__ = ["CELL", "figure", "mode_distances", "start_distance", "STYLE", "summary"]
+
 CELL = ["flip", "N", "P", "noise"]
 STYLE = {
     "in_context": ("tab:red", "-", "in-context transformer"),

@@ -20,6 +20,8 @@ from amsweep.pipeline.rules.in_context import distance_to_modes, own_mode_fracti
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import Sweep, Task
 
+__all__ = ["own_mode_summary", "replay"]
+
 
 def replay(sweep: Sweep, noise: float) -> pd.DataFrame:
     """Per task of a context_mixture dataset: distance to the nearest mode and own-mode fraction at one noise."""

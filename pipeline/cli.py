@@ -246,15 +246,10 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_executor_flags(r: argparse.ArgumentParser) -> None:
+    """--executor and its options: one set for every command that runs cells (run, refine)."""
     from amsweep.pipeline.executors import EXECUTORS
 
-    p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
-    r.add_argument("spec", help="TOML spec file or bundled sweep name (amsweep specs)")
-    r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
     r.add_argument(
         "--address", default=None, help="Ray cluster address: auto or ray://host:port (default: start Ray locally)"
     )
@@ -273,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="cells per Ray task (default: sized from measured cell durations, ~2 s a task)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
+    r.add_argument("spec", help="TOML spec file or bundled sweep name (amsweep specs)")
+    r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
+    add_executor_flags(r)
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
@@ -317,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("specs", help="list the bundled sweeps")
     sp.set_defaults(fn=cmd_specs)
+
+    from amsweep.pipeline.cli_boundary import add_parsers  # boundary, refine
+
+    add_parsers(sub)
     return p
 
 

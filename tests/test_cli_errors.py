@@ -108,7 +108,7 @@ def test_a_bug_inside_a_report_figure_shows_its_traceback_not_a_skipped_figure(
     from amsweep.analysis import figures
 
     out = str(tmp_path / "r.zarr")
-    assert main(["run", spec_file, "--out", out, "--serial", "--quiet"]) == 0
+    assert main(["run", spec_file, "--out", out, "--executor", "serial", "--quiet"]) == 0
     capsys.readouterr()
 
     def broken(*args, **kwargs):
