@@ -10,15 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from amsweep.analysis.boundary import Target  # noqa: E402
-from amsweep.analysis.labels import axis_label, value_label  # noqa: E402
+from amsweep.analysis.boundary import Target
+from amsweep.analysis.labels import axis_label, value_label
 
 __all__ = ["curves_figure"]
 
@@ -48,9 +45,8 @@ def curves_figure(
     panels = _panels(table, keys, line)
     panel_values = list(table.groupby(panels, sort=True).groups) if panels else [()]
     panel_values = panel_values[:max_panels]
-    fig, axes = plt.subplots(
-        1, len(panel_values), figsize=(4.4 * len(panel_values), 3.6), constrained_layout=True, squeeze=False
-    )
+    fig = Figure(figsize=(4.4 * len(panel_values), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panel_values), squeeze=False)
     for ax, pv in zip(axes[0], panel_values):
         pv = pv if isinstance(pv, tuple) else (pv,)
         sel_f, sel_t = frame, table
@@ -73,5 +69,4 @@ def curves_figure(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

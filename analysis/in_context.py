@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from amsweep.analysis.figures import save  # noqa: E402
-from amsweep.storage.query import to_frame  # noqa: E402
+from amsweep.analysis.figures import save
+from amsweep.storage.query import to_frame
 
 __all__ = ["CELL", "figure", "mode_distances", "start_distance", "STYLE", "summary"]
 
@@ -60,7 +57,8 @@ def figure(ds: xr.Dataset, out: str | Path, noise: float = 0.2, P: int = 64) -> 
     """Top: distance to the nearest mode against context size at one noise; bottom: against noise at one P."""
     table = mode_distances(ds)
     flips = sorted(table["flip"].unique())
-    fig, axes = plt.subplots(2, len(flips), figsize=(3.6 * len(flips), 6.4), squeeze=False, sharey="row")
+    fig = Figure(figsize=(3.6 * len(flips), 6.4))
+    axes = fig.subplots(2, len(flips), squeeze=False, sharey="row")
     tops = [0.0, 0.0]
     for col, flip in enumerate(flips):
         at_flip = table[table["flip"] == flip]

@@ -9,16 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from amsweep.analysis import memories  # noqa: E402
-from amsweep.analysis.figures import save  # noqa: E402
+from amsweep.analysis import memories
+from amsweep.analysis.figures import save
 
 __all__ = ["attention_phase_figure", "attention_time_figure", "elbo_figure", "main", "N_STYLE", "RULE_STYLE"]
 
@@ -31,7 +30,7 @@ RULE_STYLE = {
 N_STYLE = {64: "--", 128: "-"}
 
 
-def _lines(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str) -> None:
+def _lines(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
     """Seed means of y against x, one colour per rule, one dash per N."""
     for (rule, N), g in frame.groupby(["rule", "N"]):
         label, colour = RULE_STYLE.get(rule, (rule, None))
@@ -44,7 +43,8 @@ def _lines(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str) -> None:
 
 def elbo_figure(frame: pd.DataFrame, out: str | Path) -> Path:
     """Clusters of 8 examples (top) and one example per component (bottom): what each memory keeps."""
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharex=True)
+    fig = Figure(figsize=(15, 8))
+    axes = fig.subplots(2, 3, sharex=True)
     frame = frame.assign(C=frame["components"])
     panels = [
         (8, "components_found", "prototypes found (best memory overlap >= 0.95)"),
@@ -65,7 +65,7 @@ def elbo_figure(frame: pd.DataFrame, out: str | Path) -> Path:
     return save(fig, out)
 
 
-def _heatmap(ax: plt.Axes, table: pd.DataFrame, vmax: float, title: str) -> plt.cm.ScalarMappable:
+def _heatmap(ax: Axes, table: pd.DataFrame, vmax: float, title: str) -> ScalarMappable:
     """Mean cluster counts over (row, beta), log colour, the count written in each cell."""
     image = ax.imshow(table.values, origin="lower", aspect="auto", cmap="viridis", norm=LogNorm(1, vmax))
     ax.set_xticks(range(table.shape[1]), [f"{b:g}" for b in table.columns])
@@ -81,7 +81,8 @@ def _heatmap(ax: plt.Axes, table: pd.DataFrame, vmax: float, title: str) -> plt.
 def attention_phase_figure(frame: pd.DataFrame, out: str | Path, d: int = 16, n: int = 64) -> Path:
     """Clusters against (beta, n) at fixed d and against (beta, d) at fixed n, per update and depth."""
     runs = [(u, s) for u, s in (("residual", 100), ("residual", 1000), ("attention", 1000))]
-    fig, axes = plt.subplots(len(runs), 2, figsize=(12, 3.8 * len(runs)), layout="constrained")
+    fig = Figure(figsize=(12, 3.8 * len(runs)), layout="constrained")
+    axes = fig.subplots(len(runs), 2)
     vmax = float(frame["n"].max())
     image = None
     for row, (update, steps) in enumerate(runs):
@@ -99,7 +100,8 @@ def attention_phase_figure(frame: pd.DataFrame, out: str | Path, d: int = 16, n:
 
 def attention_time_figure(frame: pd.DataFrame, out: str | Path, n: int = 64) -> Path:
     """Steps until the count took its final value, against beta per d: slowest near the transition."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3, sharey=True)
     for ax, (update, steps) in zip(axes, (("residual", 100), ("residual", 1000), ("attention", 1000))):
         g = frame[(frame["update"] == update) & (frame["max_steps"] == steps) & (frame["n"] == n)]
         for d, gd in g.groupby("d"):

@@ -148,12 +148,10 @@ def scaling_figure(
     reference: float | None = None,
 ) -> Path:
     """alpha_c(N) against N^-nu (the fit is a straight line there) with intervals and the fit."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.0), constrained_layout=True)
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
     nus = {round(f.nu, 3) for _, _, f in fits}
     nu_axis = fits[0][2].nu if len(nus) == 1 else 0.5
     for i, (key, group, f) in enumerate(fits):
@@ -179,5 +177,4 @@ def scaling_figure(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import os
 import pkgutil
+import re
 import shutil
 import site
 import subprocess
@@ -59,6 +60,18 @@ def test_public_modules_declare_what_they_export():
             else:
                 missing += [f"{module.__name__}.{n}" for n in names if not hasattr(module, n)]
     assert not missing
+
+
+def test_no_module_sets_a_global_plotting_backend():
+    """Figures are drawn on matplotlib.figure.Figure objects: importing amsweep must not switch a
+    user's backend (matplotlib.use) or start pyplot's global figure manager."""
+    offenders = [
+        f"{path.relative_to(REPO)}"
+        for top in BARE
+        for path in (REPO / top).rglob("*.py")
+        if re.search(r"matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import pyplot", path.read_text())
+    ]
+    assert not offenders
 
 
 def _standin_wheel(name: str, out: Path) -> Path:
