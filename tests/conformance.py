@@ -34,6 +34,7 @@ QUICK: dict[tuple[str, str], dict[str, Any]] = {  # built-in defaults that take 
     ("rules", "plm"): {"epochs": 20},
     ("rules", "krauth_mezard"): {"max_epochs": 20},
     ("datasets", "spin_glass"): {"equilibration": 100},
+    ("rules", "in_context"): {"steps": 20},  # pretraining: 4,000 Adam steps by default
 }
 RETRIEVAL = {"train_starts": 3, "test_starts": 2, "random_starts": 2}
 
