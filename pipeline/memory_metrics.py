@@ -1,10 +1,13 @@
-"""Metrics of what a clustering memory stored: recovered components and token clusters.
+"""Metrics of what a clustering memory stored and retrieves: components, token clusters, modes.
 
-Why a module of its own: these read the trained model (its memories and training diagnostics)
-and the dataset's ground truth, so they are once-per-cell (CELL) metrics that only clustering
-memories give a value (NaN for every other model). ``MEMORY_METRICS`` is merged into
+Why a module of its own: these read the dataset's ground truth (the mixture's prototypes and
+labels) and, for the once-per-cell (CELL) ones, the trained model's memories and training
+diagnostics, so only clustering memories and mixtures give them a value (NaN elsewhere). Two
+are TEST metrics, one value per noise level: where the attractor reached from a corrupted test
+example lies relative to the prototypes (``test_mode_distance``: distance to the nearest one;
+``test_own_mode``: exactly on its own component's). ``MEMORY_METRICS`` is merged into
 ``metrics.METRICS``, the one table the cell, the cube and analysis read; ``model_metrics``
-evaluates them for one model outside a cell (analysis reruns, tests).
+evaluates the CELL ones for one model outside a cell (analysis reruns, tests).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline.dynamics._sphere_attention import count_clusters
-from amsweep.pipeline.metric_types import CELL, CellInputs, Metric
+from amsweep.pipeline.metric_types import CELL, TEST, CellInputs, Metric, Starts
 from amsweep.pipeline.model import Data, Model
 
 __all__ = [
     "as_oracle",
     "best_match",
     "binarised",
+    "distance_to_modes",
     "FOUND_OVERLAP",
     "label_means",
     "MEMORY_METRICS",
     "model_metrics",
+    "own_mode_fraction",
     "recovered_components",
     "token_clusters",
 ]
@@ -79,6 +84,48 @@ def as_oracle(memories: np.ndarray, data: Data) -> float:
 def token_clusters(memories: np.ndarray, eps: float) -> int:
     """Clusters of stored token directions at angle eps (the count a self_attention rule reports)."""
     return int(count_clusters(np.asarray(memories, dtype=np.float64), eps)[0])
+
+
+def distance_to_modes(states: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """Per state, the fraction of sites where it differs from its nearest mode: (1 - best overlap) / 2.
+
+    The measure of "energy minima sit near the context's modes", for states and modes in +-1
+    (signed overlaps, unlike ``test_best_feature``'s |overlap|: a mode's negation is not a mode).
+    """
+    overlaps = states.astype(np.float64) @ modes.astype(np.float64).T / states.shape[1]
+    return (1.0 - overlaps.max(axis=1)) / 2.0
+
+
+def own_mode_fraction(states: np.ndarray, modes: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of states equal to the mode of the component their start was drawn from.
+
+    Stricter than ``distance_to_modes``: a memory whose attractors collapse onto one mode has a
+    small distance to *a* mode from every start, but retrieves its own mode for few of them.
+    """
+    return float(np.mean(np.all(states == modes[labels], axis=1)))
+
+
+def _test_modes(s: Starts) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(binarised attractors, prototypes, each start's component) of the test starts, or None.
+
+    The starts are the first test examples (``cell``), so their labels are the first test labels.
+    None without prototypes or labels (not a mixture), on Potts data, or without test starts.
+    """
+    prototypes, labels = s.data.meta.get("prototypes"), s.data.meta.get("test_labels")
+    n = s.examples.shape[0]
+    if prototypes is None or labels is None or s.data.q != 2 or n == 0:
+        return None
+    return s.relaxation.final, prototypes, labels[:n]
+
+
+def _mode_distance(s: Starts) -> float:
+    found = _test_modes(s)
+    return math.nan if found is None else float(distance_to_modes(found[0], found[1]).mean())
+
+
+def _own_mode(s: Starts) -> float:
+    found = _test_modes(s)
+    return math.nan if found is None else own_mode_fraction(*found)
 
 
 def _components(c: CellInputs) -> tuple[float, float]:
@@ -139,10 +186,24 @@ MEMORY_METRICS: dict[str, Metric] = {
         "1 if the token dynamics stopped moving (by tol) within max_steps, else 0 (self_attention only)",
         "token dynamics converged",
     ),
+    "test_mode_distance": Metric(
+        TEST,
+        _mode_distance,
+        "mean over test starts of the fraction of sites where the binarised attractor (sign(<s_i>) for "
+        "thermal dynamics) differs from the nearest true prototype (mixture only)",
+        "test starts: distance of attractor to the nearest prototype",
+    ),
+    "test_own_mode": Metric(
+        TEST,
+        _own_mode,
+        "fraction of test starts whose binarised attractor is exactly the prototype of the component "
+        "their example was drawn from (mixture only)",
+        "test starts: fraction ending on their own prototype",
+    ),
 }
 
 
 def model_metrics(model: Model, data: Data) -> dict[str, float]:
-    """Every MEMORY_METRICS value of one trained model, as a cell computes them."""
+    """Every once-per-cell (CELL) MEMORY_METRICS value of one trained model, as a cell computes them."""
     inputs = CellInputs(data, model, np.empty((0, data.N), dtype=data.train.dtype))
-    return {name: m.compute(inputs) for name, m in MEMORY_METRICS.items()}
+    return {name: m.compute(inputs) for name, m in MEMORY_METRICS.items() if m.group == CELL}

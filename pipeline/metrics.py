@@ -254,8 +254,9 @@ METRICS: dict[str, Metric] = {
     "test_best_feature": Metric(
         TEST,
         _best_feature,
-        "mean over test starts of the attractor's best |overlap| with any hidden feature (random features only)",
-        "test starts: best |overlap| of attractor with a feature",
+        "mean over test starts of the attractor's best |overlap| with any of the dataset's hidden features "
+        "or mixture prototypes (random features, mixture only)",
+        "test starts: best |overlap| of attractor with a feature or prototype",
     ),
     "random_best_train": Metric(
         RANDOM,

@@ -1,4 +1,5 @@
-"""In-context energy model: gradients, normalisation, caching, and minima on the mixture's modes."""
+"""In-context energy model: gradients, normalisation, caching, minima on the mixture's modes, and the
+cell's mode metrics (test_mode_distance, test_own_mode) against an independent recomputation."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 
 from amsweep.pipeline import metrics as M
-from amsweep.pipeline.datasets import _cache
-from amsweep.pipeline.datasets import context_mixture as cm
+from amsweep.pipeline.datasets import _cache, mixture
 from amsweep.pipeline.dynamics import softmax
-from amsweep.pipeline.model import Model, NotApplicable
+from amsweep.pipeline.memory_metrics import distance_to_modes
+from amsweep.pipeline.model import Data, Model, NotApplicable, Relaxation
 from amsweep.pipeline.rules import _icl_fit, _icl_net, in_context, kde
 
 SOFTMAX = {"max_sweeps": 100, "tol": 1e-4}
@@ -111,7 +112,8 @@ def pretrained(tmp_path_factory) -> dict:
 
 def _held_out(seed: int, N: int = 32, K: int = 3, P: int = 48, flip: float = 0.1):
     """A context of fresh prototypes (never seen in pretraining) and held-out points of its mixture."""
-    return cm.make(N, P, 60, {"K": K, "flip": flip}, np.random.default_rng([77, seed]))
+    params = {"components": K, "per_component": 10, "flip": flip, "balanced": False}
+    return mixture.make(N, P, 60, params, np.random.default_rng([77, seed]))
 
 
 def test_minima_sit_on_the_mixture_modes_of_held_out_contexts(pretrained):
@@ -127,12 +129,10 @@ def test_minima_sit_on_the_mixture_modes_of_held_out_contexts(pretrained):
         model = in_context.train(data.train, 2, pretrained, rng)
         final = softmax.relax(model, starts, SOFTMAX, rng).final
         own_icl.append(np.mean((final == protos[data.meta["test_labels"]]).all(axis=1)))
-        dist_icl.append(in_context.distance_to_modes(final, protos).mean())
+        dist_icl.append(distance_to_modes(final, protos).mean())
         for h in dist_kde:
             k = kde.train(data.train, 2, {"bandwidth": h, "bandwidth_scaling": "fixed"}, rng)
-            dist_kde[h].append(
-                in_context.distance_to_modes(softmax.relax(k, starts, SOFTMAX, rng).final, protos).mean()
-            )
+            dist_kde[h].append(distance_to_modes(softmax.relax(k, starts, SOFTMAX, rng).final, protos).mean())
     assert np.mean(own_icl) >= 0.95, own_icl
     assert np.mean(dist_icl) <= 0.005, dist_icl
     # a narrow kernel memorises: its minima are near the noisy examples, 0.06 from a mode (measured)
@@ -159,27 +159,58 @@ def test_refuses_potts_and_disordered_ranges():
         in_context.check_ranges({**DEFAULTS, "train_flip_min": 0.4, "train_flip_max": 0.2})
 
 
-def test_context_mixture_examples_are_flipped_prototypes():
-    data = cm.make(200, 300, 100, {"K": 5, "flip": 0.2}, np.random.default_rng(3))
-    protos = data.meta["prototypes"]
+def test_unbalanced_mixture_draws_iid_labels_from_the_same_prototypes():
+    # balanced = false: every training label uniform (a context is an i.i.d. sample, as in
+    # pretraining); the prototypes are the first draw either way.
+    params = {"components": 5, "per_component": 10, "flip": 0.2, "balanced": False}
+    data = mixture.make(200, 300, 100, params, np.random.default_rng(3))
+    protos, labels = data.meta["prototypes"], data.meta["train_labels"]
     assert data.train.dtype == np.int8 and data.train.shape == (300, 200) and data.test.shape == (100, 200)
-    assert data.meta["features"] is protos and set(np.unique(data.meta["train_labels"])) == set(range(5))
-    flipped = np.mean(data.train != protos[data.meta["train_labels"]])
-    assert flipped == pytest.approx(0.2, abs=0.01)
-    assert in_context.distance_to_modes(protos, protos).max() == 0.0
+    counts = np.bincount(labels, minlength=5)
+    assert counts.sum() == 300 and counts.min() >= 40 and np.ptp(counts) > 1  # balanced would give 60 each
+    assert np.mean(data.train != protos[labels]) == pytest.approx(0.2, abs=0.01)
+    balanced = mixture.make(200, 300, 100, {**params, "balanced": True}, np.random.default_rng(3))
+    np.testing.assert_array_equal(balanced.meta["prototypes"], protos)
+    assert np.ptp(np.bincount(balanced.meta["train_labels"])) == 0
+    assert distance_to_modes(protos, protos).max() == 0.0
 
 
-def test_in_context_runs_in_the_grid_and_the_mode_table_reads_the_cube(tmp_path, monkeypatch):
-    # Through the runner into a cube: the rule is discovered by name, retrieves by softmax, and
-    # the cell's test_best_feature (prototypes as meta["features"]) gives the distance to the modes.
-    from amsweep.analysis.in_context import mode_distances
+def test_mode_metrics_count_sites_to_the_prototypes_and_are_nan_without_a_mixture():
+    protos = np.array([[1] * 8, [1, -1] * 4], dtype=np.int8)
+    off_by_two = protos[1].copy()
+    off_by_two[:2] *= -1
+    final = np.stack([protos[0], off_by_two, protos[0]])  # own / 2 of 8 sites from its own / another's
+    labels = np.array([0, 1, 1, 0])  # one more test example than starts: the starts are a prefix
+    relaxation = Relaxation(final, np.ones(3, bool), np.ones(3, np.int32), magnetisation=0.5 * final)
+    meta = {"prototypes": protos, "test_labels": labels}
+    data = Data(protos[labels], protos[labels], 2, meta)
+    values = M.evaluate(M.TEST, M.Starts(relaxation, data, data.test[:3]))
+    assert values["test_mode_distance"] == pytest.approx(0.25 / 3) and values["test_own_mode"] == pytest.approx(1 / 3)
+    for other in (
+        M.Starts(relaxation, Data(data.train, data.test, 2, {"prototypes": protos}), data.test[:3]),
+        M.Starts(relaxation, Data(data.train, data.test, 2, {}), data.test[:3]),
+        M.Starts(Relaxation(final[:0], np.ones(0, bool), np.ones(0, np.int32)), data, data.test[:0]),
+    ):
+        values = M.evaluate(M.TEST, other)
+        assert np.isnan(values["test_mode_distance"]) and np.isnan(values["test_own_mode"])
+
+
+def test_in_context_runs_in_the_grid_and_the_cube_records_the_modes(tmp_path, monkeypatch):
+    # Through the runner into a cube: the rule is discovered by name and retrieves by softmax; the
+    # cell records the distance of each attractor to the nearest mode and whether it is its own.
+    from threadpoolctl import threadpool_limits
+
+    from amsweep.analysis.in_context import mode_distances, own_modes
+    from amsweep.pipeline import cell
     from amsweep.pipeline import spec as spec_mod
     from amsweep.pipeline.executors import SerialExecutor
     from amsweep.pipeline.runner import run
+    from amsweep.pipeline.seeding import stream
     from amsweep.storage.cube import Cube
     from amsweep.storage.query import open_cube
 
     monkeypatch.setenv(_cache.ENV_VAR, str(tmp_path / "cache"))
+    mix = {"kind": "mixture", "N": [16], "P": [8, 24], "components": 2, "balanced": False, "flip": [0.05, 0.2]}
     sweep = spec_mod.from_dict(
         {
             "name": "icl_tiny",
@@ -188,7 +219,7 @@ def test_in_context_runs_in_the_grid_and_the_mode_table_reads_the_cube(tmp_path,
             "noise": [0.0, 0.2],
             "P_test": 10,
             "retrieval": {"train_starts": 8, "test_starts": 10, "random_starts": 2},
-            "datasets": {"mix": {"kind": "context_mixture", "N": [16], "P": [8, 24], "K": 2, "flip": [0.05, 0.2]}},
+            "datasets": {"mix": mix},
             "rules": {"in_context": {"steps": 40, "layers": 1}, "kde": {"bandwidth": [0.3, 0.6]}},
         }
     )
@@ -196,19 +227,29 @@ def test_in_context_runs_in_the_grid_and_the_mode_table_reads_the_cube(tmp_path,
     path = str(tmp_path / "icl.zarr")
     report = run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     assert report.failed == 0 and report.done == 2 * 2 * 3 * 2
-    table = mode_distances(open_cube(path))
-    assert set(table["rule"]) == {"in_context", "kde (best h)", "kde (best fixed h)"}
-    assert len(table) == 3 * 2 * 2 * 2 and (table["seeds"] == 2).all()
-    assert table["mean"].between(0.0, 0.5).all()
-    best = table[table["rule"] == "kde (best h)"].set_index(["flip", "P", "noise"])["mean"]
-    fixed = table[table["rule"] == "kde (best fixed h)"].set_index(["flip", "P", "noise"])["mean"]
-    assert (best <= fixed + 1e-12).all()
-    # the replay (until the cell records own-mode retrieval) redoes the cell's test retrievals exactly
-    from amsweep.analysis.in_context_replay import replay
-    from amsweep.storage.query import to_frame
-
-    again = replay(sweep, 0.2).set_index(["flip", "P", "rule", "seed"])
-    cube = to_frame(open_cube(path), "test_best_feature").query("noise == 0.2").set_index(["flip", "P", "rule", "seed"])
-    assert len(again) == len(cube) == 24 and again["own_mode"].between(0.0, 1.0).all()
-    near = again["distance"] < 0.25  # the cube's |overlap| and the signed one agree near a mode
-    np.testing.assert_allclose(again["distance"][near], ((1 - cube["test_best_feature"]) / 2)[near], atol=1e-6)
+    ds = open_cube(path)
+    for table, sign in ((mode_distances(ds), 1.0), (own_modes(ds), -1.0)):  # lower distance, higher fraction
+        assert set(table["rule"]) == {"in_context", "kde (best h)", "kde (best fixed h)"}
+        assert len(table) == 3 * 2 * 2 * 2 and (table["seeds"] == 2).all()
+        best = table[table["rule"] == "kde (best h)"].set_index(["flip", "P", "noise"])["mean"]
+        fixed = table[table["rule"] == "kde (best fixed h)"].set_index(["flip", "P", "noise"])["mean"]
+        assert (sign * best <= sign * fixed + 1e-12).all()  # the per-cell oracle is never worse
+    assert mode_distances(ds)["mean"].between(0.0, 0.5).all() and own_modes(ds)["mean"].between(0.0, 1.0).all()
+    # Independent recomputation of every task: the cell's data, model and corrupted test starts
+    # (its stream corrupts the training starts first), softmax descent, and Hamming distances
+    # counted site by site; one BLAS thread, as in the cell, so near-ties resolve the same way.
+    with threadpool_limits(1):
+        for task in sweep.tasks():
+            data = cell.make_data(task, sweep.root_seed)
+            model = cell.train(task, data, sweep.root_seed)
+            protos, labels = data.meta["prototypes"], data.meta["test_labels"]
+            for level, rho in enumerate(sweep.noise):
+                rng = stream(sweep.root_seed, "starts", *cell.data_key(task), rho)
+                M.corrupt(data.train[:8], rho, 2, rng)
+                starts = M.corrupt(data.test, rho, 2, rng)
+                final = softmax.relax(model, starts, task.rule.dynamics_params, rng).final
+                hamming = (final[:, None, :] != protos[None]).mean(axis=2).min(axis=1).mean()
+                own = (final == protos[labels]).all(axis=1).mean()
+                at = (*task.index, level)
+                assert ds["test_mode_distance"].values[at] == pytest.approx(hamming, rel=1e-6, abs=1e-7)
+                assert ds["test_own_mode"].values[at] == pytest.approx(own, rel=1e-6)

@@ -94,24 +94,6 @@ def check_ranges(params: dict) -> None:
             raise ValueError(f"in_context: {low} = {params[low]} exceeds {high} = {params[high]}")
 
 
-def distance_to_modes(states: np.ndarray, modes: np.ndarray) -> np.ndarray:
-    """Per state, the fraction of sites where it differs from its nearest mode: (1 - best overlap) / 2.
-
-    The measure of "energy minima sit near the context's modes", for states and modes in +-1.
-    """
-    overlaps = states.astype(np.float64) @ modes.astype(np.float64).T / states.shape[1]
-    return (1.0 - overlaps.max(axis=1)) / 2.0
-
-
-def own_mode_fraction(states: np.ndarray, modes: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of states equal to the mode of the component their start was drawn from.
-
-    Stricter than ``distance_to_modes``: a memory whose attractors collapse onto one mode has a
-    small distance to *a* mode from every start, but retrieves its own mode for few of them.
-    """
-    return float(np.mean(np.all(states == modes[labels], axis=1)))
-
-
 def kde_mixture(X: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """The kernel-density memory as a predicted mixture: mu_j = beta c_j, equal masses (no learning)."""
     return beta * np.asarray(X, dtype=np.float64), np.zeros(X.shape[0])
