@@ -58,7 +58,7 @@ class Cube(ShardIO):
     def open(cls, path: str, storage_options: dict | None = None, mode: str = "r") -> "Cube":
         """Open an existing cube (format 1 or 2); ``mode="r+"`` also takes the writer's lease."""
         objects = objects_at(path, storage_options)
-        doc = _root(objects, path)
+        doc = template.read_root(objects, path)
         if doc is None:
             raise CubeError(f"{path}: no cube there (no {template.ROOT})")
         cube = cls._from_root(path, objects, doc, storage_options)
@@ -99,7 +99,7 @@ class Cube(ShardIO):
         path is empty (or holds an interrupted template), grow it if the spec only adds values,
         and refuse it (touching nothing) if the spec changes anything else."""
         objects = objects_at(path, storage_options)
-        doc = _root(objects, path)
+        doc = template.read_root(objects, path)
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
             cube._refuse_other_spec(sweep)
@@ -381,25 +381,6 @@ class Cube(ShardIO):
             "rule": s.rules[i_r].label,
             "seed": s.seeds[i_s],
         }
-
-
-def _root(objects: Objects, path: str) -> dict[str, Any] | None:
-    try:
-        data = objects.get(template.ROOT)
-    except OSError as e:
-        raise CubeError(f"{path}: cannot read {template.ROOT} ({e})") from None
-    if data is None:
-        return None
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CubeError(
-            f"{path}/{template.ROOT}: not valid JSON ({e}); the cube's root document is "
-            "damaged or this is not an amsweep cube"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
-        raise CubeError(f"{path}: exists but is not a Zarr v3 group; refusing to touch it")
-    return doc
 
 
 def _foreign_objects(objects: Objects) -> bool:

@@ -27,8 +27,10 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
+from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import layout
+from amsweep.storage.objects import Objects
 from amsweep.storage.shards import ShardLayout, choose_shard_shape
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "CREATING",
     "creating_document",
     "members_of",
+    "read_root",
     "quiet_labels",
     "ROOT",
     "root_document",
@@ -152,3 +155,23 @@ def shard_layout(meta: Any) -> ShardLayout:
     chunk = tuple(codec.chunk_shape)
     shard = tuple(meta.chunk_grid.chunk_shape)
     return ShardLayout(shard[:task_ndim], chunk[task_ndim:], np.dtype(meta.data_type.to_native_dtype()))
+
+
+def read_root(objects: Objects, path: str) -> dict[str, Any] | None:
+    """The root document (attrs and consolidated metadata: the commit point), None if absent;
+    a CubeError if it is unreadable or not a Zarr v3 group."""
+    try:
+        data = objects.get(ROOT)
+    except OSError as e:
+        raise CubeError(f"{path}: cannot read {ROOT} ({e})") from None
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CubeError(
+            f"{path}/{ROOT}: not valid JSON ({e}); the cube's root document is damaged or this is not an amsweep cube"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
+        raise CubeError(f"{path}: exists but is not a Zarr v3 group; refusing to touch it")
+    return doc
