@@ -148,3 +148,37 @@ def test_a_cell_of_the_bundled_spec_runs_with_every_rule():
         assert 0.0 < values["m_train"][0] <= 1.0, t.rule.label
         if t.rule.dynamics == "tap_correlated":
             assert values["converged_train"][0] == 1.0, t.rule.label
+
+
+def test_comparison_with_monte_carlo_is_read_from_a_cube(tmp_path):
+    from amsweep.analysis import correlated_tap as CT
+    from amsweep.pipeline.executors import SerialExecutor
+    from amsweep.pipeline.runner import run
+    from amsweep.storage.cube import Cube
+    from amsweep.storage.query import open_cube
+
+    mc = {"max_sweeps": 60, "average_sweeps": 40, "temperature": [0.8, 1.0]}
+    raw = {
+        "name": "corr_small",
+        "root_seed": 1,
+        "seeds": 2,
+        "noise": [0.0],
+        "P_test": 0,
+        "retrieval": {"train_starts": 3, "test_starts": 0, "random_starts": 0},
+        "datasets": {"corr": {"kind": "correlated", "N": [60], "alpha": [0.1], "depth": [0, 1]}},
+        "rules": {
+            "tap": {"kind": "hebb", "dynamics": "tap", "dynamics_params": {"beta": [1.25, 1.0]}},
+            "tap_correlated": {"kind": "hebb", "dynamics": "tap_correlated", "dynamics_params": {"beta": [1.25, 1.0]}},
+            "glauber": {"kind": "hebb", "dynamics": "glauber", "dynamics_params": mc},
+            "glauber_rep": {"kind": "hebb", "dynamics": "glauber", "dynamics_params": mc},
+        },
+    }
+    path = str(tmp_path / "corr.zarr")
+    run(Cube.create_or_open(path, spec_mod.from_dict(raw)), SerialExecutor(), progress=False)
+    ds = open_cube(path)
+    comp = CT.comparison_frame(ds)
+    assert len(comp) == 2 * 2 * 2 * 3 and set(comp["T"]) == {0.8, 1.0}  # (depth, seed, T) x 3 methods
+    assert (comp["difference"] >= 0).all() and comp["difference"].notna().all()
+    table = CT.agreement_table(ds)
+    assert set(table["method"]) == {"plain TAP", "adaptive TAP"} and (table["cells"] == 2).all() and len(table) == 8
+    assert CT.comparison_figure(ds, tmp_path / "fig").exists()
