@@ -182,7 +182,9 @@ def _best_test(s: Starts) -> float:
 
 def _best_feature(s: Starts) -> float:
     features = s.data.meta.get("features")
-    return math.nan if features is None else mean_or_nan(best_abs_overlap(s.state, features))
+    if features is None or len(features) == 0:  # no hidden features (e.g. correlated at depth 0)
+        return math.nan
+    return mean_or_nan(best_abs_overlap(s.state, features))
 
 
 def _fixed_points(c: CellInputs) -> float:
