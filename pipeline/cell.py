@@ -32,6 +32,12 @@ class CellResult:
     index: tuple[int, ...]
     values: dict[str, np.ndarray]
     couplings: np.ndarray | None = None  # only when the spec asks to store them
+    magnetisations: np.ndarray | None = None  # (noise, train starts, N) float32, only when asked
+
+    @property
+    def side_data(self) -> bool:
+        """True if the result carries per-task objects besides its metric values."""
+        return self.couplings is not None or self.magnetisations is not None
 
 
 def data_key(task: Task) -> tuple:
@@ -103,9 +109,12 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
     series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
+    thermal: list[np.ndarray] | None = [] if retrieval.get("store_magnetisations") else None
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
         r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
+        if thermal is not None:  # reads the relaxation only: no draw, no other value changes
+            thermal.append(np.asarray(M.thermal_state(r), dtype=np.float32))
         per_level = M.evaluate(M.TRAIN, M.Starts(r, data, train_starts))
         if test_starts.shape[0]:
             r = relax(M.corrupt(test_starts, rho, q, start_rng, flips))
@@ -133,4 +142,5 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     kept = None
     if retrieval.get("store_couplings"):
         kept = model.J if model.J is not None else model.memories
-    return CellResult(task.index, M.result_values(scalars, series), kept)
+    kept_m = None if thermal is None else np.stack(thermal).reshape(len(noise), train_starts.shape[0], -1)
+    return CellResult(task.index, M.result_values(scalars, series), kept, kept_m)

@@ -5,7 +5,7 @@ separate buffers: unpickling them cost the driver ~110 us per cell (measured, 20
 N = 32), and the driver shares the 2 cores with the workers. Stacked per metric, a batch of
 any size is ~15 arrays; unpacking gives each cell row views of them. Values are the same bits
 (a row is copied only into a column of its own shape and dtype); outcomes that are not plain CellResults (failures,
-not applicable, stored couplings, another set of metrics) travel as they are.
+not applicable, stored couplings or magnetisations, another set of metrics) travel as they are.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _fits(values: dict[str, Any], layout: dict[str, tuple[Any, Any]]) -> bool:
 
 def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     """Worker side: stack the CellResults that share the first one's metrics, shapes and dtypes."""
-    first = next((o for o, _ in outcomes if isinstance(o, CellResult) and o.couplings is None), None)
+    first = next((o for o, _ in outcomes if isinstance(o, CellResult) and not o.side_data), None)
     layout: dict[str, tuple[Any, Any]] = (
         {}
         if first is None
@@ -57,7 +57,7 @@ def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     rows: list[int] = []
     others: list[tuple[int, Any]] = []
     for i, (o, _) in enumerate(outcomes):
-        if first is not None and isinstance(o, CellResult) and o.couplings is None and _fits(o.values, layout):
+        if first is not None and isinstance(o, CellResult) and not o.side_data and _fits(o.values, layout):
             rows.append(i)
         else:
             others.append((i, o))

@@ -59,6 +59,12 @@ RETRIEVAL = {
         "also keep each task's trained couplings (or memories) in the "
         "cube's per-task store; N x N floats per task, so off by default",
     ),
+    "store_magnetisations": Param(
+        False,
+        bool,
+        "also keep each task's thermal states of the training starts (<s_i> of a thermal "
+        "dynamics, else the final states), noise x starts x N float32, in the cube's per-task store",
+    ),
     **basin_bisection.PARAMS,
 }
 
@@ -182,6 +188,8 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     retrieval = basin_bisection.canonical_retrieval(
         {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, given_retrieval, sweepable=False).items()}, given_retrieval
     )
+    if not retrieval["store_magnetisations"]:  # left out when off: every earlier spec keeps its hash
+        del retrieval["store_magnetisations"]
     entries = family_entries("datasets", raw["datasets"])
     axes = {("P" if "P" in table_of(f"datasets.{k}", t) else "alpha") for k, t in entries.items()}
     load_axis = "P" if axes == {"P"} else "alpha"

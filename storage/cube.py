@@ -304,13 +304,14 @@ class Cube(ShardIO):
         by_shard: dict[tuple[int, ...], list[CellResult]] = {}
         for r in results:
             by_shard.setdefault(self._shard_of(r.index), []).append(r)
-        couplings = {}
+        side = {}
         for r in results:
-            if r.couplings is not None:
-                buf = io.BytesIO()
-                np.save(buf, r.couplings, allow_pickle=False)
-                couplings[f"{SIDE}/couplings/{task_key(r.index)}.npy"] = buf.getvalue()
-        self.objects.put_many(couplings)
+            for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):
+                if array is not None:
+                    buf = io.BytesIO()
+                    np.save(buf, array, allow_pickle=False)
+                    side[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
+        self.objects.put_many(side)
         for name in METRICS:
             if name in self.members:
                 self._put_data(name, by_shard)
@@ -363,11 +364,18 @@ class Cube(ShardIO):
 
     def couplings(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored couplings (or memories) of one done task."""
-        data = self.objects.get(f"{SIDE}/couplings/{task_key(index)}.npy")
+        return self._side("couplings", index)
+
+    def magnetisations(self, index: tuple[int, ...]) -> np.ndarray:
+        """The stored thermal states (noise, training starts, N) of one done task."""
+        return self._side("magnetisations", index)
+
+    def _side(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
+        data = self.objects.get(f"{SIDE}/{kind}/{task_key(index)}.npy")
         if data is None:
             raise KeyError(
-                f"no couplings stored for {self.coords_of(index)}; the spec must set "
-                "[retrieval] store_couplings = true before the task runs"
+                f"no {kind} stored for {self.coords_of(index)}; the spec must set "
+                f"[retrieval] store_{kind} = true before the task runs"
             )
         return np.load(io.BytesIO(data), allow_pickle=False)
 

@@ -8,7 +8,7 @@ never shows fill values as if they were results.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,8 @@ __all__ = [
     "done_values",
     "load_axis",
     "load_couplings",
+    "load_magnetisations",
+    "magnetisations_by_task",
     "open_cube",
     "parse_where",
     "select",
@@ -180,6 +182,30 @@ def to_frame(ds: xr.Dataset, metric: str) -> pd.DataFrame:
 def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:
     """Couplings (or memories) of the task at ``coords`` (dataset, N, alpha|P, rule, seed values),
     from a cube whose spec set ``[retrieval] store_couplings = true``."""
+    cube, index = _task_at(path, coords, storage_options)
+    return cube.couplings(index)
+
+
+def load_magnetisations(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:
+    """Thermal states of the training starts of the task at ``coords``: float32 (noise, starts, N),
+    <s_i> of a thermal dynamics (else the final states), from a cube whose spec set
+    ``[retrieval] store_magnetisations = true``. Start b is training example b, corrupted."""
+    cube, index = _task_at(path, coords, storage_options)
+    return cube.magnetisations(index)
+
+
+def magnetisations_by_task(path: str, storage_options: dict | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+    """(Task, thermal states) of every done task, the cube opened once (see ``load_magnetisations``)."""
+    from amsweep.storage.cube import Cube
+
+    cube = Cube.open(path, storage_options, mode="r")
+    status = cube.status()
+    for task in cube.sweep.tasks():
+        if status[task.index] == DONE:
+            yield task, cube.magnetisations(task.index)
+
+
+def _task_at(path: str, coords: dict[str, Any], storage_options: dict | None) -> tuple[Any, tuple[int, ...]]:
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options, mode="r")
@@ -198,4 +224,4 @@ def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | No
         index = tuple(axes[k].index(coords[k]) for k in axes)
     except ValueError:
         raise QueryError(f"no task at {coords}; axes are {axes}") from None
-    return cube.couplings(index)
+    return cube, index

@@ -143,8 +143,11 @@ def test_a_cell_of_the_bundled_spec_runs_with_every_rule():
     sweep = spec_mod.load(BUNDLED / "correlated_tap_laptop.toml")
     tasks = [t for t in sweep.tasks() if t.seed == 0 and t.P == 10 and t.dataset.params["depth"] == 1]
     assert {t.rule.dynamics for t in tasks} == {"tap", "tap_correlated", "glauber"}
+    assert sweep.retrieval["store_magnetisations"]  # the per-site comparison reads them from the cube
     for t in tasks:
-        values = cell.run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed).values
+        result = cell.run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed)
+        values = result.values
+        assert result.magnetisations is not None and result.magnetisations.shape == (1, 10, 400)
         assert 0.0 < values["m_train"][0] <= 1.0, t.rule.label
         if t.rule.dynamics == "tap_correlated":
             assert values["converged_train"][0] == 1.0, t.rule.label
