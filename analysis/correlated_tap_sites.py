@@ -163,7 +163,7 @@ def site_figure(frame: pd.DataFrame, out: str | Path) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     fig.suptitle(
-        "Per-site distance to Glauber Monte Carlo, starts where both Monte Carlo runs end in one state "
+        "Per-site distance to Glauber Monte Carlo, starts where both Monte Carlo runs end in one state\n"
         f"(|q - q'| <= {STATE_AGREE:g}); lines: median over starts, points: median per seed",
         fontsize=9,
     )
