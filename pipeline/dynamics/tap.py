@@ -52,7 +52,7 @@ class TapResult:
     sweeps: np.ndarray  # (B,) int32
 
 
-def _patterns(model: Model) -> np.ndarray:
+def stored_patterns(model: Model) -> np.ndarray:
     """The +-1 patterns (P, N) of a Hebbian model; TAP's Onsager term assumes xi_i^2 = 1."""
     if model.memories is None:
         raise NotApplicable("TAP needs the stored patterns (model.memories), this model has none")
@@ -112,7 +112,7 @@ def _amp(X: np.ndarray, m: np.ndarray, beta: float, damping: float, max_sweeps: 
 
 def run(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator) -> TapResult:
     """AMP from the cues ``states`` (B, N) +-1; deterministic, ``rng`` is unused."""
-    X = _patterns(model)
+    X = stored_patterns(model)
     m0 = _CUE_SCALE * np.asarray(states, dtype=np.float64)
     if m0.ndim != 2 or m0.shape[1] != X.shape[1]:
         raise ValueError(f"states must be (B, {X.shape[1]}), got {m0.shape}")

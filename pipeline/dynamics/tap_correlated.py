@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amsweep.pipeline.dynamics._mp_adaptive import effective_variances, site_update
-from amsweep.pipeline.dynamics.tap import _patterns
+from amsweep.pipeline.dynamics.tap import stored_patterns
 from amsweep.pipeline.model import Model, Param, Relaxation
 
 NEEDS = ("patterns",)  # J = X^T X / N of +-1 patterns, as plain TAP
@@ -116,7 +116,7 @@ def _iterate(X: np.ndarray, m: np.ndarray, beta: float, damping: float, max_swee
 
 def run(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator | None) -> AdaptiveResult:
     """Adaptive TAP from the cues ``states`` (B, N) +-1; deterministic, ``rng`` is unused."""
-    X = _patterns(model)
+    X = stored_patterns(model)
     m0 = _CUE_SCALE * np.asarray(states, dtype=np.float64)
     if m0.ndim != 2 or m0.shape[1] != X.shape[1]:
         raise ValueError(f"states must be (B, {X.shape[1]}), got {m0.shape}")
