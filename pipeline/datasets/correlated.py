@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from amsweep.pipeline.datasets._signs import coefficient_signs, sign_of_combination
 from amsweep.pipeline.model import Data, Param
 
 PARAMS: dict[str, Param] = {
@@ -56,25 +57,6 @@ def check(N: int, P: int, P_test: int, params: dict) -> None:
         raise ValueError(f"correlated patterns need N >= 2, got N={N}")
 
 
-def _coefficients(rows: int, D: int, L: int, rng: np.random.Generator) -> np.ndarray:
-    """(rows, D) float32 with exactly min(L, D) entries +-1 per row on a uniform random support."""
-    signs = np.where(rng.random((rows, D)) < 0.5, -1.0, 1.0).astype(np.float32)
-    if L < D:
-        # the L smallest of D iid uniforms per row: a uniform random L-subset, no row loop
-        keys = rng.random((rows, D))
-        active = np.zeros((rows, D), dtype=bool)
-        np.put_along_axis(active, np.argpartition(keys, L - 1, axis=1)[:, :L], True, axis=1)
-        signs *= active
-    return signs
-
-
-def _combine(c: np.ndarray, below: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """sign(c @ below) as int8, zero sums broken by a fair coin; integer sums are exact in float32."""
-    field = c @ below.astype(np.float32)
-    coin = np.where(rng.random(field.shape) < 0.5, -1, 1)
-    return np.where(field > 0, 1, np.where(field < 0, -1, coin)).astype(np.int8)
-
-
 def make(N: int, P: int, P_test: int, params: dict, rng: np.random.Generator) -> Data:
     """Draw the deepest layer, combine upwards; train and test patterns share the layer-1 features."""
     check(N, P, P_test, params)
@@ -87,10 +69,10 @@ def make(N: int, P: int, P_test: int, params: dict, rng: np.random.Generator) ->
         return Data(X[:P], X[P:], 2, meta | {"train_coefficients": none[:P], "test_coefficients": none[P:]})
     below = np.where(rng.random((sizes[-1], N)) < 0.5, 1, -1).astype(np.int8)
     for D_above, D_below in zip(sizes[-2::-1], sizes[:0:-1]):
-        below = _combine(_coefficients(D_above, D_below, L, rng), below, rng)
+        below = sign_of_combination(coefficient_signs(D_above, D_below, L, rng), below, rng)
     features = below  # layer 1, (D_1, N)
-    c = _coefficients(P + P_test, sizes[0], L, rng)
-    X = _combine(c, features, rng)
+    c = coefficient_signs(P + P_test, sizes[0], L, rng)
+    X = sign_of_combination(c, features, rng)
     return Data(
         train=X[:P],
         test=X[P:],

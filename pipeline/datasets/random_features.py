@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from amsweep.pipeline.datasets._signs import coefficient_signs, sign_of_combination
 from amsweep.pipeline.model import Data, Param
 
 PARAMS: dict[str, Param] = {
@@ -55,18 +56,6 @@ def check(N: int, P: int, P_test: int, params: dict) -> None:
         )
 
 
-def _coefficient_signs(M: int, D: int, L: int, rng: np.random.Generator) -> np.ndarray:
-    """(M, D) float32 matrix of coefficient signs: all +-1, or L random entries +-1 per row."""
-    signs = np.where(rng.random((M, D)) < 0.5, -1.0, 1.0).astype(np.float32)
-    if 0 < L < D:
-        # the L smallest of D iid uniforms per row: a uniform random L-subset, no row loop
-        keys = rng.random((M, D))
-        active = np.zeros((M, D), dtype=bool)
-        np.put_along_axis(active, np.argpartition(keys, L - 1, axis=1)[:, :L], True, axis=1)
-        signs *= active
-    return signs
-
-
 def make(N: int, P: int, P_test: int, params: dict, rng: np.random.Generator) -> Data:
     """Features once, then P + P_test examples with independent coefficients."""
     check(N, P, P_test, params)
@@ -74,10 +63,8 @@ def make(N: int, P: int, P_test: int, params: dict, rng: np.random.Generator) ->
     L = params["L"]
     p_plus = (1.0 + params["feature_bias"]) / 2.0
     features = np.where(rng.random((D, N)) < p_plus, 1, -1).astype(np.int8)
-    signs = _coefficient_signs(P + P_test, D, L, rng)
-    field = signs @ features.astype(np.float32)  # integer-valued: exact in float32
-    coin = np.where(rng.random(field.shape) < 0.5, -1, 1).astype(np.int8)
-    X = np.where(field > 0, 1, np.where(field < 0, -1, coin)).astype(np.int8)
+    signs = coefficient_signs(P + P_test, D, L, rng)
+    X = sign_of_combination(signs, features, rng)
     return Data(
         train=X[:P],
         test=X[P:],
