@@ -24,13 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from amsweep.pipeline.dynamics._mp_adaptive import effective_variances, site_update
+from amsweep.pipeline.dynamics import tap
 from amsweep.pipeline.dynamics.tap import stored_patterns
 from amsweep.pipeline.model import Model, Param, Relaxation
 
 NEEDS = ("patterns",)  # J = X^T X / N of +-1 patterns, as plain TAP
 
 PARAMS: dict[str, Param] = {
-    "beta": Param(4.0, float, "inverse temperature 1/T of the Hebbian network", low=0.0, open_low=True),
+    "beta": tap.PARAMS["beta"],  # the same network and temperature as plain TAP
     "damping": Param(
         0.5,
         float,
@@ -40,7 +41,7 @@ PARAMS: dict[str, Param] = {
         open_high=True,
     ),
     "max_sweeps": Param(500, int, "maximum number of TAP iterations", low=1),
-    "tol": Param(1e-6, float, "converged when max_i |m_i - m_i(previous)| < tol", low=0.0, open_low=True),
+    "tol": tap.PARAMS["tol"],
 }
 
 _CUE_SCALE = 0.95  # as plain TAP: start from m = 0.95 x cue, with variance 0 (the cue is given)
