@@ -20,6 +20,7 @@ import numpy as np
 from amsweep.pipeline.dynamics._sphere_attention import count_clusters
 from amsweep.pipeline.metric_types import CELL, TEST, CellInputs, Metric, Starts
 from amsweep.pipeline.model import Data, Model
+from amsweep.pipeline.ties import signs
 
 __all__ = [
     "as_oracle",
@@ -28,6 +29,7 @@ __all__ = [
     "distance_to_modes",
     "FOUND_OVERLAP",
     "label_means",
+    "match_counts",
     "MEMORY_METRICS",
     "model_metrics",
     "own_mode_fraction",
@@ -42,21 +44,37 @@ FOUND_OVERLAP = 0.95
 
 
 def binarised(memories: np.ndarray) -> np.ndarray:
-    """sign(mu) with ties +1, as the softmax dynamics reads out its states."""
-    return np.where(np.asarray(memories) >= 0.0, 1.0, -1.0).astype(np.float32)
+    """sign(mu) in {-1, 0, +1}: a site within rounding of 0 (``ties.signs``) is a tie and reads 0.
+
+    A tie carries no information about the component, so it counts neither for nor against a
+    prototype. Reading it as +1 (or by the sign of a ~1e-45 remainder, as this did before) made
+    ``components_found`` depend on float noise: an even number of examples per component leaves
+    many exact ties (3 of 6 flipped), and their remainders lean toward the prototype.
+    """
+    return signs(memories).astype(np.float32)
+
+
+def match_counts(memories: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Per prototype, the largest sum_i b_i xi_i of any binarised memory b with it, as integers.
+
+    Exact: sums of -1, 0, +1 in float32 are integers below 2^24 sites, so two memories that agree
+    with a prototype equally well give equal counts, whatever the BLAS.
+    """
+    products = binarised(memories) @ prototypes.astype(np.float32).T
+    return np.rint(products).astype(np.int64).max(axis=0)
 
 
 def best_match(memories: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
-    """Per prototype, the largest overlap of any binarised memory with it (one matrix product)."""
-    N = prototypes.shape[1]
-    return (binarised(memories) @ prototypes.astype(np.float32).T).max(axis=0) / N
+    """Per prototype, the largest overlap of any binarised memory with it (ties count 0)."""
+    return match_counts(memories, prototypes) / prototypes.shape[1]
 
 
 def recovered_components(memories: np.ndarray, prototypes: np.ndarray) -> tuple[float, float]:
     """(mean best-match overlap, fraction found): does some memory sit on each true component?
 
     Best match per prototype, not per memory: duplicates and spare memories cost nothing, a
-    prototype no memory reached costs its whole share.
+    prototype no memory reached costs its whole share. Found: overlap >= FOUND_OVERLAP, compared
+    as the exact count / N in float64.
     """
     best = best_match(memories, prototypes)
     return float(best.mean()), float((best >= FOUND_OVERLAP).mean())
@@ -75,10 +93,13 @@ def as_oracle(memories: np.ndarray, data: Data) -> float:
 
     Separates what a memory lost (a merged or missing component) from what the examples never
     held (sites most of a component's examples have flipped), which caps ``components_found``.
+    The oracle's ties (a component's examples split evenly at a site: its mean is exactly 0) count
+    0 like the memory's, and the comparison is of exact integer counts: "at least as well" has no
+    tolerance to tune.
     """
     prototypes = data.meta["prototypes"]
     oracle = label_means(data.train, data.meta["train_labels"], prototypes.shape[0])
-    return float((best_match(memories, prototypes) >= best_match(oracle, prototypes) - 1e-6).mean())
+    return float((match_counts(memories, prototypes) >= match_counts(oracle, prototypes)).mean())
 
 
 def token_clusters(memories: np.ndarray, eps: float) -> int:
@@ -152,20 +173,22 @@ MEMORY_METRICS: dict[str, Metric] = {
         CELL,
         lambda c: _components(c)[0],
         "mean over the dataset's true prototypes of the best overlap of any binarised memory "
-        "sign(mu_k) with it (mixture only)",
+        "sign(mu_k) with it, sites within float32 rounding of 0 counting 0 (mixture only)",
         "best overlap of a memory with each true component",
     ),
     "components_found": Metric(
         CELL,
         lambda c: _components(c)[1],
-        f"fraction of true prototypes whose best binarised memory overlaps them by >= {FOUND_OVERLAP} (mixture only)",
+        f"fraction of true prototypes whose best binarised memory (ties 0) overlaps them by >= {FOUND_OVERLAP} "
+        "(mixture only)",
         "fraction of components found",
     ),
     "components_as_oracle": Metric(
         CELL,
         _as_oracle,
         "fraction of true prototypes some binarised memory matches at least as well as the sign of the "
-        "mean of that component's own training examples (the estimate true labels would give; mixture only)",
+        "mean of that component's own training examples (the estimate true labels would give; ties 0 in both; "
+        "mixture only)",
         "fraction of components found as well as by their labels",
     ),
     "n_clusters": Metric(

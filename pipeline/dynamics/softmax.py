@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from amsweep.pipeline.model import Model, NotApplicable, Param, Relaxation
+from amsweep.pipeline.ties import signs
 
 NEEDS = ("mixture",)  # memories and their inverse temperature
 
@@ -78,7 +79,12 @@ def mean_shift(model: Model, states: np.ndarray, params: dict) -> tuple[np.ndarr
 
 
 def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator) -> Relaxation:
-    """Mean-shift to convergence, then sign (ties +1); deterministic, ``rng`` is unused."""
+    """Mean-shift to convergence, then sign (ties +1); deterministic, ``rng`` is unused.
+
+    A tie is a site within float32 rounding of 0 (``ties.signs``): a state balanced between
+    memories of opposite sign there reads +1 whatever the sign of its rounding remainder, so the
+    read-out does not depend on the BLAS or on denormals being flushed.
+    """
     x, converged, sweeps = mean_shift(model, states, params)
-    final = np.where(x >= 0.0, 1, -1).astype(np.int8)
+    final = signs(x, tie=1.0).astype(np.int8)
     return Relaxation(final=final, converged=converged, sweeps=sweeps)
