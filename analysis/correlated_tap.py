@@ -7,6 +7,12 @@ reference, and ``glauber_rep``). Agreement with Monte Carlo is a comparison in t
 in ``tap_vs_mc``: |m_train(method) - m_train(glauber)| per seed, next to the distance of the
 second Monte Carlo run, which measures the Monte Carlo error (and catches cells where the chains
 themselves end in different states). Temperatures are the dynamics' ``temperature`` or 1/``beta``.
+
+A cell where adaptive TAP has no solution from some start (``no_solution_train`` > 0: its response
+cap still active when the iteration stopped) is left out of every comparison, for every method:
+its m_train averages fewer starts than the Monte Carlo one, and the missing starts are exactly
+where the equations fail, so neither the cell's TAP values nor a mean over the remaining starts
+measures the equations' accuracy. ``agreement_table`` counts those cells (``no_solution``).
 """
 
 from __future__ import annotations
@@ -21,18 +27,36 @@ from matplotlib.ticker import NullFormatter
 
 from amsweep.analysis import figures, tables
 
-__all__ = ["AGREE_ABS", "agreement_table", "COLOURS", "comparison_figure", "comparison_frame", "FLOOR", "METHODS"]
+__all__ = [
+    "AGREE_ABS",
+    "agreement_table",
+    "COLOURS",
+    "comparison_figure",
+    "comparison_frame",
+    "FLOOR",
+    "METHODS",
+    "NO_SOLUTION",
+]
 
 REFERENCE, REPLICA = "glauber", "glauber_rep"
 METHODS = {"tap": "plain TAP", "tap_correlated": "adaptive TAP", REPLICA: "second Monte Carlo run"}
 COLOURS = {"plain TAP": "C3", "adaptive TAP": "C0", "second Monte Carlo run": "0.45"}
 FLOOR = 1e-5  # |difference| below this is drawn at the floor of the log axis
 AGREE_ABS = 2e-3  # agreement: within max(3 x the Monte Carlo replica distance, this)
+NO_SOLUTION = "no_solution_train"  # per-task fraction of starts without a TAP solution (pipeline/metrics.py)
 
 
 def comparison_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
-    """One row per (depth, alpha, T, seed, method): |metric - metric(reference MC)| and TAP convergence."""
-    frame = tables.tidy(ds, [metric, "converged_train"])
+    """One row per (depth, alpha, T, seed, method): |metric - metric(reference MC)|, TAP convergence,
+    and ``solved``: False for every method in a cell where some TAP start had no solution.
+
+    A cube made before ``no_solution_train`` existed cannot tell: ``solved`` is then NaN there,
+    and the comparison keeps those cells as it always did (say so where numbers are quoted).
+    """
+    checks = [NO_SOLUTION] if NO_SOLUTION in ds.data_vars else []
+    frame = tables.tidy(ds, [metric, "converged_train", *checks])
+    if not checks:
+        frame[NO_SOLUTION] = np.nan
     T = frame["temperature"] if "temperature" in frame.columns else pd.Series(np.nan, index=frame.index)
     if "beta" in frame.columns:
         T = T.fillna(1.0 / frame["beta"])
@@ -47,6 +71,11 @@ def comparison_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
     if ref.empty:
         raise ValueError(f"no rule entry {REFERENCE!r} in this cube: nothing to compare with")
     rows = frame[frame["entry"].isin(list(METHODS))].join(ref, on=keys)
+    tap_rows = frame[frame["entry"].isin(["tap", "tap_correlated"])]
+    unsolved = (tap_rows[NO_SOLUTION] > 0).groupby([tap_rows[k] for k in keys]).any()
+    known = tap_rows[NO_SOLUTION].notna().groupby([tap_rows[k] for k in keys]).all()
+    solved = (~unsolved).where(known).rename("solved")
+    rows = rows.join(solved, on=keys)
     return pd.DataFrame(
         {
             "depth": rows["depth"].astype(int),
@@ -56,31 +85,41 @@ def comparison_frame(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
             "method": rows["entry"].map(METHODS),
             "difference": (rows[metric] - rows["reference"]).abs(),
             "converged": rows["converged_train"],
+            "solved": rows["solved"],
         }
     ).reset_index(drop=True)
+
+
+def _compared(comp: pd.DataFrame) -> pd.DataFrame:
+    """Rows of cells where every TAP start had a solution (or the cube cannot say: NaN)."""
+    return comp[comp["solved"].fillna(True).astype(bool)]
 
 
 def agreement_table(ds: xr.Dataset, metric: str = "m_train") -> pd.DataFrame:
     """Per (depth, T, TAP method): median |difference| over alpha and seeds next to the median
     replica distance, the fraction of cells within max(3 x that cell's replica distance,
     AGREE_ABS) of the reference Monte Carlo, and the mean fraction of starts that converged."""
-    comp = comparison_frame(ds, metric)
+    everything = comparison_frame(ds, metric)
+    comp = _compared(everything)
     keys = ["depth", "alpha", "T", "seed"]
     replica = comp[comp["method"] == METHODS[REPLICA]].set_index(keys)["difference"].rename("mc_error")
     comp = comp.join(replica, on=keys)
     comp["agrees"] = comp["difference"] <= np.maximum(3.0 * comp["mc_error"], AGREE_ABS)
     comp = comp[comp["method"] != METHODS[REPLICA]]  # the replica agrees with itself by definition
-    return (
-        comp.groupby(["depth", "T", "method"])
-        .agg(
-            median_difference=("difference", "median"),
-            median_mc_error=("mc_error", "median"),
-            agree_fraction=("agrees", "mean"),
-            converged=("converged", "mean"),
-            cells=("agrees", "size"),
-        )
-        .reset_index()
+    tap_rows = everything[everything["method"] != METHODS[REPLICA]]
+    keys3 = ["depth", "T", "method"]
+    excluded = (tap_rows["solved"] == False).groupby([tap_rows[k] for k in keys3]).sum()  # noqa: E712
+    stats = comp.groupby(keys3).agg(
+        median_difference=("difference", "median"),
+        median_mc_error=("mc_error", "median"),
+        agree_fraction=("agrees", "mean"),
+        converged=("converged", "mean"),
+        cells=("agrees", "size"),
     )
+    # every (depth, T, method) stays, also one whose cells were all left out
+    out = excluded.rename("no_solution").to_frame().join(stats, how="left").fillna({"cells": 0})
+    out = out.astype({"cells": int, "no_solution": int})
+    return out[[*stats.columns, "no_solution"]].reset_index()
 
 
 def comparison_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train") -> Path:
@@ -89,7 +128,9 @@ def comparison_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train") 
     Small points are seeds (hollow where TAP did not converge from every start), lines the median
     over seeds; log axis, values below FLOOR drawn at FLOOR.
     """
-    comp = comparison_frame(ds, metric)
+    everything = comparison_frame(ds, metric)
+    comp = _compared(everything)
+    n_out = int((everything.loc[everything["method"] == METHODS["tap"], "solved"] == False).sum())  # noqa: E712
     temps, depths = sorted(comp["T"].unique()), sorted(comp["depth"].unique())
     fig = Figure(figsize=(3.5 * len(depths), 2.7 * len(temps)), layout="constrained")
     axes = fig.subplots(len(temps), len(depths), squeeze=False, sharex=True, sharey=True)
@@ -128,7 +169,8 @@ def comparison_figure(ds: xr.Dataset, out: str | Path, metric: str = "m_train") 
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     fig.suptitle(
         "Thermal overlap: distance to Glauber Monte Carlo on the same couplings and starts "
-        "(points: seeds, hollow: TAP not converged from every start; lines: median)",
+        "(points: seeds, hollow: TAP not converged from every start; lines: median)"
+        + (f"\n{n_out} cells left out: adaptive TAP had no solution from some start" if n_out else ""),
         fontsize=9,
     )
     return figures.save(fig, out)

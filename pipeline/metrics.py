@@ -68,8 +68,10 @@ __all__ = [
     "overlap_matrix",
     "random_states",
     "result_values",
+    "solved_mean",
     "thermal_state",
     "undefined",
+    "unsolved_rows",
 ]
 
 SUCCESS_OVERLAP = 0.99
@@ -156,11 +158,31 @@ def mean_or_nan(x: np.ndarray) -> float:
     return float(total.dtype.type(total / np.intp(x.size)))
 
 
+def unsolved_rows(state: np.ndarray) -> np.ndarray:
+    """(B,) bool: starts without a thermal state. A thermal dynamics whose equations have no
+    solution from a start (``tap_correlated`` with its response cap still active) returns a NaN
+    magnetisation row for it; states of every other dynamics are finite (ints: no check)."""
+    if state.dtype.kind != "f":
+        return np.zeros(state.shape[0], dtype=bool)
+    return np.isnan(state).any(axis=1)
+
+
+def solved_mean(values: np.ndarray, state: np.ndarray) -> float:
+    """Mean of per-start values over the starts that have a thermal state (``unsolved_rows``).
+
+    Where every start has one (every dynamics but a capped adaptive TAP) this is ``mean_or_nan``
+    of the same array, bit for bit; a start without a solution is counted by
+    ``no_solution_train``, never averaged as if its last iterate were a state.
+    """
+    unsolved = unsolved_rows(state)
+    return mean_or_nan(values[~unsolved] if unsolved.any() else values)
+
+
 # ---- what each group of metrics is computed from -------------------------------------------------
 
 
 def _overlap_with_origin(s: Starts) -> float:
-    return mean_or_nan(overlap(s.state, s.examples, s.data.q))
+    return solved_mean(overlap(s.state, s.examples, s.data.q), s.state)
 
 
 def _retrieved(s: Starts) -> float:
@@ -173,18 +195,22 @@ def _converged(s: Starts) -> float:
 
 
 def _best_train(s: Starts) -> float:
-    return mean_or_nan(best_overlap(s.state, s.data.train, s.data.q))
+    return solved_mean(best_overlap(s.state, s.data.train, s.data.q), s.state)
 
 
 def _best_test(s: Starts) -> float:
-    return mean_or_nan(best_overlap(s.state, s.data.test, s.data.q))
+    return solved_mean(best_overlap(s.state, s.data.test, s.data.q), s.state)
 
 
 def _best_feature(s: Starts) -> float:
     features = s.data.meta.get("features")
     if features is None or len(features) == 0:  # no hidden features (e.g. correlated at depth 0)
         return math.nan
-    return mean_or_nan(best_abs_overlap(s.state, features))
+    return solved_mean(best_abs_overlap(s.state, features), s.state)
+
+
+def _no_solution(s: Starts) -> float:
+    return mean_or_nan(unsolved_rows(s.state))
 
 
 def _fixed_points(c: CellInputs) -> float:
@@ -328,6 +354,13 @@ METRICS: dict[str, Metric] = {
         "wall time of the bisection basins (0 when they are off)",
         "basin bisection wall time",
         "s",
+    ),
+    "no_solution_train": Metric(
+        TRAIN,
+        _no_solution,
+        "fraction of training starts from which the dynamics' equations have no solution (adaptive TAP: "
+        "its response cap still active when the iteration stopped); thermal overlaps leave them out",
+        "fraction of training starts without a solution",
     ),
 }
 

@@ -50,6 +50,10 @@ _CUE_SCALE = 0.95  # as plain TAP: start from m = 0.95 x cue, with variance 0 (t
 # of the pattern fields to diverge. A state where the cap still bites is not a solution of the
 # equations, so it does not count as converged. 0.95 (amplification <= 20, as plain TAP's c): a
 # looser cap (0.99) let transients settle on such capped pseudo-fixed points at alpha = 0.2.
+# Where the iteration ends with the cap still active the equations have no solution near the
+# start: ``no_solution``, and no magnetisation is reported for that start. It happens where Monte
+# Carlo sits in one state (depth 1, alpha 0.1, T 0.6, N 300: both starts of tests' instance seed
+# 0, chains within 0.09 of each other), so it is the equations that fail there, not a choice of state.
 _MAX_RESPONSE = 0.95
 
 
@@ -61,6 +65,7 @@ class AdaptiveResult:
     converged: np.ndarray  # (B,) bool
     sweeps: np.ndarray  # (B,) int32
     reaction: np.ndarray  # (B, N) float64: R_i of the last step (plain TAP: alpha beta c for all i)
+    no_solution: np.ndarray  # (B,) bool: stopped unconverged with the response cap active (see ``no_solution``)
 
 
 def _resolvent(X: np.ndarray, d: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +100,7 @@ def _iterate(X: np.ndarray, m: np.ndarray, beta: float, damping: float, max_swee
     v = np.zeros((B, N))
     g = np.full((B, N), beta * P / N)
     converged = np.zeros(B, dtype=bool)
+    capped_last = np.zeros(B, dtype=bool)
     sweeps = np.full(B, max_sweeps, dtype=np.int32)
     active = np.arange(B)
     for t in range(1, max_sweeps + 1):
@@ -105,6 +111,7 @@ def _iterate(X: np.ndarray, m: np.ndarray, beta: float, damping: float, max_swee
         field = (ma @ X.T / N) @ X
         m_new, delta = site_update(ma, va, ga, field, beta, keep)
         m[active], v[active], g[active] = m_new, 1.0 - m_new * m_new, ga
+        capped_last[active] = capped
         done = (delta < tol) & ~capped
         converged[active[done]] = True
         sweeps[active[done]] = t
@@ -112,7 +119,9 @@ def _iterate(X: np.ndarray, m: np.ndarray, beta: float, damping: float, max_swee
         if active.size == 0:
             break
     reaction = 2.0 * g / (1.0 + np.sqrt(1.0 + 4.0 * g * v))
-    return AdaptiveResult(m=m, converged=converged, sweeps=sweeps, reaction=reaction)
+    return AdaptiveResult(
+        m=m, converged=converged, sweeps=sweeps, reaction=reaction, no_solution=capped_last & ~converged
+    )
 
 
 def run(model: Model, states: np.ndarray, params: dict, rng: np.random.Generator | None) -> AdaptiveResult:
@@ -137,7 +146,13 @@ def relax(model: Model, states: np.ndarray, params: dict, rng: np.random.Generat
     ``converged``: the step fell below ``tol`` with the response cap inactive, i.e. a solution of
     the adaptive TAP equations. With max_sweeps = 1 from a pattern (the cell's fixed-point check)
     the step is naive mean field with zero diagonal, sign(m) = sign(J xi), as for plain TAP.
+
+    A start with no solution (``AdaptiveResult.no_solution``: still capped when the iteration
+    stopped) has no thermal state: its magnetisation row is NaN, so thermal overlaps skip it and
+    ``no_solution_train`` counts it (``metrics.solved_rows``). ``final`` stays the sign of the
+    last iterate (ties +1), which the fixed-point and success counts read.
     """
     res = run(model, states, params, rng)
     final = np.where(res.m >= 0.0, 1, -1).astype(np.int8)
-    return Relaxation(final=final, converged=res.converged, sweeps=res.sweeps, magnetisation=res.m)
+    magnetisation = np.where(res.no_solution[:, None], np.nan, res.m)
+    return Relaxation(final=final, converged=res.converged, sweeps=res.sweeps, magnetisation=magnetisation)
