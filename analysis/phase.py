@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from amsweep.analysis import derived, figures
+from amsweep.analysis.meaningful import without_meaningless_tests
 from amsweep.analysis.labels import axis_label, value_label
 from amsweep.pipeline.errors import QueryError
 
@@ -30,7 +31,12 @@ def phase_figure(
     out: str | Path = "phase.png",
     at: float | None = None,
 ) -> Path:
-    """Write the phase figure of ``metric`` over (x, y) to ``out`` (PNG or SVG by its suffix)."""
+    """Write the phase figure of ``metric`` over (x, y) to ``out`` (PNG or SVG by its suffix).
+
+    A test-derived metric has no values for datasets whose test examples mean nothing
+    (``analysis.meaningful``): a cube of random patterns alone has no m_test to draw (NoData).
+    """
+    ds = without_meaningless_tests(ds)
     frame = figures.add_panel_column(derived.value_frame(ds, metric), "rule")
     frame = derived.nonempty(frame, metric)
     for k in (x, y):

@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.analysis import classify, figures, summary, tables, theory_figures
+from amsweep.analysis.meaningful import meaningful_tests, without_meaningless_tests
 from amsweep.pipeline.errors import NoData
 from amsweep.storage import query
 
@@ -103,7 +104,13 @@ def _dataset_coordinates(ds: xr.Dataset, frame: pd.DataFrame) -> list[str]:
 
 
 def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
-    """Draw every standard figure the cube supports into ``out``."""
+    """Draw every standard figure the cube supports into ``out``.
+
+    Test-derived values of datasets whose test examples carry no structure (``TEST_MEANINGFUL =
+    False``: random patterns) are masked first, so their m_test panels are not drawn at all.
+    """
+    tests_mean = meaningful_tests(ds)
+    ds = without_meaningless_tests(ds)
     figs = Figures(out)
     load = tables.load_axis(ds)
     base = tables.tidy(ds, ["m_train"])
@@ -174,7 +181,8 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
         for dataset, N in pairs[:MAX_PHASE_FACETS]:
             where = {"dataset": dataset, "N": N}
             tag = f"{dataset}_N{N}"
-            for value in ["m_train"] + (["m_test", "class"] if has["m_test"] and has["test_best_train"] else []):
+            with_test = has["m_test"] and has["test_best_train"] and tests_mean.get(dataset, True)
+            for value in ["m_train"] + (["m_test", "class"] if with_test else []):
                 figs.add(
                     f"{value} over ({load}, noise), {dataset}, N={N}",
                     f"phase_{value}_{tag}",
@@ -261,6 +269,8 @@ def _axes_lines(ds: xr.Dataset) -> list[str]:
 def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
     """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path."""
     ds = query.open_cube(str(cube_path))
+    unstructured = [label for label, meaningful in meaningful_tests(ds).items() if not meaningful]
+    ds = without_meaningless_tests(ds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = tables.status_counts(ds)
@@ -281,6 +291,12 @@ def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
         *_axes_lines(ds),
         "",
     ]
+    if unstructured:
+        lines += [
+            f"Test examples of {', '.join(f'`{d}`' for d in unstructured)} carry no structure of the training set "
+            "(TEST_MEANINGFUL = False in its dataset module): m_test and every test-derived value are left out.",
+            "",
+        ]
     if counts["done"] == 0:
         lines += ["No task is done yet: nothing to summarise."]
     else:

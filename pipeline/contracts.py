@@ -170,6 +170,12 @@ OPTIONAL: dict[str, dict[str, Part]] = {
         "with_data_folder": Part(
             None, _function, "with_data_folder(params, folder) -> params reading the shipped copies (with data_files)"
         ),
+        "TEST_MEANINGFUL": Part(
+            True,
+            _flag,
+            "bool: test examples share the training set's structure; False (i.i.d. random patterns): figures and "
+            "reports leave out m_test and every test-derived value",
+        ),
     },
     "rules": {
         "DEFAULT_DYNAMICS": Part("asynchronous", _text, "the dynamics kind a spec entry gets when it names none"),

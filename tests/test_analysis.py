@@ -255,17 +255,21 @@ def test_report_of_a_partly_done_cube(tmp_path):
         assert (md.parent / name).stat().st_size > 0 and (md.parent / name).with_suffix(".svg").exists()
     # one phase heatmap per dataset variant, under distinct names (labels contain '.' and '[')
     assert len([i for i in images if i.startswith("phase_m_train_")]) == 2
-    assert any(i.startswith("class_P_bias") for i in images)  # the swept dataset parameter as an axis
+    assert any(i.startswith("m_train_P_bias") for i in images)  # the swept dataset parameter as an axis
+    # random patterns' test examples carry no structure (TEST_MEANINGFUL = False): no m_test, no class
+    assert not any("m_test" in i or i.startswith("class") for i in images)
     keys = summary.key_numbers(query.open_cube(path))
     assert keys["tasks"].sum() == 8  # only done tasks count
 
 
 def two_test_set_sizes() -> dict:
-    """Dataset 'a' has no test examples, dataset 'b' has: m_test exists in the cube, but not for 'a'."""
+    """Dataset 'a' has no test examples, dataset 'b' has: m_test exists in the cube, but not for 'a'.
+
+    Mixtures: test examples of random patterns mean nothing, and the report leaves them out anyway."""
     raw = hebb_raw([1, 6], N=31, seeds=1)
     raw["datasets"] = {
-        "a": {"kind": "random", "N": [31], "P": [1, 6], "P_test": 0},
-        "b": {"kind": "random", "N": [31], "P": [1, 6], "P_test": 5},
+        "a": {"kind": "mixture", "N": [31], "P": [1, 6], "P_test": 0},
+        "b": {"kind": "mixture", "N": [31], "P": [1, 6], "P_test": 5},
     }
     return raw
 

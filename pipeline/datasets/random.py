@@ -1,10 +1,17 @@
-"""Unbiased (or biased) iid +-1 patterns: the reference dataset of every capacity result."""
+"""Unbiased (or biased) iid +-1 patterns: the reference dataset of every capacity result.
+
+Test examples are fresh i.i.d. patterns with no relation to the training set, so the overlap
+from a test start measures nothing the network learned: ``TEST_MEANINGFUL = False`` keeps m_test
+and the other test-derived values out of figures and reports (``analysis.meaningful``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from amsweep.pipeline.model import Data, Param
+
+TEST_MEANINGFUL = False
 
 PARAMS: dict[str, Param] = {
     "bias": Param(
