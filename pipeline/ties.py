@@ -11,6 +11,16 @@ or not, and under any perturbation below float32 resolution.
 The tolerance is relative to the row, since rows are states or memories whose scale is theirs
 (a mean of +-1 examples has scale 1, attention tokens sqrt(N)). 16 ulps covers the rounding of a
 float32 sum of up to ~256 comparable terms; a genuine non-tie of a mean of e examples is >= 1/e.
+
+Other signs and thresholds in pipeline/ (audit, issue 22): the zero-temperature dynamics
+(asynchronous, synchronous, paper_synchronous) already treat |h_i| <= tol_i as a tie
+(``_ising_kernels.TIE_RTOL``); Glauber's read-out sign(<s_i>) sees exact ties only (sums of
++-1 in float64), decided by the last sample; overlaps of +-1 states against 0.99 (success,
+basins) and the dataset thresholds (MNIST pixels > 86, sign of Gaussian tokens) are exact or tie
+with probability 0. Open: TAP's read-out sign(m) (ties +1) of a state that decays to the
+paramagnet reads the direction of the slowest mode at |m| ~ tol, not noise of rounding but no
+thermal property either (the thermal overlap m_train is the quantity reported there); the dense
+rule's flip test gain > 0 is exact only while o^n stays below 2^53 (large n and N).
 """
 
 from __future__ import annotations
