@@ -108,7 +108,7 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
 
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
     print(
-        f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
+        f"sweep {sweep.name!r} (spec {cube.sweep.spec_hash}): {todo} task(s) to run of "
         f"{sum(1 for _ in sweep.tasks())}; cube {args.out}"
     )
     if todo == 0:
