@@ -22,7 +22,7 @@ import numpy as np
 from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
-from amsweep.pipeline.spec import Sweep, Task, from_canonical, spec_hash
+from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import extend, layout, provenance, template
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects, objects_at
@@ -108,6 +108,8 @@ class Cube(ShardIO):
         """The writer's entry: take the lease, then resume the cube of this spec, create it if the
         path is empty (or holds an interrupted template), grow it if the spec only adds values,
         and refuse it (touching nothing) if the spec changes anything else."""
+        if sweep.canonical != canonical_order(sweep.canonical):  # a Sweep made from a stored spec of old
+            sweep = from_canonical(canonical_order(sweep.canonical))
         objects = objects_at(path, storage_options)
         if objects.get(RESTAGE_READY) is not None:  # a rewrite killed mid-swap: finish it first
             from amsweep.storage import restage

@@ -212,7 +212,8 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         }
     )
     root = template.root_document(new_attrs, members).decode()
-    objects.put(READY, json.dumps({"arrays": sorted(members), "root": root, "report": asdict(report)}).encode())
+    ready = {"arrays": sorted(members), "root": root, "report": asdict(report), "source_format": cube.format}
+    objects.put(READY, json.dumps(ready).encode())
     return report
 
 

@@ -8,11 +8,13 @@ On 4b6d03b an extension appended values (alpha [0.05, 0.1, 0.2, 0.4] + 0.3, 0.6 
 from __future__ import annotations
 
 import copy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from amsweep.pipeline import spec as spec_mod
@@ -75,7 +77,12 @@ def test_an_extension_inserting_values_mid_axis_stores_sorted_axes(tmp_path):
         assert ds.sel(alpha=slice(0.05, 0.2))["alpha"].values.tolist() == [0.05, 0.1, 0.2]
         assert ds.sel(alpha=slice(0.07, 0.25))["alpha"].values.tolist() == [0.1, 0.2]  # absent labels slice too
     after = open_cube(path)
-    for name in ("m_train", "success_train", "coupling_similarity", "status"):  # old tasks keep their values, found by coordinates
+    for name in (
+        "m_train",
+        "success_train",
+        "coupling_similarity",
+        "status",
+    ):  # old tasks keep their values, found by coordinates
         old = before[name].values
         new = after[name].sel(N=[16, 24], alpha=[0.05, 0.1, 0.2, 0.4], seed=[0, 2]).values
         np.testing.assert_array_equal(new, old, err_msg=name)
@@ -106,7 +113,7 @@ def test_run_and_status_print_the_same_hash_for_a_shuffled_spec(tmp_path):
     spec.write_text(
         'name = "order"\nroot_seed = 5\nseeds = [1, 0]\nnoise = [0.2, 0.0]\nP_test = 4\n'
         "[retrieval]\ntrain_starts = 4\ntest_starts = 4\nrandom_starts = 2\n"
-        '[datasets.random]\nN = [16]\nalpha = [0.3, 0.05]\n[rules.hebb]\n'
+        "[datasets.random]\nN = [16]\nalpha = [0.3, 0.05]\n[rules.hebb]\n"
     )
     out = str(tmp_path / "c.zarr")
     cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
@@ -116,3 +123,96 @@ def test_run_and_status_print_the_same_hash_for_a_shuffled_spec(tmp_path):
     assert status.returncode == 0, status.stderr
     want = Cube.open(out).sweep.spec_hash
     assert f"spec {want}" in ran.stdout and want in status.stdout, (ran.stdout, status.stdout)
+
+
+SMALL_BASE = {**copy.deepcopy(BASE), "datasets": {"random": {"N": [16], "alpha": [0.05, 0.2, 0.4]}}}
+
+
+def small_grown() -> dict:
+    raw = copy.deepcopy(SMALL_BASE)
+    raw["seeds"] = [0, 1, 2]
+    raw["datasets"]["random"]["alpha"] = [0.05, 0.1, 0.2, 0.4]
+    return raw
+
+
+def test_a_mid_axis_extension_killed_anywhere_resumes_to_an_uninterrupted_run(tmp_path):
+    from amsweep.pipeline.errors import CubeError
+    from amsweep.storage.check import check
+    from tests.test_cube_crash import killed_at_write
+
+    base, straight = tmp_path / "base.zarr", str(tmp_path / "straight.zarr")
+    run(Cube.create_or_open(str(base), sweep(SMALL_BASE)), SerialExecutor(), progress=False)
+    run(Cube.create_or_open(straight, sweep(small_grown())), SerialExecutor(), progress=False)
+
+    def grow(path: Path) -> None:
+        Cube.create_or_open(str(path), sweep(small_grown())).release()
+
+    writes = killed_at_write(
+        None, lambda: grow(tmp_path / "count.zarr"), setup=lambda: shutil.copytree(base, tmp_path / "count.zarr")
+    )
+    assert writes > 40
+    swapping = 0
+    for k in range(1, writes + 1, max(1, writes // 10)):  # stage, READY, swap, commit, cleanup
+        path = tmp_path / f"k{k}.zarr"
+        shutil.copytree(base, path)
+        assert killed_at_write(k, lambda: grow(path)) == -9
+        if Path(path, "_amsweep/stage/READY.json").exists():
+            swapping += 1
+            with pytest.raises(CubeError, match="interrupted while swapping"):
+                Cube.open(str(path))  # half-swapped shards are never read as the old cube
+        run(Cube.create_or_open(str(path), sweep(small_grown())), SerialExecutor(), progress=False)
+        cube = Cube.open(str(path))
+        assert check(cube).ok and cube.sweep.spec_hash == Cube.open(straight).sweep.spec_hash
+        assert_same_cube(str(path), straight)
+        for index in np.ndindex(*cube.sweep.shape):
+            np.testing.assert_array_equal(cube.couplings(index), Cube.open(straight).couplings(index))
+    assert swapping >= 2  # some kills landed in the swap phase
+
+
+FORMAT2 = Path(__file__).parent / "data" / "format2_tiny.zarr"
+
+
+def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_path):
+    from amsweep.pipeline.metrics import METRICS
+    from amsweep.storage.check import check
+
+    path = tmp_path / "f2.zarr"
+    shutil.copytree(FORMAT2, path)
+    old = Cube.open(str(FORMAT2))
+    assert old.sweep.load_values == (0.05, 0.3, 0.1) and old.sweep.seeds == (0, 2, 1)  # as 4b6d03b stored it
+    before = open_cube(str(FORMAT2)).load()
+    cli = [sys.executable, "-m", "amsweep.pipeline.cli", "upgrade", str(path)]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "values verified equal to the format-2 cube" in out.stdout and "moved" in out.stdout
+    cube = Cube.open(str(path))
+    assert check(cube).ok
+    assert cube.sweep.seeds == (0, 1, 2) and cube.sweep.load_values == (0.05, 0.1, 0.3)
+    assert [r.label for r in cube.sweep.rules] == ["hebb", "plm"]
+    after = open_cube(str(path))
+    assert after.sel(alpha=slice(0.05, 0.1))["alpha"].values.tolist() == [0.05, 0.1]
+    aligned = after.sel(alpha=before["alpha"].values, seed=before["seed"].values, rule=before["rule"].values)
+    np.testing.assert_array_equal(aligned["status"].values, before["status"].values)
+    done = before["status"].values == DONE
+    assert done.sum() == 11
+    for name, metric in METRICS.items():
+        if metric.deterministic:
+            np.testing.assert_array_equal(aligned[name].values[done], before[name].values[done], err_msg=name)
+    assert [f["coords"] for f in cube.failures()] == [f["coords"] for f in old.failures()]
+    for index in zip(*np.nonzero(done)):
+        coords = old.coords_of(tuple(int(i) for i in index))
+        new = (
+            0,
+            0,
+            cube.sweep.load_values.index(coords["alpha"]),
+            [r.label for r in cube.sweep.rules].index(coords["rule"]),
+            cube.sweep.seeds.index(coords["seed"]),
+        )
+        np.testing.assert_array_equal(cube.couplings(new), old.couplings(tuple(int(i) for i in index)))
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "nothing to upgrade" in again.stderr
+    # the upgraded cube runs on, and ends equal to a cube of the same spec run in one go today
+    run(Cube.create_or_open(str(path), cube.sweep), SerialExecutor(), progress=False)
+    straight = str(tmp_path / "straight.zarr")
+    run(Cube.create_or_open(straight, cube.sweep), SerialExecutor(), progress=False)
+    assert_same_cube(str(path), straight)
