@@ -4,9 +4,10 @@ Everything a sweep will ever ask of a dataset, rule or dynamics is checked here,
 work starts, so that a week-long run cannot die on a typo in hour three. The canonical form
 (every default filled in, lists expanded into named variants, every list in one canonical order:
 see ``canonical_order``) is what a cube records and compares against when it is reopened, and
-what the spec hash is computed on, so the order of a list in a spec file never changes it. The component tables (``[datasets.*]``, ``[rules.*]``,
-``[dynamics.*]``) are read by ``amsweep.pipeline.spec_tables``; this module holds the top level,
-the ``Sweep`` and ``Task`` types and the canonical form.
+what the spec hash is computed on, so the order of a list in a spec file never changes it.
+The component tables (``[datasets.*]``, ``[rules.*]``, ``[dynamics.*]``) are read by
+``amsweep.pipeline.spec_tables``; this module holds the top level, the ``Sweep`` and ``Task``
+types and the canonical form.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from amsweep.pipeline.spec_tables import (
 
 __all__ = [
     "canonical_order",
-    "from_canonical", "from_dict", "load", "RETRIEVAL", "spec_hash",
+    "from_canonical",
+    "from_dict",
+    "load",
+    "RETRIEVAL",
+    "spec_hash",
     "Sweep",
     "Task",
     "TOP_KEYS",

@@ -106,7 +106,7 @@ def _read(cube: Cube) -> _Source:
     if cube.format == 1:
         status, bad = legacy.read_status(cube)
         names = [n for n in METRICS if n in legacy.group(cube)]
-        values = {}
+        values: dict[str, np.ndarray] = {}
         for name in names:
             values[name], damaged = legacy.read_array(cube, name, np.nan)
             bad += damaged
@@ -124,8 +124,8 @@ def _read(cube: Cube) -> _Source:
         bad = list(cube.damaged_status)
         values = {}
         for name in (n for n in METRICS if n in cube.members):
-            values[name], present, damaged = cube.read_variable(name)
-            bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(damaged | ((status == DONE) & ~present)))]
+            values[name], present, lost = cube.read_variable(name)
+            bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(lost | ((status == DONE) & ~present)))]
         for key, record in cube.errors().all().items():
             records[tuple(int(i) for i in key.split("-"))] = record
         for kind in SIDE_KINDS:
@@ -200,7 +200,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         for (kind, index), data in src.side.items()
     }
     view.put_many(side)
-    verified = _verify(staging, src, where, side)
+    verified = _verify(staging, status, src, where, side)
     done = int((status == DONE).sum())
     moved = sum(1 for i in zip(*np.nonzero(src.status == DONE)) if _moved(where, tuple(map(int, i))) != tuple(i))
     report = RestageReport(int(status.size), done, src.damaged, moved, verified)
@@ -238,18 +238,22 @@ def _side_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _verify(staging: Cube, src: _Source, where: tuple[np.ndarray, ...], side: dict[str, bytes]) -> int:
+def _verify(
+    staging: Cube, status: np.ndarray, src: _Source, where: tuple[np.ndarray, ...], side: dict[str, bytes]
+) -> int:
     """Read the staged copy back; every done task's value, state, record and side object must
     equal the source's at its new position (bit for bit, NaN where the source has NaN)."""
     path = staging.path
 
     def fail(what: str) -> CubeError:
-        return CubeError(f"{path}: staged {what} differs from the cube; nothing was changed (the staged copy is unused)")
+        return CubeError(
+            f"{path}: staged {what} differs from the cube; nothing was changed (the staged copy is unused)"
+        )
 
     reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.members)
     box = np.ix_(*where[:5])
     stored, _, damaged = reader.read_variable("status")
-    if damaged.any() or not np.array_equal(stored, staging._status) or not np.array_equal(stored[box], src.status):
+    if damaged.any() or not np.array_equal(stored, status) or not np.array_equal(stored[box], src.status):
         raise fail("status")
     done, count = src.status == DONE, 0
     for name, want in src.values.items():
@@ -260,12 +264,12 @@ def _verify(staging: Cube, src: _Source, where: tuple[np.ndarray, ...], side: di
         if damaged.any() or not present[box][done].all() or present.sum() != done.sum() or not same.all():
             raise fail(name)
         count += int(np.broadcast_to(mask, want.shape).sum())
-    want_records = {}
+    want_records: dict[str, dict[str, Any]] = {}
     for index, record in src.records.items():
         new = _moved(where, index)
-        if staging._status[new] in (FAILED, NOT_APPLICABLE):
+        if status[new] in (FAILED, NOT_APPLICABLE):
             want_records[task_key(new)] = record
-    if ErrorRecords(staging.objects).all() != want_records:  # type: ignore[arg-type]
+    if ErrorRecords(staging.objects).all() != want_records:
         raise fail("error records")
     if any(staging.objects.get(key) != data for key, data in side.items()):
         raise fail("side objects")
@@ -304,7 +308,7 @@ def resume(path: str, objects: Objects, storage_options: dict | None = None) -> 
 def _required(objects: Objects, key: str) -> bytes:
     data = objects.get(key)
     if data is None:
-        raise CubeError(f"{objects.url}: the staged copy lacks {key}; remove {STAGE} and run again")  # type: ignore[attr-defined]
+        raise CubeError(f"{objects.url}: the staged copy lacks {key}; remove {STAGE} and run again")
     return data
 
 

@@ -84,12 +84,14 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
             raise CubeError(
                 f"{path}: already format {layout.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
             )
-        note = f"from format {cube.format} on {now()}" + ("" if cube.format != layout.FORMAT_VERSION else ", axes sorted")
-        report = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
+        note = f"from format {cube.format} on {now()}"
+        if cube.format == layout.FORMAT_VERSION:
+            note += ", axes put in canonical order"
+        staged = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
         restage.finish(objects)
     finally:
         cube.release()
-    return _report(report, cube.format)
+    return _report(staged, cube.format)
 
 
 def _swap(cube: Cube) -> None:
