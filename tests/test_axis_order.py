@@ -108,21 +108,24 @@ def test_appending_at_the_end_of_every_axis_needs_no_rewrite(tmp_path):
     assert Cube.open(path).status()[:, :, :4, :, :2].tolist() == (np.ones((1, 2, 4, 1, 2)) * DONE).tolist()
 
 
-def test_run_and_status_print_the_same_hash_for_a_shuffled_spec(tmp_path):
-    spec = tmp_path / "s.toml"
-    spec.write_text(
-        'name = "order"\nroot_seed = 5\nseeds = [1, 0]\nnoise = [0.2, 0.0]\nP_test = 4\n'
-        "[retrieval]\ntrain_starts = 4\ntest_starts = 4\nrandom_starts = 2\n"
-        "[datasets.random]\nN = [16]\nalpha = [0.3, 0.05]\n[rules.hebb]\n"
-    )
+def test_run_and_status_print_the_same_hash_for_an_extended_cube(tmp_path):
+    """4b6d03b: `run` printed the spec file's hash, `status` the stored (appended) spec's."""
+    head = 'name = "order"\nroot_seed = 5\nnoise = [0.2, 0.0]\nP_test = 4\n'
+    tail = "[retrieval]\ntrain_starts = 4\ntest_starts = 4\nrandom_starts = 2\n[rules.hebb]\n"
+    first, grown, shuffled = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "c.toml"
+    first.write_text(head + "seeds = [0, 2]\n" + tail + "[datasets.random]\nN = [16]\nalpha = [0.05, 0.3]\n")
+    grown.write_text(head + "seeds = [2, 1, 0]\n" + tail + "[datasets.random]\nN = [16]\nalpha = [0.3, 0.1, 0.05]\n")
+    shuffled.write_text(head + "seeds = [0, 1, 2]\n" + tail + "[datasets.random]\nN = [16]\nalpha = [0.05, 0.3, 0.1]\n")
     out = str(tmp_path / "c.zarr")
     cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
-    ran = subprocess.run([*cli, "run", str(spec), "--out", out], capture_output=True, text=True, timeout=300)
-    assert ran.returncode == 0, ran.stderr
-    status = subprocess.run([*cli, "status", out], capture_output=True, text=True, timeout=300)
-    assert status.returncode == 0, status.stderr
+    outputs = []
+    for argv in (["run", str(first), "--out", out], ["run", str(grown), "--out", out], ["status", out]):
+        done = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
     want = Cube.open(out).sweep.spec_hash
-    assert f"spec {want}" in ran.stdout and want in status.stdout, (ran.stdout, status.stdout)
+    assert want == spec_mod.load(grown).spec_hash == spec_mod.load(shuffled).spec_hash
+    assert f"spec {want}" in outputs[1] and want in outputs[2], outputs
 
 
 SMALL_BASE = {**copy.deepcopy(BASE), "datasets": {"random": {"N": [16], "alpha": [0.05, 0.2, 0.4]}}}
