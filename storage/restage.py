@@ -212,6 +212,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         }
     )
     root = template.root_document(new_attrs, members).decode()
+    cube.acquire()  # still the writer (a long stage outlives no lease unnoticed) before the point of no return
     ready = {"arrays": sorted(members), "root": root, "report": asdict(report), "source_format": cube.format}
     objects.put(READY, json.dumps(ready).encode())
     return report
@@ -282,7 +283,8 @@ def finish(objects: Objects) -> RestageReport:
     staged = [k for k in objects.list(STAGE) if k != READY]
     for name in [*ready["arrays"], *REPLACED_SIDE]:
         for key in objects.list(name):
-            objects.delete(key)
+            if key.startswith(f"{name}/"):
+                objects.delete(key)
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})

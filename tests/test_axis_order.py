@@ -219,3 +219,18 @@ def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_pat
     straight = str(tmp_path / "straight.zarr")
     run(Cube.create_or_open(straight, cube.sweep), SerialExecutor(), progress=False)
     assert_same_cube(str(path), straight)
+
+
+def test_a_mid_axis_extension_on_s3_equals_the_local_uninterrupted_run(tmp_path):
+    from benchmarks._moto import moto_server
+    from amsweep.storage.objects import objects_at
+
+    with moto_server(buckets=("cubes",)):
+        url = "s3://cubes/order.zarr"
+        run(Cube.create_or_open(url, sweep(SMALL_BASE)), SerialExecutor(), progress=False)
+        run(Cube.create_or_open(url, sweep(small_grown())), SerialExecutor(), progress=False)
+        local = str(tmp_path / "local.zarr")
+        run(Cube.create_or_open(local, sweep(small_grown())), SerialExecutor(), progress=False)
+        assert_same_cube(url, local)
+        assert open_cube(url)["alpha"].values.tolist() == [0.05, 0.1, 0.2, 0.4]
+        assert not objects_at(url).list("_amsweep/stage")
