@@ -170,6 +170,7 @@ def test_refine_killed_between_rounds_and_mid_round_resumes_to_the_same_cube(tmp
     _kill_at(_cli(str(spec_path), "--out", killed, *flags), "round 1: done")  # between rounds
     cube = Cube.open(killed)
     assert cube.count_pending() == 0 and len(cube.sweep.load_values) == 4 + 3
+    assert list(cube.sweep.load_values) == sorted(cube.sweep.load_values)  # bracket values land mid-axis
 
     proc = _cli(str(spec_path), "--out", killed, *flags)
     seen = []
