@@ -179,8 +179,16 @@ def restrict(frame: pd.DataFrame, along: str, current: dict[str, list[Any]]) -> 
 
 def stored_spec(path: str) -> dict[str, Any] | None:
     """The canonical spec a cube at ``path`` stores; None where there is no finished cube (nothing
-    there, or an interrupted creation, which ``Cube.create_or_open`` rebuilds or explains)."""
+    there, or an interrupted creation, which ``Cube.create_or_open`` rebuilds or explains). A
+    rewrite killed mid-swap (a round's values inserted mid-axis) is finished first: the values it
+    added live only in its new root document."""
+    from amsweep.storage import restage
+    from amsweep.storage.objects import objects_at
+
     try:
+        objects = objects_at(path)
+        if restage.interrupted(objects):
+            restage.resume(path, objects)
         return Cube.open(path).sweep.canonical
     except CubeError:
         return None

@@ -234,3 +234,28 @@ def test_a_mid_axis_extension_on_s3_equals_the_local_uninterrupted_run(tmp_path)
         assert_same_cube(url, local)
         assert open_cube(url)["alpha"].values.tolist() == [0.05, 0.1, 0.2, 0.4]
         assert not objects_at(url).list("_amsweep/stage")
+
+
+def test_refine_reads_the_spec_of_a_rewrite_killed_mid_swap(tmp_path):
+    """A refine round's values exist only in the new root document until the swap commits: a
+    refine started again must finish the swap before reading the stored spec, or it would see the
+    old grid and refuse its own cube as one with values removed."""
+    from amsweep.pipeline.refine import stored_spec
+    from tests.test_cube_crash import killed_at_write, written_keys
+
+    base = tmp_path / "base.zarr"
+    run(Cube.create_or_open(str(base), sweep(SMALL_BASE)), SerialExecutor(), progress=False)
+
+    def grow(path: Path) -> None:
+        Cube.create_or_open(str(path), sweep(small_grown())).release()
+
+    keys = written_keys(
+        None, lambda: grow(tmp_path / "count.zarr"), setup=lambda: shutil.copytree(base, tmp_path / "count.zarr")
+    )
+    k = keys.index("_amsweep/stage/READY.json") + 4  # a few objects into the swap
+    path = tmp_path / "killed.zarr"
+    shutil.copytree(base, path)
+    assert killed_at_write(k, lambda: grow(path)) == -9
+    assert Path(path, "_amsweep/stage/READY.json").exists()
+    assert stored_spec(str(path)) == sweep(small_grown()).canonical
+    assert not Path(path, "_amsweep/stage").exists() or not any(Path(path, "_amsweep/stage").rglob("*.*"))
