@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "canonical_order",
     "from_canonical",
     "from_dict",
+    "label_key",
     "load",
     "RETRIEVAL",
     "spec_hash",
@@ -261,11 +263,24 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     return from_canonical(canonical_order(canonical))
 
 
+_NUMBER = re.compile(r"((?:(?<=[=\[,])-)?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+
+
+def label_key(label: str) -> tuple[tuple[str | float, ...], str]:
+    """Sort key of a variant label: its text with every number in it read as a number.
+
+    ``re.split`` with one group alternates text and numbers, so two keys compare text with text
+    and numbers with numbers; the label itself breaks ties (``lr=1`` against ``lr=1.0``)."""
+    parts = _NUMBER.split(label)
+    return tuple(float(p) if i % 2 else p for i, p in enumerate(parts)), label
+
+
 def canonical_order(canonical: dict[str, Any]) -> dict[str, Any]:
     """A copy of a canonical spec with every list in its one canonical order.
 
     The rule: numbers increase (seeds, noise, each dataset's N and loads, the cube's N and load
-    axes) and variants (datasets, rules) go by label in Python's string order. Cube axes then
+    axes) and variants (datasets, rules) go by label, the numbers inside a label compared as
+    numbers (``label_key``: n200 < n1600, tap[beta=2.0] < tap[beta=10.0]). Cube axes then
     come out sorted whatever order a spec file or an extension gave, so label slices
     (``sel(alpha=slice(a, b))``) and group-bys are right, and the hash depends on content only.
     Random streams are keyed by coordinate values, so the order never changes a result.
@@ -275,8 +290,8 @@ def canonical_order(canonical: dict[str, Any]) -> dict[str, Any]:
     out["noise"] = sorted(out["noise"])
     for d in out["datasets"]:
         d["N"], d["load"] = sorted(d["N"]), sorted(d["load"])
-    out["datasets"] = sorted(out["datasets"], key=lambda v: v["label"])
-    out["rules"] = sorted(out["rules"], key=lambda v: v["label"])
+    out["datasets"] = sorted(out["datasets"], key=lambda v: label_key(v["label"]))
+    out["rules"] = sorted(out["rules"], key=lambda v: label_key(v["label"]))
     out["axes"] = {axis: sorted(values) for axis, values in out["axes"].items()}
     return out
 

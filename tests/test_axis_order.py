@@ -63,6 +63,15 @@ def test_reordered_lists_have_the_same_canonical_spec_and_hash():
     assert [r.label for r in b.rules] == ["hebb", "storkey"]
 
 
+def test_variants_go_by_label_with_numbers_compared_as_numbers():
+    raw = copy.deepcopy(BASE)
+    raw["datasets"] = {f"n{N}": {"kind": "random", "N": [N], "alpha": [0.05]} for N in (1600, 200, 400)}
+    raw["rules"] = {"tap": {"kind": "hebb", "dynamics": "tap", "dynamics_params": {"beta": [10.0, 2.0]}}, "hebb": {}}
+    s = sweep(raw)
+    assert [d.label for d in s.datasets] == ["n200", "n400", "n1600"]
+    assert [r.label for r in s.rules] == ["hebb", "tap[beta=2.0]", "tap[beta=10.0]"]
+
+
 def test_an_extension_inserting_values_mid_axis_stores_sorted_axes(tmp_path):
     path, straight = str(tmp_path / "grown.zarr"), str(tmp_path / "straight.zarr")
     run(Cube.create_or_open(path, sweep(BASE)), SerialExecutor(), progress=False)
