@@ -108,7 +108,7 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
 
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
     print(
-        f"sweep {sweep.name!r} (spec {sweep.spec_hash}): {todo} task(s) to run of "
+        f"sweep {sweep.name!r} (spec {cube.sweep.spec_hash}): {todo} task(s) to run of "
         f"{sum(1 for _ in sweep.tasks())}; cube {args.out}"
     )
     if todo == 0:
@@ -215,12 +215,14 @@ def _check(cube, args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from amsweep.storage.layout import FORMAT_VERSION
     from amsweep.storage.upgrade import upgrade
 
     report = upgrade(args.cube)
     print(
-        f"{args.cube}: upgraded to format 2 ({report.done} done task(s) of {report.tasks}, "
-        f"{report.verified_values} values verified equal to format 1"
+        f"{args.cube}: upgraded to format {FORMAT_VERSION} ({report.done} done task(s) of {report.tasks}, "
+        f"{report.verified_values} values verified equal to the format-{report.source_format} cube"
+        + (f"; {report.moved} task(s) moved to put the axes in canonical order" if report.moved else "")
         + (f"; {report.damaged} damaged task(s) set to pending" if report.damaged else "")
         + ")"
     )

@@ -37,7 +37,7 @@ from amsweep.analysis import boundary
 from amsweep.pipeline import limits, registry
 from amsweep.pipeline.errors import CubeError, SpecError
 from amsweep.pipeline.runner import run
-from amsweep.pipeline.spec import Sweep, from_canonical
+from amsweep.pipeline.spec import Sweep, canonical_order, from_canonical
 from amsweep.storage import query
 from amsweep.storage.cube import Cube
 
@@ -103,16 +103,17 @@ def union_spec(stored: dict[str, Any] | None, base: Sweep) -> Sweep:
                 d[key] = _appended(d[key], by_label[d["label"]][key])
     for axis in ("N", "load"):
         canonical["axes"][axis] = _appended(canonical["axes"][axis], stored["axes"][axis])
-    return from_canonical(canonical)
+    return from_canonical(canonical_order(canonical))
 
 
 def extended(stored: Sweep, key: str, new: dict[str, list[Any]]) -> Sweep:
-    """The stored spec with new values appended to the named datasets (and to the cube's axis)."""
+    """The stored spec with new values added to the named datasets (and to the cube's axis), in
+    canonical order: values inside a bracket land mid-axis, and the cube is restaged to keep it sorted."""
     canonical = copy.deepcopy(stored.canonical)
     for d in canonical["datasets"]:
         d[key] = _appended(d[key], new.get(d["label"], []))
         canonical["axes"][key] = _appended(canonical["axes"][key], d[key])
-    return from_canonical(canonical)
+    return from_canonical(canonical_order(canonical))
 
 
 def check_new_cells(sweep: Sweep, key: str, new: dict[str, list[Any]]) -> None:
@@ -178,8 +179,16 @@ def restrict(frame: pd.DataFrame, along: str, current: dict[str, list[Any]]) -> 
 
 def stored_spec(path: str) -> dict[str, Any] | None:
     """The canonical spec a cube at ``path`` stores; None where there is no finished cube (nothing
-    there, or an interrupted creation, which ``Cube.create_or_open`` rebuilds or explains)."""
+    there, or an interrupted creation, which ``Cube.create_or_open`` rebuilds or explains). A
+    rewrite killed mid-swap (a round's values inserted mid-axis) is finished first: the values it
+    added live only in its new root document."""
+    from amsweep.storage import restage
+    from amsweep.storage.objects import objects_at
+
     try:
+        objects = objects_at(path)
+        if restage.interrupted(objects):
+            restage.resume(path, objects)
         return Cube.open(path).sweep.canonical
     except CubeError:
         return None

@@ -2,16 +2,20 @@
 
 Everything a sweep will ever ask of a dataset, rule or dynamics is checked here, before any
 work starts, so that a week-long run cannot die on a typo in hour three. The canonical form
-(every default filled in, lists expanded into named variants) is what a cube records and
-compares against when it is reopened. The component tables (``[datasets.*]``, ``[rules.*]``,
-``[dynamics.*]``) are read by ``amsweep.pipeline.spec_tables``; this module holds the top level,
-the ``Sweep`` and ``Task`` types and the canonical form.
+(every default filled in, lists expanded into named variants, every list in one canonical order:
+see ``canonical_order``) is what a cube records and compares against when it is reopened, and
+what the spec hash is computed on, so the order of a list in a spec file never changes it.
+The component tables (``[datasets.*]``, ``[rules.*]``, ``[dynamics.*]``) are read by
+``amsweep.pipeline.spec_tables``; this module holds the top level, the ``Sweep`` and ``Task``
+types and the canonical form.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,18 @@ from amsweep.pipeline.spec_tables import (
     rule_variants,
 )
 
-__all__ = ["from_canonical", "from_dict", "load", "RETRIEVAL", "spec_hash", "Sweep", "Task", "TOP_KEYS"]
+__all__ = [
+    "canonical_order",
+    "from_canonical",
+    "from_dict",
+    "label_key",
+    "load",
+    "RETRIEVAL",
+    "spec_hash",
+    "Sweep",
+    "Task",
+    "TOP_KEYS",
+]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,7 +118,7 @@ class Sweep:
 
     @property
     def N_values(self) -> tuple[int, ...]:
-        """The cube's N axis: sorted for a new spec; an extended cube appends new values."""
+        """The cube's N axis, increasing (the canonical order, for new and extended cubes alike)."""
         return tuple(self.canonical["axes"]["N"])
 
     @property
@@ -245,9 +260,40 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
             "load": sorted({x for d in datasets for x in d.load}),
         },
     }
-    return Sweep(
-        name, str(canonical["description"]), root_seed, seeds, noise, load_axis, retrieval, datasets, rules, canonical
-    )
+    return from_canonical(canonical_order(canonical))
+
+
+_NUMBER = re.compile(r"((?:(?<=[=\[,])-)?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+
+
+def label_key(label: str) -> tuple[tuple[str | float, ...], str]:
+    """Sort key of a variant label: its text with every number in it read as a number.
+
+    ``re.split`` with one group alternates text and numbers, so two keys compare text with text
+    and numbers with numbers; the label itself breaks ties (``lr=1`` against ``lr=1.0``)."""
+    parts = _NUMBER.split(label)
+    return tuple(float(p) if i % 2 else p for i, p in enumerate(parts)), label
+
+
+def canonical_order(canonical: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a canonical spec with every list in its one canonical order.
+
+    The rule: numbers increase (seeds, noise, each dataset's N and loads, the cube's N and load
+    axes) and variants (datasets, rules) go by label, the numbers inside a label compared as
+    numbers (``label_key``: n200 < n1600, tap[beta=2.0] < tap[beta=10.0]). Cube axes then
+    come out sorted whatever order a spec file or an extension gave, so label slices
+    (``sel(alpha=slice(a, b))``) and group-bys are right, and the hash depends on content only.
+    Random streams are keyed by coordinate values, so the order never changes a result.
+    """
+    out = copy.deepcopy(canonical)
+    out["seeds"] = sorted(out["seeds"])
+    out["noise"] = sorted(out["noise"])
+    for d in out["datasets"]:
+        d["N"], d["load"] = sorted(d["N"]), sorted(d["load"])
+    out["datasets"] = sorted(out["datasets"], key=lambda v: label_key(v["label"]))
+    out["rules"] = sorted(out["rules"], key=lambda v: label_key(v["label"]))
+    out["axes"] = {axis: sorted(values) for axis, values in out["axes"].items()}
+    return out
 
 
 def _seeds(raw: Any) -> tuple[int, ...]:

@@ -22,18 +22,19 @@ import numpy as np
 from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
-from amsweep.pipeline.spec import Sweep, Task, from_canonical, spec_hash
+from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import extend, layout, provenance, template
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shard_io import ShardIO
 
-__all__ = ["Cube", "LEASE_KEY", "Mark", "UPGRADE_READY"]
+__all__ = ["Cube", "LEASE_KEY", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
 Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
 LEASE_KEY = f"{SIDE}/lease.json"
-UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a staged format-1 -> 2 upgrade (amsweep.storage.upgrade)
+UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
+RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
 
 
 @dataclass
@@ -67,7 +68,10 @@ class Cube(ShardIO):
         return cube
 
     @classmethod
-    def _from_root(cls, path: str, objects: Objects, doc: dict[str, Any], storage_options: dict | None) -> "Cube":
+    def _from_root(
+        cls, path: str, objects: Objects, doc: dict[str, Any], storage_options: dict | None, staged: bool = False
+    ) -> "Cube":
+        """``staged``: ``doc`` is a restage's new root document, read to finish its swap."""
         attrs = doc.get("attributes") or {}
         if "amsweep_spec" not in attrs:
             hint = (
@@ -84,6 +88,12 @@ class Cube(ShardIO):
                 f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
                 f"{path}` again to finish it (the staged copy is complete and verified)"
             )
+        if not staged and objects.get(RESTAGE_READY) is not None:
+            raise CubeError(
+                f"{path}: a rewrite of the cube (an extension that inserted values mid-axis, or an upgrade) "
+                "was interrupted while swapping in its verified copy; run the same `amsweep run` (or "
+                f"`amsweep upgrade {path}`) again to finish it"
+            )
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
             raise CubeError(
@@ -98,7 +108,13 @@ class Cube(ShardIO):
         """The writer's entry: take the lease, then resume the cube of this spec, create it if the
         path is empty (or holds an interrupted template), grow it if the spec only adds values,
         and refuse it (touching nothing) if the spec changes anything else."""
+        if sweep.canonical != canonical_order(sweep.canonical):  # a Sweep made from a stored spec of old
+            sweep = from_canonical(canonical_order(sweep.canonical))
         objects = objects_at(path, storage_options)
+        if objects.get(RESTAGE_READY) is not None:  # a rewrite killed mid-swap: finish it first
+            from amsweep.storage import restage
+
+            restage.resume(path, objects, storage_options)
         doc = template.read_root(objects, path)
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
@@ -134,7 +150,8 @@ class Cube(ShardIO):
             )
 
     def _evolve(self, sweep: Sweep) -> "Cube":
-        """Writer-side upgrades of an open cube: format 1 refused, new values grown, new metrics added."""
+        """Writer-side upgrades of an open cube: older formats refused, new values grown (in place
+        when they append to every axis, else by a kill-safe restage), new metrics added."""
         if self.format != FORMAT_VERSION:
             self.release()
             raise CubeError(
@@ -146,6 +163,10 @@ class Cube(ShardIO):
         if self.sweep.spec_hash != sweep.spec_hash:
             canonical, _ = extend.merge(self.sweep.canonical, sweep.canonical)
             merged = from_canonical(canonical)
+        from amsweep.storage import restage
+
+        if not restage.in_place(self.sweep, merged):
+            self._restage(merged)
         missing = [n for n in ("status", *METRICS) if n not in self.members]
         if merged.canonical != self.sweep.canonical or missing:
             self._grow(merged, missing)
@@ -236,6 +257,20 @@ class Cube(ShardIO):
             history.append(now())
         self.attrs["extended"] = history
         self._commit(merged)
+
+    def _restage(self, merged: Sweep) -> None:
+        """Rewrite the cube in ``merged``'s canonical order (values inserted mid-axis move done
+        tasks); a kill at any point leaves the old cube or a verified copy the next run swaps in."""
+        from amsweep.storage import restage
+
+        restage.restage(self, merged, {"extended": [*self.attrs.get("extended", []), now()]})
+        restage.finish(self.objects)
+        fresh = Cube._from_root(
+            self.path, self.objects, template.read_root(self.objects, self.path) or {}, self.storage_options
+        )
+        self.sweep, self.attrs, self.members = fresh.sweep, fresh.attrs, fresh.members
+        self._status, self._errors, self.damaged_status = None, None, []
+        self._blocks.clear()
 
     def _commit(self, sweep: Sweep) -> None:
         """One write of the root document: spec, hash, provenance and every array's metadata."""

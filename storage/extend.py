@@ -1,7 +1,10 @@
 """Growing a cube: a spec that only adds coordinate values extends it in place.
 
-Adding seeds, network sizes, loads, dataset variants or rule variants appends values at the end
-of their axes, so every existing chunk keeps its key and every done task keeps its data. Any
+Adding seeds, network sizes, loads, dataset variants or rule variants adds values to their axes,
+which stay in the canonical order (``amsweep.pipeline.spec.canonical_order``: numbers increasing,
+variants by label). Values that land after every old one append: existing shards keep their
+keys and the cube grows in place. Values that land in the middle move done tasks to new
+positions: the cube is rewritten, kill-safe and verified, by ``amsweep.storage.restage``. Any
 other change (noise levels, the root seed, a parameter of an existing variant, a removed value)
 would make old and new results incomparable and is refused with the list of differences.
 
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from amsweep.pipeline.spec import canonical_order
 
 __all__ = ["FIXED", "GROWS", "merge", "NOT_CONTENT"]
 
@@ -109,7 +114,8 @@ def _merge_family(
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """(merged canonical spec, problems). No problems means ``new`` only adds values to ``old``."""
+    """(merged canonical spec in canonical order, problems). No problems means ``new`` only adds
+    values to ``old``; a variant keeps its identity (its ``stream`` label) wherever it lands."""
     problems: list[str] = []
     for key in FIXED:
         if old[key] != new[key]:
@@ -123,4 +129,4 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], lis
         merged[family] = _merge_family(family, old[family], new[family], problems)
     for axis in ("N", "load"):
         merged["axes"][axis] = _appended(old["axes"][axis], new["axes"][axis])
-    return merged, problems
+    return canonical_order(merged), problems

@@ -1,39 +1,33 @@
-"""``amsweep upgrade CUBE``: convert a format-1 cube to format 2 in place, kill-safe, verified.
+"""``amsweep upgrade CUBE``: convert an older cube to the current format, in place, kill-safe, verified.
 
-Format 1's chunk keys (one per task) and format 2's shard keys share names (``m/c/0/0/0/0/0``
-is a task in one and a shard in the other), so the conversion cannot write beside the old
-arrays. It runs in three phases, each safe to interrupt:
+Older cubes are format 1 (one object per task per variable) and format-2 cubes whose axes are in
+the order extensions appended values (``[0.05, 0.1, 0.2, 0.4, 0.3, 0.6]``). Both are rewritten by
+``amsweep.storage.restage`` as a cube of the same spec in canonical order
+(``amsweep.pipeline.spec.canonical_order``) and the current format: read through the cube's own
+readers, staged under ``_amsweep/stage/``, verified value for value against the source, swapped
+in and committed by one write of the root document. A kill at any point leaves the old cube or a
+verified copy that the next ``upgrade`` (or ``run``) swaps in.
 
-1. *Stage*: every format-2 object is written under ``_amsweep/upgrade/`` and read back; each value
-   of each done task must equal format 1's, bit for bit (NaN where format 1 has NaN). The stage
-   ends by writing a marker. Interrupted here: the next ``upgrade`` starts the stage again.
-2. *Swap*: each array's format-1 objects are removed and the staged ones copied in. Interrupted
-   here: the cube refuses to open ("finish the upgrade") and the next ``upgrade`` redoes the swap
-   from the staged copy, which is complete (the marker says so).
-3. *Commit*: one write of the root document makes it a format-2 cube; then leftovers go.
+A format-1 -> 2 upgrade staged by an amsweep before this one (``_amsweep/upgrade/``, marked by
+``UPGRADE_READY``) and killed during its swap is still finished from its staged copy.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
-import numpy as np
-
 from amsweep.pipeline.errors import CubeError
-from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import layout, legacy, template
+from amsweep.pipeline.spec import canonical_order, from_canonical
+from amsweep.storage import layout, restage, template
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects, objects_at
-from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
-from amsweep.storage.shards import choose_shard_shape
+from amsweep.storage.records import SIDE, now
 
 __all__ = ["cleanup", "interrupted", "STAGE", "upgrade", "UpgradeReport"]
 
-STAGE = f"{SIDE}/upgrade"
+STAGE = f"{SIDE}/upgrade"  # where an earlier amsweep staged its format-1 -> 2 upgrade
 
 
 @dataclass
@@ -42,11 +36,13 @@ class UpgradeReport:
     done: int
     damaged: int
     verified_values: int
+    moved: int = 0  # done tasks whose position changed (axes put in canonical order)
+    source_format: int = 1
 
 
 def interrupted(objects) -> bool:
-    """True while a staged upgrade waits to be swapped in (the cube must not be read as format 1)."""
-    return objects.get(READY) is not None
+    """True while a staged upgrade waits to be swapped in (the cube must not be read as is)."""
+    return objects.get(READY) is not None or restage.interrupted(objects)
 
 
 def _required(objects: Objects, key: str) -> bytes:
@@ -57,117 +53,45 @@ def _required(objects: Objects, key: str) -> bytes:
     return data
 
 
+def _report(r: restage.RestageReport, source_format: int) -> UpgradeReport:
+    return UpgradeReport(r.tasks, r.done, r.damaged, r.verified_values, r.moved, source_format)
+
+
 def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
+    """Rewrite the cube at ``path`` in the current format and canonical order (or finish that)."""
     objects = objects_at(path, storage_options)
-    if interrupted(objects):
+    if restage.interrupted(objects):
+        ready = json.loads(objects.get(restage.READY) or b"{}")
+        source = int(ready.get("source_format", layout.FORMAT_VERSION))
+        return _report(restage.resume(path, objects, storage_options), source)
+    if objects.get(READY) is not None:  # an earlier amsweep's format-1 -> 2 upgrade, killed mid-swap
         cube = Cube._from_root(
             path, objects, json.loads(_required(objects, f"{STAGE}/{template.ROOT}")), storage_options
         )
         cube.acquire()
         report = UpgradeReport(**json.loads(_required(objects, READY))["report"])
-    else:
-        cube = Cube.open(path, storage_options)
-        if cube.format == layout.FORMAT_VERSION:
-            cube.acquire()
-            cleanup(objects)  # leftovers of an upgrade killed after its commit, if any
+        try:
+            _swap(cube)
+        finally:
             cube.release()
-            raise CubeError(f"{path}: already format {layout.FORMAT_VERSION}; nothing to upgrade")
-        cube.acquire()
-        report = _stage(cube)
+        return report
+    cube = Cube.open(path, storage_options)
+    target = from_canonical(canonical_order(cube.sweep.canonical))
+    cube.acquire()
     try:
-        _swap(cube)
+        if cube.format == layout.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
+            cleanup(objects)  # leftovers of an upgrade killed after its commit, if any
+            raise CubeError(
+                f"{path}: already format {layout.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
+            )
+        note = f"from format {cube.format} on {now()}"
+        if cube.format == layout.FORMAT_VERSION:
+            note += ", axes put in canonical order"
+        staged = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
+        restage.finish(objects)
     finally:
         cube.release()
-    return report
-
-
-def _stage(cube: Cube) -> UpgradeReport:
-    objects, sweep = cube.objects, cube.sweep
-    for key in objects.list(STAGE):
-        objects.delete(key)
-    tpl = template.build(sweep)
-    # Metrics this amsweep declares but the old cube never had stay absent: the next run adds
-    # them (NaN for tasks done before), as for any cube that predates a metric.
-    metrics = [n for n in METRICS if n in legacy.group(cube)]
-    dropped = set(METRICS) - set(metrics)
-    tpl.members = {k: v for k, v in tpl.members.items() if k not in dropped}
-    staged = {f"{STAGE}/{k}": v for k, v in tpl.objects.items() if k.split("/")[0] not in dropped}
-    status, bad = legacy.read_status(cube)
-    values = {}
-    for name in metrics:
-        v, damaged = legacy.read_array(cube, name, np.nan)
-        bad += damaged
-        values[name] = v
-    for index in set(bad):
-        status[index] = PENDING if status[index] == DONE else status[index]
-    done = status == DONE
-    staging = Cube(cube.path, objects, sweep, {}, tpl.members, cube.storage_options)
-    tasks = staging.layout("status")
-    for s in np.ndindex(*tasks.grid(sweep.shape)):
-        box, clip = tasks.region(s, sweep.shape)
-        for name in ("status", *metrics):
-            lay = staging.layout(name)
-            block, present = lay.empty(tpl.members[name].fill_value)
-            if name == "status":
-                block[clip], present[clip] = status[box], status[box] != PENDING
-            else:
-                block[clip], present[clip] = values[name][box], done[box]
-            data = lay.encode(block, present)
-            if data is not None:
-                staged[f"{STAGE}/{lay.key(name, s)}"] = data
-    objects.put_many(staged)
-    verified = _verify(staging, status, values)  # every metric the old cube had
-    _stage_side(cube, status)
-    report = UpgradeReport(int(status.size), int(done.sum()), len(set(bad)), verified)
-    attrs = {
-        **{k: v for k, v in cube.attrs.items() if k != "amsweep_format"},
-        "amsweep_format": layout.FORMAT_VERSION,
-        "upgraded": f"from format {cube.format} on {now()}",
-        "Conventions": "CF-1.10",
-    }
-    objects.put(f"{STAGE}/{template.ROOT}", template.root_document(attrs, tpl.members))
-    objects.put(READY, json.dumps({"arrays": sorted(tpl.members), "report": report.__dict__}).encode())
-    return report
-
-
-def _verify(staging: Cube, status: np.ndarray, values: dict[str, np.ndarray]) -> int:
-    """Read the staged shards back and compare every done task's values with format 1's."""
-    real = staging.objects
-    staging.objects = _Prefixed(real, STAGE)  # type: ignore[assignment]  # reads only
-    try:
-        stored, _, damaged = staging.read_variable("status")
-        if damaged.any() or not np.array_equal(stored, status):
-            raise CubeError(f"{staging.path}: staged status differs from format 1; upgrade aborted, cube unchanged")
-        done, count = status == DONE, 0
-        for name in values:
-            got, present, damaged = staging.read_variable(name)
-            want = values[name]
-            mask = done.reshape(done.shape + (1,) * (want.ndim - done.ndim))
-            same = np.where(mask, (got == want) | (np.isnan(got) & np.isnan(want)), True)
-            if damaged.any() or not present[done].all() or not same.all():
-                raise CubeError(f"{staging.path}: staged {name} differs from format 1; upgrade aborted, cube unchanged")
-            count += int(np.broadcast_to(mask, want.shape).sum())
-        return count
-    finally:
-        staging.objects = real
-
-
-def _stage_side(cube: Cube, status: np.ndarray) -> None:
-    """Error records and couplings go to their format-2 keys now (format 1 does not use them)."""
-    shard = choose_shard_shape(cube.sweep.shape)
-    changes: dict = {}
-    for f in legacy.read_failures(cube):
-        index = tuple(f["index"])
-        if status[index] in (FAILED, NOT_APPLICABLE):
-            record = {"state": f["state"], "error": f["error"], "time": f.get("time", now())}
-            changes.setdefault(tuple(i // s for i, s in zip(index, shard)), {})[index] = record
-    cube.objects.put_many(ErrorRecords(cube.objects).updates(changes))
-    for index in zip(*np.nonzero(status == DONE)):
-        J = legacy.read_couplings(cube, task_key(tuple(int(i) for i in index)))
-        if J is not None:
-            buf = io.BytesIO()
-            np.save(buf, J, allow_pickle=False)
-            cube.objects.put(f"{SIDE}/couplings/{task_key(tuple(int(i) for i in index))}.npy", buf.getvalue())
+    return _report(staged, cube.format)
 
 
 def _swap(cube: Cube) -> None:
@@ -187,25 +111,13 @@ def _swap(cube: Cube) -> None:
 
 def cleanup(objects) -> None:
     """Remove what a finished upgrade leaves: the staged copy and format 1's side records."""
+    restaging = restage.interrupted(objects)
     for key in objects.list(SIDE):
         if (
             key.startswith(f"{STAGE}/")
+            or (key.startswith(f"{restage.STAGE}/") and not restaging)
             or key.startswith(f"{SIDE}/failures/")
             or key == f"{SIDE}/{template.ROOT}"
             or (key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy"))
         ):
             objects.delete(key)
-
-
-class _Prefixed:
-    """A view of a store under a prefix (to read the staged copy with the normal reader)."""
-
-    def __init__(self, inner, prefix: str) -> None:
-        self.inner, self.prefix = inner, prefix
-
-    def get_many(self, keys):
-        got = self.inner.get_many([f"{self.prefix}/{k}" for k in keys])
-        return {k: got[f"{self.prefix}/{k}"] for k in keys}
-
-    def get(self, key):
-        return self.inner.get(f"{self.prefix}/{key}")

@@ -47,7 +47,7 @@ def test_a_value_of_the_wrong_type_names_the_key_and_the_values(cube_path):
         ("nois=0.1", "--where nois: no such coordinate; available: "),
         ("N=64", "--where N: no value(s) 64; available: 48"),
         ("rule=plm[lr=9.0,epochs=5]", "--where rule: no value(s) plm[lr=9.0,epochs=5]; available: hebb, "),
-        ("lr=3", "--where lr: no value(s) 3; available: 5.0, 0.5"),
+        ("lr=3", "--where lr: no value(s) 3; available: 0.5, 5.0"),  # rules in canonical (label) order
         ("P=2", "--where P: coordinate 'P' spans ('N', 'alpha')"),
     ],
 )

@@ -21,6 +21,7 @@ from amsweep.pipeline.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.query import open_cube
 from tests.conftest import assert_same_cube
 
 HEBB = """
@@ -120,9 +121,11 @@ def test_refine_along_N_adds_network_sizes(tmp_path):
     row = report.table.iloc[0]
     assert report.converged and row["found"] == "yes" and row["width"] <= 20
     stored = Cube.open(path).sweep
-    assert stored.N_values[:4] == (100, 200, 400, 800) and len(stored.N_values) == 4 + report.rounds
+    assert {100, 200, 400, 800} <= set(stored.N_values) and len(stored.N_values) == 4 + report.rounds
+    assert list(stored.N_values) == sorted(stored.N_values)  # added values land mid-axis: canonical order
+    assert open_cube(path)["N"].values.tolist() == list(stored.N_values)
     assert all(isinstance(n, int) for n in stored.N_values)
-    assert row["bracket_low"] <= stored.N_values[-1] <= row["bracket_high"]  # the last bisection point
+    assert row["bracket_low"] <= report.added[-1]["r"][-1] <= row["bracket_high"]  # the last bisection point
     rebuilt = str(tmp_path / "rebuilt.zarr")
     run(Cube.create_or_open(rebuilt, stored), SerialExecutor(), progress=False)
     assert_same_cube(path, rebuilt)
@@ -167,6 +170,7 @@ def test_refine_killed_between_rounds_and_mid_round_resumes_to_the_same_cube(tmp
     _kill_at(_cli(str(spec_path), "--out", killed, *flags), "round 1: done")  # between rounds
     cube = Cube.open(killed)
     assert cube.count_pending() == 0 and len(cube.sweep.load_values) == 4 + 3
+    assert list(cube.sweep.load_values) == sorted(cube.sweep.load_values)  # bracket values land mid-axis
 
     proc = _cli(str(spec_path), "--out", killed, *flags)
     seen = []

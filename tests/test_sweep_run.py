@@ -146,7 +146,7 @@ def test_adding_values_extends_the_cube_without_touching_done_tasks(tmp_path, sm
     bigger["rules"]["storkey_like"] = {"kind": "hebb"}
     cube = Cube.create_or_open(path, spec_mod.from_dict(bigger))
     assert cube.status().shape == (1, 1, 3, 3, 3)
-    old = (slice(0, 1), slice(0, 1), slice(0, 2), slice(0, 2), slice(0, 2))
+    old = np.ix_([0], [0], [0, 2], [0, 1], [0, 1])  # alpha 0.15 lands between 0.05 and 0.3: canonical order
     assert (cube.status()[old] == DONE).all()
     assert (cube.status() == PENDING).sum() == 27 - 8
     report = run(cube, SerialExecutor(), progress=False)
@@ -159,7 +159,7 @@ def test_adding_values_extends_the_cube_without_touching_done_tasks(tmp_path, sm
     run_serial(straight, Cube.open(path).sweep)
     assert_same_cube(path, straight)
     ds = open_cube(path)
-    assert ds["alpha"].values.tolist() == [0.05, 0.3, 0.15]
+    assert ds["alpha"].values.tolist() == [0.05, 0.15, 0.3]
     assert ds["seed"].values.tolist() == [0, 1, 2]
     # running the extended spec again resumes: nothing to do, nothing refused
     assert Cube.create_or_open(path, spec_mod.from_dict(bigger)).count_pending() == 0

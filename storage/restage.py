@@ -1,0 +1,344 @@
+"""Rewriting a cube into another layout, in place, kill-safe and verified.
+
+Used when tasks must move: an extension that inserts values in the middle of an axis (axes stay
+in the canonical order, ``amsweep.pipeline.spec.canonical_order``), a refine round, and
+``amsweep upgrade`` (an older format, or axes stored in insertion order). Shard keys of the new
+layout collide with the old ones (``m/c/0/0/1/0/0`` is a different set of tasks after a value is
+inserted), so the new cube cannot be written beside the old one; it is built in three phases,
+each safe to interrupt:
+
+1. *Stage*: the source cube is read whole (status, every variable, error records, per-task side
+   objects) through its normal readers; each task goes to the position its coordinate *values*
+   have in the target sweep (variants matched by their stream label); the target's objects are
+   written under ``_amsweep/stage/`` by the normal shard writer, read back and compared with the
+   source value for value. Then one object, ``READY``, records the new root document. Killed
+   before READY: the cube is untouched and the next attempt stages again from scratch.
+2. *Swap*: each array's old objects and the old side objects are removed and the staged ones
+   copied in. Killed here: the cube refuses to be read ("finish it") and the next ``run`` or
+   ``upgrade`` redoes the swap from the staged copy, which READY says is complete.
+3. *Commit*: one write of the root document (the one READY holds); then READY and the staged
+   copy go.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.errors import CubeError
+from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.spec import Sweep
+from amsweep.storage import layout, legacy, provenance, template
+from amsweep.storage.cube import RESTAGE_READY as READY
+from amsweep.storage.cube import Cube
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.objects import Objects
+from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
+
+__all__ = ["finish", "in_place", "interrupted", "positions", "READY", "restage", "RestageReport", "resume", "STAGE"]
+
+STAGE = f"{SIDE}/stage"
+SIDE_KINDS = ("couplings", "magnetisations")
+# Side objects a finished restage replaces: the new ones come from the stage; format 1's
+# ``failures/`` records and side group document are superseded by ``errors/``.
+REPLACED_SIDE = (ERRORS, *(f"{SIDE}/{k}" for k in SIDE_KINDS), f"{SIDE}/failures")
+
+
+@dataclass
+class RestageReport:
+    tasks: int
+    done: int
+    damaged: int
+    moved: int
+    verified_values: int
+
+
+@dataclass
+class _Source:
+    """Everything a cube holds, over its own task grid."""
+
+    status: np.ndarray
+    values: dict[str, np.ndarray]
+    records: dict[tuple[int, ...], dict[str, Any]]
+    side: dict[tuple[str, tuple[int, ...]], bytes]
+    damaged: int
+
+
+def interrupted(objects: Objects) -> bool:
+    """True while a staged copy waits to be swapped in (the cube must not be read until then)."""
+    return objects.get(READY) is not None
+
+
+def positions(source: Sweep, target: Sweep) -> tuple[np.ndarray, ...]:
+    """Where each source value lands in the target, per task axis and then noise."""
+
+    def place(axis: str, old: list[Any], new: list[Any]) -> np.ndarray:
+        at = {v: i for i, v in enumerate(new)}
+        lost = [v for v in old if v not in at]
+        if lost:
+            raise CubeError(f"restage: {axis} value(s) {lost} of the cube are missing from the new spec")
+        return np.array([at[v] for v in old], dtype=np.intp)
+
+    return (
+        place("dataset", [d.stream_label for d in source.datasets], [d.stream_label for d in target.datasets]),
+        place("N", list(source.N_values), list(target.N_values)),
+        place(source.load_axis, list(source.load_values), list(target.load_values)),
+        place("rule", [r.stream_label for r in source.rules], [r.stream_label for r in target.rules]),
+        place("seed", list(source.seeds), list(target.seeds)),
+        place("noise", list(source.noise), list(target.noise)),
+    )
+
+
+def in_place(source: Sweep, target: Sweep) -> bool:
+    """True when every source task keeps its position (values only appended): no restage needed."""
+    return all(np.array_equal(p, np.arange(len(p))) for p in positions(source, target))
+
+
+def _read(cube: Cube) -> _Source:
+    """The source cube through its own readers; a damaged done task becomes pending (recomputed)."""
+    records: dict[tuple[int, ...], dict[str, Any]] = {}
+    side: dict[tuple[str, tuple[int, ...]], bytes] = {}
+    if cube.format == 1:
+        status, bad = legacy.read_status(cube)
+        names = [n for n in METRICS if n in legacy.group(cube)]
+        values: dict[str, np.ndarray] = {}
+        for name in names:
+            values[name], damaged = legacy.read_array(cube, name, np.nan)
+            bad += damaged
+        for f in legacy.read_failures(cube):
+            records[tuple(f["index"])] = {k: f[k] for k in ("state", "error", "time") if k in f}
+        for index in zip(*np.nonzero(status == DONE)):
+            task = tuple(int(i) for i in index)
+            J = legacy.read_couplings(cube, task_key(task))
+            if J is not None:
+                buf = io.BytesIO()
+                np.save(buf, J, allow_pickle=False)
+                side[("couplings", task)] = buf.getvalue()
+    else:
+        status = cube.status().copy()
+        bad = list(cube.damaged_status)
+        values = {}
+        for name in (n for n in METRICS if n in cube.members):
+            values[name], present, lost = cube.read_variable(name)
+            bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(lost | ((status == DONE) & ~present)))]
+        for key, record in cube.errors().all().items():
+            records[tuple(int(i) for i in key.split("-"))] = record
+        for kind in SIDE_KINDS:
+            keys = [k for k in cube.objects.list(f"{SIDE}/{kind}") if k.endswith(".npy")]
+            for key, data in cube.objects.get_many(keys).items():
+                if data is not None:
+                    task = tuple(int(i) for i in key.rsplit("/", 1)[1][: -len(".npy")].split("-"))
+                    side[(kind, task)] = data
+    bad_set = {tuple(int(i) for i in b) for b in bad}
+    for index in bad_set:
+        if status[index] == DONE:
+            status[index] = PENDING
+    return _Source(status.astype(np.int8), values, records, side, len(bad_set))
+
+
+def _moved(where: tuple[np.ndarray, ...], index: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(w[i]) for w, i in zip(where, index))
+
+
+def _target_status(src: _Source, target: Sweep, where: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The source's states at their new positions; template states (pending, or not applicable
+    where no dataset lists the cell) everywhere else, as a fresh cube of ``target`` would have."""
+    status = np.full(target.shape, PENDING, dtype=np.int8)
+    status[np.ix_(*where[:5])] = src.status
+    mask = layout.not_applicable_mask(target)
+    recorded = np.zeros(target.shape, dtype=bool)
+    for index in src.records:
+        recorded[_moved(where, index)] = True
+    status[(status == PENDING) & mask] = NOT_APPLICABLE
+    status[(status == NOT_APPLICABLE) & ~mask & ~recorded] = PENDING  # a cell the new values made applicable
+    return status
+
+
+def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
+    """Stage ``cube`` rewritten as a current-format cube of ``target``, verify it, write READY.
+
+    ``attrs`` are the new root document's attributes besides the spec (history entries, format).
+    The caller holds the lease; ``finish`` swaps the staged copy in.
+    """
+    objects = cube.objects
+    for key in objects.list(STAGE):
+        objects.delete(key)
+    src = _read(cube)
+    where = positions(cube.sweep, target)
+    tpl = template.build(target)
+    dropped = set(METRICS) - set(src.values)  # a metric the cube never had: the next run adds it
+    members = {k: v for k, v in tpl.members.items() if k not in dropped}
+    view = _Prefixed(objects, STAGE)
+    view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
+    new_attrs = {**cube.attrs, **attrs, "amsweep_format": layout.FORMAT_VERSION}
+    staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
+    status = _target_status(src, target, where)
+    staging._status = status
+    by_shard: dict[tuple[int, ...], list[CellResult]] = {}
+    for index in zip(*np.nonzero(src.status == DONE)):
+        old = tuple(int(i) for i in index)
+        new = _moved(where, old)
+        row = {name: _noise_moved(v[old], where[5]) for name, v in src.values.items()}
+        by_shard.setdefault(staging._shard_of(new), []).append(CellResult(new, row))
+    for name in src.values:
+        staging._put_data(name, by_shard)
+        staging._blocks.clear()
+    staging._put_status(staging._shards_where(status != PENDING))
+    changes: dict[tuple[int, ...], dict[tuple[int, ...], dict[str, Any] | None]] = {}
+    for index, record in src.records.items():
+        new = _moved(where, index)
+        if status[new] in (FAILED, NOT_APPLICABLE):
+            changes.setdefault(staging._shard_of(new), {})[new] = record
+    view.put_many(ErrorRecords(view).updates(changes))  # type: ignore[arg-type]
+    side = {
+        f"{SIDE}/{kind}/{task_key(_moved(where, index))}.npy": _side_moved(kind, data, where[5])
+        for (kind, index), data in src.side.items()
+    }
+    view.put_many(side)
+    verified = _verify(staging, status, src, where, side)
+    done = int((status == DONE).sum())
+    moved = sum(1 for i in zip(*np.nonzero(src.status == DONE)) if _moved(where, tuple(map(int, i))) != tuple(i))
+    report = RestageReport(int(status.size), done, src.damaged, moved, verified)
+    new_attrs.update(
+        {
+            "amsweep_spec": json.dumps(target.canonical, sort_keys=True),
+            "amsweep_spec_hash": target.spec_hash,
+            **provenance.cube_attrs(),
+        }
+    )
+    root = template.root_document(new_attrs, members).decode()
+    cube.acquire()  # still the writer (a long stage outlives no lease unnoticed) before the point of no return
+    ready = {"arrays": sorted(members), "root": root, "report": asdict(report), "source_format": cube.format}
+    objects.put(READY, json.dumps(ready).encode())
+    return report
+
+
+def _noise_moved(value: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """A per-noise row in the target's noise order (scalars pass through)."""
+    if np.ndim(value) == 0 or np.array_equal(where, np.arange(len(where))):
+        return value
+    out = np.empty_like(value)
+    out[where] = value
+    return out
+
+
+def _side_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
+    """Magnetisations lead with the noise axis: reorder it with the noise coordinate."""
+    if kind != "magnetisations" or np.array_equal(where, np.arange(len(where))):
+        return data
+    old = np.load(io.BytesIO(data), allow_pickle=False)
+    new = np.empty_like(old)
+    new[where] = old
+    buf = io.BytesIO()
+    np.save(buf, new, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _verify(
+    staging: Cube, status: np.ndarray, src: _Source, where: tuple[np.ndarray, ...], side: dict[str, bytes]
+) -> int:
+    """Read the staged copy back; every done task's value, state, record and side object must
+    equal the source's at its new position (bit for bit, NaN where the source has NaN)."""
+    path = staging.path
+
+    def fail(what: str) -> CubeError:
+        return CubeError(
+            f"{path}: staged {what} differs from the cube; nothing was changed (the staged copy is unused)"
+        )
+
+    reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.members)
+    box = np.ix_(*where[:5])
+    stored, _, damaged = reader.read_variable("status")
+    if damaged.any() or not np.array_equal(stored, status) or not np.array_equal(stored[box], src.status):
+        raise fail("status")
+    done, count = src.status == DONE, 0
+    for name, want in src.values.items():
+        got, present, damaged = reader.read_variable(name)
+        got = got[np.ix_(*where)] if want.ndim == 6 else got[box]
+        mask = done.reshape(done.shape + (1,) * (want.ndim - done.ndim))
+        same = np.where(mask, (got == want) | (np.isnan(got) & np.isnan(want)), True)
+        if damaged.any() or not present[box][done].all() or present.sum() != done.sum() or not same.all():
+            raise fail(name)
+        count += int(np.broadcast_to(mask, want.shape).sum())
+    want_records: dict[str, dict[str, Any]] = {}
+    for index, record in src.records.items():
+        new = _moved(where, index)
+        if status[new] in (FAILED, NOT_APPLICABLE):
+            want_records[task_key(new)] = record
+    if ErrorRecords(staging.objects).all() != want_records:
+        raise fail("error records")
+    if any(staging.objects.get(key) != data for key, data in side.items()):
+        raise fail("side objects")
+    return count
+
+
+def finish(objects: Objects) -> RestageReport:
+    """Swap the staged copy in and commit its root document; idempotent while READY exists."""
+    ready = json.loads(_required(objects, READY))
+    staged = [k for k in objects.list(STAGE) if k != READY]
+    for name in [*ready["arrays"], *REPLACED_SIDE]:
+        for key in objects.list(name):
+            if key.startswith(f"{name}/"):
+                objects.delete(key)
+        mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
+        got = objects.get_many(mine)
+        objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
+    objects.delete(f"{SIDE}/{template.ROOT}")  # format 1's side group document, if any
+    objects.put(template.ROOT, ready["root"].encode())  # the commit
+    objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
+    for key in staged:
+        objects.delete(key)
+    return RestageReport(**ready["report"])
+
+
+def resume(path: str, objects: Objects, storage_options: dict | None = None) -> RestageReport:
+    """Finish a restage killed during its swap, under the writer's lease."""
+    doc = json.loads(json.loads(_required(objects, READY))["root"])
+    cube = Cube._from_root(path, objects, doc, storage_options, staged=True)
+    cube.acquire()
+    try:
+        return finish(objects)
+    finally:
+        cube.release()
+
+
+def _required(objects: Objects, key: str) -> bytes:
+    data = objects.get(key)
+    if data is None:
+        raise CubeError(f"{objects.url}: the staged copy lacks {key}; remove {STAGE} and run again")
+    return data
+
+
+class _Prefixed:
+    """The store under a prefix: the staged copy, written and read by the normal shard code."""
+
+    def __init__(self, inner: Objects, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}/{key}"
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(self._k(key))
+
+    def get_many(self, keys: Any) -> dict[str, bytes | None]:
+        keys = list(keys)
+        got = self.inner.get_many([self._k(k) for k in keys])
+        return {k: got[self._k(k)] for k in keys}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(self._k(key), data)
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        self.inner.put_many({self._k(k): v for k, v in items.items()})
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(self._k(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        return [k[len(self.prefix) + 1 :] for k in self.inner.list(self._k(prefix) if prefix else self.prefix)]
