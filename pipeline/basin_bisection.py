@@ -23,21 +23,24 @@ outcomes: the update order of a stochastic dynamics is drawn afresh at every cal
 3-trial majority is itself a coin in the transition zone where the retrieval probability p(k)
 is between 0 and 1, and a bisection stops at the first failure it meets there and never looks
 above it. Measured against a brute-force scan with independent starts and dynamics (Hebb,
-asynchronous): the 10% quantile 0.046 +- 0.018 low at N = 100, alpha = 0.08 (the issue:
-0.03-0.06 on random_basins_laptop), the mean 0.008 +- 0.003 low at N = 200, alpha = 0.13 (the
-issue: 0.017); the median is nearly right (docs/experiments.md, "Basin per example").
+asynchronous): the 10% quantile 0.046 +- 0.018 low at N = 100, alpha = 0.08, the mean
+0.008 +- 0.003 low at N = 200, alpha = 0.13. Against the scan below on cells of
+random_basins_laptop (PLM, N = 200, alpha = 0.1-0.4, both protocols), the 10% quantile 0.016-0.034
+low (+- 0.003-0.009), the mean and median within 0.011 (mostly within their errors); the issue
+saw the mean 0.017 low (docs/experiments.md, "Basin per example").
 
 ``basin_method = "scan"`` is an unbiased estimator: every k in 1..N // 2 is tested with
 ``basin_trials`` starts of its own (fresh sites, fresh dynamics), and the example's basin is
 k^ = sum_k (retrieved starts at k) / trials, whose expectation is exactly sum_k p(k) for any
 number of trials: the area under the example's retrieval probability, which is the crossing
-k* for a step and the crossing of p through 1/2 for any transition symmetric about it. There
-is no stopping rule and no majority (a majority of T trials has expectation sum_k P_T(p(k)),
-which depends on T wherever p lingers away from 1/2, e.g. near capacity). Its spread over
+k* for a step and the crossing of p through 1/2 for any transition symmetric about it. Nothing
+stops at a first failure, and there is no majority (a majority of T trials has expectation
+sum_k P_T(p(k)), which depends on T wherever p lingers away from 1/2, e.g. near capacity). Its spread over
 repeated draws, sqrt(sum_k p(1 - p) / trials), about one flip at 3 trials, widens the spread
 of basins between examples a little: the 10% quantile reads 0.013 +- 0.009 low at 3 trials
 and 0.002 +- 0.008 at 9 (N = 100). It costs N // 2 relaxation rounds instead of
-ceil(log2(N // 2 + 2)), in fewer, larger dynamics calls (docs/experiments.md has the cost). The
+ceil(log2(N // 2 + 2)) (fewer when an example's scan stops, see ``scan_basin``): 0.5-17 times
+the bisection's time, 0.02-1.3 s a cell at N = 200 (docs/experiments.md). The
 default stays "bisect", so cubes made before keep meaning what they meant; "scan" is recorded
 in the spec's canonical form (and hash), "bisect" is not.
 """
@@ -62,6 +65,7 @@ __all__ = [
     "METHODS",
     "retrieved",
     "scan",
+    "SCAN_BLOCK",
     "scan_basin",
     "starts",
 ]
@@ -192,26 +196,43 @@ def scan(X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int, rng
     return table
 
 
+SCAN_BLOCK = 8  # flip counts per dynamics call, and the run of all-failed counts that ends a scan
+
+
 def scan_basin(
     X: np.ndarray, relax: Relax, trials: int, criterion: float, q: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Per example, the sum over flip counts k in 1..N // 2 of the fraction of its ``trials``
+    """Per example, the sum over flip counts k = 1, 2, ... of the fraction of its ``trials``
     fresh starts at k that are retrieved (the unbiased estimator above; 0 when none is).
 
-    Several k go into one relaxation call (about 2^22 sites a call) to keep the per-call
-    overhead of the dynamics small; each k draws its own sites, so outcomes at different k are
-    independent.
+    Flip counts go in blocks of SCAN_BLOCK, all examples still scanned in one dynamics call per
+    block; each k draws its own sites, so outcomes at different k are independent. An example
+    stops after a block that leaves SCAN_BLOCK consecutive k with no start retrieved, or at
+    N // 2: past its basin every start is lost and relaxes slowly, and a full scan of a lost
+    pattern would cost N // 2 rounds for nothing. What the stop leaves out is the retrieval
+    probability beyond a run where 8 x trials starts all failed (p <~ 0.1 there): against the
+    full scan on 9 cells of random_basins_laptop, cell means within +-0.0003 (per cell at most
+    0.002, the scan's own noise), and lost patterns cost 0.02-1.3 s a cell instead of 2-6 s.
     """
     E, N = X.shape
     K = N // 2
     hits = np.zeros(E, dtype=np.int64)
-    per_call = max(1, (1 << 22) // max(1, E * trials * N))
-    for first in range(1, K + 1, per_call):
-        ks = np.arange(first, min(first + per_call, K + 1))
-        S = np.concatenate([starts(X, np.full(E, k), *nested_corruptions(X, trials, q, rng), q) for k in ks])
-        final = relax(S)
-        m = overlap(final, np.tile(np.repeat(X, trials, axis=0), (ks.size, 1)), q)
-        hits += np.count_nonzero((m >= criterion).reshape(ks.size, E, trials), axis=(0, 2))
+    dry = np.zeros(E, dtype=np.int64)  # consecutive flip counts without a retrieved start
+    active = np.arange(E)
+    for first in range(1, K + 1, SCAN_BLOCK):
+        ks = np.arange(first, min(first + SCAN_BLOCK, K + 1))
+        Xa = X[active]
+        S = np.concatenate(
+            [starts(Xa, np.full(len(active), k), *nested_corruptions(Xa, trials, q, rng), q) for k in ks]
+        )
+        m = overlap(relax(S), np.tile(np.repeat(Xa, trials, axis=0), (ks.size, 1)), q)
+        ok = np.count_nonzero((m >= criterion).reshape(ks.size, len(active), trials), axis=2)  # (k, example)
+        hits[active] += ok.sum(axis=0)
+        for row in ok:
+            dry[active] = np.where(row > 0, 0, dry[active] + 1)
+        active = active[dry[active] < SCAN_BLOCK]
+        if active.size == 0:
+            break
     return hits / trials
 
 

@@ -350,7 +350,7 @@ METRICS: dict[str, Metric] = {
         "fraction of training starts retrieved: binarised final state (sign(<s_i>) for thermal "
         "dynamics) at overlap >= 0.9 with its example; its fall through 1/2 is the capacity "
         "(half the patterns retrieved), whatever overlap the lost patterns end at",
-        "fraction of training starts retrieved (overlap >= 0.9)",
+        "fraction retrieved (overlap >= 0.9)",
     ),
 }
 
