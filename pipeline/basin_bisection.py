@@ -18,16 +18,16 @@ Where success is not monotone in k, bisection returns *a* boundary: a retrieved 
 is not (or k = N // 2). The orders come from a stream keyed by the cell's data coordinates only,
 so every rule of a cell is probed from the same starts.
 
-Bisection is biased low in the lower tail (issue 22). The same starts do not give the same
+Bisection reads the lower tail low (issue 22). The same starts do not give the same
 outcomes: the update order of a stochastic dynamics is drawn afresh at every call, so the
 3-trial majority is itself a coin in the transition zone where the retrieval probability p(k)
 is between 0 and 1, and a bisection stops at the first failure it meets there and never looks
-above it. Measured against a brute-force scan with independent starts and dynamics (Hebb,
-asynchronous): the 10% quantile 0.046 +- 0.018 low at N = 100, alpha = 0.08, the mean
-0.008 +- 0.003 low at N = 200, alpha = 0.13. Against the scan below on cells of
-random_basins_laptop (PLM, N = 200, alpha = 0.1-0.4, both protocols), the 10% quantile 0.016-0.034
-low (+- 0.003-0.009), the mean and median within 0.011 (mostly within their errors); the issue
-saw the mean 0.017 low (docs/experiments.md, "Basin per example").
+above it. Against a brute-force scan with independent starts and dynamics (Hebb, asynchronous,
+N = 100, alpha = 0.08, 30 pattern sets; ``python -m amsweep.analysis.basin_methods --N 100
+--brute 8 --sets 30 --trials 3,9``): the 10% quantile 0.081 +- 0.015 low, the mean and median
+within 0.005. Against the scan on cells of random_basins_laptop (PLM, N = 200, alpha = 0.1-0.4,
+both protocols): the 10% quantile 0.012-0.034 low, mean and median within 0.011. The issue
+saw the mean 0.017 low; here the mean's offset is not consistent in sign (docs/experiments.md).
 
 ``basin_method = "scan"`` is an unbiased estimator: every k in 1..N // 2 is tested with
 ``basin_trials`` starts of its own (fresh sites, fresh dynamics), and the example's basin is
@@ -37,12 +37,12 @@ k* for a step and the crossing of p through 1/2 for any transition symmetric abo
 stops at a first failure, and there is no majority (a majority of T trials has expectation
 sum_k P_T(p(k)), which depends on T wherever p lingers away from 1/2, e.g. near capacity). Its spread over
 repeated draws, sqrt(sum_k p(1 - p) / trials), about one flip at 3 trials, widens the spread
-of basins between examples a little: the 10% quantile reads 0.013 +- 0.009 low at 3 trials
-and 0.002 +- 0.008 at 9 (N = 100). It costs N // 2 relaxation rounds instead of
-ceil(log2(N // 2 + 2)) (fewer when an example's scan stops, see ``scan_basin``): 0.5-17 times
-the bisection's time, 0.02-1.3 s a cell at N = 200 (docs/experiments.md). The
-default stays "bisect", so cubes made before keep meaning what they meant; "scan" is recorded
-in the spec's canonical form (and hash), "bisect" is not.
+of basins between examples a little: at the point above the scan's mean is off by -0.001 +-
+0.002 and its 10% quantile by -0.007 +- 0.008 at 3 trials (0.000 +- 0.001 and +0.004 +- 0.008
+at 9). It costs N // 2 relaxation rounds instead of ceil(log2(N // 2 + 2)) (fewer when an
+example's scan stops, see ``scan_basin``): 0.5-17 times the bisection's time, 0.02-1.3 s a cell
+at N = 200 (docs/experiments.md). The default stays "bisect", so cubes made before keep meaning
+what they meant; "scan" is recorded in the spec's canonical form (and hash), "bisect" is not.
 """
 
 from __future__ import annotations
