@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -273,7 +274,8 @@ class MotoServer:
 
 @pytest.fixture
 def s3(monkeypatch):
-    """A bucket on a moto server this test may stop; the AWS environment points at it."""
+    """A new bucket on a moto server this test may stop; the AWS environment points at it.
+    Yields the server, the environment and the bucket (moto keeps earlier tests' buckets)."""
     import s3fs
 
     server = MotoServer(free_port())
@@ -287,8 +289,9 @@ def s3(monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("cubes")
-    yield server, env
+    bucket = f"cubes-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    yield server, env, bucket
     server.stop()
     s3fs.S3FileSystem.clear_instance_cache()
 
@@ -298,9 +301,9 @@ HEARTBEAT = ("lease heartbeat failed",)
 
 
 def test_s3_gone_at_start_is_one_line_and_writes_nothing(tmp_path, base_spec, s3):
-    server, env = s3
+    server, env, bucket = s3
     server.stop()
-    url = "s3://cubes/start.zarr"
+    url = f"s3://{bucket}/start.zarr"
     proc = amsweep("run", str(base_spec), "--out", url, "--executor", "serial", "--quiet", env=env)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stdout + stderr
@@ -310,11 +313,11 @@ def test_s3_gone_at_start_is_one_line_and_writes_nothing(tmp_path, base_spec, s3
 
 
 def test_s3_gone_mid_run_is_one_line_and_the_resume_after_restart_equals_a_straight_run(tmp_path, s3, straight_heavy):
-    server, env = s3
+    server, env, bucket = s3
     sweep, straight = straight_heavy
     spec = tmp_path / "heavy.toml"
     spec.write_text(HEAVY_SPEC)
-    url = "s3://cubes/gone.zarr"
+    url = f"s3://{bucket}/gone.zarr"
     proc = amsweep("run", str(spec), "--out", url, "--executor", "serial", "--quiet", env=env)
     wait_for_results(proc, lambda: objects_at(url).get("_amsweep/run.json"))
     assert proc.poll() is None, "the sweep ended before the store went away"
