@@ -102,6 +102,17 @@ def test_a_spec_refused_for_memory_leaves_nothing_and_the_corrected_spec_runs_th
     assert (Cube.open(str(out)).status() == DONE).all()
 
 
+def test_refine_refuses_a_spec_for_memory_before_the_cube_is_made(tmp_path, capsys):
+    bad = tmp_path / "huge.toml"
+    bad.write_text(BASE_TOML.replace("alpha = [0.05, 0.3]", "alpha = [1e6]"))
+    out = tmp_path / "r.zarr"
+    flags = ["--metric", "m_train", "--threshold", "0.63", "--tol", "0.01", "--executor", "serial", "--quiet"]
+    assert main(["refine", str(bad), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("amsweep refine: error: a cell of ") and err.count("\n") == 1, err
+    nothing_at(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
