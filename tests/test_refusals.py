@@ -132,6 +132,7 @@ def test_an_unreachable_cluster_leaves_nothing(tmp_path, base_spec):
     assert len(errors) == 1 and errors[0].startswith(f"amsweep run: error: --address {address}: cannot join"), stderr
     assert stderr.rstrip().splitlines()[-1] == errors[0]  # Ray's own warnings come before it
     nothing_at(out)
+    assert main(["run", str(base_spec), "--out", str(out), "--executor", "serial", "--quiet"]) == 0  # corrected
 
 
 def test_a_plugin_that_exits_at_import_is_refused_and_nothing_is_created(tmp_path, monkeypatch, capsys, base_spec):
@@ -151,6 +152,7 @@ def test_a_plugin_that_exits_at_import_is_refused_and_nothing_is_created(tmp_pat
         assert err.startswith(f"amsweep run: error: rules plug-in 'quitter' ({quitter}): importing it raised ")
         assert "SystemExit" in err and "sys.exit(0)" in err and err.count("\n") == 1, err
         nothing_at(out)
+        assert main(["run", str(base_spec), "--out", str(out), "--executor", "serial", "--quiet"]) == 0
     finally:
         registry.clear()
 
