@@ -93,26 +93,87 @@ def executor_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, size and connect before the cube is created or opened: every refusal (bad spec or
+    plug-in, a cell too large for any node, a cluster that cannot be joined) leaves ``--out`` as
+    it was, so the corrected command then runs at the same path."""
     from amsweep.pipeline import spec as spec_mod
+    from amsweep.pipeline.executors import EXECUTORS
+    from amsweep.pipeline.runner import preflight
     from amsweep.storage.cube import Cube
 
-    executor_options(args)
+    options = executor_options(args)
     sweep = spec_mod.load(resolve_spec(args.spec))
-    with Cube.create_or_open(args.out, sweep) as cube:
-        return _run_on(cube, sweep, args)
+    if _nothing_to_do(args, sweep):
+        return 0
+    try:
+        executor = EXECUTORS[args.executor](**options)
+    except KeyboardInterrupt:
+        print("interrupted while starting: nothing ran; run the same command again to start")
+        return 130
+    try:
+        preflight(sweep, executor)
+        cube = Cube.create_or_open(args.out, sweep)
+        try:
+            return _run_on(cube, sweep, executor, args)
+        except AmsweepError:
+            release_quietly(cube)
+            raise
+        finally:
+            cube.release()
+    finally:
+        executor.shutdown()
 
 
-def _run_on(cube, sweep, args: argparse.Namespace) -> int:
-    from amsweep.pipeline.executors import EXECUTORS
-    from amsweep.pipeline.runner import run
+def release_quietly(cube) -> None:
+    """Release the cube's lease after a refusal or a failed store; if the store is gone, say
+    nothing more than the error does (the lease then expires by itself, and a resume on this
+    machine takes it over at once)."""
+    import logging
 
+    from amsweep.storage import lease
+
+    muted = logging.getLogger(lease.__name__)
+    was = muted.disabled
+    muted.disabled = True
+    try:
+        cube.release()
+    finally:
+        muted.disabled = was
+
+
+def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
+    """Say so, without starting an executor, where ``--out`` holds this very spec's cube with no
+    task left to run; anything else (no cube, another spec, an older format) is for
+    ``Cube.create_or_open`` to create, grow or refuse once the executor is connected."""
+    from amsweep.pipeline.metrics import METRICS
+    from amsweep.storage.cube import Cube
+    from amsweep.storage.layout import FORMAT_VERSION
+    from amsweep.storage.store_errors import store_boundary
+
+    with store_boundary(args.out, "reading the cube"):
+        try:
+            cube = Cube.open(args.out)
+        except AmsweepError:
+            return False
+        if cube.sweep.spec_hash != sweep.spec_hash or cube.format != FORMAT_VERSION:
+            return False
+        if any(name not in cube.members for name in ("status", *METRICS)):
+            return False  # a metric new to this amsweep: opening for writing adds its variable
+        if cube.count_pending(retry_failed=not args.no_retry_failed):
+            return False
+        _say_todo(cube, sweep, args)
+    return True
+
+
+def _say_todo(cube, sweep, args: argparse.Namespace) -> int:
+    """Print how many tasks this run has to do (and why none, if none); that count."""
     todo = cube.count_pending(retry_failed=not args.no_retry_failed)
     print(
         f"sweep {sweep.name!r} (spec {cube.sweep.spec_hash}): {todo} task(s) to run of "
         f"{sum(1 for _ in sweep.tasks())}; cube {args.out}"
     )
     if todo == 0:
-        failed = cube.count_pending(retry_failed=True) - todo
+        failed = cube.count_pending(retry_failed=True)
         if failed:
             print(
                 f"nothing to do: {failed} failed task(s) left failed (--no-retry-failed), every other "
@@ -120,31 +181,30 @@ def _run_on(cube, sweep, args: argparse.Namespace) -> int:
             )
         else:
             print("nothing to do: every task is done (see `amsweep status`)")
+    return todo
+
+
+def _run_on(cube, sweep, executor, args: argparse.Namespace) -> int:
+    from amsweep.pipeline.runner import run
+
+    if _say_todo(cube, sweep, args) == 0:
         return 0
-    try:
-        executor = EXECUTORS[args.executor](**executor_options(args))
-    except KeyboardInterrupt:
-        print("interrupted while starting: nothing ran; run the same command again to start")
-        return 130
-    try:
-        report = run(
-            cube,
-            executor,
-            retry_failed=not args.no_retry_failed,
-            progress=not args.quiet,
-            on_start=lambda line: print(line, flush=True),
-        )
-        print(
-            f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
-            f"remaining {report.remaining} in {report.seconds:.1f} s"
-        )
-        for line in report.errors[:5]:
-            print(f"  failure: {line}")
-        if report.interrupted:
-            print("interrupted: finished results are saved; run the same command again to resume")
-        sys.stdout.flush()  # said before Ray stops: nothing after this point can lose a result
-    finally:
-        executor.shutdown()
+    report = run(
+        cube,
+        executor,
+        retry_failed=not args.no_retry_failed,
+        progress=not args.quiet,
+        on_start=lambda line: print(line, flush=True),
+    )
+    print(
+        f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
+        f"remaining {report.remaining} in {report.seconds:.1f} s"
+    )
+    for line in report.errors[:5]:
+        print(f"  failure: {line}")
+    if report.interrupted:
+        print("interrupted: finished results are saved; run the same command again to resume")
+    sys.stdout.flush()  # said before Ray stops: nothing after this point can lose a result
     if report.interrupted:
         return 130
     return 1 if report.failed else 0

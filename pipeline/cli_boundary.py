@@ -96,6 +96,7 @@ def _executor(args: argparse.Namespace) -> Any:
 def cmd_refine(args: argparse.Namespace) -> int:
     from amsweep.pipeline import spec as spec_mod
     from amsweep.pipeline.refine import axis_key, refine
+    from amsweep.pipeline.runner import preflight
     from amsweep.storage import query
 
     if args.csv:
@@ -115,6 +116,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
     try:
+        preflight(base, executor)  # before the cube is made: a refused spec leaves --out as it was
         say = lambda line: print(line, flush=True)
         report = refine(
             base, args.out, tgt, args.along, args.tol, args.rounds, executor, where, args.points, not args.quiet, say

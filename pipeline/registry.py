@@ -87,19 +87,29 @@ def _import_file(family: str, kind: str, path: Path) -> ModuleType:
     sys.modules[name] = module  # as an import would: pickled references to it resolve
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except KeyboardInterrupt:
         del sys.modules[name]
-        raise PluginError(f"{family} plug-in {kind!r} ({path}): importing it raised {type(e).__name__}: {e}") from e
+        raise
+    except BaseException as e:  # SystemExit too: a plug-in must not end (or "succeed") the run
+        del sys.modules[name]
+        raise PluginError(f"{family} plug-in {kind!r} ({path}): importing it raised {_raised(e)}") from e
     return module
+
+
+def _raised(e: BaseException) -> str:
+    """What an import raised, for a one-line message; ``sys.exit(0)`` says so, as its text is "0"."""
+    if isinstance(e, SystemExit):
+        return f"SystemExit (it called sys.exit({e.code!r}); a plug-in module must not exit)"
+    return f"{type(e).__name__}: {e}"
 
 
 def _load_entry_point(family: str, kind: str, value: str, load: Callable[[], object]) -> ModuleType:
     try:
         module = load()
-    except Exception as e:
-        raise PluginError(
-            f"{family} entry point {kind!r} ({value}): importing it raised {type(e).__name__}: {e}"
-        ) from e
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # SystemExit too, as for a plug-in file
+        raise PluginError(f"{family} entry point {kind!r} ({value}): importing it raised {_raised(e)}") from e
     if not isinstance(module, ModuleType):
         raise PluginError(f"{family} entry point {kind!r} ({value}) names {type(module).__name__}, not a module")
     return module

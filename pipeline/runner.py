@@ -9,6 +9,10 @@ in large flushes, not one small flush per ``flush_every`` results.
 
 Before anything runs, every cell's memory and CPU needs are held against what the executor
 offers (``amsweep.pipeline.resources``), and driver-local data files are shipped to the workers.
+``preflight`` is that check alone: the CLI calls it, with the executor already connected, before
+it creates or opens the cube, so that a refused sweep leaves nothing at ``--out``. A store that
+fails (full disk, S3 gone) ends the run with a one-line ``CubeError`` (``store_errors``) and no
+retry of the failed flush: its tasks stay pending and the next run recomputes them.
 Pending cells are generated lazily and handed to the executor as it asks for them, so the
 driver holds only the cells in flight and the results not yet flushed.
 """
@@ -23,13 +27,17 @@ from tqdm import tqdm
 
 from amsweep.pipeline.cell import CellResult, run_cell
 from amsweep.pipeline.contracts import Executor
+from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
 from amsweep.pipeline.resources import check_fits
+from amsweep.pipeline.spec import Sweep
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
+from amsweep.storage.objects import clean_temporaries
 from amsweep.storage.status import save_run_record
+from amsweep.storage.store_errors import WRITING, store_boundary
 
-__all__ = ["run", "RunReport"]
+__all__ = ["preflight", "run", "RunReport"]
 
 
 @dataclass
@@ -43,6 +51,13 @@ class RunReport:
     seconds: float = 0.0
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+
+
+def preflight(sweep: Sweep, executor: Executor) -> None:
+    """Refuse a sweep with a cell that no node of ``executor`` can run (``ResourceError``): every
+    refusal that needs no cube, so a caller makes it before creating one."""
+    memory, cpus, where = executor.capacity()
+    check_fits(sweep, memory, cpus, where)
 
 
 def run(
@@ -64,42 +79,50 @@ def run(
     ``amsweep status`` shows progress at once. ``cell`` computes one
     task (default: the real cell); benchmarks and fault-injection tests pass a wrapper around
     it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
-    longer needed from then on).
+    longer needed from then on). Temporaries that killed writes left in the cube are removed
+    once this driver holds it.
     """
     executor = executor or SerialExecutor()
-    cube.ensure_writable()
     sweep = cube.sweep
-    memory, cpus, where = executor.capacity()
-    check_fits(sweep, memory, cpus, where)
+    preflight(sweep, executor)
+    with store_boundary(cube.path, "opening the cube for writing"):
+        cube.ensure_writable()
+        clean_temporaries(cube.objects)
+        report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
-    report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     tasks = cube.pending(retry_failed=retry_failed)
     jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    broken = False  # a flush failed (store, lease): the final flush does not try again
 
     def flush() -> None:
-        nonlocal last_flush
-        if buffer or marks:
-            cube.write(buffer, marks)
-            report.done += len(buffer)
-            report.remaining -= len(buffer)
-            buffer.clear()
-            marks.clear()
-        last_flush = time.monotonic()
-        save_run_record(
-            cube,
-            {
-                "done": report.done,
-                "seconds": last_flush - t_start,
-                "executor": executor.name,
-                "workers": executor.workers,
-                "started": started,
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-        )
+        nonlocal last_flush, broken
+        try:
+            with store_boundary(cube.path, WRITING):
+                if buffer or marks:
+                    cube.write(buffer, marks)
+                    report.done += len(buffer)
+                    report.remaining -= len(buffer)
+                    buffer.clear()
+                    marks.clear()
+                last_flush = time.monotonic()
+                save_run_record(
+                    cube,
+                    {
+                        "done": report.done,
+                        "seconds": last_flush - t_start,
+                        "executor": executor.name,
+                        "workers": executor.workers,
+                        "started": started,
+                        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    },
+                )
+        except AmsweepError:
+            broken = True
+            raise
 
     flush()  # the run record says from the start that a run is under way
     flushed_results = False  # the first results are written as soon as there are flush_every
@@ -136,7 +159,10 @@ def run(
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
-        flush()
-        bar.close()
+        try:
+            if not broken:
+                flush()
+        finally:
+            bar.close()
         report.seconds = time.monotonic() - t_start
     return report

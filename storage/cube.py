@@ -28,6 +28,7 @@ from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE,
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shard_io import ShardIO
+from amsweep.storage.store_errors import store_boundary
 
 __all__ = ["Cube", "LEASE_KEY", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
@@ -107,7 +108,13 @@ class Cube(ShardIO):
     def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
         """The writer's entry: take the lease, then resume the cube of this spec, create it if the
         path is empty (or holds an interrupted template), grow it if the spec only adds values,
-        and refuse it (touching nothing) if the spec changes anything else."""
+        and refuse it (touching nothing) if the spec changes anything else. A failing store (full
+        disk, S3 gone) is a one-line ``CubeError``; an interrupted creation is rebuilt next time."""
+        with store_boundary(path, "opening the cube for writing"):
+            return cls._create_or_open(path, sweep, storage_options)
+
+    @classmethod
+    def _create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None) -> "Cube":
         if sweep.canonical != canonical_order(sweep.canonical):  # a Sweep made from a stored spec of old
             sweep = from_canonical(canonical_order(sweep.canonical))
         objects = objects_at(path, storage_options)
@@ -133,7 +140,11 @@ class Cube(ShardIO):
             )
         cube = cls(path, objects, sweep, {}, {}, storage_options)
         cube.acquire()
-        cube._create()
+        try:
+            cube._create()
+        except BaseException:
+            cube.release()  # the next driver need not take over the lease of a failed creation
+            raise
         return cube
 
     def _refuse_other_spec(self, sweep: Sweep) -> None:

@@ -3,6 +3,8 @@ nothing written; a traceback and a request to report it for a bug, exit 1."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from amsweep.pipeline import cli
@@ -135,3 +137,4 @@ def test_a_cluster_that_cannot_be_joined_is_one_line_raised_where_ray_starts(tmp
     out = str(tmp_path / "c.zarr")
     assert main(["run", spec_file, "--out", out, "--address", "ray://nowhere:1", "--quiet"]) == 2
     one_line(capsys, "amsweep run: error: --address ray://nowhere:1: cannot join that Ray cluster (ConnectionError")
+    assert not Path(out).exists()  # the cluster is joined before the cube is created

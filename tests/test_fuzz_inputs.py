@@ -298,6 +298,9 @@ class NoRay:
     def __init__(self, address=None, workers=None, **options) -> None:
         pass  # (--cells-per-task and any later executor option)
 
+    def capacity(self) -> tuple[float, float, str]:
+        return float("inf"), float("inf"), "no node"  # `run` sizes the sweep before the cube is made
+
     def shutdown(self) -> None:
         pass
 

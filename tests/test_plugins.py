@@ -127,12 +127,26 @@ def test_a_rule_without_train_fails_discovery_naming_train(plugins, tmp_path, ca
             "PARAMS = {}\nraise RuntimeError('no data here')\n",
             "importing it raised RuntimeError: no data here",
         ),
+        ("rules", "import sys\nsys.exit(3)\n", "importing it raised SystemExit (it called sys.exit(3);"),
+        ("dynamics", "raise SystemExit('bye')\n", "importing it raised SystemExit (it called sys.exit('bye');"),
     ],
 )
 def test_discovery_names_what_a_broken_plugin_lacks_or_declares_wrongly(plugins, family, text, message):
     write(plugins, family, "bad", text)
     with pytest.raises(PluginError, match=re.escape(message)):
         registry.component(family, "bad")
+
+
+def test_an_entry_point_that_exits_at_import_is_a_refused_plugin():
+    """sys.exit() while an entry point's module imports used to end `amsweep` with that status."""
+
+    def load():
+        sys.exit(0)
+
+    with pytest.raises(
+        PluginError, match=re.escape("rules entry point 'quit' (pkg.quit): importing it raised SystemExit")
+    ):
+        registry._load_entry_point("rules", "quit", "pkg.quit", load)
 
 
 def test_a_plugin_that_breaks_a_conformance_check_is_caught_with_the_reason(plugins):
