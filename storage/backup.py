@@ -19,7 +19,7 @@ from amsweep.storage import template
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import SIDE
 
-__all__ = ["BACKUPS", "KEEP", "latest", "problem", "read_root", "restore", "save"]
+__all__ = ["BACKUPS", "ensure", "KEEP", "latest", "problem", "read_root", "restore", "save"]
 
 BACKUPS = f"{SIDE}/root"
 KEEP = 4  # copies kept: the committed root and a few before it
@@ -42,6 +42,16 @@ def save(objects: Objects, document: bytes) -> str:
     for old in (keys + [key])[:-KEEP]:
         objects.delete(old)
     return key
+
+
+def ensure(objects: Objects) -> None:
+    """Back up the current root if no backup exists yet (a cube made before backups were kept);
+    the caller holds the cube's lease."""
+    if latest(objects) is None:
+        root = objects.get(template.ROOT)
+        if valid(root) is not None:
+            assert root is not None
+            save(objects, root)
 
 
 def valid(document: bytes | None) -> dict[str, Any] | None:

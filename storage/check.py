@@ -32,6 +32,7 @@ from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import backup, layout, temporaries, template
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
+from amsweep.storage.shards import ShardError
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
@@ -50,6 +51,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)  # findings that are not damage (temporaries)
     temporaries: int = 0
     actions: list[str] = field(default_factory=list)  # what ``repair`` did
+    shards: list[str] = field(default_factory=list)  # data shard objects unreadable as a whole: removed
 
     @property
     def ok(self) -> bool:
@@ -92,6 +94,7 @@ def check(cube: Cube) -> CheckReport:
         if name not in cube.members:
             continue  # added by the next run (NaN for tasks done before)
         values, have, bad = cube.read_variable(name)
+        _unreadable_shards(cube, name, bad, report)
         for index in zip(*np.nonzero(done & bad)):
             report.add(cube, index, f"{name} fails its checksum")
         for index in zip(*np.nonzero(done & ~have & ~bad)):
@@ -153,6 +156,23 @@ def _data_without_done(
     for index, record in records.items():
         if unknown[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
             report.recorded[index] = FAILED if record["state"] == STATUS_NAMES[FAILED] else NOT_APPLICABLE
+
+
+def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:
+    """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's): named
+    once, and removed by ``repair`` so the next run writes them afresh; their tasks are damaged."""
+    lay = cube.layout(name)
+    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
+        box, _ = lay.region(s, cube.sweep.shape)
+        if not bad[box].all():
+            continue
+        key = lay.key(name, s)
+        data = cube.objects.get(key)
+        try:
+            lay.decode(data, cube.members[name].fill_value)
+        except ShardError as e:
+            report.problems.append(f"shard {key} is unreadable ({e}); `check --repair` removes it")
+            report.shards.append(key)
 
 
 def driver_writing(objects: Objects) -> bool:
@@ -268,6 +288,10 @@ def repair(cube: Cube, report: CheckReport) -> int:
         cube.reset(sorted(i for i, s in recorded.items() if s == state), state)
     if recorded:
         actions.append(f"restored {len(recorded)} failed / not applicable task(s) from their error records")
+    for key in report.shards:
+        cube.objects.delete(key)
+    if report.shards:
+        actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
     removed = temporaries.remove(cube.objects)
     if removed:
         actions.append(f"removed {removed} temporary file(s) of interrupted writes")

@@ -104,6 +104,7 @@ class Cube(ShardIO):
             cube = cls._from_root(path, objects, doc, storage_options)
             cube._refuse_other_spec(sweep)
             cube.acquire()
+            backup.ensure(objects)  # a cube made before root backups were kept gets one now
             return cube._evolve(sweep)
         if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
             raise CubeError(

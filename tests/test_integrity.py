@@ -18,7 +18,7 @@ from amsweep.pipeline.errors import QueryError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
 from amsweep.storage import query
-from amsweep.storage.check import check
+from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, PENDING
 from tests import cube_damage
@@ -193,7 +193,8 @@ def test_csv_into_a_folder_or_a_missing_folder_is_one_line(cubes, tmp_path):
         cli("query", path, "--metric", "m_train", "--csv", str(folder)), "cannot write there (it is a folder"
     )
     one_line_error(
-        cli("query", path, "--metric", "m_train", "--csv", str(tmp_path / "nope" / "t.csv")), "is not an existing folder"
+        cli("query", path, "--metric", "m_train", "--csv", str(tmp_path / "nope" / "t.csv")),
+        "is not an existing folder",
     )
     assert not (tmp_path / "nope").exists()
 
@@ -215,3 +216,37 @@ def test_temporaries_of_killed_writes_are_removed_by_repair(tmp_path, small_swee
     assert not temporaries.find(Cube.open(path).objects)
     assert not any(p.exists() for p in left)
     assert (Cube.open(path).status() != PENDING).all()
+
+
+def test_a_lost_status_shard_gets_failed_tasks_back_from_their_error_records(tmp_path, small_sweep, monkeypatch):
+    import amsweep.pipeline.rules.plm as plm
+
+    def broken(X, q, params, rng):
+        raise FloatingPointError("injected failure")
+
+    path = str(tmp_path / "f.zarr")
+    monkeypatch.setattr(plm, "train", broken)
+    assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).failed == 4
+    before = Cube.open(path).status().copy()
+    assert cube_damage.delete_status(path)
+    report = check(Cube.open(path))
+    assert not report.ok and any("status shard" in p for p in report.problems), report.problems
+    with Cube.open(path, mode="r+") as cube:
+        repair(cube, report)
+    np.testing.assert_array_equal(Cube.open(path).status(), before)  # done from data, failed from records
+    assert check(Cube.open(path)).ok
+
+
+def test_an_unreadable_shard_object_is_named_removed_and_recomputed(cubes, small_sweep):
+    path, reference = cubes
+    file = cube_damage.chunk_span(path, "m_test", (0, 0, 0, 0, 0))[0]
+    file.write_bytes(b"not a shard of this cube" * 40)
+    report = check(Cube.open(path))
+    assert any(f"shard {file.relative_to(path)} is unreadable" in p for p in report.problems), report.problems
+    assert len(report.damaged) == 8
+    with Cube.open(path, mode="r+") as cube:
+        repair(cube, report)
+    assert not file.exists()  # the next run writes it afresh, not on top of foreign bytes
+    assert check(Cube.open(path)).ok  # every task of it is pending now
+    assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).done == 8
+    assert_same_cube(path, reference)
