@@ -180,7 +180,8 @@ def done_values(ds: xr.Dataset, metric: str) -> xr.DataArray:
 
 
 def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray] | None:
-    """(values, lost, orphans) over ``ds``'s selection, read from its cube without raising on damage:
+    """(values, lost, orphans) over ``ds``'s selection, read from its cube without raising on damage
+    (values NaN where a task is not done or its chunk is lost):
     ``lost`` marks done tasks whose chunk of ``metric`` is missing or damaged, ``orphans`` tasks not
     marked done whose sentinel chunk (written last of a task's variables) is present and finite.
     None for a dataset not opened by ``open_cube`` from a sharded cube (presence is unknown there)."""
@@ -191,7 +192,7 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(*source)
-    dims = [d for d in ds[metric].dims if d != "noise"]
+    dims = [str(d) for d in ds[metric].dims if d != "noise"]
     axes = layout.task_dims_of(cube.sweep.load_axis)
     full = {
         "dataset": [d.label for d in cube.sweep.datasets],
@@ -207,19 +208,27 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         if extra:
             coords["noise"] = np.asarray(cube.sweep.noise)
         da = xr.DataArray(array, dims=list(axes) + list(extra), coords=coords)
-        return da.sel({d: ds[d].values for d in dims + list(extra)})
+        at = {d: ds[d].values for d in dims + list(extra) if not _same(ds[d].values, coords[d])}
+        at.update({d: ds[d].values.item() for d in axes if d not in dims and d in ds.coords and ds[d].ndim == 0})
+        return da.sel(at)  # the selection of ``ds`` (a scalar selection drops its dimension, as there)
 
     values, present, damaged = cube.read_variable(metric)
     extra = ("noise",) if values.ndim > len(axes) else ()
-    values = values.astype(float)
-    values[damaged | ~present] = np.nan
+    values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
     done = status == DONE
+    values[damaged | ~present] = np.nan
     lost = done & (~present | damaged)
     orphans = np.zeros_like(done)
     if SENTINEL in cube.members and (~done).any():
         sentinel, have, bad = cube.read_variable(SENTINEL)
         orphans = ~done & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+    values[~done] = np.nan  # only done tasks have results
     return aligned(values, extra), aligned(lost), aligned(orphans)
+
+
+def _same(selected: np.ndarray, full: np.ndarray) -> bool:
+    """True when a selection kept a whole axis in order (the common case: no ``.sel`` needed)."""
+    return selected.shape == full.shape and bool((selected == full).all())
 
 
 def _names(mask: xr.DataArray, limit: int = 3) -> tuple[int, str]:
@@ -262,7 +271,8 @@ def to_frame(ds: xr.Dataset, metric: str, allow_missing: bool = False) -> pd.Dat
                 "status shard, or a run killed between data and status): `amsweep check --repair` "
                 "restores their status; --allow-missing leaves them out"
             )
-        da = values.where(ds["status"] == DONE).rename(metric)
+        extra = {k: c for k, c in ds[metric].coords.items() if k not in values.dims}  # as ds[metric] has them
+        da = values.rename(metric).assign_coords(extra)
         if bool(lost.any()):
             lost_rows = lost
     frame = da.to_dataframe(name=metric).reset_index()
