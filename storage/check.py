@@ -37,7 +37,7 @@ from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
 
-__all__ = ["check", "CheckReport", "driver_writing", "repair", "restore_root", "SENTINEL"]
+__all__ = ["check", "CheckReport", "complete", "driver_writing", "repair", "restore_root", "SENTINEL"]
 
 
 @dataclass
@@ -156,6 +156,19 @@ def _data_without_done(
     for index, record in records.items():
         if unknown[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
             report.recorded[index] = FAILED if record["state"] == STATUS_NAMES[FAILED] else NOT_APPLICABLE
+
+
+def complete(cube: Cube) -> np.ndarray:
+    """Tasks whose every variable's chunk is present, valid and finite where declared ``always``:
+    what a done task holds, so a task that is not marked done but is complete lost its status."""
+    out = np.ones(cube.sweep.shape, dtype=bool)
+    for name, metric in METRICS.items():
+        if name in cube.members:
+            values, have, bad = cube.read_variable(name)
+            out &= have & ~bad
+            if metric.always:
+                out &= np.isfinite(values).all(axis=tuple(range(out.ndim, values.ndim)))
+    return out & ~layout.not_applicable_mask(cube.sweep)
 
 
 def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:

@@ -183,7 +183,8 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     """(values, lost, orphans) over ``ds``'s selection, read from its cube without raising on damage
     (values NaN where a task is not done or its chunk is lost):
     ``lost`` marks done tasks whose chunk of ``metric`` is missing or damaged, ``orphans`` tasks not
-    marked done whose sentinel chunk (written last of a task's variables) is present and finite.
+    marked done whose every chunk is present and valid (their sentinel, written last of a task's
+    variables, is finite): they lost their status, which ``check --repair`` rebuilds.
     None for a dataset not opened by ``open_cube`` from a sharded cube (presence is unknown there)."""
     source = ds.encoding.get(SOURCE)
     if source is None:
@@ -222,6 +223,10 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     if SENTINEL in cube.members and (~done).any():
         sentinel, have, bad = cube.read_variable(SENTINEL)
         orphans = ~done & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+        if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
+            from amsweep.storage.check import complete
+
+            orphans &= complete(cube)
     values[~done] = np.nan  # only done tasks have results
     return aligned(values, extra), aligned(lost), aligned(orphans)
 

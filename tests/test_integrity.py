@@ -250,3 +250,14 @@ def test_an_unreadable_shard_object_is_named_removed_and_recomputed(cubes, small
     assert check(Cube.open(path)).ok  # every task of it is pending now
     assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).done == 8
     assert_same_cube(path, reference)
+
+
+def test_a_task_repair_set_back_to_pending_is_not_taken_for_one_that_lost_its_status(cubes):
+    """Its other chunks are intact (sentinel included), but it is not complete: it waits for the run."""
+    path, _ = cubes
+    cube_damage.flip_byte(path, "m_test", (0, 0, 1, 1, 0))
+    with Cube.open(path, mode="r+") as cube:
+        repair(cube, check(cube))
+    assert check(Cube.open(path)).ok
+    frame = query.to_frame(query.open_cube(path), "m_train")
+    assert len(frame) == 7 * 2  # seven done tasks, two noise levels each; no error
