@@ -130,10 +130,10 @@ def _data_without_done(
     status shards lost (every task of the shard reads pending, yet some hold results or records)."""
     lay = cube.layout("status")
     lost_shards = []
+    with_records = {tuple(i // n for i, n in zip(index, lay.shard)) for index in records}
     for s in np.ndindex(*lay.grid(cube.sweep.shape)):
         box, _ = lay.region(s, cube.sweep.shape)
-        has_record = any(all(b.start <= i < b.stop for i, b in zip(index, box)) for index in records)
-        if not status_present[box].any() and (intact[box].any() or has_record):
+        if not status_present[box].any() and (intact[box].any() or s in with_records):
             lost_shards.append(box)
             report.problems.append(
                 f"status shard {lay.key('status', s)} is missing, though {int(intact[box].sum())} of its tasks "
