@@ -109,11 +109,23 @@ def _attributes(data: bytes) -> dict[str, Any] | None:
 
 
 def read_root(objects: Objects, path: str) -> dict[str, Any] | None:
-    """``template.read_root``, refusing (with what to do) a lost or damaged root that a backup restores."""
+    """``template.read_root``, refusing (with what to do) a lost or damaged root that a backup
+    restores; a healthy root costs one GET, as before."""
+    error: CubeError | None = None
+    try:
+        doc = template.read_root(objects, path)
+    except CubeError as e:
+        doc, error = None, e
+    if doc is not None:
+        attrs = doc.get("attributes") or {}
+        if "amsweep_spec" not in attrs or valid(json.dumps(doc).encode()) is not None:
+            return doc  # a cube, an interrupted creation or a foreign group: the caller decides
     why = problem(objects)
     if why is not None:
         raise CubeError(f"{path}: {why}")
-    return template.read_root(objects, path)
+    if error is not None:
+        raise error
+    return doc
 
 
 def restore(objects: Objects) -> str | None:

@@ -154,6 +154,16 @@ def test_a_damaged_coordinate_chunk_is_rewritten_from_the_spec(cubes):
 
 
 def test_a_kill_during_a_renaming_extension_then_the_old_spec_is_repaired_fully(tmp_path, small_raw):
+    """Killed before the root write, half-way through the array documents, and early."""
+    rename_kill(tmp_path, small_raw, every=False)
+
+
+@pytest.mark.slow
+def test_a_kill_at_every_write_of_a_renaming_extension_then_the_old_spec_is_repaired_fully(tmp_path, small_raw):
+    rename_kill(tmp_path, small_raw, every=True)
+
+
+def rename_kill(tmp_path, small_raw, every: bool) -> None:
     small = spec_mod.from_dict(small_raw)
     small_raw["rules"]["plm"]["lr"] = [5.0, 2.5]  # 'plm' becomes 'plm[lr=5.0]', and 'plm[lr=2.5]' is added
     bigger = spec_mod.from_dict(small_raw)
@@ -171,7 +181,7 @@ def test_a_kill_during_a_renaming_extension_then_the_old_spec_is_repaired_fully(
         None, lambda: extend(str(tmp_path / "count.zarr")), setup=lambda: copy(str(tmp_path / "count.zarr"))
     )
     last = len(keys) - 1 - keys[::-1].index("zarr.json")  # the root write (0-based): kill just before it
-    for k in sorted({last, last // 2, 3}):
+    for k in range(last + 1) if every else sorted({last, last // 2, 3}):
         path = str(tmp_path / f"k{k}.zarr")
         copy(path)
         assert killed_at_write(k + 1, lambda: extend(path)) == -9
