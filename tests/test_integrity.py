@@ -271,3 +271,30 @@ def test_a_task_repair_set_back_to_pending_is_not_taken_for_one_that_lost_its_st
     assert check(Cube.open(path)).ok
     frame = query.to_frame(query.open_cube(path), "m_train")
     assert len(frame) == 7 * 2  # seven done tasks, two noise levels each; no error
+
+
+def test_on_s3_a_lost_root_and_a_lost_status_shard_are_restored(small_sweep):
+    from benchmarks._moto import moto_server
+
+    from amsweep.pipeline.errors import CubeError
+    from amsweep.storage.check import restore_root
+    from amsweep.storage.objects import objects_at
+
+    with moto_server(buckets=("cubes",)):
+        url = "s3://cubes/integrity.zarr"
+        run(Cube.create_or_open(url, small_sweep), SerialExecutor(), progress=False)
+        objects = objects_at(url)
+        original = objects.get("zarr.json")
+        objects.delete("zarr.json")
+        with pytest.raises(CubeError, match="root document zarr.json missing; `amsweep check --repair` restores it"):
+            Cube.open(url)
+        assert restore_root(url) is not None and objects.get("zarr.json") == original
+        status = [k for k in objects.list("status") if "/c/" in k]
+        assert status
+        for key in status:
+            objects.delete(key)
+        with Cube.open(url, mode="r+") as cube:
+            report = check(cube)
+            assert len(report.rebuild) == 8, report.problems
+            repair(cube, report)
+        assert (Cube.open(url).status() == DONE).all() and check(Cube.open(url)).ok
