@@ -154,11 +154,19 @@ def check_fixed(frame: pd.DataFrame, keys: Sequence[str], axes: Sequence[str], o
 
 
 def seed_stats(frame: pd.DataFrame, value: str, keys: Sequence[str], over: str = "seed") -> pd.DataFrame:
-    """Mean, standard error (ddof 1) and count of ``value`` across replicas, per group of keys."""
+    """Mean, standard error (ddof 1) and count ``n`` of ``value`` across replicas, per group of keys;
+    a ``missing`` column (lost values of done tasks, from ``query.to_frame(allow_missing=True)``)
+    is summed per group, so a mean over fewer seeds says so."""
+    keys = [k for k in keys if k != query.MISSING]
     data = frame.dropna(subset=[value])
     g = data.groupby(list(keys), dropna=False)[value]
     out = g.agg(["mean", "sem", "count"]).reset_index()
-    return out.rename(columns={"mean": value, "sem": f"{value}_sem", "count": "n"})
+    out = out.rename(columns={"mean": value, "sem": f"{value}_sem", "count": "n"})
+    if query.MISSING in frame.columns:
+        lost = frame.groupby(list(keys), dropna=False)[query.MISSING].sum().reset_index()
+        out = lost.merge(out, on=list(keys), how="left").fillna({"n": 0}).astype({"n": int})
+        out = out[[c for c in out.columns if c != query.MISSING] + [query.MISSING]]
+    return out
 
 
 def seed_mode(frame: pd.DataFrame, value: str, keys: Sequence[str]) -> pd.DataFrame:

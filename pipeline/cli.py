@@ -217,24 +217,50 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def csv_target(path: str) -> None:
+    """``--csv`` must name a file in an existing, writable folder: a folder or a missing folder
+    used to fail with a traceback after the whole cube was read."""
+    target = Path(path).expanduser()
+    if path.endswith(("/", os.sep)) or target.is_dir():
+        raise AmsweepError(
+            f"--csv {path}: cannot write there (it is a folder; give a file path such as {target / 'table.csv'})"
+        )
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not an existing folder; create it first)")
+    if not os.access(folder, os.W_OK):
+        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not writable)")
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from amsweep.storage import query
 
     if args.csv:
-        writable_output(args.csv, "--csv")
+        csv_target(args.csv)
     ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
-    frame = query.to_frame(ds, args.metric)
+    frame = query.to_frame(ds, args.metric, allow_missing=args.allow_missing)
     if args.mean:
         from amsweep.analysis.tables import seed_stats
 
-        frame = seed_stats(frame, args.metric, [c for c in frame.columns if c not in (args.metric, "seed")])
-    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c != args.metric]
+        keys = [c for c in frame.columns if c not in (args.metric, "seed", query.MISSING)]
+        frame = seed_stats(frame, args.metric, keys)
+    always = (args.metric, "n", query.MISSING)  # a mean always says how many seeds it is over
+    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c not in always]
     shown = frame.drop(columns=drop) if not args.csv else frame
     if args.csv:
-        shown.to_csv(args.csv, index=False)
+        try:
+            shown.to_csv(args.csv, index=False)
+        except OSError as e:
+            raise AmsweepError(f"--csv {args.csv}: cannot write ({e.strerror or e})") from None
         print(f"wrote {len(shown)} rows to {args.csv}")
     else:
         print(shown.to_string(index=False, max_rows=args.max_rows))
+    if query.MISSING in frame.columns and frame[query.MISSING].sum():
+        print(
+            f"amsweep query: {int(frame[query.MISSING].sum())} value(s) of done tasks are missing or damaged "
+            "(NaN, counted in the 'missing' column); `amsweep check --repair` then `amsweep run` recomputes them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -250,27 +276,51 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from amsweep.storage import backup
+    from amsweep.storage.check import restore_root
     from amsweep.storage.cube import Cube
+    from amsweep.storage.objects import objects_at
 
+    restored = None
+    if args.repair:
+        restored = restore_root(args.cube)
+    else:
+        why = backup.problem(objects_at(args.cube))
+        if why:  # the cube cannot be opened, but one command brings it back
+            print(f"{args.cube}: 1 problem(s)\n  {why}")
+            return 1
     with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
-        return _check(cube, args)
+        return _check(cube, args, restored)
 
 
-def _check(cube, args: argparse.Namespace) -> int:
+def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:
     from amsweep.storage.check import check, repair
 
     report = check(cube)
-    if report.ok:
+    for note in report.notes:
+        print(f"{args.cube}: note: {note}")
+    if report.ok and not restored and not (args.repair and report.temporaries):
         print(f"{args.cube}: ok (spec {cube.sweep.spec_hash}; status agrees with data)")
         return 0
-    print(f"{args.cube}: {len(report.problems)} problem(s)")
+    if not report.ok:
+        print(f"{args.cube}: {len(report.problems)} problem(s)")
     for line in report.problems[:50]:
         print(f"  {line}")
-    if args.repair:
-        n = repair(cube, report)
-        print(f"repaired: {n} damaged task(s) set back to pending; run the sweep again to recompute them")
-    elif report.damaged:
-        print("run `amsweep check --repair` to set damaged tasks back to pending")
+    if len(report.problems) > 50:
+        print(f"  ... {len(report.problems) - 50} more")
+    if not args.repair:
+        print("run `amsweep check --repair` to fix what can be fixed (damaged tasks go back to pending)")
+        return 1
+    repair(cube, report)
+    for action in ([restored] if restored else []) + report.actions:
+        print(f"repaired: {action}")
+    after = check(cube)  # never claim a fix that was not made: say what remains
+    if after.ok:
+        print(f"{args.cube}: re-checked: ok (spec {cube.sweep.spec_hash})")
+        return 0
+    print(f"{args.cube}: re-checked: {len(after.problems)} problem(s) remain")
+    for line in after.problems[:50]:
+        print(f"  {line}")
     return 1
 
 
@@ -355,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--where", default="", help="KEY=VALUE[,KEY=VALUE...], several values as A|B")
     q.add_argument("--mean", action="store_true", help="average over seeds (with standard error)")
     q.add_argument("--csv", default=None, help="write all rows and columns to this CSV file")
+    q.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="answer even where done tasks lost values: NaN rows counted in a 'missing' column "
+        "(default: an error naming the tasks)",
+    )
     q.add_argument("--max-rows", type=positive_int, default=60)
     q.set_defaults(fn=cmd_query)
 
@@ -370,7 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="verify a cube's integrity (status versus data, spec hash)")
     c.add_argument("cube")
-    c.add_argument("--repair", action="store_true", help="set damaged tasks back to pending")
+    c.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix what can be fixed: restore the root document, rebuild lost status from intact data, "
+        "rewrite damaged documents and coordinates, set damaged tasks back to pending",
+    )
     c.set_defaults(fn=cmd_check)
 
     u = sub.add_parser("upgrade", help="convert a format-1 cube to format 2 in place (kill-safe, verified)")

@@ -1,35 +1,57 @@
-"""Integrity check of a cube: does every variable agree with the status grid and the spec?
+"""Integrity check of a cube: does every variable agree with the status grid and the spec, both ways?
 
 Every done task must have a present, checksum-valid inner chunk in every variable (format 2
 writes one for each done task, NaN included, so absence means loss), finite where the metric is
 declared ``always`` (pipeline/metrics.py); a failed task needs its error record; "not
 applicable" must be what the spec says or what a run recorded; "done" where the spec says not
-applicable is impossible. Each problem is one line naming the task.
-``repair`` gives exactly the damaged tasks back the state a fresh template has (pending, or not
-applicable where the spec says so), so the next run recomputes them and nothing else.
+applicable is impossible. The other way round: a task not marked done whose every chunk is
+present, valid and finite where declared (the sentinel ``retrieval_seconds`` is written after
+every other variable of a flush, so a finite sentinel means all of them were) has lost its
+status: a lost status shard, or a run killed between its data and status writes.
+Each problem is one line naming the task; a lost status shard, a damaged coordinate or array
+document is named once.
+
+``repair`` gives damaged tasks the state a fresh template has (pending, or not applicable where
+the spec says so), rebuilds "done" from intact data and "failed"/"not applicable" from the error
+records where the status was lost, rewrites damaged array documents from the root document and
+damaged coordinates from the stored spec, and removes temporaries of interrupted writes.
+The root document itself, lost or damaged, is restored from its backup (``storage.backup``)
+before the cube can be opened at all (``restore_root``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import zarr
 
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import layout, template
+from amsweep.storage import backup, layout, temporaries, template
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.objects import Objects
+from amsweep.storage.shards import ShardError
+from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
-__all__ = ["check", "CheckReport", "repair"]
+SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
+
+__all__ = ["check", "CheckReport", "complete", "driver_writing", "repair", "restore_root", "SENTINEL"]
 
 
 @dataclass
 class CheckReport:
     problems: list[str] = field(default_factory=list)
-    damaged: list[tuple[int, ...]] = field(default_factory=list)
+    damaged: list[tuple[int, ...]] = field(default_factory=list)  # tasks to set back to their template state
     documents: list[str] = field(default_factory=list)  # arrays whose own zarr.json is damaged
+    coordinates: list[str] = field(default_factory=list)  # coordinates to rewrite from the stored spec
+    rebuild: list[tuple[int, ...]] = field(default_factory=list)  # not marked done, data intact: done
+    recorded: dict[tuple[int, ...], int] = field(default_factory=dict)  # lost status, an error record says
+    notes: list[str] = field(default_factory=list)  # findings that are not damage (temporaries)
+    temporaries: int = 0
+    actions: list[str] = field(default_factory=list)  # what ``repair`` did
+    shards: list[str] = field(default_factory=list)  # data shard objects unreadable as a whole: removed
 
     @property
     def ok(self) -> bool:
@@ -48,41 +70,141 @@ def check(cube: Cube) -> CheckReport:
     if cube.format != layout.FORMAT_VERSION:
         report.problems.append(
             f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
-            "(and verifies every value); check runs on format 2"
+            f"(and verifies every value); check runs on format {layout.FORMAT_VERSION}"
         )
         return report
+    left = temporaries.find(cube.objects)
+    if left:
+        report.temporaries = len(left)
+        report.notes.append(f"{len(left)} temporary file(s) of interrupted writes (`check --repair` removes them)")
     sweep = cube.sweep
     _check_documents(cube, report)
     _check_arrays(cube, report)
-    if len(report.problems) > len(report.documents):
-        return report
-    status, present, damaged = cube.read_variable("status")
+    if len(report.problems) > len(report.documents) + len(set(report.coordinates) - set(report.documents)):
+        return report  # shapes disagree with the spec: task-level findings would be noise
+    status, status_present, damaged = cube.read_variable("status")
     for index in zip(*np.nonzero(damaged)):
         report.add(cube, index, "status chunk unreadable (checksum)")
     spec_na = layout.not_applicable_mask(sweep)
     for index in zip(*np.nonzero((status == DONE) & spec_na & ~damaged)):
         report.add(cube, index, "marked done, but the spec says this task does not exist")
     done = (status == DONE) & ~damaged
+    intact = np.ones(sweep.shape, dtype=bool)  # every variable's chunk present, valid, finite where declared
     for name, metric in METRICS.items():
         if name not in cube.members:
             continue  # added by the next run (NaN for tasks done before)
         values, have, bad = cube.read_variable(name)
+        _unreadable_shards(cube, name, bad, report)
         for index in zip(*np.nonzero(done & bad)):
             report.add(cube, index, f"{name} fails its checksum")
         for index in zip(*np.nonzero(done & ~have & ~bad)):
             report.add(cube, index, f"{name} is missing")
+        intact &= have & ~bad
         if metric.always:  # declared finite for every done task (pipeline/metrics.py)
             finite = np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
             for index in zip(*np.nonzero(done & have & ~bad & ~finite)):
                 report.add(cube, index, f"{name} is NaN, but every done task has a value of it")
-    recorded = {tuple(f["index"]): f["state"] for f in cube.failures()}
+            intact &= finite
+    records = {tuple(int(i) for i in k.split("-")): r for k, r in cube.errors().all().items()}
     for index in zip(*np.nonzero((status == FAILED) & ~damaged)):
-        if tuple(int(i) for i in index) not in recorded:
+        if tuple(int(i) for i in index) not in records:
             report.add(cube, index, "failed, with no error record")
     for index in zip(*np.nonzero((status == NOT_APPLICABLE) & ~spec_na & ~damaged)):
-        if tuple(int(i) for i in index) not in recorded:
+        if tuple(int(i) for i in index) not in records:
             report.add(cube, index, "not applicable, but the spec says applicable and no run recorded why")
+    if SENTINEL in cube.members:
+        _data_without_done(cube, report, status, status_present, damaged, intact & ~spec_na, records)
     return report
+
+
+def _data_without_done(
+    cube: Cube,
+    report: CheckReport,
+    status: np.ndarray,
+    status_present: np.ndarray,
+    damaged: np.ndarray,
+    intact: np.ndarray,
+    records: dict[tuple[int, ...], dict[str, Any]],
+) -> None:
+    """Tasks not marked done whose data are complete (status lost or never written), and whole
+    status shards lost (every task of the shard reads pending, yet some hold results or records)."""
+    lay = cube.layout("status")
+    lost_shards = []
+    with_records = {tuple(i // n for i, n in zip(index, lay.shard)) for index in records}
+    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
+        box, _ = lay.region(s, cube.sweep.shape)
+        if not status_present[box].any() and (intact[box].any() or s in with_records):
+            lost_shards.append(box)
+            report.problems.append(
+                f"status shard {lay.key('status', s)} is missing, though {int(intact[box].sum())} of its tasks "
+                "hold complete results (lost status: `check --repair` rebuilds it from the data)"
+            )
+    unknown = damaged.copy()  # tasks whose status cannot be read or was lost
+    for box in lost_shards:
+        unknown[box] = True
+    orphans = [tuple(int(i) for i in x) for x in zip(*np.nonzero(intact & ((status != DONE) | damaged)))]
+    if orphans and cube.lease is None and driver_writing(cube.objects):
+        report.notes.append(
+            f"{len(orphans)} task(s) hold results not yet marked done: a driver holds the cube and is "
+            "writing (their status follows their data)"
+        )
+        return
+    for index in orphans:
+        if index not in report.damaged:
+            report.add(cube, index, f"holds complete results but is marked {STATUS_NAMES[int(status[index])]}")
+        report.rebuild.append(index)  # the data prove it ran: done (what repair restores)
+    for index, record in records.items():
+        if unknown[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
+            report.recorded[index] = FAILED if record["state"] == STATUS_NAMES[FAILED] else NOT_APPLICABLE
+
+
+def complete(cube: Cube) -> np.ndarray:
+    """Tasks whose every variable's chunk is present, valid and finite where declared ``always``:
+    what a done task holds, so a task that is not marked done but is complete lost its status."""
+    out = np.ones(cube.sweep.shape, dtype=bool)
+    for name, metric in METRICS.items():
+        if name in cube.members:
+            values, have, bad = cube.read_variable(name)
+            out &= have & ~bad
+            if metric.always:
+                out &= np.isfinite(values).all(axis=tuple(range(out.ndim, values.ndim)))
+    return out & ~layout.not_applicable_mask(cube.sweep)
+
+
+def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:
+    """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's): named
+    once, and removed by ``repair`` so the next run writes them afresh; their tasks are damaged."""
+    lay = cube.layout(name)
+    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
+        box, _ = lay.region(s, cube.sweep.shape)
+        if not bad[box].all():
+            continue
+        key = lay.key(name, s)
+        data = cube.objects.get(key)
+        try:
+            lay.decode(data, cube.members[name].fill_value)
+        except ShardError as e:
+            report.problems.append(f"shard {key} is unreadable ({e}); `check --repair` removes it")
+            report.shards.append(key)
+
+
+def driver_writing(objects: Objects) -> bool:
+    """True if another driver holds the lease with a fresh heartbeat (and, on this machine, lives):
+    its flush may be between the data and the status writes, which is not damage."""
+    import time
+
+    from amsweep.storage import lease
+
+    record = lease.holder_of(objects)
+    if not record:
+        return False
+    try:
+        fresh = time.time() - float(record.get("heartbeat_epoch", 0)) < 60.0
+    except (TypeError, ValueError):
+        return False
+    if record.get("machine") == lease.MACHINE:
+        return lease._alive(record.get("pid"), record.get("pid_start"))  # a killed driver writes nothing
+    return fresh
 
 
 def _check_documents(cube: Cube, report: CheckReport) -> None:
@@ -113,6 +235,7 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             report.problems.append(f"coordinate {c.name!r} is missing")
             continue
         if c.name in report.documents:
+            report.coordinates.append(c.name)  # its chunks may be as stale as its document
             continue
         try:
             with template.quiet_labels():
@@ -122,7 +245,11 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
                     )[...]
                 )
         except Exception as e:  # any decode failure of a coordinate chunk is a finding, not a crash
-            report.problems.append(f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e})")
+            report.problems.append(
+                f"coordinate {c.name!r} is unreadable ({type(e).__name__}: {e}); "
+                "`check --repair` rewrites it from the stored spec"
+            )
+            report.coordinates.append(c.name)
             continue
         expected = c.data
         same = stored.shape == expected.shape and (
@@ -131,7 +258,10 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             else np.array_equal(stored, expected, equal_nan=expected.dtype.kind == "f")
         )
         if not same:
-            report.problems.append(f"coordinate {c.name!r} does not match the stored spec")
+            report.problems.append(
+                f"coordinate {c.name!r} does not match the stored spec (`check --repair` rewrites it from the spec)"
+            )
+            report.coordinates.append(c.name)
     for v in layout.variables(sweep, [c.name for c in coords]):
         if v.name not in cube.members:
             continue
@@ -143,15 +273,76 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
 
 
 def repair(cube: Cube, report: CheckReport) -> int:
-    """Give damaged tasks their template state back (pending; not applicable where the spec says
-    so) so that the next run recomputes exactly them; returns the count."""
+    """Fix what ``report`` found; returns how many tasks and documents were fixed, and lists what
+    was done in ``report.actions``. Damaged tasks get their template state back (pending; not
+    applicable where the spec says so) unless their data are intact (then done) or their status
+    was lost and an error record says failed / not applicable; the next run recomputes exactly the
+    pending ones. Re-run ``check`` afterwards: it says what, if anything, remains."""
+    cube.acquire()
+    actions = report.actions
     if report.documents:
-        cube.acquire()
         cube.objects.put_many({f"{n}/zarr.json": _document(cube.members[n]) for n in report.documents})
+        actions.append(f"rewrote {len(report.documents)} array document(s) from the root document")
+    coordinates = sorted(set(report.coordinates))
+    if coordinates:
+        _rewrite_coordinates(cube, coordinates)
+        actions.append(f"rewrote coordinate(s) {', '.join(coordinates)} from the stored spec")
+    rebuilt, recorded = set(report.rebuild), {i: s for i, s in report.recorded.items() if i not in report.rebuild}
+    reset = [i for i in report.damaged if i not in rebuilt and i not in recorded]
     spec_na = layout.not_applicable_mask(cube.sweep)
-    cube.reset([i for i in report.damaged if not spec_na[i]], PENDING)
-    cube.reset([i for i in report.damaged if spec_na[i]], NOT_APPLICABLE)
-    return len(report.damaged) + len(report.documents)
+    cube.reset([i for i in reset if not spec_na[i]], PENDING)
+    cube.reset([i for i in reset if spec_na[i]], NOT_APPLICABLE)
+    if reset:
+        actions.append(f"set {len(reset)} damaged task(s) back to pending; run the sweep again to recompute them")
+    cube.reset(sorted(rebuilt), DONE)
+    if rebuilt:
+        actions.append(f"marked {len(rebuilt)} task(s) done again from their intact data (status rebuilt)")
+    for state in (FAILED, NOT_APPLICABLE):
+        cube.reset(sorted(i for i, s in recorded.items() if s == state), state)
+    if recorded:
+        actions.append(f"restored {len(recorded)} failed / not applicable task(s) from their error records")
+    for key in report.shards:
+        cube.objects.delete(key)
+    if report.shards:
+        actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
+    removed = temporaries.remove(cube.objects)
+    if removed:
+        actions.append(f"removed {removed} temporary file(s) of interrupted writes")
+    root = cube.objects.get(template.ROOT)
+    if backup.valid(root) is not None:
+        assert root is not None
+        backup.save(cube.objects, root)  # the newest backup is the committed root again
+    return len(set(report.damaged) | rebuilt | set(recorded)) + len(report.documents) + len(coordinates)
+
+
+def restore_root(path: str, storage_options: dict | None = None) -> str | None:
+    """Restore a lost or damaged root document from its newest backup (``check --repair``, before
+    the cube can be opened); returns what was done, None if the root needed nothing."""
+    from amsweep.storage.lease import Lease
+    from amsweep.storage.objects import objects_at
+
+    objects = objects_at(path, storage_options)
+    if backup.problem(objects) is None:
+        return None
+    lease = Lease.acquire(objects, command="amsweep check --repair")
+    try:
+        key = backup.restore(objects)
+    finally:
+        lease.release()
+    return None if key is None else f"restored the root document {template.ROOT} from its backup {key}"
+
+
+def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
+    """Coordinate chunks from the stored spec (as the template wrote them), documents from the root."""
+    tpl = template.build(cube.sweep, shard=cube.layout("status").shard)
+    for name in names:
+        puts = {k: v for k, v in tpl.objects.items() if k.startswith(f"{name}/") and k != f"{name}/zarr.json"}
+        if name in cube.members:
+            puts[f"{name}/zarr.json"] = _document(cube.members[name])
+        for key in cube.objects.list(f"{name}/"):
+            if key not in puts:
+                cube.objects.delete(key)  # a chunk of a longer (interrupted, grown) axis
+        cube.objects.put_many(puts)
 
 
 def _document(meta) -> bytes:

@@ -23,7 +23,7 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
-from amsweep.storage import extend, layout, provenance, template
+from amsweep.storage import backup, extend, layout, provenance, template
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
@@ -60,7 +60,7 @@ class Cube(ShardIO):
     def open(cls, path: str, storage_options: dict | None = None, mode: str = "r") -> "Cube":
         """Open an existing cube (format 1 or 2); ``mode="r+"`` also takes the writer's lease."""
         objects = objects_at(path, storage_options)
-        doc = template.read_root(objects, path)
+        doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is None:
             raise CubeError(f"{path}: no cube there (no {template.ROOT})")
         cube = cls._from_root(path, objects, doc, storage_options)
@@ -122,11 +122,12 @@ class Cube(ShardIO):
             from amsweep.storage import restage
 
             restage.resume(path, objects, storage_options)
-        doc = template.read_root(objects, path)
+        doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
             cube._refuse_other_spec(sweep)
             cube.acquire()
+            backup.ensure(objects)  # a cube made before root backups were kept gets one now
             return cube._evolve(sweep)
         if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
             raise CubeError(
@@ -292,7 +293,9 @@ class Cube(ShardIO):
                 **provenance.cube_attrs(),
             }
         )
-        self.objects.put(template.ROOT, template.root_document(self.attrs, self.members))
+        document = template.root_document(self.attrs, self.members)
+        backup.save(self.objects, document)  # first: a lost or damaged root is restored from it
+        self.objects.put(template.ROOT, document)
         self.sweep = sweep
 
     # ---- status --------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 Analysis reads cubes only through this module, so the on-disk layout can change in one place.
 Values of tasks that are not done are masked to NaN on the way out: a half-finished sweep
 never shows fill values as if they were results.
+
+A table never answers as if nothing happened: a done task of the selection whose chunk is
+missing or damaged, or a task that holds results but lost its "done" (a lost status shard), is
+an error naming the tasks, unless the caller allows it (``allow_missing``); then the lost values
+are NaN rows counted in a ``missing`` column, and means say how many seeds they are over.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from amsweep.storage.layout import DONE
 
 __all__ = [
     "done_values",
+    "integrity",
     "load_axis",
     "load_couplings",
     "load_magnetisations",
@@ -34,6 +40,10 @@ __all__ = [
 ]
 
 
+SOURCE = "amsweep_source"  # Dataset.encoding key: the cube a dataset was opened from
+MISSING = "missing"  # column counting lost values of done tasks (only with allow_missing)
+
+
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded).
 
@@ -44,7 +54,9 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
 
     cube = Cube.open(path, storage_options)
     if cube.format == 2:
-        return open_format2(cube)
+        ds = open_format2(cube)
+        ds.encoding[SOURCE] = (path, storage_options)  # for ``integrity``: presence is not in the values
+        return ds
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options, chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):
         if name in ds.coords:
@@ -167,16 +179,128 @@ def done_values(ds: xr.Dataset, metric: str) -> xr.DataArray:
     return ds[metric].where(ds["status"] == DONE)
 
 
-def to_frame(ds: xr.Dataset, metric: str) -> pd.DataFrame:
-    """Tidy table of one metric over done tasks: one row per value, every coordinate a column."""
-    da = done_values(ds, metric).load()
+def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray] | None:
+    """(values, lost, orphans) over ``ds``'s selection, read from its cube without raising on damage
+    (values NaN where a task is not done or its chunk is lost):
+    ``lost`` marks done tasks whose chunk of ``metric`` is missing or damaged, ``orphans`` tasks not
+    marked done whose every chunk is present and valid (their sentinel, written last of a task's
+    variables, is finite): they lost their status, which ``check --repair`` rebuilds.
+    None for a dataset not opened by ``open_cube`` from a sharded cube (presence is unknown there)."""
+    source = ds.encoding.get(SOURCE)
+    if source is None:
+        return None
+    from amsweep.storage.check import SENTINEL
+    from amsweep.storage.cube import Cube
+
+    cube = Cube.open(*source)
+    dims = [str(d) for d in ds[metric].dims if d != "noise"]
+    axes = layout.task_dims_of(cube.sweep.load_axis)
+    full = {
+        "dataset": [d.label for d in cube.sweep.datasets],
+        "N": list(cube.sweep.N_values),
+        cube.sweep.load_axis: list(cube.sweep.load_values),
+        "rule": [r.label for r in cube.sweep.rules],
+        "seed": list(cube.sweep.seeds),
+    }
+    status = cube.status()
+
+    def aligned(array: np.ndarray, extra: tuple[str, ...] = ()) -> xr.DataArray:
+        coords = {d: np.asarray(full[d], dtype=object if d in ("dataset", "rule") else None) for d in axes}
+        if extra:
+            coords["noise"] = np.asarray(cube.sweep.noise)
+        da = xr.DataArray(array, dims=list(axes) + list(extra), coords=coords)
+        at = {d: ds[d].values for d in dims + list(extra) if not _same(ds[d].values, coords[d])}
+        at.update({d: ds[d].values.item() for d in axes if d not in dims and d in ds.coords and ds[d].ndim == 0})
+        return da.sel(at)  # the selection of ``ds`` (a scalar selection drops its dimension, as there)
+
+    values, present, damaged = cube.read_variable(metric)
+    extra = ("noise",) if values.ndim > len(axes) else ()
+    values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
+    done = status == DONE
+    values[damaged | ~present] = np.nan
+    lost = done & (~present | damaged)
+    orphans = np.zeros_like(done)
+    if SENTINEL in cube.members and (~done).any():
+        sentinel, have, bad = cube.read_variable(SENTINEL)
+        orphans = ~done & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+        if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
+            from amsweep.storage.check import complete
+
+            orphans &= complete(cube)
+    values[~done] = np.nan  # only done tasks have results
+    return aligned(values, extra), aligned(lost), aligned(orphans)
+
+
+def _same(selected: np.ndarray, full: np.ndarray) -> bool:
+    """True when a selection kept a whole axis in order (the common case: no ``.sel`` needed)."""
+    return selected.shape == full.shape and bool((selected == full).all())
+
+
+def _names(mask: xr.DataArray, limit: int = 3) -> tuple[int, str]:
+    """(count, 'task {...}; task {...}; ... N more') of the tasks ``mask`` marks."""
+    rows = mask.to_dataframe(name="hit").reset_index()
+    rows = rows[rows["hit"]].drop(columns="hit")
+    shown = "; ".join(
+        "task " + str({k: v.item() if hasattr(v, "item") else v for k, v in row.items()})
+        for row in rows.head(limit).to_dict("records")
+    )
+    return len(rows), shown + (f"; ... {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def to_frame(ds: xr.Dataset, metric: str, allow_missing: bool = False) -> pd.DataFrame:
+    """Tidy table of one metric over done tasks: one row per value, every coordinate a column.
+
+    A done task of the selection whose chunk is missing or damaged, or a task holding results
+    that is not marked done, is a ``QueryError`` naming the tasks; with ``allow_missing`` the lost
+    values are NaN rows with ``missing`` = 1 (the others 0) and tasks not marked done are left out.
+    """
+    if metric not in METRICS:
+        raise QueryError(f"unknown metric {metric!r}; available: {', '.join(METRICS)}")
+    found = integrity(ds, metric)
+    lost_rows = None
+    if found is None:
+        da = done_values(ds, metric).load()
+    else:
+        values, lost, orphans = found
+        if bool(lost.any()) and not allow_missing:
+            n, names = _names(lost)
+            raise QueryError(
+                f"{metric} of {n} done task(s) of this selection is missing or damaged ({names}): "
+                "`amsweep check --repair` then `amsweep run` recomputes it; --allow-missing shows it as "
+                "NaN with a count"
+            )
+        if bool(orphans.any()) and not allow_missing and not _driver_writing(ds):
+            n, names = _names(orphans)
+            raise QueryError(
+                f"{n} task(s) of this selection hold results but are not marked done ({names}; a lost "
+                "status shard, or a run killed between data and status): `amsweep check --repair` "
+                "restores their status; --allow-missing leaves them out"
+            )
+        extra = {k: c for k, c in ds[metric].coords.items() if k not in values.dims}  # as ds[metric] has them
+        da = values.rename(metric).assign_coords(extra)
+        if bool(lost.any()):
+            lost_rows = lost
     frame = da.to_dataframe(name=metric).reset_index()
+    if lost_rows is not None:
+        flags = lost_rows.astype(int).to_dataframe(name=MISSING).reset_index()
+        frame = frame.merge(flags, on=list(lost_rows.dims), how="left")
     for name, coord in ds.coords.items():
         if name not in frame.columns and set(coord.dims) <= set(da.dims):
             frame = frame.merge(
                 coord.to_dataframe().reset_index()[list(coord.dims) + [name]], on=list(coord.dims), how="left"
             )
-    return frame.dropna(subset=[metric]).reset_index(drop=True)
+    keep = frame[metric].notna()
+    if lost_rows is not None:
+        keep |= frame[MISSING] == 1
+    return frame[keep].reset_index(drop=True)
+
+
+def _driver_writing(ds: xr.Dataset) -> bool:
+    """A live driver's flush writes data before status: results not yet marked done are in flight."""
+    from amsweep.storage.check import driver_writing
+    from amsweep.storage.objects import objects_at
+
+    return driver_writing(objects_at(*ds.encoding[SOURCE]))
 
 
 def load_couplings(path: str, coords: dict[str, Any], storage_options: dict | None = None) -> np.ndarray:

@@ -33,7 +33,7 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import layout, legacy, provenance, template
+from amsweep.storage import backup, layout, legacy, provenance, template
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
@@ -289,6 +289,7 @@ def finish(objects: Objects) -> RestageReport:
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
     objects.delete(f"{SIDE}/{template.ROOT}")  # format 1's side group document, if any
+    backup.save(objects, ready["root"].encode())  # first: a lost or damaged root is restored from it
     objects.put(template.ROOT, ready["root"].encode())  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     for key in staged:

@@ -47,3 +47,26 @@ def force_status(path: str, index: tuple[int, ...], state: int) -> None:
     local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
     values[local], present[local] = state, True
     Path(path, lay.key("status", shard)).write_bytes(lay.encode(values, present))
+
+
+def drop_chunk(path: str, name: str, index: tuple[int, ...]) -> None:
+    """Remove one task's inner chunk from its shard (the shard stays valid): a lost chunk."""
+    cube = Cube.open(path)
+    lay = cube.layout(name)
+    shard = tuple(i // s for i, s in zip(index, lay.shard))
+    values, present, _ = cube.read_shard(name, shard)
+    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    assert present[local], f"{name} of {index} is not stored"
+    present[local] = False
+    Path(path, lay.key(name, shard)).write_bytes(lay.encode(values, present))
+
+
+def delete_status(path: str) -> list[str]:
+    """Remove every status shard object (a lost status); returns the keys removed."""
+    cube = Cube.open(path)
+    lay = cube.layout("status")
+    keys = [lay.key("status", tuple(s)) for s in np.ndindex(*lay.grid(cube.sweep.shape))]
+    removed = [k for k in keys if Path(path, k).exists()]
+    for key in removed:
+        Path(path, key).unlink()
+    return removed
