@@ -33,7 +33,7 @@ from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
-from amsweep.storage.objects import clean_temporaries
+from amsweep.storage import temporaries
 from amsweep.storage.status import save_run_record
 from amsweep.storage.store_errors import WRITING, store_boundary
 
@@ -87,7 +87,7 @@ def run(
     preflight(sweep, executor)
     with store_boundary(cube.path, "opening the cube for writing"):
         cube.ensure_writable()
-        clean_temporaries(cube.objects)
+        temporaries.remove(cube.objects)
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)

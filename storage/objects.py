@@ -254,19 +254,3 @@ def objects_at(path: str, storage_options: dict | None = None) -> Objects:
     if "://" not in path or path.startswith("file://"):
         return LocalObjects(os.path.abspath(path.removeprefix("file://")))
     return FsspecObjects(path, storage_options)
-
-
-def clean_temporaries(objects: Objects) -> int:
-    """Remove the temporaries (``*.partial-*``) that local writes killed mid-way, or refused for
-    space, left in a cube; how many. Only the cube's writer calls it, when no write of its own is
-    under way. Object stores write each object in one request and leave none."""
-    if not isinstance(objects, LocalObjects) or not objects.root.is_dir():
-        return 0
-    removed = 0
-    for dirpath, _, files in os.walk(objects.root):
-        for name in files:
-            if PARTIAL in name:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
-    return removed
