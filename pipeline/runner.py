@@ -31,9 +31,9 @@ from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
 from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
+from amsweep.storage import temporaries
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
-from amsweep.storage import temporaries
 from amsweep.storage.status import save_run_record
 from amsweep.storage.store_errors import WRITING, store_boundary
 
