@@ -23,7 +23,7 @@ from amsweep.pipeline.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
 from amsweep.storage.query import open_cube
-from tests.conftest import assert_same_cube
+from tests.conftest import assert_same_cube, cube_values
 
 BASE = {
     "name": "order",
@@ -208,7 +208,7 @@ def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_pat
     done = before["status"].values == DONE
     assert done.sum() == 11
     for name, metric in METRICS.items():
-        if metric.deterministic:
+        if metric.deterministic and name in before:  # metrics newer than the fixture are added by the next run
             np.testing.assert_array_equal(aligned[name].values[done], before[name].values[done], err_msg=name)
     assert [f["coords"] for f in cube.failures()] == [f["coords"] for f in old.failures()]
     for index in zip(*np.nonzero(done)):
@@ -227,7 +227,11 @@ def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_pat
     run(Cube.create_or_open(str(path), cube.sweep), SerialExecutor(), progress=False)
     straight = str(tmp_path / "straight.zarr")
     run(Cube.create_or_open(straight, cube.sweep), SerialExecutor(), progress=False)
-    assert_same_cube(str(path), straight)
+    newer = {n for n in METRICS if n not in before}  # added by that run: NaN for tasks the fixture had done
+    va, vb = cube_values(str(path)), cube_values(straight)
+    assert va.keys() == vb.keys()
+    for name in va.keys() - newer:
+        np.testing.assert_array_equal(va[name], vb[name], err_msg=f"variable {name} differs")
 
 
 def test_a_mid_axis_extension_on_s3_equals_the_local_uninterrupted_run(tmp_path):

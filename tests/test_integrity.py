@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.errors import QueryError
+from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
-from amsweep.storage import query
+from amsweep.storage import query, restage
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, PENDING
@@ -181,10 +181,20 @@ def rename_kill(tmp_path, small_raw, every: bool) -> None:
         None, lambda: extend(str(tmp_path / "count.zarr")), setup=lambda: copy(str(tmp_path / "count.zarr"))
     )
     last = len(keys) - 1 - keys[::-1].index("zarr.json")  # the root write (0-based): kill just before it
-    for k in range(last + 1) if every else sorted({last, last // 2, 3}):
+    # 'plm[lr=2.5]' sorts before 'plm[lr=5.0]': the growth restages the cube, and once its READY marker
+    # is written the extension is committed (the next open finishes it), so the old spec is refused
+    ready = keys.index(restage.READY) if restage.READY in keys else last + 1
+    for k in range(last + 1) if every else sorted({last, ready, ready - 1, last // 2, 3}):
         path = str(tmp_path / f"k{k}.zarr")
         copy(path)
         assert killed_at_write(k + 1, lambda: extend(path)) == -9
+        if k > ready:
+            with pytest.raises(CubeError, match="written by another spec"):
+                serial(path, small)
+            serial(path, bigger)
+            assert check(Cube.open(path)).ok
+            assert_same_cube(path, reference)
+            continue
         serial(path, small)  # the old spec again: its cube, untouched by the half growth
         assert Cube.open(path).sweep.spec_hash == small.spec_hash
         repaired = cli("check", path, "--repair")
