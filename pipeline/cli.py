@@ -215,11 +215,12 @@ def _check(cube, args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
+    from amsweep.storage.layout import FORMAT_VERSION
     from amsweep.storage.upgrade import upgrade
 
     report = upgrade(args.cube)
     print(
-        f"{args.cube}: upgraded to format 2 ({report.done} done task(s) of {report.tasks}, "
+        f"{args.cube}: upgraded to format {FORMAT_VERSION} ({report.done} done task(s) of {report.tasks}, "
         f"{report.verified_values} values verified equal to format 1"
         + (f"; {report.damaged} damaged task(s) set to pending" if report.damaged else "")
         + ")"

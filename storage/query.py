@@ -43,7 +43,7 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options)
-    if cube.format == 2:
+    if cube.format >= 2:
         return open_format2(cube)
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options, chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +102,8 @@ def _stage(cube: Cube) -> UpgradeReport:
     for index in set(bad):
         status[index] = PENDING if status[index] == DONE else status[index]
     done = status == DONE
-    staging = Cube(cube.path, objects, sweep, {}, tpl.members, cube.storage_options)
+    cube_id = uuid.uuid4().hex  # the staged shards are bound to the upgraded cube's new identity
+    staging = Cube(cube.path, objects, sweep, {"amsweep_cube_id": cube_id}, tpl.members, cube.storage_options)
     tasks = staging.layout("status")
     for s in np.ndindex(*tasks.grid(sweep.shape)):
         box, clip = tasks.region(s, sweep.shape)
@@ -112,7 +114,7 @@ def _stage(cube: Cube) -> UpgradeReport:
                 block[clip], present[clip] = status[box], status[box] != PENDING
             else:
                 block[clip], present[clip] = values[name][box], done[box]
-            data = lay.encode(block, present)
+            data = staging.encode_shard(name, s, block, present)
             if data is not None:
                 staged[f"{STAGE}/{lay.key(name, s)}"] = data
     objects.put_many(staged)
@@ -122,6 +124,7 @@ def _stage(cube: Cube) -> UpgradeReport:
     attrs = {
         **{k: v for k, v in cube.attrs.items() if k != "amsweep_format"},
         "amsweep_format": layout.FORMAT_VERSION,
+        "amsweep_cube_id": cube_id,
         "upgraded": f"from format {cube.format} on {now()}",
         "Conventions": "CF-1.10",
     }
