@@ -8,9 +8,10 @@ array. Readers (amsweep and ``xr.open_zarr``) take the shapes from that one docu
 changes from one state to the next in a single atomic write: a kill during creation, extension
 or upgrade leaves the old cube (or a template recognised as interrupted), never a mixture.
 
-Coordinate chunks are fixed and large (4,096 values): growing an axis rewrites the chunk with
-the old values as its prefix, so a reader still holding the old root document reads the same
-values as before.
+Variables are sharded (``storage/shards.py``): a shard is a block of the task grid, an inner
+chunk a seed row or more of it (format 3). Coordinate chunks are fixed and large (4,096
+values): growing an axis rewrites the chunk with the old values as its prefix, so a reader
+still holding the old root document reads the same values as before.
 """
 
 from __future__ import annotations
@@ -122,9 +123,14 @@ def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: 
 
 
 def _fixed_width(values: np.ndarray) -> np.dtype:
-    """Labels are stored as fixed-width unicode, not variable-length strings: dask can size
-    fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power of
-    two of at least 64 characters, so that growing a cube rarely changes it."""
+    """Labels are stored as fixed-width unicode (zarr-python's ``fixed_length_utf32``): dask can
+    size fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power
+    of two of at least 64 characters, so that growing a cube rarely changes it.
+
+    No Zarr v3 label type is read by both xarray and tensorstore (0.1.86): tensorstore refuses
+    ``string`` (vlen-utf8), ``fixed_length_utf32`` and ``null_terminated_bytes`` alike, and its
+    only byte type, ``r<N>``, is one zarr-python cannot open. Tensorstore reads every numeric array
+    of a cube; tests/test_cube_format3.py notices the day it reads labels too."""
     longest = max((len(str(v)) for v in values.ravel()), default=1)
     return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
 
