@@ -95,12 +95,13 @@ def plain_read_seconds(path: str, metric: str = "m_train") -> tuple[float, float
 
     t0 = time.perf_counter()
     var = xr.open_zarr(path)[metric]
+    chunks = int(np.prod([len(c) for c in var.chunks or ()]))
     var.load()
     t_xr = time.perf_counter() - t0
     t0 = time.perf_counter()
     zarr.open_array(f"{path}/{metric}", mode="r")[...]
     t_zarr = time.perf_counter() - t0
-    return t_xr, t_zarr, int(np.prod([len(c) for c in var.chunks]))
+    return t_xr, t_zarr, chunks
 
 
 def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
