@@ -1,10 +1,11 @@
 """An xarray backend for amsweep cubes: ``xr.open_dataset(CUBE, engine="amsweep")``.
 
-A format-2 cube is plain Zarr v3 and ``xr.open_zarr`` reads it; this backend reads it ~100x
-faster (one GET and one vectorised decode per shard instead of zarr-python's per-chunk
-pipeline: 10^5 tasks of one metric in milliseconds rather than ~1.6 s), takes coordinates from
-the stored spec, offers dask chunks of one shard (``chunks={}``), and turns a damaged chunk into
-one clear error naming the variable and the task instead of a decoder traceback.
+A format-2 or -3 cube is plain Zarr v3 and ``xr.open_zarr`` reads it; this backend also checks
+what plain readers cannot: each shard's identity header (a shard swapped in from another variable
+or cube) and the per-chunk checksums, turning a damaged chunk into one clear error naming the
+variable, the task and why, instead of wrong values or a decoder traceback. It reads one GET and
+one vectorised decode per shard, takes coordinates from the stored spec, and offers dask chunks
+of one shard (``chunks={}``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class ShardedArray(BackendArray):
         shards = [tuple(r[i] for r, i in zip(ranges, s)) for s in shards]
         found = cube.objects.get_many([lay.key(name, s) for s in shards])
         for s in shards:
-            values, present, damaged = cube.decode_shard(name, found[lay.key(name, s)])
+            values, present, damaged = cube.decode_shard(name, s, found[lay.key(name, s)])
             box = lay.bounds(s, cube.sweep.shape)
             lo = [max(b.start, t.start) for b, t in zip(box, task)]
             hi = [min(b.stop, t.stop) for b, t in zip(box, task)]
@@ -71,9 +72,10 @@ class ShardedArray(BackendArray):
             if damaged[src].any():
                 first = np.argwhere(damaged[src])[0]
                 index = tuple(int(b.start + s_.start + x) for b, s_, x in zip(box, src, first))
+                why = cube.shard_errors.get(lay.key(name, s), "checksum or extent wrong")
                 raise CubeError(
-                    f"{cube.path}: {name} of task {cube.coords_of(index)} is unreadable (checksum "
-                    "or extent wrong); run `amsweep check --repair` then `amsweep run` to recompute it"
+                    f"{cube.path}: {name} of task {cube.coords_of(index)} is unreadable ({why}); "
+                    "run `amsweep check --repair` then `amsweep run` to recompute it"
                 )
             out[dst] = values[src]
         return out
@@ -103,7 +105,7 @@ def open_format2(cube: Any) -> xr.Dataset:
 
 
 class AmsweepBackend(BackendEntrypoint):
-    """``xr.open_dataset(path, engine="amsweep")`` for format-2 cubes (format 1 through zarr)."""
+    """``xr.open_dataset(path, engine="amsweep")`` for format-2 and -3 cubes (format 1 through zarr)."""
 
     description = "amsweep result cubes (Zarr v3, sharded), read shard by shard"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "storage_options")

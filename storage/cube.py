@@ -1,4 +1,4 @@
-"""The result cube (format 2) on local disk or any fsspec store: open, create, grow, status, writes.
+"""The result cube (format 3) on local disk or any fsspec store: open, create, grow, status, writes.
 
 Only one driver writes a cube (a lease in the cube says which). It keeps the status grid in
 memory and writes results in flushes: each flush rewrites every touched shard of every variable
@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -24,7 +25,7 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import backup, extend, layout, provenance, template
-from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING
+from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shard_io import ShardIO
@@ -51,6 +52,7 @@ class Cube(ShardIO):
     format: int = FORMAT_VERSION
     lease: Any = None
     damaged_status: list[tuple[int, ...]] = field(default_factory=list)
+    shard_errors: dict[str, str] = field(default_factory=dict)  # shard key -> why it was unreadable
     _status: np.ndarray | None = None
     _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _errors: ErrorRecords | None = None
@@ -58,7 +60,7 @@ class Cube(ShardIO):
     # ---- opening -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str, storage_options: dict | None = None, mode: str = "r") -> "Cube":
-        """Open an existing cube (format 1 or 2); ``mode="r+"`` also takes the writer's lease."""
+        """Open an existing cube (format 1, 2 or 3); ``mode="r+"`` also takes the writer's lease."""
         objects = objects_at(path, storage_options)
         doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is None:
@@ -101,7 +103,7 @@ class Cube(ShardIO):
                 f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
                 "attributes were edited or damaged"
             )
-        members = template.members_of(doc) if fmt == FORMAT_VERSION else {}
+        members = template.members_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
         return cls(path, objects, from_canonical(canonical), attrs, members, storage_options, fmt)
 
     @classmethod
@@ -230,16 +232,17 @@ class Cube(ShardIO):
         tpl = template.build(self.sweep)
         self.objects.put_many(tpl.objects)
         self.members = tpl.members
-        self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
-        self._put_status(self._shards_where(self._status != PENDING))
         self.attrs = {
             "amsweep_format": FORMAT_VERSION,
+            "amsweep_cube_id": uuid.uuid4().hex,  # every shard is bound to it (storage/shards.py)
             "created": now(),
             "title": self.sweep.name,
             "description": self.sweep.description,
             "Conventions": "CF-1.10",
             **provenance.cube_attrs(),
         }
+        self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
+        self._put_status(self._shards_where(self._status != PENDING))
         self._commit(self.sweep)
 
     def _grow(self, merged: Sweep, missing: list[str]) -> None:
@@ -249,8 +252,8 @@ class Cube(ShardIO):
         cube, and the next run of the same spec grows it again.
         """
         old_status = self.status()
-        shard = self.layout("status").shard
-        tpl = template.build(merged, shard=shard)
+        kept = self.layout("status")
+        tpl = template.build(merged, shard=kept.shard, block=kept.chunk_tasks)
         added = {n: tpl.members[n] for n in missing}
         self.objects.put_many(tpl.objects)  # array documents and coordinate chunks; no data
         self.members = tpl.members
@@ -260,9 +263,10 @@ class Cube(ShardIO):
         previous, self.sweep = self.sweep, merged
         self._status = status.astype(np.int8)
         self._blocks.clear()
-        for name in added:  # a metric new to this cube: NaN, explicitly present, for tasks done before
-            if name != "status":
-                self._put_data(name, {s: [] for s in self._shards_where(status == DONE)})
+        done_shards: dict[tuple[int, ...], list[CellResult]] = {s: [] for s in self._shards_where(status == DONE)}
+        # A metric new to this cube: NaN, explicitly present, for tasks done before (sentinel last).
+        self._put_data([n for n in added if n not in ("status", SENTINEL)], done_shards)
+        self._put_data([n for n in added if n == SENTINEL], done_shards)
         self._put_status(self._shards_where(status != PENDING))
         history = list(self.attrs.get("extended", []))
         if merged.canonical != previous.canonical:
@@ -304,7 +308,7 @@ class Cube(ShardIO):
         unreadable counts as pending (``damaged_status`` lists them): it may be recomputed,
         never lost or crashed on."""
         if self._status is None:
-            if self.format != FORMAT_VERSION:
+            if self.format == 1:
                 from amsweep.storage.legacy import read_status
 
                 self._status, self.damaged_status = read_status(self)
@@ -361,9 +365,9 @@ class Cube(ShardIO):
                     np.save(buf, array, allow_pickle=False)
                     side[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
         self.objects.put_many(side)
-        for name in METRICS:
-            if name in self.members:
-                self._put_data(name, by_shard)
+        # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
+        self._put_data([n for n in METRICS if n in self.members and n != SENTINEL], by_shard)
+        self._put_data([n for n in (SENTINEL,) if n in self.members], by_shard)
         changes: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
         for r in results:
             if status[r.index] in (FAILED, NOT_APPLICABLE):
@@ -399,7 +403,7 @@ class Cube(ShardIO):
 
     def failures(self) -> list[dict[str, Any]]:
         """Records of tasks now failed or not applicable, with their coordinates, in task order."""
-        if self.format != FORMAT_VERSION:
+        if self.format == 1:
             from amsweep.storage.legacy import read_failures
 
             return read_failures(self)

@@ -21,6 +21,7 @@ __all__ = [
     "FORMAT_VERSION",
     "not_applicable_mask",
     "READABLE_FORMATS",
+    "SENTINEL",
     "STATUS_NAMES",
     "task_dims",
     "task_dims_of",
@@ -29,8 +30,13 @@ __all__ = [
 
 PENDING, DONE, FAILED, NOT_APPLICABLE = 0, 1, 2, 3
 STATUS_NAMES = {PENDING: "pending", DONE: "done", FAILED: "failed", NOT_APPLICABLE: "not applicable"}
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)  # format 1 (one object per task per variable) is read, never written
+FORMAT_VERSION = 3
+# Format 1 (one object per task per variable) and format 2 (one-task inner chunks, no identity
+# header) are read, never written: `amsweep upgrade` converts them.
+READABLE_FORMATS = (1, 2, 3)
+# Written last of a flush's data (after every other variable, before error records and status):
+# a task whose sentinel is finite had all its variables written, so lost status can be rebuilt.
+SENTINEL = "retrieval_seconds"
 
 # CF attributes of the dimension coordinates: every coordinate and variable has both.
 AXIS_ATTRS = {

@@ -53,7 +53,7 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options)
-    if cube.format == 2:
+    if cube.format >= 2:
         ds = open_format2(cube)
         ds.encoding[SOURCE] = (path, storage_options)  # for ``integrity``: presence is not in the values
         return ds

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -176,6 +177,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     view = _Prefixed(objects, STAGE)
     view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
     new_attrs = {**cube.attrs, **attrs, "amsweep_format": layout.FORMAT_VERSION}
+    new_attrs.setdefault("amsweep_cube_id", uuid.uuid4().hex)  # older formats had none: shards name it
     staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
     status = _target_status(src, target, where)
     staging._status = status
@@ -186,7 +188,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         row = {name: _noise_moved(v[old], where[5]) for name, v in src.values.items()}
         by_shard.setdefault(staging._shard_of(new), []).append(CellResult(new, row))
     for name in src.values:
-        staging._put_data(name, by_shard)
+        staging._put_data([name], by_shard)
         staging._blocks.clear()
     staging._put_status(staging._shards_where(status != PENDING))
     changes: dict[tuple[int, ...], dict[tuple[int, ...], dict[str, Any] | None]] = {}

@@ -2,8 +2,9 @@
 
 Kept apart from ``amsweep.storage.cube`` (opening, lease, creation, status, flush order) so each file
 holds one concept. ``ShardIO`` is a mixin: the class using it provides ``objects`` (the store),
-``members`` (Zarr metadata by array name), ``sweep``, ``path``, ``coords_of``, the status grid
-``_status`` and the writer's decoded-shard cache ``_blocks``.
+``members`` (Zarr metadata by array name), ``sweep``, ``path``, ``format``, ``attrs`` (whose
+``amsweep_cube_id`` every format-3 shard is bound to), ``coords_of``, the status grid ``_status``,
+the writer's decoded-shard cache ``_blocks`` and ``shard_errors`` (why a shard was unreadable).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from amsweep.pipeline.cell import CellResult
 from amsweep.storage import template
 from amsweep.storage.layout import DONE, PENDING
-from amsweep.storage.shards import ShardError, ShardLayout
+from amsweep.storage.shards import ShardError, ShardIdentity, ShardLayout
 
 __all__ = ["BLOCK_CACHE_BYTES", "ShardIO"]
 
@@ -28,11 +29,26 @@ class ShardIO:
     objects: Any
     members: dict[str, Any]
     sweep: Any
+    format: int
+    attrs: dict[str, Any]
+    shard_errors: dict[str, str]
     _status: Any
     _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
 
     def layout(self, name: str) -> ShardLayout:
-        return template.shard_layout(self.members[name])
+        return template.shard_layout(self.members[name], headed=self.format >= 3)
+
+    def identity(self, name: str, shard_index: tuple[int, ...]) -> ShardIdentity | None:
+        """What a shard of this cube must say it is (None for format 2: no header)."""
+        if self.format < 3:
+            return None
+        return ShardIdentity(str(self.attrs.get("amsweep_cube_id", "")), name, self.layout(name).key(name, shard_index))
+
+    def encode_shard(
+        self, name: str, shard_index: tuple[int, ...], values: np.ndarray, present: np.ndarray
+    ) -> bytes | None:
+        """A shard's bytes, bound to this cube, variable and position (None: nothing present)."""
+        return self.layout(name).encode(values, present, self.identity(name, shard_index))
 
     def _shard_of(self, index: tuple[int, ...]) -> tuple[int, ...]:
         shard = self.layout("status").shard
@@ -44,18 +60,25 @@ class ShardIO:
 
     def read_shard(self, name: str, shard_index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values, present, damaged) of one shard, fetched from the store."""
-        return self.decode_shard(name, self.objects.get(self.layout(name).key(name, shard_index)))
+        return self.decode_shard(name, shard_index, self.objects.get(self.layout(name).key(name, shard_index)))
 
-    def decode_shard(self, name: str, data: bytes | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(values, present, damaged) of a shard's bytes (None: the shard does not exist); an
-        unreadable index marks all its tasks damaged."""
+    def decode_shard(
+        self, name: str, shard_index: tuple[int, ...], data: bytes | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, damaged) of a shard's bytes (None: the shard does not exist). An
+        unreadable index, or a shard written for another variable, position or cube, marks all
+        its tasks damaged; ``shard_errors`` keeps why, by key, for ``check`` to print."""
         lay = self.layout(name)
         fill = self.members[name].fill_value
+        key = lay.key(name, shard_index)
         try:
-            return lay.decode(data, fill)
-        except ShardError:
+            out = lay.decode(data, fill, self.identity(name, shard_index))
+        except ShardError as e:
+            self.shard_errors[key] = str(e)
             values, present = lay.empty(fill)
             return values, present, np.ones(lay.shard, dtype=bool)
+        self.shard_errors.pop(key, None)
+        return out
 
     def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
@@ -68,20 +91,38 @@ class ShardIO:
         present = np.zeros(shape, dtype=bool)
         damaged = np.zeros(shape, dtype=bool)
         for s in shards:
-            v, p, d = self.decode_shard(name, found[lay.key(name, s)])
+            v, p, d = self.decode_shard(name, s, found[lay.key(name, s)])
             box, clip = lay.region(s, shape)
             values[box], present[box], damaged[box] = v[clip], p[clip], d[clip]
         return values, present, damaged
 
-    def _put_data(self, name: str, by_shard: dict[tuple[int, ...], list[CellResult]]) -> None:
-        """Rewrite each touched shard of one variable whole (decoded shards cached between flushes)."""
+    def _put_data(self, names: list[str], by_shard: dict[tuple[int, ...], list[CellResult]]) -> None:
+        """Rewrite each touched shard of these variables whole, in one ``put_many`` (decoded shards
+        cached between flushes)."""
+        puts: dict[str, bytes] = {}
+        fresh: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}
+        for name in names:
+            self._encode_data(name, by_shard, puts, fresh)
+        self.objects.put_many(puts)
+        for key in fresh:
+            self._blocks.pop(key, None)
+        self._blocks.update(fresh)
+        self._trim_cache()
+
+    def _encode_data(
+        self,
+        name: str,
+        by_shard: dict[tuple[int, ...], list[CellResult]],
+        puts: dict[str, bytes],
+        fresh: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """Add the new bytes of one variable's touched shards to ``puts`` (their arrays to ``fresh``)."""
         lay = self.layout(name)
         wanted = [s for s in by_shard if (name, s) not in self._blocks]
         found = self.objects.get_many([lay.key(name, s) for s in wanted])
         for s in wanted:
-            v, p, _ = self.decode_shard(name, found[lay.key(name, s)])
+            v, p, _ = self.decode_shard(name, s, found[lay.key(name, s)])
             self._blocks[(name, s)] = (v, p)
-        puts, fresh = {}, {}
         origin = lay.shard
         for s, rs in by_shard.items():
             values, present = (a.copy() for a in self._blocks[(name, s)])
@@ -92,15 +133,10 @@ class ShardIO:
             if not rs:  # an added metric: explicit NaN for every done task of the shard
                 box, clip = lay.region(s, self.sweep.shape)
                 present[clip] |= self._status[box] == DONE
-            data = lay.encode(values, present)
+            data = self.encode_shard(name, s, values, present)
             if data is not None:
                 puts[lay.key(name, s)] = data
             fresh[(name, s)] = (values, present)
-        self.objects.put_many(puts)
-        for key in fresh:
-            self._blocks.pop(key, None)
-        self._blocks.update(fresh)
-        self._trim_cache()
 
     def _put_status(self, shards: list[tuple[int, ...]]) -> None:
         lay = self.layout("status")
@@ -111,7 +147,7 @@ class ShardIO:
             box, clip = lay.region(s, shape)
             values[clip] = self._status[box]
             present[clip] = self._status[box] != PENDING
-            data = lay.encode(values, present)
+            data = self.encode_shard("status", s, values, present)
             if data is None:
                 self.objects.delete(lay.key("status", s))
             else:

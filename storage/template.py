@@ -8,9 +8,10 @@ array. Readers (amsweep and ``xr.open_zarr``) take the shapes from that one docu
 changes from one state to the next in a single atomic write: a kill during creation, extension
 or upgrade leaves the old cube (or a template recognised as interrupted), never a mixture.
 
-Coordinate chunks are fixed and large (4,096 values): growing an axis rewrites the chunk with
-the old values as its prefix, so a reader still holding the old root document reads the same
-values as before.
+Variables are sharded (``storage/shards.py``): a shard is a block of the task grid, an inner
+chunk a seed row or more of it (format 3). Coordinate chunks are fixed and large (4,096
+values): growing an axis rewrites the chunk with the old values as its prefix, so a reader
+still holding the old root document reads the same values as before.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import layout
 from amsweep.storage.objects import Objects
-from amsweep.storage.shards import ShardLayout, choose_shard_shape
+from amsweep.storage.shards import ShardLayout, choose_block_shape, choose_shard_shape
 
 __all__ = [
     "build",
@@ -70,20 +71,23 @@ class Template:
     objects: dict[str, bytes]
     members: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
     shard: tuple[int, ...]
+    block: tuple[int, ...]
 
 
-def build(sweep: Sweep, shard: tuple[int, ...] | None = None) -> Template:
+def build(sweep: Sweep, shard: tuple[int, ...] | None = None, block: tuple[int, ...] | None = None) -> Template:
     """Array documents and coordinate chunks of ``sweep``'s cube.
 
-    ``shard`` is kept from an existing cube when it grows: shard keys must not move.
+    ``shard`` and ``block`` (the inner chunk's task extent) are kept from an existing cube when
+    it grows: shard keys and the bytes of written shards must not move.
     """
     shard = shard or choose_shard_shape(sweep.shape)
+    block = block or choose_block_shape(shard)
     store: dict[str, Any] = {}
     with quiet_labels():
-        return _build(sweep, shard, store)
+        return _build(sweep, shard, block, store)
 
 
-def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Template:
+def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: dict[str, Any]) -> Template:
     group = zarr.open_group(zarr.storage.MemoryStore(store_dict=store), mode="w", zarr_format=3)
     coords = layout.coordinates(sweep)
     for c in coords:
@@ -104,7 +108,7 @@ def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Templ
         group.create_array(
             v.name,
             shape=sweep.shape + inner,
-            chunks=(1,) * len(shard) + inner,
+            chunks=block + inner,
             shards=shard + inner,
             dtype=v.dtype,
             fill_value=v.fill,
@@ -115,13 +119,18 @@ def _build(sweep: Sweep, shard: tuple[int, ...], store: dict[str, Any]) -> Templ
         )
     members = {name: node.metadata for name, node in group.members()}
     objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
-    return Template(objects, members, shard)
+    return Template(objects, members, shard, block)
 
 
 def _fixed_width(values: np.ndarray) -> np.dtype:
-    """Labels are stored as fixed-width unicode, not variable-length strings: dask can size
-    fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power of
-    two of at least 64 characters, so that growing a cube rarely changes it."""
+    """Labels are stored as fixed-width unicode (zarr-python's ``fixed_length_utf32``): dask can
+    size fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power
+    of two of at least 64 characters, so that growing a cube rarely changes it.
+
+    No Zarr v3 label type is read by both xarray and tensorstore (0.1.86): tensorstore refuses
+    ``string`` (vlen-utf8), ``fixed_length_utf32`` and ``null_terminated_bytes`` alike, and its
+    only byte type, ``r<N>``, is one zarr-python cannot open. Tensorstore reads every numeric array
+    of a cube; tests/test_cube_format3.py notices the day it reads labels too."""
     longest = max((len(str(v)) for v in values.ravel()), default=1)
     return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
 
@@ -147,14 +156,16 @@ def members_of(doc: dict[str, Any]) -> dict[str, Any]:
         return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
 
 
-def shard_layout(meta: Any) -> ShardLayout:
-    """The shard layout of a format-2 variable, read from its Zarr metadata."""
+def shard_layout(meta: Any, headed: bool = True) -> ShardLayout:
+    """The shard layout of a variable, read from its Zarr metadata; ``headed``: its shards carry
+    the identity header (format 3; format-2 shards have none, and one-task inner chunks)."""
     codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
     task_ndim = ndim - (1 if meta.dimension_names and meta.dimension_names[-1] == "noise" else 0)
     chunk = tuple(codec.chunk_shape)
     shard = tuple(meta.chunk_grid.chunk_shape)
-    return ShardLayout(shard[:task_ndim], chunk[task_ndim:], np.dtype(meta.data_type.to_native_dtype()))
+    dtype = np.dtype(meta.data_type.to_native_dtype())
+    return ShardLayout(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
 
 
 def read_root(objects: Objects, path: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""Ways to damage a format-2 cube on disk, as disks, people and crashes do (for the check tests)."""
+"""Ways to damage a format-3 cube on disk, as disks, people and crashes do (for the check tests)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,23 @@ from amsweep.storage.shards import EMPTY
 
 
 def chunk_span(path: str, name: str, index: tuple[int, ...]) -> tuple[Path, int, int]:
-    """(shard file, offset, length) of one task's inner chunk, read from the shard's index."""
+    """(shard file, offset, length) of the inner chunk holding one task, read from the shard's index."""
     cube = Cube.open(path)
     lay = cube.layout(name)
     shard = tuple(i // s for i, s in zip(index, lay.shard))
     file = Path(path, lay.key(name, shard))
     data = file.read_bytes()
-    n = lay.tasks
-    table = np.frombuffer(data[-(n * 16 + 4) : -4], dtype="<u8").reshape(lay.shard + (2,))
-    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    n = lay.n_chunks
+    table = np.frombuffer(data[-(n * 16 + 4) : -4], dtype="<u8").reshape(lay.chunk_grid + (2,))
+    local = tuple((i - s * k) // b for i, s, k, b in zip(index, shard, lay.shard, lay.chunk_tasks))
     offset, length = (int(x) for x in table[local])
     assert offset != int(EMPTY), f"{name} of {index} is not stored"
     return file, offset, length
 
 
 def flip_byte(path: str, name: str, index: tuple[int, ...], at: int = 1) -> None:
-    """Change one byte of one task's values (not its checksum): a silent bit flip."""
+    """Change one byte of the values of the inner chunk holding a task (not its checksum): a silent
+    bit flip (every task of that chunk is then damaged)."""
     file, offset, _ = chunk_span(path, name, index)
     data = bytearray(file.read_bytes())
     data[offset + at] ^= 0x10
@@ -46,19 +47,21 @@ def force_status(path: str, index: tuple[int, ...], state: int) -> None:
     values, present, _ = cube.read_shard("status", shard)
     local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
     values[local], present[local] = state, True
-    Path(path, lay.key("status", shard)).write_bytes(lay.encode(values, present))
+    Path(path, lay.key("status", shard)).write_bytes(cube.encode_shard("status", shard, values, present))
 
 
 def drop_chunk(path: str, name: str, index: tuple[int, ...]) -> None:
-    """Remove one task's inner chunk from its shard (the shard stays valid): a lost chunk."""
+    """Remove the inner chunk holding one task from its shard (the shard stays valid): a lost chunk
+    (format 3: every task of that chunk, a seed row or more, loses ``name``)."""
     cube = Cube.open(path)
     lay = cube.layout(name)
     shard = tuple(i // s for i, s in zip(index, lay.shard))
     values, present, _ = cube.read_shard(name, shard)
     local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
     assert present[local], f"{name} of {index} is not stored"
-    present[local] = False
-    Path(path, lay.key(name, shard)).write_bytes(lay.encode(values, present))
+    block = tuple(slice(i - i % b, i - i % b + b) for i, b in zip(local, lay.chunk_tasks))
+    present[block] = False
+    Path(path, lay.key(name, shard)).write_bytes(cube.encode_shard(name, shard, values, present))
 
 
 def delete_status(path: str) -> list[str]:

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
@@ -179,15 +180,14 @@ def test_flipped_byte_lost_shard_and_forced_status_are_found_and_repaired(tmp_pa
     cube_damage.flip_byte(path, "m_test", (0, 0, 1, 1, 0))
     cube_damage.force_status(path, (0, 0, 0, 1, 1), NOT_APPLICABLE)
     report = check(Cube.open(path))
-    assert sorted(report.damaged) == [(0, 0, 0, 1, 1), (0, 0, 1, 1, 0)], report.problems
+    # Format 3: the flipped byte damages its whole inner chunk, here the tiny cube's one chunk.
+    assert sorted(report.damaged) == sorted(np.ndindex(*small_sweep.shape)), report.problems
     assert any("m_test fails its checksum" in p for p in report.problems)
     assert any("not applicable, but the spec says applicable" in p for p in report.problems)
     with Cube.open(path, mode="r+") as cube:
-        assert repair(cube, report) == 2
+        assert repair(cube, report) == 8
     assert Cube.open(path).status()[0, 0, 1, 1, 0] == PENDING
-    # the task forced to "not applicable" holds intact data: repair marks it done again from them
-    assert Cube.open(path).status()[0, 0, 0, 1, 1] == DONE
-    assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).done == 1
+    assert run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False).done == 8
     assert check(Cube.open(path)).ok
     assert_same_cube(path, reference)
     cube_damage.delete_shard(path, "random_best_train", (0, 0, 0, 0, 0))  # every task of the shard
@@ -216,7 +216,8 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
         text=True,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert "m_train of 1 done task(s)" in out.stderr and "'seed': 1" in out.stderr and "check --repair" in out.stderr
+    # the damaged inner chunk (format 3: a seed row or more) makes every task in it lost
+    assert "done task(s)" in out.stderr and "'seed': 0" in out.stderr and "check --repair" in out.stderr
     Path(path, "m_test", "zarr.json").write_text("{ damaged")  # zarr's own per-array document:
     report = check(Cube.open(path))  # amsweep reads the root document, so queries still work
     assert any("m_test/zarr.json is missing or damaged" in p for p in report.problems)

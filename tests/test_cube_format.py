@@ -1,4 +1,4 @@
-"""Cube format 2: Zarr-compatible shards, object counts, xarray, schema evolution, format 1."""
+"""Cube formats 2 and 3: Zarr-compatible shards, object counts, xarray, schema evolution, format 1."""
 
 from __future__ import annotations
 
@@ -27,7 +27,14 @@ from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED
 from amsweep.storage.query import open_cube, to_frame
-from amsweep.storage.shards import ShardLayout, choose_shard_shape, crc32c_rows
+from amsweep.storage.shards import (
+    MAGIC,
+    ShardIdentity,
+    ShardLayout,
+    choose_block_shape,
+    choose_shard_shape,
+    crc32c_rows,
+)
 from tests.conftest import assert_same_cube
 
 FORMAT1 = Path(__file__).parent / "data" / "format1_tiny.zarr"
@@ -40,13 +47,17 @@ def test_crc32c_matches_an_independent_implementation():
 
 
 @pytest.mark.parametrize("inner,dtype,fill", [((3,), "f4", np.nan), ((), "i1", 0)])
-def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill):
-    """Our encoder's bytes decode with zarr-python, and zarr-python's decode with ours."""
-    shape, shard = (2, 3, 5, 2, 7), (1, 2, 5, 2, 4)
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill, fmt):
+    """Our encoder's bytes decode with zarr-python, and zarr-python's decode with ours: format 2
+    (one-task inner chunks) and format 3 (seed-row blocks, identity header zarr never reads)."""
+    shape, shard = (2, 3, 5, 2, 70), (1, 2, 5, 2, 40)
+    block = (1,) * 5 if fmt == 2 else choose_block_shape(shard)
+    assert fmt == 2 or block == (1, 2, 1, 2, 40)  # 5 inner chunks per shard
     arr = zarr.create_array(
         str(tmp_path / "a"),
         shape=shape + inner,
-        chunks=(1,) * 5 + inner,
+        chunks=block + inner,
         shards=shard + inner,
         dtype=dtype,
         fill_value=fill,
@@ -54,20 +65,32 @@ def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill
         compressors=[Crc32cCodec()],
         config={"write_empty_chunks": True},
     )
-    lay = ShardLayout(shard, inner, np.dtype(dtype))
+    lay = ShardLayout(shard, inner, np.dtype(dtype), block, headed=fmt == 3)
+    ident = ShardIdentity("0" * 32, "a", lay.key("a", (0, 1, 0, 0, 1))) if fmt == 3 else None
     rng = np.random.default_rng(1)
     values, present = lay.empty(fill)
     values[...] = rng.integers(0, 100, values.shape)
     present[...] = rng.random(present.shape) < 0.6
+    if fmt == 3:
+        present[:, :, [0, 3, 4]] = False  # inner chunks of loads 0, 3 and 4 absent
     key = tmp_path / "a" / lay.key("", (0, 1, 0, 0, 1)).lstrip("/")
     key.parent.mkdir(parents=True, exist_ok=True)
-    key.write_bytes(lay.encode(values, present))
-    expected = np.where(present.reshape(present.shape + (1,) * len(inner)), values, fill)[:, :1, :, :, :3]
-    np.testing.assert_array_equal(arr[0:1, 2:3, :, :, 4:7], expected)
+    data = lay.encode(values, present, ident)
+    assert data is not None and (data[:8] == MAGIC) == (fmt == 3)
+    key.write_bytes(data)
+    got, have, damaged = lay.decode(data, fill, ident)
+    assert not damaged.any() and have[present].all() and (fmt == 3 or (have == present).all())
+    np.testing.assert_array_equal(got[present], values[present])
+    if fmt == 3:
+        assert 0 < have.sum() < have.size  # some inner chunks absent, as zarr sees them
+    box, clip = lay.region((0, 1, 0, 0, 1), shape)
+    expected = np.where(have.reshape(have.shape + (1,) * len(inner)), got, fill)[clip]
+    np.testing.assert_array_equal(arr[box], expected)
     written = rng.integers(0, 100, shape + inner).astype(dtype)
     arr[...] = written
-    got, have, damaged = lay.decode((tmp_path / "a" / lay.key("", (1, 0, 0, 0, 0)).lstrip("/")).read_bytes(), fill)
-    np.testing.assert_array_equal(got[:, :2, :, :, :4], written[1:2, 0:2, :, :, 0:4])
+    plain = ShardLayout(shard, inner, np.dtype(dtype), block)  # zarr writes no identity header
+    got, have, damaged = plain.decode((tmp_path / "a" / lay.key("", (1, 0, 0, 0, 0)).lstrip("/")).read_bytes(), fill)
+    np.testing.assert_array_equal(got[:, :2, :, :, :40], written[1:2, 0:2, :, :, 0:40])
     assert have.all() and not damaged.any()
 
 
@@ -138,7 +161,8 @@ def test_cube_records_its_provenance(tmp_path, small_sweep):
     path = str(tmp_path / "p.zarr")
     run(Cube.create_or_open(path, small_sweep), SerialExecutor(), progress=False)
     attrs = Cube.open(path).attrs
-    assert attrs["amsweep_format"] == 2 and attrs["amsweep_version"]
+    assert attrs["amsweep_format"] == 3 and attrs["amsweep_version"]
+    assert len(attrs["amsweep_cube_id"]) == 32 and int(attrs["amsweep_cube_id"], 16) >= 0  # uuid4 hex
     if (Path(__file__).parents[1] / ".git").exists():
         assert len(attrs["source_commit"]) == 40 and isinstance(attrs["source_dirty"], bool)
     record = json.loads(Path(path, "_amsweep", "run.json").read_text())
@@ -210,9 +234,9 @@ def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_comman
         [sys.executable, "-m", "amsweep.pipeline.cli", "upgrade", str(path)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert "upgraded to format 2 (17 done" in out.stdout
+    assert "upgraded to format 3 (17 done" in out.stdout
     cube = Cube.open(str(path))
-    assert cube.format == 2 and check(cube).ok
+    assert cube.format == 3 and check(cube).ok
     assert [d.label for d in cube.sweep.datasets] == ["big", "random"]  # canonical order: by label
     np.testing.assert_array_equal(cube.status(), status[[1, 0]])
     assert [f["index"] for f in cube.failures()] == [[1, 0, 1, 2, 1]]
