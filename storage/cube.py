@@ -171,7 +171,7 @@ class Cube(ShardIO):
             for message in (self.lease.vanished_message, self.lease.takeover_message):
                 if message:
                     print(f"amsweep: {message}", file=sys.stderr)
-            self.objects = FencedObjects(self.objects, self.lease, self._merged)  # every write from here on is fenced
+            self.objects = FencedObjects(self.objects, self.lease, _merged)  # every write from here on is fenced
             self._forget()  # re-read: another driver may have written before we held it
         self.lease.check()
 
@@ -179,12 +179,6 @@ class Cube(ShardIO):
         """Drop what was read from the store (status, shards, error records): it is read again."""
         self._status, self._errors = None, None
         self._blocks.clear()
-
-    def _merged(self, key: str) -> bool:
-        """Objects a flush builds from its view of the store plus its results: status and data
-        shards, error records (on S3 a conflict on one of them means re-read and merge)."""
-        head = key.split("/", 1)[0]
-        return key.startswith(ERRORS) or ("/c/" in key and (head == "status" or head in METRICS))
 
     def _fence(self) -> FencedObjects:
         assert isinstance(self.objects, FencedObjects), "a write without the lease"
@@ -422,6 +416,14 @@ class Cube(ShardIO):
             "rule": s.rules[i_r].label,
             "seed": s.seeds[i_s],
         }
+
+
+def _merged(key: str) -> bool:
+    """Objects a flush builds from its view of the store plus its results: status and data
+    shards, error records (on S3 a conflict on one of them means re-read and merge). A function,
+    not a method: the fenced store must not keep its Cube alive (``Cube.__del__`` frees the lease)."""
+    head = key.split("/", 1)[0]
+    return key.startswith(ERRORS) or ("/c/" in key and (head == "status" or head in METRICS))
 
 
 def _foreign_objects(objects: Objects) -> bool:

@@ -277,8 +277,8 @@ class Lease:
             if swapped is not None and not isinstance(swapped, bool):
                 self._version, self._confirmed = swapped, self.record["heartbeat_epoch"]
                 return self.record
-        except LeaseError:
-            raise  # the lock stayed held (a frozen driver): say who holds it
+        except CubeError:
+            raise  # LockBusy: the lock stayed held (a frozen driver): say who holds it
         except Exception as e:  # outcome unknown: the read-back tells
             log.debug("%s: conditional write of the lease: %s", self.url, e)
             self._error = e
