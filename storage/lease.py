@@ -311,6 +311,12 @@ class Lease:
         if self._released:
             raise LeaseLost(f"{self.url}: this lease was released")
         age = time.time() - self._confirmed
+        if age > self.stale_after:  # late (a paused process?): a swap now says whether it is still ours
+            with contextlib.suppress(Exception):  # the store unreachable: said below
+                self._cas_heartbeat()
+            if self.lost:
+                self.check()
+            age = time.time() - self._confirmed
         if age > self.stale_after:
             raise LeaseLost(
                 f"{self.url}: could not renew the lease for {age:.0f} s (store unreachable?); another "
@@ -326,7 +332,7 @@ class Lease:
         mine = (record.get("token"), record.get("generation")) == (self.record["token"], self.record["generation"])
         if not mine or record.get("released"):
             self.lost, self.taken_by = True, record if stored is not None else {}
-        self.check()
+            self.check()  # raises; a record still ours needs no age check (and none may swap under this lock)
 
     def confirm(self) -> None:
         """Before each batch of writes to a store without a locked fence (S3): ``LeaseLost`` if the
@@ -341,12 +347,15 @@ class Lease:
         """A conditional heartbeat now (compare-and-swap on the version last written): proves this
         driver still holds the lease, or marks it lost and raises ``LeaseLost`` (a late heartbeat is
         no reason to stop: the swap on our version says whether anyone took over meanwhile)."""
+        self._cas_heartbeat()
+        self.check()
+
+    def _cas_heartbeat(self) -> None:
         with self._mutex:
             if not (self._released or self.lost):
                 self._due = time.monotonic() + self.heartbeat_every
                 if self._swap(self._stamp(), self._version) is None:
                     self.lost = True
-        self.check()
 
     def release(self) -> None:
         """Drop one hold; the last marks the record released if it is still ours (never another's)."""
