@@ -55,10 +55,9 @@ class LockBusy(CubeError):
 
 @contextlib.contextmanager
 def _locked(lock: Path, wait: float) -> Iterator[None]:
-    """Hold ``lock`` (flock) exclusively, waiting at most ``wait`` seconds; the holder writes
-    its name into the file so that a waiter that gives up can say who holds it."""
+    """Hold ``lock`` (flock) exclusively, waiting at most ``wait`` seconds, then naming the holder."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fd:
+    with open(lock, "a") as fd:
         deadline, pause = time.monotonic() + wait, 0.0005
         while True:
             try:
@@ -66,21 +65,33 @@ def _locked(lock: Path, wait: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    fd.seek(0)
-                    who = fd.read().strip() or "an unknown process"
                     raise LockBusy(
-                        f"{lock}: held for over {wait:.0f} s by {who} (a paused or hung driver?); "
-                        "stop that process, then run again"
+                        f"{lock}: held for over {wait:.0f} s by {_lock_holder(fd.fileno())} (a paused or hung "
+                        "driver?); stop that process, then run again"
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
         try:
-            os.ftruncate(fd.fileno(), 0)
-            fd.write(f"{socket.gethostname()}:{os.getpid()} (pid {os.getpid()})")
-            fd.flush()
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds the flock on ``fd``'s file, from /proc/locks (this machine only; free to look up
+    only when a wait gave up, so the lock itself costs nothing more than flock)."""
+    st = os.fstat(fd)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+                pid = fields[4]
+                with contextlib.suppress(OSError):
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {pid} on {socket.gethostname()} (`{command.strip()[:120]}`)"
+                return f"pid {pid} on {socket.gethostname()}"
+    return "a process this machine cannot name (another host, or another pid namespace)"
 
 
 class Objects(Protocol):
@@ -94,7 +105,7 @@ class Objects(Protocol):
     def put_many(self, items: dict[str, bytes]) -> None: ...
     def create(self, key: str, data: bytes) -> bool: ...
     def version(self, key: str) -> Any: ...
-    def replace_if(self, key: str, data: bytes, version: Any) -> bool: ...
+    def replace_if(self, key: str, data: bytes, version: Any) -> Any: ...  # new version, or False
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def root_exists(self) -> bool: ...
