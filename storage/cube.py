@@ -1,6 +1,8 @@
 """The result cube (format 3) on local disk or any fsspec store: open, create, grow, status, writes.
 
-Only one driver writes a cube (a lease in the cube says which). It keeps the status grid in
+Only one driver writes a cube (a lease in the cube says which), and every write it makes goes
+through the lease's fence (``amsweep.storage.fence``): a driver that lost the lease writes nothing
+more. It keeps the status grid in
 memory and writes results in flushes: each flush rewrites every touched shard of every variable
 once, data first, then error records, then status, each object whole. A kill during a flush can
 cost only that flush's results (their status was not yet written, so the next run recomputes
@@ -25,9 +27,10 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import backup, extend, layout, provenance, template
+from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
-from amsweep.storage.records import SIDE, ErrorRecords, now, task_key
+from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
 from amsweep.storage.shard_io import ShardIO
 from amsweep.storage.store_errors import store_boundary
 
@@ -37,6 +40,7 @@ Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE
 LEASE_KEY = f"{SIDE}/lease.json"
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
 RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
+MERGES = 5  # flush attempts when a stale driver's writes are met on S3 (each re-reads and merges)
 
 
 @dataclass
@@ -193,21 +197,34 @@ class Cube(ShardIO):
 
         if self.lease is None:
             try:
-                self.lease = Lease.acquire(self.objects, command=" ".join(sys.argv[:4]))
+                self.lease = Lease.acquire(self.objects, command=" ".join(sys.argv[:4]), expect_record=bool(self.attrs))
             except OSError as e:
                 raise CubeError(
                     f"{self.path}: cannot write to the cube ({e}); its results are intact. "
                     "Fix the permissions or the space, then run again."
                 ) from None
-            if self.lease.takeover_message:
-                print(f"amsweep: {self.lease.takeover_message}", file=sys.stderr)
-            self._status = None  # re-read: another driver may have written before we held it
+            for message in (self.lease.vanished_message, self.lease.takeover_message):
+                if message:
+                    print(f"amsweep: {message}", file=sys.stderr)
+            self.objects = FencedObjects(self.objects, self.lease, _merged)  # every write from here on is fenced
+            self._forget()  # re-read: another driver may have written before we held it
         self.lease.check()
+
+    def _forget(self) -> None:
+        """Drop what was read from the store (status, shards, error records): it is read again."""
+        self._status, self._errors = None, None
+        self._blocks.clear()
+
+    def _fence(self) -> FencedObjects:
+        assert isinstance(self.objects, FencedObjects), "a write without the lease"
+        return self.objects
 
     def release(self) -> None:
         if self.lease is not None:
             self.lease.release()
             self.lease = None
+            if isinstance(self.objects, FencedObjects):
+                self.objects = self.objects.inner
 
     def __enter__(self) -> "Cube":
         return self
@@ -343,7 +360,16 @@ class Cube(ShardIO):
                 check_declared(r.values, f"the result of task {self.coords_of(r.index)}")
         self.acquire()
         try:
-            self._flush(results, marks)
+            for _ in range(MERGES):
+                self._fence().begin_flush()
+                try:
+                    self._flush(results, marks)
+                    return
+                except StaleView:  # S3: a stale driver wrote in the gap; merge, never overwrite
+                    self._forget()
+                    status = self.status()  # now holding its results: ours are added to them
+                    marks = [m for m in marks if status[tuple(m[0])] != DONE]  # a done result wins
+            raise CubeError(f"{self.path}: objects kept changing under this driver's flush; stopping (nothing lost)")
         except OSError as e:  # full disk, lost permission, unreachable store
             self._blocks.clear()
             raise CubeError(
@@ -389,6 +415,7 @@ class Cube(ShardIO):
         if not indices:
             return
         self.acquire()
+        self._fence().begin_flush()
         status = self.status().copy()
         for index in indices:
             status[index] = state
@@ -442,6 +469,14 @@ class Cube(ShardIO):
             "rule": s.rules[i_r].label,
             "seed": s.seeds[i_s],
         }
+
+
+def _merged(key: str) -> bool:
+    """Objects a flush builds from its view of the store plus its results: status and data
+    shards, error records (on S3 a conflict on one of them means re-read and merge). A function,
+    not a method: the fenced store must not keep its Cube alive (``Cube.__del__`` frees the lease)."""
+    head = key.split("/", 1)[0]
+    return key.startswith(ERRORS) or ("/c/" in key and (head == "status" or head in METRICS))
 
 
 def _foreign_objects(objects: Objects) -> bool:

@@ -13,7 +13,17 @@ marked "released" instead of deleting, because the store has no conditional dele
 one could remove a lease taken over in between; a released record is free to take.
 
 Heartbeat ages compare the holder's wall clock with the reader's: hosts' clocks must agree to well
-within ``stale_after`` (NTP does this).
+within ``stale_after`` (NTP does this). ``stale_after`` defaults to 60 s, or to the environment's
+``AMSWEEP_LEASE_STALE_SECONDS`` (tests use a few seconds to pause a real driver past it); the
+heartbeat runs six times per stale period, at most every 10 s.
+
+Fencing: every take (create, takeover) stamps a ``generation`` one above the record it replaces,
+and ``verify`` (run under the store's lock before a local batch of writes lands,
+``amsweep.storage.fence``) refuses unless the stored record is still this holder's token and
+generation. The record is created only by create-if-absent and replaced only by compare-and-swap:
+a holder whose record vanished never recreates it (its heartbeat marks it lost, its next write
+fails with "the lease record vanished"), and a driver that finds an existing cube without one
+says so loudly before it takes a new one.
 """
 
 from __future__ import annotations
@@ -35,10 +45,25 @@ from typing import Any
 from amsweep.pipeline.errors import CubeError
 from amsweep.storage.objects import Objects
 
-__all__ = ["holder_of", "KEY", "Lease", "LeaseError", "LeaseHeld", "LeaseLost", "log"]
+__all__ = ["holder_of", "KEY", "Lease", "LeaseError", "LeaseHeld", "LeaseLost", "log", "stale_seconds", "STALE_ENV"]
 
 KEY = "_amsweep/lease.json"
+STALE_ENV = "AMSWEEP_LEASE_STALE_SECONDS"
 log = logging.getLogger(__name__)
+
+
+def stale_seconds() -> float:
+    """The stale timeout: 60 s, or ``AMSWEEP_LEASE_STALE_SECONDS`` (a positive number)."""
+    raw = os.environ.get(STALE_ENV, "").strip()
+    if not raw:
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise CubeError(f"{STALE_ENV}={raw!r}: the lease's stale timeout must be a positive number of seconds")
+    return value
 
 
 class LeaseError(CubeError):
@@ -126,6 +151,7 @@ class Lease:
         self.stale_after, self.heartbeat_every = stale_after, heartbeat_every
         self.lost = False
         self.takeover_message: str | None = None
+        self.vanished_message: str | None = None
         self.taken_by: dict[str, Any] = {}
         self._refs, self._released, self._version, self._confirmed = 0, False, None, 0.0
         self._due = 0.0
@@ -143,6 +169,7 @@ class Lease:
             "heartbeat_epoch": t,
             "command": (command or " ".join(sys.argv))[:200],
             "token": uuid.uuid4().hex,
+            "generation": 1,
         }
 
     @property
@@ -151,17 +178,26 @@ class Lease:
 
     @classmethod
     def acquire(
-        cls, objects: Objects, *, stale_after: float = 60.0, heartbeat_every: float = 10.0, command: str = ""
+        cls,
+        objects: Objects,
+        *,
+        stale_after: float | None = None,
+        heartbeat_every: float | None = None,
+        command: str = "",
+        expect_record: bool = False,
     ) -> "Lease":
         """Take the cube's lease, or share it if this process holds it already (one process may
-        open a cube twice); raise ``LeaseHeld`` naming the live holder otherwise."""
+        open a cube twice); raise ``LeaseHeld`` naming the live holder otherwise.
+        ``expect_record``: the cube exists, so a missing record was removed (``vanished_message``)."""
+        stale_after = stale_seconds() if stale_after is None else stale_after
+        heartbeat_every = min(10.0, stale_after / 6) if heartbeat_every is None else heartbeat_every
         if not 0 < heartbeat_every < stale_after:
             raise ValueError(
                 f"heartbeat_every ({heartbeat_every}) must be positive and below stale_after ({stale_after})"
             )
         with _acquire_lock:
             lease = cls(objects, stale_after, heartbeat_every, command)
-            held = lease._take()
+            held = lease._take(expect_record)
             with _state_lock:
                 if held is not None:
                     held._refs += 1
@@ -171,13 +207,19 @@ class Lease:
             _ensure_heartbeat()
             return lease
 
-    def _take(self) -> "Lease | None":
+    def _take(self, expect_record: bool) -> "Lease | None":
         for _ in range(10):
-            if self.objects.create(KEY, self._stamp()) and self._sync() is not None:
-                return None
             version, other = self.objects.version(KEY), self.objects.get(KEY)
-            if version is None or other is None:
-                continue  # released and removed in between: create again
+            if version is None or other is None:  # no record: only create-if-absent may make one
+                if self.objects.create(KEY, self._stamp(generation=1)) and self._sync() is not None:
+                    if expect_record:
+                        self.vanished_message = (
+                            f"{self.url}: the cube's lease record {KEY} was missing (deleted by hand, or not "
+                            "copied?); took a new one. A driver still writing this cube stops at its next write"
+                        )
+                        log.info("%s", self.vanished_message)  # the cube prints it
+                    return None
+                continue
             record = _parse(other)
             with _state_lock:
                 mine = _held.get(record.get("token"))  # type: ignore[arg-type]
@@ -190,7 +232,9 @@ class Lease:
             age = _age(record)
             if not (record.get("released") or ours or dead or age > self.stale_after):
                 raise LeaseHeld(self._held_message(record, age))
-            if self._swap(self._stamp(), version) is not None:
+            generation = record.get("generation")
+            generation = generation + 1 if isinstance(generation, int) and generation > 0 else 1
+            if self._swap(self._stamp(generation=generation), version) is not None:
                 if not (record.get("released") or ours):
                     who = record.get("holder", "an unreadable lease")
                     self.takeover_message = (
@@ -226,9 +270,15 @@ class Lease:
         return record
 
     def _swap(self, data: bytes, version: Any) -> dict[str, Any] | None:
-        """Compare-and-swap, then read back (an error mid-request may hide a write that landed)."""
+        """Compare-and-swap; a swap that returns its new version is ours (the store said so), else
+        read back (an error mid-request may hide a write that landed)."""
         try:
-            self.objects.replace_if(KEY, data, version)
+            swapped = self.objects.replace_if(KEY, data, version)
+            if swapped is not None and not isinstance(swapped, bool):
+                self._version, self._confirmed = swapped, self.record["heartbeat_epoch"]
+                return self.record
+        except CubeError:
+            raise  # LockBusy: the lock stayed held (a frozen driver): say who holds it
         except Exception as e:  # outcome unknown: the read-back tells
             log.debug("%s: conditional write of the lease: %s", self.url, e)
             self._error = e
@@ -239,7 +289,7 @@ class Lease:
             self._due = time.monotonic() + self.heartbeat_every
             if not (self._released or self.lost) and self._swap(self._stamp(), self._version) is None:
                 self.lost = True
-                log.error(
+                log.info(  # the next write says so, in one line (LeaseLost)
                     "%s: the lease was taken over by %s; this driver stops writing",
                     self.url,
                     self.taken_by.get("holder", "someone (record removed)"),
@@ -248,19 +298,64 @@ class Lease:
     def check(self) -> None:
         """Raise ``LeaseLost`` unless this driver may still write (the writer calls it before each flush)."""
         if self.lost:
-            who = self.taken_by.get("holder") or "nobody (the lease record was removed)"
+            if not self.taken_by:
+                raise LeaseLost(
+                    f"{self.url}: the lease record vanished (deleted while this driver held it); "
+                    "stopping: results written before are intact"
+                )
             raise LeaseLost(
-                f"{self.url}: another driver took over this driver's lease (now held by {who}); "
+                f"{self.url}: another driver took over this driver's lease (now held by "
+                f"{self.taken_by.get('holder')}, generation {self.taken_by.get('generation')}); "
                 "stopping: results written before are intact"
             )
         if self._released:
             raise LeaseLost(f"{self.url}: this lease was released")
         age = time.time() - self._confirmed
+        if age > self.stale_after:  # late (a paused process?): a swap now says whether it is still ours
+            with contextlib.suppress(Exception):  # the store unreachable: said below
+                self._cas_heartbeat()
+            if self.lost:
+                self.check()
+            age = time.time() - self._confirmed
         if age > self.stale_after:
             raise LeaseLost(
                 f"{self.url}: could not renew the lease for {age:.0f} s (store unreachable?); another "
                 "driver may have taken over, so this one stops writing"
             )
+
+    def verify(self, stored: bytes | None) -> None:
+        """The fence: raise ``LeaseLost`` (and mark this lease lost) unless ``stored``, the lease
+        record read under the store's lock just before a batch of writes, is still this holder's."""
+        if self._released:
+            raise LeaseLost(f"{self.url}: this lease was released")
+        record = _parse(stored) if stored is not None else {}
+        mine = (record.get("token"), record.get("generation")) == (self.record["token"], self.record["generation"])
+        if not mine or record.get("released"):
+            self.lost, self.taken_by = True, record if stored is not None else {}
+            self.check()  # raises; a record still ours needs no age check (and none may swap under this lock)
+
+    def confirm(self) -> None:
+        """Before each batch of writes to a store without a locked fence (S3): ``LeaseLost`` if the
+        heartbeat found the lease lost, and a proof now if the heartbeat is overdue (this process
+        was paused or starved: another driver may have taken over meanwhile)."""
+        if self.lost or self._released:
+            self.check()
+        if time.time() - self._confirmed > 2 * self.heartbeat_every:
+            self.prove()
+
+    def prove(self) -> None:
+        """A conditional heartbeat now (compare-and-swap on the version last written): proves this
+        driver still holds the lease, or marks it lost and raises ``LeaseLost`` (a late heartbeat is
+        no reason to stop: the swap on our version says whether anyone took over meanwhile)."""
+        self._cas_heartbeat()
+        self.check()
+
+    def _cas_heartbeat(self) -> None:
+        with self._mutex:
+            if not (self._released or self.lost):
+                self._due = time.monotonic() + self.heartbeat_every
+                if self._swap(self._stamp(), self._version) is None:
+                    self.lost = True
 
     def release(self) -> None:
         """Drop one hold; the last marks the record released if it is still ours (never another's)."""

@@ -7,22 +7,91 @@ local filesystem the bytes go to a temporary name in the same folder and one ``o
 (atomic in POSIX) puts them in place. Conditional writes (create-if-absent, replace-if-unchanged)
 back the cube's lease: S3 has them natively (If-None-Match / If-Match, moto implements both);
 on local disk a hard link creates atomically and an advisory lock guards compare-and-swap.
+
+They also back fencing (``amsweep.storage.fence``): locally ``put_fenced`` writes a batch of
+objects under the same lock as the lease's compare-and-swap, after checking the lease is still
+the writer's, so no write lands after a takeover; on S3 ``get_tagged`` / ``put_conditional``
+read ETags and make every overwrite conditional on the one the writer last saw. The lock wait
+is bounded (``LOCK_WAIT`` seconds): a frozen holder is named, not waited on forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import fsspec
 
-__all__ = ["FsspecObjects", "LocalObjects", "Objects", "objects_at", "PARTIAL"]
+from amsweep.pipeline.errors import CubeError
+
+__all__ = [
+    "CONFLICT",
+    "FsspecObjects",
+    "LocalObjects",
+    "LOCK_WAIT",
+    "LockBusy",
+    "Objects",
+    "objects_at",
+    "PARTIAL",
+    "UNCONDITIONAL",
+]
 
 PARTIAL = ".partial-"  # marks a local temporary; never a cube key
+LOCK_WAIT = 30.0  # seconds a lock is waited for; a flush step holds it for milliseconds
+CONFLICT = object()  # put_conditional: the precondition failed (someone wrote the object since)
+UNCONDITIONAL = object()  # put_conditional: no precondition
+
+
+class LockBusy(CubeError):
+    """A lock of the cube stayed held past ``LOCK_WAIT`` (its holder is paused or hung)."""
+
+
+@contextlib.contextmanager
+def _locked(lock: Path, wait: float) -> Iterator[None]:
+    """Hold ``lock`` (flock) exclusively, waiting at most ``wait`` seconds, then naming the holder."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fd:
+        deadline, pause = time.monotonic() + wait, 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockBusy(
+                        f"{lock}: held for over {wait:.0f} s by {_lock_holder(fd.fileno())} (a paused or hung "
+                        "driver?); stop that process, then run again"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds the flock on ``fd``'s file, from /proc/locks (this machine only; free to look up
+    only when a wait gave up, so the lock itself costs nothing more than flock)."""
+    st = os.fstat(fd)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+                pid = fields[4]
+                with contextlib.suppress(OSError):
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {pid} on {socket.gethostname()} (`{command.strip()[:120]}`)"
+                return f"pid {pid} on {socket.gethostname()}"
+    return "a process this machine cannot name (another host, or another pid namespace)"
 
 
 class Objects(Protocol):
@@ -36,7 +105,7 @@ class Objects(Protocol):
     def put_many(self, items: dict[str, bytes]) -> None: ...
     def create(self, key: str, data: bytes) -> bool: ...
     def version(self, key: str) -> Any: ...
-    def replace_if(self, key: str, data: bytes, version: Any) -> bool: ...
+    def replace_if(self, key: str, data: bytes, version: Any) -> Any: ...  # new version, or False
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def root_exists(self) -> bool: ...
@@ -101,23 +170,33 @@ class LocalObjects:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def replace_if(self, key: str, data: bytes, version: Any) -> bool:
+    def _lock_of(self, key: str) -> Path:
+        path = self._path(key)
+        return path.with_name(path.name + ".lock")
+
+    def replace_if(self, key: str, data: bytes, version: Any) -> Any:
         """Replace ``key`` only if it is still at ``version`` (an advisory lock makes the
-        compare-and-swap atomic between processes of this filesystem)."""
+        compare-and-swap atomic between processes of this filesystem); the new version, or False."""
         if version is None:
             return self.create(key, data)
-        path = self._path(key)
-        lock = path.with_name(path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a") as fd:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if self.version(key) != version:
-                    return False
-                self.put(key, data)
-                return True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        with _locked(self._lock_of(key), LOCK_WAIT):
+            if self.version(key) != version:
+                return False
+            self.put(key, data)
+            return self.version(key)
+
+    def put_fenced(self, items: dict[str, bytes | None], guard: str, verify: Callable[[bytes | None], None]) -> None:
+        """Write ``items`` (None: delete) only if ``verify`` passes on the stored ``guard`` object,
+        under the lock that guards the guard's compare-and-swap: a swap of the guard (a lease
+        takeover) waits for the batch, and a batch after it fails ``verify``. Each object is
+        still written whole (temporary, then rename), one ``put`` at a time."""
+        with _locked(self._lock_of(guard), LOCK_WAIT):
+            verify(self.get(guard))
+            for key, data in items.items():
+                if data is None:
+                    self.delete(key)
+                else:
+                    self.put(key, data)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -195,15 +274,16 @@ class FsspecObjects:
             return None
         return info.get("ETag") or (info.get("mtime"), info.get("size"))
 
-    def replace_if(self, key: str, data: bytes, version: Any) -> bool:
+    def replace_if(self, key: str, data: bytes, version: Any) -> Any:
+        """Replace ``key`` only if it is still at ``version``: the new version (S3: its ETag), or False."""
         if version is None:
             return self.create(key, data)
         if self.s3:
             bucket, obj, _ = self.fs.split_path(self._path(key))
             try:
-                self.fs.call_s3("put_object", Bucket=bucket, Key=obj, Body=data, IfMatch=version)
+                response = self.fs.call_s3("put_object", Bucket=bucket, Key=obj, Body=data, IfMatch=version)
                 self.fs.invalidate_cache(self._path(key))
-                return True
+                return response.get("ETag") or True
             except (FileNotFoundError, OSError) as e:
                 if _precondition_failed(e) or isinstance(e, FileNotFoundError):
                     return False
@@ -212,6 +292,65 @@ class FsspecObjects:
             return False
         self.put(key, data)
         return True
+
+    # ---- S3 only: reads that return ETags, and writes conditional on them (fencing) ----------
+    def get_tagged(self, keys: Iterable[str]) -> dict[str, tuple[bytes | None, str | None]]:
+        """(bytes, ETag) of each key, (None, None) where absent; concurrent GETs."""
+
+        async def one(key: str) -> tuple[bytes | None, str | None]:
+            bucket, obj, _ = self.fs.split_path(self._path(key))
+            try:
+                response = await self.fs._call_s3("get_object", Bucket=bucket, Key=obj)
+            except FileNotFoundError:
+                return None, None
+            try:
+                return await response["Body"].read(), response.get("ETag")
+            finally:
+                response["Body"].close()
+
+        return self._gather({k: one(k) for k in keys})
+
+    def put_conditional(self, items: dict[str, tuple[bytes, Any]]) -> dict[str, Any]:
+        """``{key: (bytes, condition)}`` -> ``{key: new ETag, or CONFLICT}``, concurrent PUTs. The
+        condition is an ETag (If-Match), None (If-None-Match: the object must not exist yet) or
+        ``UNCONDITIONAL``."""
+
+        async def one(key: str, data: bytes, condition: Any) -> Any:
+            bucket, obj, _ = self.fs.split_path(self._path(key))
+            kwargs: dict[str, Any] = {}
+            if condition is None:
+                kwargs["IfNoneMatch"] = "*"
+            elif condition is not UNCONDITIONAL:
+                kwargs["IfMatch"] = condition
+            try:
+                response = await self.fs._call_s3("put_object", Bucket=bucket, Key=obj, Body=data, **kwargs)
+            except (FileNotFoundError, OSError) as e:  # If-Match on a deleted object: 404
+                if _precondition_failed(e) or isinstance(e, FileNotFoundError) and condition is not None:
+                    return CONFLICT
+                raise
+            return response.get("ETag")
+
+        out = self._gather({k: one(k, data, cond) for k, (data, cond) in items.items()})
+        self.fs.invalidate_cache(self.base)
+        return out
+
+    def _gather(self, coros: dict[str, Any], batch: int = 64) -> dict[str, Any]:
+        """Run the coroutines on the filesystem's loop, ``batch`` at a time; the first error raises."""
+        from fsspec.asyn import sync
+
+        keys = list(coros)
+
+        async def run() -> list[Any]:
+            out: list[Any] = []
+            for i in range(0, len(keys), batch):
+                out += await asyncio.gather(*(coros[k] for k in keys[i : i + batch]))
+            return out
+
+        try:
+            return dict(zip(keys, sync(self.fs.loop, run)))
+        finally:
+            for c in coros.values():
+                c.close()  # the ones never awaited (an earlier batch raised)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):  # already gone: the goal of a delete

@@ -226,7 +226,7 @@ def small_disk(tmp_path):
 def fill_up(folder: Path) -> Path:
     """Write a file until the filesystem has no space left."""
     filler = folder / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: no unwritten rest for close() to fail on
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -340,3 +340,103 @@ def _fails(fn: Callable[[], Any]) -> bool:
 def test_bad_intervals_are_refused(tmp_path):
     with pytest.raises(ValueError, match="below stale_after"):
         Lease.acquire(objects_at(str(tmp_path)), stale_after=5, heartbeat_every=5)
+
+
+# ---- fencing: a holder that lost the lease writes nothing ------------------------------------
+
+
+def test_a_takeover_raises_the_generation_and_fences_the_old_holder(url):
+    from amsweep.storage.fence import FencedObjects
+
+    objects = objects_at(url)
+    lease = Lease.acquire(objects, stale_after=30.0, heartbeat_every=10.0)
+    try:
+        assert holder_of(objects)["generation"] == 1
+        fenced = FencedObjects(objects_at(url), lease)
+        fenced.begin_flush()
+        fenced.put("data/a", b"mine")
+        # another driver takes over (a swap on the version it read, one generation up)
+        taker = foreign(age=0, host="thief", pid=7, generation=2)
+        assert objects.replace_if(KEY, taker, objects.version(KEY))
+        with pytest.raises(LeaseLost, match="now held by thief:7, generation 2"):
+            fenced.begin_flush() if url.startswith("s3://") else fenced.put("data/a", b"stale")
+        with pytest.raises(LeaseLost):
+            fenced.put_many({"data/a": b"stale", "data/b": b"stale"})
+        with pytest.raises(LeaseLost):
+            fenced.delete("data/a")
+        assert objects.get("data/a") == b"mine" and objects.get("data/b") is None
+        assert objects.get(KEY) == taker
+    finally:
+        lease.release()
+    assert objects.get(KEY) == taker  # never released over the new holder's record
+
+
+def test_a_vanished_record_stops_its_holder_and_is_never_recreated(url):
+    from amsweep.storage.fence import FencedObjects
+
+    objects = objects_at(url)
+    lease = Lease.acquire(objects, stale_after=30.0, heartbeat_every=0.1)
+    try:
+        fenced = FencedObjects(objects_at(url), lease)
+        fenced.put("data/a", b"mine")
+        objects.delete(KEY)
+        with pytest.raises(LeaseLost, match="the lease record vanished"):
+            fenced.begin_flush() if url.startswith("s3://") else fenced.put("data/a", b"stale")
+        with pytest.raises(LeaseLost, match="the lease record vanished"):
+            fenced.put("data/a", b"stale")
+        time.sleep(0.5)  # five heartbeat periods
+        assert objects.get(KEY) is None and objects.get("data/a") == b"mine"
+    finally:
+        lease.release()
+    assert objects.get(KEY) is None
+    with Lease.acquire(objects, expect_record=True) as again:  # a cube whose record is gone: said
+        assert "lease record _amsweep/lease.json was missing" in again.vanished_message
+        assert again.takeover_message is None
+    with Lease.acquire(objects, expect_record=True) as again:  # a released record is no news
+        assert again.vanished_message is None and holder_of(objects) is not None
+        assert holder_of(objects)["generation"] == 2
+
+
+LOCKER = r"""
+import fcntl, os, signal, sys
+fd = open(sys.argv[1], "a")
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_a_frozen_lock_holder_is_named_not_waited_for(tmp_path, monkeypatch):
+    from amsweep.storage import objects as objects_mod
+
+    url = str(tmp_path / "cube.zarr")
+    objects = objects_at(url)
+    objects.put(KEY, foreign(age=300))
+    lock = tmp_path / "cube.zarr" / "_amsweep" / "lease.json.lock"
+    frozen = subprocess.Popen([sys.executable, "-c", LOCKER, str(lock)], text=True, stdout=subprocess.PIPE)
+    try:
+        assert frozen.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(objects_mod, "LOCK_WAIT", 1.0)
+        t0 = time.monotonic()
+        with pytest.raises(objects_mod.LockBusy, match=f"held for over 1 s by pid {frozen.pid} on "):
+            Lease.acquire(objects, stale_after=60)
+        assert time.monotonic() - t0 < 10
+    finally:
+        frozen.kill()
+        frozen.wait()
+    with Lease.acquire(objects, stale_after=60) as mine:  # the lock died with its holder
+        assert "elsewhere:4242" in mine.takeover_message
+
+
+def test_the_stale_timeout_comes_from_the_environment(tmp_path, monkeypatch):
+    from amsweep.pipeline.errors import CubeError
+
+    monkeypatch.setenv(lease_mod.STALE_ENV, "4")
+    with Lease.acquire(objects_at(str(tmp_path))) as lease:
+        assert (lease.stale_after, lease.heartbeat_every) == (4.0, 4.0 / 6)
+    monkeypatch.setenv(lease_mod.STALE_ENV, "soon")
+    with pytest.raises(CubeError, match="AMSWEEP_LEASE_STALE_SECONDS='soon'"):
+        Lease.acquire(objects_at(str(tmp_path)))
+    monkeypatch.delenv(lease_mod.STALE_ENV)
+    with Lease.acquire(objects_at(str(tmp_path))) as lease:
+        assert (lease.stale_after, lease.heartbeat_every) == (60.0, 10.0)

@@ -1,0 +1,141 @@
+"""Fencing: the writer's view of a cube's store, through which every one of its writes goes.
+
+A driver paused (SIGSTOP, a long GC, a partitioned VM) past the lease's stale timeout wakes up
+believing it still holds the cube; whatever it then writes comes from a stale view. So a writer
+never writes the store directly: ``Cube.acquire`` wraps it in ``FencedObjects``, bound to the
+lease, and reads pass through while writes are fenced.
+
+**Local disk (exact).** A batch of writes (one ``put_many``: one variable's shards, the error
+records, the status shards, the run record) lands under the flock that guards the lease's
+compare-and-swap, after ``Lease.verify`` found the stored record still this holder's token and
+generation. A takeover's swap takes the same lock, so once it happened no write of the old holder
+lands: its next batch fails with ``LeaseLost`` and writes nothing.
+
+**S3 (no multi-object transaction).** Each flush starts with a conditional heartbeat
+(``Lease.prove``: If-Match on the lease's ETag), and so does any batch of writes while the heartbeat
+is overdue (the process was paused: ``Lease.confirm``). Every write is conditional on the ETag this
+writer last read or wrote for that object (If-Match), or on its absence (If-None-Match) for
+objects it saw absent or never read. A refused precondition makes the writer prove the lease
+again: lost, it raises ``LeaseLost`` (one line); still held, the object was written by a stale
+driver in the gap below. If the object merges the writer's view with its results (a status or
+data shard, an error record: the cube says which, ``merged``), it raises ``StaleView`` so that
+``Cube.write`` re-reads the store and merges (the union of done results) instead of overwriting;
+other objects it never read (run record, a task's side array, template documents: content that
+does not come from a view of results) it replaces, conditional on the ETag it finds.
+
+*The gap.* Between its last proof (or in-time heartbeat) and its PUTs - one batch, when the
+process freezes right after ``confirm`` - a stale writer can still complete PUTs on objects
+nobody wrote since it last read or wrote them, and create objects that do not exist yet. Each
+such PUT holds exactly the stored content (the ETag matched what its view was built from) plus
+its own results, which are valid (a cell's result depends only on its coordinates and seed);
+data shards precede status in a flush and each is conditional, so a status it lands only marks
+tasks whose data landed. No finished work is lost: the new holder's later conditional PUT on such
+an object fails, and it merges. Deletes (``check --repair`` resetting a status shard to all
+pending) and objects this writer never read (run record, side arrays of one task, the root
+document) are fenced by the flush-start proof alone: the run record is informational, a side
+array's content depends only on its task, and the root document is written only while creating
+or growing a cube. Other fsspec stores have no conditional writes: a lease check before each batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from amsweep.pipeline.errors import CubeError
+from amsweep.storage.lease import KEY, Lease
+from amsweep.storage.objects import CONFLICT, Objects
+
+__all__ = ["FencedObjects", "StaleView"]
+
+_UNREAD = object()  # an object this writer never read nor wrote
+
+
+class StaleView(CubeError):
+    """S3: objects this writer (still the lease holder) had read were rewritten by a stale driver."""
+
+    def __init__(self, url: str, keys: list[str]) -> None:
+        super().__init__(f"{url}: {len(keys)} object(s) changed since this driver read them (first {keys[0]})")
+        self.keys = keys
+
+
+class FencedObjects:
+    """The writer's store: reads pass through (on S3 remembering ETags), writes are fenced by ``lease``."""
+
+    def __init__(self, inner: Objects, lease: Lease, merged: Callable[[str], bool] = lambda key: True) -> None:
+        self.inner, self.lease, self.url = inner, lease, inner.url
+        self.merged = merged  # keys whose content is the writer's view plus its results (status, data)
+        self.s3 = bool(getattr(inner, "s3", False))
+        self.local = hasattr(inner, "put_fenced")
+        self._etags: dict[str, str | None] = {}  # S3: the ETag last read or written (None: absent)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # create, version, replace_if, list, root_exists, root, ...
+
+    # ---- reads -------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        return self.get_many([key])[key] if self.s3 else self.inner.get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        if not self.s3:
+            return self.inner.get_many(keys)
+        out = {}
+        for key, (data, etag) in self.inner.get_tagged(keys).items():  # type: ignore[attr-defined]
+            self._etags[key] = etag
+            out[key] = data
+        return out
+
+    # ---- writes ------------------------------------------------------------------------
+    def begin_flush(self) -> None:
+        """S3: prove the lease now (a conditional heartbeat); elsewhere the batches' fence suffices."""
+        if self.s3:
+            self.lease.prove()
+        else:
+            self.lease.check()
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_many({key: data})
+
+    def delete(self, key: str) -> None:
+        if self.local:
+            self.inner.put_fenced({key: None}, KEY, self.lease.verify)  # type: ignore[attr-defined]
+            return
+        self.lease.confirm()
+        self.inner.delete(key)
+        self._etags[key] = None
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        if not items:
+            return
+        if self.local:
+            self.inner.put_fenced(items, KEY, self.lease.verify)  # type: ignore[attr-defined]
+        elif self.s3:
+            self.lease.confirm()
+            self._put_s3(items)
+        else:
+            self.lease.confirm()
+            self.inner.put_many(items)
+
+    def _put_s3(self, items: dict[str, bytes]) -> None:
+        conditions = {k: self._etags.get(k, _UNREAD) for k in items}
+        first = {k: (v, None if conditions[k] is _UNREAD else conditions[k]) for k, v in items.items()}
+        done = self._conditional(first)
+        refused = [k for k in items if done[k] is CONFLICT]
+        if not refused:
+            return
+        self.lease.prove()  # LeaseLost if a takeover happened: we are the stale one
+        stale = [k for k in refused if conditions[k] is not _UNREAD or self.merged(k)]
+        unread = [k for k in refused if k not in stale]
+        if unread:  # never part of our view (run record, a task's side array, template documents): replace
+            again = self._conditional({k: (items[k], self.inner.version(k)) for k in unread})
+            stale += [k for k in unread if again[k] is CONFLICT]
+        if stale:
+            for k in stale:
+                self._etags.pop(k, None)
+            raise StaleView(self.url, stale)
+
+    def _conditional(self, items: dict[str, tuple[bytes, Any]]) -> dict[str, Any]:
+        done = self.inner.put_conditional(items)  # type: ignore[attr-defined]
+        for key, etag in done.items():
+            if etag is not CONFLICT:
+                self._etags[key] = etag
+        return done
