@@ -32,7 +32,6 @@ from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import backup, layout, temporaries, template
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
-from amsweep.storage.shards import ShardError
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
@@ -172,19 +171,15 @@ def complete(cube: Cube) -> np.ndarray:
 
 
 def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:
-    """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's): named
-    once, and removed by ``repair`` so the next run writes them afresh; their tasks are damaged."""
+    """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's, as
+    ``read_variable`` found them): named once, and removed by ``repair`` so the next run writes them
+    afresh; their tasks are damaged."""
     lay = cube.layout(name)
     for s in np.ndindex(*lay.grid(cube.sweep.shape)):
-        box, _ = lay.region(s, cube.sweep.shape)
-        if not bad[box].all():
-            continue
         key = lay.key(name, s)
-        data = cube.objects.get(key)
-        try:
-            lay.decode(data, cube.members[name].fill_value)
-        except ShardError as e:
-            report.problems.append(f"shard {key} is unreadable ({e}); `check --repair` removes it")
+        why = cube.shard_errors.get(key)
+        if why is not None:
+            report.problems.append(f"shard {key} is unreadable ({why}); `check --repair` removes it")
             report.shards.append(key)
 
 

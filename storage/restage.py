@@ -264,7 +264,7 @@ def _verify(
         got = got[np.ix_(*where)] if want.ndim == 6 else got[box]
         mask = done.reshape(done.shape + (1,) * (want.ndim - done.ndim))
         same = np.where(mask, (got == want) | (np.isnan(got) & np.isnan(want)), True)
-        if damaged.any() or not present[box][done].all() or present.sum() != done.sum() or not same.all():
+        if damaged.any() or not present[box][done].all() or not same.all():  # presence is per inner chunk
             raise fail(name)
         count += int(np.broadcast_to(mask, want.shape).sum())
     want_records: dict[str, dict[str, Any]] = {}
