@@ -125,35 +125,45 @@ def _data_without_done(
     intact: np.ndarray,
     records: dict[tuple[int, ...], dict[str, Any]],
 ) -> None:
-    """Tasks not marked done whose data are complete (status lost or never written), and whole
-    status shards lost (every task of the shard reads pending, yet some hold results or records)."""
+    """Tasks not marked done whose data are complete. Every status chunk is written from creation
+    on, so where it is absent (a deleted shard) or unreadable the status was *lost*: a problem, and
+    repair rebuilds it from the data and the error records. Where it is present and says pending,
+    the task's flush was killed between its data and its status: no damage (the next run recomputes
+    it), a note, and repair may mark it done from its complete data."""
     lay = cube.layout("status")
-    lost_shards = []
-    with_records = {tuple(i // n for i, n in zip(index, lay.shard)) for index in records}
+    lost = ~status_present | damaged
     for s in np.ndindex(*lay.grid(cube.sweep.shape)):
         box, _ = lay.region(s, cube.sweep.shape)
-        if not status_present[box].any() and (intact[box].any() or s in with_records):
-            lost_shards.append(box)
+        if (~status_present[box]).any():
             report.problems.append(
                 f"status shard {lay.key('status', s)} is missing, though {int(intact[box].sum())} of its tasks "
                 "hold complete results (lost status: `check --repair` rebuilds it from the data)"
             )
-    unknown = damaged.copy()  # tasks whose status cannot be read or was lost
-    for box in lost_shards:
-        unknown[box] = True
-    orphans = [tuple(int(i) for i in x) for x in zip(*np.nonzero(intact & ((status != DONE) | damaged)))]
-    if orphans and cube.lease is None and driver_writing(cube.objects):
+    orphans = intact & (status != DONE)
+    in_flight = orphans & ~lost
+    if in_flight.any():
+        writing = cube.lease is None and driver_writing(cube.objects)
         report.notes.append(
-            f"{len(orphans)} task(s) hold results not yet marked done: a driver holds the cube and is "
-            "writing (their status follows their data)"
+            f"{int(in_flight.sum())} task(s) hold results not yet marked done: "
+            + (
+                "a driver holds the cube and is writing (their status follows their data)"
+                if writing
+                else "a flush was interrupted between data and status (the next run recomputes them; "
+                "`check --repair` marks them done from their complete data)"
+            )
         )
-        return
-    for index in orphans:
+        if not writing:
+            report.rebuild += [tuple(int(i) for i in x) for x in zip(*np.nonzero(in_flight))]
+    for index in (tuple(int(i) for i in x) for x in zip(*np.nonzero(orphans & lost))):
         if index not in report.damaged:
-            report.add(cube, index, f"holds complete results but is marked {STATUS_NAMES[int(status[index])]}")
+            report.add(
+                cube,
+                index,
+                f"holds complete results but its status was lost (reads {STATUS_NAMES[int(status[index])]})",
+            )
         report.rebuild.append(index)  # the data prove it ran: done (what repair restores)
     for index, record in records.items():
-        if unknown[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
+        if lost[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
             report.recorded[index] = FAILED if record["state"] == STATUS_NAMES[FAILED] else NOT_APPLICABLE
 
 
@@ -282,6 +292,10 @@ def repair(cube: Cube, report: CheckReport) -> int:
     if coordinates:
         _rewrite_coordinates(cube, coordinates)
         actions.append(f"rewrote coordinate(s) {', '.join(coordinates)} from the stored spec")
+    for key in report.shards:
+        cube.objects.delete(key)
+    if report.shards:
+        actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
     rebuilt, recorded = set(report.rebuild), {i: s for i, s in report.recorded.items() if i not in report.rebuild}
     reset = [i for i in report.damaged if i not in rebuilt and i not in recorded]
     spec_na = layout.not_applicable_mask(cube.sweep)
@@ -296,10 +310,8 @@ def repair(cube: Cube, report: CheckReport) -> int:
         cube.reset(sorted(i for i, s in recorded.items() if s == state), state)
     if recorded:
         actions.append(f"restored {len(recorded)} failed / not applicable task(s) from their error records")
-    for key in report.shards:
-        cube.objects.delete(key)
-    if report.shards:
-        actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
+    cube.status()  # (read before any shard was removed, with every reset above applied)
+    cube._put_status(cube._all_shards())  # every status chunk present again: a lost one is rewritten
     removed = temporaries.remove(cube.objects)
     if removed:
         actions.append(f"removed {removed} temporary file(s) of interrupted writes")

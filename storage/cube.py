@@ -259,7 +259,7 @@ class Cube(ShardIO):
             **provenance.cube_attrs(),
         }
         self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
-        self._put_status(self._shards_where(self._status != PENDING))
+        self._put_status(self._all_shards())
         self._commit(self.sweep)
 
     def _grow(self, merged: Sweep, missing: list[str]) -> None:
@@ -284,7 +284,7 @@ class Cube(ShardIO):
         # A metric new to this cube: NaN, explicitly present, for tasks done before (sentinel last).
         self._put_data([n for n in added if n not in ("status", SENTINEL)], done_shards)
         self._put_data([n for n in added if n == SENTINEL], done_shards)
-        self._put_status(self._shards_where(status != PENDING))
+        self._put_status(self._all_shards())
         history = list(self.attrs.get("extended", []))
         if merged.canonical != previous.canonical:
             history.append(now())

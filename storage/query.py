@@ -217,12 +217,18 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     extra = ("noise",) if values.ndim > len(axes) else ()
     values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
     done = status == DONE
-    values[damaged | ~present] = np.nan
     lost = done & (~present | damaged)
+    if METRICS[metric].always:  # declared finite for every done task: a NaN there is a lost value
+        lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
+    values[damaged | ~present] = np.nan
     orphans = np.zeros_like(done)
-    if SENTINEL in cube.members and (~done).any():
+    if SENTINEL in cube.members and (~done).any() and cube.format >= 3:
+        # every status chunk is stored from creation on: an absent or unreadable one was lost (a
+        # pending one that holds data is a flush killed between data and status: not an orphan)
+        _, status_present, status_bad = cube.read_variable("status")
         sentinel, have, bad = cube.read_variable(SENTINEL)
-        orphans = ~done & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+        lost_status = ~status_present | status_bad
+        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
         if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
             from amsweep.storage.check import complete
 

@@ -190,7 +190,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     for name in src.values:
         staging._put_data([name], by_shard)
         staging._blocks.clear()
-    staging._put_status(staging._shards_where(status != PENDING))
+    staging._put_status(staging._all_shards())
     changes: dict[tuple[int, ...], dict[tuple[int, ...], dict[str, Any] | None]] = {}
     for index, record in src.records.items():
         new = _moved(where, index)

@@ -139,6 +139,10 @@ class ShardIO:
             fresh[(name, s)] = (values, present)
 
     def _put_status(self, shards: list[tuple[int, ...]]) -> None:
+        """Rewrite these status shards whole. Every task's status chunk is stored, pending ones
+        included, from the cube's creation on, so a status chunk that is absent was lost (a
+        deleted shard), never merely not yet written: ``check`` and ``query`` tell a lost status
+        from a flush killed between its data and its status."""
         lay = self.layout("status")
         shape = self.sweep.shape
         puts = {}
@@ -146,13 +150,15 @@ class ShardIO:
             values, present = lay.empty(PENDING)
             box, clip = lay.region(s, shape)
             values[clip] = self._status[box]
-            present[clip] = self._status[box] != PENDING
+            present[clip] = True  # every status chunk is written, pending ones too: a missing one is lost
             data = self.encode_shard("status", s, values, present)
-            if data is None:
-                self.objects.delete(lay.key("status", s))
-            else:
-                puts[lay.key("status", s)] = data
+            assert data is not None  # a shard's box is never empty
+            puts[lay.key("status", s)] = data
         self.objects.put_many(puts)
+
+    def _all_shards(self) -> list[tuple[int, ...]]:
+        """Every shard position of the task grid (creation and growth write every status shard)."""
+        return [tuple(int(i) for i in s) for s in np.ndindex(*self.layout("status").grid(self.sweep.shape))]
 
     def _trim_cache(self) -> None:
         """Forget the least recently written shards beyond the cache budget."""

@@ -19,6 +19,7 @@ __all__ = ["find", "remove"]
 
 def find(objects: Objects) -> list[Path]:
     """The temporaries under a local cube (none on an object store)."""
+    objects = getattr(objects, "inner", objects)  # a writer's fenced store wraps the folder
     if not isinstance(objects, LocalObjects) or not objects.root.is_dir():
         return []
     found = []

@@ -50,20 +50,6 @@ def force_status(path: str, index: tuple[int, ...], state: int) -> None:
     Path(path, lay.key("status", shard)).write_bytes(cube.encode_shard("status", shard, values, present))
 
 
-def drop_chunk(path: str, name: str, index: tuple[int, ...]) -> None:
-    """Remove the inner chunk holding one task from its shard (the shard stays valid): a lost chunk
-    (format 3: every task of that chunk, a seed row or more, loses ``name``)."""
-    cube = Cube.open(path)
-    lay = cube.layout(name)
-    shard = tuple(i // s for i, s in zip(index, lay.shard))
-    values, present, _ = cube.read_shard(name, shard)
-    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
-    assert present[local], f"{name} of {index} is not stored"
-    block = tuple(slice(i - i % b, i - i % b + b) for i, b in zip(local, lay.chunk_tasks))
-    present[block] = False
-    Path(path, lay.key(name, shard)).write_bytes(cube.encode_shard(name, shard, values, present))
-
-
 def delete_status(path: str) -> list[str]:
     """Remove every status shard object (a lost status); returns the keys removed."""
     cube = Cube.open(path)
@@ -73,3 +59,16 @@ def delete_status(path: str) -> list[str]:
     for key in removed:
         Path(path, key).unlink()
     return removed
+
+
+def blank_value(path: str, name: str, index: tuple[int, ...]) -> None:
+    """Overwrite one task's values of ``name`` with NaN, checksums valid (a buggy writer): the
+    chunk is present, the value is gone (format 3 stores a seed row or more per chunk)."""
+    cube = Cube.open(path)
+    lay = cube.layout(name)
+    shard = tuple(i // s for i, s in zip(index, lay.shard))
+    values, present, _ = cube.read_shard(name, shard)
+    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    assert present[local], f"{name} of {index} is not stored"
+    values[local] = np.nan
+    Path(path, lay.key(name, shard)).write_bytes(cube.encode_shard(name, shard, values, present))

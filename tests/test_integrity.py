@@ -65,17 +65,17 @@ def test_a_lost_status_shard_is_found_rebuilt_from_data_and_nothing_is_recompute
     assert_same_cube(path, reference)
 
 
-def test_a_missing_chunk_is_an_error_under_mean_or_an_explicit_count(cubes):
+def test_a_missing_value_is_an_error_under_mean_or_an_explicit_count(cubes):
     path, _ = cubes
     task = (0, 0, 1, 1, 0)  # plm, alpha 0.3, seed 0
-    full = cli("query", path, "--metric", "m_train", "--mean")
+    full = cli("query", path, "--metric", "success_train", "--mean")
     assert full.returncode == 0 and " n" in full.stdout.splitlines()[0], full.stdout + full.stderr
-    cube_damage.drop_chunk(path, "m_train", task)
-    out = cli("query", path, "--metric", "m_train", "--mean")  # was a mean over the other seed, exit 0
-    one_line_error(out, "m_train of 1 done task(s)", "missing or damaged", "'seed': 0", "--allow-missing")
+    cube_damage.blank_value(path, "success_train", task)  # declared finite for every done task
+    out = cli("query", path, "--metric", "success_train", "--mean")  # was a mean over the other seed, exit 0
+    one_line_error(out, "success_train of 1 done task(s)", "missing or damaged", "'seed': 0", "--allow-missing")
     with pytest.raises(QueryError, match="missing or damaged"):
-        query.to_frame(query.open_cube(path), "m_train")
-    allowed = cli("query", path, "--metric", "m_train", "--mean", "--allow-missing", "--csv", f"{path}.csv")
+        query.to_frame(query.open_cube(path), "success_train")
+    allowed = cli("query", path, "--metric", "success_train", "--mean", "--allow-missing", "--csv", f"{path}.csv")
     assert allowed.returncode == 0 and "missing" in allowed.stderr, allowed.stderr
     import pandas as pd
 
@@ -84,9 +84,9 @@ def test_a_missing_chunk_is_an_error_under_mean_or_an_explicit_count(cubes):
     assert (hit["n"] == 1).all() and (hit["missing"] == 1).all(), table
     rest = table.drop(hit.index)
     assert (rest["n"] == 2).all() and (rest["missing"] == 0).all(), table
-    frame = query.to_frame(query.open_cube(path), "m_train", allow_missing=True)
+    frame = query.to_frame(query.open_cube(path), "success_train", allow_missing=True)
     lost = frame[frame["missing"] == 1]
-    assert len(lost) == 2 and lost["m_train"].isna().all() and set(lost["seed"]) == {0}  # two noise rows
+    assert len(lost) == 2 and lost["success_train"].isna().all() and set(lost["seed"]) == {0}  # two noise rows
 
 
 def test_a_deleted_data_shard_is_an_error_not_an_empty_table(cubes):
@@ -101,7 +101,7 @@ def test_a_deleted_data_shard_is_an_error_not_an_empty_table(cubes):
 def test_a_lost_or_damaged_root_document_is_named_restored_and_the_run_resumes(cubes, small_sweep, damage):
     path, reference = cubes
     for task in ((0, 0, 1, 0, 1), (0, 0, 0, 1, 0)):  # two tasks still to run (and no data to rebuild them)
-        cube_damage.drop_chunk(path, "retrieval_seconds", task)
+        cube_damage.blank_value(path, "retrieval_seconds", task)
     with Cube.open(path, mode="r+") as cube:
         cube.reset([(0, 0, 1, 0, 1), (0, 0, 0, 1, 0)])
     root = Path(path, "zarr.json")
@@ -226,7 +226,6 @@ def test_temporaries_of_killed_writes_are_removed_by_repair(tmp_path, small_swee
     keys = written_keys(None, lambda: serial(str(tmp_path / "count.zarr"), small_sweep))
     k = next(i for i, key in enumerate(keys, start=1) if "/c/" in key and i > len(keys) // 2)
     assert killed_at_write(k, lambda: serial(path, small_sweep), torn=True) == -9
-    serial(path, small_sweep)
     left = temporaries.find(Cube.open(path).objects)
     assert left, "the torn write left no temporary"
     checked = cli("check", path)
@@ -235,7 +234,13 @@ def test_temporaries_of_killed_writes_are_removed_by_repair(tmp_path, small_swee
     assert repaired.returncode == 0 and f"removed {len(left)} temporary file(s)" in repaired.stdout, repaired.stdout
     assert not temporaries.find(Cube.open(path).objects)
     assert not any(p.exists() for p in left)
+    serial(path, small_sweep)
     assert (Cube.open(path).status() != PENDING).all()
+    again = str(tmp_path / "again.zarr")  # the next run removes them too
+    assert killed_at_write(k, lambda: serial(again, small_sweep), torn=True) == -9
+    assert temporaries.find(Cube.open(again).objects)
+    serial(again, small_sweep)
+    assert not temporaries.find(Cube.open(again).objects)
 
 
 def test_a_lost_status_shard_gets_failed_tasks_back_from_their_error_records(tmp_path, small_sweep, monkeypatch):
@@ -277,10 +282,13 @@ def test_a_task_repair_set_back_to_pending_is_not_taken_for_one_that_lost_its_st
     path, _ = cubes
     cube_damage.flip_byte(path, "m_test", (0, 0, 1, 1, 0))
     with Cube.open(path, mode="r+") as cube:
-        repair(cube, check(cube))
+        report = check(cube)
+        repair(cube, report)
+    damaged = len(report.damaged)  # every task of the flipped inner chunk (format 3: a seed row or more)
+    assert damaged >= 1 and (0, 0, 1, 1, 0) in report.damaged
     assert check(Cube.open(path)).ok
     frame = query.to_frame(query.open_cube(path), "m_train")
-    assert len(frame) == 7 * 2  # seven done tasks, two noise levels each; no error
+    assert len(frame) == (8 - damaged) * 2  # the tasks still done, two noise levels each; no error
 
 
 def test_on_s3_a_lost_root_and_a_lost_status_shard_are_restored(small_sweep):
