@@ -56,4 +56,6 @@ def without_meaningless_tests(ds: xr.Dataset) -> xr.Dataset:
     for name in TEST_DERIVED:
         if name in out.data_vars:
             out[name] = out[name].where(keep)
+    hidden = [label for label, ok in flags.items() if not ok]
+    out.encoding[query.HIDDEN] = {name: hidden for name in TEST_DERIVED}  # to_frame reads the cube itself
     return out

@@ -26,6 +26,7 @@ from amsweep.storage.layout import DONE
 
 __all__ = [
     "done_values",
+    "HIDDEN",
     "integrity",
     "load_axis",
     "load_couplings",
@@ -42,6 +43,9 @@ __all__ = [
 
 SOURCE = "amsweep_source"  # Dataset.encoding key: the cube a dataset was opened from
 MISSING = "missing"  # column counting lost values of done tasks (only with allow_missing)
+# Dataset.encoding key: {metric: [dataset labels]} whose values a caller masked out of ``ds`` (e.g.
+# analysis.meaningful); ``to_frame`` reads values from the cube itself, so it drops them there too
+HIDDEN = "amsweep_hidden"
 
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
@@ -298,6 +302,9 @@ def to_frame(ds: xr.Dataset, metric: str, allow_missing: bool = False) -> pd.Dat
     keep = frame[metric].notna()
     if lost_rows is not None:
         keep |= frame[MISSING] == 1
+    hidden = ds.encoding.get(HIDDEN, {}).get(metric, [])
+    if hidden and "dataset" in frame.columns:
+        keep &= ~frame["dataset"].isin(hidden)
     return frame[keep].reset_index(drop=True)
 
 
