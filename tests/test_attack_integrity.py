@@ -2,8 +2,10 @@
 
 1. An older version of one of the cube's own data shards (a torn ``cp -r``/rsync of a live cube, a
    one-object restore from a backup or an S3 version, a stale replica): same cube id, same key,
-   so its identity header is valid; it lacks the inner chunks of tasks done after it was written
-   while the status shard says those tasks are done. ``check`` says ok, ``query`` prints the
+   so its identity header is valid. A flush writes the whole shard, with NaN inner chunks for the
+   shard's tasks still pending, so the old version holds *present* NaN chunks for the tasks done
+   after it while the status shard says they are done; m_train is not declared ``always`` finite
+   (metrics.py), so a present NaN is taken for a legitimate value. ``check`` says ok, ``query`` prints the
    selection without those rows (``--mean``'s n silently smaller) and the next run does not
    recompute them: the cube stays different from an uninterrupted run with no finding anywhere.
 """
