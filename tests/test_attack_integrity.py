@@ -8,6 +8,7 @@
    (metrics.py), so a present NaN is taken for a legitimate value. ``check`` says ok, ``query`` prints the
    selection without those rows (``--mean``'s n silently smaller) and the next run does not
    recompute them: the cube stays different from an uninterrupted run with no finding anywhere.
+2. Staged garbage left by a kill during a committed restage's cleanup (second test).
 """
 
 from __future__ import annotations
@@ -50,3 +51,39 @@ def test_an_older_version_of_a_data_shard_is_found(tmp_path, small_sweep):
 
     out = subprocess.run([*CLI, "query", url, "--metric", "m_train"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, f"query printed {len(out.stdout.splitlines())} rows and exited 0"
+
+
+def test_a_kill_while_a_committed_restage_removes_its_stage_leaves_no_garbage(tmp_path, small_raw):
+    """2. A mid-axis extension killed after its commit, while it removes the staged copy
+    (``restage.finish``: READY deleted first, then each staged object): the next ``run`` says
+    nothing to do, ``check`` says ok, ``check --repair`` removes nothing, and the staged copy
+    (a full second copy of the cube, 43 objects / 1 MB for a 96-task cube) stays under
+    ``_amsweep/stage/`` until some later restage happens to clear it. Expected: the next run or
+    ``check --repair`` removes it (or ``check`` names it)."""
+    import copy
+
+    from amsweep.pipeline import spec as spec_mod
+    from tests.test_cube_crash import killed_at_write, serial, written_keys
+
+    before = spec_mod.from_dict(small_raw)
+    grown_raw = copy.deepcopy(small_raw)
+    grown_raw["datasets"]["random"]["alpha"] = [0.05, 0.1, 0.3]  # 0.1 lands mid-axis: a restage
+    grown = spec_mod.from_dict(grown_raw)
+    url = str(tmp_path / "cube.zarr")
+
+    def setup() -> None:
+        import shutil
+
+        shutil.rmtree(url, ignore_errors=True)
+        serial(url, before)
+
+    keys = written_keys(None, lambda: serial(url, grown), setup)
+    cleanup = [i for i, k in enumerate(keys) if k.startswith("_amsweep/stage/") and i > keys.index("zarr.json")]
+    assert cleanup, "no staged object removed after the commit"
+    k = cleanup[len(cleanup) // 2] + 1  # killed halfway through removing the staged copy
+    assert killed_at_write(k, lambda: serial(url, grown), setup) == -9
+    serial(url, grown)  # the next run: finds nothing to do
+    out = subprocess.run([*CLI, "check", "--repair", url], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    left = [p for p in (Path(url) / "_amsweep" / "stage").rglob("*") if p.is_file()]
+    assert not left, f"{len(left)} staged object(s) left after the run and check --repair, e.g. {left[0]}"
