@@ -93,3 +93,45 @@ def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s
     report = check(cube)
     assert report.ok, report
     assert_same_cube(url, reference)
+
+
+def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_after_a_takeover(s3_server, tmp_path):
+    """The same unconditional delete from ``check --repair``: repair A freezes just before it removes
+    an unreadable shard; the operator runs ``check --repair`` again (B takes the stale lease,
+    removes the shard, sets its tasks pending) and ``run`` (C recomputes them and writes the shard
+    afresh); A resumes, exits 2 with one line, but its delete lands first: C's shard is gone and
+    72 done tasks have no m_train."""
+    import s3fs
+
+    env = {**os.environ, "AMSWEEP_LEASE_STALE_SECONDS": "3", "PAUSE_KEY": "m_train/c/"}
+    spec = tmp_path / "one.toml"
+    spec.write_text(SPEC)
+    name = uuid.uuid4().hex[:8]
+    url = f"s3://attack/{name}.zarr"
+    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    subprocess.run([*cli, *_args(spec, url)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    fs = s3fs.S3FileSystem()
+    shard = f"attack/{name}.zarr/m_train/c/0/0/0/0/0/0"
+    fs.pipe(shard, fs.cat(shard)[:100])  # truncated: unreadable, so repair removes it
+    a = subprocess.Popen(
+        [sys.executable, "-c", PAUSER, "check", "--repair", url], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 180
+    while _state(a.pid) != "T":
+        assert a.poll() is None, f"repair A ended before freezing: {a.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(4.0)  # past the stale timeout
+    b = subprocess.run([*cli, "check", "--repair", url], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert b.returncode == 0, b.stderr
+    c = subprocess.run([*cli, *_args(spec, url)], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert c.returncode == 0, c.stderr
+    os.kill(a.pid, signal.SIGCONT)
+    a.communicate(timeout=180)
+    assert a.returncode != 0
+
+    cube = Cube.open(url)
+    assert (cube.status() == DONE).all()
+    report = check(cube)
+    assert report.ok, report.problems[:3]
