@@ -9,6 +9,7 @@
    selection without those rows (``--mean``'s n silently smaller) and the next run does not
    recompute them: the cube stays different from an uninterrupted run with no finding anywhere.
 2. Staged garbage left by a kill during a committed restage's cleanup (second test).
+3. A torn copy of a whole data block: check finds it, query prints without the rows (third test).
 """
 
 from __future__ import annotations
@@ -87,3 +88,31 @@ def test_a_kill_while_a_committed_restage_removes_its_stage_leaves_no_garbage(tm
     assert out.returncode == 0, out.stdout + out.stderr
     left = [p for p in (Path(url) / "_amsweep" / "stage").rglob("*") if p.is_file()]
     assert not left, f"{len(left)} staged object(s) left after the run and check --repair, e.g. {left[0]}"
+
+
+def test_a_torn_copy_of_a_data_block_makes_query_refuse(tmp_path, small_sweep):
+    """3. The torn-copy version of 1: every data shard of the block is the older one (status newer).
+    ``check`` finds it (the always-finite metrics are NaN), but ``query --metric m_train`` (and
+    ``--mean``) answers with exit 0, the tasks done after the old shards dropped from its rows
+    without a note: it only looks at the queried metric, and m_train may legitimately be NaN."""
+    import shutil
+
+    url = str(tmp_path / "cube.zarr")
+    results = _results(small_sweep)
+    half = len(results) // 2
+    with Cube.create_or_open(url, small_sweep) as cube:
+        cube.write(results[:half])
+    old = tmp_path / "old.zarr"
+    shutil.copytree(url, old)  # a copy taken while the driver was half way
+    with Cube.open(url, mode="r+") as cube:
+        cube.write(results[half:])
+    for p in old.rglob("*"):
+        rel = p.relative_to(old)
+        if p.is_file() and "/c/" in f"/{rel}" and rel.parts[0] not in ("status", "_amsweep") and len(rel.parts) > 4:
+            shutil.copy(p, Path(url) / rel)  # every data shard as the copy had it; status as now
+
+    cube = Cube.open(url)
+    assert (cube.status() == DONE).all()
+    assert not check(cube).ok  # check finds it
+    out = subprocess.run([*CLI, "query", url, "--metric", "m_train"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, f"query printed {len(out.stdout.splitlines())} rows and exited 0"
