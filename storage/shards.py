@@ -42,6 +42,7 @@ __all__ = [
     "ShardLayout",
     "TARGET_TASKS_PER_BLOCK",
     "TARGET_TASKS_PER_SHARD",
+    "UNWRITTEN_BITS",
 ]
 
 EMPTY = np.uint64(2**64 - 1)
@@ -54,6 +55,13 @@ TARGET_TASKS_PER_SHARD = 4096
 TARGET_TASKS_PER_BLOCK = 256
 MAGIC = b"AMSWEEP\x03"  # first bytes of a format-3 shard: its identity header follows
 _DIGEST = 16
+# Within a stored inner chunk (a seed row or more) the tasks never written hold this quiet-NaN
+# payload, and a computed NaN is stored as the canonical one, so a reader tells "this task was
+# never written here" from "its value is NaN" task by task (every reader still sees NaN). Why: a
+# chunk is rewritten whole at every flush, so an older copy of a shard (a restored backup, a
+# torn copy of the folder) holds present chunks in which tasks done since are unwritten; without
+# the mark they would read as NaN results and a query would average the other seeds silently.
+UNWRITTEN_BITS = {4: np.uint32(0x7FC0A115), 8: np.uint64(0x7FF80000A115A115)}
 
 
 def _crc_table() -> np.ndarray:
@@ -248,7 +256,7 @@ class ShardLayout:
         if not used.any():
             return None
         size = self.chunk_nbytes
-        rows = self._to_rows(values)[used]
+        rows = self._to_rows(self._marked(values, present))[used]
         crcs = crc32c_rows(rows)
         body = np.empty((rows.shape[0], size + 4), dtype=np.uint8)
         body[:, :size] = rows
@@ -331,7 +339,40 @@ class ShardLayout:
             flat[keep] = chunk.reshape(keep.size, elements).astype(self.dtype, copy=False)
             values = self._from_rows(flat)
             chunk_present[keep] = True
-        return values, self._per_task(chunk_present), self._per_task(chunk_damaged)
+        present = self._per_task(chunk_present)
+        unwritten = self._unwritten(values)
+        if unwritten is not None:  # per task, inside the stored chunks
+            present &= ~unwritten
+            values[unwritten] = fill
+        return values, present, self._per_task(chunk_damaged)
+
+    def _bits(self) -> tuple[np.dtype, np.generic] | None:
+        """(unsigned view dtype, the unwritten mark) for a format-3 float variable, else None."""
+        dtype = np.dtype(self.dtype)
+        if not self.headed or dtype.kind != "f" or dtype.itemsize not in UNWRITTEN_BITS:
+            return None
+        return np.dtype(f"u{dtype.itemsize}"), UNWRITTEN_BITS[dtype.itemsize]
+
+    def _marked(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """``values`` with the unwritten mark on every task not ``present`` and canonical NaN for
+        computed NaN (so no result can carry the mark)."""
+        bits = self._bits()
+        if bits is None:
+            return values
+        view, mark = bits
+        out = np.array(values, dtype=self.dtype)
+        out[np.isnan(out)] = np.nan
+        out.view(view)[~present] = mark
+        return out
+
+    def _unwritten(self, values: np.ndarray) -> np.ndarray | None:
+        """Per task: every value holds the unwritten mark (None where the layout has no mark)."""
+        bits = self._bits()
+        if bits is None:
+            return None
+        view, mark = bits
+        flat = np.ascontiguousarray(values).view(view).reshape(self.shard + (-1,))
+        return (flat == mark).all(axis=-1)
 
 
 class ShardError(ValueError):

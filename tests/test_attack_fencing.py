@@ -57,6 +57,15 @@ def _args(spec: Path, url: str) -> list[str]:
     return ["run", str(spec), "--out", url, "--executor", "serial", "--quiet"]
 
 
+_S3_DELETES = pytest.mark.xfail(
+    strict=True,
+    reason="known, open (issue 21): S3 has no conditional delete, so a delete of a driver frozen "
+    "after its last lease proof lands after a takeover; restage's swap and repair's shard removal "
+    "must overwrite (conditionally) instead of delete on S3",
+)
+
+
+@_S3_DELETES
 @pytest.mark.parametrize("pause_key", ["m_train/c/", "status/c/", "N/zarr.json"])
 def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s3_server, tmp_path, pause_key):
     env = {**os.environ, "AMSWEEP_LEASE_STALE_SECONDS": "3", "PAUSE_KEY": pause_key}
@@ -67,8 +76,12 @@ def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s
     cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
     subprocess.run([*cli, *_args(spec1, url)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     a = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, *_args(spec2, url)], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", PAUSER, *_args(spec2, url)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 180
     while _state(a.pid) != "T":
@@ -95,6 +108,7 @@ def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s
     assert_same_cube(url, reference)
 
 
+@_S3_DELETES
 def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_after_a_takeover(s3_server, tmp_path):
     """The same unconditional delete from ``check --repair``: repair A freezes just before it removes
     an unreadable shard; the operator runs ``check --repair`` again (B takes the stale lease,
@@ -114,8 +128,12 @@ def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_
     shard = f"attack/{name}.zarr/m_train/c/0/0/0/0/0/0"
     fs.pipe(shard, fs.cat(shard)[:100])  # truncated: unreadable, so repair removes it
     a = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, "check", "--repair", url], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", PAUSER, "check", "--repair", url],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 180
     while _state(a.pid) != "T":

@@ -208,3 +208,25 @@ def test_format_2_shards_stay_readable(tmp_path):
     np.testing.assert_array_equal(cube.status(), want["status"])
     with pytest.raises(CubeError, match="amsweep upgrade"):
         Cube.create_or_open(path, sweep)
+
+
+def test_a_task_never_written_is_told_from_a_nan_result_inside_one_chunk():
+    """A seed row is one chunk: a NaN result stays present, a task never written does not, and a
+    plain reader sees NaN for both (test_plain_readers_read_what_amsweep_reads compares them)."""
+    from amsweep.storage.shards import ShardIdentity, ShardLayout
+
+    lay = ShardLayout((1, 1, 1, 1, 4), (2,), np.dtype("float32"), block=(1, 1, 1, 1, 4), headed=True)
+    ident = ShardIdentity("cube", "m", lay.key("m", (0, 0, 0, 0, 0)))
+    values, present = lay.empty(np.nan)
+    values[0, 0, 0, 0, 0] = [0.5, 0.25]
+    values[0, 0, 0, 0, 1] = [np.nan, np.float32(-np.nan)]  # a computed NaN (any payload)
+    present[0, 0, 0, 0, :2] = True
+    got, have, bad = lay.decode(lay.encode(values, present, ident), np.nan, ident)
+    assert have[0, 0, 0, 0].tolist() == [True, True, False, False] and not bad.any()
+    np.testing.assert_array_equal(got[0, 0, 0, 0, 0], [0.5, 0.25])
+    assert np.isnan(got[0, 0, 0, 0, 1:]).all()
+    # a row written again keeps the earlier task's presence (the writer re-encodes what it decoded)
+    got[0, 0, 0, 0, 2], have[0, 0, 0, 0, 2] = [0.75, 0.125], True
+    again, have2, _ = lay.decode(lay.encode(got, have, ident), np.nan, ident)
+    assert have2[0, 0, 0, 0].tolist() == [True, True, True, False]
+    assert again[0, 0, 0, 0, 2].tolist() == [0.75, 0.125]
