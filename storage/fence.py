@@ -32,7 +32,9 @@ data shards precede status in a flush and each is conditional, so a status it la
 tasks whose data landed. No finished work is lost: the new holder's later conditional PUT on such
 an object fails, and it merges. Deletes (``check --repair`` resetting a status shard to all
 pending) and objects this writer never read (run record, side arrays of one task, the root
-document) are fenced by the flush-start proof alone: the run record is informational, a side
+document) are fenced by the flush-start proof alone (deletes also come from a mid-axis
+extension's swap, ``restage.finish``, and a delete landing after a takeover there can remove the
+new holder's work: a known gap, tests/test_attack_fencing.py): the run record is informational, a side
 array's content depends only on its task, and the root document is written only while creating
 or growing a cube. Other fsspec stores have no conditional writes: a lease check before each batch.
 """
