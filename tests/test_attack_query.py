@@ -21,10 +21,14 @@ CLI = [sys.executable, "-m", "amsweep.pipeline.cli"]
 def test_a_repeated_where_is_not_silently_dropped(tmp_path, small_sweep):
     url = str(tmp_path / "cube.zarr")
     with Cube.create_or_open(url, small_sweep) as cube:
-        cube.write([run_cell(t, small_sweep.noise, small_sweep.retrieval, small_sweep.root_seed) for t in small_sweep.tasks()])
+        cube.write(
+            [run_cell(t, small_sweep.noise, small_sweep.retrieval, small_sweep.root_seed) for t in small_sweep.tasks()]
+        )
 
     def rows(*where: str) -> tuple[int, str]:
-        out = subprocess.run([*CLI, "query", url, "--metric", "m_train", *where], capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [*CLI, "query", url, "--metric", "m_train", *where], capture_output=True, text=True, timeout=300
+        )
         return out.returncode, out.stdout
 
     rc, both = rows("--where", "seed=0,alpha=0.05")
