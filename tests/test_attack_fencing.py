@@ -67,8 +67,12 @@ def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s
     cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
     subprocess.run([*cli, *_args(spec1, url)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     a = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, *_args(spec2, url)], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", PAUSER, *_args(spec2, url)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 180
     while _state(a.pid) != "T":
@@ -114,8 +118,12 @@ def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_
     shard = f"attack/{name}.zarr/m_train/c/0/0/0/0/0/0"
     fs.pipe(shard, fs.cat(shard)[:100])  # truncated: unreadable, so repair removes it
     a = subprocess.Popen(
-        [sys.executable, "-c", PAUSER, "check", "--repair", url], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", PAUSER, "check", "--repair", url],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 180
     while _state(a.pid) != "T":
