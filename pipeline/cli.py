@@ -299,7 +299,7 @@ def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:
     report = check(cube)
     for note in report.notes:
         print(f"{args.cube}: note: {note}")
-    if report.ok and not restored and not (args.repair and report.temporaries):
+    if report.ok and not restored and not (args.repair and (report.temporaries or report.stage)):
         print(f"{args.cube}: ok (spec {cube.sweep.spec_hash}; status agrees with data)")
         return 0
     if not report.ok:

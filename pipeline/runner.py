@@ -31,7 +31,7 @@ from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
 from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import temporaries
+from amsweep.storage import restage, temporaries
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
 from amsweep.storage.status import save_run_record
@@ -88,6 +88,7 @@ def run(
     with store_boundary(cube.path, "opening the cube for writing"):
         cube.ensure_writable()
         temporaries.remove(cube.objects)
+        restage.discard_abandoned(cube.objects)  # a restage killed after its commit, or before READY
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
