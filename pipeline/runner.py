@@ -125,7 +125,12 @@ def run(
             broken = True
             raise
 
-    flush()  # the run record says from the start that a run is under way
+    try:
+        flush()  # the run record says from the start that a run is under way
+    except KeyboardInterrupt:  # Ctrl-C in this flush: nothing ran yet; stop like any Ctrl-C
+        report.interrupted = True
+        report.seconds = time.monotonic() - t_start
+        return report
     flushed_results = False  # the first results are written as soon as there are flush_every
     bar = tqdm(
         total=report.remaining,
@@ -163,6 +168,8 @@ def run(
         try:
             if not broken:
                 flush()
+        except KeyboardInterrupt:  # Ctrl-C in the final flush: its tasks stay pending (nothing lost)
+            report.interrupted = True
         finally:
             bar.close()
         report.seconds = time.monotonic() - t_start
