@@ -237,7 +237,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if args.csv:
         csv_target(args.csv)
-    ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
+    ds = query.select(query.open_cube(args.cube), query.parse_where(",".join(args.where)))
     frame = query.to_frame(ds, args.metric, allow_missing=args.allow_missing)
     if args.mean:
         from amsweep.analysis.tables import seed_stats
@@ -269,7 +269,7 @@ def cmd_phase(args: argparse.Namespace) -> int:
     from amsweep.storage import query
 
     writable_output(args.output, "-o")
-    ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
+    ds = query.select(query.open_cube(args.cube), query.parse_where(",".join(args.where)))
     path = phase_figure(ds, metric=args.metric, x=args.x, y=args.y, out=args.output, at=args.at)
     print(f"wrote {path}")
     return 0
@@ -299,7 +299,7 @@ def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:
     report = check(cube)
     for note in report.notes:
         print(f"{args.cube}: note: {note}")
-    if report.ok and not restored and not (args.repair and report.temporaries):
+    if report.ok and not restored and not (args.repair and (report.temporaries or report.stage)):
         print(f"{args.cube}: ok (spec {cube.sweep.spec_hash}; status agrees with data)")
         return 0
     if not report.ok:
@@ -402,7 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="print or export a metric of done tasks")
     q.add_argument("cube")
     q.add_argument("--metric", required=True)
-    q.add_argument("--where", default="", help="KEY=VALUE[,KEY=VALUE...], several values as A|B")
+    q.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        help="KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
+        "comma-joined (a key given twice is an error)",
+    )
     q.add_argument("--mean", action="store_true", help="average over seeds (with standard error)")
     q.add_argument("--csv", default=None, help="write all rows and columns to this CSV file")
     q.add_argument(
@@ -420,7 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--x", default="alpha", help="horizontal axis (a dimension or coordinate)")
     ph.add_argument("--y", default="noise", help="vertical axis (a dimension or coordinate)")
     ph.add_argument("--at", type=finite_float, default=None, help="y value for the line-plot panel")
-    ph.add_argument("--where", default="")
+    ph.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        help="KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
+        "comma-joined (a key given twice is an error)",
+    )
     ph.add_argument("-o", "--output", default="phase.png", help="PNG or SVG path")
     ph.set_defaults(fn=cmd_phase)
 

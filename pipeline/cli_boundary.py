@@ -63,7 +63,7 @@ def cmd_boundary(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             writable_output(getattr(args, flag), f"--{flag}")
     tgt = _target(args)
-    ds = query.select(query.open_cube(args.cube), query.parse_where(args.where))
+    ds = query.select(query.open_cube(args.cube), query.parse_where(",".join(args.where)))
     frame, keys = boundary.curve_frame(ds, tgt, args.along)
     table = with_families(boundary.table_from_frame(frame, keys, tgt, args.along, args.ci), ds)
     print(f"boundary: where the seed mean of {tgt.describe()} along {args.along} ({args.ci:.0%} bootstrap over seeds)")
@@ -104,7 +104,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     tgt = _target(args)
     base = spec_mod.load(resolve_spec(args.spec))
     axis_key(args.along, base)
-    where = query.parse_where(args.where)
+    where = query.parse_where(",".join(args.where))
     print(
         f"refine {base.name!r} into {args.out}: {tgt.describe()} along {args.along}, to within {args.tol:g}, "
         f"at most {args.rounds} round(s)",
@@ -151,7 +151,13 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--direction", default="any", help="any (first crossing), down (falls through) or up (rises through)"
     )
-    p.add_argument("--where", default="", help="KEY=VALUE[,KEY=VALUE...], several values as A|B")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        help="KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
+        "comma-joined (a key given twice is an error)",
+    )
     p.add_argument("--csv", default=None, help="write the boundary table to this CSV file")
 
 

@@ -31,7 +31,7 @@ from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
 from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import temporaries
+from amsweep.storage import restage, temporaries
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.layout import FAILED, NOT_APPLICABLE
 from amsweep.storage.status import save_run_record
@@ -88,6 +88,7 @@ def run(
     with store_boundary(cube.path, "opening the cube for writing"):
         cube.ensure_writable()
         temporaries.remove(cube.objects)
+        restage.discard_abandoned(cube.objects)  # a restage killed after its commit, or before READY
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
@@ -124,7 +125,12 @@ def run(
             broken = True
             raise
 
-    flush()  # the run record says from the start that a run is under way
+    try:
+        flush()  # the run record says from the start that a run is under way
+    except KeyboardInterrupt:  # Ctrl-C in this flush: nothing ran yet; stop like any Ctrl-C
+        report.interrupted = True
+        report.seconds = time.monotonic() - t_start
+        return report
     flushed_results = False  # the first results are written as soon as there are flush_every
     bar = tqdm(
         total=report.remaining,
@@ -162,6 +168,8 @@ def run(
         try:
             if not broken:
                 flush()
+        except KeyboardInterrupt:  # Ctrl-C in the final flush: its tasks stay pending (nothing lost)
+            report.interrupted = True
         finally:
             bar.close()
         report.seconds = time.monotonic() - t_start

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import backup, layout, temporaries, template
+from amsweep.storage import backup, layout, restage, temporaries, template
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
@@ -49,6 +49,7 @@ class CheckReport:
     recorded: dict[tuple[int, ...], int] = field(default_factory=dict)  # lost status, an error record says
     notes: list[str] = field(default_factory=list)  # findings that are not damage (temporaries)
     temporaries: int = 0
+    stage: int = 0  # objects of an abandoned staged copy (a restage killed before READY or after its commit)
     actions: list[str] = field(default_factory=list)  # what ``repair`` did
     shards: list[str] = field(default_factory=list)  # data shard objects unreadable as a whole: removed
 
@@ -76,6 +77,13 @@ def check(cube: Cube) -> CheckReport:
     if left:
         report.temporaries = len(left)
         report.notes.append(f"{len(left)} temporary file(s) of interrupted writes (`check --repair` removes them)")
+    staged = restage.abandoned(cube.objects)
+    if staged and not (cube.lease is None and driver_writing(cube.objects)):  # a live driver may be staging
+        report.stage = len(staged)
+        report.notes.append(
+            f"{len(staged)} object(s) of an abandoned staged copy under {restage.STAGE}/ "
+            "(`check --repair` removes them)"
+        )
     sweep = cube.sweep
     _check_documents(cube, report)
     _check_arrays(cube, report)
@@ -315,6 +323,9 @@ def repair(cube: Cube, report: CheckReport) -> int:
     removed = temporaries.remove(cube.objects)
     if removed:
         actions.append(f"removed {removed} temporary file(s) of interrupted writes")
+    removed = restage.discard_abandoned(cube.objects)  # under the lease: no restage is under way
+    if removed:
+        actions.append(f"removed {removed} object(s) of an abandoned staged copy under {restage.STAGE}/")
     root = cube.objects.get(template.ROOT)
     if backup.valid(root) is not None:
         assert root is not None

@@ -133,8 +133,12 @@ class LocalObjects:
     def _temporary(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}{PARTIAL}{uuid.uuid4().hex[:12]}")
-        with open(tmp, "wb") as f:
-            f.write(data)
+        try:
+            with open(tmp, "wb") as f:  # a full disk may fail the write or the close
+                f.write(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def put(self, key: str, data: bytes) -> None:

@@ -41,7 +41,19 @@ from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
 
-__all__ = ["finish", "in_place", "interrupted", "positions", "READY", "restage", "RestageReport", "resume", "STAGE"]
+__all__ = [
+    "abandoned",
+    "discard_abandoned",
+    "finish",
+    "in_place",
+    "interrupted",
+    "positions",
+    "READY",
+    "restage",
+    "RestageReport",
+    "resume",
+    "STAGE",
+]
 
 STAGE = f"{SIDE}/stage"
 SIDE_KINDS = ("couplings", "magnetisations")
@@ -73,6 +85,21 @@ class _Source:
 def interrupted(objects: Objects) -> bool:
     """True while a staged copy waits to be swapped in (the cube must not be read until then)."""
     return objects.get(READY) is not None
+
+
+def abandoned(objects: Objects) -> list[str]:
+    """Staged objects that nothing will read: without READY, anything under the stage is garbage
+    (a restage killed before READY, or one killed after its commit while removing its copy)."""
+    return [] if interrupted(objects) else objects.list(STAGE)
+
+
+def discard_abandoned(objects: Objects) -> int:
+    """Remove the abandoned staged objects; the caller holds the lease (so no restage is under
+    way, and READY absent now stays absent). Returns how many were removed."""
+    keys = abandoned(objects)
+    for key in keys:
+        objects.delete(key)
+    return len(keys)
 
 
 def positions(source: Sweep, target: Sweep) -> tuple[np.ndarray, ...]:
