@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
@@ -209,20 +208,6 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     assert_same_cube(out, straight)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MB filesystem that the test fills up while a sweep runs on it."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"a full disk is simulated with a small tmpfs, which needs root: {made.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
 def fill_up(folder: Path) -> Path:
     """Write a file until the filesystem has no space left."""
     filler = folder / "filler"
@@ -236,15 +221,15 @@ def fill_up(folder: Path) -> Path:
     return filler
 
 
-def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, small_disk):
+def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, tiny_disk):
     spec_path = tmp_path / "faults.toml"
     spec_path.write_text(HEAVY_SPEC)
     sweep = spec_mod.load(spec_path)
-    path = small_disk / "full.zarr"
+    path = tiny_disk / "full.zarr"
     proc = amsweep("run", str(spec_path), "--out", str(path), "--executor", "serial", "--quiet")
     wait_for_first_flush(proc, str(path))
     assert proc.poll() is None, "the sweep ended before the disk filled up"
-    filler = fill_up(small_disk)
+    filler = fill_up(tiny_disk)
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, text
     assert "writing results failed" in text and "No space left" in text and "Traceback" not in text

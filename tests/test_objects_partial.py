@@ -10,7 +10,7 @@ import pytest
 
 from amsweep.storage import objects as objects_mod
 from amsweep.storage.objects import PARTIAL, LocalObjects
-from tests.test_refusals import fill, tiny_disk  # noqa: F401 (a fixture)
+from tests.test_refusals import fill
 
 
 def _partials(root) -> list:
@@ -44,7 +44,7 @@ def test_a_failing_write_of_the_temporary_leaves_no_partial(tmp_path, monkeypatc
     assert store.get("m/c/0/0") is None
 
 
-def test_a_real_full_disk_leaves_no_partial(tiny_disk):  # noqa: F811 (the fixture)
+def test_a_real_full_disk_leaves_no_partial(tiny_disk):
     fill(tiny_disk, leave=8192)
     store = LocalObjects(tiny_disk / "cube.zarr")
     with pytest.raises(OSError) as e:

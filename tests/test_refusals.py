@@ -160,20 +160,6 @@ def test_a_plugin_that_exits_at_import_is_refused_and_nothing_is_created(tmp_pat
 # ---- a full disk --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 4 MiB tmpfs: a real filesystem that really fills up (mounting one needs root)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"a full disk is a small tmpfs, which needs root: {made.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
-
-
 def fill(folder: Path, leave: int = 0) -> Path:
     """Fill the filesystem of ``folder`` up to ``leave`` free bytes (0: until a write fails)."""
     filler = folder / "filler"
