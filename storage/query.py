@@ -22,7 +22,7 @@ import xarray as xr
 from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import layout
-from amsweep.storage.layout import DONE
+from amsweep.storage.layout import DONE, PENDING
 
 __all__ = [
     "done_values",
@@ -206,7 +206,8 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         "rule": [r.label for r in cube.sweep.rules],
         "seed": list(cube.sweep.seeds),
     }
-    status = cube.status()
+    stored, status_present, status_bad = cube.read_variable("status")  # read once: both uses below
+    status = np.where(status_bad, PENDING, stored)  # as Cube.status(): an unreadable status is pending
 
     def aligned(array: np.ndarray, extra: tuple[str, ...] = ()) -> xr.DataArray:
         coords = {d: np.asarray(full[d], dtype=object if d in ("dataset", "rule") else None) for d in axes}
@@ -229,7 +230,6 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     if SENTINEL in cube.members and (~done).any() and cube.format >= 3:
         # every status chunk is stored from creation on: an absent or unreadable one was lost (a
         # pending one that holds data is a flush killed between data and status: not an orphan)
-        _, status_present, status_bad = cube.read_variable("status")
         sentinel, have, bad = cube.read_variable(SENTINEL)
         lost_status = ~status_present | status_bad
         orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
