@@ -98,12 +98,38 @@ class FencedObjects:
         self.put_many({key: data})
 
     def delete(self, key: str) -> None:
-        if self.local:
-            self.inner.put_fenced({key: None}, KEY, self.lease.verify)  # type: ignore[attr-defined]
+        self.delete_many([key])
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove ``keys``, fenced like a batch of writes. On S3 each delete is conditional
+        (If-Match) on the ETag this writer last saw, or on one read *before* the lease is
+        confirmed: a process frozen anywhere after that read sends ETags a takeover's writes
+        have changed, and S3 refuses the delete."""
+        keys = list(keys)
+        if not keys:
             return
+        if self.local:
+            self.inner.put_fenced(dict.fromkeys(keys), KEY, self.lease.verify)  # type: ignore[attr-defined]
+            return
+        if not self.s3:
+            self.lease.confirm()
+            for key in keys:
+                self.inner.delete(key)
+            return
+        known = {k: self._etags.get(k, _UNREAD) for k in keys}
+        looked = self.inner.tags([k for k, e in known.items() if not isinstance(e, str)])  # type: ignore[attr-defined]
+        etags = {k: e if isinstance(e, str) else looked[k] for k, e in known.items()}
         self.lease.confirm()
-        self.inner.delete(key)
-        self._etags[key] = None
+        done = self.inner.delete_conditional({k: e for k, e in etags.items() if e is not None})  # type: ignore[attr-defined]
+        for key in keys:
+            if done.get(key) is not CONFLICT:
+                self._etags[key] = None
+        refused = [k for k, r in done.items() if r is CONFLICT]
+        if refused:
+            self.lease.prove()  # LeaseLost if a takeover happened: we are the stale one
+            for key in refused:
+                self._etags.pop(key, None)
+            raise StaleView(self.url, refused)  # still held: a stale driver wrote them in its gap; re-read
 
     def put_many(self, items: dict[str, bytes]) -> None:
         if not items:

@@ -11,7 +11,8 @@ on local disk a hard link creates atomically and an advisory lock guards compare
 They also back fencing (``amsweep.storage.fence``): locally ``put_fenced`` writes a batch of
 objects under the same lock as the lease's compare-and-swap, after checking the lease is still
 the writer's, so no write lands after a takeover; on S3 ``get_tagged`` / ``put_conditional``
-read ETags and make every overwrite conditional on the one the writer last saw. The lock wait
+read ETags and make every overwrite conditional on the one the writer last saw, and
+``tags`` / ``delete_conditional`` do the same for deletes (If-Match on DeleteObject). The lock wait
 is bounded (``LOCK_WAIT`` seconds): a frozen holder is named, not waited on forever.
 """
 
@@ -335,6 +336,39 @@ class FsspecObjects:
             return response.get("ETag")
 
         out = self._gather({k: one(k, data, cond) for k, (data, cond) in items.items()})
+        self.fs.invalidate_cache(self.base)
+        return out
+
+    def tags(self, keys: Iterable[str]) -> dict[str, str | None]:
+        """The ETag of each key (None where absent): concurrent HEADs, no bodies."""
+
+        async def one(key: str) -> str | None:
+            bucket, obj, _ = self.fs.split_path(self._path(key))
+            try:
+                return (await self.fs._call_s3("head_object", Bucket=bucket, Key=obj)).get("ETag")
+            except FileNotFoundError:
+                return None
+
+        return self._gather({k: one(k) for k in keys})
+
+    def delete_conditional(self, items: dict[str, str]) -> dict[str, Any]:
+        """``{key: ETag}`` -> ``{key: True (deleted), None (already absent) or CONFLICT}``:
+        concurrent DeleteObject requests with If-Match, so an object rewritten since its ETag was
+        read is left alone (S3 has had conditional deletes since 2025; moto implements them)."""
+
+        async def one(key: str, etag: str) -> Any:
+            bucket, obj, _ = self.fs.split_path(self._path(key))
+            try:
+                await self.fs._call_s3("delete_object", Bucket=bucket, Key=obj, IfMatch=etag)
+            except FileNotFoundError:  # If-Match on an object deleted since: 404 NoSuchKey
+                return None
+            except OSError as e:
+                if _precondition_failed(e):
+                    return CONFLICT
+                raise
+            return True
+
+        out = self._gather({k: one(k, etag) for k, etag in items.items()})
         self.fs.invalidate_cache(self.base)
         return out
 

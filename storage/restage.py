@@ -37,6 +37,7 @@ from amsweep.pipeline.spec import Sweep
 from amsweep.storage import backup, layout, legacy, provenance, template
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
+from amsweep.storage.fence import FencedObjects
 from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
@@ -97,8 +98,7 @@ def discard_abandoned(objects: Objects) -> int:
     """Remove the abandoned staged objects; the caller holds the lease (so no restage is under
     way, and READY absent now stays absent). Returns how many were removed."""
     keys = abandoned(objects)
-    for key in keys:
-        objects.delete(key)
+    _delete(objects, keys)
     return len(keys)
 
 
@@ -194,8 +194,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     The caller holds the lease; ``finish`` swaps the staged copy in.
     """
     objects = cube.objects
-    for key in objects.list(STAGE):
-        objects.delete(key)
+    _delete(objects, objects.list(STAGE))
     src = _read(cube)
     where = positions(cube.sweep, target)
     tpl = template.build(target)
@@ -204,7 +203,9 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     view = _Prefixed(objects, STAGE)
     view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
     new_attrs = {**cube.attrs, **attrs, "amsweep_format": layout.FORMAT_VERSION}
-    new_attrs.setdefault("amsweep_cube_id", uuid.uuid4().hex)  # older formats had none: shards name it
+    # A new cube id: every shard names it (storage/shards.py), so no shard after the swap equals,
+    # byte for byte or by ETag, one before it, and a stale writer's condition on one never matches.
+    new_attrs["amsweep_cube_id"] = uuid.uuid4().hex
     staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
     status = _target_status(src, target, where)
     staging._status = status
@@ -242,7 +243,14 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     )
     root = template.root_document(new_attrs, members).decode()
     cube.acquire()  # still the writer (a long stage outlives no lease unnoticed) before the point of no return
-    ready = {"arrays": sorted(members), "root": root, "report": asdict(report), "source_format": cube.format}
+    _prove(objects)
+    ready = {
+        "arrays": sorted(members),
+        "root": root,
+        "report": asdict(report),
+        "source_format": cube.format,
+        "staged": sorted(view.list()),  # finish refuses a READY whose staged copy is not all there
+    }
     objects.put(READY, json.dumps(ready).encode())
     return report
 
@@ -307,23 +315,53 @@ def _verify(
 
 
 def finish(objects: Objects) -> RestageReport:
-    """Swap the staged copy in and commit its root document; idempotent while READY exists."""
+    """Swap the staged copy in and commit its root document; idempotent while READY exists.
+
+    No object of the new layout is deleted and put again: each staged object *overwrites* its key,
+    after this writer read what is there, so the fence (``storage.fence``) makes the overwrite
+    conditional on that content (S3: If-Match on its ETag, If-None-Match where it was absent;
+    local disk: under the lease lock). Only keys the new layout lacks are deleted, conditionally
+    in the same way. A writer frozen in the swap and taken over therefore replaces or removes
+    nothing the new holder wrote since: every shard the new holder writes names the restage's new
+    cube id, so its bytes (and ETag) differ from any shard before the swap, and its other objects
+    are the staged ones (the same bytes this writer would put) or later growth of them."""
     ready = json.loads(_required(objects, READY))
     staged = [k for k in objects.list(STAGE) if k != READY]
+    missing = sorted(set(ready.get("staged", [])) - {k[len(STAGE) + 1 :] for k in staged})
+    if missing:  # a READY whose stage is gone: a stale driver's late READY, or damage; the swap needs all of it
+        raise CubeError(
+            f"{objects.url}: {READY} lists {len(missing)} staged object(s) that are missing (first "
+            f"{STAGE}/{missing[0]}); the swap has not started and nothing was changed: remove {READY}, then run again"
+        )
+    _prove(objects)
     for name in [*ready["arrays"], *REPLACED_SIDE]:
-        for key in objects.list(name):
-            if key.startswith(f"{name}/"):
-                objects.delete(key)
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
-        got = objects.get_many(mine)
-        objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
-    objects.delete(f"{SIDE}/{template.ROOT}")  # format 1's side group document, if any
+        new = {k[len(STAGE) + 1 :]: v for k, v in objects.get_many(mine).items() if v is not None}
+        old = [k for k in objects.list(name) if k.startswith(f"{name}/")]
+        there = objects.get_many(list(new))  # what each overwrite is conditional on (the fence keeps it)
+        objects.put_many({k: v for k, v in new.items() if there[k] != v})
+        _delete(objects, [k for k in old if k not in new])
+    _delete(objects, [f"{SIDE}/{template.ROOT}"])  # format 1's side group document, if any
     backup.save(objects, ready["root"].encode())  # first: a lost or damaged root is restored from it
     objects.put(template.ROOT, ready["root"].encode())  # the commit
-    objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
-    for key in staged:
-        objects.delete(key)
+    _delete(objects, [READY])  # first: from here on the staged copy is garbage, never a source
+    _delete(objects, staged)
     return RestageReport(**ready["report"])
+
+
+def _delete(objects: Objects, keys: list[str]) -> None:
+    """Remove ``keys``: through the writer's fence in one batch (conditional deletes on S3)."""
+    if hasattr(objects, "delete_many"):
+        objects.delete_many(keys)
+    else:
+        for key in keys:
+            objects.delete(key)
+
+
+def _prove(objects: Objects) -> None:
+    """Prove the writer's lease now (S3: a conditional heartbeat) before a point of no return."""
+    if isinstance(objects, FencedObjects):
+        objects.begin_flush()
 
 
 def resume(path: str, objects: Objects, storage_options: dict | None = None) -> RestageReport:
@@ -332,7 +370,7 @@ def resume(path: str, objects: Objects, storage_options: dict | None = None) -> 
     cube = Cube._from_root(path, objects, doc, storage_options, staged=True)
     cube.acquire()
     try:
-        return finish(objects)
+        return finish(cube.objects)  # the fenced store: a resumer taken over mid-swap is fenced too
     finally:
         cube.release()
 

@@ -80,7 +80,7 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     cube.acquire()
     try:
         if cube.format == layout.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
-            cleanup(objects)  # leftovers of an upgrade killed after its commit, if any
+            cleanup(cube.objects)  # leftovers of an upgrade killed after its commit, if any
             raise CubeError(
                 f"{path}: already format {layout.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
             )
@@ -88,7 +88,7 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
         if cube.format == layout.FORMAT_VERSION:
             note += ", axes put in canonical order"
         staged = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
-        restage.finish(objects)
+        restage.finish(cube.objects)  # through the writer's fence, like every write of the swap
     finally:
         cube.release()
     return _report(staged, cube.format)
