@@ -29,14 +29,32 @@ nobody wrote since it last read or wrote them, and create objects that do not ex
 such PUT holds exactly the stored content (the ETag matched what its view was built from) plus
 its own results, which are valid (a cell's result depends only on its coordinates and seed);
 data shards precede status in a flush and each is conditional, so a status it lands only marks
-tasks whose data landed. No finished work is lost: the new holder's later conditional PUT on such
-an object fails, and it merges. Deletes (``check --repair`` resetting a status shard to all
-pending) and objects this writer never read (run record, side arrays of one task, the root
-document) are fenced by the flush-start proof alone (deletes also come from a mid-axis
-extension's swap, ``restage.finish``, and a delete landing after a takeover there can remove the
-new holder's work: a known gap, tests/test_attack_fencing.py): the run record is informational, a side
-array's content depends only on its task, and the root document is written only while creating
-or growing a cube. Other fsspec stores have no conditional writes: a lease check before each batch.
+tasks whose data landed. No finished work is lost: the new holder's later conditional PUT on
+such an object fails, and it merges. Objects this writer never read (run record, side arrays of
+one task, the root document) are fenced by the flush-start proof alone: the run record is
+informational, a side array's content depends only on its task, and the root document is
+written only while creating or growing a cube.
+
+*Deletes.* Locally they are a batch like any other (under the lock, after ``verify``). On S3 each
+is a conditional DeleteObject (If-Match: AWS has had conditional deletes on general purpose
+buckets since 2025, botocore sends ``IfMatch``, moto's server checks it) on the ETag this writer
+last saw, or on one read *before* the lease is confirmed: a writer frozen after that read and
+taken over sends an ETag that the new holder's writes changed, S3 refuses the delete, and the
+proof that follows raises ``LeaseLost``. An ETag condition matches any object with the same
+bytes, so the writers that delete also make sure a later holder never writes those bytes back
+(rather than overwrite with an "empty" object, which the same match would let land): a restage's
+swap (``restage.finish``) overwrites every key of the new layout in place (conditional on what it
+read there) and deletes only keys the new layout lacks, and each restage gives the cube a new
+id, which every shard's header names, so no shard written after a swap has the bytes of one from
+before it; ``check --repair`` deletes only unreadable shards, which no writer produces. What
+remains: objects whose bytes a later holder may write again - an array document or coordinate
+chunk (a function of key and spec; deleted only where the new layout lacks the key, which later
+extensions, adding values only, never bring back), a task's side array at a key a moved task left
+(the same bytes only if the new task's result equals the old one's), a staged object (a later
+restage's ``READY`` lists its staged copy, and ``finish`` refuses, changing nothing, if any of it
+is missing).
+
+Other fsspec stores have no conditional writes: a lease check before each batch.
 """
 
 from __future__ import annotations
