@@ -1,11 +1,12 @@
 """Attack (issue 21, claim 1) on S3: a driver frozen inside the swap phase of a mid-axis extension
-(restage ``finish``), just as it deletes an old object, is taken over; the new holder finishes the
-extension and the whole sweep; the frozen one resumes.
+(restage ``finish``), just before it writes or deletes an object of the cube, is taken over; the
+new holder finishes the extension and the whole sweep; the frozen one resumes.
 
-Its one pending delete is fenced only by ``Lease.confirm`` (a proof only when the heartbeat is
-overdue, and it was not when the process froze), so it lands after the takeover and removes an
-object of the *new* holder's finished cube: with PAUSE_KEY = a data shard, every done task's
-``m_train`` is lost (check: 96 problems; query refuses). Expected: the stale driver writes (and
+Before deletes were fenced, its one pending delete was fenced only by ``Lease.confirm`` (a proof
+only when the heartbeat is overdue, and it was not when the process froze), so it landed after
+the takeover and removed an object of the *new* holder's finished cube: with PAUSE_KEY = a data
+shard, every done task's ``m_train`` was lost (check: 96 problems; query refuses); a status shard,
+every status; an array document, the cube's alpha axis. Expected: the stale driver writes (and
 deletes) nothing after the takeover, and the cube equals an uninterrupted run.
 """
 
@@ -150,3 +151,30 @@ def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_
     assert (cube.status() == DONE).all()
     report = check(cube)
     assert report.ok, report.problems[:3]
+
+
+def test_a_ready_whose_staged_copy_is_gone_is_refused_before_the_swap_touches_anything(tmp_path):
+    """A stale driver's create-if-absent of READY can still land after a takeover (nothing to make
+    it conditional on) when the new holder has finished the same extension and removed its staged
+    copy; the old swap then removed every array object and put nothing back. Now READY lists its
+    staged copy and ``finish`` refuses, with one line, before it changes anything."""
+    from amsweep.pipeline.errors import CubeError
+    from amsweep.pipeline.executors import SerialExecutor
+    from amsweep.pipeline.runner import run
+    from amsweep.storage import restage
+    from tests.test_axis_order import SMALL_BASE, small_grown, sweep
+
+    path = tmp_path / "cube.zarr"
+    run(Cube.create_or_open(str(path), sweep(SMALL_BASE)), SerialExecutor(), progress=False)
+    cube = Cube.open(str(path))
+    cube.acquire()
+    restage.restage(cube, sweep(small_grown()), {})
+    staged = sorted(p for p in Path(path, restage.STAGE).rglob("*") if p.is_file() and p.name != "READY.json")
+    staged[len(staged) // 2].unlink()
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and restage.STAGE not in str(p)}
+    with pytest.raises(CubeError, match="staged object.*missing.*nothing was changed"):
+        restage.finish(cube.objects)
+    cube.release()
+    after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and restage.STAGE not in str(p)}
+    lease = Path(path, "_amsweep/lease.json")
+    assert {p: b for p, b in after.items() if p != lease} == {p: b for p, b in before.items() if p != lease}
