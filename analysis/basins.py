@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.analysis import tables
-from amsweep.pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.pipeline.metric_table import SUCCESS_OVERLAP
 
 __all__ = ["basin_frame", "basin_size", "basin_summary"]
 

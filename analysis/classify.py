@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.analysis import tables
-from amsweep.pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.pipeline.metric_table import SUCCESS_OVERLAP
 
 __all__ = ["CLASS_COLORS", "class_frame", "class_label", "CLASS_NAMES", "classify", "MARGIN", "RETRIEVED", "SPECIFIC"]
 

@@ -3,7 +3,7 @@
 Figures and the report ask for a value by name and get a tidy table back, without caring
 whether it is read from the cube (m_train), computed per task from the noise axis (basin) or
 per (task, noise) from several metrics (class, gen_gap). Stored metrics are declared in
-``pipeline/metrics.py``; derived values are declared here, with the metrics they need, so that
+``pipeline/metric_table.py``; derived values are declared here, with the metrics they need, so that
 whether a cube can show a value is a check on the declarations, not a guess.
 """
 
@@ -17,7 +17,7 @@ import xarray as xr
 
 from amsweep.analysis import basins, classify, tables
 from amsweep.pipeline.errors import NoData, QueryError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 
 __all__ = [
     "aggregate",

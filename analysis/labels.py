@@ -8,7 +8,7 @@ labels come from the declarations of the values themselves.
 from __future__ import annotations
 
 from amsweep.analysis.derived import DERIVED
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 
 __all__ = ["AXES", "axis_label", "value_label"]
 
@@ -34,7 +34,7 @@ def axis_label(name: str) -> str:
 
 
 def value_label(name: str) -> str:
-    """Label of a plotted value as its declaration gives it (``pipeline/metrics.py`` for stored
+    """Label of a plotted value as its declaration gives it (``pipeline/metric_table.py`` for stored
     metrics, ``analysis/derived.py`` for derived values), with units where it has them."""
     if name in METRICS:
         metric = METRICS[name]

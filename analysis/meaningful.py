@@ -16,7 +16,8 @@ import xarray as xr
 
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.errors import PluginError
-from amsweep.pipeline.metrics import METRICS, RANDOM, TEST
+from amsweep.pipeline.metric_table import METRICS
+from amsweep.pipeline.metric_types import RANDOM, TEST
 from amsweep.storage import query
 
 __all__ = ["TEST_DERIVED", "meaningful_tests", "without_meaningless_tests"]

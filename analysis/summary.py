@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.analysis import basins, classify, tables
-from amsweep.pipeline.metrics import SUCCESS_OVERLAP
+from amsweep.pipeline.metric_table import SUCCESS_OVERLAP
 
 __all__ = ["basin_table", "capacity", "clean_noise", "GROUP", "key_numbers", "REFERENCE_NOISE", "reference_noise"]
 

@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.pipeline.errors import NoData, QueryError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import query
 from amsweep.storage.layout import DONE, STATUS_NAMES
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks._harness import Row
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.metrics import METRICS
 
 FLUSH = 2000

@@ -23,9 +23,10 @@ from typing import Any
 from benchmarks import sweep_overhead
 from benchmarks._harness import Row
 from benchmarks.memory import _reset_peak_rss, _status_kib
-from amsweep.pipeline import runner
+from amsweep.sweeps import runner
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cell import CellResult, run_cell
+from amsweep.pipeline.cell import run_cell
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.executors import SerialExecutor
 
 TARGET_RATE = 1500.0

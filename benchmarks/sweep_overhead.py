@@ -1,6 +1,6 @@
 """Sweep overhead: the same grid of ~1-second cells through Ray on 2 workers and serially.
 
-Everything goes through the real path: spec -> cube on disk -> ``amsweep.pipeline.runner.run`` with
+Everything goes through the real path: spec -> cube on disk -> ``amsweep.sweeps.runner.run`` with
 ``SerialExecutor`` or ``RayExecutor`` (cells in batches sized from measured durations, threads
 pinned, results written by the driver). The cell is a PLM task on random patterns whose epoch count is calibrated here
 so that one cell takes about a second. Reported alongside the speed-up: Ray's start-up, the
@@ -23,7 +23,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import run_cell
 from amsweep.pipeline.executors import RayExecutor, SerialExecutor
 from amsweep.pipeline.ray_executor import PINNED_THREADS, keep_ray_on_loopback
-from amsweep.pipeline import runner
+from amsweep.sweeps import runner
 from amsweep.storage.cube import Cube
 
 TARGET = 1.8

@@ -10,34 +10,18 @@ that computed it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
 from amsweep.pipeline import basin_bisection
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import contracts, registry, threads
 from amsweep.pipeline.model import Data, Model, NotApplicable
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.resources import cell_threads
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import Task
 
 __all__ = ["CellResult", "data_key", "make_data", "run_cell", "train"]
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """Metric values of one task: scalars, or arrays of length n_noise for per-noise metrics."""
-
-    index: tuple[int, ...]
-    values: dict[str, np.ndarray]
-    couplings: np.ndarray | None = None  # only when the spec asks to store them
-    magnetisations: np.ndarray | None = None  # (noise, train starts, N) float32, only when asked
-
-    @property
-    def side_data(self) -> bool:
-        """True if the result carries per-task objects besides its metric values."""
-        return self.couplings is not None or self.magnetisations is not None
 
 
 def data_key(task: Task) -> tuple:

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline.dynamics._sphere_attention import count_clusters
-from amsweep.pipeline.metric_types import CELL, TEST, CellInputs, Metric, Starts
+from amsweep.pipeline.metric_table import FOUND_OVERLAP, MEMORY_METRICS
+from amsweep.pipeline.metric_types import CELL, CellInputs, Starts
 from amsweep.pipeline.model import Data, Model
 from amsweep.pipeline.ties import signs
 
@@ -30,17 +31,13 @@ __all__ = [
     "FOUND_OVERLAP",
     "label_means",
     "match_counts",
+    "MEMORY_COMPUTE",
     "MEMORY_METRICS",
     "model_metrics",
     "own_mode_fraction",
     "recovered_components",
     "token_clusters",
 ]
-
-# A memory on one component overlaps its prototype by ~1 once binarised (a mean of e examples
-# with 10% flips has ~0.3 wrong sites of 64 at e = 8), a memory merging two by ~0.5, and a single
-# example (what a KDE stores) by 1 - 2 flip = 0.8: 0.95 credits only means of several examples.
-FOUND_OVERLAP = 0.95
 
 
 def binarised(memories: np.ndarray) -> np.ndarray:
@@ -168,65 +165,20 @@ def _info(key: str, convert: Callable[[Any], float] = float) -> Callable[[CellIn
     return lambda c: convert(c.model.info[key]) if "n_clusters" in c.model.info else math.nan
 
 
-MEMORY_METRICS: dict[str, Metric] = {
-    "recovered_components": Metric(
-        CELL,
-        lambda c: _components(c)[0],
-        "mean over the dataset's true prototypes of the best overlap of any binarised memory "
-        "sign(mu_k) with it, sites within float32 rounding of 0 counting 0 (mixture only)",
-        "best overlap of a memory with each true component",
-    ),
-    "components_found": Metric(
-        CELL,
-        lambda c: _components(c)[1],
-        f"fraction of true prototypes whose best binarised memory (ties 0) overlaps them by >= {FOUND_OVERLAP} "
-        "(mixture only)",
-        "fraction of components found",
-    ),
-    "components_as_oracle": Metric(
-        CELL,
-        _as_oracle,
-        "fraction of true prototypes some binarised memory matches at least as well as the sign of the "
-        "mean of that component's own training examples (the estimate true labels would give; ties 0 in both; "
-        "mixture only)",
-        "fraction of components found as well as by their labels",
-    ),
-    "n_clusters": Metric(
-        CELL,
-        _info("n_clusters"),
-        "clusters of the token set after the attention dynamics (single linkage at angle eps; self_attention only)",
-        "clusters of tokens",
-    ),
-    "cluster_steps": Metric(
-        CELL,
-        _info("form_steps"),
-        "attention steps until the cluster count took its final value (self_attention only)",
-        "steps to form the clusters",
-    ),
-    "clusters_converged": Metric(
-        CELL,
-        _info("converged", lambda v: float(bool(v))),
-        "1 if the token dynamics stopped moving (by tol) within max_steps, else 0 (self_attention only)",
-        "token dynamics converged",
-    ),
-    "test_mode_distance": Metric(
-        TEST,
-        _mode_distance,
-        "mean over test starts of the fraction of sites where the binarised attractor (sign(<s_i>) for "
-        "thermal dynamics) differs from the nearest true prototype (mixture only)",
-        "test starts: distance of attractor to the nearest prototype",
-    ),
-    "test_own_mode": Metric(
-        TEST,
-        _own_mode,
-        "fraction of test starts whose binarised attractor is exactly the prototype of the component "
-        "their example was drawn from (mixture only)",
-        "test starts: fraction ending on their own prototype",
-    ),
+# How each metric of ``metric_table.MEMORY_METRICS`` is computed (same names).
+MEMORY_COMPUTE: dict[str, Callable[[Any], float]] = {
+    "recovered_components": lambda c: _components(c)[0],
+    "components_found": lambda c: _components(c)[1],
+    "components_as_oracle": _as_oracle,
+    "n_clusters": _info("n_clusters"),
+    "cluster_steps": _info("form_steps"),
+    "clusters_converged": _info("converged", lambda v: float(bool(v))),
+    "test_mode_distance": _mode_distance,
+    "test_own_mode": _own_mode,
 }
 
 
 def model_metrics(model: Model, data: Data) -> dict[str, float]:
     """Every once-per-cell (CELL) MEMORY_METRICS value of one trained model, as a cell computes them."""
     inputs = CellInputs(data, model, np.empty((0, data.N), dtype=data.train.dtype))
-    return {name: m.compute(inputs) for name, m in MEMORY_METRICS.items() if m.group == CELL}
+    return {name: MEMORY_COMPUTE[name](inputs) for name, m in MEMORY_METRICS.items() if m.group == CELL}

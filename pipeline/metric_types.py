@@ -1,13 +1,12 @@
 """The vocabulary of metrics: groups of starts, their inputs, and the Metric declaration.
 
-Apart from ``metrics`` (which holds the table) so that a module declaring metrics of its own
-kind (``memory_metrics``) can build entries without importing the table it is merged into.
+Apart from ``metric_table`` (the declarations) and ``metrics`` (the formulas), which both use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -67,17 +66,15 @@ class Timings:
 
 @dataclass(frozen=True)
 class Metric:
-    """One result variable: how it is computed, and what storage and analysis read about it.
-
-    ``compute`` takes its group's inputs (``Starts``, ``CellInputs``, the per-example basin
-    array 2 k*/N, or ``Timings``) and returns one number. ``always``: every done task has a
+    """One result variable: what storage and analysis read about it (its formula is
+    ``metrics.COMPUTE[name]``: takes its group's inputs, ``Starts``, ``CellInputs``, the
+    per-example basin array 2 k*/N, or ``Timings``, and returns one number). ``always``: every done task has a
     finite value by construction (a fraction of counted starts, a timing), so ``storage.check``
     reports a NaN there as damage and analysis needs no scan to know the metric has data. A
     metric added to existing cubes cannot be ``always``: tasks done before it hold NaN.
     """
 
     group: str
-    compute: Callable[[Any], float]
     description: str  # the cube's long_name and description attributes
     label: str  # axis and legend label of figures
     units: str = ""

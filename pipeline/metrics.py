@@ -1,9 +1,11 @@
-"""What a cell measures: every metric declared and computed here, with the quantities it uses.
+"""What a cell measures: how every metric is computed, with the quantities it uses.
 
-A metric is one entry of ``METRICS``: how it is computed and from what, and what storage and
-analysis read about it (dims, dtype, description, label, units, whether every done task has a
-value). The cube template, the integrity check, the cell and the figures all read this table,
-so adding a metric is one entry here. Metrics are grouped by what the cell must prepare for them:
+A metric is declared in ``metric_table.METRICS`` (what storage and analysis read about it: dims,
+dtype, description, label, units, whether every done task has a value) and computed by the entry
+of the same name in ``COMPUTE`` here; adding a metric is one entry in each (a name in one and not
+the other stops the import). The declarations are apart so that storage reads them without
+importing these formulas and the kernels they reach (metric_table's docstring).
+Metrics are grouped by what the cell must prepare for them:
 ``TRAIN`` and ``TEST`` (training or test examples corrupted at each noise level, relaxed: one
 value per noise level; TEST is NaN without test examples), ``RANDOM`` (random states relaxed
 once), ``CELL`` (once per cell from data and model), ``BASINS`` (the bisection basin 2 k*/N of
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import math
 from operator import attrgetter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline.memory_metrics import MEMORY_METRICS
+from amsweep.pipeline.memory_metrics import MEMORY_COMPUTE
+from amsweep.pipeline.metric_table import METRICS, RETRIEVED_OVERLAP, SUCCESS_OVERLAP, check_declared
 from amsweep.pipeline.metric_types import (
     BASINS,
     CELL,
@@ -55,6 +58,7 @@ __all__ = [
     "TIMINGS",
     "TRAIN",
     "CellInputs",
+    "COMPUTE",
     "Metric",
     "Starts",
     "Timings",
@@ -74,15 +78,6 @@ __all__ = [
     "undefined",
     "unsolved_rows",
 ]
-
-SUCCESS_OVERLAP = 0.99
-# A pattern counts as *retrieved* (``retrieved_fraction``) when its relaxed overlap reaches this.
-# Final overlaps from the patterns are bimodal: the retrieval state at 0.97-1.00 (0.967 at Hebb's
-# alpha_c in theory) and the lost patterns at 0.2-0.5 (docs/experiments.md, section 9, measured
-# histogram); almost nothing lands between 0.6 and 0.9, so any cut in that gap counts the same
-# patterns, and 0.9 stays below the retrieval state's overlap at every load where it exists.
-# 0.99 (``success_train``) would cut into the retrieval state itself near alpha_c.
-RETRIEVED_OVERLAP = 0.9
 
 
 def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
@@ -243,154 +238,40 @@ def _basin_quantile(p: float) -> Callable[[np.ndarray], float]:
     return lambda basin: float(np.quantile(basin, p)) if basin.size else math.nan
 
 
-METRICS: dict[str, Metric] = {
-    "fixed_point_fraction": Metric(
-        CELL,
-        _fixed_points,
-        "fraction of training examples that are fixed points of the dynamics",
-        "fraction of training examples that are fixed points",
-        always=True,
-    ),
-    "m_train": Metric(
-        TRAIN,
-        _overlap_with_origin,
-        "mean final overlap with the corrupted training example it started from "
-        "(thermal dynamics: of the magnetisations <s_i>)",
-        r"final overlap from training starts $m_{train}$",
-    ),
-    "success_train": Metric(
-        TRAIN,
-        _retrieved,
-        "fraction of training starts whose binarised final state (sign(<s_i>) for "
-        "thermal dynamics) has overlap >= 0.99 with their example",
-        "fraction of training starts retrieved (overlap >= 0.99)",
-        always=True,
-    ),
-    "converged_train": Metric(
-        TRAIN,
-        _converged,
-        "fraction of training starts that reached a fixed point",
-        "fraction of training starts that reached a fixed point",
-        always=True,
-    ),
-    "m_test": Metric(
-        TEST,
-        _overlap_with_origin,
-        "mean final overlap with the corrupted test example it started from "
-        "(thermal dynamics: of the magnetisations <s_i>)",
-        r"final overlap from test starts $m_{test}$",
-    ),
-    "converged_test": Metric(
-        TEST,
-        _converged,
-        "fraction of test starts that reached a fixed point",
-        "fraction of test starts that reached a fixed point",
-    ),
-    "test_best_train": Metric(
-        TEST,
-        _best_train,
-        "mean over test starts of the attractor's best overlap with any training example",
-        "test starts: best overlap of attractor with a training example",
-    ),
-    "test_best_feature": Metric(
-        TEST,
-        _best_feature,
-        "mean over test starts of the attractor's best |overlap| with any of the dataset's hidden features "
-        "or mixture prototypes (random features, mixture only)",
-        "test starts: best |overlap| of attractor with a feature or prototype",
-    ),
-    "random_best_train": Metric(
-        RANDOM,
-        _best_train,
-        "mean over random starts of the attractor's best overlap with any training example",
-        "random starts: best overlap with a training example",
-    ),
-    "random_best_test": Metric(
-        RANDOM,
-        _best_test,
-        "mean over random starts of the attractor's best overlap with any test example",
-        "random starts: best overlap with a test example",
-    ),
-    "random_converged": Metric(
-        RANDOM,
-        _converged,
-        "fraction of random starts that reached a fixed point",
-        "fraction of random starts that reached a fixed point",
-    ),
-    "coupling_similarity": Metric(
-        CELL,
-        _coupling_similarity,
-        "cosine similarity of learned and true couplings (spin glass only)",
-        "cosine(learned J, true J)",
-    ),
-    "basin_mean": Metric(
-        BASINS,
-        _basin_mean,
-        "mean over training examples of the basin 1 - m_in* = 2 k*/N, k* the most flipped "
-        "sites from which the example is still retrieved, found by bisection (biased low in the "
-        "lower tail) or, with retrieval.basin_method = scan, the unbiased sum over k of the retrieved "
-        "fraction (retrieval.basin_examples > 0; NaN otherwise)",
-        r"basin $2k^*/N$, bisection (mean)",
-    ),
-    "basin_q10": Metric(
-        BASINS,
-        _basin_quantile(0.1),
-        "10% quantile over training examples of the basin 2 k*/N (bisection or scan)",
-        r"basin $2k^*/N$, bisection (10% quantile)",
-    ),
-    "basin_q50": Metric(
-        BASINS,
-        _basin_quantile(0.5),
-        "median over training examples of the basin 2 k*/N (bisection or scan)",
-        r"basin $2k^*/N$, bisection (median)",
-    ),
-    "basin_q90": Metric(
-        BASINS,
-        _basin_quantile(0.9),
-        "90% quantile over training examples of the basin 2 k*/N (bisection or scan)",
-        r"basin $2k^*/N$, bisection (90% quantile)",
-    ),
-    **MEMORY_METRICS,  # what a clustering memory stored (pipeline/memory_metrics.py)
-    "train_seconds": Metric(
-        TIMINGS, attrgetter("train"), "wall time of training", "training wall time", "s", always=True
-    ),
-    "retrieval_seconds": Metric(
-        TIMINGS,
-        attrgetter("retrieval"),
-        "wall time of all retrieval runs of the task",
-        "retrieval wall time",
-        "s",
-        always=True,
-    ),
-    "basin_seconds": Metric(
-        TIMINGS,
-        attrgetter("basins"),
-        "wall time of the bisection basins (0 when they are off)",
-        "basin bisection wall time",
-        "s",
-    ),
-    "no_solution_train": Metric(
-        TRAIN,
-        _no_solution,
-        "fraction of training starts from which the dynamics' equations have no solution (adaptive TAP: "
-        "its response cap still active when the iteration stopped); thermal overlaps leave them out",
-        "fraction of training starts without a solution",
-    ),
-    # Appended (issue 22): new variables go at the end so the order of existing ones is kept.
-    "retrieved_fraction": Metric(
-        TRAIN,
-        _retrieved_fraction,
-        "fraction of training starts retrieved: binarised final state (sign(<s_i>) for thermal "
-        "dynamics) at overlap >= 0.9 with its example; its fall through 1/2 is the capacity "
-        "(half the patterns retrieved), whatever overlap the lost patterns end at",
-        "fraction retrieved (overlap >= 0.9)",
-    ),
+# How each metric of ``metric_table.METRICS`` is computed from its group's inputs, under the
+# name it is declared with (checked at import, below).
+COMPUTE: dict[str, Callable[[Any], float]] = {
+    "fixed_point_fraction": _fixed_points,
+    "m_train": _overlap_with_origin,
+    "success_train": _retrieved,
+    "converged_train": _converged,
+    "m_test": _overlap_with_origin,
+    "converged_test": _converged,
+    "test_best_train": _best_train,
+    "test_best_feature": _best_feature,
+    "random_best_train": _best_train,
+    "random_best_test": _best_test,
+    "random_converged": _converged,
+    "coupling_similarity": _coupling_similarity,
+    "basin_mean": _basin_mean,
+    "basin_q10": _basin_quantile(0.1),
+    "basin_q50": _basin_quantile(0.5),
+    "basin_q90": _basin_quantile(0.9),
+    **MEMORY_COMPUTE,
+    "train_seconds": attrgetter("train"),
+    "retrieval_seconds": attrgetter("retrieval"),
+    "basin_seconds": attrgetter("basins"),
+    "no_solution_train": _no_solution,
+    "retrieved_fraction": _retrieved_fraction,
 }
+_unmatched = sorted(METRICS.keys() ^ COMPUTE.keys())
+if _unmatched:  # a declaration without a formula, or a formula without a declaration
+    raise RuntimeError(f"metrics {_unmatched}: declared in metric_table.py or computed here, not both")
 
 
 def evaluate(group: str, inputs: Any) -> dict[str, float]:
     """Every metric of ``group`` (as METRICS holds it now) from that group's inputs."""
-    return {name: m.compute(inputs) for name, m in METRICS.items() if m.group == group}
+    return {name: COMPUTE[name](inputs) for name, m in METRICS.items() if m.group == group}
 
 
 def undefined(group: str) -> dict[str, float]:
@@ -404,15 +285,3 @@ def result_values(scalars: dict[str, float], series: dict[str, list[float]]) -> 
     values = {name: np.asarray(series[name], dtype=m.dtype) for name, m in METRICS.items() if m.per_noise}
     values.update({name: m.dtype(scalars[name]) for name, m in METRICS.items() if not m.per_noise})
     return values
-
-
-def check_declared(names: Iterable[str], what: str = "a cell result") -> None:
-    """Refuse undeclared metrics and missing declared ones: a value stored without its declaration
-    would have no cube variable, no label and no integrity check."""
-    names = set(names)
-    unknown, missing = sorted(names - METRICS.keys()), sorted(METRICS.keys() - names)
-    if unknown or missing:
-        raise ValueError(
-            f"{what} does not match the metrics declared in pipeline/metrics.py: "
-            f"undeclared {unknown}, missing {missing}"
-        )

@@ -1,5 +1,9 @@
 """What a cell can come back as: a CellResult, a ``Skipped`` or a ``Failed``; and the guard that
-turns a cell's exception into one of those values, so that one bad cell cannot stop a sweep."""
+turns a cell's exception into one of those values, so that one bad cell cannot stop a sweep.
+
+A declaration, not computation: storage writes CellResults and imports them from here, so that
+opening a cube loads no cell, rule, dataset or dynamics module (``pipeline/cell.py`` produces them).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,26 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from amsweep.pipeline.model import NotApplicable
 
-__all__ = ["Failed", "guarded", "Skipped"]
+__all__ = ["CellResult", "Failed", "guarded", "Skipped"]
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Metric values of one task: scalars, or arrays of length n_noise for per-noise metrics."""
+
+    index: tuple[int, ...]
+    values: dict[str, np.ndarray]
+    couplings: np.ndarray | None = None  # only when the spec asks to store them
+    magnetisations: np.ndarray | None = None  # (noise, train starts, N) float32, only when asked
+
+    @property
+    def side_data(self) -> bool:
+        """True if the result carries per-task objects besides its metric values."""
+        return self.couplings is not None or self.magnetisations is not None
 
 
 @dataclass(frozen=True)

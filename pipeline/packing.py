@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 
 __all__ = ["pack", "Packed", "unpack"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from amsweep.pipeline import basin_bisection, limits
+from amsweep.pipeline import basin_options, limits
 from amsweep.pipeline.errors import show
 from amsweep.pipeline.model import Param
 from amsweep.pipeline.params import SpecError, count_of, float_list, int_list, resolve, table_of
@@ -80,7 +80,7 @@ RETRIEVAL = {
         "also keep each task's thermal states of the training starts (<s_i> of a thermal "
         "dynamics, else the final states), noise x starts x N float32, in the cube's per-task store",
     ),
-    **basin_bisection.PARAMS,
+    **basin_options.PARAMS,
 }
 
 
@@ -200,7 +200,7 @@ def from_dict(raw: dict[str, Any]) -> Sweep:
     noise = float_list("noise", raw["noise"], 0.0, 0.5)
     default_P_test = count_of("P_test", raw.get("P_test", 100))
     given_retrieval = table_of("retrieval", raw.get("retrieval", {}))
-    retrieval = basin_bisection.canonical_retrieval(
+    retrieval = basin_options.canonical_retrieval(
         {k: v[0] for k, v in resolve("retrieval", RETRIEVAL, given_retrieval, sweepable=False).items()}, given_retrieval
     )
     if not retrieval["store_magnetisations"]:  # left out when off: every earlier spec keeps its hash

@@ -23,7 +23,7 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["forget", "pin", "PRELOAD"]
+__all__ = ["pin", "PRELOAD"]
 
 PRELOAD = ("scipy.linalg",)  # the BLAS numba's compiled code calls, loaded lazily otherwise
 
@@ -40,9 +40,3 @@ def pin(threads: int) -> None:
         importlib.import_module(name)
     threadpool_limits(limits=threads)  # global: stays until the next pin
     _pinned = (threads, len(sys.modules))
-
-
-def forget() -> None:
-    """Make the next ``pin`` set the limits again (after someone else changed them)."""
-    global _pinned
-    _pinned = None

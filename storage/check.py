@@ -2,7 +2,7 @@
 
 Every done task must have a present, checksum-valid inner chunk in every variable (format 2
 writes one for each done task, NaN included, so absence means loss), finite where the metric is
-declared ``always`` (pipeline/metrics.py); a failed task needs its error record; "not
+declared ``always`` (pipeline/metric_table.py); a failed task needs its error record; "not
 applicable" must be what the spec says or what a run recorded; "done" where the spec says not
 applicable is impossible. The other way round: a task not marked done whose every chunk is
 present, valid and finite where declared (the sentinel ``retrieval_seconds`` is written after
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import backup, layout, restage, temporaries, template
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
@@ -107,7 +107,7 @@ def check(cube: Cube) -> CheckReport:
         for index in zip(*np.nonzero(done & ~have & ~bad)):
             report.add(cube, index, f"{name} is missing")
         intact &= have & ~bad
-        if metric.always:  # declared finite for every done task (pipeline/metrics.py)
+        if metric.always:  # declared finite for every done task (pipeline/metric_table.py)
             finite = np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
             for index in zip(*np.nonzero(done & have & ~bad & ~finite)):
                 report.add(cube, index, f"{name} is NaN, but every done task has a value of it")

@@ -22,9 +22,9 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
-from amsweep.pipeline.metrics import METRICS, check_declared
+from amsweep.pipeline.metric_table import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import backup, extend, layout, provenance, template
 from amsweep.storage.fence import FencedObjects, StaleView

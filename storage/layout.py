@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.pipeline.spec import Sweep
 
 __all__ = [
@@ -185,7 +185,7 @@ def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
             },
         )
     ]
-    for name, m in METRICS.items():  # dims, dtype and attributes as pipeline/metrics.py declares them
+    for name, m in METRICS.items():  # dims, dtype and attributes as pipeline/metric_table.py declares them
         out.append(
             ArraySpec(
                 name,

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from amsweep.pipeline.errors import CubeError, QueryError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import layout
 from amsweep.storage.layout import DONE, PENDING
 

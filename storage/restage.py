@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import backup, layout, legacy, provenance, template
 from amsweep.storage.cube import RESTAGE_READY as READY

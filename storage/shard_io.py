@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.storage import template
 from amsweep.storage.layout import DONE, PENDING
 from amsweep.storage.shards import ShardError, ShardIdentity, ShardLayout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import BUNDLED
+from amsweep.sweeps.cli import BUNDLED
 from amsweep.pipeline.executors import RayExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, NOT_APPLICABLE
 from amsweep.storage.query import open_cube, to_frame

@@ -24,7 +24,7 @@ from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.model import Data
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage import query
 from amsweep.storage.cube import Cube
 from tests.conftest import StopAfter

@@ -37,7 +37,7 @@ SPEC2 = SPEC.replace("alpha = [0.05, 0.1, 0.3]", "alpha = [0.05, 0.1, 0.2, 0.3]"
 # (under _amsweep/stage/) do not count, the swap's do
 PAUSER = r"""
 import os, signal, sys
-from amsweep.pipeline import cli
+from amsweep.sweeps import cli
 from amsweep.storage import objects
 paused = []
 def wrap(real, keys_of):
@@ -72,7 +72,7 @@ def test_s3_a_driver_frozen_in_a_restage_swap_deletes_nothing_after_a_takeover(s
     spec1.write_text(SPEC)
     spec2.write_text(SPEC2)
     url = f"s3://attack/{uuid.uuid4().hex[:8]}.zarr"
-    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    cli = [sys.executable, "-m", "amsweep.sweeps.cli"]
     subprocess.run([*cli, *_args(spec1, url)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     a = subprocess.Popen(
         [sys.executable, "-c", PAUSER, *_args(spec2, url)],
@@ -120,7 +120,7 @@ def test_s3_a_repair_frozen_before_removing_an_unreadable_shard_removes_nothing_
     spec.write_text(SPEC)
     name = uuid.uuid4().hex[:8]
     url = f"s3://attack/{name}.zarr"
-    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    cli = [sys.executable, "-m", "amsweep.sweeps.cli"]
     subprocess.run([*cli, *_args(spec, url)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     fs = s3fs.S3FileSystem()
     shard = f"attack/{name}.zarr/m_train/c/0/0/0/0/0/0"

@@ -24,7 +24,7 @@ from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
 
-CLI = [sys.executable, "-m", "amsweep.pipeline.cli"]
+CLI = [sys.executable, "-m", "amsweep.sweeps.cli"]
 SHARD = "m_train/c/0/0/0/0/0/0"
 
 

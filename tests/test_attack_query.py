@@ -15,7 +15,7 @@ import sys
 from amsweep.pipeline.cell import run_cell
 from amsweep.storage.cube import Cube
 
-CLI = [sys.executable, "-m", "amsweep.pipeline.cli"]
+CLI = [sys.executable, "-m", "amsweep.sweeps.cli"]
 
 
 def test_a_repeated_where_is_not_silently_dropped(tmp_path, small_sweep):

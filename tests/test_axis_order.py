@@ -19,7 +19,7 @@ import xarray as xr
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
 from amsweep.storage.query import open_cube
@@ -126,7 +126,7 @@ def test_run_and_status_print_the_same_hash_for_an_extended_cube(tmp_path):
     grown.write_text(head + "seeds = [2, 1, 0]\n" + tail + "[datasets.random]\nN = [16]\nalpha = [0.3, 0.1, 0.05]\n")
     shuffled.write_text(head + "seeds = [0, 1, 2]\n" + tail + "[datasets.random]\nN = [16]\nalpha = [0.05, 0.3, 0.1]\n")
     out = str(tmp_path / "c.zarr")
-    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    cli = [sys.executable, "-m", "amsweep.sweeps.cli"]
     outputs = []
     for argv in (["run", str(first), "--out", out], ["run", str(grown), "--out", out], ["status", out]):
         done = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=300)
@@ -193,7 +193,7 @@ def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_pat
     old = Cube.open(str(FORMAT2))
     assert old.sweep.load_values == (0.05, 0.3, 0.1) and old.sweep.seeds == (0, 2, 1)  # as 4b6d03b stored it
     before = open_cube(str(FORMAT2)).load()
-    cli = [sys.executable, "-m", "amsweep.pipeline.cli", "upgrade", str(path)]
+    cli = [sys.executable, "-m", "amsweep.sweeps.cli", "upgrade", str(path)]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "values verified equal to the format-2 cube" in out.stdout and "moved" in out.stdout
@@ -253,7 +253,7 @@ def test_refine_reads_the_spec_of_a_rewrite_killed_mid_swap(tmp_path):
     """A refine round's values exist only in the new root document until the swap commits: a
     refine started again must finish the swap before reading the stored spec, or it would see the
     old grid and refuse its own cube as one with values removed."""
-    from amsweep.pipeline.refine import stored_spec
+    from amsweep.sweeps.refine import stored_spec
     from tests.test_cube_crash import killed_at_write, written_keys
 
     base = tmp_path / "base.zarr"

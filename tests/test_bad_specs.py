@@ -8,7 +8,7 @@ import math
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import AmsweepError, SpecError
 from amsweep.pipeline.limits import MAX_CELLS
 

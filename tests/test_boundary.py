@@ -8,9 +8,9 @@ import pytest
 
 from amsweep.analysis import boundary, scaling
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.metrics import METRICS
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import QueryError
 from amsweep.storage import query
 from amsweep.storage.cube import Cube

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from amsweep.pipeline import cli
+from amsweep.sweeps import cli
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.executors import Failed, SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from tests.test_bad_specs import BASE_TOML
 

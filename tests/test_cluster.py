@@ -15,7 +15,7 @@ import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
 from tests.conftest import assert_same_cube, wait_for_first_flush
@@ -142,7 +142,7 @@ def test_sweep_completes_after_the_worker_node_dies(tmp_path, two_node_cluster):
         [
             sys.executable,
             "-m",
-            "amsweep.pipeline.cli",
+            "amsweep.sweeps.cli",
             "run",
             str(spec_path),
             "--out",
@@ -209,7 +209,7 @@ def test_a_driver_local_data_file_is_shipped_and_batches_equal_serial(tmp_path, 
         [
             sys.executable,
             "-m",
-            "amsweep.pipeline.cli",
+            "amsweep.sweeps.cli",
             "run",
             str(spec_path),
             "--out",

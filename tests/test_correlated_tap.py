@@ -156,7 +156,7 @@ def test_a_cell_of_the_bundled_spec_runs_with_every_rule():
 def test_comparison_with_monte_carlo_is_read_from_a_cube(tmp_path):
     from amsweep.analysis import correlated_tap as CT
     from amsweep.pipeline.executors import SerialExecutor
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
     from amsweep.storage.cube import Cube
     from amsweep.storage.query import open_cube
 

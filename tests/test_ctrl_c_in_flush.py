@@ -16,7 +16,7 @@ import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # INTERRUPT_ONWARDS=1, every later one), before any of that flush's writes.
 INTERRUPTER = r"""
 import os, signal, sys
-from amsweep.pipeline import cli
+from amsweep.sweeps import cli
 from amsweep.storage import cube
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the shell ignores SIGINT
 real, calls = cube.Cube._flush, []
@@ -64,7 +64,7 @@ def test_ctrl_c_inside_a_flush_prints_one_line_and_loses_nothing(tmp_path, onwar
     assert check(Cube.open(url)).ok
 
     resume = subprocess.run(
-        [sys.executable, "-m", "amsweep.pipeline.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "amsweep.sweeps.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert resume.returncode == 0, resume.stdout + resume.stderr
     reference = str(tmp_path / "reference.zarr")

@@ -22,7 +22,7 @@ import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, NOT_APPLICABLE, PENDING
@@ -151,7 +151,7 @@ def test_two_drivers_at_once_exactly_one_runs_and_the_other_changes_nothing(tmp_
     cmd = [
         sys.executable,
         "-m",
-        "amsweep.pipeline.cli",
+        "amsweep.sweeps.cli",
         "run",
         str(spec),
         "--out",
@@ -211,7 +211,7 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
     serial(path, small_sweep)
     cube_damage.flip_byte(path, "m_train", (0, 0, 1, 0, 1))
     out = subprocess.run(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "query", path, "--metric", "m_train"],
+        [sys.executable, "-m", "amsweep.sweeps.cli", "query", path, "--metric", "m_train"],
         capture_output=True,
         text=True,
     )
@@ -224,7 +224,7 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
     assert (
         "m_test"
         in subprocess.run(
-            [sys.executable, "-m", "amsweep.pipeline.cli", "query", path, "--metric", "m_test"],
+            [sys.executable, "-m", "amsweep.sweeps.cli", "query", path, "--metric", "m_test"],
             capture_output=True,
             text=True,
         ).stdout
@@ -233,7 +233,7 @@ def test_query_on_a_damaged_chunk_is_one_clear_error(tmp_path, small_sweep):
         repair(cube, report)
     assert zarr_reads(path, "m_test")
     Path(path, "zarr.json").write_text("{ damaged")
-    out = subprocess.run([sys.executable, "-m", "amsweep.pipeline.cli", "status", path], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "amsweep.sweeps.cli", "status", path], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # a backup restores it:
     assert "root document zarr.json damaged; `amsweep check --repair` restores it" in out.stderr
 
@@ -244,7 +244,7 @@ def test_check_repair_refuses_while_a_driver_holds_the_cube_and_plain_check_read
     spec = tmp_path / "busy.toml"
     spec.write_text(Path(__file__).parent.joinpath("data", "two_drivers.toml").read_text())
     out = str(tmp_path / "busy.zarr")
-    cli = [sys.executable, "-m", "amsweep.pipeline.cli"]
+    cli = [sys.executable, "-m", "amsweep.sweeps.cli"]
     driver = subprocess.Popen(
         [*cli, "run", str(spec), "--out", out, "--executor", "serial", "--quiet"],
         stdout=subprocess.PIPE,

@@ -17,11 +17,11 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import METRICS
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage import template
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
@@ -231,7 +231,7 @@ def test_format_1_cubes_are_read_and_refused_for_writing_with_the_upgrade_comman
     with pytest.raises(CubeError, match=f"amsweep upgrade {path}"):
         Cube.create_or_open(str(path), cube.sweep)
     out = subprocess.run(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "upgrade", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "amsweep.sweeps.cli", "upgrade", str(path)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     assert "upgraded to format 3 (17 done" in out.stdout

@@ -9,7 +9,7 @@ import numpy as np
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.extend import merge
 from amsweep.storage.layout import DONE, PENDING

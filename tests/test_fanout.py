@@ -20,7 +20,7 @@ from amsweep.pipeline.batching import UNMEASURED, Batcher, BatchSizer
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import mean_or_nan
 from amsweep.pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, FAILED
 from tests.conftest import SMALL, assert_same_cube, wait_for_first_flush
@@ -160,7 +160,7 @@ def test_cli_refusal_is_one_clear_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "amsweep.pipeline.cli",
+            "amsweep.sweeps.cli",
             "run",
             str(spec),
             "--out",
@@ -231,7 +231,8 @@ def test_the_driver_pulls_pending_cells_lazily():
 
 
 def test_packed_outcomes_unpack_to_the_same_bits():
-    from amsweep.pipeline.cell import CellResult, run_cell
+    from amsweep.pipeline.cell import run_cell
+    from amsweep.pipeline.outcomes import CellResult
     from amsweep.pipeline.outcomes import Failed, Skipped
     from amsweep.pipeline.packing import pack, unpack
 
@@ -307,7 +308,7 @@ def test_a_killed_driver_leaves_no_local_ray_processes_behind(tmp_path):
     )
     out = str(tmp_path / "kill.zarr")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec), "--out", out, "--quiet"],
+        [sys.executable, "-m", "amsweep.sweeps.cli", "run", str(spec), "--out", out, "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -13,7 +13,7 @@ import numpy as np
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, PENDING
@@ -50,7 +50,7 @@ HEAVY_SPEC = (
 
 def amsweep(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.cli", *args],
+        [sys.executable, "-m", "amsweep.sweeps.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,7 +167,7 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
     # Default SIGINT disposition in the child: a shell that starts pytest in the background (`&`,
     # nohup) makes it ignore SIGINT, children inherit that, and Python then installs no handler.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "run", str(spec_path), "--out", out, "--quiet"],
+        [sys.executable, "-m", "amsweep.sweeps.cli", "run", str(spec_path), "--out", out, "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -188,7 +188,7 @@ def test_ctrl_c_on_a_ray_run_stops_cleanly_and_resumes(tmp_path):
         [
             sys.executable,
             "-m",
-            "amsweep.pipeline.cli",
+            "amsweep.sweeps.cli",
             "run",
             str(spec_path),
             "--out",

@@ -24,7 +24,7 @@ import pytest
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import run_cell
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
@@ -59,7 +59,7 @@ lr = 5.0
 # lease check, before any of its writes, the exact window of the attack.
 PAUSER = r"""
 import os, signal, sys
-from amsweep.pipeline import cli
+from amsweep.sweeps import cli
 from amsweep.storage import cube
 real, calls = cube.Cube._flush, []
 def paused(self, *args, **kwargs):
@@ -132,7 +132,7 @@ def _second_driver(spec: Path, url: str) -> subprocess.CompletedProcess:
     deadline = time.monotonic() + 150
     while True:
         b = subprocess.run(
-            [sys.executable, "-m", "amsweep.pipeline.cli", *_args(spec, url)],
+            [sys.executable, "-m", "amsweep.sweeps.cli", *_args(spec, url)],
             cwd=ROOT,
             env=_env(),
             text=True,

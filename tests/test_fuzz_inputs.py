@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import QueryError, SpecError
 from amsweep.pipeline.executors import EXECUTORS
-from amsweep.pipeline.runner import RunReport
+from amsweep.sweeps.runner import RunReport
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import open_cube, parse_where, select
 from tests.conftest import SMALL
@@ -196,7 +196,7 @@ def test_a_spec_the_cli_refuses_never_creates_out(mutations):
         try:
             spec_mod.load(path)
         except SpecError:
-            with mock.patch("amsweep.pipeline.runner.run", side_effect=AssertionError("a cell would run")):
+            with mock.patch("amsweep.sweeps.runner.run", side_effect=AssertionError("a cell would run")):
                 assert main(["run", str(path), "--out", str(out), "--executor", "serial", "--quiet"]) == 2
             assert not out.exists()
 
@@ -314,7 +314,7 @@ def test_run_flags_are_accepted_or_refused_before_out_exists(flags):
         spec.write_text(to_toml(SMALL))
         err = io.StringIO()
         with (
-            mock.patch("amsweep.pipeline.runner.run", return_value=RunReport()),
+            mock.patch("amsweep.sweeps.runner.run", return_value=RunReport()),
             mock.patch.dict(EXECUTORS, {"ray": NoRay}),
             redirect_stderr(err),
             redirect_stdout(io.StringIO()),

@@ -204,7 +204,7 @@ def test_in_context_runs_in_the_grid_and_the_cube_records_the_modes(tmp_path, mo
     from amsweep.pipeline import cell
     from amsweep.pipeline import spec as spec_mod
     from amsweep.pipeline.executors import SerialExecutor
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
     from amsweep.pipeline.seeding import stream
     from amsweep.storage.cube import Cube
     from amsweep.storage.query import open_cube

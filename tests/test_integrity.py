@@ -16,7 +16,7 @@ import pytest
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage import query, restage
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
@@ -25,7 +25,7 @@ from tests import cube_damage
 from tests.conftest import assert_same_cube
 from tests.test_cube_crash import killed_at_write, serial, written_keys
 
-CLI = [sys.executable, "-m", "amsweep.pipeline.cli"]
+CLI = [sys.executable, "-m", "amsweep.sweeps.cli"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

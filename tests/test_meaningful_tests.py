@@ -20,7 +20,7 @@ from amsweep.pipeline import contracts, registry
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import NoData
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage import query
 from amsweep.storage.cube import Cube
 

@@ -7,9 +7,9 @@ import pytest
 
 from amsweep.analysis import memories
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import BUNDLED
+from amsweep.sweeps.cli import BUNDLED
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 
 

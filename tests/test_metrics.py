@@ -15,11 +15,11 @@ from amsweep.analysis.labels import value_label
 from amsweep.pipeline import cell
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cell import CellResult
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.datasets import random as random_dataset
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import Data
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage import layout, query
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
@@ -221,12 +221,13 @@ def _binarised_overlap(s: M.Starts) -> float:
 
 
 def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch):
-    """A new metric is one entry in METRICS: the cell computes it for its group, the cube template
-    gives it the declared dims, dtype and attributes, the check accepts it, and analysis labels
-    and tabulates it. At zero temperature the binarised final state is the state itself, so it
-    equals m_train bit for bit."""
-    declared = M.Metric(M.TRAIN, _binarised_overlap, "overlap of the binarised final state", "binarised overlap")
+    """A new metric is a declaration in METRICS and its formula in COMPUTE: the cell computes it for
+    its group, the cube template gives it the declared dims, dtype and attributes, the check
+    accepts it, and analysis labels and tabulates it. At zero temperature the binarised final
+    state is the state itself, so it equals m_train bit for bit."""
+    declared = M.Metric(M.TRAIN, "overlap of the binarised final state", "binarised overlap")
     monkeypatch.setitem(M.METRICS, "m_train_binarised", declared)
+    monkeypatch.setitem(M.COMPUTE, "m_train_binarised", _binarised_overlap)
     sweep, _ = one_pattern_task()
     path = str(tmp_path / "c.zarr")
     run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
@@ -259,7 +260,7 @@ def test_a_result_with_an_undeclared_or_missing_metric_cannot_be_written(tmp_pat
 
 def test_metric_groups_are_checked_when_declared():
     with pytest.raises(ValueError, match="metric group 'starts'"):
-        M.Metric("starts", _binarised_overlap, "d", "l")
+        M.Metric("starts", "d", "l")
     assert {m.group for m in M.METRICS.values()} == set(M.GROUPS)
     assert [n for n, m in M.METRICS.items() if not m.deterministic] == [
         "train_seconds",

@@ -141,7 +141,7 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
         [
             str(python),
             "-c",
-            "import amsweep.pipeline.cli as c, sweeps, storage, pipeline, analysis as a; "
+            "import amsweep.sweeps.cli as c, sweeps, storage, pipeline, analysis as a; "
             "print(c.__file__); print(sweeps.OWNER, storage.OWNER, pipeline.OWNER, a.OWNER)",
         ],
         cwd=tmp_path,

@@ -15,7 +15,7 @@ import pytest
 
 from amsweep.pipeline import registry
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import PluginError
 from amsweep.pipeline.ray_executor import _worker_setup
 from amsweep.storage.query import open_cube
@@ -185,7 +185,7 @@ def test_ray_workers_run_a_plugin_their_processes_never_saw(plugins, tmp_path, r
     """The workers of the session's Ray started before the plug-in path was set: each batch
     carries it (``ray_executor._worker_setup``), so the cell finds the toy rule there too."""
     from amsweep.pipeline.executors import RayExecutor
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
     from amsweep.storage.cube import Cube
 
     write(plugins, "rules", "toy", TOY)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import AmsweepError, CubeError, NoData, QueryError
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import load_axis, open_cube, parse_where, select, stored_spec, task_dims, to_frame

@@ -16,8 +16,8 @@ import pytest
 from amsweep.analysis import boundary
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.refine import candidates, cell_counts, exact_alpha, refine
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.refine import candidates, cell_counts, exact_alpha, refine
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE, PENDING
@@ -133,7 +133,7 @@ def test_refine_along_N_adds_network_sizes(tmp_path):
 
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.cli", "refine", *args],
+        [sys.executable, "-m", "amsweep.sweeps.cli", "refine", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -24,9 +24,9 @@ import pytest
 
 from amsweep.pipeline import registry
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import main
+from amsweep.sweeps.cli import main
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.layout import DONE
@@ -39,7 +39,7 @@ from tests.test_faults import HEAVY_SPEC
 def amsweep(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """The CLI in its own process: its exit status and its stderr, exactly as a user sees them."""
     return subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.cli", *args],
+        [sys.executable, "-m", "amsweep.sweeps.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,7 +12,7 @@ import pytest
 from benchmarks._moto import moto_server
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube, CubeError
 from amsweep.storage.layout import DONE
 from amsweep.storage.query import open_cube
@@ -55,7 +55,7 @@ def test_cli_on_s3(s3_server):
 
     def cli(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "amsweep.pipeline.cli", *args], env=env, text=True, capture_output=True, timeout=300
+            [sys.executable, "-m", "amsweep.sweeps.cli", *args], env=env, text=True, capture_output=True, timeout=300
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.cli import BUNDLED
+from amsweep.sweeps.cli import BUNDLED
 from amsweep.pipeline.params import SpecError
 
 

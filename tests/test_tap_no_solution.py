@@ -73,7 +73,7 @@ def test_the_analyses_leave_out_starts_and_cells_without_a_solution(tmp_path):
     from amsweep.analysis import correlated_tap as CT
     from amsweep.analysis import correlated_tap_sites as CS
     from amsweep.pipeline.executors import SerialExecutor
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
     from amsweep.storage.cube import Cube
     from amsweep.storage.query import magnetisations_by_task, open_cube
 

@@ -16,7 +16,7 @@ from amsweep.analysis.theory_figures import (
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import NoData
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import open_cube
 

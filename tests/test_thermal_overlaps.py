@@ -17,7 +17,7 @@ from amsweep.pipeline.dynamics import _ising_kernels as K
 from amsweep.pipeline.dynamics import glauber, tap
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import Model
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.pipeline.theory import hopfield_rs as rs
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import open_cube

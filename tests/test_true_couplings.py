@@ -15,7 +15,7 @@ from amsweep.pipeline.datasets import spin_glass
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import NotApplicable
 from amsweep.pipeline.rules import true_couplings
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.query import open_cube
 

@@ -36,7 +36,7 @@ import pandas as pd
 from amsweep.analysis import boundary
 from amsweep.pipeline import limits, registry
 from amsweep.pipeline.errors import CubeError, SpecError
-from amsweep.pipeline.runner import run
+from amsweep.sweeps.runner import run
 from amsweep.pipeline.spec import Sweep, canonical_order, from_canonical
 from amsweep.storage import query
 from amsweep.storage.cube import Cube

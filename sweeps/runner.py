@@ -25,7 +25,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from amsweep.pipeline.cell import CellResult, run_cell
+from amsweep.pipeline.cell import run_cell
+from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.contracts import Executor
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from amsweep.pipeline.cli import (
+from amsweep.pipeline.errors import AmsweepError
+from amsweep.sweeps.arguments import (
     add_executor_flags,
     executor_options,
     finite_float,
@@ -19,7 +20,6 @@ from amsweep.pipeline.cli import (
     resolve_spec,
     writable_output,
 )
-from amsweep.pipeline.errors import AmsweepError
 
 __all__ = ["add_parsers", "cmd_boundary", "cmd_refine", "show_table", "SHOWN", "with_families"]
 
@@ -95,8 +95,8 @@ def _executor(args: argparse.Namespace) -> Any:
 
 def cmd_refine(args: argparse.Namespace) -> int:
     from amsweep.pipeline import spec as spec_mod
-    from amsweep.pipeline.refine import axis_key, refine
-    from amsweep.pipeline.runner import preflight
+    from amsweep.sweeps.refine import axis_key, refine
+    from amsweep.sweeps.runner import preflight
     from amsweep.storage import query
 
     if args.csv:

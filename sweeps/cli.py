@@ -8,18 +8,25 @@ exit code 2. Anything else is a bug: its traceback is shown, with a line asking 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from amsweep.pipeline.errors import AmsweepError, SpecError
+from amsweep.pipeline.errors import AmsweepError
+from amsweep.sweeps.arguments import (
+    BUNDLED,
+    add_executor_flags,
+    executor_options,
+    finite_float,
+    positive_int,
+    resolve_spec,
+    usage_error,
+    writable_output,
+)
 
 __all__ = ["BUNDLED", "main"]
-
-BUNDLED = Path(__file__).resolve().parent.parent / "sweeps"
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,76 +36,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, usage_error(self.prog, message))
 
 
-def usage_error(prog: str, message: str) -> str:
-    return f"{prog}: error: {message} (see {prog} --help)\n"
-
-
-def positive_int(text: str) -> int:
-    """``--workers 0`` used to mean all CPUs and ``-1`` reached Ray after the cube was made."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r} (leave the flag out for the default)")
-    return value
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def writable_output(path: str, flag: str) -> None:
-    """Refuse an output path that cannot be written before any work (not after a long read)."""
-    folder = Path(path).expanduser().absolute().parent
-    while not folder.exists() and folder != folder.parent:  # report folders are created
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise AmsweepError(f"{flag} {path}: cannot write there ({folder} is not a writable folder)")
-
-
-def resolve_spec(name: str) -> Path:
-    """A spec path, or the name of a bundled sweep (``quickstart`` -> sweeps/quickstart.toml)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    bundled = BUNDLED / f"{name.removesuffix('.toml')}.toml"
-    if bundled.is_file():
-        return bundled
-    raise SpecError(f"spec {name!r}: no such file, and no bundled sweep of that name (see `amsweep specs`)")
-
-
-def executor_options(args: argparse.Namespace) -> dict[str, object]:
-    """The executor options given on the command line, refused (before any cube is touched) where
-    the chosen executor does not take them: a flag that would be silently ignored is a mistake."""
-    from amsweep.pipeline.contracts import EXECUTOR_OPTIONS
-    from amsweep.pipeline.executors import EXECUTORS
-
-    cls = EXECUTORS[args.executor]
-    given = {name: getattr(args, name) for name in EXECUTOR_OPTIONS if getattr(args, name) is not None}
-    for name in given:
-        if name not in cls.OPTIONS:
-            takers = [k for k, c in EXECUTORS.items() if name in c.OPTIONS]
-            raise AmsweepError(
-                f"--{name.replace('_', '-')} is not an option of --executor {args.executor}"
-                + (f" (it is one of --executor {'|'.join(takers)})" if takers else "")
-            )
-    return given
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, size and connect before the cube is created or opened: every refusal (bad spec or
     plug-in, a cell too large for any node, a cluster that cannot be joined) leaves ``--out`` as
     it was, so the corrected command then runs at the same path."""
     from amsweep.pipeline import spec as spec_mod
     from amsweep.pipeline.executors import EXECUTORS
-    from amsweep.pipeline.runner import preflight
+    from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
 
     options = executor_options(args)
@@ -145,7 +89,7 @@ def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
     """Say so, without starting an executor, where ``--out`` holds this very spec's cube with no
     task left to run; anything else (no cube, another spec, an older format) is for
     ``Cube.create_or_open`` to create, grow or refuse once the executor is connected."""
-    from amsweep.pipeline.metrics import METRICS
+    from amsweep.pipeline.metric_table import METRICS
     from amsweep.storage.cube import Cube
     from amsweep.storage.layout import FORMAT_VERSION
     from amsweep.storage.store_errors import store_boundary
@@ -185,7 +129,7 @@ def _say_todo(cube, sweep, args: argparse.Namespace) -> int:
 
 
 def _run_on(cube, sweep, executor, args: argparse.Namespace) -> int:
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
 
     if _say_todo(cube, sweep, args) == 0:
         return 0
@@ -358,30 +302,6 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_executor_flags(r: argparse.ArgumentParser) -> None:
-    """--executor and its options: one set for every command that runs cells (run, refine)."""
-    from amsweep.pipeline.executors import EXECUTORS
-
-    r.add_argument(
-        "--address", default=None, help="Ray cluster address: auto or ray://host:port (default: start Ray locally)"
-    )
-    r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
-    r.add_argument(
-        "--executor",
-        choices=sorted(EXECUTORS),
-        default="ray",
-        help="where cells run: ray (default: local Ray, or a cluster with --address) or serial (in this "
-        "process, without Ray: debugging, profiling)",
-    )
-    r.add_argument(
-        "--cells-per-task",
-        type=positive_int,
-        default=None,
-        metavar="K",
-        help="cells per Ray task (default: sized from measured cell durations, ~2 s a task)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -458,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("specs", help="list the bundled sweeps")
     sp.set_defaults(fn=cmd_specs)
 
-    from amsweep.pipeline.cli_boundary import add_parsers  # boundary, refine
+    from amsweep.sweeps.boundary_commands import add_parsers  # boundary, refine
 
     add_parsers(sub)
     return p

@@ -1,0 +1,96 @@
+"""The layers (docs/architecture.md#layers): application > analysis > compute | storage > declarations.
+
+The contracts live in pyproject.toml ([tool.importlinter]) and are run here, so the README's test
+command checks them: import-linter reads every import, including those inside functions, and the
+forbidden contracts follow indirect imports. Two things it cannot see are checked beside it: a
+module that is in no layer (import-linter only checks the modules it is told about), and what
+importing storage really loads (a module imported by ``importlib`` has no import statement).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"amsweep.pipeline": "pipeline", "amsweep.storage": "storage", "amsweep.analysis": "analysis"}
+
+
+def _config() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+
+
+def _contract(contract_id: str) -> dict:
+    return next(c for c in _config()["contracts"] if c["id"] == contract_id)
+
+
+def _layers() -> list[list[str]]:
+    return [[m.strip() for m in layer.replace("|", ":").split(":")] for layer in _contract("layers")["layers"]]
+
+
+def _compute() -> set[str]:
+    """The compute side: the pipeline modules of the layer that storage shares."""
+    return {m for m in _layers()[2] if m.startswith("amsweep.pipeline.")}
+
+
+def test_the_layer_contracts_hold():
+    """No upward import, storage and compute independent (lint-imports over pyproject.toml)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(_config()['contracts'])} kept, 0 broken" in out.stdout
+
+
+def test_every_module_is_in_exactly_one_layer():
+    """A new pipeline module must be placed (declarations or compute) before it can be imported
+    from anywhere: a module in no layer would be checked by no contract."""
+    placed = [m for layer in _layers() for m in layer]
+    assert len(placed) == len(set(placed)), "a module is in two layers"
+    whole = set(PACKAGES) - {"amsweep.pipeline"} | {"amsweep.sweeps"}
+    assert whole <= set(placed)
+    pipeline = {
+        f"amsweep.pipeline.{p.stem if p.is_file() else p.name}"
+        for p in (ROOT / "pipeline").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+    assert pipeline == {m for m in placed if m.startswith("amsweep.pipeline.")}, "place new modules in a layer"
+    # the two forbidden contracts name the same compute side as the layers contract
+    assert set(_contract("storage-not-compute")["forbidden_modules"]) == _compute()
+    assert set(_contract("compute-not-storage")["source_modules"]) == _compute()
+
+
+def test_opening_a_cube_loads_nothing_of_the_compute_side():
+    """``import amsweep.storage.query`` is paid on every query, status and xarray open: it used to
+    load the cell's metric formulas and through them a numba kernel (0.32 s of 1.0 s)."""
+    probe = (
+        "import json, sys, amsweep.storage.query; q = sorted(sys.modules); "
+        "import amsweep.storage.cube, amsweep.storage.check, amsweep.storage.backend; "
+        "print(json.dumps([q, sorted(sys.modules)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    query, storage = (set(names) for names in json.loads(out.stdout))
+    compute = _compute()
+
+    def of_compute(loaded: set[str]) -> list[str]:
+        return sorted(m for m in loaded if m in compute or any(m.startswith(c + ".") for c in compute))
+
+    assert "amsweep.pipeline.metric_table" in query  # the probe did import the declarations
+    assert of_compute(query) == [] and of_compute(storage) == []
+    assert not any(m == "numba" or m.startswith("numba.") for m in query)
