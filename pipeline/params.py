@@ -37,7 +37,7 @@ def did_you_mean(name: str, known: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-class Params(dict):  # type: ignore[type-arg]
+class Params(dict):
     """A component's parameters as it receives them: read-only, by key or attribute.
 
     ``params["lr"]`` and ``params.lr`` both work (built-in components index, a plug-in may use
@@ -72,8 +72,8 @@ class Params(dict):  # type: ignore[type-arg]
     def _frozen(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError(f"{self._owner}'s parameters are read-only: build a new dict, e.g. {{**params, 'x': 1}}")
 
-    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _frozen  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = __ior__ = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _frozen
+    clear = pop = popitem = setdefault = update = __ior__ = _frozen
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Params, (dict(self), self._owner))

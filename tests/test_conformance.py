@@ -16,15 +16,19 @@ import pytest
 
 from amsweep.pipeline import contracts
 from amsweep.pipeline.executors import EXECUTORS
+from amsweep.pipeline.datasets import spin_glass
 from amsweep.pipeline.outcomes import Failed
 from amsweep.testing import component_tests
 
 
 @pytest.fixture(autouse=True, scope="module")
 def private_cache(tmp_path_factory):
-    """Dataset caches (spin-glass pools) in a folder of this run, not the user's."""
+    """Dataset caches (spin-glass pools) in a folder of this run, not the user's. spin_glass seeds
+    its pool with a hash of its own source file, so it cannot declare QUICK there without changing
+    every spin-glass cube: its quick setting is given here instead."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AMSWEEP_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(spin_glass, "QUICK", {"equilibration": 100}, raising=False)
         yield
 
 

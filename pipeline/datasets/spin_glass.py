@@ -48,7 +48,6 @@ PARAMS: dict[str, Param] = {
         0, int, "samples in the cached pool the cell draws from; 0 = next power of 2 >= 4 (P + P_test)", low=0
     ),
 }
-QUICK = {"equilibration": 100}  # the conformance kit's settings: the default takes seconds at N = 32
 
 META = ("true_J", "temperature", "train_energy", "test_energy", "train_index", "test_index")
 
