@@ -17,6 +17,7 @@ import numpy as np
 from amsweep.pipeline import basin_bisection
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import contracts, registry, threads
+from amsweep.pipeline.errors import PluginError
 from amsweep.pipeline.model import Data, Model, NotApplicable
 from amsweep.pipeline.params import Params
 from amsweep.pipeline.resources import cell_threads
@@ -65,8 +66,13 @@ def train(task: Task, data: Data, root_seed: int) -> Model:
     rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
     params = Params(task.rule.params, f"rule {task.rule.kind}")
     if contracts.takes_meta(module):  # e.g. true_couplings reads meta["true_J"]
-        return module.train(data.train, data.q, params, rng, meta=data.meta)
-    return module.train(data.train, data.q, params, rng)
+        model = module.train(data.train, data.q, params, rng, meta=data.meta)
+    else:
+        model = module.train(data.train, data.q, params, rng)
+    broken = contracts.model_problems(module, model, data.q, data.N)
+    if broken:
+        raise PluginError(f"rule {task.rule.kind}: {'; '.join(broken)}")
+    return model
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:

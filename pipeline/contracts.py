@@ -35,6 +35,7 @@ __all__ = [
     "executor_problems",
     "FAMILIES",
     "kind_of",
+    "model_problems",
     "near_misses",
     "not_applicable",
     "OPTIONAL",
@@ -391,6 +392,33 @@ def undeclared_reads(family: str, module: Any) -> list[str]:
                     f"(declared: {', '.join(declared) or 'none'}){did_you_mean(key, declared)}"
                 )
     return list(dict.fromkeys(out))
+
+
+def _array(a: Any) -> str:
+    return f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else show(a)
+
+
+def model_problems(rule: Any, model: Any, q: int, N: int) -> list[str]:
+    """Where a trained model lacks what the rule's PROVIDES promises (shapes and dtypes, not
+    values): the cell checks each model before any dynamics reads it, so a rule that breaks its
+    declaration fails its cell naming the part, not inside a numba kernel."""
+    if not isinstance(model, Model):
+        return [f"train returned {type(model).__name__}, not a Model"]
+    provides, out = set(optional(rule, "PROVIDES")), []
+    if model.q != q:
+        out.append(f"train returned a model of q={model.q} for data of q={q}")
+    if "couplings" in provides or q > 2:
+        shape = (N, N) if q == 2 else (N, q, N, q)
+        J = model.J
+        if not (isinstance(J, np.ndarray) and J.shape == shape and J.dtype == np.float32):
+            out.append(f"it PROVIDES couplings but Model.J is {_array(J)}, not float32 of shape {shape}")
+    if q == 2 and "memories" in provides:
+        M = model.memories
+        if not (isinstance(M, np.ndarray) and M.ndim == 2 and M.shape[1] == N and M.dtype == np.float32):
+            out.append(f"it PROVIDES memories but Model.memories is {_array(M)}, not float32 (K, {N})")
+        if "mixture" in provides and "beta" not in model.params:
+            out.append("it PROVIDES a mixture but Model.params has no 'beta'")
+    return out
 
 
 def takes_meta(rule: Any) -> bool:

@@ -171,6 +171,12 @@ def test_a_plugin_written_from_the_docs_passes_the_kit_and_each_mistake_is_one_l
         check_plugins(folder)
 
 
+def test_a_model_without_what_provides_promises_fails_its_cell_naming_the_part(plugins):
+    write(plugins, "rules", "liar", TOY + "\nPROVIDES = ('couplings', 'memories')\n")
+    with pytest.raises(PluginError, match=r"rule liar: it PROVIDES memories but Model\.memories is None, not float32"):
+        kit.check_cell_runs("rules", "liar")
+
+
 def test_params_are_read_only_by_key_or_attribute_and_name_a_mistyped_key():
     p = Params({"lr": 0.5, "epochs": 3}, "rule plm")
     assert p.lr == p["lr"] == 0.5 and {**p, "lr": 1.0}["lr"] == 1.0 and dict(p) == {"lr": 0.5, "epochs": 3}
