@@ -119,8 +119,9 @@ def test_a_toy_rule_file_passes_the_conformance_checks_and_runs_in_a_sweep(plugi
 
 
 def test_the_conformance_suite_collects_and_runs_a_plugin_by_its_existence(plugins, tmp_path):
-    """tests/test_conformance.py finds a plug-in on the path; an author's one-line test file runs
-    the installed kit (amsweep.testing) over a folder given by name (a rule with a helper module)."""
+    """tests/test_conformance.py finds a plug-in on the path, and so does `pytest --pyargs
+    amsweep.testing`; an author's one-line test file runs the installed kit over a folder given by
+    name (a rule with a helper module)."""
     write(plugins, "rules", "toy", TOY)
     authors = tmp_path / "authors"
     write_helped(authors)
@@ -129,7 +130,7 @@ def test_the_conformance_suite_collects_and_runs_a_plugin_by_its_existence(plugi
     env = {**os.environ, registry.ENV_VAR: str(plugins)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_conformance.py", str(mine)]
-        + ["-k", "toy", "--rootdir", str(ROOT)],
+        + ["--pyargs", "amsweep.testing", "-k", "toy", "--rootdir", str(ROOT)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -137,7 +138,7 @@ def test_the_conformance_suite_collects_and_runs_a_plugin_by_its_existence(plugi
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"{2 * len(kit.checks('rules'))} passed" in proc.stdout, proc.stdout[-2000:]
+    assert f"{3 * len(kit.checks('rules'))} passed" in proc.stdout, proc.stdout[-2000:]  # by path, file, pyargs
     assert (
         "test_mine.py::test_mine[rules-toy-train]"
         in subprocess.run(

@@ -6,7 +6,9 @@ A plug-in author tests a folder of plug-ins with one line in a pytest file::
 
     test_my_plugins = plugin_tests("/path/to/plugins")  # one test per (component, check)
 
-or ``check_plugins(folder)`` from any test or script (the first failure raises). The checks are
+or, with nothing written, ``AMSWEEP_PLUGIN_PATH=/path/to/plugins pytest --pyargs amsweep.testing``
+(``path_tests``: the components of the folders on the path), or ``check_plugins(folder)`` from
+any test or script (the first failure raises). The checks are
 those ``tests/test_conformance.py`` runs over every built-in component (``amsweep.testing.suite``);
 a folder's components are discovered as a sweep would (``AMSWEEP_PLUGIN_PATH``), so a mistyped
 declaration or an undeclared parameter read fails here with discovery's one-line message.
@@ -26,7 +28,15 @@ from typing import Any, Callable, Iterator
 from amsweep.pipeline import registry
 from amsweep.testing.suite import check_component, checks
 
-__all__ = ["check_component", "check_plugins", "checks", "component_tests", "plugin_kinds", "plugin_tests"]
+__all__ = [
+    "check_component",
+    "check_plugins",
+    "checks",
+    "component_tests",
+    "path_tests",
+    "plugin_kinds",
+    "plugin_tests",
+]
 
 
 @contextlib.contextmanager
@@ -83,6 +93,18 @@ def plugin_tests(folder: str | os.PathLike[str]) -> Any:
     path = Path(folder).expanduser().absolute()
     cases = [(family, kind, name) for family, kind in plugin_kinds(path) for name, _ in checks(family)]
     return _parametrized(cases, path)
+
+
+def path_tests() -> Any:
+    """The same over the components of every folder on ``AMSWEEP_PLUGIN_PATH`` (none when it is
+    unset): what ``pytest --pyargs amsweep.testing`` runs (``test_plugin_path.py``)."""
+    cases = [
+        (family, kind, name)
+        for folder in registry.plugin_path()
+        for family, kind in plugin_kinds(folder)
+        for name, _ in checks(family)
+    ]
+    return _parametrized(cases, None)
 
 
 def component_tests() -> Any:
