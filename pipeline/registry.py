@@ -151,10 +151,16 @@ def _sources(family: str) -> dict[str, Source]:
             add(m.name, Source(module_name, partial(importlib.import_module, module_name)))
     folders = plugin_path()
     _install_packages(family, folders)
+    helpers: dict[str, Path] = {}  # one package over all folders: a helper name means one file
     for folder in folders:
         for path in sorted((folder / family).glob("*.py")):
             kind = path.stem
             if kind.startswith("_"):
+                if kind != "__init__" and helpers.setdefault(kind, path) != path:
+                    raise PluginError(
+                        f"{family} helper {kind!r} is defined twice: {helpers[kind]} and {path} "
+                        f"(both would import as {PLUGIN_PACKAGE}.{family}.{kind}); rename one"
+                    )
                 continue
             if not kind.isidentifier():
                 raise PluginError(f"{family} plug-in {str(path)!r}: the file name must be a Python identifier")

@@ -292,6 +292,14 @@ def test_a_kind_defined_twice_or_a_missing_folder_is_refused(plugins, monkeypatc
     write(plugins, "rules", "hebb", TOY)
     with pytest.raises(PluginError, match="'hebb' is defined twice"):
         registry.kinds("rules")
+    (plugins / "rules" / "hebb.py").unlink()
+    other = plugins.parent / "other"
+    write_helped(plugins)
+    write(other, "rules", "_helpers", HELPERS)
+    monkeypatch.setenv(registry.ENV_VAR, os.pathsep.join([str(plugins), str(other)]))
+    registry.clear()
+    with pytest.raises(PluginError, match="rules helper '_helpers' is defined twice: .* rename one"):
+        registry.kinds("rules")
     monkeypatch.setenv(registry.ENV_VAR, str(plugins / "nowhere"))
     registry.clear()
     with pytest.raises(PluginError, match="is not a folder"):
