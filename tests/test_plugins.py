@@ -72,6 +72,25 @@ def train(X, q, params, rng):
 """
 
 
+TILTED = """
+import numpy as np
+
+from amsweep.pipeline.model import Data, Param
+
+PARAMS = {"bias": Param(0.5, float, "probability of +1", low=0.0, high=1.0)}
+
+
+def check(N, P, P_test, params):
+    if params.bias in (0.0, 1.0) and P > 1:
+        raise ValueError("tilted: a bias of 0 or 1 repeats one pattern")
+
+
+def make(N, P, P_test, params, rng):
+    X = np.where(rng.random((P + P_test, N)) < params.bias, 1, -1).astype(np.int8)
+    return Data(train=X[:P], test=X[P:])
+"""
+
+
 def write_helped(folder: Path, text: str = HELPED) -> None:
     write(folder, "rules", "_helpers", HELPERS)
     write(folder, "rules", "toy", text)
@@ -156,6 +175,7 @@ def test_a_plugin_written_from_the_docs_passes_the_kit_and_each_mistake_is_one_l
     a read of an undeclared parameter is refused by discovery, in one line naming the fix."""
     folder = tmp_path / "mine"
     write_helped(folder)
+    write(folder, "datasets", "tilted", TILTED)  # params by attribute in check too (spec validation)
     check_plugins(folder)
     assert registry.ENV_VAR not in os.environ or os.environ[registry.ENV_VAR] != str(folder)  # restored
     for text, message in [
