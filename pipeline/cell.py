@@ -15,8 +15,10 @@ import numpy as np
 from amsweep.pipeline import basin_bisection
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import contracts, registry, threads
+from amsweep.pipeline.errors import PluginError
 from amsweep.pipeline.model import Data, Model, NotApplicable
 from amsweep.pipeline.outcomes import CellResult
+from amsweep.pipeline.params import Params
 from amsweep.pipeline.resources import cell_threads
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import Task
@@ -35,16 +37,26 @@ def data_key(task: Task) -> tuple:
 def make_data(task: Task, root_seed: int) -> Data:
     module = registry.component("datasets", task.dataset.kind)
     return module.make(
-        task.N, task.P, task.dataset.P_test, task.dataset.params, stream(root_seed, "data", *data_key(task))
+        task.N,
+        task.P,
+        task.dataset.P_test,
+        Params(task.dataset.params, f"dataset {task.dataset.kind}"),
+        stream(root_seed, "data", *data_key(task)),
     )
 
 
 def train(task: Task, data: Data, root_seed: int) -> Model:
     module = registry.component("rules", task.rule.kind)
     rng = stream(root_seed, "rule", *data_key(task), task.rule.stream_label)
+    params = Params(task.rule.params, f"rule {task.rule.kind}")
     if contracts.takes_meta(module):  # e.g. true_couplings reads meta["true_J"]
-        return module.train(data.train, data.q, task.rule.params, rng, meta=data.meta)
-    return module.train(data.train, data.q, task.rule.params, rng)
+        model = module.train(data.train, data.q, params, rng, meta=data.meta)
+    else:
+        model = module.train(data.train, data.q, params, rng)
+    broken = contracts.model_problems(module, model, data.q, data.N)
+    if broken:
+        raise PluginError(f"rule {task.rule.kind}: {'; '.join(broken)}")
+    return model
 
 
 def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
@@ -75,9 +87,10 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
 
     dynamics = registry.component("dynamics", task.rule.dynamics)
     dyn_rng = stream(root_seed, "dynamics", *data_key(task), task.rule.stream_label)
+    dyn_params = Params(task.rule.dynamics_params, f"dynamics {task.rule.dynamics}")
 
     def relax(states: np.ndarray):
-        return dynamics.relax(model, states, task.rule.dynamics_params, dyn_rng)
+        return dynamics.relax(model, states, dyn_params, dyn_rng)
 
     q, key = data.q, data_key(task)
     train_starts = data.train[: min(task.P, retrieval["train_starts"])]
@@ -87,9 +100,12 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
     # every state sometimes, so its fixed points are those of its zero-temperature limit.
     if contracts.optional(dynamics, "STOCHASTIC"):
-        fixed_dynamics, one_sweep = registry.component("dynamics", "asynchronous"), {"max_sweeps": 1}
+        fixed_dynamics, one_sweep = (
+            registry.component("dynamics", "asynchronous"),
+            Params({"max_sweeps": 1}, "dynamics asynchronous"),
+        )
     else:
-        fixed_dynamics, one_sweep = dynamics, {**task.rule.dynamics_params, "max_sweeps": 1}
+        fixed_dynamics, one_sweep = dynamics, Params({**dyn_params, "max_sweeps": 1}, f"dynamics {task.rule.dynamics}")
     stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
     series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
@@ -116,7 +132,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
     basin = basin_bisection.cell_basins(
         data.train,
-        lambda S: dynamics.relax(model, S, task.rule.dynamics_params, basin_dyn).final,
+        lambda S: dynamics.relax(model, S, dyn_params, basin_dyn).final,
         retrieval,
         q,
         basin_rng,

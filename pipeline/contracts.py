@@ -13,14 +13,17 @@ a cell can run (a cell is recorded as not applicable without making data or trai
 
 from __future__ import annotations
 
+import ast
+import difflib
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from amsweep.pipeline.errors import show
+from amsweep.pipeline.errors import SpecError, show
 from amsweep.pipeline.model import Data, Model, Param, Relaxation
+from amsweep.pipeline.params import coerce, did_you_mean
 
 __all__ = [
     "ATTRIBUTES",
@@ -32,6 +35,8 @@ __all__ = [
     "executor_problems",
     "FAMILIES",
     "kind_of",
+    "model_problems",
+    "near_misses",
     "not_applicable",
     "OPTIONAL",
     "optional",
@@ -43,6 +48,7 @@ __all__ = [
     "rule_not_applicable",
     "RuleModule",
     "takes_meta",
+    "undeclared_reads",
 ]
 
 if TYPE_CHECKING:
@@ -161,6 +167,18 @@ def _representations(v: Any) -> bool:
     return _names(v) and bool(v) and set(v) <= set(REPRESENTATIONS)
 
 
+def _settings(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+_QUICK = Part(
+    {},
+    _settings,
+    "dict of parameter -> value the conformance kit (amsweep.testing) uses instead of a default that is slow at "
+    "N = 32 (e.g. {'epochs': 20}); declared parameters only",
+)
+
+
 OPTIONAL: dict[str, dict[str, Part]] = {
     "datasets": {
         "Q": Part(2, _alphabet, "alphabet size: 2 = +-1 Ising data, q > 2 = Potts states 0..q-1 (int, <= 127)"),
@@ -176,6 +194,7 @@ OPTIONAL: dict[str, dict[str, Part]] = {
             "bool: test examples share the training set's structure; False (i.i.d. random patterns): figures and "
             "reports leave out m_test and every test-derived value",
         ),
+        "QUICK": _QUICK,
     },
     "rules": {
         "DEFAULT_DYNAMICS": Part("asynchronous", _text, "the dynamics kind a spec entry gets when it names none"),
@@ -187,12 +206,20 @@ OPTIONAL: dict[str, dict[str, Part]] = {
             (), _names, "tuple of Data.meta keys train uses when the dataset has them (passed as meta=; optional)"
         ),
         "PROVIDES": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
+        "memory_bytes": Part(
+            None,
+            _function,
+            "memory_bytes(N, P, q, params) -> int, the bytes train holds at its peak on P patterns of N sites "
+            "(alphabet q); amsweep.pipeline.resources uses it instead of its PLM-calibrated estimate",
+        ),
+        "QUICK": _QUICK,
     },
     "dynamics": {
         "POTTS": Part(False, _flag, "bool: also relaxes Potts states (q > 2)"),
         "NEEDS": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
         "STOCHASTIC": Part(False, _flag, "bool: thermal, so fixed points are checked with the T = 0 dynamics"),
         "flip_count": Part(None, _function, "flip_count(N, rho) -> int, the sites a cue of noise rho has flipped"),
+        "QUICK": _QUICK,
     },
 }
 
@@ -244,8 +271,19 @@ def problems(family: str, module: Any) -> list[str]:
     for name, part in OPTIONAL[family].items():
         if hasattr(module, name) and not part.valid(getattr(module, name)):
             out.append(f"{name} = {show(getattr(module, name))} is not valid: {part.doc}")
+    out += near_misses(family, module)
     if out:  # the checks below read what the ones above vouched for
         return out
+    out += undeclared_reads(family, module)
+    quick = optional(module, "QUICK")
+    for name, value in quick.items():
+        if name not in module.PARAMS:
+            out.append(f"QUICK names {name!r}, which PARAMS does not declare{did_you_mean(name, module.PARAMS)}")
+            continue
+        try:
+            coerce("QUICK", name, value, module.PARAMS[name])
+        except SpecError as e:
+            out.append(str(e))
     if family == "datasets":
         if (optional(module, "data_files") is None) != (optional(module, "with_data_folder") is None):
             out.append("declares only one of data_files and with_data_folder: shipping data files needs both")
@@ -259,6 +297,127 @@ def problems(family: str, module: Any) -> list[str]:
             out.append("provides patterns or a mixture but not memories (both are kinds of memories)")
     elif "max_sweeps" not in module.PARAMS:
         out.append("PARAMS lacks max_sweeps (the cell checks fixed points by running one sweep)")
+    return out
+
+
+def _declared_here(module: Any, name: str, value: Any) -> bool:
+    """Whether a module-level name is the module's own (not an import such as ``np`` or ``Param``)."""
+    if inspect.ismodule(value):
+        return False
+    origin = getattr(value, "__module__", None)
+    return origin is None or origin == module.__name__ or not (inspect.isfunction(value) or inspect.isclass(value))
+
+
+def near_misses(family: str, module: Any) -> list[str]:
+    """Public module-level names that look like a mistyped contract name (``POTT``, ``PROVIDE``,
+    ``Params``): a typo of an optional declaration would otherwise load and read as the default.
+
+    Close means difflib's ratio >= 0.8, or the same name in another case; a helper of another
+    name (``hebb_couplings``, ``relax_batch``) is not close to any contract name."""
+    contract = [*required(PROTOCOLS[family]), *OPTIONAL[family]]
+    out = []
+    for name, value in vars(module).items():
+        if name.startswith("_") or name in contract or not _declared_here(module, name, value):
+            continue
+        same_case = [c for c in contract if c.lower() == name.lower()]
+        close = same_case or difflib.get_close_matches(name, contract, n=1, cutoff=0.8)
+        if close:
+            out.append(f"{name} is not a declaration; did you mean {close[0]}?")
+    return out
+
+
+# Which argument of each contract function is the component's parameters (``Params``).
+PARAMS_ARGUMENT = {
+    "check": 3,
+    "make": 3,
+    "natural_N": 0,
+    "data_files": 0,
+    "with_data_folder": 0,
+    "train": 2,
+    "memory_bytes": 3,
+    "relax": 2,
+}
+_MAPPING_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+
+
+def _read_key(node: ast.AST, name: str) -> str | None:
+    """The parameter a node reads from the variable ``name``: ``name["k"]``, ``name.k`` or
+    ``name.get("k", ...)``; None for anything else."""
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+        key = node.slice
+        return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == name:
+        return None if node.attr in _MAPPING_METHODS else node.attr
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == name
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        return node.args[0].value
+    return None
+
+
+def undeclared_reads(family: str, module: Any) -> list[str]:
+    """Parameters the module's contract functions read by a literal name that PARAMS does not
+    declare (``params["lr_"]``, ``params.lr_``): found in the source at load, since the spec can
+    never set such a key and the read would otherwise be a KeyError inside a worker. Reads through
+    a helper, or after the name is rebound, are not followed (``Params`` names them at run time)."""
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):  # no source (a compiled or generated module)
+        return []
+    contract = {*required(PROTOCOLS[family]), *OPTIONAL[family]}
+    declared = module.PARAMS
+    out = []
+    for fn in tree.body:
+        if not (isinstance(fn, ast.FunctionDef) and fn.name in PARAMS_ARGUMENT and fn.name in contract):
+            continue
+        arguments = [*fn.args.posonlyargs, *fn.args.args]
+        if len(arguments) <= PARAMS_ARGUMENT[fn.name]:
+            continue
+        name = arguments[PARAMS_ARGUMENT[fn.name]].arg
+        nodes = list(ast.walk(fn))
+        if any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store) for n in nodes):
+            continue  # rebound: what it holds is no longer the declared parameters alone
+        for node in nodes:
+            key = _read_key(node, name)
+            if key is not None and key not in declared:
+                out.append(
+                    f"{fn.name} reads {name}[{key!r}], which PARAMS does not declare "
+                    f"(declared: {', '.join(declared) or 'none'}){did_you_mean(key, declared)}"
+                )
+    return list(dict.fromkeys(out))
+
+
+def _array(a: Any) -> str:
+    return f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else show(a)
+
+
+def model_problems(rule: Any, model: Any, q: int, N: int) -> list[str]:
+    """Where a trained model lacks what the rule's PROVIDES promises (shapes and dtypes, not
+    values): the cell checks each model before any dynamics reads it, so a rule that breaks its
+    declaration fails its cell naming the part, not inside a numba kernel."""
+    if not isinstance(model, Model):
+        return [f"train returned {type(model).__name__}, not a Model"]
+    provides, out = set(optional(rule, "PROVIDES")), []
+    if model.q != q:
+        out.append(f"train returned a model of q={model.q} for data of q={q}")
+    if "couplings" in provides or q > 2:
+        shape = (N, N) if q == 2 else (N, q, N, q)
+        J = model.J
+        if not (isinstance(J, np.ndarray) and J.shape == shape and J.dtype == np.float32):
+            out.append(f"it PROVIDES couplings but Model.J is {_array(J)}, not float32 of shape {shape}")
+    if q == 2 and "memories" in provides:
+        M = model.memories
+        if not (isinstance(M, np.ndarray) and M.ndim == 2 and M.shape[1] == N and M.dtype == np.float32):
+            out.append(f"it PROVIDES memories but Model.memories is {_array(M)}, not float32 (K, {N})")
+        if "mixture" in provides and "beta" not in model.params:
+            out.append("it PROVIDES a mixture but Model.params has no 'beta'")
     return out
 
 

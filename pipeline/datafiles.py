@@ -29,6 +29,7 @@ import fsspec
 
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.datasets._cache import cache_dir
+from amsweep.pipeline.params import Params
 
 __all__ = ["exists", "files_to_ship", "is_url", "join", "local", "localize", "PACKAGE", "ship", "Shipped"]
 
@@ -100,7 +101,7 @@ def files_to_ship(variant: Any) -> list[Path]:
     data_files = contracts.optional(registry.component("datasets", variant.kind), "data_files")
     if data_files is None:
         return []
-    paths = [Path(p).resolve() for p in data_files(variant.params) if not is_url(p)]
+    paths = [Path(p).resolve() for p in data_files(Params(variant.params, f"dataset {variant.kind}")) if not is_url(p)]
     return [p for p in paths if PACKAGE not in p.parents]
 
 
@@ -145,7 +146,9 @@ def localize(jobs: list[tuple], shipped: dict[str, Shipped], get: Callable[[Any]
         key = (task.dataset.label, entry.digest)
         if key not in _localized:
             module = registry.component("datasets", task.dataset.kind)
-            params = module.with_data_folder(dict(task.dataset.params), _folder(entry, get))
+            params = module.with_data_folder(
+                Params(task.dataset.params, f"dataset {task.dataset.kind}"), _folder(entry, get)
+            )
             _localized[key] = dataclasses.replace(task.dataset, params=params)
         out.append((dataclasses.replace(task, dataset=_localized[key]), *job[1:]))
     return out

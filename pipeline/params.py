@@ -7,16 +7,79 @@ spec's own values (counts, lists of N, loads, noise) are checked here too, in th
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from amsweep.pipeline import limits
 from amsweep.pipeline.errors import SpecError, show
 from amsweep.pipeline.model import Param
 
-__all__ = ["SpecError", "coerce", "resolve", "INT64_MAX", "table_of", "count_of", "int_list", "float_list"]
+__all__ = [
+    "SpecError",
+    "coerce",
+    "did_you_mean",
+    "resolve",
+    "INT64_MAX",
+    "Params",
+    "table_of",
+    "count_of",
+    "int_list",
+    "float_list",
+]
 
 INT64_MAX = 2**63 - 1  # integers travel through numpy and numba as int64
+
+
+def did_you_mean(name: str, known: Any) -> str:
+    """ "; did you mean 'x'?" for the closest of ``known`` to a mistyped ``name``, or ""."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class Params(dict):
+    """A component's parameters as it receives them: read-only, by key or attribute.
+
+    ``params["lr"]`` and ``params.lr`` both work (built-in components index, a plug-in may use
+    either); a mistyped name raises a KeyError or AttributeError that names the declared ones and
+    the closest, instead of a bare ``KeyError: 'lr_'`` from a worker. A dict subclass, not a
+    Mapping, so that ``{**params, ...}``, ``dict(params)``, ``json.dumps`` and pickling keep
+    working unchanged: the values are the spec's, so results are bit-identical. Read-only because
+    a cell's parameters are its coordinates: a component that changed them would change what
+    the next use of the same variant sees.
+    """
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, values: Any = (), owner: str = "component") -> None:
+        super().__init__(values)
+        object.__setattr__(self, "_owner", owner)
+
+    def _unknown(self, name: Any, error: type[Exception]) -> NoReturn:
+        declared = ", ".join(sorted(map(str, self))) or "none"
+        raise error(f"{self._owner} has no parameter {name!r}; declared: {declared}{did_you_mean(name, self)}")
+
+    def __missing__(self, name: Any) -> NoReturn:
+        self._unknown(name, KeyError)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and numpy probe dunders: not parameters
+            raise AttributeError(name)
+        if name in self:
+            return self[name]
+        self._unknown(name, AttributeError)
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(f"{self._owner}'s parameters are read-only: build a new dict, e.g. {{**params, 'x': 1}}")
+
+    __setitem__ = __delitem__ = __setattr__ = __delattr__ = _frozen
+    clear = pop = popitem = setdefault = update = __ior__ = _frozen
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Params, (dict(self), self._owner))
+
+    def __repr__(self) -> str:
+        return f"Params({dict.__repr__(self)})"
 
 
 def _describe(p: Param) -> str:
@@ -77,8 +140,11 @@ def resolve(
     """
     unknown = sorted(set(given) - set(schema), key=repr)
     if unknown:
-        allowed = ", ".join([*structural, *sorted(schema)]) or "none"
-        raise SpecError(f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+        allowed = [*structural, *sorted(schema)]
+        raise SpecError(
+            f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed) or 'none'}"
+            + did_you_mean(unknown[0], allowed)
+        )
     out: dict[str, list[Any]] = {}
     for name, p in schema.items():
         if name not in given:

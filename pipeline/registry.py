@@ -6,15 +6,20 @@ plain ``.py`` file in a ``datasets/``, ``rules/`` or ``dynamics/`` folder of a d
 entry point of the group ``amsweep.datasets``, ``amsweep.rules`` or ``amsweep.dynamics``. Its
 file (or entry-point) name is the ``kind`` a sweep spec names; private modules (leading
 underscore) hold shared code and are not components. Discovery by name keeps one way to add a
-component: drop a file in a folder. A module is checked against ``amsweep.pipeline.contracts``
-when first loaded, so a broken plug-in fails with a ``PluginError`` naming what it lacks, not
-with an AttributeError in a worker hours later. A kind defined twice is an error: a name means
-one module, on the driver and on every worker.
+component: drop a file in a folder. A plug-in folder imports as a package,
+``amsweep_plugins.<family>`` (its ``__path__`` is that family's folder of every directory on the
+path), so a plug-in imports its own helpers as a package module would (``from ._helpers import
+x``) and pickled references to it resolve on a worker that followed the same path. A module is
+checked against ``amsweep.pipeline.contracts`` when first loaded, so a broken plug-in (a missing
+part, a mistyped declaration, a read of an undeclared parameter) fails with a one-line
+``PluginError`` naming it, not with an AttributeError in a worker hours later. A kind defined
+twice is an error: a name means one module, on the driver and on every worker.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import pkgutil
@@ -28,6 +33,7 @@ from typing import Callable
 
 from amsweep.pipeline import contracts
 from amsweep.pipeline.errors import PluginError
+from amsweep.pipeline.params import did_you_mean
 
 __all__ = [
     "clear",
@@ -76,23 +82,35 @@ def use_plugin_path(value: str) -> None:
         clear()
 
 
+def _package(name: str, path: list[str]) -> ModuleType:
+    """An importable package with no ``__init__`` code: a plug-in folder's own ``__init__.py``, if
+    any, is not run (a folder of plug-ins is not a library with import-time side effects)."""
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = path
+    module = importlib.util.module_from_spec(spec)
+    module.__path__ = path
+    sys.modules[name] = module
+    return module
+
+
+def _install_packages(family: str, folders: tuple[Path, ...]) -> None:
+    """``amsweep_plugins.<family>`` over the family's folder of each plug-in directory."""
+    if PLUGIN_PACKAGE not in sys.modules:
+        _package(PLUGIN_PACKAGE, [])
+    path = [str(folder / family) for folder in folders if (folder / family).is_dir()]
+    setattr(sys.modules[PLUGIN_PACKAGE], family, _package(f"{PLUGIN_PACKAGE}.{family}", path))
+
+
 def _import_file(family: str, kind: str, path: Path) -> ModuleType:
     name = f"{PLUGIN_PACKAGE}.{family}.{kind}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"{family} plug-in {kind!r} ({path}): cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # as an import would: pickled references to it resolve
     try:
-        spec.loader.exec_module(module)
+        module = importlib.import_module(name)  # a failed import leaves nothing in sys.modules
     except KeyboardInterrupt:
-        del sys.modules[name]
         raise
     except BaseException as e:  # SystemExit too: a plug-in must not end (or "succeed") the run
-        del sys.modules[name]
         raise PluginError(f"{family} plug-in {kind!r} ({path}): importing it raised {_raised(e)}") from e
+    if Path(module.__file__ or "") != path:  # a sibling folder on the path shadows it: never silent
+        raise PluginError(f"{family} plug-in {kind!r} ({path}): imported {module.__file__} instead")
     return module
 
 
@@ -131,10 +149,18 @@ def _sources(family: str) -> dict[str, Source]:
         if not m.name.startswith("_"):
             module_name = f"amsweep.pipeline.{family}.{m.name}"
             add(m.name, Source(module_name, partial(importlib.import_module, module_name)))
-    for folder in plugin_path():
+    folders = plugin_path()
+    _install_packages(family, folders)
+    helpers: dict[str, Path] = {}  # one package over all folders: a helper name means one file
+    for folder in folders:
         for path in sorted((folder / family).glob("*.py")):
             kind = path.stem
             if kind.startswith("_"):
+                if kind != "__init__" and helpers.setdefault(kind, path) != path:
+                    raise PluginError(
+                        f"{family} helper {kind!r} is defined twice: {helpers[kind]} and {path} "
+                        f"(both would import as {PLUGIN_PACKAGE}.{family}.{kind}); rename one"
+                    )
                 continue
             if not kind.isidentifier():
                 raise PluginError(f"{family} plug-in {str(path)!r}: the file name must be a Python identifier")
@@ -154,9 +180,22 @@ def _checked(family: str, kind: str) -> ModuleType:
     source = _sources(family)[kind]
     module = source.load()
     lacks = contracts.problems(family, module)
+    if not lacks and family == "rules":
+        lacks = _default_dynamics_problems(module)
     if lacks:
         raise PluginError(f"{family} kind {kind!r} ({source.origin}) breaks its contract: {'; '.join(lacks)}")
     return module
+
+
+def _default_dynamics_problems(rule: ModuleType) -> list[str]:
+    """What PROVIDES promises, held against what the rule's DEFAULT_DYNAMICS NEEDS: a spec entry
+    that names no dynamics gets it, so a mismatch would refuse every such cell as not applicable."""
+    name = contracts.optional(rule, "DEFAULT_DYNAMICS")
+    if name not in kinds("dynamics"):
+        known = kinds("dynamics")
+        return [f"DEFAULT_DYNAMICS = {name!r} is not a dynamics kind; known: {', '.join(known)}"]
+    reason = contracts.dynamics_not_applicable(_checked("dynamics", name), rule, 2)
+    return [] if reason is None else [f"its DEFAULT_DYNAMICS cannot relax what it PROVIDES: {reason}"]
 
 
 def component(family: str, kind: str) -> ModuleType:
@@ -164,9 +203,11 @@ def component(family: str, kind: str) -> ModuleType:
     there is none (the spec loader names the entry), PluginError if it is broken."""
     available = kinds(family)
     if kind not in available:
+        now, hint = os.environ.get(ENV_VAR, ""), did_you_mean(kind, available)
         raise KeyError(
             f"unknown {family[:-1] if family != 'dynamics' else 'dynamics'} kind {kind!r}; "
-            f"available: {', '.join(available)}"
+            f"available: {', '.join(available)}{hint}{' Or a' if hint else '; a'} plug-in? put {kind}.py in "
+            f"{family}/ under a folder on {ENV_VAR} (now: {now or 'unset'})"
         )
     return _checked(family, kind)
 

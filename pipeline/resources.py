@@ -9,7 +9,9 @@ Memory model, calibrated by ``benchmarks/memory.py`` (RESULTS.md): a PLM cell's 
 3.77 x its couplings plus patterns as float32 (J + X) in the dual form, 2.84 x in the primal
 form (PLM is the largest rule measured; the others are assumed to hold no more).
 ``WORKING_SET`` rounds the worst up to 4, on the learning arrays and on the retrieval batch
-(states, float32 fields, overlaps with the training set), then ``MARGIN`` (1.5) covers numba's
+(states, float32 fields, overlaps with the training set). A rule that knows its own peak declares
+``memory_bytes(N, P, q, params)`` (``contracts.OPTIONAL``; PLM does, with the figures above), which
+then replaces the couplings-plus-patterns term. ``MARGIN`` (1.5) covers numba's
 allocations, which tracemalloc does not see (peak RSS growth was 1.16-1.23 x the traced peak).
 ``WORKER_BASE`` is the resident size of a Ray worker running small cells (VmRSS 220 MiB
 measured here, rounded up to 256 MiB), since the node's RAM holds that too.
@@ -21,7 +23,7 @@ import os
 from typing import Iterable
 
 from amsweep.pipeline import contracts, registry
-from amsweep.pipeline.params import SpecError
+from amsweep.pipeline.params import Params, SpecError
 from amsweep.pipeline.spec import Sweep, Task
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "check_fits",
     "describe",
     "GiB",
+    "learning_memory",
     "LARGE_FLOPS",
     "LARGE_THREADS",
     "machine_memory",
@@ -76,14 +79,24 @@ def retrieval_batch(task: Task, retrieval: dict) -> int:
     return max(task.P, retrieval.get("train_starts", 0), task.dataset.P_test, retrieval.get("random_starts", 0))
 
 
+def learning_memory(task: Task, q: int) -> float:
+    """Bytes of data and training at their peak: the rule's ``memory_bytes`` where it declares
+    one, else the PLM-calibrated estimate (couplings plus patterns as float32, x WORKING_SET)."""
+    width = task.N * (q if q > 2 else 1)  # one-hot width of a Potts state
+    test_data = WORKING_SET * 4 * task.dataset.P_test * width
+    declared = contracts.optional(registry.component("rules", task.rule.kind), "memory_bytes")
+    if declared is None:
+        return WORKING_SET * 4 * (width * width + task.P * width) + test_data
+    return int(declared(task.N, task.P, q, Params(task.rule.params, f"rule {task.rule.kind}"))) + test_data
+
+
 def cell_memory(task: Task, retrieval: dict) -> int:
     """Bytes a cell may hold at its peak, worker process included (see the module docstring)."""
     q = states(task)
-    width = task.N * (q if q > 2 else 1)  # one-hot width of a Potts state
-    learning = 4 * (width * width + (task.P + task.dataset.P_test) * width)
+    width = task.N * (q if q > 2 else 1)
     B = retrieval_batch(task, retrieval)
     recall = B * task.N * (1 + 4) + 4 * B * (task.P + task.dataset.P_test) + 4 * B * width
-    return int(WORKER_BASE + MARGIN * WORKING_SET * (learning + recall))
+    return int(WORKER_BASE + MARGIN * (learning_memory(task, q) + WORKING_SET * recall))
 
 
 def cell_threads(task: Task, retrieval: dict | None = None) -> int:

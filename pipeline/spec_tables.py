@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from amsweep.pipeline import contracts, limits, registry
 from amsweep.pipeline.errors import show
-from amsweep.pipeline.params import SpecError, count_of, float_list, int_list, resolve, table_of
+from amsweep.pipeline.params import Params, SpecError, count_of, float_list, int_list, resolve, table_of
 
 __all__ = [
     "dataset_variants",
@@ -137,7 +137,7 @@ def dataset_variants(
                 if natural_N is None:
                     raise SpecError(f"{where}: missing 'N' (list of network sizes)")
                 try:
-                    Ns: tuple[int, ...] = (int(natural_N(values)),)
+                    Ns: tuple[int, ...] = (int(natural_N(Params(values, f"dataset {kind}"))),)
                 except (ValueError, OSError) as e:  # the data file is part of the spec
                     raise SpecError(f"{where} ({label}): {e}") from None
             else:
@@ -150,7 +150,7 @@ def dataset_variants(
                     P = limits.patterns(at, load_axis, x, N)
                     limits.check_cell_size(at, N, P, P_test, random_starts)
                     try:
-                        module.check(N, P, P_test, values)
+                        module.check(N, P, P_test, Params(values, f"dataset {kind}"))
                     except (ValueError, OSError) as e:
                         raise SpecError(
                             f"{where} ({label}) at N={N}, {load_axis}={x} (P={P}, P_test={P_test}): {e}"

@@ -160,7 +160,7 @@ def test_a_ready_whose_staged_copy_is_gone_is_refused_before_the_swap_touches_an
     staged copy and ``finish`` refuses, with one line, before it changes anything."""
     from amsweep.pipeline.errors import CubeError
     from amsweep.pipeline.executors import SerialExecutor
-    from amsweep.pipeline.runner import run
+    from amsweep.sweeps.runner import run
     from amsweep.storage import restage
     from tests.test_axis_order import SMALL_BASE, small_grown, sweep
 

@@ -115,6 +115,7 @@ def test_dynamics_defaults_no_rule_uses_are_refused(small_raw):
 def test_dynamics_defaults_are_validated(small_raw):
     small_raw["dynamics"] = {"asynchronous": {"max_sweep": 5}}
     assert "dynamics.asynchronous: unknown parameter(s) 'max_sweep'" in error_of(small_raw)
+    assert error_of(small_raw).endswith("; did you mean 'max_sweeps'?")  # the declared name closest to it
 
 
 @pytest.mark.parametrize("family", ["rules", "datasets"])

@@ -35,14 +35,23 @@ BARE = ("pipeline", "storage", "analysis", "sweeps")
 
 def test_every_package_folder_is_listed_for_the_wheel():
     """A new subpackage folder missing from pyproject's list would be left out of the wheel."""
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {folder: package for package, folder in setuptools["package-dir"].items()}
+
+    def package_of(folder: Path) -> str:  # the mapping of the folder or of the nearest one above
+        parts = folder.relative_to(REPO).parts
+        for n in range(len(parts), 0, -1):
+            if "/".join(parts[:n]) in folders:
+                return ".".join([folders["/".join(parts[:n])], *parts[n:]])
+        raise AssertionError(f"{folder} is not under a package-dir folder")
+
     found = {
-        "amsweep." + ".".join(init.parent.relative_to(REPO).parts)
+        package_of(init.parent)
         for top in BARE
         for init in (REPO / top).rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
-    assert found == listed
+    assert found == set(setuptools["packages"])
 
 
 def test_public_modules_declare_what_they_export():
@@ -121,6 +130,8 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
         tops = {n.split("/")[0] for n in z.namelist() if not n.split("/")[0].endswith(".dist-info")}
         assert tops == {"amsweep"}, tops  # nothing installed under a bare name
         assert "amsweep/sweeps/quickstart.toml" in z.namelist()
+        assert "amsweep/testing/suite.py" in z.namelist()  # the plug-in authors' conformance kit
+        assert not any(n.startswith("amsweep/pipeline/testing/") for n in z.namelist())  # once, by its name
     standins = [_standin_wheel(name, wheels) for name in BARE]
 
     # A fresh environment: the wheel and the stand-ins installed into it; the third-party
@@ -141,7 +152,7 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
         [
             str(python),
             "-c",
-            "import amsweep.sweeps.cli as c, sweeps, storage, pipeline, analysis as a; "
+            "import amsweep.sweeps.cli as c, amsweep.testing, sweeps, storage, pipeline, analysis as a; "
             "print(c.__file__); print(sweeps.OWNER, storage.OWNER, pipeline.OWNER, a.OWNER)",
         ],
         cwd=tmp_path,

@@ -68,6 +68,16 @@ PARAMS: dict[str, Param] = {
     ),
 }
 POTTS = True
+QUICK = {"epochs": 20}  # the conformance kit's settings: 200 epochs take seconds at N = 32
+
+
+def memory_bytes(N: int, P: int, q: int, params: dict) -> int:
+    """Peak bytes of train: 3.77 x its couplings plus patterns as float32 in the dual form, 2.84 x
+    in the primal form (benchmarks/memory.py, RESULTS.md), both rounded up to 4 (Potts: one-hot
+    width N q)."""
+    width = N * (q if q > 2 else 1)
+    return 4 * 4 * (width * width + P * width)
+
 
 # The dual form is used up to these loads alpha = P / N. Flops alone put the break-even at
 # 2 (asymmetric) and 2/3 (symmetric); its elementwise passes touch more (P, N) arrays (W is

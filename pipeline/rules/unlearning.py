@@ -21,6 +21,7 @@ PARAMS: dict[str, Param] = {
     "max_sweeps": Param(100, int, "sweep budget of each dream's relaxation", low=1),
 }
 POTTS = False
+QUICK = {"n_unlearn": 50}  # the conformance kit's settings: the default takes seconds at N = 32
 
 
 @njit(cache=True)

@@ -1,11 +1,12 @@
-"""Checks every dataset, rule, dynamics and executor must pass, whoever wrote it.
+"""Checks every dataset, rule and dynamics must pass, whoever wrote it.
 
 As scikit-learn's ``check_estimator`` runs one suite over every estimator, ``tests/test_conformance.py``
 runs these over every kind the registry finds (built in, on ``AMSWEEP_PLUGIN_PATH`` or from an entry
-point), so a new component is tested by existing. Each check takes a kind and raises
-AssertionError saying what is wrong. Cells are small (N = 32 or the smallest N a dataset accepts,
-a few patterns) so the whole suite stays fast; ``QUICK`` shrinks the few built-in defaults that are
-slow, plug-ins run with their defaults.
+point), and ``amsweep.testing.plugin_tests`` over a plug-in author's folder, so a new component is
+tested by existing. Each check takes a kind and raises AssertionError saying what is wrong. Cells
+are small (N = 32 or the smallest N a dataset accepts, a few patterns) so the whole suite stays
+fast; a component whose defaults are slow there declares ``QUICK`` (the settings used here). The
+kit calls components as the cell does, with ``Params`` (read by key or attribute).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import copy
 import functools
 import json
 import re
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -22,20 +22,14 @@ import numpy as np
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import CellResult, run_cell
-from amsweep.pipeline.executors import EXECUTORS
 from amsweep.pipeline.model import Data, Model, NotApplicable, Relaxation
-from amsweep.pipeline.outcomes import Failed
-from amsweep.pipeline.params import coerce
+from amsweep.pipeline.params import Params, coerce
+
+__all__ = ["BY_FAMILY", "check_component", "checks", "COMMON", "module", "params_of", "spec_for"]
 
 N_SMALL, P, P_TEST, BATCH, POTTS_Q = 32, 6, 4, 5, 3
 CANDIDATE_N = (32, 36, 49, 64, 100, 196, 784)  # the first a dataset's check accepts is used
-QUICK: dict[tuple[str, str], dict[str, Any]] = {  # built-in defaults that take seconds at N = 32
-    ("rules", "unlearning"): {"n_unlearn": 50},
-    ("rules", "plm"): {"epochs": 20},
-    ("rules", "krauth_mezard"): {"max_epochs": 20},
-    ("datasets", "spin_glass"): {"equilibration": 100},
-    ("rules", "in_context"): {"steps": 20},  # pretraining: 4,000 Adam steps by default
-}
+OWNER = {"datasets": "dataset", "rules": "rule", "dynamics": "dynamics"}  # as the cell names them
 RETRIEVAL = {"train_starts": 3, "test_starts": 2, "random_starts": 2}
 
 
@@ -43,10 +37,15 @@ def module(family: str, kind: str) -> Any:
     return registry.component(family, kind)
 
 
-def params_of(family: str, kind: str) -> dict[str, Any]:
-    """Every declared default, with ``QUICK``'s overrides for slow built-ins."""
+def quick(family: str, kind: str) -> dict[str, Any]:
+    """The settings the component declares for these small cells (its ``QUICK``)."""
+    return dict(contracts.optional(module(family, kind), "QUICK"))
+
+
+def params_of(family: str, kind: str) -> Params:
+    """Every declared default, with the component's ``QUICK`` overrides, as the cell passes them."""
     defaults = {name: p.default for name, p in module(family, kind).PARAMS.items()}
-    return {**defaults, **QUICK.get((family, kind), {})}
+    return Params({**defaults, **quick(family, kind)}, f"{OWNER[family]} {kind}")
 
 
 def dataset_N(kind: str) -> int:
@@ -118,16 +117,16 @@ def spec_for(family: str, kind: str) -> dict[str, Any]:
     raw["retrieval"] = dict(RETRIEVAL)
     raw["datasets"] = {"random": {"N": [N_SMALL], "P": [P]}}
     raw["rules"] = {"hebb": {}}
-    quick = QUICK.get((family, kind), {})
+    settings = quick(family, kind)
     if family == "datasets":
-        table = {"kind": kind, "P": [P], **quick}
+        table = {"kind": kind, "P": [P], **settings}
         if contracts.optional(module(family, kind), "natural_N") is None:
             table["N"] = [dataset_N(kind)]
         raw["datasets"] = {"data": table}
     elif family == "rules":
-        raw["rules"] = {"rule": {"kind": kind, **quick}}
+        raw["rules"] = {"rule": {"kind": kind, **settings}}
     else:
-        raw["rules"] = {"rule": {"kind": provider(kind, 2), "dynamics": kind, "dynamics_params": quick}}
+        raw["rules"] = {"rule": {"kind": provider(kind, 2), "dynamics": kind, "dynamics_params": settings}}
     return raw
 
 
@@ -265,7 +264,7 @@ def provider(kind: str, q: int) -> str:
     return (defaults or fits)[0]
 
 
-def relax_case(kind: str, q: int) -> tuple[Model, np.ndarray, dict[str, Any], Callable[[int], Relaxation]]:
+def relax_case(kind: str, q: int) -> tuple[Model, np.ndarray, Params, Callable[[int], Relaxation]]:
     """A model to relax, cues (half-corrupted training patterns and random states) and a relax."""
     data = synthetic(q)
     model = train(provider(kind, q), data)
@@ -273,8 +272,7 @@ def relax_case(kind: str, q: int) -> tuple[Model, np.ndarray, dict[str, Any], Ca
     cues = np.concatenate([data.train[:3], data.test[: BATCH - 3]])
     flip = rng.random(cues.shape) < 0.2
     cues = np.where(flip, -cues if q == 2 else (cues + 1) % q, cues).astype(np.int8)
-    params = {name: p.default for name, p in module("dynamics", kind).PARAMS.items()}
-    params.update(QUICK.get(("dynamics", kind), {}))
+    params = params_of("dynamics", kind)
     dynamics = module("dynamics", kind)
     return model, cues, params, lambda seed: dynamics.relax(model, cues, params, np.random.default_rng(seed))
 
@@ -310,7 +308,8 @@ def check_one_sweep(kind: str) -> None:
     """max_sweeps = 1 (the cell's fixed-point check) runs and keeps the alphabet."""
     for q in served_alphabets("dynamics", kind):
         model, cues, params, _ = relax_case(kind, q)
-        r = module("dynamics", kind).relax(model, cues, {**params, "max_sweeps": 1}, np.random.default_rng(0))
+        one = Params({**params, "max_sweeps": 1}, f"dynamics {kind}")
+        r = module("dynamics", kind).relax(model, cues, one, np.random.default_rng(0))
         assert_states("final", r.final, cues.shape, q)
         assert (r.sweeps <= 1).all()
 
@@ -324,25 +323,6 @@ def check_flip_count(kind: str) -> None:
         counts = [flip_count(N, rho) for rho in (0.0, 0.05, 0.1, 0.25, 0.5)]
         assert all(isinstance(c, int) and 0 <= c <= N for c in counts), counts
         assert counts == sorted(counts) and counts[0] == 0, counts
-
-
-# ---- executors --------------------------------------------------------------------------------
-def check_executor(name: str) -> None:
-    """The class keeps the Executor interface; the in-process ones are run on three jobs (one
-    failing), engines that start a cluster are covered by the sweep tests instead."""
-    cls = EXECUTORS[name]
-    assert contracts.executor_problems(cls) == []
-    assert cls.name == name, f"EXECUTORS[{name!r}].name is {cls.name!r}"
-    if cls.OPTIONS:
-        return
-    ex = cls()
-    assert isinstance(ex, contracts.Executor) and isinstance(ex.workers, int)
-    memory, cpus, where = ex.capacity()
-    assert memory > 0 and cpus > 0 and isinstance(where, str)
-    assert ex.prepare(SimpleNamespace(datasets=())) == 0
-    got = dict(ex.map_unordered(lambda x: 1 / x, [(1,), (0,), (2,)], total=3))
-    assert got[(1,)] == 1 and got[(2,)] == 0.5 and isinstance(got[(0,)], Failed)
-    ex.shutdown()
 
 
 # ---- the suite --------------------------------------------------------------------------------
