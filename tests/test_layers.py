@@ -36,8 +36,9 @@ def _layers() -> list[list[str]]:
 
 
 def _compute() -> set[str]:
-    """The compute side: the pipeline modules of the layer that storage shares."""
-    return {m for m in _layers()[2] if m.startswith("amsweep.pipeline.")}
+    """The compute side: the pipeline modules of the layer that storage shares, and the plug-in
+    conformance kit (``amsweep.testing``, kept in pipeline/testing beside what it tests)."""
+    return {m for m in _layers()[2] if m.startswith("amsweep.pipeline.") or m == "amsweep.testing"}
 
 
 def test_the_layer_contracts_hold():
@@ -68,8 +69,8 @@ def test_every_module_is_in_exactly_one_layer():
     pipeline = {
         f"amsweep.pipeline.{p.stem if p.is_file() else p.name}"
         for p in (ROOT / "pipeline").iterdir()
-        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
-    }
+        if ((p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()) and p.name != "testing"
+    }  # pipeline/testing installs as amsweep.testing (pyproject's package-dir), placed by that name
     assert pipeline == {m for m in placed if m.startswith("amsweep.pipeline.")}, "place new modules in a layer"
     # the two forbidden contracts name the same compute side as the layers contract
     assert set(_contract("storage-not-compute")["forbidden_modules"]) == _compute()
