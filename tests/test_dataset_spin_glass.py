@@ -232,3 +232,18 @@ def test_concurrent_generation_yields_one_identical_file(_private_cache: Path, t
     params = _params(sweeps=1, equilibration=100, pool=512)
     stored = spin_glass.pool(25, 512, params)  # read back from the winner's file
     assert hashlib.sha256(stored["samples"].tobytes() + stored["energies"].tobytes()).hexdigest() in digests
+
+
+def test_an_edit_of_the_sampler_source_changes_the_cache_file_but_not_the_samples(
+    _private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain's seed came from a hash of this module's source text, so a comment added to
+    spin_glass.py changed every spin-glass cell. Now the source hash names the cache file only: a
+    changed sampler resamples (no stale pool), an unchanged one draws the same chain."""
+    N, p = 16, _params(sweeps=1, equilibration=50, pool=64)
+    before = spin_glass.pool(N, 64, p)["samples"]
+    spin_glass._pool.cache_clear()
+    monkeypatch.setattr(spin_glass, "_CODE_VERSION", "0" * 16)  # as if the source had been edited
+    after = spin_glass.pool(N, 64, p)["samples"]
+    assert len(list(_private_cache.glob("ea2d-*.npz"))) == 2  # resampled, not read from the old file
+    assert np.array_equal(before, after)
