@@ -138,13 +138,13 @@ def _data_without_done(
     repair rebuilds it from the data and the error records. Where it is present and says pending,
     the task's flush was killed between its data and its status: no damage (the next run recomputes
     it), a note, and repair may mark it done from its complete data."""
-    lay = cube.layout("status")
+    store = cube.variable("status")
     lost = ~status_present | damaged
-    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
-        box, _ = lay.region(s, cube.sweep.shape)
+    for s in store.shards():
+        box, _ = store.box(s)
         if (~status_present[box]).any():
             report.problems.append(
-                f"status shard {lay.key('status', s)} is missing, though {int(intact[box].sum())} of its tasks "
+                f"status shard {store.key(s)} is missing, though {int(intact[box].sum())} of its tasks "
                 "hold complete results (lost status: `check --repair` rebuilds it from the data)"
             )
     orphans = intact & (status != DONE)
@@ -192,10 +192,10 @@ def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckRepo
     """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's, as
     ``read_variable`` found them): named once, and removed by ``repair`` so the next run writes them
     afresh; their tasks are damaged."""
-    lay = cube.layout(name)
-    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
-        key = lay.key(name, s)
-        why = cube.shard_errors.get(key)
+    store = cube.variable(name)
+    for s in store.shards():
+        key = store.key(s)
+        why = store.errors.get(key)
         if why is not None:
             report.problems.append(f"shard {key} is unreadable ({why}); `check --repair` removes it")
             report.shards.append(key)
@@ -352,7 +352,7 @@ def restore_root(path: str, storage_options: dict | None = None) -> str | None:
 
 def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
     """Coordinate chunks from the stored spec (as the template wrote them), documents from the root."""
-    tpl = template.build(cube.sweep, shard=cube.layout("status").shard)
+    tpl = template.build(cube.sweep, shard=cube.variable("status").geometry.shard)
     for name in names:
         puts = {k: v for k, v in tpl.objects.items() if k.startswith(f"{name}/") and k != f"{name}/zarr.json"}
         if name in cube.members:

@@ -18,7 +18,7 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -31,12 +31,20 @@ from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
-from amsweep.storage.shard_io import ShardIO
 from amsweep.storage.store_errors import store_boundary
+from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
 __all__ = ["Cube", "LEASE_KEY", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
-Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
+
+class Mark(NamedTuple):
+    """A task that ended without results: FAILED (with its error) or NOT_APPLICABLE (with why)."""
+
+    task_index: tuple[int, ...]
+    state: int
+    error: str
+
+
 LEASE_KEY = f"{SIDE}/lease.json"
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
 RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
@@ -44,8 +52,9 @@ MERGES = 5  # flush attempts when a stale driver's writes are met on S3 (each re
 
 
 @dataclass
-class Cube(ShardIO):
-    """An open cube: its sweep, its arrays' layouts, and (for the writer) the status grid."""
+class Cube:
+    """An open cube: its sweep, its arrays (each a ``VariableStore``), and (for the writer) the
+    status grid and the decoded shards it is filling."""
 
     path: str
     objects: Objects
@@ -58,7 +67,7 @@ class Cube(ShardIO):
     damaged_status: list[tuple[int, ...]] = field(default_factory=list)
     shard_errors: dict[str, str] = field(default_factory=dict)  # shard key -> why it was unreadable
     _status: np.ndarray | None = None
-    _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _blocks: DecodedShards = field(default_factory=DecodedShards)
     _errors: ErrorRecords | None = None
 
     # ---- opening -------------------------------------------------------------------------
@@ -269,7 +278,7 @@ class Cube(ShardIO):
         cube, and the next run of the same spec grows it again.
         """
         old_status = self.status()
-        kept = self.layout("status")
+        kept = self.variable("status").geometry
         tpl = template.build(merged, shard=kept.shard, block=kept.chunk_tasks)
         added = {n: tpl.members[n] for n in missing}
         self.objects.put_many(tpl.objects)  # array documents and coordinate chunks; no data
@@ -280,7 +289,8 @@ class Cube(ShardIO):
         previous, self.sweep = self.sweep, merged
         self._status = status.astype(np.int8)
         self._blocks.clear()
-        done_shards: dict[tuple[int, ...], list[CellResult]] = {s: [] for s in self._shards_where(status == DONE)}
+        done = self.variable("status").shards_where(status == DONE)
+        done_shards: dict[ShardIndex, list[CellResult]] = {s: [] for s in done}
         # A metric new to this cube: NaN, explicitly present, for tasks done before (sentinel last).
         self._put_data([n for n in added if n not in ("status", SENTINEL)], done_shards)
         self._put_data([n for n in added if n == SENTINEL], done_shards)
@@ -318,6 +328,59 @@ class Cube(ShardIO):
         backup.save(self.objects, document)  # first: a lost or damaged root is restored from it
         self.objects.put(template.ROOT, document)
         self.sweep = sweep
+
+    # ---- arrays ---------------------------------------------------------------------------
+    def variable(self, name: str) -> VariableStore:
+        """The shards of one array (status or a metric) of this cube."""
+        cube_id = str(self.attrs.get("amsweep_cube_id", "")) if self.format >= 3 else None
+        return VariableStore.of(self.objects, name, self.members[name], self.sweep.shape, cube_id, self.shard_errors)
+
+    def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
+        return self.variable(name).read()
+
+    def _shard_of(self, index: tuple[int, ...]) -> ShardIndex:
+        return self.variable("status").shard_of(index)
+
+    def _all_shards(self) -> list[ShardIndex]:
+        """Every shard position of the task grid (creation and growth write every status shard)."""
+        return self.variable("status").shards()
+
+    def _put_data(self, names: list[str], by_shard: dict[ShardIndex, list[CellResult]]) -> None:
+        """Rewrite each touched shard of these variables whole, in one ``put_many`` (decoded shards
+        cached between flushes). A shard with no results (an array new to the cube) gets explicit
+        NaN for every task done before."""
+        puts: dict[str, bytes] = {}
+        fresh: dict[str, dict[ShardIndex, tuple[np.ndarray, np.ndarray]]] = {}
+        done: np.ndarray | None = None
+        if self._status is not None and any(not rs for rs in by_shard.values()):
+            done = self._status == DONE
+        for name in names:
+            writes = {s: [(r.index, r.values.get(name, np.nan)) for r in rs] for s, rs in by_shard.items()}
+            data, fresh[name] = self.variable(name).rewritten(writes, self._blocks, done)
+            puts.update(data)
+        self.objects.put_many(puts)
+        for name, blocks in fresh.items():
+            self._blocks.stored(name, blocks)
+        self._blocks.trim()
+
+    def _put_status(self, shards: list[ShardIndex]) -> None:
+        """Rewrite these status shards whole. Every task's status chunk is stored, pending ones
+        included, from the cube's creation on, so a status chunk that is absent was lost (a
+        deleted shard), never merely not yet written: ``check`` and ``query`` tell a lost status
+        from a flush killed between its data and its status."""
+        store = self.variable("status")
+        assert self._status is not None
+        puts = {}
+        for s in shards:
+            values, present = store.empty()
+            box, clip = store.box(s)
+            values[clip] = self._status[box]
+            present[clip] = True  # every status chunk is written, pending ones too: a missing one is lost
+            data = store.encode(s, values, present)
+            assert data is not None  # a shard's box is never empty
+            puts[store.key(s)] = data
+        self.objects.put_many(puts)
 
     # ---- status --------------------------------------------------------------------------
     def status(self) -> np.ndarray:
@@ -368,7 +431,7 @@ class Cube(ShardIO):
                 except StaleView:  # S3: a stale driver wrote in the gap; merge, never overwrite
                     self._forget()
                     status = self.status()  # now holding its results: ours are added to them
-                    marks = [m for m in marks if status[tuple(m[0])] != DONE]  # a done result wins
+                    marks = [m for m in marks if status[tuple(m.task_index)] != DONE]  # a done result wins
             raise CubeError(f"{self.path}: objects kept changing under this driver's flush; stopping (nothing lost)")
         except OSError as e:  # full disk, lost permission, unreachable store
             self._blocks.clear()
@@ -380,7 +443,7 @@ class Cube(ShardIO):
 
     def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
         status = self.status().copy()
-        by_shard: dict[tuple[int, ...], list[CellResult]] = {}
+        by_shard: dict[ShardIndex, list[CellResult]] = {}
         for r in results:
             by_shard.setdefault(self._shard_of(r.index), []).append(r)
         side = {}
@@ -460,15 +523,7 @@ class Cube(ShardIO):
         return np.load(io.BytesIO(data), allow_pickle=False)
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
-        s = self.sweep
-        i_d, i_n, i_l, i_r, i_s = index
-        return {
-            "dataset": s.datasets[i_d].label,
-            "N": s.N_values[i_n],
-            s.load_axis: s.load_values[i_l],
-            "rule": s.rules[i_r].label,
-            "seed": s.seeds[i_s],
-        }
+        return self.sweep.coords_of(index)
 
 
 def _merged(key: str) -> bool:

@@ -199,13 +199,7 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     cube = Cube.open(*source)
     dims = [str(d) for d in ds[metric].dims if d != "noise"]
     axes = layout.task_dims_of(cube.sweep.load_axis)
-    full = {
-        "dataset": [d.label for d in cube.sweep.datasets],
-        "N": list(cube.sweep.N_values),
-        cube.sweep.load_axis: list(cube.sweep.load_values),
-        "rule": [r.label for r in cube.sweep.rules],
-        "seed": list(cube.sweep.seeds),
-    }
+    full = cube.sweep.axes
     stored, status_present, status_bad = cube.read_variable("status")  # read once: both uses below
     status = np.where(status_bad, PENDING, stored)  # as Cube.status(): an unreadable status is pending
 
@@ -346,19 +340,4 @@ def _task_at(path: str, coords: dict[str, Any], storage_options: dict | None) ->
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options, mode="r")
-    s = cube.sweep
-    axes: dict[str, list[Any]] = {
-        "dataset": [d.label for d in s.datasets],
-        "N": list(s.N_values),
-        s.load_axis: list(s.load_values),
-        "rule": [r.label for r in s.rules],
-        "seed": list(s.seeds),
-    }
-    missing = [k for k in axes if k not in coords]
-    if missing:
-        raise QueryError(f"give a value for {missing}; a task is fixed by {list(axes)}")
-    try:
-        index = tuple(axes[k].index(coords[k]) for k in axes)
-    except ValueError:
-        raise QueryError(f"no task at {coords}; axes are {axes}") from None
-    return cube, index
+    return cube, cube.sweep.index_at(coords)

@@ -131,7 +131,7 @@ def test_objects_grow_with_shards_not_cells(tmp_path):
     path = tmp_path / "big.zarr"
     fill_with_synthetic_results(Cube.create_or_open(str(path), sweep))
     files = [p for p in path.rglob("*") if p.is_file()]
-    shards = int(np.prod(Cube.open(str(path)).layout("status").grid(sweep.shape)))
+    shards = int(np.prod(Cube.open(str(path)).variable("status").geometry.grid(sweep.shape)))
     assert shards == 4
     assert len(files) <= (1 + len(METRICS)) * shards + 60  # + array documents, coordinates, side records
     ds = open_cube(str(path))
@@ -150,7 +150,7 @@ def test_xarray_opens_the_cube_without_warnings_and_with_shard_chunks(tmp_path, 
     for name in ["status", *METRICS]:
         np.testing.assert_array_equal(plain[name].values, open_cube(path)[name].values)
         np.testing.assert_array_equal(auto[name].values, ours[name].values)
-    shard = Cube.open(path).layout("m_train").shard
+    shard = Cube.open(path).variable("m_train").geometry.shard
     assert ours["m_train"].data.chunks[:5] == tuple((s,) for s in shard)
     assert list(auto["rule"].values) == ["hebb", "plm"]
     for name, var in plain.variables.items():

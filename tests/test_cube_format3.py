@@ -39,7 +39,7 @@ def copy_of(filled: str, tmp_path: Path) -> str:
 
 
 def test_inner_chunks_are_seed_rows_or_larger(filled):
-    lay = Cube.open(filled).layout("m_train")
+    lay = Cube.open(filled).variable("m_train").geometry
     assert lay.shard == (1, 1, 5, 3, 200) and lay.chunk_tasks == (1, 1, 1, 1, 200)
     assert choose_block_shape((1, 1, 5, 3, 40)) == (1, 1, 1, 3, 40)  # 120 tasks; 5 loads would pass 256
     assert choose_block_shape((1, 2, 3, 2, 7)) == (1, 2, 3, 2, 7)  # a small shard is one chunk
@@ -74,8 +74,8 @@ def test_plain_readers_see_few_chunks_on_a_large_cube(tmp_path):
 def test_swapped_shards_of_two_variables_read_as_damaged(filled, tmp_path):
     path = copy_of(filled, tmp_path)
     cube = Cube.open(path)
-    lay = cube.layout("m_train")
-    assert lay == cube.layout("m_test")  # same shape and dtype: the swap is invisible to CRCs
+    lay = cube.variable("m_train").geometry
+    assert lay == cube.variable("m_test").geometry  # same shape and dtype: the swap is invisible to CRCs
     a, b = Path(path, lay.key("m_train", (0, 1, 0, 0, 0))), Path(path, lay.key("m_test", (0, 1, 0, 0, 0)))
     da, db = a.read_bytes(), b.read_bytes()
     a.write_bytes(db)
@@ -96,8 +96,8 @@ def test_a_shard_from_another_cube_of_the_same_spec_reads_as_damaged(filled, tmp
     other = str(tmp_path / "other.zarr")
     with Cube.create_or_open(other, big_spec(seeds=200)) as cube:
         fill_with_synthetic_results(cube, per_flush=6000)
-        key = cube.layout("m_train").key("m_train", (0, 1, 0, 0, 0))
-        status_key = cube.layout("status").key("status", (0, 1, 0, 0, 0))
+        key = cube.variable("m_train").geometry.key("m_train", (0, 1, 0, 0, 0))
+        status_key = cube.variable("status").geometry.key("status", (0, 1, 0, 0, 0))
     other_id = Cube.open(other).attrs["amsweep_cube_id"]
     assert other_id != Cube.open(path).attrs["amsweep_cube_id"]
     for k in (key, status_key):
@@ -186,10 +186,10 @@ def test_format_2_shards_stay_readable(tmp_path):
         fill_with_synthetic_results(cube)
         want = {n: cube.read_variable(n)[0] for n in ("status", "m_train", "retrieval_seconds")}
         # Rewrite it as format 2 would have: the same arrays with one-task inner chunks, no header.
-        tpl = template.build(sweep, shard=cube.layout("status").shard, block=(1,) * 5)
+        tpl = template.build(sweep, shard=cube.variable("status").geometry.shard, block=(1,) * 5)
         old = Cube(path, cube.objects, sweep, {**cube.attrs, "amsweep_format": 2}, tpl.members, format=2)
         for name, values in want.items():
-            lay = old.layout(name)
+            lay = old.variable(name).geometry
             assert lay.n_chunks == lay.tasks and not lay.headed
             for s in np.ndindex(*lay.grid(sweep.shape)):
                 block, present = lay.empty(tpl.members[name].fill_value)
