@@ -92,7 +92,7 @@ def run(
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
-    jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
+    jobs = (sweep.job(t) for t in tasks)
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
@@ -143,16 +143,17 @@ def run(
         outcomes = executor.map_unordered(cell, jobs, total=report.remaining)
         if on_start is not None:
             on_start(f"shipped {shipped} data file(s) to the workers" if shipped else "no data file to ship")
-        for (task, *_), outcome in outcomes:
+        for job, outcome in outcomes:
+            task = job.task
             if isinstance(outcome, CellResult):
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):
-                marks.append((task.index, NOT_APPLICABLE, outcome.reason))
+                marks.append(Mark(task.index, NOT_APPLICABLE, outcome.reason))
                 report.not_applicable += 1
                 report.remaining -= 1
             else:
                 assert isinstance(outcome, Failed)
-                marks.append((task.index, FAILED, outcome.error))
+                marks.append(Mark(task.index, FAILED, outcome.error))
                 report.failed += 1
                 report.remaining -= 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])

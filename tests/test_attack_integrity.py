@@ -29,7 +29,7 @@ SHARD = "m_train/c/0/0/0/0/0/0"
 
 
 def _results(sweep):
-    return [run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in sweep.tasks()]
+    return [run_cell(sweep.job(t)) for t in sweep.tasks()]
 
 
 def test_an_older_version_of_a_data_shard_is_found(tmp_path, small_sweep):
