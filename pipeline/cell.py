@@ -107,7 +107,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
         fixed_dynamics, one_sweep = registry.component("dynamics", "asynchronous"), {"max_sweeps": 1}
     else:
         fixed_dynamics, one_sweep = dynamics, {**task.rule.dynamics_params, "max_sweeps": 1}
-    stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
+    after_one_sweep = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
     series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
     thermal: list[np.ndarray] | None = [] if retrieval.store_magnetisations else None
@@ -126,7 +126,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
             series[name].append(value)
     r = relax(M.random_states(retrieval.random_starts, task.N, q, stream(root_seed, "random", *key)))
     scalars = M.evaluate(M.RANDOM, M.Starts(r, data))
-    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, stays)))
+    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, after_one_sweep)))
     retrieval_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
     basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules

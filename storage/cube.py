@@ -28,13 +28,14 @@ from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
 from amsweep.storage import backup, extend, layout, provenance, template
 from amsweep.storage.fence import FencedObjects, StaleView
+from amsweep.storage.lease import KEY as LEASE_KEY
 from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
 from amsweep.storage.store_errors import store_boundary
 from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
-__all__ = ["Cube", "LEASE_KEY", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
+__all__ = ["Cube", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
 
 class Mark(NamedTuple):
@@ -45,7 +46,6 @@ class Mark(NamedTuple):
     error: str
 
 
-LEASE_KEY = f"{SIDE}/lease.json"
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
 RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
 MERGES = 5  # flush attempts when a stale driver's writes are met on S3 (each re-reads and merges)
@@ -446,14 +446,14 @@ class Cube:
         by_shard: dict[ShardIndex, list[CellResult]] = {}
         for r in results:
             by_shard.setdefault(self._shard_of(r.index), []).append(r)
-        side = {}
+        task_arrays = {}
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):
                 if array is not None:
                     buf = io.BytesIO()
                     np.save(buf, array, allow_pickle=False)
-                    side[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
-        self.objects.put_many(side)
+                    task_arrays[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
+        self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
         self._put_data([n for n in METRICS if n in self.members and n != SENTINEL], by_shard)
         self._put_data([n for n in (SENTINEL,) if n in self.members], by_shard)
@@ -485,7 +485,7 @@ class Cube:
         self._status = status
         self._put_status(sorted({self._shard_of(i) for i in indices}))
 
-    # ---- side data -----------------------------------------------------------------------
+    # ---- per-task arrays (couplings, thermal states) ----------------------------------------
     def errors(self) -> ErrorRecords:
         if self._errors is None:
             self._errors = ErrorRecords(self.objects)
@@ -507,13 +507,13 @@ class Cube:
 
     def couplings(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored couplings (or memories) of one done task."""
-        return self._side("couplings", index)
+        return self._task_array("couplings", index)
 
     def magnetisations(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored thermal states (noise, training starts, N) of one done task."""
-        return self._side("magnetisations", index)
+        return self._task_array("magnetisations", index)
 
-    def _side(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
+    def _task_array(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
         data = self.objects.get(f"{SIDE}/{kind}/{task_key(index)}.npy")
         if data is None:
             raise KeyError(

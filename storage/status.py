@@ -62,6 +62,10 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
         + ", ".join(f"{k} {v}" for k, v in c.items())
         + f"  ({100.0 * c['done'] / max(applicable, 1):.1f}% of {applicable} applicable)",
     ]
+    from amsweep.storage.lease import describe_holder
+
+    writer = describe_holder(cube.objects)
+    lines.append(writer or "writer: none (no driver holds the cube)")
     record = load_run_record(cube)
     if record and record.get("seconds", 0) > 0 and record.get("done", 0) > 0:
         rate = record["done"] / record["seconds"]
