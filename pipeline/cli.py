@@ -147,7 +147,7 @@ def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
     ``Cube.create_or_open`` to create, grow or refuse once the executor is connected."""
     from amsweep.pipeline.metrics import METRICS
     from amsweep.storage.cube import Cube
-    from amsweep.storage.layout import FORMAT_VERSION
+    from amsweep.storage.schema import FORMAT_VERSION
     from amsweep.storage.store_errors import store_boundary
 
     with store_boundary(args.out, "reading the cube"):
@@ -325,7 +325,7 @@ def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from amsweep.storage.layout import FORMAT_VERSION
+    from amsweep.storage.schema import FORMAT_VERSION
     from amsweep.storage.upgrade import upgrade
 
     report = upgrade(args.cube)

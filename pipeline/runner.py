@@ -33,7 +33,7 @@ from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import restage, temporaries
 from amsweep.storage.cube import Cube, Mark
-from amsweep.storage.layout import FAILED, NOT_APPLICABLE
+from amsweep.storage.schema import FAILED, NOT_APPLICABLE
 from amsweep.storage.status import save_run_record
 from amsweep.storage.store_errors import WRITING, store_boundary
 

@@ -19,7 +19,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from amsweep.pipeline.errors import CubeError
-from amsweep.storage import layout
+from amsweep.storage import schema
 
 if TYPE_CHECKING:
     from amsweep.storage.cube import Cube
@@ -69,12 +69,12 @@ class ShardedArray(BackendArray):
 def open_format2(cube: Cube) -> xr.Dataset:
     """The cube as a lazy Dataset: coordinates from the stored spec, variables read on demand."""
     sweep = cube.sweep
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     variables: dict[str, xr.Variable] = {}
     for c in coords:
         values = c.data.astype(object) if c.data.dtype == object else c.data
         variables[c.name] = xr.Variable(c.dims, values, attrs=dict(c.attrs))
-    for v in layout.variables(sweep, [c.name for c in coords]):
+    for v in schema.variables(sweep, [c.name for c in coords]):
         if v.name not in cube.members:
             continue  # a metric this cube predates: absent until a run adds it
         array = ShardedArray(cube, v.name)

@@ -29,10 +29,10 @@ import numpy as np
 import zarr
 
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import backup, layout, restage, temporaries, template
+from amsweep.storage import backup, restage, schema, template, temporaries
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
 
@@ -67,10 +67,10 @@ class CheckReport:
 def check(cube: Cube) -> CheckReport:
     """Compare coordinates, shapes, status, data and records; nothing is written."""
     report = CheckReport()
-    if cube.format != layout.FORMAT_VERSION:
+    if cube.format != schema.FORMAT_VERSION:
         report.problems.append(
             f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
-            f"(and verifies every value); check runs on format {layout.FORMAT_VERSION}"
+            f"(and verifies every value); check runs on format {schema.FORMAT_VERSION}"
         )
         return report
     left = temporaries.find(cube.objects)
@@ -92,7 +92,7 @@ def check(cube: Cube) -> CheckReport:
     status, status_present, damaged = cube.read_variable("status")
     for index in zip(*np.nonzero(damaged)):
         report.add(cube, index, "status chunk unreadable (checksum)")
-    spec_na = layout.not_applicable_mask(sweep)
+    spec_na = schema.not_applicable_mask(sweep)
     for index in zip(*np.nonzero((status == DONE) & spec_na & ~damaged)):
         report.add(cube, index, "marked done, but the spec says this task does not exist")
     done = (status == DONE) & ~damaged
@@ -185,7 +185,7 @@ def complete(cube: Cube) -> np.ndarray:
             out &= have & ~bad
             if metric.always:
                 out &= np.isfinite(values).all(axis=tuple(range(out.ndim, values.ndim)))
-    return out & ~layout.not_applicable_mask(cube.sweep)
+    return out & ~schema.not_applicable_mask(cube.sweep)
 
 
 def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:
@@ -242,7 +242,7 @@ def _check_documents(cube: Cube, report: CheckReport) -> None:
 
 def _check_arrays(cube: Cube, report: CheckReport) -> None:
     sweep = cube.sweep
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     for c in coords:
         if c.name not in cube.members:
             report.problems.append(f"coordinate {c.name!r} is missing")
@@ -275,7 +275,7 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
                 f"coordinate {c.name!r} does not match the stored spec (`check --repair` rewrites it from the spec)"
             )
             report.coordinates.append(c.name)
-    for v in layout.variables(sweep, [c.name for c in coords]):
+    for v in schema.variables(sweep, [c.name for c in coords]):
         if v.name not in cube.members:
             continue
         shape = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
@@ -306,7 +306,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
         actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
     rebuilt, recorded = set(report.rebuild), {i: s for i, s in report.recorded.items() if i not in report.rebuild}
     reset = [i for i in report.damaged if i not in rebuilt and i not in recorded]
-    spec_na = layout.not_applicable_mask(cube.sweep)
+    spec_na = schema.not_applicable_mask(cube.sweep)
     cube.reset([i for i in reset if not spec_na[i]], PENDING)
     cube.reset([i for i in reset if spec_na[i]], NOT_APPLICABLE)
     if reset:

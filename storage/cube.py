@@ -26,10 +26,10 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
-from amsweep.storage import backup, extend, layout, provenance, template
+from amsweep.storage import backup, extend, provenance, schema, template
 from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.lease import KEY as LEASE_KEY
-from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
+from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
 from amsweep.storage.store_errors import store_boundary
@@ -97,8 +97,8 @@ class Cube:
             )
             raise CubeError(f"{path}: a Zarr group that is not a finished amsweep cube{hint}; refusing to touch it")
         fmt = attrs.get("amsweep_format")
-        if fmt not in layout.READABLE_FORMATS:
-            raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {layout.READABLE_FORMATS}")
+        if fmt not in schema.READABLE_FORMATS:
+            raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {schema.READABLE_FORMATS}")
         if fmt != FORMAT_VERSION and objects.get(UPGRADE_READY) is not None:
             raise CubeError(
                 f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
@@ -267,7 +267,7 @@ class Cube:
             "Conventions": "CF-1.10",
             **provenance.cube_attrs(),
         }
-        self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
+        self._status = np.where(schema.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
         self._put_status(self._all_shards())
         self._commit(self.sweep)
 
@@ -285,7 +285,7 @@ class Cube:
         self.members = tpl.members
         status = np.full(merged.shape, PENDING, dtype=np.int8)
         status[tuple(slice(0, n) for n in old_status.shape)] = old_status
-        status = np.where(layout.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
+        status = np.where(schema.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
         previous, self.sweep = self.sweep, merged
         self._status = status.astype(np.int8)
         self._blocks.clear()
@@ -463,7 +463,7 @@ class Cube:
                 changes.setdefault(self._shard_of(r.index), {})[r.index] = None
             status[r.index] = DONE
         for index, state, error in marks:
-            record = {"state": layout.STATUS_NAMES[state], "error": error, "time": now()}
+            record = {"state": schema.STATUS_NAMES[state], "error": error, "time": now()}
             changes.setdefault(self._shard_of(index), {})[tuple(index)] = record
             status[tuple(index)] = state
         records = self.errors()

@@ -21,8 +21,8 @@ import xarray as xr
 
 from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import layout
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage import schema
+from amsweep.storage.schema import DONE, PENDING
 
 __all__ = [
     "done_values",
@@ -75,7 +75,7 @@ def load_axis(ds: xr.Dataset) -> str:
 
 def task_dims(ds: xr.Dataset) -> list[str]:
     """Dimensions that identify a task (training run) of this cube; noise is an evaluation axis."""
-    return list(layout.task_dims_of(load_axis(ds)))
+    return list(schema.task_dims_of(load_axis(ds)))
 
 
 def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
@@ -198,7 +198,7 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
 
     cube = Cube.open(*source)
     dims = [str(d) for d in ds[metric].dims if d != "noise"]
-    axes = layout.task_dims_of(cube.sweep.load_axis)
+    axes = schema.task_dims_of(cube.sweep.load_axis)
     full = cube.sweep.axes
     stored, status_present, status_bad = cube.read_variable("status")  # read once: both uses below
     status = np.where(status_bad, PENDING, stored)  # as Cube.status(): an unreadable status is pending
@@ -226,7 +226,7 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         # pending one that holds data is a flush killed between data and status: not an orphan)
         sentinel, have, bad = cube.read_variable(SENTINEL)
         lost_status = ~status_present | status_bad
-        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~schema.not_applicable_mask(cube.sweep)
         if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
             from amsweep.storage.check import complete
 

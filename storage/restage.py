@@ -34,10 +34,10 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import backup, layout, legacy, provenance, template
+from amsweep.storage import backup, legacy, provenance, schema, template
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
 
@@ -178,7 +178,7 @@ def _target_status(src: _Source, target: Sweep, where: tuple[np.ndarray, ...]) -
     where no dataset lists the cell) everywhere else, as a fresh cube of ``target`` would have."""
     status = np.full(target.shape, PENDING, dtype=np.int8)
     status[np.ix_(*where[:5])] = src.status
-    mask = layout.not_applicable_mask(target)
+    mask = schema.not_applicable_mask(target)
     recorded = np.zeros(target.shape, dtype=bool)
     for index in src.records:
         recorded[_moved(where, index)] = True
@@ -203,7 +203,7 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     members = {k: v for k, v in tpl.members.items() if k not in dropped}
     view = _Prefixed(objects, STAGE)
     view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
-    new_attrs = {**cube.attrs, **attrs, "amsweep_format": layout.FORMAT_VERSION}
+    new_attrs = {**cube.attrs, **attrs, "amsweep_format": schema.FORMAT_VERSION}
     new_attrs.setdefault("amsweep_cube_id", uuid.uuid4().hex)  # older formats had none: shards name it
     staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
     status = _target_status(src, target, where)

@@ -15,7 +15,7 @@ import numpy as np
 
 from amsweep.storage import provenance
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 from amsweep.storage.records import SIDE
 
 __all__ = ["counts", "load_run_record", "render_status", "RUN_RECORD", "save_run_record"]

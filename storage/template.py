@@ -30,9 +30,9 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import layout
+from amsweep.storage import schema
 from amsweep.storage.objects import Objects
-from amsweep.storage.shards import ShardLayout, choose_block_shape, choose_shard_shape
+from amsweep.storage.shards import ShardGeometry, choose_block_shape, choose_shard_shape
 
 __all__ = [
     "build",
@@ -45,7 +45,7 @@ __all__ = [
     "quiet_labels",
     "ROOT",
     "root_document",
-    "shard_layout",
+    "shard_geometry",
     "Template",
 ]
 
@@ -89,7 +89,7 @@ def build(sweep: Sweep, shard: tuple[int, ...] | None = None, block: tuple[int, 
 
 def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: dict[str, Any]) -> Template:
     group = zarr.open_group(zarr.storage.MemoryStore(store_dict=store), mode="w", zarr_format=3)
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     for c in coords:
         chunks = COORD_CHUNK_2D if len(c.dims) == 2 else (COORD_CHUNK,)
         dtype = _fixed_width(c.data) if c.data.dtype == object else c.dtype
@@ -103,7 +103,7 @@ def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: 
             compressors=[ZstdCodec(), Crc32cCodec()],
         )
         arr[...] = c.data
-    for v in layout.variables(sweep, [c.name for c in coords]):
+    for v in schema.variables(sweep, [c.name for c in coords]):
         inner = (len(sweep.noise),) if v.per_noise else ()
         group.create_array(
             v.name,
@@ -156,8 +156,8 @@ def members_of(doc: dict[str, Any]) -> dict[str, Any]:
         return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
 
 
-def shard_layout(meta: Any, headed: bool = True) -> ShardLayout:
-    """The shard layout of a variable, read from its Zarr metadata; ``headed``: its shards carry
+def shard_geometry(meta: Any, headed: bool = True) -> ShardGeometry:
+    """The shard geometry of a variable, read from its Zarr metadata; ``headed``: its shards carry
     the identity header (format 3; format-2 shards have none, and one-task inner chunks)."""
     codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
@@ -165,7 +165,7 @@ def shard_layout(meta: Any, headed: bool = True) -> ShardLayout:
     chunk = tuple(codec.chunk_shape)
     shard = tuple(meta.chunk_grid.chunk_shape)
     dtype = np.dtype(meta.data_type.to_native_dtype())
-    return ShardLayout(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
+    return ShardGeometry(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
 
 
 def read_root(objects: Objects, path: str) -> dict[str, Any] | None:

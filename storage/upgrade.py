@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import canonical_order, from_canonical
-from amsweep.storage import layout, restage, template
+from amsweep.storage import restage, schema, template
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects, objects_at
@@ -62,7 +62,7 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     objects = objects_at(path, storage_options)
     if restage.interrupted(objects):
         ready = json.loads(objects.get(restage.READY) or b"{}")
-        source = int(ready.get("source_format", layout.FORMAT_VERSION))
+        source = int(ready.get("source_format", schema.FORMAT_VERSION))
         return _report(restage.resume(path, objects, storage_options), source)
     if objects.get(READY) is not None:  # an earlier amsweep's format-1 -> 2 upgrade, killed mid-swap
         cube = Cube._from_root(
@@ -79,13 +79,13 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     target = from_canonical(canonical_order(cube.sweep.canonical))
     cube.acquire()
     try:
-        if cube.format == layout.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
+        if cube.format == schema.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
             cleanup(objects)  # leftovers of an upgrade killed after its commit, if any
             raise CubeError(
-                f"{path}: already format {layout.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
+                f"{path}: already format {schema.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
             )
         note = f"from format {cube.format} on {now()}"
-        if cube.format == layout.FORMAT_VERSION:
+        if cube.format == schema.FORMAT_VERSION:
             note += ", axes put in canonical order"
         staged = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
         restage.finish(objects)

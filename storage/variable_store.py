@@ -16,7 +16,7 @@ import numpy as np
 
 from amsweep.storage import template
 from amsweep.storage.objects import Objects
-from amsweep.storage.shards import ShardError, ShardIdentity, ShardLayout
+from amsweep.storage.shards import ShardError, ShardIdentity, ShardGeometry
 
 __all__ = ["BLOCK_CACHE_BYTES", "DecodedShards", "Region", "ShardIndex", "VariableStore"]
 
@@ -34,7 +34,7 @@ class VariableStore:
 
     objects: Objects
     name: str
-    geometry: ShardLayout
+    geometry: ShardGeometry
     fill: Any
     task_shape: tuple[int, ...]
     cube_id: str | None  # what every format-3 shard must say it belongs to; None: format 2 (no header)
@@ -51,7 +51,7 @@ class VariableStore:
         errors: dict[str, str],
     ) -> "VariableStore":
         """The store of an array from its Zarr metadata (``cube_id`` None: a format-2 cube)."""
-        geometry = template.shard_layout(meta, headed=cube_id is not None)
+        geometry = template.shard_geometry(meta, headed=cube_id is not None)
         return cls(objects, name, geometry, meta.fill_value, tuple(task_shape), cube_id, errors)
 
     # ---- where tasks live -------------------------------------------------------------------

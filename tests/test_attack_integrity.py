@@ -22,7 +22,7 @@ from pathlib import Path
 from amsweep.pipeline.cell import run_cell
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 
 CLI = [sys.executable, "-m", "amsweep.pipeline.cli"]
 SHARD = "m_train/c/0/0/0/0/0/0"

@@ -25,12 +25,12 @@ from amsweep.pipeline.runner import run
 from amsweep.storage import template
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED
+from amsweep.storage.schema import DONE, FAILED
 from amsweep.storage.query import open_cube, to_frame
 from amsweep.storage.shards import (
     MAGIC,
     ShardIdentity,
-    ShardLayout,
+    ShardGeometry,
     choose_block_shape,
     choose_shard_shape,
     crc32c_rows,
@@ -65,7 +65,7 @@ def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill
         compressors=[Crc32cCodec()],
         config={"write_empty_chunks": True},
     )
-    lay = ShardLayout(shard, inner, np.dtype(dtype), block, headed=fmt == 3)
+    lay = ShardGeometry(shard, inner, np.dtype(dtype), block, headed=fmt == 3)
     ident = ShardIdentity("0" * 32, "a", lay.key("a", (0, 1, 0, 0, 1))) if fmt == 3 else None
     rng = np.random.default_rng(1)
     values, present = lay.empty(fill)
@@ -88,7 +88,7 @@ def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill
     np.testing.assert_array_equal(arr[box], expected)
     written = rng.integers(0, 100, shape + inner).astype(dtype)
     arr[...] = written
-    plain = ShardLayout(shard, inner, np.dtype(dtype), block)  # zarr writes no identity header
+    plain = ShardGeometry(shard, inner, np.dtype(dtype), block)  # zarr writes no identity header
     got, have, damaged = plain.decode((tmp_path / "a" / lay.key("", (1, 0, 0, 0, 0)).lstrip("/")).read_bytes(), fill)
     np.testing.assert_array_equal(got[:, :2, :, :, :40], written[1:2, 0:2, :, :, 0:40])
     assert have.all() and not damaged.any()

@@ -17,7 +17,7 @@ from amsweep.pipeline.metrics import METRICS
 from amsweep.storage import template
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import SENTINEL
+from amsweep.storage.schema import SENTINEL
 from amsweep.storage.shards import choose_block_shape
 from tests.cube_damage import chunk_span, flip_byte
 from tests.test_cube_format import big_spec, fill_with_synthetic_results
@@ -213,9 +213,9 @@ def test_format_2_shards_stay_readable(tmp_path):
 def test_a_task_never_written_is_told_from_a_nan_result_inside_one_chunk():
     """A seed row is one chunk: a NaN result stays present, a task never written does not, and a
     plain reader sees NaN for both (test_plain_readers_read_what_amsweep_reads compares them)."""
-    from amsweep.storage.shards import ShardIdentity, ShardLayout
+    from amsweep.storage.shards import ShardIdentity, ShardGeometry
 
-    lay = ShardLayout((1, 1, 1, 1, 4), (2,), np.dtype("float32"), block=(1, 1, 1, 1, 4), headed=True)
+    lay = ShardGeometry((1, 1, 1, 1, 4), (2,), np.dtype("float32"), block=(1, 1, 1, 1, 4), headed=True)
     ident = ShardIdentity("cube", "m", lay.key("m", (0, 0, 0, 0, 0)))
     values, present = lay.empty(np.nan)
     values[0, 0, 0, 0, 0] = [0.5, 0.25]

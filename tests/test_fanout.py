@@ -22,7 +22,7 @@ from amsweep.pipeline.metrics import mean_or_nan
 from amsweep.pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
 from amsweep.pipeline.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED
+from amsweep.storage.schema import DONE, FAILED
 from tests.conftest import SMALL, assert_same_cube, wait_for_first_flush
 
 MANY = {**copy.deepcopy(SMALL), "seeds": 5}  # 20 cells of 4 shapes

@@ -16,7 +16,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 from tests import cube_damage
 from tests.conftest import StopAfter, assert_same_cube, wait_for_first_flush
 

@@ -27,7 +27,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from amsweep.storage.lease import KEY, holder_of
 from amsweep.storage.objects import objects_at
 from benchmarks._moto import moto_server

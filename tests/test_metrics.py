@@ -20,10 +20,10 @@ from amsweep.pipeline.datasets import random as random_dataset
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import Data
 from amsweep.pipeline.runner import run
-from amsweep.storage import layout, query
+from amsweep.storage import query, schema
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 
 
 def spins(rng: np.random.Generator, B: int, N: int) -> np.ndarray:
@@ -232,7 +232,7 @@ def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch)
     run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     ds = query.open_cube(path)
     var = ds["m_train_binarised"]
-    assert var.dims == (*layout.task_dims(sweep), "noise") and var.dtype == np.float32
+    assert var.dims == (*schema.task_dims(sweep), "noise") and var.dtype == np.float32
     assert var.attrs["long_name"] == "overlap of the binarised final state" and var.attrs["units"] == "1"
     np.testing.assert_array_equal(var.values, ds["m_train"].values)
     with Cube.open(path) as cube:
