@@ -157,7 +157,7 @@ def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
             return False
         if cube.sweep.spec_hash != sweep.spec_hash or cube.format != FORMAT_VERSION:
             return False
-        if any(name not in cube.members for name in ("status", *METRICS)):
+        if any(name not in cube.arrays for name in ("status", *METRICS)):
             return False  # a metric new to this amsweep: opening for writing adds its variable
         if cube.count_pending(retry_failed=not args.no_retry_failed):
             return False

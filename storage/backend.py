@@ -75,7 +75,7 @@ def open_format2(cube: Cube) -> xr.Dataset:
         values = c.data.astype(object) if c.data.dtype == object else c.data
         variables[c.name] = xr.Variable(c.dims, values, attrs=dict(c.attrs))
     for v in schema.variables(sweep, [c.name for c in coords]):
-        if v.name not in cube.members:
+        if v.name not in cube.arrays:
             continue  # a metric this cube predates: absent until a run adds it
         array = ShardedArray(cube, v.name)
         var = xr.Variable(v.dims, indexing.LazilyIndexedArray(array), attrs=dict(v.attrs))

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import backup, restage, schema, template, temporaries
+from amsweep.storage import backup, restage, schema, temporaries, zarr_documents
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
 from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
@@ -98,7 +98,7 @@ def check(cube: Cube) -> CheckReport:
     done = (status == DONE) & ~damaged
     intact = np.ones(sweep.shape, dtype=bool)  # every variable's chunk present, valid, finite where declared
     for name, metric in METRICS.items():
-        if name not in cube.members:
+        if name not in cube.arrays:
             continue  # added by the next run (NaN for tasks done before)
         values, have, bad = cube.read_variable(name)
         _unreadable_shards(cube, name, bad, report)
@@ -119,7 +119,7 @@ def check(cube: Cube) -> CheckReport:
     for index in zip(*np.nonzero((status == NOT_APPLICABLE) & ~spec_na & ~damaged)):
         if tuple(int(i) for i in index) not in records:
             report.add(cube, index, "not applicable, but the spec says applicable and no run recorded why")
-    if SENTINEL in cube.members:
+    if SENTINEL in cube.arrays:
         _data_without_done(cube, report, status, status_present, damaged, intact & ~spec_na, records)
     return report
 
@@ -180,7 +180,7 @@ def complete(cube: Cube) -> np.ndarray:
     what a done task holds, so a task that is not marked done but is complete lost its status."""
     out = np.ones(cube.sweep.shape, dtype=bool)
     for name, metric in METRICS.items():
-        if name in cube.members:
+        if name in cube.arrays:
             values, have, bad = cube.read_variable(name)
             out &= have & ~bad
             if metric.always:
@@ -223,13 +223,13 @@ def driver_writing(objects: Objects) -> bool:
 def _check_documents(cube: Cube, report: CheckReport) -> None:
     """Each array's own ``zarr.json`` (what zarr reads without the root's consolidated copy) must
     say what the root document says; amsweep itself reads only the root."""
-    names = sorted(cube.members)
+    names = sorted(cube.arrays)
     found = cube.objects.get_many([f"{n}/zarr.json" for n in names])
     for name in names:
         data = found[f"{name}/zarr.json"]
         try:
-            with template.quiet_labels():
-                ok = data is not None and json.loads(data) == json.loads(json.dumps(cube.members[name].to_dict()))
+            with zarr_documents.quiet_labels():
+                ok = data is not None and json.loads(data) == json.loads(json.dumps(cube.arrays[name].to_dict()))
         except ValueError:
             ok = False
         if not ok:
@@ -244,14 +244,14 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
     sweep = cube.sweep
     coords = schema.coordinates(sweep)
     for c in coords:
-        if c.name not in cube.members:
+        if c.name not in cube.arrays:
             report.problems.append(f"coordinate {c.name!r} is missing")
             continue
         if c.name in report.documents:
             report.coordinates.append(c.name)  # its chunks may be as stale as its document
             continue
         try:
-            with template.quiet_labels():
+            with zarr_documents.quiet_labels():
                 stored = np.asarray(
                     zarr.open_array(
                         cube.path, path=c.name, mode="r", zarr_format=3, storage_options=cube.storage_options
@@ -276,12 +276,12 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             )
             report.coordinates.append(c.name)
     for v in schema.variables(sweep, [c.name for c in coords]):
-        if v.name not in cube.members:
+        if v.name not in cube.arrays:
             continue
         shape = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
-        if tuple(cube.members[v.name].shape) != shape:
+        if tuple(cube.arrays[v.name].shape) != shape:
             report.problems.append(
-                f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, spec says {shape}"
+                f"variable {v.name!r} has shape {tuple(cube.arrays[v.name].shape)}, spec says {shape}"
             )
 
 
@@ -294,7 +294,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
     cube.acquire()
     actions = report.actions
     if report.documents:
-        cube.objects.put_many({f"{n}/zarr.json": _document(cube.members[n]) for n in report.documents})
+        cube.objects.put_many({f"{n}/zarr.json": _document(cube.arrays[n]) for n in report.documents})
         actions.append(f"rewrote {len(report.documents)} array document(s) from the root document")
     coordinates = sorted(set(report.coordinates))
     if coordinates:
@@ -326,7 +326,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
     removed = restage.discard_abandoned(cube.objects)  # under the lease: no restage is under way
     if removed:
         actions.append(f"removed {removed} object(s) of an abandoned staged copy under {restage.STAGE}/")
-    root = cube.objects.get(template.ROOT)
+    root = cube.objects.get(zarr_documents.ROOT)
     if backup.valid(root) is not None:
         assert root is not None
         backup.save(cube.objects, root)  # the newest backup is the committed root again
@@ -347,16 +347,16 @@ def restore_root(path: str, storage_options: dict | None = None) -> str | None:
         key = backup.restore(objects)
     finally:
         lease.release()
-    return None if key is None else f"restored the root document {template.ROOT} from its backup {key}"
+    return None if key is None else f"restored the root document {zarr_documents.ROOT} from its backup {key}"
 
 
 def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
     """Coordinate chunks from the stored spec (as the template wrote them), documents from the root."""
-    tpl = template.build(cube.sweep, shard=cube.variable("status").geometry.shard)
+    tpl = zarr_documents.build(cube.sweep, shard=cube.variable("status").geometry.shard)
     for name in names:
         puts = {k: v for k, v in tpl.objects.items() if k.startswith(f"{name}/") and k != f"{name}/zarr.json"}
-        if name in cube.members:
-            puts[f"{name}/zarr.json"] = _document(cube.members[name])
+        if name in cube.arrays:
+            puts[f"{name}/zarr.json"] = _document(cube.arrays[name])
         for key in cube.objects.list(f"{name}/"):
             if key not in puts:
                 cube.objects.delete(key)  # a chunk of a longer (interrupted, grown) axis
@@ -366,5 +366,5 @@ def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
 def _document(meta) -> bytes:
     from zarr.core.buffer import default_buffer_prototype
 
-    with template.quiet_labels():
+    with zarr_documents.quiet_labels():
         return meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()

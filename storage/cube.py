@@ -7,7 +7,7 @@ memory and writes results in flushes: each flush rewrites every touched shard of
 once, data first, then error records, then status, each object whole. A kill during a flush can
 cost only that flush's results (their status was not yet written, so the next run recomputes
 them), never anything done before. The cube's spec, shapes and attributes change only by one
-write of the root document (``amsweep.storage.template``).
+write of the root document (``amsweep.storage.zarr_documents``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
-from amsweep.storage import backup, extend, provenance, schema, template
+from amsweep.storage import backup, extend, provenance, schema, zarr_documents
 from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.lease import KEY as LEASE_KEY
 from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
@@ -60,7 +60,7 @@ class Cube:
     objects: Objects
     sweep: Sweep
     attrs: dict[str, Any]
-    members: dict[str, Any]
+    arrays: dict[str, Any]
     storage_options: dict | None = None
     format: int = FORMAT_VERSION
     lease: Any = None
@@ -77,7 +77,7 @@ class Cube:
         objects = objects_at(path, storage_options)
         doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is None:
-            raise CubeError(f"{path}: no cube there (no {template.ROOT})")
+            raise CubeError(f"{path}: no cube there (no {zarr_documents.ROOT})")
         cube = cls._from_root(path, objects, doc, storage_options)
         if mode != "r":
             cube.acquire()
@@ -92,7 +92,7 @@ class Cube:
         if "amsweep_spec" not in attrs:
             hint = (
                 " (an amsweep template whose creation was interrupted: `amsweep run` rebuilds it)"
-                if attrs.get(template.CREATING)
+                if attrs.get(zarr_documents.CREATING)
                 else " (no amsweep_spec attribute)"
             )
             raise CubeError(f"{path}: a Zarr group that is not a finished amsweep cube{hint}; refusing to touch it")
@@ -113,11 +113,11 @@ class Cube:
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
             raise CubeError(
-                f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
+                f"{path}/{zarr_documents.ROOT}: stored spec does not match its stored hash; the cube "
                 "attributes were edited or damaged"
             )
-        members = template.members_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
-        return cls(path, objects, from_canonical(canonical), attrs, members, storage_options, fmt)
+        arrays = zarr_documents.arrays_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
+        return cls(path, objects, from_canonical(canonical), attrs, arrays, storage_options, fmt)
 
     @classmethod
     def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
@@ -144,7 +144,7 @@ class Cube:
             cube.acquire()
             backup.ensure(objects)  # a cube made before root backups were kept gets one now
             return cube._evolve(sweep)
-        if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
+        if doc is not None and not (doc.get("attributes") or {}).get(zarr_documents.CREATING):
             raise CubeError(
                 f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
                 "attribute); refusing to touch it (choose another --out)"
@@ -152,7 +152,7 @@ class Cube:
         if doc is None and _foreign_objects(objects):
             raise CubeError(
                 f"{path}: exists and is not a Zarr v3 group (it holds files but no "
-                f"{template.ROOT}); refusing to touch it (choose another --out)"
+                f"{zarr_documents.ROOT}); refusing to touch it (choose another --out)"
             )
         cube = cls(path, objects, sweep, {}, {}, storage_options)
         cube.acquire()
@@ -194,7 +194,7 @@ class Cube:
 
         if not restage.in_place(self.sweep, merged):
             self._restage(merged)
-        missing = [n for n in ("status", *METRICS) if n not in self.members]
+        missing = [n for n in ("status", *METRICS) if n not in self.arrays]
         if merged.canonical != self.sweep.canonical or missing:
             self._grow(merged, missing)
         return self
@@ -254,10 +254,10 @@ class Cube:
         for key in self.objects.list():
             if key != LEASE_KEY:
                 self.objects.delete(key)
-        self.objects.put(template.ROOT, template.creating_document())
-        tpl = template.build(self.sweep)
+        self.objects.put(zarr_documents.ROOT, zarr_documents.creating_document())
+        tpl = zarr_documents.build(self.sweep)
         self.objects.put_many(tpl.objects)
-        self.members = tpl.members
+        self.arrays = tpl.arrays
         self.attrs = {
             "amsweep_format": FORMAT_VERSION,
             "amsweep_cube_id": uuid.uuid4().hex,  # every shard is bound to it (storage/shards.py)
@@ -279,10 +279,10 @@ class Cube:
         """
         old_status = self.status()
         kept = self.variable("status").geometry
-        tpl = template.build(merged, shard=kept.shard, block=kept.chunk_tasks)
-        added = {n: tpl.members[n] for n in missing}
+        tpl = zarr_documents.build(merged, shard=kept.shard, block=kept.chunk_tasks)
+        added = {n: tpl.arrays[n] for n in missing}
         self.objects.put_many(tpl.objects)  # array documents and coordinate chunks; no data
-        self.members = tpl.members
+        self.arrays = tpl.arrays
         status = np.full(merged.shape, PENDING, dtype=np.int8)
         status[tuple(slice(0, n) for n in old_status.shape)] = old_status
         status = np.where(schema.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
@@ -309,9 +309,9 @@ class Cube:
         restage.restage(self, merged, {"extended": [*self.attrs.get("extended", []), now()]})
         restage.finish(self.objects)
         fresh = Cube._from_root(
-            self.path, self.objects, template.read_root(self.objects, self.path) or {}, self.storage_options
+            self.path, self.objects, zarr_documents.read_root(self.objects, self.path) or {}, self.storage_options
         )
-        self.sweep, self.attrs, self.members = fresh.sweep, fresh.attrs, fresh.members
+        self.sweep, self.attrs, self.arrays = fresh.sweep, fresh.attrs, fresh.arrays
         self._status, self._errors, self.damaged_status = None, None, []
         self._blocks.clear()
 
@@ -324,16 +324,16 @@ class Cube:
                 **provenance.cube_attrs(),
             }
         )
-        document = template.root_document(self.attrs, self.members)
+        document = zarr_documents.root_document(self.attrs, self.arrays)
         backup.save(self.objects, document)  # first: a lost or damaged root is restored from it
-        self.objects.put(template.ROOT, document)
+        self.objects.put(zarr_documents.ROOT, document)
         self.sweep = sweep
 
     # ---- arrays ---------------------------------------------------------------------------
     def variable(self, name: str) -> VariableStore:
         """The shards of one array (status or a metric) of this cube."""
         cube_id = str(self.attrs.get("amsweep_cube_id", "")) if self.format >= 3 else None
-        return VariableStore.of(self.objects, name, self.members[name], self.sweep.shape, cube_id, self.shard_errors)
+        return VariableStore.of(self.objects, name, self.arrays[name], self.sweep.shape, cube_id, self.shard_errors)
 
     def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
@@ -455,8 +455,8 @@ class Cube:
                     task_arrays[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
         self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
-        self._put_data([n for n in METRICS if n in self.members and n != SENTINEL], by_shard)
-        self._put_data([n for n in (SENTINEL,) if n in self.members], by_shard)
+        self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], by_shard)
+        self._put_data([n for n in (SENTINEL,) if n in self.arrays], by_shard)
         changes: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
         for r in results:
             if status[r.index] in (FAILED, NOT_APPLICABLE):

@@ -221,7 +221,7 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
     values[damaged | ~present] = np.nan
     orphans = np.zeros_like(done)
-    if SENTINEL in cube.members and (~done).any() and cube.format >= 3:
+    if SENTINEL in cube.arrays and (~done).any() and cube.format >= 3:
         # every status chunk is stored from creation on: an absent or unreadable one was lost (a
         # pending one that holds data is a flush killed between data and status: not an orphan)
         sentinel, have, bad = cube.read_variable(SENTINEL)

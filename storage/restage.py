@@ -34,7 +34,7 @@ from amsweep.pipeline.cell import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import backup, legacy, provenance, schema, template
+from amsweep.storage import backup, legacy, provenance, schema, zarr_documents
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
@@ -151,7 +151,7 @@ def _read(cube: Cube) -> _Source:
         status = cube.status().copy()
         bad = list(cube.damaged_status)
         values = {}
-        for name in (n for n in METRICS if n in cube.members):
+        for name in (n for n in METRICS if n in cube.arrays):
             values[name], present, lost = cube.read_variable(name)
             bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(lost | ((status == DONE) & ~present)))]
         for key, record in cube.errors().all().items():
@@ -198,14 +198,14 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         objects.delete(key)
     src = _read(cube)
     where = positions(cube.sweep, target)
-    tpl = template.build(target)
+    tpl = zarr_documents.build(target)
     dropped = set(METRICS) - set(src.values)  # a metric the cube never had: the next run adds it
-    members = {k: v for k, v in tpl.members.items() if k not in dropped}
+    arrays = {k: v for k, v in tpl.arrays.items() if k not in dropped}
     view = _Prefixed(objects, STAGE)
-    view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
+    view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in arrays})
     new_attrs = {**cube.attrs, **attrs, "amsweep_format": schema.FORMAT_VERSION}
     new_attrs.setdefault("amsweep_cube_id", uuid.uuid4().hex)  # older formats had none: shards name it
-    staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
+    staging = Cube(cube.path, view, target, new_attrs, arrays, cube.storage_options)  # type: ignore[arg-type]
     status = _target_status(src, target, where)
     staging._status = status
     by_shard: dict[tuple[int, ...], list[CellResult]] = {}
@@ -240,9 +240,9 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
             **provenance.cube_attrs(),
         }
     )
-    root = template.root_document(new_attrs, members).decode()
+    root = zarr_documents.root_document(new_attrs, arrays).decode()
     cube.acquire()  # still the writer (a long stage outlives no lease unnoticed) before the point of no return
-    ready = {"arrays": sorted(members), "root": root, "report": asdict(report), "source_format": cube.format}
+    ready = {"arrays": sorted(arrays), "root": root, "report": asdict(report), "source_format": cube.format}
     objects.put(READY, json.dumps(ready).encode())
     return report
 
@@ -280,7 +280,7 @@ def _verify(
             f"{path}: staged {what} differs from the cube; nothing was changed (the staged copy is unused)"
         )
 
-    reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.members)
+    reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.arrays)
     box = np.ix_(*where[:5])
     stored, _, damaged = reader.read_variable("status")
     if damaged.any() or not np.array_equal(stored, status) or not np.array_equal(stored[box], src.status):
@@ -317,9 +317,9 @@ def finish(objects: Objects) -> RestageReport:
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
-    objects.delete(f"{SIDE}/{template.ROOT}")  # format 1's side group document, if any
+    objects.delete(f"{SIDE}/{zarr_documents.ROOT}")  # format 1's side group document, if any
     backup.save(objects, ready["root"].encode())  # first: a lost or damaged root is restored from it
-    objects.put(template.ROOT, ready["root"].encode())  # the commit
+    objects.put(zarr_documents.ROOT, ready["root"].encode())  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     for key in staged:
         objects.delete(key)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import canonical_order, from_canonical
-from amsweep.storage import restage, schema, template
+from amsweep.storage import restage, schema, zarr_documents
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects, objects_at
@@ -66,7 +66,7 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
         return _report(restage.resume(path, objects, storage_options), source)
     if objects.get(READY) is not None:  # an earlier amsweep's format-1 -> 2 upgrade, killed mid-swap
         cube = Cube._from_root(
-            path, objects, json.loads(_required(objects, f"{STAGE}/{template.ROOT}")), storage_options
+            path, objects, json.loads(_required(objects, f"{STAGE}/{zarr_documents.ROOT}")), storage_options
         )
         cube.acquire()
         report = UpgradeReport(**json.loads(_required(objects, READY))["report"])
@@ -104,7 +104,7 @@ def _swap(cube: Cube) -> None:
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
-    objects.put(template.ROOT, _required(objects, f"{STAGE}/{template.ROOT}"))  # the commit
+    objects.put(zarr_documents.ROOT, _required(objects, f"{STAGE}/{zarr_documents.ROOT}"))  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     cleanup(objects)
 
@@ -117,7 +117,7 @@ def cleanup(objects) -> None:
             key.startswith(f"{STAGE}/")
             or (key.startswith(f"{restage.STAGE}/") and not restaging)
             or key.startswith(f"{SIDE}/failures/")
-            or key == f"{SIDE}/{template.ROOT}"
+            or key == f"{SIDE}/{zarr_documents.ROOT}"
             or (key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy"))
         ):
             objects.delete(key)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.objects import Objects
 from amsweep.storage.shards import ShardError, ShardIdentity, ShardGeometry
 
@@ -51,7 +51,7 @@ class VariableStore:
         errors: dict[str, str],
     ) -> "VariableStore":
         """The store of an array from its Zarr metadata (``cube_id`` None: a format-2 cube)."""
-        geometry = template.shard_geometry(meta, headed=cube_id is not None)
+        geometry = zarr_documents.shard_geometry(meta, headed=cube_id is not None)
         return cls(objects, name, geometry, meta.fill_value, tuple(task_shape), cube_id, errors)
 
     # ---- where tasks live -------------------------------------------------------------------

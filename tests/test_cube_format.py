@@ -22,7 +22,7 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import METRICS
 from amsweep.pipeline.runner import run
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE, FAILED
@@ -175,8 +175,8 @@ def test_a_cube_missing_a_newer_metric_opens_and_the_next_run_adds_it(tmp_path, 
     run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     # Make it look written by an amsweep that did not have `random_converged` yet.
     cube = Cube.open(path)
-    members = {k: v for k, v in cube.members.items() if k != "random_converged"}
-    Path(path, "zarr.json").write_bytes(template.root_document(cube.attrs, members))
+    arrays = {k: v for k, v in cube.arrays.items() if k != "random_converged"}
+    Path(path, "zarr.json").write_bytes(zarr_documents.root_document(cube.attrs, arrays))
     shutil.rmtree(Path(path, "random_converged"))
     ds = open_cube(path)
     assert "random_converged" not in ds and "m_train" in ds

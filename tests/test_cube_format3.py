@@ -14,7 +14,7 @@ import zarr
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import SENTINEL
@@ -186,19 +186,19 @@ def test_format_2_shards_stay_readable(tmp_path):
         fill_with_synthetic_results(cube)
         want = {n: cube.read_variable(n)[0] for n in ("status", "m_train", "retrieval_seconds")}
         # Rewrite it as format 2 would have: the same arrays with one-task inner chunks, no header.
-        tpl = template.build(sweep, shard=cube.variable("status").geometry.shard, block=(1,) * 5)
-        old = Cube(path, cube.objects, sweep, {**cube.attrs, "amsweep_format": 2}, tpl.members, format=2)
+        tpl = zarr_documents.build(sweep, shard=cube.variable("status").geometry.shard, block=(1,) * 5)
+        old = Cube(path, cube.objects, sweep, {**cube.attrs, "amsweep_format": 2}, tpl.arrays, format=2)
         for name, values in want.items():
             lay = old.variable(name).geometry
             assert lay.n_chunks == lay.tasks and not lay.headed
             for s in np.ndindex(*lay.grid(sweep.shape)):
-                block, present = lay.empty(tpl.members[name].fill_value)
+                block, present = lay.empty(tpl.arrays[name].fill_value)
                 box, clip = lay.region(s, sweep.shape)
                 block[clip], present[clip] = values[box], True
                 cube.objects.put(lay.key(name, s), lay.encode(block, present))
         cube.objects.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in want})
-        members = {**cube.members, **{n: tpl.members[n] for n in want}}
-        cube.objects.put(template.ROOT, template.root_document(old.attrs, members))
+        arrays = {**cube.arrays, **{n: tpl.arrays[n] for n in want}}
+        cube.objects.put(zarr_documents.ROOT, zarr_documents.root_document(old.attrs, arrays))
     cube = Cube.open(path)
     assert cube.format == 2
     for name, values in want.items():

@@ -40,7 +40,7 @@ __all__ = [
     "COORD_CHUNK_2D",
     "CREATING",
     "creating_document",
-    "members_of",
+    "arrays_of",
     "read_root",
     "quiet_labels",
     "ROOT",
@@ -69,7 +69,7 @@ class Template:
     """Every object of a cube except data shards and the root document."""
 
     objects: dict[str, bytes]
-    members: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
+    arrays: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
     shard: tuple[int, ...]
     block: tuple[int, ...]
 
@@ -117,9 +117,9 @@ def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: 
             serializer=BytesCodec(),
             compressors=[Crc32cCodec()],
         )
-    members = {name: node.metadata for name, node in group.members()}
+    arrays = {name: node.metadata for name, node in group.members()}
     objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
-    return Template(objects, members, shard, block)
+    return Template(objects, arrays, shard, block)
 
 
 def _fixed_width(values: np.ndarray) -> np.dtype:
@@ -135,10 +135,10 @@ def _fixed_width(values: np.ndarray) -> np.dtype:
     return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
 
 
-def root_document(attrs: dict[str, Any], members: dict[str, Any]) -> bytes:
+def root_document(attrs: dict[str, Any], arrays: dict[str, Any]) -> bytes:
     """The root ``zarr.json``: group attributes plus consolidated metadata of every array."""
     with quiet_labels():
-        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(members)))
+        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(arrays)))
         return meta.to_buffer_dict(default_buffer_prototype())[ROOT].to_bytes()
 
 
@@ -147,7 +147,7 @@ def creating_document() -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {CREATING: True}}).encode()
 
 
-def members_of(doc: dict[str, Any]) -> dict[str, Any]:
+def arrays_of(doc: dict[str, Any]) -> dict[str, Any]:
     """Array metadata objects from a parsed root document's consolidated metadata."""
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
