@@ -112,6 +112,25 @@ def test_a_shard_from_another_cube_of_the_same_spec_reads_as_damaged(filled, tmp
     assert (cube.status()[0, 1] == 0).all() and (cube.status()[0, 0] == 1).all()
 
 
+def test_one_region_reader_agrees_with_whole_reads_across_shard_edges(filled, tmp_path):
+    """VariableStore.read(region), which the xarray backend uses, gives exactly the whole
+    variable's values, presence and damage on boxes that cross shard edges, damage included."""
+    path = copy_of(filled, tmp_path)
+    flip_byte(path, "m_test", (0, 1, 3, 2, 17), at=101)
+    store = Cube.open(path).variable("m_test")
+    whole = store.read()
+    assert store.geometry.shard[1] == 1 and store.task_shape[1] == 2  # N is split: boxes cross shards
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        lo = [int(rng.integers(0, n)) for n in store.task_shape]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, store.task_shape))
+        for got, want in zip(store.read(box), whole):
+            np.testing.assert_array_equal(got, want[box])
+    box = (slice(0, 1), slice(0, 2), slice(3, 4), slice(2, 3), slice(10, 20))
+    assert store.read(box)[2][0, 1].all() and not store.read(box)[2][0, 0].any()
+    assert [a.shape[:5] for a in store.read((slice(0, 0),) + box[1:])] == [(0, 2, 1, 1, 10)] * 3
+
+
 def test_a_flipped_byte_damages_only_its_inner_chunk(filled, tmp_path):
     path = copy_of(filled, tmp_path)
     task = (0, 1, 3, 2, 17)
