@@ -356,8 +356,7 @@ class Cube:
         if self._status is not None and any(not rs for rs in by_shard.values()):
             done = self._status == DONE
         for name in names:
-            writes = {s: [(r.index, r.values.get(name, np.nan)) for r in rs] for s, rs in by_shard.items()}
-            data, fresh[name] = self.variable(name).rewritten(writes, self._blocks, done)
+            data, fresh[name] = self.variable(name).rewritten(by_shard, self._blocks, done)
             puts.update(data)
         self.objects.put_many(puts)
         for name, blocks in fresh.items():

@@ -10,7 +10,7 @@ before it, the shard-intersection loop was written twice (``Cube.read_variable``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -18,13 +18,23 @@ from amsweep.storage import zarr_documents
 from amsweep.storage.objects import Objects
 from amsweep.storage.shards import ShardError, ShardIdentity, ShardGeometry
 
-__all__ = ["BLOCK_CACHE_BYTES", "DecodedShards", "Region", "ShardIndex", "VariableStore"]
+__all__ = ["BLOCK_CACHE_BYTES", "DecodedShards", "Region", "ShardIndex", "TaskValues", "VariableStore"]
 
 BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
 
 ShardIndex = tuple[int, ...]  # a shard's position on the grid of shards
 Region = tuple[slice, ...]  # a box of the task grid (start <= stop, step 1)
 Block = tuple[np.ndarray, np.ndarray]  # (values, present) of one decoded shard
+
+
+class TaskValues(Protocol):
+    """What a write needs of a result (``CellResult`` is one): its task and its values by array."""
+
+    @property
+    def index(self) -> tuple[int, ...]: ...
+
+    @property
+    def values(self) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -145,12 +155,13 @@ class VariableStore:
     # ---- writes -----------------------------------------------------------------------------
     def rewritten(
         self,
-        writes: dict[ShardIndex, list[tuple[tuple[int, ...], Any]]],
+        writes: Mapping[ShardIndex, Sequence[TaskValues]],
         cache: "DecodedShards",
         done: np.ndarray | None = None,
     ) -> tuple[dict[str, bytes], dict[ShardIndex, Block]]:
-        """(new shard bytes by key, their arrays) for these (task index, value) writes, each
-        touched shard rewritten whole from its cached or fetched contents. A shard with no writes
+        """(new shard bytes by key, their arrays) for these results' values of this array (NaN where
+        a result lacks it), each touched shard rewritten whole from its cached or fetched contents.
+        A shard with no writes
         gets ``done`` tasks' values marked present (an array new to the cube: explicit fill for
         tasks done before). The cache learns what was read, never what is not yet stored."""
         wanted = [s for s in writes if cache.get(self.name, s) is None]
@@ -165,9 +176,9 @@ class VariableStore:
             stored = cache.get(self.name, s)
             assert stored is not None
             values, present = (a.copy() for a in stored)
-            for index, value in items:
-                local = tuple(i - si * n for i, si, n in zip(index, s, origin))
-                values[local] = value
+            for r in items:
+                local = tuple(i - si * n for i, si, n in zip(r.index, s, origin))
+                values[local] = r.values.get(self.name, np.nan)
                 present[local] = True
             if not items and done is not None:
                 box, clip = self.box(s)
