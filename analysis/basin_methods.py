@@ -62,7 +62,7 @@ def compare(N: int, alphas: list[float], seeds: int) -> dict[tuple[str, float], 
         sweep = spec_mod.from_dict(raw)
         rows: dict[tuple[str, float], list[list[float]]] = {}
         for task in sweep.tasks():
-            v = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+            v = cell.run_cell(sweep.job(task)).values
             rows.setdefault((task.rule.label, task.load), []).append([float(v[k]) for k in VALUES])
         for key, r in rows.items():
             out.setdefault(key, {})[method] = np.array(r)

@@ -36,7 +36,7 @@ def _done_tasks(path: str) -> tuple[spec_mod.Sweep, list[tuple[spec_mod.Task, di
     load = sweep.load_axis
     out = []
     for task in sweep.tasks():
-        if status[task.index] != 1:  # storage.layout.DONE
+        if status[task.index] != 1:  # storage.schema.DONE
             continue
         coords = {"dataset": task.dataset.label, "N": task.N, load: task.load, "rule": task.rule.label}
         out.append((task, {**coords, "seed": task.seed}))

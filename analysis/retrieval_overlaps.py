@@ -42,7 +42,7 @@ def final_overlaps(N: int, alphas: list[float], seeds: int, root_seed: int = 202
     )
     out: dict[float, list[np.ndarray]] = {}
     for task in sweep.tasks():
-        result = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed)
+        result = cell.run_cell(sweep.job(task))
         X = cell.make_data(task, sweep.root_seed).train.astype(np.float32)
         assert result.magnetisations is not None  # store_magnetisations is on
         states = result.magnetisations[0]  # (starts, N): start b relaxed from pattern b

@@ -17,7 +17,7 @@ import xarray as xr
 from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import query
-from amsweep.storage.layout import DONE, STATUS_NAMES
+from amsweep.storage.schema import DONE, STATUS_NAMES
 
 # The cube's axes as storage.query defines them, re-exported for the analysis modules.
 from amsweep.storage.query import load_axis as load_axis

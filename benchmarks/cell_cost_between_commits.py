@@ -27,11 +27,11 @@ raw = {
 sw = spec_mod.from_dict(raw)
 tasks = list(sw.tasks())
 for t in tasks[:5]:
-    cell.run_cell(t, sw.noise, sw.retrieval, sw.root_seed)
+    cell.run_cell(sw.job(t))
 best = 1e9
 for _ in range(5):
     t0 = time.process_time()
     for t in tasks:
-        cell.run_cell(t, sw.noise, sw.retrieval, sw.root_seed)
+        cell.run_cell(sw.job(t))
     best = min(best, (time.process_time() - t0) / len(tasks))
 print(f"{pkg}: {best * 1e3:.3f} ms CPU per cell ({len(tasks)} cells, best of 5)")

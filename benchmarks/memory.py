@@ -60,7 +60,7 @@ def probe(N: int, P: int, epochs: int) -> dict:
     def cell(n: int, p: int, e: int):
         sweep = spec_mod.from_dict(_spec(n, p, e))
         task = next(sweep.tasks())
-        return run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed), task
+        return run_cell(sweep.job(task)), task
 
     cell(32, 16, 2)
     exact = _reset_peak_rss()

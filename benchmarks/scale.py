@@ -28,6 +28,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import run_cell
 from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.spec import CellJob
 
 TARGET_RATE = 1500.0
 TARGET_OVERHEAD = 0.05
@@ -53,11 +54,11 @@ def small_spec(cells: int, name: str = "scale") -> dict[str, Any]:
 _NULL: dict[str, Any] = {}
 
 
-def null_cell(task, noise, retrieval, root_seed) -> CellResult:
+def null_cell(job: CellJob) -> CellResult:
     """A fixed result (the first real one this worker computed) under the task's index: no compute."""
     if "values" not in _NULL:
-        _NULL["values"] = run_cell(task, noise, retrieval, root_seed).values
-    return CellResult(task.index, _NULL["values"])
+        _NULL["values"] = run_cell(job).values
+    return CellResult(job.task.index, _NULL["values"])
 
 
 def children_cpu_seconds() -> float:

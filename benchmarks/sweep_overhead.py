@@ -48,7 +48,7 @@ def _cell_seconds(raw: dict[str, Any]) -> float:
     sweep = spec_mod.from_dict(raw)
     task = next(sweep.tasks())
     t0 = time.perf_counter()
-    run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed)
+    run_cell(sweep.job(task))
     return time.perf_counter() - t0
 
 

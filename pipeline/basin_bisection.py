@@ -53,6 +53,8 @@ import numpy as np
 
 from amsweep.pipeline.basin_options import METHODS, PARAMS, canonical_retrieval
 from amsweep.pipeline.metrics import overlap
+from amsweep.pipeline.spec import RetrievalOptions
+
 
 __all__ = [
     "bisect",
@@ -185,14 +187,16 @@ def scan_basin(
     return hits / trials
 
 
-def cell_basins(X: np.ndarray, relax: Relax, retrieval: dict, q: int, rng: np.random.Generator) -> np.ndarray:
+def cell_basins(
+    X: np.ndarray, relax: Relax, retrieval: RetrievalOptions, q: int, rng: np.random.Generator
+) -> np.ndarray:
     """The basin 2 k*/N of each of the first ``basin_examples`` training examples (empty when the
     spec leaves the basins off), by ``basin_method``; the basin metrics of ``pipeline/metrics.py``
     summarise it."""
-    n = int(retrieval.get("basin_examples", 0))
+    n = int(retrieval.basin_examples)
     X = X[:n]
     if n == 0:
         return np.zeros(0)
-    method = scan_basin if retrieval.get("basin_method", "bisect") == "scan" else bisect
-    k = method(X, relax, int(retrieval["basin_trials"]), float(retrieval["basin_criterion"]), q, rng)
+    method = scan_basin if retrieval.basin_method == "scan" else bisect
+    k = method(X, relax, int(retrieval.basin_trials), float(retrieval.basin_criterion), q, rng)
     return 2.0 * k / X.shape[1]

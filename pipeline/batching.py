@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 from amsweep.pipeline.outcomes import guarded
 from amsweep.pipeline.packing import Packed, pack
 from amsweep.pipeline.resources import cell_memory, cell_threads
+from amsweep.pipeline.spec import CellJob
 
 __all__ = ["Batch", "Batcher", "BatchSizer", "GROWTH", "needs_of", "run_batch", "shape_of", "UNMEASURED"]
 
@@ -30,23 +31,22 @@ UNMEASURED = 2
 GROWTH = 4
 
 
-def shape_of(job: tuple) -> tuple:
+def shape_of(job: CellJob) -> tuple:
     """Cells of one shape cost about the same: every seed of (dataset, N, P, rule)."""
-    task = job[0]
+    task = job.task
     return (task.dataset.label, task.N, task.P, task.rule.label)
 
 
-def needs_of(job: tuple) -> tuple[int, int]:
+def needs_of(job: CellJob) -> tuple[int, int]:
     """(CPUs, memory bytes) a cell asks of its node."""
-    task, _, retrieval, _ = job
-    return cell_threads(task, retrieval), cell_memory(task, retrieval)
+    return cell_threads(job.task, job.retrieval), cell_memory(job.task, job.retrieval)
 
 
 @dataclass
 class Batch:
     """Cells travelling in one Ray task, and the resources that task asks for."""
 
-    jobs: list[tuple]
+    jobs: list[CellJob]
     cpus: int
     memory: int
 
@@ -65,7 +65,7 @@ class BatchSizer:
     _mean: dict[tuple, tuple[float, int]] = field(default_factory=dict)  # shape -> (sum s, count)
     _largest: dict[tuple, int] = field(default_factory=dict)  # shape -> most cells measured in a batch
 
-    def record(self, results: list[tuple[tuple, float]]) -> None:
+    def record(self, results: list[tuple[CellJob, float]]) -> None:
         """Durations of the cells of one batch that came back: (job, seconds) pairs."""
         shares: dict[tuple, int] = {}
         for job, seconds in results:
@@ -76,7 +76,7 @@ class BatchSizer:
         for key, n in shares.items():
             self._largest[key] = max(self._largest.get(key, 0), n)
 
-    def _related(self, job: tuple) -> tuple[float, int] | None:
+    def _related(self, job: CellJob) -> tuple[float, int] | None:
         """(seconds, largest batch) of a measured shape of the same dataset, N and rule (another
         load), the seconds scaled up by the load ratio when this one is larger (cost ~ P)."""
         d, N, P, rule = shape_of(job)
@@ -88,7 +88,7 @@ class BatchSizer:
                     best = (estimate, self._largest[(d2, N2, P2, rule2)])
         return best
 
-    def seconds(self, job: tuple) -> float | None:
+    def seconds(self, job: CellJob) -> float | None:
         """Mean seconds of the job's shape, or of a related shape (another load), None if neither
         was measured yet."""
         total, n = self._mean.get(shape_of(job), (0.0, 0))
@@ -97,7 +97,7 @@ class BatchSizer:
         related = self._related(job)
         return related[0] if related else None
 
-    def cost(self, job: tuple) -> float:
+    def cost(self, job: CellJob) -> float:
         """Seconds to budget for a job: ``seconds``, else the slowest shape seen so far, else a
         share of the target that lets only UNMEASURED unknown cells into a batch."""
         known = self.seconds(job)
@@ -107,7 +107,7 @@ class BatchSizer:
             return max(total / n for total, n in self._mean.values())
         return self.target_seconds / UNMEASURED
 
-    def allowance(self, job: tuple) -> int:
+    def allowance(self, job: CellJob) -> int:
         """Most cells of this job's shape the next batch may carry: enough for the target, but at
         most GROWTH x the largest batch of it (or of a related shape) measured so far."""
         if self.fixed:
@@ -125,24 +125,24 @@ class Batcher:
     lost batch back at the front, one per batch, so that a cell that kills its worker is found
     and fails alone while the others are computed."""
 
-    def __init__(self, jobs: Iterator[tuple], sizer: BatchSizer, total: int | None, workers: int) -> None:
+    def __init__(self, jobs: Iterator[CellJob], sizer: BatchSizer, total: int | None, workers: int) -> None:
         self._jobs = iter(jobs)
-        self._next: tuple | None = None
-        self._retry: list[tuple] = []
+        self._next: CellJob | None = None
+        self._retry: list[CellJob] = []
         self.sizer = sizer
         self.remaining = total
         self.workers = max(1, workers)
         self._needs: dict[tuple, tuple[int, int]] = {}
 
-    def _peek(self) -> tuple | None:
+    def _peek(self) -> CellJob | None:
         if self._next is None:
             self._next = next(self._jobs, None)
         return self._next
 
-    def retry(self, jobs: list[tuple]) -> None:
+    def retry(self, jobs: list[CellJob]) -> None:
         self._retry.extend(jobs)
 
-    def needs(self, job: tuple) -> tuple[int, int]:
+    def needs(self, job: CellJob) -> tuple[int, int]:
         """(CPUs, memory) of a job, computed once per shape."""
         key = shape_of(job)
         if key not in self._needs:
@@ -159,7 +159,7 @@ class Batcher:
             return None
         cpus, memory = self.needs(first)
         cap = self.sizer.fixed if self.sizer.fixed else self._tail_cap()
-        jobs: list[tuple] = []
+        jobs: list[CellJob] = []
         per_shape: dict[tuple, int] = {}
         allowed: dict[tuple, int] = {}
         budget = 0.0
@@ -196,7 +196,7 @@ class Batcher:
 
 
 def run_batch(
-    fn: Callable[..., Any], jobs: list[tuple], setup: Callable[[list[tuple]], list[tuple]] | None = None
+    fn: Callable[..., Any], jobs: list[CellJob], setup: Callable[[list[CellJob]], list[CellJob]] | None = None
 ) -> Packed:
     """Worker side: every cell's outcome (CellResult, Skipped or Failed) and its wall seconds,
     packed (``amsweep.pipeline.packing``: unpickled per batch, not per cell, by the driver).
@@ -209,7 +209,7 @@ def run_batch(
     cpu = 0.0
     for job in jobs:
         t0, c0 = time.perf_counter(), time.thread_time()
-        outcome = guarded(fn, *job)
+        outcome = guarded(fn, job)
         cpu += time.thread_time() - c0
         out.append((outcome, time.perf_counter() - t0))
     return pack(out, cpu)

@@ -21,7 +21,7 @@ from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.params import Params
 from amsweep.pipeline.resources import cell_threads
 from amsweep.pipeline.seeding import stream
-from amsweep.pipeline.spec import Task
+from amsweep.pipeline.spec import CellJob, RetrievalOptions, Task
 
 __all__ = ["CellResult", "data_key", "make_data", "run_cell", "train"]
 
@@ -59,9 +59,10 @@ def train(task: Task, data: Data, root_seed: int) -> Model:
     return model
 
 
-def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
+def run_cell(job: CellJob) -> CellResult:
     """Train once, evaluate every noise level. Raises NotApplicable (the runner records it) where
     the components' declarations say they cannot serve the cell, before any data are made."""
+    task, retrieval = job.task, job.retrieval
     reason = contracts.not_applicable(  # imported before pinning: imports may load a BLAS
         registry.component("datasets", task.dataset.kind),
         registry.component("rules", task.rule.kind),
@@ -70,10 +71,10 @@ def run_cell(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], ro
     if reason is not None:
         raise NotApplicable(reason)
     threads.pin(cell_threads(task, retrieval))
-    return _run(task, noise, retrieval, root_seed)
+    return _run(task, job.noise, retrieval, job.root_seed)
 
 
-def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_seed: int) -> CellResult:
+def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root_seed: int) -> CellResult:
     """Prepare the starts each metric group needs, relax them, and let ``metrics`` measure.
 
     The order of the random draws (data, training, fixed points, then per noise level the
@@ -93,8 +94,8 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         return dynamics.relax(model, states, dyn_params, dyn_rng)
 
     q, key = data.q, data_key(task)
-    train_starts = data.train[: min(task.P, retrieval["train_starts"])]
-    test_starts = data.test[: min(data.test.shape[0], retrieval["test_starts"])]
+    train_starts = data.train[: min(task.P, retrieval.train_starts)]
+    test_starts = data.test[: min(data.test.shape[0], retrieval.test_starts)]
 
     t0 = time.perf_counter()
     # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
@@ -106,10 +107,10 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
         )
     else:
         fixed_dynamics, one_sweep = dynamics, Params({**dyn_params, "max_sweeps": 1}, f"dynamics {task.rule.dynamics}")
-    stays = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
+    after_one_sweep = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
     series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
-    thermal: list[np.ndarray] | None = [] if retrieval.get("store_magnetisations") else None
+    thermal: list[np.ndarray] | None = [] if retrieval.store_magnetisations else None
     for rho in noise:
         start_rng = stream(root_seed, "starts", *key, rho)
         r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
@@ -123,9 +124,9 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
             per_level.update(M.undefined(M.TEST))
         for name, value in per_level.items():
             series[name].append(value)
-    r = relax(M.random_states(retrieval["random_starts"], task.N, q, stream(root_seed, "random", *key)))
+    r = relax(M.random_states(retrieval.random_starts, task.N, q, stream(root_seed, "random", *key)))
     scalars = M.evaluate(M.RANDOM, M.Starts(r, data))
-    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, stays)))
+    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, after_one_sweep)))
     retrieval_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
     basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
@@ -140,7 +141,7 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: dict[str, int], root_s
     scalars.update(M.evaluate(M.BASINS, basin))  # NaN when the bisection is off
     scalars.update(M.evaluate(M.TIMINGS, M.Timings(train_seconds, retrieval_seconds, time.perf_counter() - t0)))
     kept = None
-    if retrieval.get("store_couplings"):
+    if retrieval.store_couplings:
         kept = model.J if model.J is not None else model.memories
     kept_m = None if thermal is None else np.stack(thermal).reshape(len(noise), train_starts.shape[0], -1)
     return CellResult(task.index, M.result_values(scalars, series), kept, kept_m)

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from amsweep.pipeline.spec import Sweep
+    from amsweep.pipeline.spec import CellJob, Sweep
 
 # What a trained Model can offer a dynamics (a rule's PROVIDES, a dynamics' NEEDS). The memory
 # representations are Ising: on Potts data (q > 2) a model offers its couplings only.
@@ -116,8 +116,8 @@ class Executor(Protocol):
         """prepare(sweep) -> int: the data files shipped to the workers (0 where cells run here)."""
 
     def map_unordered(
-        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
-    ) -> Iterator[tuple[tuple, Any]]:
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
+    ) -> Iterator[tuple[CellJob, Any]]:
         """map_unordered(fn, jobs, total=None) -> iterator of (job, outcome): as cells finish, an
         outcome being fn(*job), a Skipped or a Failed (``amsweep.pipeline.outcomes.guarded``)."""
 

@@ -30,6 +30,7 @@ import fsspec
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.datasets._cache import cache_dir
 from amsweep.pipeline.params import Params
+from amsweep.pipeline.spec import CellJob
 
 __all__ = ["exists", "files_to_ship", "is_url", "join", "local", "localize", "PACKAGE", "ship", "Shipped"]
 
@@ -134,11 +135,11 @@ def _folder(shipped: Shipped, get: Callable[[Any], bytes]) -> Path:
     return folder
 
 
-def localize(jobs: list[tuple], shipped: dict[str, Shipped], get: Callable[[Any], bytes]) -> list[tuple]:
+def localize(jobs: list[CellJob], shipped: dict[str, Shipped], get: Callable[[Any], bytes]) -> list[CellJob]:
     """Worker side: jobs whose dataset reads the shipped copies (written once per node)."""
     out = []
     for job in jobs:
-        task = job[0]
+        task = job.task
         entry = shipped.get(task.dataset.label)
         if entry is None:
             out.append(job)
@@ -150,5 +151,5 @@ def localize(jobs: list[tuple], shipped: dict[str, Shipped], get: Callable[[Any]
                 Params(task.dataset.params, f"dataset {task.dataset.kind}"), _folder(entry, get)
             )
             _localized[key] = dataclasses.replace(task.dataset, params=params)
-        out.append((dataclasses.replace(task, dataset=_localized[key]), *job[1:]))
+        out.append(dataclasses.replace(job, task=dataclasses.replace(task, dataset=_localized[key])))
     return out

@@ -18,6 +18,7 @@ from amsweep.pipeline.contracts import Executor
 from amsweep.pipeline.outcomes import Failed, Skipped, guarded
 from amsweep.pipeline.ray_executor import RayExecutor
 from amsweep.pipeline.resources import machine_memory
+from amsweep.pipeline.spec import CellJob
 
 __all__ = ["EXECUTORS", "Executor", "Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor"]
 
@@ -39,10 +40,10 @@ class SerialExecutor:
         return 0
 
     def map_unordered(
-        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
-    ) -> Iterator[tuple[tuple, Any]]:
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
+    ) -> Iterator[tuple[CellJob, Any]]:
         for job in jobs:
-            yield job, guarded(fn, *job)
+            yield job, guarded(fn, job)
 
     def shutdown(self) -> None:
         """Nothing to release: cells ran in this process."""

@@ -52,7 +52,7 @@ class CellInputs:
 
     data: Data
     model: Model
-    stays: np.ndarray  # each training example after one sweep of the zero-temperature dynamics
+    after_one_sweep: np.ndarray  # each training example after one sweep of the zero-temperature dynamics
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ def _no_solution(s: Starts) -> float:
 
 
 def _fixed_points(c: CellInputs) -> float:
-    return float(np.mean(np.all(c.stays == c.data.train, axis=1)))
+    return float(np.mean(np.all(c.after_one_sweep == c.data.train, axis=1)))
 
 
 def _coupling_similarity(c: CellInputs) -> float:

@@ -21,6 +21,7 @@ from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
+from amsweep.pipeline.spec import CellJob
 
 __all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor"]
 
@@ -52,7 +53,7 @@ def _ray_get(ref: Any) -> Any:
     return ray.get(ref)
 
 
-def _worker_setup(jobs: list[tuple], plugin_path: str, localize: Callable | None) -> list[tuple]:
+def _worker_setup(jobs: list[CellJob], plugin_path: str, localize: Callable | None) -> list[CellJob]:
     """Worker side, before a batch: discover the driver's plug-ins (a cell names its components
     by kind, so a worker must find the same modules), then point datasets at shipped files."""
     registry.use_plugin_path(plugin_path)
@@ -140,8 +141,8 @@ class RayExecutor:
         return len({ref for s in self._shipped.values() for _, ref in s.files})
 
     def map_unordered(
-        self, fn: Callable[..., Any], jobs: Iterable[tuple], total: int | None = None
-    ) -> Iterator[tuple[tuple, Any]]:
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
+    ) -> Iterator[tuple[CellJob, Any]]:
         """Yield (job, outcome) as batches finish; ``total`` (jobs to come) lets the last batches
         shrink so the tail spreads over every worker. Batches still in flight when the caller
         stops are left to ``shutdown``, which ends them with the driver's job.

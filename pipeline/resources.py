@@ -24,7 +24,7 @@ from typing import Iterable
 
 from amsweep.pipeline import contracts, registry
 from amsweep.pipeline.params import Params, SpecError
-from amsweep.pipeline.spec import Sweep, Task
+from amsweep.pipeline.spec import RetrievalOptions, Sweep, Task
 
 __all__ = [
     "cell_memory",
@@ -74,9 +74,10 @@ def states(task: Task) -> int:
     return int(contracts.optional(registry.component("datasets", task.dataset.kind), "Q"))
 
 
-def retrieval_batch(task: Task, retrieval: dict) -> int:
+def retrieval_batch(task: Task, retrieval: RetrievalOptions | None) -> int:
     """Largest batch of states relaxed at once: the fixed-point check relaxes all P patterns."""
-    return max(task.P, retrieval.get("train_starts", 0), task.dataset.P_test, retrieval.get("random_starts", 0))
+    starts = (retrieval.train_starts, retrieval.random_starts) if retrieval is not None else (0, 0)
+    return max(task.P, task.dataset.P_test, *starts)
 
 
 def learning_memory(task: Task, q: int) -> float:
@@ -90,7 +91,7 @@ def learning_memory(task: Task, q: int) -> float:
     return int(declared(task.N, task.P, q, Params(task.rule.params, f"rule {task.rule.kind}"))) + test_data
 
 
-def cell_memory(task: Task, retrieval: dict) -> int:
+def cell_memory(task: Task, retrieval: RetrievalOptions) -> int:
     """Bytes a cell may hold at its peak, worker process included (see the module docstring)."""
     q = states(task)
     width = task.N * (q if q > 2 else 1)
@@ -99,9 +100,9 @@ def cell_memory(task: Task, retrieval: dict) -> int:
     return int(WORKER_BASE + MARGIN * (learning_memory(task, q) + WORKING_SET * recall))
 
 
-def cell_threads(task: Task, retrieval: dict | None = None) -> int:
+def cell_threads(task: Task, retrieval: RetrievalOptions | None = None) -> int:
     """BLAS threads (and Ray CPUs) of a cell: 1, or LARGE_THREADS above LARGE_FLOPS."""
-    B = retrieval_batch(task, retrieval or {})
+    B = retrieval_batch(task, retrieval)
     return LARGE_THREADS if task.N * task.N * (task.P + B) >= LARGE_FLOPS else 1
 
 

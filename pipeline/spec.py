@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from amsweep.pipeline import basin_options, limits
-from amsweep.pipeline.errors import show
+from amsweep.pipeline.errors import QueryError, show
 from amsweep.pipeline.model import Param
 from amsweep.pipeline.params import SpecError, count_of, float_list, int_list, resolve, table_of
 from amsweep.pipeline.spec_tables import (
@@ -36,11 +36,13 @@ from amsweep.pipeline.spec_tables import (
 
 __all__ = [
     "canonical_order",
+    "CellJob",
     "from_canonical",
     "from_dict",
     "label_key",
     "load",
     "RETRIEVAL",
+    "RetrievalOptions",
     "spec_hash",
     "Sweep",
     "Task",
@@ -84,7 +86,33 @@ RETRIEVAL = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class RetrievalOptions:
+    """The ``[retrieval]`` table of a sweep, typed (``RETRIEVAL`` declares and validates it).
+
+    Built from the canonical table, which alone is hashed: keys a spec leaves out of its
+    canonical form (the basin keys when the metric is off, ``store_magnetisations`` when off)
+    read as their declared defaults here, so every spec's hash and every result are unchanged."""
+
+    train_starts: int
+    test_starts: int
+    random_starts: int
+    store_couplings: bool
+    store_magnetisations: bool
+    basin_examples: int
+    basin_trials: int
+    basin_criterion: float
+    basin_method: str
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> "RetrievalOptions":
+        unknown = sorted(set(table) - set(RETRIEVAL))
+        if unknown:
+            raise SpecError(f"retrieval: unknown key(s) {', '.join(map(repr, unknown))}")
+        return cls(**{k: table.get(k, p.default) for k, p in RETRIEVAL.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """One unit of work: train once on (dataset, N, P, rule, seed), evaluate every noise level."""
 
@@ -98,6 +126,17 @@ class Task:
 
 
 @dataclass(frozen=True)
+class CellJob:
+    """What a worker needs to run one task: the task and the sweep-wide settings its result
+    depends on (a cell's result depends only on these: coordinates, noise levels, options, seed)."""
+
+    task: Task
+    noise: tuple[float, ...]
+    retrieval: RetrievalOptions
+    root_seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sweep:
     """A validated sweep. ``canonical`` is the JSON-able form whose hash identifies it."""
 
@@ -107,7 +146,7 @@ class Sweep:
     seeds: tuple[int, ...]
     noise: tuple[float, ...]
     load_axis: str  # "alpha" or "P"
-    retrieval: dict[str, int]
+    retrieval: RetrievalOptions
     datasets: tuple[DatasetVariant, ...]
     rules: tuple[RuleVariant, ...]
     canonical: dict[str, Any]
@@ -138,12 +177,49 @@ class Sweep:
                     for i_r, r in enumerate(self.rules):
                         for i_s, seed in enumerate(self.seeds):
                             yield Task(
-                                d, N, load, self.P_of(N, load), r, seed, (i_d, Ns.index(N), loads.index(load), i_r, i_s)
+                                dataset=d,
+                                N=N,
+                                load=load,
+                                P=self.P_of(N, load),
+                                rule=r,
+                                seed=seed,
+                                index=(i_d, Ns.index(N), loads.index(load), i_r, i_s),
                             )
+
+    def job(self, task: Task) -> CellJob:
+        """The hand-off of one task to a worker."""
+        return CellJob(task, self.noise, self.retrieval, self.root_seed)
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
         return (len(self.datasets), len(self.N_values), len(self.load_values), len(self.rules), len(self.seeds))
+
+    @property
+    def axes(self) -> dict[str, list[Any]]:
+        """The task axes' values by name, in cube order (dataset and rule by label)."""
+        return {
+            "dataset": [d.label for d in self.datasets],
+            "N": list(self.N_values),
+            self.load_axis: list(self.load_values),
+            "rule": [r.label for r in self.rules],
+            "seed": list(self.seeds),
+        }
+
+    def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
+        """A task's coordinate values from its position on the task grid."""
+        return {name: values[i] for (name, values), i in zip(self.axes.items(), index)}
+
+    def index_at(self, coords: dict[str, Any]) -> tuple[int, ...]:
+        """A task's position on the task grid from its coordinate values (``coords_of`` inverted);
+        a ``QueryError`` names what is missing or not on an axis."""
+        axes = self.axes
+        missing = [k for k in axes if k not in coords]
+        if missing:
+            raise QueryError(f"give a value for {missing}; a task is fixed by {list(axes)}")
+        try:
+            return tuple(axes[k].index(coords[k]) for k in axes)
+        except ValueError:
+            raise QueryError(f"no task at {coords}; axes are {axes}") from None
 
 
 def spec_hash(canonical: dict[str, Any]) -> str:
@@ -310,32 +386,38 @@ def from_canonical(canonical: dict[str, Any]) -> Sweep:
     """Rebuild a Sweep from the canonical JSON a cube stores (no data files are touched)."""
     datasets = tuple(
         DatasetVariant(
-            d["label"],
-            d["entry"],
-            d["kind"],
-            d["params"],
-            tuple(d["N"]),
-            tuple(d["load"]),
-            d["P_test"],
-            d.get("stream"),
+            label=d["label"],
+            entry=d["entry"],
+            kind=d["kind"],
+            params=d["params"],
+            N=tuple(d["N"]),
+            load=tuple(d["load"]),
+            P_test=d["P_test"],
+            stream=d.get("stream"),
         )
         for d in canonical["datasets"]
     )
     rules = tuple(
         RuleVariant(
-            r["label"], r["entry"], r["kind"], r["params"], r["dynamics"], r["dynamics_params"], r.get("stream")
+            label=r["label"],
+            entry=r["entry"],
+            kind=r["kind"],
+            params=r["params"],
+            dynamics=r["dynamics"],
+            dynamics_params=r["dynamics_params"],
+            stream=r.get("stream"),
         )
         for r in canonical["rules"]
     )
     return Sweep(
-        canonical["name"],
-        canonical["description"],
-        canonical["root_seed"],
-        tuple(canonical["seeds"]),
-        tuple(canonical["noise"]),
-        canonical["load_axis"],
-        canonical["retrieval"],
-        datasets,
-        rules,
-        canonical,
+        name=canonical["name"],
+        description=canonical["description"],
+        root_seed=canonical["root_seed"],
+        seeds=tuple(canonical["seeds"]),
+        noise=tuple(canonical["noise"]),
+        load_axis=canonical["load_axis"],
+        retrieval=RetrievalOptions.from_table(canonical["retrieval"]),
+        datasets=datasets,
+        rules=rules,
+        canonical=canonical,
     )

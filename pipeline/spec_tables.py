@@ -27,46 +27,43 @@ __all__ = [
     "family_entries",
     "rule_variants",
     "RuleVariant",
+    "Variant",
 ]
 
 ENTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
-@dataclass(frozen=True)
-class DatasetVariant:
-    """One value of the cube's ``dataset`` axis: a dataset kind with scalar parameters."""
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One value of a variant axis of the cube: a component kind with its scalar parameters."""
 
     label: str
-    entry: str
+    entry: str  # the spec table it came from ([datasets.ENTRY], [rules.ENTRY])
     kind: str
     params: dict[str, Any]
+    stream: str | None = None  # label its random streams are keyed by, if not ``label``
+
+    @property
+    def stream_label(self) -> str:
+        """The first label of this variant: a relabelled variant keeps its random streams."""
+        return self.stream or self.label
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetVariant(Variant):
+    """One value of the cube's ``dataset`` axis: a dataset kind, its sizes and loads."""
+
     N: tuple[int, ...]
     load: tuple[float, ...]
     P_test: int
-    stream: str | None = None  # label its random streams are keyed by, if not ``label``
-
-    @property
-    def stream_label(self) -> str:
-        """The first label of this variant: a relabelled variant keeps its random streams."""
-        return self.stream or self.label
 
 
-@dataclass(frozen=True)
-class RuleVariant:
+@dataclass(frozen=True, kw_only=True)
+class RuleVariant(Variant):
     """One value of the cube's ``rule`` axis: a learning rule plus the dynamics that retrieves."""
 
-    label: str
-    entry: str
-    kind: str
-    params: dict[str, Any]
     dynamics: str
     dynamics_params: dict[str, Any]
-    stream: str | None = None  # label its random streams are keyed by, if not ``label``
-
-    @property
-    def stream_label(self) -> str:
-        """The first label of this variant: a relabelled variant keeps its random streams."""
-        return self.stream or self.label
 
 
 def _variants(where: str, entry: str, params: dict[str, list[Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -142,7 +139,15 @@ def dataset_variants(
                     raise SpecError(f"{where} ({label}): {e}") from None
             else:
                 Ns = int_list(f"{where}.N", raw_N, 2)
-            variant = DatasetVariant(label, entry, kind, values, tuple(sorted(Ns)), tuple(sorted(loads)), P_test)
+            variant = DatasetVariant(
+                label=label,
+                entry=entry,
+                kind=kind,
+                params=values,
+                N=tuple(sorted(Ns)),
+                load=tuple(sorted(loads)),
+                P_test=P_test,
+            )
             limits.check_count(where, len(variant.N) * len(variant.load), "(N, load) cells")
             for N in variant.N:
                 for x in variant.load:
@@ -192,7 +197,9 @@ def rule_variants(raw: dict[str, Any], dyn_defaults: dict[str, dict[str, Any]]) 
             label = label.replace("dynamics.", "")
             rp = {k: v for k, v in values.items() if not k.startswith("dynamics.")}
             dp = {k[len("dynamics.") :]: v for k, v in values.items() if k.startswith("dynamics.")}
-            out.append(RuleVariant(label, entry, kind, rp, dyn_kind, dp))
+            out.append(
+                RuleVariant(label=label, entry=entry, kind=kind, params=rp, dynamics=dyn_kind, dynamics_params=dp)
+            )
     if not out:
         raise SpecError("rules: the spec defines no rule; add a [rules.NAME] table")
     unused = sorted(set(dyn_defaults) - {r.dynamics for r in out})

@@ -11,7 +11,7 @@ of one shard (``chunks={}``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -19,19 +19,22 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from amsweep.pipeline.errors import CubeError
-from amsweep.storage import layout
+from amsweep.storage import schema
+
+if TYPE_CHECKING:
+    from amsweep.storage.cube import Cube
 
 __all__ = ["AmsweepBackend", "open_format2", "ShardedArray"]
 
 
 class ShardedArray(BackendArray):
-    """One cube variable, read lazily shard by shard."""
+    """One cube variable, read lazily shard by shard through its ``VariableStore``."""
 
-    def __init__(self, cube: Any, name: str) -> None:
+    def __init__(self, cube: Cube, name: str) -> None:
         self.cube, self.name = cube, name
-        self.layout = cube.layout(name)
-        self.shape = cube.sweep.shape + self.layout.inner
-        self.dtype = self.layout.dtype
+        self.store = cube.variable(name)
+        self.shape = cube.sweep.shape + self.store.geometry.inner
+        self.dtype = self.store.geometry.dtype
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
@@ -51,50 +54,32 @@ class ShardedArray(BackendArray):
         return out.squeeze(axis=squeeze) if squeeze else out
 
     def _region(self, task: tuple[slice, ...]) -> np.ndarray:
-        lay, name, cube = self.layout, self.name, self.cube
-        fill = cube.members[name].fill_value
-        out = np.full(tuple(max(0, s.stop - s.start) for s in task) + lay.inner, fill, dtype=lay.dtype)
-        if out.size == 0:
-            return out
-        ranges = [range(s.start // n, (s.stop - 1) // n + 1) for s, n in zip(task, lay.shard)]
-        shards = list(np.ndindex(*[len(r) for r in ranges]))
-        shards = [tuple(r[i] for r, i in zip(ranges, s)) for s in shards]
-        found = cube.objects.get_many([lay.key(name, s) for s in shards])
-        for s in shards:
-            values, present, damaged = cube.decode_shard(name, s, found[lay.key(name, s)])
-            box = lay.bounds(s, cube.sweep.shape)
-            lo = [max(b.start, t.start) for b, t in zip(box, task)]
-            hi = [min(b.stop, t.stop) for b, t in zip(box, task)]
-            if any(h <= low for low, h in zip(lo, hi)):
-                continue
-            src = tuple(slice(a - b.start, z - b.start) for a, z, b in zip(lo, hi, box))
-            dst = tuple(slice(a - t.start, z - t.start) for a, z, t in zip(lo, hi, task))
-            if damaged[src].any():
-                first = np.argwhere(damaged[src])[0]
-                index = tuple(int(b.start + s_.start + x) for b, s_, x in zip(box, src, first))
-                why = cube.shard_errors.get(lay.key(name, s), "checksum or extent wrong")
-                raise CubeError(
-                    f"{cube.path}: {name} of task {cube.coords_of(index)} is unreadable ({why}); "
-                    "run `amsweep check --repair` then `amsweep run` to recompute it"
-                )
-            out[dst] = values[src]
-        return out
+        """The values of a task-grid box; a damaged task in it is one clear error, never fill values."""
+        values, _, damaged = self.store.read(task)
+        if damaged.any():
+            index = tuple(int(t.start + x) for t, x in zip(task, np.argwhere(damaged)[0]))
+            why = self.store.errors.get(self.store.key(self.store.shard_of(index)), "checksum or extent wrong")
+            raise CubeError(
+                f"{self.cube.path}: {self.name} of task {self.cube.coords_of(index)} is unreadable ({why}); "
+                "run `amsweep check --repair` then `amsweep run` to recompute it"
+            )
+        return values
 
 
-def open_format2(cube: Any) -> xr.Dataset:
+def open_format2(cube: Cube) -> xr.Dataset:
     """The cube as a lazy Dataset: coordinates from the stored spec, variables read on demand."""
     sweep = cube.sweep
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     variables: dict[str, xr.Variable] = {}
     for c in coords:
         values = c.data.astype(object) if c.data.dtype == object else c.data
         variables[c.name] = xr.Variable(c.dims, values, attrs=dict(c.attrs))
-    for v in layout.variables(sweep, [c.name for c in coords]):
-        if v.name not in cube.members:
+    for v in schema.variables(sweep, [c.name for c in coords]):
+        if v.name not in cube.arrays:
             continue  # a metric this cube predates: absent until a run adds it
         array = ShardedArray(cube, v.name)
         var = xr.Variable(v.dims, indexing.LazilyIndexedArray(array), attrs=dict(v.attrs))
-        var.encoding["preferred_chunks"] = dict(zip(v.dims, array.layout.shard + array.layout.inner))
+        var.encoding["preferred_chunks"] = dict(zip(v.dims, array.store.geometry.shard + array.store.geometry.inner))
         variables[v.name] = var
     coord_names = [c.name for c in coords]
     ds = xr.Dataset(

@@ -15,7 +15,7 @@ from typing import Any
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import spec_hash
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import SIDE
 
@@ -48,7 +48,7 @@ def ensure(objects: Objects) -> None:
     """Back up the current root if no backup exists yet (a cube made before backups were kept);
     the caller holds the cube's lease."""
     if latest(objects) is None:
-        root = objects.get(template.ROOT)
+        root = objects.get(zarr_documents.ROOT)
         if valid(root) is not None:
             assert root is not None
             save(objects, root)
@@ -85,7 +85,7 @@ def problem(objects: Objects) -> str | None:
     """Why the root document cannot be used while a backup can restore it; None if the root is
     fine (or there is no backup, so nothing of amsweep's is there to restore)."""
     try:
-        data = objects.get(template.ROOT)
+        data = objects.get(zarr_documents.ROOT)
     except OSError:
         return None  # the store itself is unreachable: the caller's own error says so
     if valid(data) is not None:
@@ -97,7 +97,7 @@ def problem(objects: Objects) -> str | None:
     if latest(objects) is None:
         return None
     state = "missing" if data is None else "damaged"
-    return f"root document {template.ROOT} {state}; `amsweep check --repair` restores it from its backup"
+    return f"root document {zarr_documents.ROOT} {state}; `amsweep check --repair` restores it from its backup"
 
 
 def _attributes(data: bytes) -> dict[str, Any] | None:
@@ -109,11 +109,11 @@ def _attributes(data: bytes) -> dict[str, Any] | None:
 
 
 def read_root(objects: Objects, path: str) -> dict[str, Any] | None:
-    """``template.read_root``, refusing (with what to do) a lost or damaged root that a backup
+    """``zarr_documents.read_root``, refusing (with what to do) a lost or damaged root that a backup
     restores; a healthy root costs one GET, as before."""
     error: CubeError | None = None
     try:
-        doc = template.read_root(objects, path)
+        doc = zarr_documents.read_root(objects, path)
     except CubeError as e:
         doc, error = None, e
     if doc is not None:
@@ -137,5 +137,5 @@ def restore(objects: Objects) -> str | None:
     if found is None:
         return None
     key, data = found
-    objects.put(template.ROOT, data)
+    objects.put(zarr_documents.ROOT, data)
     return key

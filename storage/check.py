@@ -29,10 +29,10 @@ import numpy as np
 import zarr
 
 from amsweep.pipeline.metric_table import METRICS
-from amsweep.storage import backup, layout, restage, temporaries, template
+from amsweep.storage import backup, restage, schema, temporaries, zarr_documents
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
 
@@ -67,10 +67,10 @@ class CheckReport:
 def check(cube: Cube) -> CheckReport:
     """Compare coordinates, shapes, status, data and records; nothing is written."""
     report = CheckReport()
-    if cube.format != layout.FORMAT_VERSION:
+    if cube.format != schema.FORMAT_VERSION:
         report.problems.append(
             f"cube format {cube.format}: `amsweep upgrade {cube.path}` converts it "
-            f"(and verifies every value); check runs on format {layout.FORMAT_VERSION}"
+            f"(and verifies every value); check runs on format {schema.FORMAT_VERSION}"
         )
         return report
     left = temporaries.find(cube.objects)
@@ -92,13 +92,13 @@ def check(cube: Cube) -> CheckReport:
     status, status_present, damaged = cube.read_variable("status")
     for index in zip(*np.nonzero(damaged)):
         report.add(cube, index, "status chunk unreadable (checksum)")
-    spec_na = layout.not_applicable_mask(sweep)
+    spec_na = schema.not_applicable_mask(sweep)
     for index in zip(*np.nonzero((status == DONE) & spec_na & ~damaged)):
         report.add(cube, index, "marked done, but the spec says this task does not exist")
     done = (status == DONE) & ~damaged
     intact = np.ones(sweep.shape, dtype=bool)  # every variable's chunk present, valid, finite where declared
     for name, metric in METRICS.items():
-        if name not in cube.members:
+        if name not in cube.arrays:
             continue  # added by the next run (NaN for tasks done before)
         values, have, bad = cube.read_variable(name)
         _unreadable_shards(cube, name, bad, report)
@@ -119,7 +119,7 @@ def check(cube: Cube) -> CheckReport:
     for index in zip(*np.nonzero((status == NOT_APPLICABLE) & ~spec_na & ~damaged)):
         if tuple(int(i) for i in index) not in records:
             report.add(cube, index, "not applicable, but the spec says applicable and no run recorded why")
-    if SENTINEL in cube.members:
+    if SENTINEL in cube.arrays:
         _data_without_done(cube, report, status, status_present, damaged, intact & ~spec_na, records)
     return report
 
@@ -138,13 +138,13 @@ def _data_without_done(
     repair rebuilds it from the data and the error records. Where it is present and says pending,
     the task's flush was killed between its data and its status: no damage (the next run recomputes
     it), a note, and repair may mark it done from its complete data."""
-    lay = cube.layout("status")
+    store = cube.variable("status")
     lost = ~status_present | damaged
-    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
-        box, _ = lay.region(s, cube.sweep.shape)
+    for s in store.shards():
+        box, _ = store.box(s)
         if (~status_present[box]).any():
             report.problems.append(
-                f"status shard {lay.key('status', s)} is missing, though {int(intact[box].sum())} of its tasks "
+                f"status shard {store.key(s)} is missing, though {int(intact[box].sum())} of its tasks "
                 "hold complete results (lost status: `check --repair` rebuilds it from the data)"
             )
     orphans = intact & (status != DONE)
@@ -180,22 +180,22 @@ def complete(cube: Cube) -> np.ndarray:
     what a done task holds, so a task that is not marked done but is complete lost its status."""
     out = np.ones(cube.sweep.shape, dtype=bool)
     for name, metric in METRICS.items():
-        if name in cube.members:
+        if name in cube.arrays:
             values, have, bad = cube.read_variable(name)
             out &= have & ~bad
             if metric.always:
                 out &= np.isfinite(values).all(axis=tuple(range(out.ndim, values.ndim)))
-    return out & ~layout.not_applicable_mask(cube.sweep)
+    return out & ~schema.not_applicable_mask(cube.sweep)
 
 
 def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckReport) -> None:
     """Shard objects that cannot be decoded at all (torn, foreign, or not this variable's, as
     ``read_variable`` found them): named once, and removed by ``repair`` so the next run writes them
     afresh; their tasks are damaged."""
-    lay = cube.layout(name)
-    for s in np.ndindex(*lay.grid(cube.sweep.shape)):
-        key = lay.key(name, s)
-        why = cube.shard_errors.get(key)
+    store = cube.variable(name)
+    for s in store.shards():
+        key = store.key(s)
+        why = store.errors.get(key)
         if why is not None:
             report.problems.append(f"shard {key} is unreadable ({why}); `check --repair` removes it")
             report.shards.append(key)
@@ -223,13 +223,13 @@ def driver_writing(objects: Objects) -> bool:
 def _check_documents(cube: Cube, report: CheckReport) -> None:
     """Each array's own ``zarr.json`` (what zarr reads without the root's consolidated copy) must
     say what the root document says; amsweep itself reads only the root."""
-    names = sorted(cube.members)
+    names = sorted(cube.arrays)
     found = cube.objects.get_many([f"{n}/zarr.json" for n in names])
     for name in names:
         data = found[f"{name}/zarr.json"]
         try:
-            with template.quiet_labels():
-                ok = data is not None and json.loads(data) == json.loads(json.dumps(cube.members[name].to_dict()))
+            with zarr_documents.quiet_labels():
+                ok = data is not None and json.loads(data) == json.loads(json.dumps(cube.arrays[name].to_dict()))
         except ValueError:
             ok = False
         if not ok:
@@ -242,16 +242,16 @@ def _check_documents(cube: Cube, report: CheckReport) -> None:
 
 def _check_arrays(cube: Cube, report: CheckReport) -> None:
     sweep = cube.sweep
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     for c in coords:
-        if c.name not in cube.members:
+        if c.name not in cube.arrays:
             report.problems.append(f"coordinate {c.name!r} is missing")
             continue
         if c.name in report.documents:
             report.coordinates.append(c.name)  # its chunks may be as stale as its document
             continue
         try:
-            with template.quiet_labels():
+            with zarr_documents.quiet_labels():
                 stored = np.asarray(
                     zarr.open_array(
                         cube.path, path=c.name, mode="r", zarr_format=3, storage_options=cube.storage_options
@@ -275,13 +275,13 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
                 f"coordinate {c.name!r} does not match the stored spec (`check --repair` rewrites it from the spec)"
             )
             report.coordinates.append(c.name)
-    for v in layout.variables(sweep, [c.name for c in coords]):
-        if v.name not in cube.members:
+    for v in schema.variables(sweep, [c.name for c in coords]):
+        if v.name not in cube.arrays:
             continue
         shape = sweep.shape + ((len(sweep.noise),) if v.per_noise else ())
-        if tuple(cube.members[v.name].shape) != shape:
+        if tuple(cube.arrays[v.name].shape) != shape:
             report.problems.append(
-                f"variable {v.name!r} has shape {tuple(cube.members[v.name].shape)}, spec says {shape}"
+                f"variable {v.name!r} has shape {tuple(cube.arrays[v.name].shape)}, spec says {shape}"
             )
 
 
@@ -294,7 +294,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
     cube.acquire()
     actions = report.actions
     if report.documents:
-        cube.objects.put_many({f"{n}/zarr.json": _document(cube.members[n]) for n in report.documents})
+        cube.objects.put_many({f"{n}/zarr.json": _document(cube.arrays[n]) for n in report.documents})
         actions.append(f"rewrote {len(report.documents)} array document(s) from the root document")
     coordinates = sorted(set(report.coordinates))
     if coordinates:
@@ -305,7 +305,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
         actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
     rebuilt, recorded = set(report.rebuild), {i: s for i, s in report.recorded.items() if i not in report.rebuild}
     reset = [i for i in report.damaged if i not in rebuilt and i not in recorded]
-    spec_na = layout.not_applicable_mask(cube.sweep)
+    spec_na = schema.not_applicable_mask(cube.sweep)
     cube.reset([i for i in reset if not spec_na[i]], PENDING)
     cube.reset([i for i in reset if spec_na[i]], NOT_APPLICABLE)
     if reset:
@@ -325,7 +325,7 @@ def repair(cube: Cube, report: CheckReport) -> int:
     removed = restage.discard_abandoned(cube.objects)  # under the lease: no restage is under way
     if removed:
         actions.append(f"removed {removed} object(s) of an abandoned staged copy under {restage.STAGE}/")
-    root = cube.objects.get(template.ROOT)
+    root = cube.objects.get(zarr_documents.ROOT)
     if backup.valid(root) is not None:
         assert root is not None
         backup.save(cube.objects, root)  # the newest backup is the committed root again
@@ -346,16 +346,16 @@ def restore_root(path: str, storage_options: dict | None = None) -> str | None:
         key = backup.restore(objects)
     finally:
         lease.release()
-    return None if key is None else f"restored the root document {template.ROOT} from its backup {key}"
+    return None if key is None else f"restored the root document {zarr_documents.ROOT} from its backup {key}"
 
 
 def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
     """Coordinate chunks from the stored spec (as the template wrote them), documents from the root."""
-    tpl = template.build(cube.sweep, shard=cube.layout("status").shard)
+    tpl = zarr_documents.build(cube.sweep, shard=cube.variable("status").geometry.shard)
     for name in names:
         puts = {k: v for k, v in tpl.objects.items() if k.startswith(f"{name}/") and k != f"{name}/zarr.json"}
-        if name in cube.members:
-            puts[f"{name}/zarr.json"] = _document(cube.members[name])
+        if name in cube.arrays:
+            puts[f"{name}/zarr.json"] = _document(cube.arrays[name])
         for key in cube.objects.list(f"{name}/"):
             if key not in puts:
                 cube.objects.delete(key)  # a chunk of a longer (interrupted, grown) axis
@@ -365,5 +365,5 @@ def _rewrite_coordinates(cube: Cube, names: list[str]) -> None:
 def _document(meta) -> bytes:
     from zarr.core.buffer import default_buffer_prototype
 
-    with template.quiet_labels():
+    with zarr_documents.quiet_labels():
         return meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()

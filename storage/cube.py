@@ -7,7 +7,7 @@ memory and writes results in flushes: each flush rewrites every touched shard of
 once, data first, then error records, then status, each object whole. A kill during a flush can
 cost only that flush's results (their status was not yet written, so the next run recomputes
 them), never anything done before. The cube's spec, shapes and attributes change only by one
-write of the root document (``amsweep.storage.template``).
+write of the root document (``amsweep.storage.zarr_documents``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -26,39 +26,48 @@ from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
-from amsweep.storage import backup, extend, layout, provenance, template
+from amsweep.storage import backup, extend, provenance, schema, zarr_documents
 from amsweep.storage.fence import FencedObjects, StaleView
-from amsweep.storage.layout import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
+from amsweep.storage.lease import KEY as LEASE_KEY
+from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
-from amsweep.storage.shard_io import ShardIO
 from amsweep.storage.store_errors import store_boundary
+from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
-__all__ = ["Cube", "LEASE_KEY", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
+__all__ = ["Cube", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
-Mark = tuple[tuple[int, ...], int, str]  # (task index, FAILED or NOT_APPLICABLE, error text)
-LEASE_KEY = f"{SIDE}/lease.json"
+
+class Mark(NamedTuple):
+    """A task that ended without results: FAILED (with its error) or NOT_APPLICABLE (with why)."""
+
+    task_index: tuple[int, ...]
+    state: int
+    error: str
+
+
 UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
 RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
 MERGES = 5  # flush attempts when a stale driver's writes are met on S3 (each re-reads and merges)
 
 
 @dataclass
-class Cube(ShardIO):
-    """An open cube: its sweep, its arrays' layouts, and (for the writer) the status grid."""
+class Cube:
+    """An open cube: its sweep, its arrays (each a ``VariableStore``), and (for the writer) the
+    status grid and the decoded shards it is filling."""
 
     path: str
     objects: Objects
     sweep: Sweep
     attrs: dict[str, Any]
-    members: dict[str, Any]
+    arrays: dict[str, Any]
     storage_options: dict | None = None
     format: int = FORMAT_VERSION
     lease: Any = None
     damaged_status: list[tuple[int, ...]] = field(default_factory=list)
     shard_errors: dict[str, str] = field(default_factory=dict)  # shard key -> why it was unreadable
     _status: np.ndarray | None = None
-    _blocks: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _blocks: DecodedShards = field(default_factory=DecodedShards)
     _errors: ErrorRecords | None = None
 
     # ---- opening -------------------------------------------------------------------------
@@ -68,7 +77,7 @@ class Cube(ShardIO):
         objects = objects_at(path, storage_options)
         doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is None:
-            raise CubeError(f"{path}: no cube there (no {template.ROOT})")
+            raise CubeError(f"{path}: no cube there (no {zarr_documents.ROOT})")
         cube = cls._from_root(path, objects, doc, storage_options)
         if mode != "r":
             cube.acquire()
@@ -83,13 +92,13 @@ class Cube(ShardIO):
         if "amsweep_spec" not in attrs:
             hint = (
                 " (an amsweep template whose creation was interrupted: `amsweep run` rebuilds it)"
-                if attrs.get(template.CREATING)
+                if attrs.get(zarr_documents.CREATING)
                 else " (no amsweep_spec attribute)"
             )
             raise CubeError(f"{path}: a Zarr group that is not a finished amsweep cube{hint}; refusing to touch it")
         fmt = attrs.get("amsweep_format")
-        if fmt not in layout.READABLE_FORMATS:
-            raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {layout.READABLE_FORMATS}")
+        if fmt not in schema.READABLE_FORMATS:
+            raise CubeError(f"{path}: cube format {fmt!r}; this amsweep reads formats {schema.READABLE_FORMATS}")
         if fmt != FORMAT_VERSION and objects.get(UPGRADE_READY) is not None:
             raise CubeError(
                 f"{path}: an `amsweep upgrade` was interrupted half-way; run `amsweep upgrade "
@@ -104,11 +113,11 @@ class Cube(ShardIO):
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):
             raise CubeError(
-                f"{path}/{template.ROOT}: stored spec does not match its stored hash; the cube "
+                f"{path}/{zarr_documents.ROOT}: stored spec does not match its stored hash; the cube "
                 "attributes were edited or damaged"
             )
-        members = template.members_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
-        return cls(path, objects, from_canonical(canonical), attrs, members, storage_options, fmt)
+        arrays = zarr_documents.arrays_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
+        return cls(path, objects, from_canonical(canonical), attrs, arrays, storage_options, fmt)
 
     @classmethod
     def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
@@ -135,7 +144,7 @@ class Cube(ShardIO):
             cube.acquire()
             backup.ensure(objects)  # a cube made before root backups were kept gets one now
             return cube._evolve(sweep)
-        if doc is not None and not (doc.get("attributes") or {}).get(template.CREATING):
+        if doc is not None and not (doc.get("attributes") or {}).get(zarr_documents.CREATING):
             raise CubeError(
                 f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
                 "attribute); refusing to touch it (choose another --out)"
@@ -143,7 +152,7 @@ class Cube(ShardIO):
         if doc is None and _foreign_objects(objects):
             raise CubeError(
                 f"{path}: exists and is not a Zarr v3 group (it holds files but no "
-                f"{template.ROOT}); refusing to touch it (choose another --out)"
+                f"{zarr_documents.ROOT}); refusing to touch it (choose another --out)"
             )
         cube = cls(path, objects, sweep, {}, {}, storage_options)
         cube.acquire()
@@ -185,7 +194,7 @@ class Cube(ShardIO):
 
         if not restage.in_place(self.sweep, merged):
             self._restage(merged)
-        missing = [n for n in ("status", *METRICS) if n not in self.members]
+        missing = [n for n in ("status", *METRICS) if n not in self.arrays]
         if merged.canonical != self.sweep.canonical or missing:
             self._grow(merged, missing)
         return self
@@ -245,10 +254,10 @@ class Cube(ShardIO):
         for key in self.objects.list():
             if key != LEASE_KEY:
                 self.objects.delete(key)
-        self.objects.put(template.ROOT, template.creating_document())
-        tpl = template.build(self.sweep)
+        self.objects.put(zarr_documents.ROOT, zarr_documents.creating_document())
+        tpl = zarr_documents.build(self.sweep)
         self.objects.put_many(tpl.objects)
-        self.members = tpl.members
+        self.arrays = tpl.arrays
         self.attrs = {
             "amsweep_format": FORMAT_VERSION,
             "amsweep_cube_id": uuid.uuid4().hex,  # every shard is bound to it (storage/shards.py)
@@ -258,7 +267,7 @@ class Cube(ShardIO):
             "Conventions": "CF-1.10",
             **provenance.cube_attrs(),
         }
-        self._status = np.where(layout.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
+        self._status = np.where(schema.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
         self._put_status(self._all_shards())
         self._commit(self.sweep)
 
@@ -269,18 +278,19 @@ class Cube(ShardIO):
         cube, and the next run of the same spec grows it again.
         """
         old_status = self.status()
-        kept = self.layout("status")
-        tpl = template.build(merged, shard=kept.shard, block=kept.chunk_tasks)
-        added = {n: tpl.members[n] for n in missing}
+        kept = self.variable("status").geometry
+        tpl = zarr_documents.build(merged, shard=kept.shard, block=kept.chunk_tasks)
+        added = {n: tpl.arrays[n] for n in missing}
         self.objects.put_many(tpl.objects)  # array documents and coordinate chunks; no data
-        self.members = tpl.members
+        self.arrays = tpl.arrays
         status = np.full(merged.shape, PENDING, dtype=np.int8)
         status[tuple(slice(0, n) for n in old_status.shape)] = old_status
-        status = np.where(layout.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
+        status = np.where(schema.not_applicable_mask(merged) & (status == PENDING), NOT_APPLICABLE, status)
         previous, self.sweep = self.sweep, merged
         self._status = status.astype(np.int8)
         self._blocks.clear()
-        done_shards: dict[tuple[int, ...], list[CellResult]] = {s: [] for s in self._shards_where(status == DONE)}
+        done = self.variable("status").shards_where(status == DONE)
+        done_shards: dict[ShardIndex, list[CellResult]] = {s: [] for s in done}
         # A metric new to this cube: NaN, explicitly present, for tasks done before (sentinel last).
         self._put_data([n for n in added if n not in ("status", SENTINEL)], done_shards)
         self._put_data([n for n in added if n == SENTINEL], done_shards)
@@ -299,9 +309,9 @@ class Cube(ShardIO):
         restage.restage(self, merged, {"extended": [*self.attrs.get("extended", []), now()]})
         restage.finish(self.objects)
         fresh = Cube._from_root(
-            self.path, self.objects, template.read_root(self.objects, self.path) or {}, self.storage_options
+            self.path, self.objects, zarr_documents.read_root(self.objects, self.path) or {}, self.storage_options
         )
-        self.sweep, self.attrs, self.members = fresh.sweep, fresh.attrs, fresh.members
+        self.sweep, self.attrs, self.arrays = fresh.sweep, fresh.attrs, fresh.arrays
         self._status, self._errors, self.damaged_status = None, None, []
         self._blocks.clear()
 
@@ -314,10 +324,62 @@ class Cube(ShardIO):
                 **provenance.cube_attrs(),
             }
         )
-        document = template.root_document(self.attrs, self.members)
+        document = zarr_documents.root_document(self.attrs, self.arrays)
         backup.save(self.objects, document)  # first: a lost or damaged root is restored from it
-        self.objects.put(template.ROOT, document)
+        self.objects.put(zarr_documents.ROOT, document)
         self.sweep = sweep
+
+    # ---- arrays ---------------------------------------------------------------------------
+    def variable(self, name: str) -> VariableStore:
+        """The shards of one array (status or a metric) of this cube."""
+        cube_id = str(self.attrs.get("amsweep_cube_id", "")) if self.format >= 3 else None
+        return VariableStore.of(self.objects, name, self.arrays[name], self.sweep.shape, cube_id, self.shard_errors)
+
+    def read_variable(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A whole variable over the task grid: (values, present, damaged), one GET per shard."""
+        return self.variable(name).read()
+
+    def _shard_of(self, index: tuple[int, ...]) -> ShardIndex:
+        return self.variable("status").shard_of(index)
+
+    def _all_shards(self) -> list[ShardIndex]:
+        """Every shard position of the task grid (creation and growth write every status shard)."""
+        return self.variable("status").shards()
+
+    def _put_data(self, names: list[str], by_shard: dict[ShardIndex, list[CellResult]]) -> None:
+        """Rewrite each touched shard of these variables whole, in one ``put_many`` (decoded shards
+        cached between flushes). A shard with no results (an array new to the cube) gets explicit
+        NaN for every task done before."""
+        puts: dict[str, bytes] = {}
+        fresh: dict[str, dict[ShardIndex, tuple[np.ndarray, np.ndarray]]] = {}
+        done: np.ndarray | None = None
+        if self._status is not None and any(not rs for rs in by_shard.values()):
+            done = self._status == DONE
+        for name in names:
+            data, fresh[name] = self.variable(name).rewritten(by_shard, self._blocks, done)
+            puts.update(data)
+        self.objects.put_many(puts)
+        for name, blocks in fresh.items():
+            self._blocks.stored(name, blocks)
+        self._blocks.trim()
+
+    def _put_status(self, shards: list[ShardIndex]) -> None:
+        """Rewrite these status shards whole. Every task's status chunk is stored, pending ones
+        included, from the cube's creation on, so a status chunk that is absent was lost (a
+        deleted shard), never merely not yet written: ``check`` and ``query`` tell a lost status
+        from a flush killed between its data and its status."""
+        store = self.variable("status")
+        assert self._status is not None
+        puts = {}
+        for s in shards:
+            values, present = store.empty()
+            box, clip = store.box(s)
+            values[clip] = self._status[box]
+            present[clip] = True  # every status chunk is written, pending ones too: a missing one is lost
+            data = store.encode(s, values, present)
+            assert data is not None  # a shard's box is never empty
+            puts[store.key(s)] = data
+        self.objects.put_many(puts)
 
     # ---- status --------------------------------------------------------------------------
     def status(self) -> np.ndarray:
@@ -368,7 +430,7 @@ class Cube(ShardIO):
                 except StaleView:  # S3: a stale driver wrote in the gap; merge, never overwrite
                     self._forget()
                     status = self.status()  # now holding its results: ours are added to them
-                    marks = [m for m in marks if status[tuple(m[0])] != DONE]  # a done result wins
+                    marks = [m for m in marks if status[tuple(m.task_index)] != DONE]  # a done result wins
             raise CubeError(f"{self.path}: objects kept changing under this driver's flush; stopping (nothing lost)")
         except OSError as e:  # full disk, lost permission, unreachable store
             self._blocks.clear()
@@ -380,27 +442,27 @@ class Cube(ShardIO):
 
     def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
         status = self.status().copy()
-        by_shard: dict[tuple[int, ...], list[CellResult]] = {}
+        by_shard: dict[ShardIndex, list[CellResult]] = {}
         for r in results:
             by_shard.setdefault(self._shard_of(r.index), []).append(r)
-        side = {}
+        task_arrays = {}
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):
                 if array is not None:
                     buf = io.BytesIO()
                     np.save(buf, array, allow_pickle=False)
-                    side[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
-        self.objects.put_many(side)
+                    task_arrays[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
+        self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
-        self._put_data([n for n in METRICS if n in self.members and n != SENTINEL], by_shard)
-        self._put_data([n for n in (SENTINEL,) if n in self.members], by_shard)
+        self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], by_shard)
+        self._put_data([n for n in (SENTINEL,) if n in self.arrays], by_shard)
         changes: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
         for r in results:
             if status[r.index] in (FAILED, NOT_APPLICABLE):
                 changes.setdefault(self._shard_of(r.index), {})[r.index] = None
             status[r.index] = DONE
         for index, state, error in marks:
-            record = {"state": layout.STATUS_NAMES[state], "error": error, "time": now()}
+            record = {"state": schema.STATUS_NAMES[state], "error": error, "time": now()}
             changes.setdefault(self._shard_of(index), {})[tuple(index)] = record
             status[tuple(index)] = state
         records = self.errors()
@@ -422,7 +484,7 @@ class Cube(ShardIO):
         self._status = status
         self._put_status(sorted({self._shard_of(i) for i in indices}))
 
-    # ---- side data -----------------------------------------------------------------------
+    # ---- per-task arrays (couplings, thermal states) ----------------------------------------
     def errors(self) -> ErrorRecords:
         if self._errors is None:
             self._errors = ErrorRecords(self.objects)
@@ -444,13 +506,13 @@ class Cube(ShardIO):
 
     def couplings(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored couplings (or memories) of one done task."""
-        return self._side("couplings", index)
+        return self._task_array("couplings", index)
 
     def magnetisations(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored thermal states (noise, training starts, N) of one done task."""
-        return self._side("magnetisations", index)
+        return self._task_array("magnetisations", index)
 
-    def _side(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
+    def _task_array(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
         data = self.objects.get(f"{SIDE}/{kind}/{task_key(index)}.npy")
         if data is None:
             raise KeyError(
@@ -460,15 +522,7 @@ class Cube(ShardIO):
         return np.load(io.BytesIO(data), allow_pickle=False)
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
-        s = self.sweep
-        i_d, i_n, i_l, i_r, i_s = index
-        return {
-            "dataset": s.datasets[i_d].label,
-            "N": s.N_values[i_n],
-            s.load_axis: s.load_values[i_l],
-            "rule": s.rules[i_r].label,
-            "seed": s.seeds[i_s],
-        }
+        return self.sweep.coords_of(index)
 
 
 def _merged(key: str) -> bool:

@@ -45,7 +45,18 @@ from typing import Any
 from amsweep.pipeline.errors import CubeError
 from amsweep.storage.objects import Objects
 
-__all__ = ["holder_of", "KEY", "Lease", "LeaseError", "LeaseHeld", "LeaseLost", "log", "stale_seconds", "STALE_ENV"]
+__all__ = [
+    "describe_holder",
+    "holder_of",
+    "KEY",
+    "Lease",
+    "LeaseError",
+    "LeaseHeld",
+    "LeaseLost",
+    "log",
+    "stale_seconds",
+    "STALE_ENV",
+]
 
 KEY = "_amsweep/lease.json"
 STALE_ENV = "AMSWEEP_LEASE_STALE_SECONDS"
@@ -141,6 +152,19 @@ def holder_of(objects: Objects) -> dict[str, Any] | None:
     """The stored lease record if a driver holds it (live or stale), for ``status`` to show."""
     record = _parse(objects.get(KEY))
     return record if record and not record.get("released") else None
+
+
+def describe_holder(objects: Objects) -> str | None:
+    """One line for ``amsweep status``: which driver holds the cube and whether its heartbeat is
+    fresh (a stale one is taken over by the next ``amsweep run``); None when no driver holds it."""
+    record = holder_of(objects)
+    if record is None:
+        return None
+    age = _age(record)
+    state = "stale: the next run takes it over" if age > stale_seconds() else "live"
+    return (
+        f"writer: {record.get('holder', '?')} ({record.get('command', '?')}), last heartbeat {age:.0f} s ago ({state})"
+    )
 
 
 class Lease:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from amsweep.storage.layout import PENDING
+from amsweep.storage.schema import PENDING
 from amsweep.storage.records import SIDE
 
 __all__ = ["group", "read_array", "read_couplings", "read_failures", "read_status"]

@@ -21,8 +21,8 @@ import xarray as xr
 
 from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
-from amsweep.storage import layout
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage import schema
+from amsweep.storage.schema import DONE, PENDING
 
 __all__ = [
     "done_values",
@@ -75,7 +75,7 @@ def load_axis(ds: xr.Dataset) -> str:
 
 def task_dims(ds: xr.Dataset) -> list[str]:
     """Dimensions that identify a task (training run) of this cube; noise is an evaluation axis."""
-    return list(layout.task_dims_of(load_axis(ds)))
+    return list(schema.task_dims_of(load_axis(ds)))
 
 
 def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
@@ -198,14 +198,8 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
 
     cube = Cube.open(*source)
     dims = [str(d) for d in ds[metric].dims if d != "noise"]
-    axes = layout.task_dims_of(cube.sweep.load_axis)
-    full = {
-        "dataset": [d.label for d in cube.sweep.datasets],
-        "N": list(cube.sweep.N_values),
-        cube.sweep.load_axis: list(cube.sweep.load_values),
-        "rule": [r.label for r in cube.sweep.rules],
-        "seed": list(cube.sweep.seeds),
-    }
+    axes = schema.task_dims_of(cube.sweep.load_axis)
+    full = cube.sweep.axes
     stored, status_present, status_bad = cube.read_variable("status")  # read once: both uses below
     status = np.where(status_bad, PENDING, stored)  # as Cube.status(): an unreadable status is pending
 
@@ -227,12 +221,12 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
     values[damaged | ~present] = np.nan
     orphans = np.zeros_like(done)
-    if SENTINEL in cube.members and (~done).any() and cube.format >= 3:
+    if SENTINEL in cube.arrays and (~done).any() and cube.format >= 3:
         # every status chunk is stored from creation on: an absent or unreadable one was lost (a
         # pending one that holds data is a flush killed between data and status: not an orphan)
         sentinel, have, bad = cube.read_variable(SENTINEL)
         lost_status = ~status_present | status_bad
-        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~layout.not_applicable_mask(cube.sweep)
+        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~schema.not_applicable_mask(cube.sweep)
         if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
             from amsweep.storage.check import complete
 
@@ -346,19 +340,4 @@ def _task_at(path: str, coords: dict[str, Any], storage_options: dict | None) ->
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options, mode="r")
-    s = cube.sweep
-    axes: dict[str, list[Any]] = {
-        "dataset": [d.label for d in s.datasets],
-        "N": list(s.N_values),
-        s.load_axis: list(s.load_values),
-        "rule": [r.label for r in s.rules],
-        "seed": list(s.seeds),
-    }
-    missing = [k for k in axes if k not in coords]
-    if missing:
-        raise QueryError(f"give a value for {missing}; a task is fixed by {list(axes)}")
-    try:
-        index = tuple(axes[k].index(coords[k]) for k in axes)
-    except ValueError:
-        raise QueryError(f"no task at {coords}; axes are {axes}") from None
-    return cube, index
+    return cube, cube.sweep.index_at(coords)

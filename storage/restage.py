@@ -34,11 +34,11 @@ from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import backup, layout, legacy, provenance, template
+from amsweep.storage import backup, legacy, provenance, schema, zarr_documents
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.fence import FencedObjects
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
 
@@ -151,7 +151,7 @@ def _read(cube: Cube) -> _Source:
         status = cube.status().copy()
         bad = list(cube.damaged_status)
         values = {}
-        for name in (n for n in METRICS if n in cube.members):
+        for name in (n for n in METRICS if n in cube.arrays):
             values[name], present, lost = cube.read_variable(name)
             bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(lost | ((status == DONE) & ~present)))]
         for key, record in cube.errors().all().items():
@@ -178,7 +178,7 @@ def _target_status(src: _Source, target: Sweep, where: tuple[np.ndarray, ...]) -
     where no dataset lists the cell) everywhere else, as a fresh cube of ``target`` would have."""
     status = np.full(target.shape, PENDING, dtype=np.int8)
     status[np.ix_(*where[:5])] = src.status
-    mask = layout.not_applicable_mask(target)
+    mask = schema.not_applicable_mask(target)
     recorded = np.zeros(target.shape, dtype=bool)
     for index in src.records:
         recorded[_moved(where, index)] = True
@@ -197,16 +197,16 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
     _delete(objects, objects.list(STAGE))
     src = _read(cube)
     where = positions(cube.sweep, target)
-    tpl = template.build(target)
+    tpl = zarr_documents.build(target)
     dropped = set(METRICS) - set(src.values)  # a metric the cube never had: the next run adds it
-    members = {k: v for k, v in tpl.members.items() if k not in dropped}
+    arrays = {k: v for k, v in tpl.arrays.items() if k not in dropped}
     view = _Prefixed(objects, STAGE)
-    view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in members})
-    new_attrs = {**cube.attrs, **attrs, "amsweep_format": layout.FORMAT_VERSION}
+    view.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in arrays})
+    new_attrs = {**cube.attrs, **attrs, "amsweep_format": schema.FORMAT_VERSION}
     # A new cube id: every shard names it (storage/shards.py), so no shard after the swap equals,
     # byte for byte or by ETag, one before it, and a stale writer's condition on one never matches.
     new_attrs["amsweep_cube_id"] = uuid.uuid4().hex
-    staging = Cube(cube.path, view, target, new_attrs, members, cube.storage_options)  # type: ignore[arg-type]
+    staging = Cube(cube.path, view, target, new_attrs, arrays, cube.storage_options)  # type: ignore[arg-type]
     status = _target_status(src, target, where)
     staging._status = status
     by_shard: dict[tuple[int, ...], list[CellResult]] = {}
@@ -241,11 +241,11 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
             **provenance.cube_attrs(),
         }
     )
-    root = template.root_document(new_attrs, members).decode()
+    root = zarr_documents.root_document(new_attrs, arrays).decode()
     cube.acquire()  # still the writer (a long stage outlives no lease unnoticed) before the point of no return
     _prove(objects)
     ready = {
-        "arrays": sorted(members),
+        "arrays": sorted(arrays),
         "root": root,
         "report": asdict(report),
         "source_format": cube.format,
@@ -288,7 +288,7 @@ def _verify(
             f"{path}: staged {what} differs from the cube; nothing was changed (the staged copy is unused)"
         )
 
-    reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.members)
+    reader = Cube(path, staging.objects, staging.sweep, staging.attrs, staging.arrays)
     box = np.ix_(*where[:5])
     stored, _, damaged = reader.read_variable("status")
     if damaged.any() or not np.array_equal(stored, status) or not np.array_equal(stored[box], src.status):
@@ -341,9 +341,9 @@ def finish(objects: Objects) -> RestageReport:
         there = objects.get_many(list(new))  # what each overwrite is conditional on (the fence keeps it)
         objects.put_many({k: v for k, v in new.items() if there[k] != v})
         _delete(objects, [k for k in old if k not in new])
-    _delete(objects, [f"{SIDE}/{template.ROOT}"])  # format 1's side group document, if any
+    _delete(objects, [f"{SIDE}/{zarr_documents.ROOT}"])  # format 1's side group document, if any
     backup.save(objects, ready["root"].encode())  # first: a lost or damaged root is restored from it
-    objects.put(template.ROOT, ready["root"].encode())  # the commit
+    objects.put(zarr_documents.ROOT, ready["root"].encode())  # the commit
     _delete(objects, [READY])  # first: from here on the staged copy is garbage, never a source
     _delete(objects, staged)
     return RestageReport(**ready["report"])

@@ -39,7 +39,7 @@ __all__ = [
     "ShardError",
     "ShardIdentity",
     "ShardIdentityError",
-    "ShardLayout",
+    "ShardGeometry",
     "TARGET_TASKS_PER_BLOCK",
     "TARGET_TASKS_PER_SHARD",
     "UNWRITTEN_BITS",
@@ -150,7 +150,7 @@ class ShardIdentity:
 
 
 @dataclass(frozen=True)
-class ShardLayout:
+class ShardGeometry:
     """How one variable is cut: task-grid shard shape, inner-chunk block, per-task values.
 
     ``inner`` is the shape of one task's values (``()`` for scalars, ``(n_noise,)`` for
@@ -248,7 +248,7 @@ class ShardLayout:
     def encode(self, values: np.ndarray, present: np.ndarray, identity: ShardIdentity | None = None) -> bytes | None:
         """Shard bytes holding the inner chunks with any task ``present``; None if none is (the
         object should then not exist, as Zarr itself does for an all-empty shard). A headed
-        layout needs the ``identity`` the shard is written for."""
+        geometry needs the ``identity`` the shard is written for."""
         if self.headed and identity is None:
             raise TypeError("a format-3 shard is encoded with the identity it is written for")
         n = self.n_chunks
@@ -366,7 +366,7 @@ class ShardLayout:
         return out
 
     def _unwritten(self, values: np.ndarray) -> np.ndarray | None:
-        """Per task: every value holds the unwritten mark (None where the layout has no mark)."""
+        """Per task: every value holds the unwritten mark (None where the geometry has no mark)."""
         bits = self._bits()
         if bits is None:
             return None

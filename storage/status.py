@@ -15,7 +15,7 @@ import numpy as np
 
 from amsweep.storage import provenance
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 from amsweep.storage.records import SIDE
 
 __all__ = ["counts", "load_run_record", "render_status", "RUN_RECORD", "save_run_record"]
@@ -62,6 +62,10 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
         + ", ".join(f"{k} {v}" for k, v in c.items())
         + f"  ({100.0 * c['done'] / max(applicable, 1):.1f}% of {applicable} applicable)",
     ]
+    from amsweep.storage.lease import describe_holder
+
+    writer = describe_holder(cube.objects)
+    lines.append(writer or "writer: none (no driver holds the cube)")
     record = load_run_record(cube)
     if record and record.get("seconds", 0) > 0 and record.get("done", 0) > 0:
         rate = record["done"] / record["seconds"]

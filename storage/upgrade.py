@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import canonical_order, from_canonical
-from amsweep.storage import layout, restage, template
+from amsweep.storage import restage, schema, zarr_documents
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects, objects_at
@@ -62,11 +62,11 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     objects = objects_at(path, storage_options)
     if restage.interrupted(objects):
         ready = json.loads(objects.get(restage.READY) or b"{}")
-        source = int(ready.get("source_format", layout.FORMAT_VERSION))
+        source = int(ready.get("source_format", schema.FORMAT_VERSION))
         return _report(restage.resume(path, objects, storage_options), source)
     if objects.get(READY) is not None:  # an earlier amsweep's format-1 -> 2 upgrade, killed mid-swap
         cube = Cube._from_root(
-            path, objects, json.loads(_required(objects, f"{STAGE}/{template.ROOT}")), storage_options
+            path, objects, json.loads(_required(objects, f"{STAGE}/{zarr_documents.ROOT}")), storage_options
         )
         cube.acquire()
         report = UpgradeReport(**json.loads(_required(objects, READY))["report"])
@@ -79,13 +79,13 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     target = from_canonical(canonical_order(cube.sweep.canonical))
     cube.acquire()
     try:
-        if cube.format == layout.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
+        if cube.format == schema.FORMAT_VERSION and target.canonical == cube.sweep.canonical:
             cleanup(cube.objects)  # leftovers of an upgrade killed after its commit, if any
             raise CubeError(
-                f"{path}: already format {layout.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
+                f"{path}: already format {schema.FORMAT_VERSION} in canonical axis order; nothing to upgrade"
             )
         note = f"from format {cube.format} on {now()}"
-        if cube.format == layout.FORMAT_VERSION:
+        if cube.format == schema.FORMAT_VERSION:
             note += ", axes put in canonical order"
         staged = restage.restage(cube, target, {"upgraded": note, "Conventions": "CF-1.10"})
         restage.finish(cube.objects)  # through the writer's fence, like every write of the swap
@@ -104,7 +104,7 @@ def _swap(cube: Cube) -> None:
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         got = objects.get_many(mine)
         objects.put_many({k[len(STAGE) + 1 :]: v for k, v in got.items() if v is not None})
-    objects.put(template.ROOT, _required(objects, f"{STAGE}/{template.ROOT}"))  # the commit
+    objects.put(zarr_documents.ROOT, _required(objects, f"{STAGE}/{zarr_documents.ROOT}"))  # the commit
     objects.delete(READY)  # first: from here on the staged copy is garbage, never a source
     cleanup(objects)
 
@@ -117,7 +117,7 @@ def cleanup(objects) -> None:
             key.startswith(f"{STAGE}/")
             or (key.startswith(f"{restage.STAGE}/") and not restaging)
             or key.startswith(f"{SIDE}/failures/")
-            or key == f"{SIDE}/{template.ROOT}"
+            or key == f"{SIDE}/{zarr_documents.ROOT}"
             or (key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy"))
         ):
             objects.delete(key)

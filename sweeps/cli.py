@@ -91,7 +91,7 @@ def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
     ``Cube.create_or_open`` to create, grow or refuse once the executor is connected."""
     from amsweep.pipeline.metric_table import METRICS
     from amsweep.storage.cube import Cube
-    from amsweep.storage.layout import FORMAT_VERSION
+    from amsweep.storage.schema import FORMAT_VERSION
     from amsweep.storage.store_errors import store_boundary
 
     with store_boundary(args.out, "reading the cube"):
@@ -101,7 +101,7 @@ def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
             return False
         if cube.sweep.spec_hash != sweep.spec_hash or cube.format != FORMAT_VERSION:
             return False
-        if any(name not in cube.members for name in ("status", *METRICS)):
+        if any(name not in cube.arrays for name in ("status", *METRICS)):
             return False  # a metric new to this amsweep: opening for writing adds its variable
         if cube.count_pending(retry_failed=not args.no_retry_failed):
             return False
@@ -269,7 +269,7 @@ def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from amsweep.storage.layout import FORMAT_VERSION
+    from amsweep.storage.schema import FORMAT_VERSION
     from amsweep.storage.upgrade import upgrade
 
     report = upgrade(args.cube)

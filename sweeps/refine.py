@@ -125,7 +125,7 @@ def check_new_cells(sweep: Sweep, key: str, new: dict[str, list[Any]]) -> None:
             for N, x in cells:
                 at = f"refine: dataset {d.label} at N={N}, {sweep.load_axis}={x}"
                 P = limits.patterns(at, sweep.load_axis, x, int(N))
-                limits.check_cell_size(at, int(N), P, d.P_test, sweep.retrieval["random_starts"])
+                limits.check_cell_size(at, int(N), P, d.P_test, sweep.retrieval.random_starts)
                 try:
                     module.check(int(N), P, d.P_test, d.params)
                 except (ValueError, OSError) as e:

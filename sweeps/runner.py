@@ -34,7 +34,7 @@ from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import restage, temporaries
 from amsweep.storage.cube import Cube, Mark
-from amsweep.storage.layout import FAILED, NOT_APPLICABLE
+from amsweep.storage.schema import FAILED, NOT_APPLICABLE
 from amsweep.storage.status import save_run_record
 from amsweep.storage.store_errors import WRITING, store_boundary
 
@@ -93,7 +93,7 @@ def run(
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
-    jobs = ((t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in tasks)
+    jobs = (sweep.job(t) for t in tasks)
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
@@ -144,16 +144,17 @@ def run(
         outcomes = executor.map_unordered(cell, jobs, total=report.remaining)
         if on_start is not None:
             on_start(f"shipped {shipped} data file(s) to the workers" if shipped else "no data file to ship")
-        for (task, *_), outcome in outcomes:
+        for job, outcome in outcomes:
+            task = job.task
             if isinstance(outcome, CellResult):
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):
-                marks.append((task.index, NOT_APPLICABLE, outcome.reason))
+                marks.append(Mark(task.index, NOT_APPLICABLE, outcome.reason))
                 report.not_applicable += 1
                 report.remaining -= 1
             else:
                 assert isinstance(outcome, Failed)
-                marks.append((task.index, FAILED, outcome.error))
+                marks.append(Mark(task.index, FAILED, outcome.error))
                 report.failed += 1
                 report.remaining -= 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])

@@ -12,10 +12,10 @@ from amsweep.storage.shards import EMPTY
 
 def chunk_span(path: str, name: str, index: tuple[int, ...]) -> tuple[Path, int, int]:
     """(shard file, offset, length) of the inner chunk holding one task, read from the shard's index."""
-    cube = Cube.open(path)
-    lay = cube.layout(name)
-    shard = tuple(i // s for i, s in zip(index, lay.shard))
-    file = Path(path, lay.key(name, shard))
+    store = Cube.open(path).variable(name)
+    lay = store.geometry
+    shard = store.shard_of(index)
+    file = Path(path, store.key(shard))
     data = file.read_bytes()
     n = lay.n_chunks
     table = np.frombuffer(data[-(n * 16 + 4) : -4], dtype="<u8").reshape(lay.chunk_grid + (2,))
@@ -41,20 +41,18 @@ def delete_shard(path: str, name: str, index: tuple[int, ...]) -> None:
 
 def force_status(path: str, index: tuple[int, ...], state: int) -> None:
     """Rewrite one task's status with a valid checksum, as a buggy tool or a person might."""
-    cube = Cube.open(path)
-    lay = cube.layout("status")
-    shard = tuple(i // s for i, s in zip(index, lay.shard))
-    values, present, _ = cube.read_shard("status", shard)
-    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    store = Cube.open(path).variable("status")
+    shard = store.shard_of(index)
+    values, present, _ = store.read_shard(shard)
+    local = tuple(i - s * k for i, s, k in zip(index, shard, store.geometry.shard))
     values[local], present[local] = state, True
-    Path(path, lay.key("status", shard)).write_bytes(cube.encode_shard("status", shard, values, present))
+    Path(path, store.key(shard)).write_bytes(store.encode(shard, values, present))
 
 
 def delete_status(path: str) -> list[str]:
     """Remove every status shard object (a lost status); returns the keys removed."""
-    cube = Cube.open(path)
-    lay = cube.layout("status")
-    keys = [lay.key("status", tuple(s)) for s in np.ndindex(*lay.grid(cube.sweep.shape))]
+    store = Cube.open(path).variable("status")
+    keys = [store.key(s) for s in store.shards()]
     removed = [k for k in keys if Path(path, k).exists()]
     for key in removed:
         Path(path, key).unlink()
@@ -64,11 +62,10 @@ def delete_status(path: str) -> list[str]:
 def blank_value(path: str, name: str, index: tuple[int, ...]) -> None:
     """Overwrite one task's values of ``name`` with NaN, checksums valid (a buggy writer): the
     chunk is present, the value is gone (format 3 stores a seed row or more per chunk)."""
-    cube = Cube.open(path)
-    lay = cube.layout(name)
-    shard = tuple(i // s for i, s in zip(index, lay.shard))
-    values, present, _ = cube.read_shard(name, shard)
-    local = tuple(i - s * k for i, s, k in zip(index, shard, lay.shard))
+    store = Cube.open(path).variable(name)
+    shard = store.shard_of(index)
+    values, present, _ = store.read_shard(shard)
+    local = tuple(i - s * k for i, s, k in zip(index, shard, store.geometry.shard))
     assert present[local], f"{name} of {index} is not stored"
     values[local] = np.nan
-    Path(path, lay.key(name, shard)).write_bytes(cube.encode_shard(name, shard, values, present))
+    Path(path, store.key(shard)).write_bytes(store.encode(shard, values, present))

@@ -9,7 +9,7 @@ from amsweep.sweeps.cli import BUNDLED
 from amsweep.pipeline.executors import RayExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, NOT_APPLICABLE
+from amsweep.storage.schema import DONE, NOT_APPLICABLE
 from amsweep.storage.query import open_cube, to_frame
 
 

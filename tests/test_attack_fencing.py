@@ -24,7 +24,7 @@ import pytest
 
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from benchmarks._moto import moto_server
 from tests.conftest import assert_same_cube
 from tests.test_fencing import SPEC, _state

@@ -22,14 +22,14 @@ from pathlib import Path
 from amsweep.pipeline.cell import run_cell
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 
 CLI = [sys.executable, "-m", "amsweep.sweeps.cli"]
 SHARD = "m_train/c/0/0/0/0/0/0"
 
 
 def _results(sweep):
-    return [run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in sweep.tasks()]
+    return [run_cell(sweep.job(t)) for t in sweep.tasks()]
 
 
 def test_an_older_version_of_a_data_shard_is_found(tmp_path, small_sweep):

@@ -21,9 +21,7 @@ CLI = [sys.executable, "-m", "amsweep.sweeps.cli"]
 def test_a_repeated_where_is_not_silently_dropped(tmp_path, small_sweep):
     url = str(tmp_path / "cube.zarr")
     with Cube.create_or_open(url, small_sweep) as cube:
-        cube.write(
-            [run_cell(t, small_sweep.noise, small_sweep.retrieval, small_sweep.root_seed) for t in small_sweep.tasks()]
-        )
+        cube.write([run_cell(small_sweep.job(t)) for t in small_sweep.tasks()])
 
     def rows(*where: str) -> tuple[int, str]:
         out = subprocess.run(

@@ -21,7 +21,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from amsweep.storage.query import open_cube
 from tests.conftest import assert_same_cube, cube_values
 

@@ -105,9 +105,9 @@ def test_basin_keys_are_opt_in_and_validated() -> None:
 def test_cell_basins_are_deterministic_paired_and_leave_other_metrics_alone() -> None:
     off, on = _spec(), _spec(basin_examples=6, basin_trials=2)
     for t_off, t_on in zip(off.tasks(), on.tasks()):
-        a = cell.run_cell(t_off, off.noise, off.retrieval, off.root_seed).values
-        b = cell.run_cell(t_on, on.noise, on.retrieval, on.root_seed).values
-        c = cell.run_cell(t_on, on.noise, on.retrieval, on.root_seed).values
+        a = cell.run_cell(off.job(t_off)).values
+        b = cell.run_cell(on.job(t_on)).values
+        c = cell.run_cell(on.job(t_on)).values
         assert np.isnan(a["basin_mean"]) and 0.0 < b["basin_mean"] <= 1.0
         for name in b:
             if not name.endswith("_seconds"):

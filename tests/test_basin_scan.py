@@ -109,9 +109,9 @@ def test_method_is_recorded_only_when_not_the_default() -> None:
 def test_cell_uses_the_scan_deterministically() -> None:
     bis, scan = _spec(basin_examples=6), _spec(basin_examples=6, basin_method="scan")
     (t_bis,), (t_scan,) = list(bis.tasks()), list(scan.tasks())
-    a = cell.run_cell(t_bis, bis.noise, bis.retrieval, bis.root_seed).values
-    b = cell.run_cell(t_scan, scan.noise, scan.retrieval, scan.root_seed).values
-    c = cell.run_cell(t_scan, scan.noise, scan.retrieval, scan.root_seed).values
+    a = cell.run_cell(bis.job(t_bis)).values
+    b = cell.run_cell(scan.job(t_scan)).values
+    c = cell.run_cell(scan.job(t_scan)).values
     assert 0.0 < b["basin_mean"] <= 1.0
     for name in b:
         if not name.endswith("_seconds"):

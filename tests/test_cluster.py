@@ -17,7 +17,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from tests.conftest import assert_same_cube, wait_for_first_flush
 
 RAY = str(Path(sys.executable).with_name("ray"))

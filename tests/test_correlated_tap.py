@@ -143,9 +143,9 @@ def test_a_cell_of_the_bundled_spec_runs_with_every_rule():
     sweep = spec_mod.load(BUNDLED / "correlated_tap_laptop.toml")
     tasks = [t for t in sweep.tasks() if t.seed == 0 and t.P == 10 and t.dataset.params["depth"] == 1]
     assert {t.rule.dynamics for t in tasks} == {"tap", "tap_correlated", "glauber"}
-    assert sweep.retrieval["store_magnetisations"]  # the per-site comparison reads them from the cube
+    assert sweep.retrieval.store_magnetisations  # the per-site comparison reads them from the cube
     for t in tasks:
-        result = cell.run_cell(t, sweep.noise, sweep.retrieval, sweep.root_seed)
+        result = cell.run_cell(sweep.job(t))
         values = result.values
         assert result.magnetisations is not None and result.magnetisations.shape == (1, 10, 400)
         assert 0.0 < values["m_train"][0] <= 1.0, t.rule.label

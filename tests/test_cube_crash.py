@@ -25,7 +25,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, NOT_APPLICABLE, PENDING
+from amsweep.storage.schema import DONE, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import LocalObjects
 from tests import cube_damage
 from tests.conftest import assert_same_cube

@@ -22,15 +22,15 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import METRICS
 from amsweep.sweeps.runner import run
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED
+from amsweep.storage.schema import DONE, FAILED
 from amsweep.storage.query import open_cube, to_frame
 from amsweep.storage.shards import (
     MAGIC,
     ShardIdentity,
-    ShardLayout,
+    ShardGeometry,
     choose_block_shape,
     choose_shard_shape,
     crc32c_rows,
@@ -65,7 +65,7 @@ def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill
         compressors=[Crc32cCodec()],
         config={"write_empty_chunks": True},
     )
-    lay = ShardLayout(shard, inner, np.dtype(dtype), block, headed=fmt == 3)
+    lay = ShardGeometry(shard, inner, np.dtype(dtype), block, headed=fmt == 3)
     ident = ShardIdentity("0" * 32, "a", lay.key("a", (0, 1, 0, 0, 1))) if fmt == 3 else None
     rng = np.random.default_rng(1)
     values, present = lay.empty(fill)
@@ -88,7 +88,7 @@ def test_shards_are_read_and_written_by_zarr_itself(tmp_path, inner, dtype, fill
     np.testing.assert_array_equal(arr[box], expected)
     written = rng.integers(0, 100, shape + inner).astype(dtype)
     arr[...] = written
-    plain = ShardLayout(shard, inner, np.dtype(dtype), block)  # zarr writes no identity header
+    plain = ShardGeometry(shard, inner, np.dtype(dtype), block)  # zarr writes no identity header
     got, have, damaged = plain.decode((tmp_path / "a" / lay.key("", (1, 0, 0, 0, 0)).lstrip("/")).read_bytes(), fill)
     np.testing.assert_array_equal(got[:, :2, :, :, :40], written[1:2, 0:2, :, :, 0:40])
     assert have.all() and not damaged.any()
@@ -131,7 +131,7 @@ def test_objects_grow_with_shards_not_cells(tmp_path):
     path = tmp_path / "big.zarr"
     fill_with_synthetic_results(Cube.create_or_open(str(path), sweep))
     files = [p for p in path.rglob("*") if p.is_file()]
-    shards = int(np.prod(Cube.open(str(path)).layout("status").grid(sweep.shape)))
+    shards = int(np.prod(Cube.open(str(path)).variable("status").geometry.grid(sweep.shape)))
     assert shards == 4
     assert len(files) <= (1 + len(METRICS)) * shards + 60  # + array documents, coordinates, side records
     ds = open_cube(str(path))
@@ -150,7 +150,7 @@ def test_xarray_opens_the_cube_without_warnings_and_with_shard_chunks(tmp_path, 
     for name in ["status", *METRICS]:
         np.testing.assert_array_equal(plain[name].values, open_cube(path)[name].values)
         np.testing.assert_array_equal(auto[name].values, ours[name].values)
-    shard = Cube.open(path).layout("m_train").shard
+    shard = Cube.open(path).variable("m_train").geometry.shard
     assert ours["m_train"].data.chunks[:5] == tuple((s,) for s in shard)
     assert list(auto["rule"].values) == ["hebb", "plm"]
     for name, var in plain.variables.items():
@@ -175,8 +175,8 @@ def test_a_cube_missing_a_newer_metric_opens_and_the_next_run_adds_it(tmp_path, 
     run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     # Make it look written by an amsweep that did not have `random_converged` yet.
     cube = Cube.open(path)
-    members = {k: v for k, v in cube.members.items() if k != "random_converged"}
-    Path(path, "zarr.json").write_bytes(template.root_document(cube.attrs, members))
+    arrays = {k: v for k, v in cube.arrays.items() if k != "random_converged"}
+    Path(path, "zarr.json").write_bytes(zarr_documents.root_document(cube.attrs, arrays))
     shutil.rmtree(Path(path, "random_converged"))
     ds = open_cube(path)
     assert "random_converged" not in ds and "m_train" in ds

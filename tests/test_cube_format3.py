@@ -14,10 +14,10 @@ import zarr
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metrics import METRICS
-from amsweep.storage import template
+from amsweep.storage import zarr_documents
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import SENTINEL
+from amsweep.storage.schema import SENTINEL
 from amsweep.storage.shards import choose_block_shape
 from tests.cube_damage import chunk_span, flip_byte
 from tests.test_cube_format import big_spec, fill_with_synthetic_results
@@ -39,7 +39,7 @@ def copy_of(filled: str, tmp_path: Path) -> str:
 
 
 def test_inner_chunks_are_seed_rows_or_larger(filled):
-    lay = Cube.open(filled).layout("m_train")
+    lay = Cube.open(filled).variable("m_train").geometry
     assert lay.shard == (1, 1, 5, 3, 200) and lay.chunk_tasks == (1, 1, 1, 1, 200)
     assert choose_block_shape((1, 1, 5, 3, 40)) == (1, 1, 1, 3, 40)  # 120 tasks; 5 loads would pass 256
     assert choose_block_shape((1, 2, 3, 2, 7)) == (1, 2, 3, 2, 7)  # a small shard is one chunk
@@ -74,8 +74,8 @@ def test_plain_readers_see_few_chunks_on_a_large_cube(tmp_path):
 def test_swapped_shards_of_two_variables_read_as_damaged(filled, tmp_path):
     path = copy_of(filled, tmp_path)
     cube = Cube.open(path)
-    lay = cube.layout("m_train")
-    assert lay == cube.layout("m_test")  # same shape and dtype: the swap is invisible to CRCs
+    lay = cube.variable("m_train").geometry
+    assert lay == cube.variable("m_test").geometry  # same shape and dtype: the swap is invisible to CRCs
     a, b = Path(path, lay.key("m_train", (0, 1, 0, 0, 0))), Path(path, lay.key("m_test", (0, 1, 0, 0, 0)))
     da, db = a.read_bytes(), b.read_bytes()
     a.write_bytes(db)
@@ -96,8 +96,8 @@ def test_a_shard_from_another_cube_of_the_same_spec_reads_as_damaged(filled, tmp
     other = str(tmp_path / "other.zarr")
     with Cube.create_or_open(other, big_spec(seeds=200)) as cube:
         fill_with_synthetic_results(cube, per_flush=6000)
-        key = cube.layout("m_train").key("m_train", (0, 1, 0, 0, 0))
-        status_key = cube.layout("status").key("status", (0, 1, 0, 0, 0))
+        key = cube.variable("m_train").geometry.key("m_train", (0, 1, 0, 0, 0))
+        status_key = cube.variable("status").geometry.key("status", (0, 1, 0, 0, 0))
     other_id = Cube.open(other).attrs["amsweep_cube_id"]
     assert other_id != Cube.open(path).attrs["amsweep_cube_id"]
     for k in (key, status_key):
@@ -110,6 +110,25 @@ def test_a_shard_from_another_cube_of_the_same_spec_reads_as_damaged(filled, tmp
     cube.status()  # a status shard from elsewhere: its tasks count as pending, listed as damaged
     assert len(cube.damaged_status) == 5 * 3 * 200 and {i[:2] for i in cube.damaged_status} == {(0, 1)}
     assert (cube.status()[0, 1] == 0).all() and (cube.status()[0, 0] == 1).all()
+
+
+def test_one_region_reader_agrees_with_whole_reads_across_shard_edges(filled, tmp_path):
+    """VariableStore.read(region), which the xarray backend uses, gives exactly the whole
+    variable's values, presence and damage on boxes that cross shard edges, damage included."""
+    path = copy_of(filled, tmp_path)
+    flip_byte(path, "m_test", (0, 1, 3, 2, 17), at=101)
+    store = Cube.open(path).variable("m_test")
+    whole = store.read()
+    assert store.geometry.shard[1] == 1 and store.task_shape[1] == 2  # N is split: boxes cross shards
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        lo = [int(rng.integers(0, n)) for n in store.task_shape]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, store.task_shape))
+        for got, want in zip(store.read(box), whole):
+            np.testing.assert_array_equal(got, want[box])
+    box = (slice(0, 1), slice(0, 2), slice(3, 4), slice(2, 3), slice(10, 20))
+    assert store.read(box)[2][0, 1].all() and not store.read(box)[2][0, 0].any()
+    assert [a.shape[:5] for a in store.read((slice(0, 0),) + box[1:])] == [(0, 2, 1, 1, 10)] * 3
 
 
 def test_a_flipped_byte_damages_only_its_inner_chunk(filled, tmp_path):
@@ -186,19 +205,19 @@ def test_format_2_shards_stay_readable(tmp_path):
         fill_with_synthetic_results(cube)
         want = {n: cube.read_variable(n)[0] for n in ("status", "m_train", "retrieval_seconds")}
         # Rewrite it as format 2 would have: the same arrays with one-task inner chunks, no header.
-        tpl = template.build(sweep, shard=cube.layout("status").shard, block=(1,) * 5)
-        old = Cube(path, cube.objects, sweep, {**cube.attrs, "amsweep_format": 2}, tpl.members, format=2)
+        tpl = zarr_documents.build(sweep, shard=cube.variable("status").geometry.shard, block=(1,) * 5)
+        old = Cube(path, cube.objects, sweep, {**cube.attrs, "amsweep_format": 2}, tpl.arrays, format=2)
         for name, values in want.items():
-            lay = old.layout(name)
+            lay = old.variable(name).geometry
             assert lay.n_chunks == lay.tasks and not lay.headed
             for s in np.ndindex(*lay.grid(sweep.shape)):
-                block, present = lay.empty(tpl.members[name].fill_value)
+                block, present = lay.empty(tpl.arrays[name].fill_value)
                 box, clip = lay.region(s, sweep.shape)
                 block[clip], present[clip] = values[box], True
                 cube.objects.put(lay.key(name, s), lay.encode(block, present))
         cube.objects.put_many({k: v for k, v in tpl.objects.items() if k.split("/")[0] in want})
-        members = {**cube.members, **{n: tpl.members[n] for n in want}}
-        cube.objects.put(template.ROOT, template.root_document(old.attrs, members))
+        arrays = {**cube.arrays, **{n: tpl.arrays[n] for n in want}}
+        cube.objects.put(zarr_documents.ROOT, zarr_documents.root_document(old.attrs, arrays))
     cube = Cube.open(path)
     assert cube.format == 2
     for name, values in want.items():
@@ -213,9 +232,9 @@ def test_format_2_shards_stay_readable(tmp_path):
 def test_a_task_never_written_is_told_from_a_nan_result_inside_one_chunk():
     """A seed row is one chunk: a NaN result stays present, a task never written does not, and a
     plain reader sees NaN for both (test_plain_readers_read_what_amsweep_reads compares them)."""
-    from amsweep.storage.shards import ShardIdentity, ShardLayout
+    from amsweep.storage.shards import ShardIdentity, ShardGeometry
 
-    lay = ShardLayout((1, 1, 1, 1, 4), (2,), np.dtype("float32"), block=(1, 1, 1, 1, 4), headed=True)
+    lay = ShardGeometry((1, 1, 1, 1, 4), (2,), np.dtype("float32"), block=(1, 1, 1, 1, 4), headed=True)
     ident = ShardIdentity("cube", "m", lay.key("m", (0, 0, 0, 0, 0)))
     values, present = lay.empty(np.nan)
     values[0, 0, 0, 0, 0] = [0.5, 0.25]

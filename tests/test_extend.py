@@ -12,7 +12,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
 from amsweep.storage.extend import merge
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 from amsweep.storage.query import open_cube
 from tests.conftest import StopAfter, assert_same_cube, cube_values
 

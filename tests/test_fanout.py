@@ -22,7 +22,7 @@ from amsweep.pipeline.metrics import mean_or_nan
 from amsweep.pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, FAILED
+from amsweep.storage.schema import DONE, FAILED
 from tests.conftest import SMALL, assert_same_cube, wait_for_first_flush
 
 MANY = {**copy.deepcopy(SMALL), "seeds": 5}  # 20 cells of 4 shapes
@@ -30,7 +30,7 @@ MANY = {**copy.deepcopy(SMALL), "seeds": 5}  # 20 cells of 4 shapes
 
 def jobs_of(raw: dict):
     sweep = spec_mod.from_dict(copy.deepcopy(raw))
-    return sweep, [(t, sweep.noise, sweep.retrieval, sweep.root_seed) for t in sweep.tasks()]
+    return sweep, [sweep.job(t) for t in sweep.tasks()]
 
 
 def test_batched_equals_unbatched_serial_and_local_ray(tmp_path, ray_local):
@@ -54,13 +54,13 @@ def test_batched_equals_unbatched_serial_and_local_ray(tmp_path, ray_local):
         assert_same_cube(serial, path)
 
 
-def crash_in_batch(task, *args):
+def crash_in_batch(job):
     """Kills its worker process (as a segfault would) for one cell; the others are real cells."""
     from amsweep.pipeline.cell import run_cell
 
-    if task.index == (0, 0, 1, 1, 2):
+    if job.task.index == (0, 0, 1, 1, 2):
         os._exit(1)
-    return run_cell(task, *args)
+    return run_cell(job)
 
 
 def test_a_cell_that_kills_its_worker_inside_a_batch_fails_alone(tmp_path, ray_local):
@@ -84,16 +84,16 @@ def test_a_cell_that_kills_its_worker_inside_a_batch_fails_alone(tmp_path, ray_l
     assert "died" in failures[0]["error"].lower() or "crash" in failures[0]["error"].lower(), failures
 
 
-def cell_checking_threads(task, noise, retrieval, root_seed):
+def cell_checking_threads(job):
     """The real cell, then a check that BLAS ran with the task's thread count (not the machine's)."""
     from threadpoolctl import threadpool_info
 
     from amsweep.pipeline.cell import run_cell
 
-    result = run_cell(task, noise, retrieval, root_seed)
+    result = run_cell(job)
     used = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-    if used != {cell_threads(task, retrieval)}:
-        raise RuntimeError(f"BLAS ran with {used} threads, the task asks for {cell_threads(task, retrieval)}")
+    if used != {cell_threads(job.task, job.retrieval)}:
+        raise RuntimeError(f"BLAS ran with {used} threads, the task asks for {cell_threads(job.task, job.retrieval)}")
     return result
 
 
@@ -180,11 +180,11 @@ def test_cli_refusal_is_one_clear_line(tmp_path):
 
 def test_memory_and_threads_grow_with_the_cell_and_ignore_the_seed():
     sweep, jobs = jobs_of({**SMALL, "datasets": {"random": {"N": [32, 2000], "alpha": [0.5]}}})
-    small = next(t for t, *_ in jobs if t.N == 32)
-    large = next(t for t, *_ in jobs if t.N == 2000)
+    small = next(t for t in (j.task for j in jobs) if t.N == 32)
+    large = next(t for t in (j.task for j in jobs) if t.N == 2000)
     assert cell_memory(large, sweep.retrieval) > cell_memory(small, sweep.retrieval)
     assert cell_threads(small, sweep.retrieval) == 1 and cell_threads(large, sweep.retrieval) == LARGE_THREADS
-    same_shape = [t for t, *_ in jobs if t.N == 32 and t.rule.label == "hebb"]
+    same_shape = [t for t in (j.task for j in jobs) if t.N == 32 and t.rule.label == "hebb"]
     assert len({cell_memory(t, sweep.retrieval) for t in same_shape}) == 1
 
 
@@ -201,7 +201,7 @@ def test_batches_start_small_grow_with_measurements_and_shrink_at_the_end():
     sizes = []
     while (batch := batcher.take()) is not None:
         sizes.append(len(batch.jobs))
-        assert len({(t.dataset.label, t.N, t.P) for t, *_ in batch.jobs}) >= 1
+        assert len({(t.dataset.label, t.N, t.P) for t in (j.task for j in batch.jobs)}) >= 1
         sizer.record([(job, 0.001) for job in batch.jobs])
     assert sum(sizes) == len(jobs) - 10
     assert max(sizes) > 100 and sizes[-1] < max(sizes)  # grew, then shrank for the tail
@@ -211,7 +211,7 @@ def test_batches_never_mix_cells_that_need_different_cpus():
     sweep, jobs = jobs_of({**SMALL, "datasets": {"random": {"N": [32, 2000], "alpha": [0.5]}}, "rules": {"hebb": {}}})
     batcher = Batcher(iter(jobs), BatchSizer(fixed=10), total=None, workers=1)
     while (batch := batcher.take()) is not None:
-        assert {cell_threads(t, sweep.retrieval) for t, *_ in batch.jobs} == {batch.cpus}
+        assert {cell_threads(j.task, sweep.retrieval) for j in batch.jobs} == {batch.cpus}
 
 
 def test_the_driver_pulls_pending_cells_lazily():
@@ -222,7 +222,7 @@ def test_the_driver_pulls_pending_cells_lazily():
         nonlocal pulled
         for task in sweep.tasks():
             pulled += 1
-            yield (task, sweep.noise, sweep.retrieval, sweep.root_seed)
+            yield sweep.job(task)
 
     batcher = Batcher(counting(), BatchSizer(fixed=50), total=10**6, workers=2)
     for _ in range(4):  # what RayExecutor keeps in flight on 2 workers
@@ -237,7 +237,7 @@ def test_packed_outcomes_unpack_to_the_same_bits():
     from amsweep.pipeline.packing import pack, unpack
 
     sweep, jobs = jobs_of(SMALL)
-    results = [run_cell(*job) for job in jobs[:3]]
+    results = [run_cell(job) for job in jobs[:3]]
     kept = CellResult(results[0].index, results[0].values, np.ones((2, 2), np.float32))
     outcomes = [
         (results[0], 0.1),

@@ -16,7 +16,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 from tests import cube_damage
 from tests.conftest import StopAfter, assert_same_cube, wait_for_first_flush
 
@@ -248,13 +248,13 @@ def test_full_disk_gives_a_clear_error_keeps_done_results_and_resumes(tmp_path, 
     assert_same_cube(str(moved), straight)
 
 
-def crash_one_cell(task, *args):
+def crash_one_cell(job):
     """Kills its worker process (as a segfault would) for one cell; the others are real cells."""
     from amsweep.pipeline.cell import run_cell
 
-    if task.index == (0, 0, 1, 1, 2):
+    if job.task.index == (0, 0, 1, 1, 2):
         os._exit(1)
-    return run_cell(task, *args)
+    return run_cell(job)
 
 
 def test_a_cell_that_keeps_killing_its_worker_fails_alone(tmp_path, ray_local):

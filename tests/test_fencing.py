@@ -27,7 +27,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from amsweep.storage.lease import KEY, holder_of
 from amsweep.storage.objects import objects_at
 from benchmarks._moto import moto_server
@@ -225,9 +225,7 @@ def test_on_s3_a_stale_write_in_the_gap_is_merged_not_overwritten(s3_server, sma
     (a driver past its last lease proof; here a second writer of this process): its flush must
     re-read and merge, never overwrite."""
     url = f"s3://fence/{uuid.uuid4().hex[:8]}.zarr"
-    results = [
-        run_cell(t, small_sweep.noise, small_sweep.retrieval, small_sweep.root_seed) for t in small_sweep.tasks()
-    ]
+    results = [run_cell(small_sweep.job(t)) for t in small_sweep.tasks()]
     holder = Cube.create_or_open(url, small_sweep)
     try:
         assert (holder.status() == DONE).sum() == 0  # read: its view of every status shard

@@ -20,7 +20,7 @@ from amsweep.sweeps.runner import run
 from amsweep.storage import query, restage
 from amsweep.storage.check import check, repair
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 from tests import cube_damage
 from tests.conftest import assert_same_cube
 from tests.test_cube_crash import killed_at_write, serial, written_keys

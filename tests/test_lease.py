@@ -440,3 +440,19 @@ def test_the_stale_timeout_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(lease_mod.STALE_ENV)
     with Lease.acquire(objects_at(str(tmp_path))) as lease:
         assert (lease.stale_after, lease.heartbeat_every) == (60.0, 10.0)
+
+
+def test_status_names_the_driver_holding_the_cube(tmp_path, small_sweep, monkeypatch):
+    """`amsweep status` shows who holds the lease and whether its heartbeat is fresh."""
+    from amsweep.storage.cube import Cube
+    from amsweep.storage.status import render_status
+
+    path = str(tmp_path / "c.zarr")
+    cube = Cube.create_or_open(path, small_sweep)
+    shown = render_status(path)
+    assert f"writer: {cube.lease.holder} (" in shown and "(live)" in shown
+    monkeypatch.setenv(lease_mod.STALE_ENV, "0.001")
+    time.sleep(0.01)
+    assert "(stale: the next run takes it over)" in render_status(path)
+    cube.release()
+    assert "writer: none" in render_status(path)

@@ -36,7 +36,7 @@ def _run(tmp_path, name: str, shrink: dict) -> str:
 )
 def test_bundled_specs_load(name):
     sweep = spec_mod.load(BUNDLED / f"{name}.toml")
-    assert sweep.retrieval["store_couplings"]
+    assert sweep.retrieval.store_couplings
 
 
 def test_elbo_sweep_cube_gives_components_and_capacities(tmp_path):

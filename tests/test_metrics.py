@@ -20,10 +20,10 @@ from amsweep.pipeline.datasets import random as random_dataset
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.model import Data
 from amsweep.sweeps.runner import run
-from amsweep.storage import layout, query
+from amsweep.storage import query, schema
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 
 
 def spins(rng: np.random.Generator, B: int, N: int) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_cell_metrics_of_a_single_stored_pattern():
     xi and every start with xi.s < 0 on -xi (N odd: xi.s is never 0). Training starts at noise
     rho < 1/2 have xi.s = N - 2 floor(rho N) > 0; unflipped test examples t end on sign(xi.t) xi."""
     sweep, task = one_pattern_task()
-    result = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+    result = cell.run_cell(sweep.job(task)).values
     data = cell.make_data(task, sweep.root_seed)
     xi = data.train[0].astype(int)
     dots = data.test.astype(int) @ xi
@@ -183,7 +183,7 @@ def test_cell_uses_features_and_true_couplings_when_the_dataset_provides_them(mo
 
     monkeypatch.setattr(random_dataset, "make", with_meta)
     sweep, task = one_pattern_task()
-    result = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+    result = cell.run_cell(sweep.job(task)).values
     np.testing.assert_allclose(result["test_best_feature"], 1.0, atol=1e-6)
     assert result["coupling_similarity"] == pytest.approx(1.0, abs=1e-5)
 
@@ -204,7 +204,7 @@ def test_fixed_point_fraction_matches_exact_stability_count():
     sweep = spec_mod.from_dict(raw)
     seen = []
     for task in sweep.tasks():
-        got = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values["fixed_point_fraction"]
+        got = cell.run_cell(sweep.job(task)).values["fixed_point_fraction"]
         X = cell.make_data(task, sweep.root_seed).train.astype(np.int64)
         Nh = (X @ X.T) @ X - X.shape[0] * X  # row nu: N h_i at pattern nu (self-coupling removed)
         expected = np.mean(np.all(X * Nh >= 0, axis=1))
@@ -233,7 +233,7 @@ def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch)
     run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
     ds = query.open_cube(path)
     var = ds["m_train_binarised"]
-    assert var.dims == (*layout.task_dims(sweep), "noise") and var.dtype == np.float32
+    assert var.dims == (*schema.task_dims(sweep), "noise") and var.dtype == np.float32
     assert var.attrs["long_name"] == "overlap of the binarised final state" and var.attrs["units"] == "1"
     np.testing.assert_array_equal(var.values, ds["m_train"].values)
     with Cube.open(path) as cube:
@@ -247,7 +247,7 @@ def test_a_result_with_an_undeclared_or_missing_metric_cannot_be_written(tmp_pat
     """A value without a declaration would have no variable: the write refuses it (a bug, not
     input) before anything is written, instead of dropping it or storing NaN for a missing one."""
     sweep, task = one_pattern_task()
-    values = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+    values = cell.run_cell(sweep.job(task)).values
     with Cube.create_or_open(str(tmp_path / "c.zarr"), sweep) as cube:
         with pytest.raises(ValueError, match=r"undeclared \['m_extra'\], missing \[\]"):
             cube.write([CellResult(task.index, {**values, "m_extra": np.float32(1.0)})])

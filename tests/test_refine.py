@@ -20,7 +20,7 @@ from amsweep.sweeps.refine import candidates, cell_counts, exact_alpha, refine
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE, PENDING
+from amsweep.storage.schema import DONE, PENDING
 from amsweep.storage.query import open_cube
 from tests.conftest import assert_same_cube
 

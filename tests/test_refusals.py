@@ -29,7 +29,7 @@ from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from amsweep.storage.objects import PARTIAL, objects_at
 from tests.conftest import assert_same_cube
 from tests.test_bad_specs import BASE_TOML

@@ -86,6 +86,36 @@ def test_canonical_form_round_trips(small_sweep):
     assert [t.index for t in again.tasks()] == [t.index for t in small_sweep.tasks()]
 
 
+def test_hand_offs_are_typed_and_immutable(small_raw):
+    """The [retrieval] table is a frozen RetrievalOptions read from the canonical table (which alone
+    is hashed), every declared key a field; jobs, sweeps, tasks and variants are frozen and built by
+    keyword only, so a reordered field cannot silently swap two values."""
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(spec_mod.RetrievalOptions)} == set(spec_mod.RETRIEVAL)
+    raw = copy.deepcopy(small_raw)
+    raw["retrieval"] = {"basin_examples": 2, "train_starts": 5}
+    sweep = spec_mod.from_dict(raw)
+    options = sweep.retrieval
+    assert (options.basin_examples, options.train_starts, options.basin_criterion) == (2, 5, 0.99)
+    assert options.basin_method == "bisect" and "basin_method" not in sweep.canonical["retrieval"]
+    assert spec_mod.from_canonical(sweep.canonical).retrieval == options
+    task = next(sweep.tasks())
+    job = sweep.job(task)
+    assert (job.task, job.noise, job.retrieval, job.root_seed) == (task, sweep.noise, options, sweep.root_seed)
+    for frozen, field in ((options, "train_starts"), (job, "root_seed"), (task, "seed"), (task.rule, "label")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(frozen, field, 1)
+    for cls, made in ((spec_mod.Sweep, sweep), (spec_mod.Task, task), (type(task.dataset), task.dataset)):
+        values = [getattr(made, f.name) for f in dataclasses.fields(cls)]
+        with pytest.raises(TypeError, match="positional"):
+            cls(*values)
+    with pytest.raises(SpecError, match="unknown key"):
+        spec_mod.RetrievalOptions.from_table({**sweep.canonical["retrieval"], "trian_starts": 3})
+    assert sweep.coords_of(task.index) == {"dataset": "random", "N": 48, "alpha": 0.05, "rule": "hebb", "seed": 0}
+    assert sweep.index_at(sweep.coords_of(task.index)) == task.index
+
+
 def test_every_bundled_sweep_is_valid():
     paths = sorted(BUNDLED.glob("*.toml"))
     assert {"quickstart", "smoke"} <= {p.stem for p in paths}

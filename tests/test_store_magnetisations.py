@@ -67,7 +67,7 @@ def test_default_off_is_absent_and_explicit_false_keeps_the_hash():
     on = spec_mod.from_dict(raw)
     assert on.spec_hash != base.spec_hash and on.canonical["retrieval"]["store_magnetisations"] is True
     again = spec_mod.from_canonical(on.canonical)
-    assert again.spec_hash == on.spec_hash and again.retrieval["store_magnetisations"] is True
+    assert again.spec_hash == on.spec_hash and again.retrieval.store_magnetisations is True
     raw["retrieval"]["store_magnetisations"] = "yes"
     with pytest.raises(SpecError, match="store_magnetisations"):
         spec_mod.from_dict(raw)
@@ -85,8 +85,8 @@ def _thermal_states(task, sweep) -> np.ndarray:
         registry.component("dynamics", "asynchronous").relax(model, data.train, {"max_sweeps": 1}, dyn_rng)
     else:
         dynamics.relax(model, data.train, {**params, "max_sweeps": 1}, dyn_rng)
-    train_starts = data.train[: min(task.P, sweep.retrieval["train_starts"])]
-    test_starts = data.test[: min(data.test.shape[0], sweep.retrieval["test_starts"])]
+    train_starts = data.train[: min(task.P, sweep.retrieval.train_starts)]
+    test_starts = data.test[: min(data.test.shape[0], sweep.retrieval.test_starts)]
     out = []
     for rho in sweep.noise:
         start_rng = stream(sweep.root_seed, "starts", *key, rho)

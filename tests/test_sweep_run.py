@@ -11,7 +11,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import RayExecutor, SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.cube import Cube, CubeError
-from amsweep.storage.layout import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.query import open_cube, to_frame
 from tests.conftest import StopAfter, assert_same_cube, cube_values
 

@@ -143,7 +143,7 @@ def test_cell_reports_tap_overlaps_of_the_magnetisations_and_the_sign_overlap_ap
     """m_train is (1/N) xi . m of the TAP fixed point, not the overlap of sign(m) that TAP reported
     before; at T = 0.4, alpha = 0.05 they differ by about 1 - 0.966. success_train reads sign(m)."""
     sweep, (task,) = _one_task({"tap": {"kind": "hebb", "dynamics": "tap", "dynamics_params": {"beta": 2.5}}})
-    values = cell.run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed).values
+    values = cell.run_cell(sweep.job(task)).values
     data = cell.make_data(task, sweep.root_seed)
     model = cell.train(task, data, sweep.root_seed)
     from amsweep.pipeline import metrics as M

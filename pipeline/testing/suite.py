@@ -159,7 +159,7 @@ def check_cell_runs(family: str, kind: str) -> None:
         module("datasets", task.dataset.kind), module("rules", task.rule.kind), module("dynamics", task.rule.dynamics)
     )
     try:
-        result = run_cell(task, sweep.noise, sweep.retrieval, sweep.root_seed)
+        result = run_cell(sweep.job(task))
     except NotApplicable as e:
         assert reason is not None and str(e) == reason, f"not applicable without a declared reason: {e}"
         return

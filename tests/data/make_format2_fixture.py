@@ -14,7 +14,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.runner import run
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import FAILED
+from amsweep.storage.schema import FAILED
 
 RAW = {
     "name": "format2_fixture",

@@ -1,7 +1,8 @@
-"""The cube's shape: dimensions, coordinates and variables derived from a Sweep.
+"""The cube's schema: dimensions, coordinates, variables and status codes derived from a Sweep.
 
 One function turns a validated sweep into the list of arrays a cube holds, so that creating a
-cube and checking an existing one against a spec use the same definition.
+cube and checking an existing one against a spec use the same definition. (Named ``layout``
+before: a word the shard geometry, ``shards.ShardGeometry``, also used.)
 """
 
 from __future__ import annotations

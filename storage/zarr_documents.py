@@ -30,9 +30,9 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import Sweep
-from amsweep.storage import layout
+from amsweep.storage import schema
 from amsweep.storage.objects import Objects
-from amsweep.storage.shards import ShardLayout, choose_block_shape, choose_shard_shape
+from amsweep.storage.shards import ShardGeometry, choose_block_shape, choose_shard_shape
 
 __all__ = [
     "build",
@@ -40,12 +40,12 @@ __all__ = [
     "COORD_CHUNK_2D",
     "CREATING",
     "creating_document",
-    "members_of",
+    "arrays_of",
     "read_root",
     "quiet_labels",
     "ROOT",
     "root_document",
-    "shard_layout",
+    "shard_geometry",
     "Template",
 ]
 
@@ -69,7 +69,7 @@ class Template:
     """Every object of a cube except data shards and the root document."""
 
     objects: dict[str, bytes]
-    members: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
+    arrays: dict[str, Any]  # name -> zarr ArrayV3Metadata, for the consolidated root
     shard: tuple[int, ...]
     block: tuple[int, ...]
 
@@ -89,7 +89,7 @@ def build(sweep: Sweep, shard: tuple[int, ...] | None = None, block: tuple[int, 
 
 def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: dict[str, Any]) -> Template:
     group = zarr.open_group(zarr.storage.MemoryStore(store_dict=store), mode="w", zarr_format=3)
-    coords = layout.coordinates(sweep)
+    coords = schema.coordinates(sweep)
     for c in coords:
         chunks = COORD_CHUNK_2D if len(c.dims) == 2 else (COORD_CHUNK,)
         dtype = _fixed_width(c.data) if c.data.dtype == object else c.dtype
@@ -103,7 +103,7 @@ def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: 
             compressors=[ZstdCodec(), Crc32cCodec()],
         )
         arr[...] = c.data
-    for v in layout.variables(sweep, [c.name for c in coords]):
+    for v in schema.variables(sweep, [c.name for c in coords]):
         inner = (len(sweep.noise),) if v.per_noise else ()
         group.create_array(
             v.name,
@@ -117,9 +117,9 @@ def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: 
             serializer=BytesCodec(),
             compressors=[Crc32cCodec()],
         )
-    members = {name: node.metadata for name, node in group.members()}
+    arrays = {name: node.metadata for name, node in group.members()}
     objects = {k: v.to_bytes() for k, v in store.items() if k != ROOT}
-    return Template(objects, members, shard, block)
+    return Template(objects, arrays, shard, block)
 
 
 def _fixed_width(values: np.ndarray) -> np.dtype:
@@ -135,10 +135,10 @@ def _fixed_width(values: np.ndarray) -> np.dtype:
     return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
 
 
-def root_document(attrs: dict[str, Any], members: dict[str, Any]) -> bytes:
+def root_document(attrs: dict[str, Any], arrays: dict[str, Any]) -> bytes:
     """The root ``zarr.json``: group attributes plus consolidated metadata of every array."""
     with quiet_labels():
-        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(members)))
+        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(arrays)))
         return meta.to_buffer_dict(default_buffer_prototype())[ROOT].to_bytes()
 
 
@@ -147,7 +147,7 @@ def creating_document() -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {CREATING: True}}).encode()
 
 
-def members_of(doc: dict[str, Any]) -> dict[str, Any]:
+def arrays_of(doc: dict[str, Any]) -> dict[str, Any]:
     """Array metadata objects from a parsed root document's consolidated metadata."""
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
@@ -156,8 +156,8 @@ def members_of(doc: dict[str, Any]) -> dict[str, Any]:
         return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
 
 
-def shard_layout(meta: Any, headed: bool = True) -> ShardLayout:
-    """The shard layout of a variable, read from its Zarr metadata; ``headed``: its shards carry
+def shard_geometry(meta: Any, headed: bool = True) -> ShardGeometry:
+    """The shard geometry of a variable, read from its Zarr metadata; ``headed``: its shards carry
     the identity header (format 3; format-2 shards have none, and one-task inner chunks)."""
     codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
@@ -165,7 +165,7 @@ def shard_layout(meta: Any, headed: bool = True) -> ShardLayout:
     chunk = tuple(codec.chunk_shape)
     shard = tuple(meta.chunk_grid.chunk_shape)
     dtype = np.dtype(meta.data_type.to_native_dtype())
-    return ShardLayout(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
+    return ShardGeometry(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
 
 
 def read_root(objects: Objects, path: str) -> dict[str, Any] | None:
