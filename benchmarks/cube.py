@@ -20,7 +20,7 @@ import numpy as np
 from benchmarks._harness import Row
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.outcomes import CellResult
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 
 FLUSH = 2000
 

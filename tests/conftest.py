@@ -20,7 +20,7 @@ import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

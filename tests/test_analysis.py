@@ -22,7 +22,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.datasets import random as random_dataset
 from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.pipeline.model import Data
 from amsweep.sweeps.runner import run
 from amsweep.storage import query

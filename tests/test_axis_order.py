@@ -185,7 +185,7 @@ FORMAT2 = Path(__file__).parent / "data" / "format2_tiny.zarr"
 
 
 def test_upgrade_of_a_format_2_cube_sorts_its_axes_and_keeps_every_value(tmp_path):
-    from amsweep.pipeline.metrics import METRICS
+    from amsweep.pipeline.metric_table import METRICS
     from amsweep.storage.check import check
 
     path = tmp_path / "f2.zarr"

@@ -9,7 +9,7 @@ import pytest
 from amsweep.analysis import boundary, scaling
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.outcomes import CellResult
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.sweeps.cli import main
 from amsweep.pipeline.errors import QueryError
 from amsweep.storage import query

@@ -20,7 +20,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.executors import SerialExecutor
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.sweeps.runner import run
 from amsweep.storage import zarr_documents
 from amsweep.storage.check import check, repair

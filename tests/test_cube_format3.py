@@ -13,7 +13,7 @@ import zarr
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.errors import CubeError
-from amsweep.pipeline.metrics import METRICS
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import zarr_documents
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
