@@ -54,3 +54,20 @@ def test_a_train_with_the_wrong_arguments_is_refused_at_discovery(plugins):  # n
     assert "def train(X, params, rng)" in (plugins / "rules" / "toy.py").read_text()
     with pytest.raises(PluginError, match=r"rules kind 'toy' .*train"):
         registry.component("rules", "toy")
+
+
+@pytest.mark.xfail(strict=True, reason="the kit passes a folder holding no plug-in (a typo, or its rules/ subfolder)")
+def test_the_kit_refuses_a_folder_with_no_plugin_instead_of_passing(tmp_path):
+    """A plug-in author's one line, ``test_mine = plugin_tests("/path/to/plugins")``, with the path
+    mistyped or pointing at ``plugins/rules`` instead of ``plugins``: pytest reports "1 skipped"
+    (empty parameter set) and ``check_plugins`` returns normally, so the author's CI is green with
+    nothing checked; discovery itself refuses such a folder on AMSWEEP_PLUGIN_PATH."""
+    from amsweep.testing import check_plugins, plugin_tests
+
+    write(tmp_path / "plugins", "rules", "toy", TOY)
+    assert check_plugins(tmp_path / "plugins") is None  # the right folder: checked, passes
+    for wrong in (tmp_path / "plugin", tmp_path / "plugins" / "rules"):
+        with pytest.raises(Exception, match="plug-in"):
+            check_plugins(wrong)
+        with pytest.raises(Exception, match="plug-in"):
+            plugin_tests(wrong)
