@@ -71,3 +71,20 @@ def test_the_kit_refuses_a_folder_with_no_plugin_instead_of_passing(tmp_path):
             check_plugins(wrong)
         with pytest.raises(Exception, match="plug-in"):
             plugin_tests(wrong)
+
+
+@pytest.mark.xfail(strict=True, reason="the undeclared-read check follows a nested function's own `params` argument")
+def test_a_nested_function_with_its_own_params_argument_is_not_a_parameter_read(plugins):  # noqa: F811
+    """A correct rule refused at discovery: a gradient step nested in ``train`` names its weights
+    ``params`` (the usual name in optimisation code); the static check reads ``params["W"]`` there
+    as a read of the rule's parameters ("train reads params['W'], which PARAMS does not declare")."""
+    nested = TOY.replace(
+        "    Xf = np.asarray(X, dtype=np.float32)\n",
+        "    def step(params, grad):\n"
+        '        return {"W": params["W"] - 0.1 * grad}\n\n'
+        "    Xf = np.asarray(X, dtype=np.float32)\n"
+        '    _ = step({"W": np.zeros(1)}, np.ones(1))\n',
+    )
+    write(plugins, "rules", "toy", nested)
+    assert "def step(params, grad)" in (plugins / "rules" / "toy.py").read_text()
+    registry.component("rules", "toy")
