@@ -258,6 +258,30 @@ def required(protocol: type) -> dict[str, str]:
     return out
 
 
+OPTIONAL_ARITY = {"memory_bytes": 4}  # optional functions called with this many positional arguments
+
+
+def _callable_with(fn: Any, n: int) -> bool:
+    """Whether ``fn`` accepts ``n`` positional arguments (checked at load: a wrong signature would
+    otherwise fail every cell with a TypeError inside a worker)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C function: cannot tell, let the call decide
+        return True
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        return False
+    return True
+
+
+def _signature(fn: Any) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
 def problems(family: str, module: Any) -> list[str]:
     """What a component module lacks or declares wrongly; empty when it keeps the contract."""
     out = []
@@ -268,9 +292,17 @@ def problems(family: str, module: Any) -> list[str]:
                 out.append(f"lacks PARAMS, {what}" if value is None else f"PARAMS = {show(value)} is not {what}")
         elif not callable(value):
             out.append(f"lacks {name}, {what}")
+        elif not _callable_with(value, len(inspect.signature(getattr(PROTOCOLS[family], name)).parameters) - 1):
+            out.append(f"{name}{_signature(value)} cannot be called as {what.removeprefix('a function ')}")
     for name, part in OPTIONAL[family].items():
         if hasattr(module, name) and not part.valid(getattr(module, name)):
             out.append(f"{name} = {show(getattr(module, name))} is not valid: {part.doc}")
+        elif (
+            name in OPTIONAL_ARITY
+            and hasattr(module, name)
+            and not _callable_with(getattr(module, name), OPTIONAL_ARITY[name])
+        ):
+            out.append(f"{name}{_signature(getattr(module, name))} cannot be called as {part.doc.split(' ->')[0]}")
     out += near_misses(family, module)
     if out:  # the checks below read what the ones above vouched for
         return out
@@ -362,6 +394,21 @@ def _read_key(node: ast.AST, name: str) -> str | None:
     return None
 
 
+def _scope(fn: ast.FunctionDef, name: str) -> Iterator[ast.AST]:
+    """The nodes of ``fn`` where ``name`` is still its argument: a nested function or lambda that
+    takes an argument of the same name (``def step(params, grad)`` over weights) is skipped."""
+    stack: list[ast.AST] = [*fn.args.defaults, *fn.body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            a = node.args
+            own = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)]
+            if name in {x.arg for x in own}:
+                continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def undeclared_reads(family: str, module: Any) -> list[str]:
     """Parameters the module's contract functions read by a literal name that PARAMS does not
     declare (``params["lr_"]``, ``params.lr_``): found in the source at load, since the spec can
@@ -381,7 +428,7 @@ def undeclared_reads(family: str, module: Any) -> list[str]:
         if len(arguments) <= PARAMS_ARGUMENT[fn.name]:
             continue
         name = arguments[PARAMS_ARGUMENT[fn.name]].arg
-        nodes = list(ast.walk(fn))
+        nodes = list(_scope(fn, name))
         if any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store) for n in nodes):
             continue  # rebound: what it holds is no longer the declared parameters alone
         for node in nodes:

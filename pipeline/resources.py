@@ -19,10 +19,14 @@ measured here, rounded up to 256 MiB), since the node's RAM holds that too.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable
 
+import numpy as np
+
 from amsweep.pipeline import contracts, registry
+from amsweep.pipeline.errors import PluginError
 from amsweep.pipeline.params import Params, SpecError
 from amsweep.pipeline.spec import RetrievalOptions, Sweep, Task
 
@@ -88,7 +92,16 @@ def learning_memory(task: Task, q: int) -> float:
     declared = contracts.optional(registry.component("rules", task.rule.kind), "memory_bytes")
     if declared is None:
         return WORKING_SET * 4 * (width * width + task.P * width) + test_data
-    return int(declared(task.N, task.P, q, Params(task.rule.params, f"rule {task.rule.kind}"))) + test_data
+    call = f"rule {task.rule.kind}: memory_bytes(N={task.N}, P={task.P}, q={q}, params)"
+    try:
+        peak = declared(task.N, task.P, q, Params(task.rule.params, f"rule {task.rule.kind}"))
+    except Exception as e:  # the plug-in's own code: a refused plug-in, not a bug of amsweep
+        raise PluginError(f"{call} raised {type(e).__name__}: {e}") from None
+    if isinstance(peak, bool) or not isinstance(peak, (int, float, np.integer, np.floating)) or not peak >= 0:
+        raise PluginError(f"{call} returned {peak!r}; it must be a number of bytes >= 0")
+    if not math.isfinite(peak):
+        raise PluginError(f"{call} returned {peak!r}; it must be a finite number of bytes")
+    return int(peak) + test_data
 
 
 def cell_memory(task: Task, retrieval: RetrievalOptions) -> int:

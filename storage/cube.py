@@ -108,7 +108,7 @@ class Cube:
             raise CubeError(
                 f"{path}: a rewrite of the cube (an extension that inserted values mid-axis, or an upgrade) "
                 "was interrupted while swapping in its verified copy; run the same `amsweep run` (or "
-                f"`amsweep upgrade {path}`) again to finish it"
+                f"`amsweep upgrade {path}`, or `amsweep check --repair {path}`) again to finish it"
             )
         canonical = json.loads(attrs["amsweep_spec"])
         if spec_hash(canonical) != attrs.get("amsweep_spec_hash"):

@@ -186,14 +186,12 @@ def done_values(ds: xr.Dataset, metric: str) -> xr.DataArray:
 def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray] | None:
     """(values, lost, orphans) over ``ds``'s selection, read from its cube without raising on damage
     (values NaN where a task is not done or its chunk is lost):
-    ``lost`` marks done tasks whose chunk of ``metric`` is missing or damaged, ``orphans`` tasks not
-    marked done whose every chunk is present and valid (their sentinel, written last of a task's
-    variables, is finite): they lost their status, which ``check --repair`` rebuilds.
+    ``lost`` marks done tasks whose chunk of ``metric`` is missing or damaged, ``orphans`` tasks whose
+    status chunk is missing or unreadable (done or not is unknown; ``check --repair`` rebuilds it).
     None for a dataset not opened by ``open_cube`` from a sharded cube (presence is unknown there)."""
     source = ds.encoding.get(SOURCE)
     if source is None:
         return None
-    from amsweep.storage.check import SENTINEL
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(*source)
@@ -221,16 +219,12 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
     values[damaged | ~present] = np.nan
     orphans = np.zeros_like(done)
-    if SENTINEL in cube.arrays and (~done).any() and cube.format >= 3:
-        # every status chunk is stored from creation on: an absent or unreadable one was lost (a
-        # pending one that holds data is a flush killed between data and status: not an orphan)
-        sentinel, have, bad = cube.read_variable(SENTINEL)
-        lost_status = ~status_present | status_bad
-        orphans = lost_status & have & ~bad & np.isfinite(sentinel) & ~schema.not_applicable_mask(cube.sweep)
-        if orphans.any():  # rare (lost status, or a killed flush): only complete tasks lost their status
-            from amsweep.storage.check import complete
-
-            orphans &= complete(cube)
+    if cube.format >= 3:
+        # every status chunk is stored from creation on: an absent or unreadable one was lost, and
+        # whether its tasks were done is unknown (their data may be damaged too), so none of them
+        # may be answered as "not run" (a pending one that holds data is a flush killed between
+        # data and status: not lost)
+        orphans = (~status_present | status_bad) & ~schema.not_applicable_mask(cube.sweep)
     values[~done] = np.nan  # only done tasks have results
     return aligned(values, extra), aligned(lost), aligned(orphans)
 
@@ -276,9 +270,9 @@ def to_frame(ds: xr.Dataset, metric: str, allow_missing: bool = False) -> pd.Dat
         if bool(orphans.any()) and not allow_missing and not _driver_writing(ds):
             n, names = _names(orphans)
             raise QueryError(
-                f"{n} task(s) of this selection hold results but are not marked done ({names}; a lost "
-                "status shard, or a run killed between data and status): `amsweep check --repair` "
-                "restores their status; --allow-missing leaves them out"
+                f"the status of {n} task(s) of this selection is lost ({names}; a status shard missing or "
+                "damaged): `amsweep check --repair` restores it from their data where they are intact "
+                "(the rest go back to pending); --allow-missing leaves them out"
             )
         extra = {k: c for k, c in ds[metric].coords.items() if k not in values.dims}  # as ds[metric] has them
         da = values.rename(metric).assign_coords(extra)

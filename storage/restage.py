@@ -38,8 +38,9 @@ from amsweep.storage import backup, legacy, provenance, schema, zarr_documents
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.fence import FencedObjects
-from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.objects import Objects
+from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
+from amsweep.storage.shards import MAGIC
 from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
 
 __all__ = [
@@ -325,13 +326,13 @@ def finish(objects: Objects) -> RestageReport:
     nothing the new holder wrote since: every shard the new holder writes names the restage's new
     cube id, so its bytes (and ETag) differ from any shard before the swap, and its other objects
     are the staged ones (the same bytes this writer would put) or later growth of them."""
-    ready = json.loads(_required(objects, READY))
+    ready = read_ready(objects)
     staged = [k for k in objects.list(STAGE) if k != READY]
-    missing = sorted(set(ready.get("staged", [])) - {k[len(STAGE) + 1 :] for k in staged})
-    if missing:  # a READY whose stage is gone: a stale driver's late READY, or damage; the swap needs all of it
+    why = unfinishable(objects, ready, staged)
+    if why or ready is None:
         raise CubeError(
-            f"{objects.url}: {READY} lists {len(missing)} staged object(s) that are missing (first "
-            f"{STAGE}/{missing[0]}); the swap has not started and nothing was changed: remove {READY}, then run again"
+            f"{objects.url}: an interrupted rewrite cannot be finished: {why}. Nothing was changed; "
+            "`amsweep check --repair` removes it (the cube stays as last committed)"
         )
     _prove(objects)
     for name in [*ready["arrays"], *REPLACED_SIDE]:
@@ -347,6 +348,79 @@ def finish(objects: Objects) -> RestageReport:
     _delete(objects, [READY])  # first: from here on the staged copy is garbage, never a source
     _delete(objects, staged)
     return RestageReport(**ready["report"])
+
+
+def read_ready(objects: Objects) -> dict[str, Any] | None:
+    """READY as a restage writes it, or None where it is damaged (cut short, not JSON, or lacking
+    its root document, arrays or report): such a READY can never be finished."""
+    try:
+        ready = json.loads(objects.get(READY) or b"")
+        root = json.loads(ready["root"])
+        if not isinstance(root["attributes"]["amsweep_cube_id"], str):
+            return None
+        if not (isinstance(ready["arrays"], list) and isinstance(ready["report"], dict)):
+            return None
+        if not isinstance(ready.get("staged", []), list):
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return ready
+
+
+def unfinishable(objects: Objects, ready: dict[str, Any] | None, staged: list[str]) -> str | None:
+    """Why READY cannot be finished, or None. READY is written only after its staged copy is
+    complete and verified, and removed before any of that copy is, so a READY whose copy is
+    incomplete, or whose copy names another cube id (the staged copy of another restage: the
+    same keys when the same positions were added), was never a commit of that copy: a stale
+    driver's late READY or damage. Swapping it in would lose every finished task."""
+    if ready is None:
+        return f"its marker {READY} is damaged"
+    have = {k[len(STAGE) + 1 :] for k in staged}
+    missing = sorted(set(ready.get("staged", [])) - have)
+    if missing:
+        return f"{READY} lists {len(missing)} staged object(s) that are missing (first {STAGE}/{missing[0]})"
+    cube_id = json.loads(ready["root"])["attributes"]["amsweep_cube_id"]
+    status = [k for k in staged if k.startswith(f"{STAGE}/status/c/")]
+    for key, data in objects.get_many(status).items():
+        if data is not None and data.startswith(MAGIC) and _cube_of(data) != cube_id:
+            return f"its staged copy ({key}) was written for another rewrite than {READY}"
+    return None
+
+
+def _cube_of(shard: bytes) -> str | None:
+    """The cube id a format-3 shard's identity header names (None if the header is unreadable)."""
+    start = len(MAGIC) + 4
+    n = int.from_bytes(shard[len(MAGIC) : start], "little")
+    try:
+        return str(json.loads(shard[start : start + n])["cube"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def settle(path: str, objects: Objects, storage_options: dict | None = None) -> str | None:
+    """``check --repair``: finish an interrupted rewrite where it can be finished, else remove its
+    marker and staged copy (the cube stays as last committed; shards a half-done swap already
+    replaced name the new cube id and are found as damaged, so their tasks are recomputed).
+    Returns what was done, None if no rewrite was pending."""
+    from amsweep.storage.lease import Lease
+
+    if not interrupted(objects):
+        return None
+    lease = Lease.acquire(objects, command="amsweep check --repair")
+    try:
+        ready = read_ready(objects)
+        staged = [k for k in objects.list(STAGE) if k != READY]
+        why = unfinishable(objects, ready, staged)
+        if why is not None:
+            fenced = FencedObjects(objects, lease)
+            _delete(fenced, [READY])  # first: from here on the staged copy is garbage, never a source
+            _delete(fenced, staged)
+    finally:
+        lease.release()
+    if why is None:
+        resume(path, objects, storage_options)
+        return "finished an interrupted rewrite of the cube (its verified staged copy is swapped in)"
+    return f"removed an interrupted rewrite that could not be finished ({why}) and its {len(staged)} staged object(s)"
 
 
 def _delete(objects: Objects, keys: list[str]) -> None:
@@ -366,7 +440,14 @@ def _prove(objects: Objects) -> None:
 
 def resume(path: str, objects: Objects, storage_options: dict | None = None) -> RestageReport:
     """Finish a restage killed during its swap, under the writer's lease."""
-    doc = json.loads(json.loads(_required(objects, READY))["root"])
+    ready = read_ready(objects)
+    why = unfinishable(objects, ready, [k for k in objects.list(STAGE) if k != READY])
+    if why or ready is None:
+        raise CubeError(
+            f"{path}: an interrupted rewrite of the cube cannot be finished: {why}. Nothing was changed; "
+            "`amsweep check --repair` removes it (the cube stays as last committed), then run again"
+        )
+    doc = json.loads(ready["root"])
     cube = Cube._from_root(path, objects, doc, storage_options, staged=True)
     cube.acquire()
     try:

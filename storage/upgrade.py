@@ -61,7 +61,7 @@ def upgrade(path: str, storage_options: dict | None = None) -> UpgradeReport:
     """Rewrite the cube at ``path`` in the current format and canonical order (or finish that)."""
     objects = objects_at(path, storage_options)
     if restage.interrupted(objects):
-        ready = json.loads(objects.get(restage.READY) or b"{}")
+        ready = restage.read_ready(objects) or {}
         source = int(ready.get("source_format", schema.FORMAT_VERSION))
         return _report(restage.resume(path, objects, storage_options), source)
     if objects.get(READY) is not None:  # an earlier amsweep's format-1 -> 2 upgrade, killed mid-swap

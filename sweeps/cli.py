@@ -227,6 +227,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     restored = None
     if args.repair:
+        from amsweep.storage import restage
+
+        settled = restage.settle(args.cube, objects_at(args.cube))  # a rewrite left half-way: finish or drop it
+        if settled:
+            print(f"repaired: {settled}")
         restored = restore_root(args.cube)
     else:
         why = backup.problem(objects_at(args.cube))

@@ -21,7 +21,6 @@ from amsweep.sweeps.cli import main
 from tests.test_plugins import TOY, plugins, toy_spec, write  # noqa: F401 (plugins is a fixture)
 
 
-@pytest.mark.xfail(strict=True, reason="memory_bytes result not checked: traceback 'this is a bug in amsweep'")
 @pytest.mark.parametrize(
     "body",
     [
@@ -40,7 +39,6 @@ def test_a_broken_memory_bytes_is_one_line_not_a_bug_report(plugins, tmp_path, c
     assert "memory_bytes" in err and not (tmp_path / "t.zarr").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="a negative memory_bytes is accepted as the rule's peak")
 def test_a_negative_memory_bytes_is_refused(plugins, tmp_path, capsys):  # noqa: F811
     write(plugins, "rules", "toy", TOY + "\ndef memory_bytes(N, P, q, params):\n    return -10**12\n")
     rc = main(["run", str(toy_spec(tmp_path / "t.toml")), "--out", str(tmp_path / "t.zarr"), "--executor", "serial"])
@@ -48,7 +46,6 @@ def test_a_negative_memory_bytes_is_refused(plugins, tmp_path, capsys):  # noqa:
     assert rc == 2 and "memory_bytes" in err and err.count("\n") == 1, err[-600:]
 
 
-@pytest.mark.xfail(strict=True, reason="contract functions' signatures are not checked at discovery")
 def test_a_train_with_the_wrong_arguments_is_refused_at_discovery(plugins):  # noqa: F811
     write(plugins, "rules", "toy", TOY.replace("def train(X, q, params, rng)", "def train(X, params, rng)"))
     assert "def train(X, params, rng)" in (plugins / "rules" / "toy.py").read_text()
@@ -56,7 +53,6 @@ def test_a_train_with_the_wrong_arguments_is_refused_at_discovery(plugins):  # n
         registry.component("rules", "toy")
 
 
-@pytest.mark.xfail(strict=True, reason="the kit passes a folder holding no plug-in (a typo, or its rules/ subfolder)")
 def test_the_kit_refuses_a_folder_with_no_plugin_instead_of_passing(tmp_path):
     """A plug-in author's one line, ``test_mine = plugin_tests("/path/to/plugins")``, with the path
     mistyped or pointing at ``plugins/rules`` instead of ``plugins``: pytest reports "1 skipped"
@@ -73,7 +69,6 @@ def test_the_kit_refuses_a_folder_with_no_plugin_instead_of_passing(tmp_path):
             plugin_tests(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="the undeclared-read check follows a nested function's own `params` argument")
 def test_a_nested_function_with_its_own_params_argument_is_not_a_parameter_read(plugins):  # noqa: F811
     """A correct rule refused at discovery: a gradient step nested in ``train`` names its weights
     ``params`` (the usual name in optimisation code); the static check reads ``params["W"]`` there

@@ -17,7 +17,6 @@ from amsweep.sweeps.runner import run
 from tests.test_axis_order import SMALL_BASE, sweep
 
 
-@pytest.mark.xfail(strict=True, reason="query answers an empty table, exit 0, over an unreadable status shard")
 @pytest.mark.parametrize("extra", [[], ["--mean"]], ids=["values", "mean"])
 def test_query_refuses_a_selection_whose_status_is_unreadable(tmp_path, capsys, extra):
     path = tmp_path / "cube.zarr"

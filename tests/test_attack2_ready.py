@@ -27,7 +27,7 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.storage import restage, upgrade
 from amsweep.storage.cube import Cube
-from amsweep.storage.layout import DONE
+from amsweep.storage.schema import DONE
 from amsweep.storage.objects import objects_at
 from amsweep.sweeps.cli import main
 from amsweep.sweeps.runner import run
@@ -46,7 +46,6 @@ def _staged(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="a damaged READY ends run and upgrade in a traceback")
 @pytest.mark.parametrize("damage", [lambda b: b[:50], lambda b: b"{}"], ids=["truncated", "empty-object"])
 def test_a_damaged_ready_is_a_one_line_error_for_run_and_upgrade(tmp_path, damage):
     path = _staged(tmp_path)
@@ -58,7 +57,6 @@ def test_a_damaged_ready_is_a_one_line_error_for_run_and_upgrade(tmp_path, damag
         upgrade.upgrade(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="a stale READY over a finished cube: only a manual delete gets it back")
 def test_check_repair_recovers_a_finished_cube_from_a_stale_ready(tmp_path, capsys):
     path = _staged(tmp_path)
     stale = (path / restage.READY).read_bytes()
@@ -74,7 +72,6 @@ def test_check_repair_recovers_a_finished_cube_from_a_stale_ready(tmp_path, caps
     assert_same_cube(str(path), str(finished))
 
 
-@pytest.mark.xfail(strict=True, reason="finish swaps in another restage's staged copy that has the same keys")
 def test_a_ready_over_another_restages_staged_copy_loses_no_finished_work(tmp_path, capsys):
     """On S3 (moto, reproduced with three drivers): A (extension adding alpha 0.1) freezes at its
     READY put; B takes over with another extension (adding 0.15 instead: the same positions, so the

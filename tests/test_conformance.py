@@ -49,6 +49,6 @@ def test_executor(name):
     memory, cpus, where = ex.capacity()
     assert memory > 0 and cpus > 0 and isinstance(where, str)
     assert ex.prepare(SimpleNamespace(datasets=())) == 0
-    got = dict(ex.map_unordered(lambda x: 1 / x, [(1,), (0,), (2,)], total=3))
-    assert got[(1,)] == 1 and got[(2,)] == 0.5 and isinstance(got[(0,)], Failed)
+    got = dict(ex.map_unordered(lambda x: 1 / x, [1, 0, 2], total=3))  # fn(job): one job, one argument
+    assert got[1] == 1 and got[2] == 0.5 and isinstance(got[0], Failed)
     ex.shutdown()

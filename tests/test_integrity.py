@@ -57,7 +57,7 @@ def test_a_lost_status_shard_is_found_rebuilt_from_data_and_nothing_is_recompute
     assert any("status shard status/" in p and "is missing" in p for p in report.problems), report.problems
     assert len(report.rebuild) == 8
     out = cli("query", path, "--metric", "m_train")  # was an empty table, exit 0
-    one_line_error(out, "not marked done", "check --repair")
+    one_line_error(out, "status of", "is lost", "check --repair")
     repaired = cli("check", path, "--repair")
     assert repaired.returncode == 0 and "re-checked: ok" in repaired.stdout, repaired.stdout + repaired.stderr
     assert (Cube.open(path).status() == DONE).all()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from amsweep.pipeline import registry
+from amsweep.pipeline.errors import PluginError
 from amsweep.testing.suite import check_component, checks
 
 __all__ = [
@@ -60,12 +61,18 @@ def plugin_kinds(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """(family, kind) of every component file in the folder (``rules/toy.py`` -> ("rules", "toy"));
     files with a leading underscore are helpers, not components."""
     root = Path(folder).expanduser()
-    return [
+    kinds = [
         (family, path.stem)
         for family in registry.FAMILIES
         for path in sorted((root / family).glob("*.py"))
         if not path.stem.startswith("_")
     ]
+    if not kinds:  # a mistyped folder, or its rules/ subfolder: a kit that checks nothing must not pass
+        raise PluginError(
+            f"{root}: no plug-in there (a plug-in folder holds {', '.join(f'{f}/' for f in registry.FAMILIES)} "
+            "subfolders of .py files; give the folder above them)"
+        )
+    return kinds
 
 
 def check_plugins(folder: str | os.PathLike[str]) -> None:
