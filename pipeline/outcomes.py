@@ -28,7 +28,7 @@ class CellResult:
     magnetisations: np.ndarray | None = None  # (noise, train starts, N) float32, only when asked
 
     @property
-    def side_data(self) -> bool:
+    def has_task_arrays(self) -> bool:
         """True if the result carries per-task objects besides its metric values."""
         return self.couplings is not None or self.magnetisations is not None
 

@@ -46,7 +46,7 @@ def _fits(values: dict[str, Any], layout: dict[str, tuple[Any, Any]]) -> bool:
 
 def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     """Worker side: stack the CellResults that share the first one's metrics, shapes and dtypes."""
-    first = next((o for o, _ in outcomes if isinstance(o, CellResult) and not o.side_data), None)
+    first = next((o for o, _ in outcomes if isinstance(o, CellResult) and not o.has_task_arrays), None)
     layout: dict[str, tuple[Any, Any]] = (
         {}
         if first is None
@@ -57,7 +57,7 @@ def pack(outcomes: list[tuple[Any, float]], cpu_seconds: float = 0.0) -> Packed:
     rows: list[int] = []
     others: list[tuple[int, Any]] = []
     for i, (o, _) in enumerate(outcomes):
-        if first is not None and isinstance(o, CellResult) and not o.side_data and _fits(o.values, layout):
+        if first is not None and isinstance(o, CellResult) and not o.has_task_arrays and _fits(o.values, layout):
             rows.append(i)
         else:
             others.append((i, o))

@@ -17,11 +17,11 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import spec_hash
 from amsweep.storage import zarr_documents
 from amsweep.storage.objects import Objects
-from amsweep.storage.records import SIDE
+from amsweep.storage.records import AMSWEEP_DIR
 
 __all__ = ["BACKUPS", "ensure", "KEEP", "latest", "problem", "read_root", "restore", "save"]
 
-BACKUPS = f"{SIDE}/root"
+BACKUPS = f"{AMSWEEP_DIR}/root"
 KEEP = 4  # copies kept: the committed root and a few before it
 
 

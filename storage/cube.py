@@ -31,7 +31,7 @@ from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.lease import KEY as LEASE_KEY
 from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
-from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, now, task_key
+from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, now, task_key
 from amsweep.storage.store_errors import store_boundary
 from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
@@ -46,8 +46,10 @@ class Mark(NamedTuple):
     error: str
 
 
-UPGRADE_READY = f"{SIDE}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
-RESTAGE_READY = f"{SIDE}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
+UPGRADE_READY = f"{AMSWEEP_DIR}/upgrade/READY.json"  # a format-1 -> 2 upgrade staged by amsweep before restage
+RESTAGE_READY = (
+    f"{AMSWEEP_DIR}/stage/READY.json"  # a verified rewrite waiting to be swapped in (amsweep.storage.restage)
+)
 MERGES = 5  # flush attempts when a stale driver's writes are met on S3 (each re-reads and merges)
 
 
@@ -451,7 +453,7 @@ class Cube:
                 if array is not None:
                     buf = io.BytesIO()
                     np.save(buf, array, allow_pickle=False)
-                    task_arrays[f"{SIDE}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
+                    task_arrays[f"{AMSWEEP_DIR}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
         self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
         self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], by_shard)
@@ -513,7 +515,7 @@ class Cube:
         return self._task_array("magnetisations", index)
 
     def _task_array(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
-        data = self.objects.get(f"{SIDE}/{kind}/{task_key(index)}.npy")
+        data = self.objects.get(f"{AMSWEEP_DIR}/{kind}/{task_key(index)}.npy")
         if data is None:
             raise KeyError(
                 f"no {kind} stored for {self.coords_of(index)}; the spec must set "

@@ -20,7 +20,7 @@ again: lost, it raises ``LeaseLost`` (one line); still held, the object was writ
 driver in the gap below. If the object merges the writer's view with its results (a status or
 data shard, an error record: the cube says which, ``merged``), it raises ``StaleView`` so that
 ``Cube.write`` re-reads the store and merges (the union of done results) instead of overwriting;
-other objects it never read (run record, a task's side array, template documents: content that
+other objects it never read (run record, a task's array, template documents: content that
 does not come from a view of results) it replaces, conditional on the ETag it finds.
 
 *The gap.* Between its last proof (or in-time heartbeat) and its PUTs - one batch, when the
@@ -30,9 +30,9 @@ such PUT holds exactly the stored content (the ETag matched what its view was bu
 its own results, which are valid (a cell's result depends only on its coordinates and seed);
 data shards precede status in a flush and each is conditional, so a status it lands only marks
 tasks whose data landed. No finished work is lost: the new holder's later conditional PUT on
-such an object fails, and it merges. Objects this writer never read (run record, side arrays of
+such an object fails, and it merges. Objects this writer never read (run record, task arrays of
 one task, the root document) are fenced by the flush-start proof alone: the run record is
-informational, a side array's content depends only on its task, and the root document is
+informational, a task array's content depends only on its task, and the root document is
 written only while creating or growing a cube.
 
 *Deletes.* Locally they are a batch like any other (under the lock, after ``verify``). On S3 each
@@ -49,7 +49,7 @@ id, which every shard's header names, so no shard written after a swap has the b
 before it; ``check --repair`` deletes only unreadable shards, which no writer produces. What
 remains: objects whose bytes a later holder may write again - an array document or coordinate
 chunk (a function of key and spec; deleted only where the new layout lacks the key, which later
-extensions, adding values only, never bring back), a task's side array at a key a moved task left
+extensions, adding values only, never bring back), a task's array at a key a moved task left
 (the same bytes only if the new task's result equals the old one's), a staged object (a later
 restage's ``READY`` lists its staged copy, and ``finish`` refuses, changing nothing, if any of it
 is missing).
@@ -171,7 +171,7 @@ class FencedObjects:
         self.lease.prove()  # LeaseLost if a takeover happened: we are the stale one
         stale = [k for k in refused if conditions[k] is not _UNREAD or self.merged(k)]
         unread = [k for k in refused if k not in stale]
-        if unread:  # never part of our view (run record, a task's side array, template documents): replace
+        if unread:  # never part of our view (run record, a task's array, template documents): replace
             again = self._conditional({k: (items[k], self.inner.version(k)) for k in unread})
             stale += [k for k in unread if again[k] is CONFLICT]
         if stale:

@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 
 from amsweep.storage.schema import PENDING
-from amsweep.storage.records import SIDE
+from amsweep.storage.records import AMSWEEP_DIR
 
 __all__ = ["group", "read_array", "read_couplings", "read_failures", "read_status"]
 
@@ -54,8 +54,8 @@ def read_status(cube: "Cube") -> tuple[np.ndarray, list[tuple[int, ...]]]:
 
 def read_failures(cube: "Cube") -> list[dict[str, Any]]:
     """Format 1 kept one JSON record per failed or not-applicable task."""
-    prefix = f"{SIDE}/failures/"
-    keys = [k for k in cube.objects.list(f"{SIDE}/failures") if k.endswith(".json")]
+    prefix = f"{AMSWEEP_DIR}/failures/"
+    keys = [k for k in cube.objects.list(f"{AMSWEEP_DIR}/failures") if k.endswith(".json")]
     out = []
     for key, data in sorted(cube.objects.get_many(keys).items()):
         if data and key.startswith(prefix):
@@ -67,7 +67,7 @@ def read_failures(cube: "Cube") -> list[dict[str, Any]]:
 
 def read_couplings(cube: "Cube", key: str) -> np.ndarray | None:
     g = group(cube)
-    name = f"{SIDE}/couplings/{key}"
+    name = f"{AMSWEEP_DIR}/couplings/{key}"
     if name not in g:
         return None
     arr = g[name]

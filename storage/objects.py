@@ -1,6 +1,6 @@
 """The few object-store operations a cube needs, each all-or-nothing, on local disk and on fsspec.
 
-A cube is a set of named objects (Zarr metadata documents, shards, side records). Format 2
+A cube is a set of named objects (Zarr metadata documents, shards, per-task records). Format 2
 writes them whole: a reader, or a driver killed mid-write, sees either the old object or the new
 one, never a torn one. Object stores give that per request (one PUT replaces an object); on a
 local filesystem the bytes go to a temporary name in the same folder and one ``os.replace``

@@ -15,14 +15,14 @@ from typing import Any
 
 from amsweep.storage.objects import Objects
 
-__all__ = ["ErrorRecords", "ERRORS", "now", "shard_record_key", "SIDE", "task_key"]
+__all__ = ["ErrorRecords", "ERRORS", "now", "shard_record_key", "AMSWEEP_DIR", "task_key"]
 
-SIDE = "_amsweep"
-ERRORS = f"{SIDE}/errors"
+AMSWEEP_DIR = "_amsweep"
+ERRORS = f"{AMSWEEP_DIR}/errors"
 
 
 def task_key(index: tuple[int, ...]) -> str:
-    """Name of a task in side records: its position on (dataset, N, load, rule, seed)."""
+    """Name of a task in per-task records: its position on (dataset, N, load, rule, seed)."""
     return "-".join(str(i) for i in index)
 
 

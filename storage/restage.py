@@ -13,7 +13,7 @@ each safe to interrupt:
    written under ``_amsweep/stage/`` by the normal shard writer, read back and compared with the
    source value for value. Then one object, ``READY``, records the new root document. Killed
    before READY: the cube is untouched and the next attempt stages again from scratch.
-2. *Swap*: each array's old objects and the old side objects are removed and the staged ones
+2. *Swap*: each array's old objects and the old task arrays are removed and the staged ones
    copied in. Killed here: the cube refuses to be read ("finish it") and the next ``run`` or
    ``upgrade`` redoes the swap from the staged copy, which READY says is complete.
 3. *Commit*: one write of the root document (the one READY holds); then READY and the staged
@@ -41,7 +41,7 @@ from amsweep.storage.fence import FencedObjects
 from amsweep.storage.objects import Objects
 from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING
 from amsweep.storage.shards import MAGIC
-from amsweep.storage.records import ERRORS, SIDE, ErrorRecords, task_key
+from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, task_key
 
 __all__ = [
     "abandoned",
@@ -57,11 +57,11 @@ __all__ = [
     "STAGE",
 ]
 
-STAGE = f"{SIDE}/stage"
-SIDE_KINDS = ("couplings", "magnetisations")
-# Side objects a finished restage replaces: the new ones come from the stage; format 1's
-# ``failures/`` records and side group document are superseded by ``errors/``.
-REPLACED_SIDE = (ERRORS, *(f"{SIDE}/{k}" for k in SIDE_KINDS), f"{SIDE}/failures")
+STAGE = f"{AMSWEEP_DIR}/stage"
+TASK_ARRAY_KINDS = ("couplings", "magnetisations")
+# Per-task records a finished restage replaces: the new ones come from the stage; format 1's
+# ``failures/`` records and group document under _amsweep are superseded by ``errors/``.
+REPLACED_TASK_RECORDS = (ERRORS, *(f"{AMSWEEP_DIR}/{k}" for k in TASK_ARRAY_KINDS), f"{AMSWEEP_DIR}/failures")
 
 
 @dataclass
@@ -80,7 +80,7 @@ class _Source:
     status: np.ndarray
     values: dict[str, np.ndarray]
     records: dict[tuple[int, ...], dict[str, Any]]
-    side: dict[tuple[str, tuple[int, ...]], bytes]
+    task_arrays: dict[tuple[str, tuple[int, ...]], bytes]
     damaged: int
 
 
@@ -131,7 +131,7 @@ def in_place(source: Sweep, target: Sweep) -> bool:
 def _read(cube: Cube) -> _Source:
     """The source cube through its own readers; a damaged done task becomes pending (recomputed)."""
     records: dict[tuple[int, ...], dict[str, Any]] = {}
-    side: dict[tuple[str, tuple[int, ...]], bytes] = {}
+    task_arrays: dict[tuple[str, tuple[int, ...]], bytes] = {}
     if cube.format == 1:
         status, bad = legacy.read_status(cube)
         names = [n for n in METRICS if n in legacy.group(cube)]
@@ -147,7 +147,7 @@ def _read(cube: Cube) -> _Source:
             if J is not None:
                 buf = io.BytesIO()
                 np.save(buf, J, allow_pickle=False)
-                side[("couplings", task)] = buf.getvalue()
+                task_arrays[("couplings", task)] = buf.getvalue()
     else:
         status = cube.status().copy()
         bad = list(cube.damaged_status)
@@ -157,17 +157,17 @@ def _read(cube: Cube) -> _Source:
             bad += [tuple(int(i) for i in x) for x in zip(*np.nonzero(lost | ((status == DONE) & ~present)))]
         for key, record in cube.errors().all().items():
             records[tuple(int(i) for i in key.split("-"))] = record
-        for kind in SIDE_KINDS:
-            keys = [k for k in cube.objects.list(f"{SIDE}/{kind}") if k.endswith(".npy")]
+        for kind in TASK_ARRAY_KINDS:
+            keys = [k for k in cube.objects.list(f"{AMSWEEP_DIR}/{kind}") if k.endswith(".npy")]
             for key, data in cube.objects.get_many(keys).items():
                 if data is not None:
                     task = tuple(int(i) for i in key.rsplit("/", 1)[1][: -len(".npy")].split("-"))
-                    side[(kind, task)] = data
+                    task_arrays[(kind, task)] = data
     bad_set = {tuple(int(i) for i in b) for b in bad}
     for index in bad_set:
         if status[index] == DONE:
             status[index] = PENDING
-    return _Source(status.astype(np.int8), values, records, side, len(bad_set))
+    return _Source(status.astype(np.int8), values, records, task_arrays, len(bad_set))
 
 
 def _moved(where: tuple[np.ndarray, ...], index: tuple[int, ...]) -> tuple[int, ...]:
@@ -226,12 +226,12 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
         if status[new] in (FAILED, NOT_APPLICABLE):
             changes.setdefault(staging._shard_of(new), {})[new] = record
     view.put_many(ErrorRecords(view).updates(changes))  # type: ignore[arg-type]
-    side = {
-        f"{SIDE}/{kind}/{task_key(_moved(where, index))}.npy": _side_moved(kind, data, where[5])
-        for (kind, index), data in src.side.items()
+    task_arrays = {
+        f"{AMSWEEP_DIR}/{kind}/{task_key(_moved(where, index))}.npy": _task_array_moved(kind, data, where[5])
+        for (kind, index), data in src.task_arrays.items()
     }
-    view.put_many(side)
-    verified = _verify(staging, status, src, where, side)
+    view.put_many(task_arrays)
+    verified = _verify(staging, status, src, where, task_arrays)
     done = int((status == DONE).sum())
     moved = sum(1 for i in zip(*np.nonzero(src.status == DONE)) if _moved(where, tuple(map(int, i))) != tuple(i))
     report = RestageReport(int(status.size), done, src.damaged, moved, verified)
@@ -265,7 +265,7 @@ def _noise_moved(value: np.ndarray, where: np.ndarray) -> np.ndarray:
     return out
 
 
-def _side_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
+def _task_array_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
     """Magnetisations lead with the noise axis: reorder it with the noise coordinate."""
     if kind != "magnetisations" or np.array_equal(where, np.arange(len(where))):
         return data
@@ -278,7 +278,7 @@ def _side_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
 
 
 def _verify(
-    staging: Cube, status: np.ndarray, src: _Source, where: tuple[np.ndarray, ...], side: dict[str, bytes]
+    staging: Cube, status: np.ndarray, src: _Source, where: tuple[np.ndarray, ...], task_arrays: dict[str, bytes]
 ) -> int:
     """Read the staged copy back; every done task's value, state, record and side object must
     equal the source's at its new position (bit for bit, NaN where the source has NaN)."""
@@ -310,8 +310,8 @@ def _verify(
             want_records[task_key(new)] = record
     if ErrorRecords(staging.objects).all() != want_records:
         raise fail("error records")
-    if any(staging.objects.get(key) != data for key, data in side.items()):
-        raise fail("side objects")
+    if any(staging.objects.get(key) != data for key, data in task_arrays.items()):
+        raise fail("task arrays")
     return count
 
 
@@ -335,14 +335,14 @@ def finish(objects: Objects) -> RestageReport:
             "`amsweep check --repair` removes it (the cube stays as last committed)"
         )
     _prove(objects)
-    for name in [*ready["arrays"], *REPLACED_SIDE]:
+    for name in [*ready["arrays"], *REPLACED_TASK_RECORDS]:
         mine = [k for k in staged if k.startswith(f"{STAGE}/{name}/")]
         new = {k[len(STAGE) + 1 :]: v for k, v in objects.get_many(mine).items() if v is not None}
         old = [k for k in objects.list(name) if k.startswith(f"{name}/")]
         there = objects.get_many(list(new))  # what each overwrite is conditional on (the fence keeps it)
         objects.put_many({k: v for k, v in new.items() if there[k] != v})
         _delete(objects, [k for k in old if k not in new])
-    _delete(objects, [f"{SIDE}/{zarr_documents.ROOT}"])  # format 1's side group document, if any
+    _delete(objects, [f"{AMSWEEP_DIR}/{zarr_documents.ROOT}"])  # format 1's group document under _amsweep, if any
     backup.save(objects, ready["root"].encode())  # first: a lost or damaged root is restored from it
     objects.put(zarr_documents.ROOT, ready["root"].encode())  # the commit
     _delete(objects, [READY])  # first: from here on the staged copy is garbage, never a source

@@ -16,11 +16,11 @@ import numpy as np
 from amsweep.storage import provenance
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
-from amsweep.storage.records import SIDE
+from amsweep.storage.records import AMSWEEP_DIR
 
 __all__ = ["counts", "load_run_record", "render_status", "RUN_RECORD", "save_run_record"]
 
-RUN_RECORD = f"{SIDE}/run.json"
+RUN_RECORD = f"{AMSWEEP_DIR}/run.json"
 
 
 def save_run_record(cube: Cube, record: dict[str, Any]) -> None:

@@ -23,11 +23,11 @@ from amsweep.storage import restage, schema, zarr_documents
 from amsweep.storage.cube import UPGRADE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects, objects_at
-from amsweep.storage.records import SIDE, now
+from amsweep.storage.records import AMSWEEP_DIR, now
 
 __all__ = ["cleanup", "interrupted", "STAGE", "upgrade", "UpgradeReport"]
 
-STAGE = f"{SIDE}/upgrade"  # where an earlier amsweep staged its format-1 -> 2 upgrade
+STAGE = f"{AMSWEEP_DIR}/upgrade"  # where an earlier amsweep staged its format-1 -> 2 upgrade
 
 
 @dataclass
@@ -110,14 +110,14 @@ def _swap(cube: Cube) -> None:
 
 
 def cleanup(objects) -> None:
-    """Remove what a finished upgrade leaves: the staged copy and format 1's side records."""
+    """Remove what a finished upgrade leaves: the staged copy and format 1's per-task records."""
     restaging = restage.interrupted(objects)
-    for key in objects.list(SIDE):
+    for key in objects.list(AMSWEEP_DIR):
         if (
             key.startswith(f"{STAGE}/")
             or (key.startswith(f"{restage.STAGE}/") and not restaging)
-            or key.startswith(f"{SIDE}/failures/")
-            or key == f"{SIDE}/{zarr_documents.ROOT}"
-            or (key.startswith(f"{SIDE}/couplings/") and not key.endswith(".npy"))
+            or key.startswith(f"{AMSWEEP_DIR}/failures/")
+            or key == f"{AMSWEEP_DIR}/{zarr_documents.ROOT}"
+            or (key.startswith(f"{AMSWEEP_DIR}/couplings/") and not key.endswith(".npy"))
         ):
             objects.delete(key)

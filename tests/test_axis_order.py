@@ -99,7 +99,7 @@ def test_an_extension_inserting_values_mid_axis_stores_sorted_axes(tmp_path):
     assert_same_cube(path, straight)
     a, b = Cube.open(path), Cube.open(straight)
     assert a.sweep.spec_hash == b.sweep.spec_hash
-    for index in [(0, 0, 0, 0, 0), (0, 2, 4, 0, 2), (0, 1, 3, 0, 1)]:  # side objects moved with their tasks
+    for index in [(0, 0, 0, 0, 0), (0, 2, 4, 0, 2), (0, 1, 3, 0, 1)]:  # task arrays moved with their tasks
         np.testing.assert_array_equal(a.couplings(index), b.couplings(index))
     assert not list(Path(path, "_amsweep").glob("stage/**/*.*"))  # the staged copy is gone
 

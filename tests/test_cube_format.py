@@ -133,7 +133,7 @@ def test_objects_grow_with_shards_not_cells(tmp_path):
     files = [p for p in path.rglob("*") if p.is_file()]
     shards = int(np.prod(Cube.open(str(path)).variable("status").geometry.grid(sweep.shape)))
     assert shards == 4
-    assert len(files) <= (1 + len(METRICS)) * shards + 60  # + array documents, coordinates, side records
+    assert len(files) <= (1 + len(METRICS)) * shards + 60  # + array documents, coordinates, per-task records
     ds = open_cube(str(path))
     assert float(ds["m_train"].isel(dataset=0, N=1, alpha=2, rule=1, seed=7, noise=0)) == 0 + 1 + 2 + 1 + 7 + 0.25
     assert check(Cube.open(str(path))).ok
