@@ -62,6 +62,14 @@ def render_status(path: str, show_errors: bool = False, storage_options: dict | 
         + ", ".join(f"{k} {v}" for k, v in c.items())
         + f"  ({100.0 * c['done'] / max(applicable, 1):.1f}% of {applicable} applicable)",
     ]
+    if cube.format >= 3:  # every status chunk is stored from creation on: an absent or unreadable one was lost
+        _, present, damaged = cube.read_variable("status")
+        lost = int((~present | damaged).sum())
+        if lost:
+            lines.append(
+                f"warning: the status of {lost} task(s) is lost (a status shard missing or damaged); they count "
+                "as pending above: `amsweep check --repair` restores it from their data where they are intact"
+            )
     from amsweep.storage.lease import describe_holder
 
     writer = describe_holder(cube.objects)

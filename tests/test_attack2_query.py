@@ -27,3 +27,18 @@ def test_query_refuses_a_selection_whose_status_is_unreadable(tmp_path, capsys, 
     assert main(["check", str(path)]) == 1
     capsys.readouterr()
     assert main(["query", str(path), "--metric", "m_train", *extra]) == 2, capsys.readouterr().out
+
+
+def test_status_warns_that_an_unreadable_status_shard_counts_as_pending(tmp_path, capsys):
+    """``status`` used to report "done 0, pending 6" without a word when the status shard was
+    unreadable (found by attack 2): the counts are right as far as they go, but the reader must
+    be told they are not the cube's."""
+    path = tmp_path / "cube.zarr"
+    run(Cube.create_or_open(str(path), sweep(SMALL_BASE)), SerialExecutor(), progress=False)
+    main(["status", str(path)])
+    assert "warning" not in capsys.readouterr().out
+    for shard in (p for p in (path / "status" / "c").rglob("*") if p.is_file()):
+        shard.write_bytes(shard.read_bytes()[:100])
+    main(["status", str(path)])
+    out = capsys.readouterr().out
+    assert "warning: the status of" in out and "check --repair" in out, out

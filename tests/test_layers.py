@@ -79,7 +79,9 @@ def test_every_module_is_in_exactly_one_layer():
 
 def test_opening_a_cube_loads_nothing_of_the_compute_side():
     """``import amsweep.storage.query`` is paid on every query, status and xarray open: it used to
-    load the cell's metric formulas and through them a numba kernel (0.32 s of 1.0 s)."""
+    load the cell's metric formulas and through them a numba kernel (0.32 s of 1.0 s). (Reading a
+    shard then loads numba for storage's own CRC-32C kernel, storage/shards.py: storage's code, not
+    the compute side's, and said so in docs/architecture.md.)"""
     probe = (
         "import json, sys, amsweep.storage.query; q = sorted(sys.modules); "
         "import amsweep.storage.cube, amsweep.storage.check, amsweep.storage.backend; "
