@@ -139,6 +139,10 @@ class Cube:
             from amsweep.storage import restage
 
             restage.resume(path, objects, storage_options)
+            print(  # said before anything else: a refusal below ("nothing was changed") is about this spec
+                f"amsweep: {path}: finished an interrupted rewrite of the cube (its verified copy is swapped in)",
+                file=sys.stderr,
+            )
         doc = backup.read_root(objects, path)  # a lost root that a backup restores: say so
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
