@@ -172,7 +172,7 @@ def test_a_ready_whose_staged_copy_is_gone_is_refused_before_the_swap_touches_an
     staged = sorted(p for p in Path(path, restage.STAGE).rglob("*") if p.is_file() and p.name != "READY.json")
     staged[len(staged) // 2].unlink()
     before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and restage.STAGE not in str(p)}
-    with pytest.raises(CubeError, match="staged object.*missing.*nothing was changed"):
+    with pytest.raises(CubeError, match="staged object.*missing.*Nothing was changed"):
         restage.finish(cube.objects)
     cube.release()
     after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file() and restage.STAGE not in str(p)}
