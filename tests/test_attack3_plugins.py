@@ -1,0 +1,68 @@
+"""Adversarial pass 3 on the plug-in checks at discovery (pipeline/contracts.py ``_callable_with``,
+``_scope``, the meta= check): correct plug-ins written in ordinary Python styles must load, and a
+plug-in the cell cannot call must be refused. Cases that held are kept as plain tests; what fails is
+a strict xfail for the lead."""
+
+from __future__ import annotations
+
+import pytest
+
+from amsweep.pipeline import registry
+from tests.test_plugins import TOY, plugins, write  # noqa: F401 (plugins is a fixture)
+
+WRAPS = "import functools\n\ndef logged(fn):\n    @functools.wraps(fn)\n"
+WRAPS += "    def inner(*a, **k):\n        return fn(*a, **k)\n    return inner\n"
+BARE = "def logged(fn):\n    def inner(*a, **k):\n        return fn(*a, **k)\n    return inner\n"
+
+ACCEPTED = {
+    "defaults-and-keyword-only-extras": TOY.replace(
+        "def train(X, q, params, rng)", "def train(X, q, params, rng=None, *, extra=1)"
+    ),
+    "star-args": TOY.replace("def train(X, q, params, rng)", "def train(X, q, *rest)").replace(
+        'params["scale"]', 'rest[0]["scale"]'
+    ),
+    "functools-wraps-decorator": TOY.replace("def train(", WRAPS + "\n@logged\ndef train("),
+    "bare-decorator": TOY.replace("def train(", BARE + "\n@logged\ndef train("),
+    "functools-partial": TOY.replace("def train(X, q, params, rng)", "def _train(X, q, params, rng, factor)")
+    + "\nimport functools\ntrain = functools.partial(_train, factor=1.0)\n",
+    "memory-bytes-star-args": TOY + "\ndef memory_bytes(N, P, *rest):\n    return 10 * N\n",
+    "memory-bytes-partial": TOY
+    + "\nimport functools\ndef _mem(N, P, q, params, k):\n    return k * N\n"
+    + "memory_bytes = functools.partial(_mem, k=8)\n",
+    "callable-instance": TOY.replace("def train(X, q, params, rng)", "def _train(X, q, params, rng)")
+    + "\nclass _T:\n    def __call__(self, X, q, params, rng):\n"
+    + "        return _train(X, q, params, rng)\ntrain = _T()\n",
+    "nested-function-with-own-params": TOY.replace(
+        "    return Model(", "    def step(params, g):\n        return params['lr_'] * g\n    return Model("
+    ),
+    "meta-keyword-only-with-default": TOY.replace(
+        "def train(X, q, params, rng)", "def train(X, q, params, rng, *, meta=None)"
+    )
+    + '\nREADS_META = ("labels",)\n',
+}
+
+
+@pytest.mark.parametrize("text", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_a_correct_plugin_in_an_ordinary_style_loads(plugins, text):  # noqa: F811
+    write(plugins, "rules", "toy", text)
+    assert registry.component("rules", "toy").__name__.endswith("toy")
+
+
+FALSELY_REFUSED = {
+    # The cell calls train(X, q, params, rng, meta=data.meta) (pipeline/cell.py): both accept it.
+    "meta-through-kwargs": TOY.replace("def train(X, q, params, rng)", "def train(X, q, params, rng, **extra)")
+    + '\nREADS_META = ("labels",)\n',
+    "meta-required-keyword": TOY.replace("def train(X, q, params, rng)", "def train(X, q, params, rng, *, meta)")
+    + '\nNEEDS_META = ("labels",)\n',
+    "meta-through-bare-decorator": TOY.replace(
+        "def train(X, q, params, rng)", "def train(X, q, params, rng, meta=None)"
+    ).replace("def train(", BARE + "\n@logged\ndef train(")
+    + '\nREADS_META = ("labels",)\n',
+}
+
+
+@pytest.mark.xfail(strict=True, reason="attack3: a train that accepts meta= is refused at discovery")
+@pytest.mark.parametrize("text", FALSELY_REFUSED.values(), ids=FALSELY_REFUSED.keys())
+def test_a_train_that_accepts_meta_is_not_refused(plugins, text):  # noqa: F811
+    write(plugins, "rules", "toy", text)
+    assert registry.component("rules", "toy").__name__.endswith("toy")
