@@ -66,3 +66,19 @@ FALSELY_REFUSED = {
 def test_a_train_that_accepts_meta_is_not_refused(plugins, text):  # noqa: F811
     write(plugins, "rules", "toy", text)
     assert registry.component("rules", "toy").__name__.endswith("toy")
+
+
+@pytest.mark.xfail(strict=True, reason="attack3: executor_problems reads OPTIONS off the constructor's own parameters")
+def test_an_executor_forwarding_its_options_through_kwargs_keeps_the_contract():
+    """An executor subclass that forwards its options (``def __init__(self, **kw): super().__init__(**kw)``)
+    takes address, workers and cells_per_task, and ``Logged(workers=2)`` builds; the check says it
+    does not take them (it reads ``inspect.signature(cls).parameters`` by name)."""
+    from amsweep.pipeline import contracts
+    from amsweep.pipeline.ray_executor import RayExecutor
+
+    class Logged(RayExecutor):
+        def __init__(self, **options):
+            super().__init__(**options)
+
+    assert Logged(workers=2, cells_per_task=3).workers == 2
+    assert contracts.executor_problems(Logged) == []
