@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from amsweep.pipeline import registry
+from amsweep.pipeline.errors import PluginError
 from tests.test_plugins import TOY, plugins, write  # noqa: F401 (plugins is a fixture)
 
 WRAPS = "import functools\n\ndef logged(fn):\n    @functools.wraps(fn)\n"
@@ -82,3 +83,29 @@ def test_an_executor_forwarding_its_options_through_kwargs_keeps_the_contract():
 
     assert Logged(workers=2, cells_per_task=3).workers == 2
     assert contracts.executor_problems(Logged) == []
+
+
+def test_a_misspelled_read_beside_a_nested_function_with_its_own_params_is_refused(plugins):  # noqa: F811
+    write(
+        plugins,
+        "rules",
+        "toy",
+        TOY.replace('params["scale"]', 'params["scale_"]').replace(
+            "    return Model(", "    def step(params, g):\n        return params['lr'] * g\n    return Model("
+        ),
+    )
+    with pytest.raises(PluginError, match="scale_"):
+        registry.component("rules", "toy")
+
+
+@pytest.mark.xfail(strict=True, reason="attack3: a nested function's own local named params hides the whole train")
+def test_a_misspelled_read_beside_a_nested_local_named_params_is_refused(plugins):  # noqa: F811
+    """A helper inside train that builds its own local ``params`` dict (not an argument) counts as
+    rebinding train's ``params`` (contracts.undeclared_reads: any Store of the name in ``_scope``),
+    so train's misspelled ``params["scale_"]`` is not refused and every cell fails with KeyError."""
+    nested = "    def defaults():\n        params = {'lr': 0.1}\n        return params\n    return Model("
+    write(
+        plugins, "rules", "toy", TOY.replace('params["scale"]', 'params["scale_"]').replace("    return Model(", nested)
+    )
+    with pytest.raises(PluginError, match="scale_"):
+        registry.component("rules", "toy")
