@@ -261,7 +261,7 @@ def required(protocol: type) -> dict[str, str]:
 OPTIONAL_ARITY = {"memory_bytes": 4}  # optional functions called with this many positional arguments
 
 
-def _callable_with(fn: Any, n: int) -> bool:
+def _callable_with(fn: Any, n: int, **keywords: Any) -> bool:
     """Whether ``fn`` accepts ``n`` positional arguments (checked at load: a wrong signature would
     otherwise fail every cell with a TypeError inside a worker)."""
     try:
@@ -269,7 +269,7 @@ def _callable_with(fn: Any, n: int) -> bool:
     except (TypeError, ValueError):  # a builtin or C function: cannot tell, let the call decide
         return True
     try:
-        sig.bind(*range(n))
+        sig.bind(*range(n), **keywords)
     except TypeError:
         return False
     return True
@@ -292,7 +292,11 @@ def problems(family: str, module: Any) -> list[str]:
                 out.append(f"lacks PARAMS, {what}" if value is None else f"PARAMS = {show(value)} is not {what}")
         elif not callable(value):
             out.append(f"lacks {name}, {what}")
-        elif not _callable_with(value, len(inspect.signature(getattr(PROTOCOLS[family], name)).parameters) - 1):
+        elif not _callable_with(
+            value,
+            len(inspect.signature(getattr(PROTOCOLS[family], name)).parameters) - 1,
+            **({"meta": None} if name == "train" and takes_meta(module) else {}),  # as the cell calls it
+        ):
             out.append(f"{name}{_signature(value)} cannot be called as {what.removeprefix('a function ')}")
     for name, part in OPTIONAL[family].items():
         if hasattr(module, name) and not part.valid(getattr(module, name)):
@@ -321,7 +325,7 @@ def problems(family: str, module: Any) -> list[str]:
             out.append("declares only one of data_files and with_data_folder: shipping data files needs both")
     elif family == "rules":
         provides = set(optional(module, "PROVIDES"))
-        if takes_meta(module) and "meta" not in inspect.signature(module.train).parameters:
+        if takes_meta(module) and not _callable_with(module.train, 4, meta=None):
             out.append("declares NEEDS_META or READS_META but its train takes no meta= keyword")
         if optional(module, "POTTS") and "couplings" not in provides:
             out.append("declares POTTS but does not provide couplings (a Potts model is its couplings)")
@@ -396,15 +400,19 @@ def _read_key(node: ast.AST, name: str) -> str | None:
 
 def _scope(fn: ast.FunctionDef, name: str) -> Iterator[ast.AST]:
     """The nodes of ``fn`` where ``name`` is still its argument: a nested function or lambda that
-    takes an argument of the same name (``def step(params, grad)`` over weights) is skipped."""
+    binds the same name itself (``def step(params, grad)`` over weights, or a local ``params = ...``)
+    is skipped."""
     stack: list[ast.AST] = [*fn.args.defaults, *fn.body]
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             a = node.args
             own = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)]
-            if name in {x.arg for x in own}:
-                continue
+            local = any(
+                isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store) for n in ast.walk(node)
+            )
+            if name in {x.arg for x in own} or local:
+                continue  # its own ``name`` (an argument or a local): not the component's parameters
         yield node
         stack.extend(ast.iter_child_nodes(node))
 
@@ -487,7 +495,12 @@ def executor_problems(cls: type) -> list[str]:
         out.append(f"OPTIONS = {show(options)} is not {ATTRIBUTES['OPTIONS']}")
     else:
         takes = inspect.signature(cls).parameters
-        out += [f"OPTIONS names {o!r}, which its constructor does not take" for o in options if o not in takes]
+        forwards = any(p.kind is p.VAR_KEYWORD for p in takes.values())  # ``**options`` passed on
+        out += [
+            f"OPTIONS names {o!r}, which its constructor does not take"
+            for o in options
+            if o not in takes and not forwards
+        ]
     return out
 
 

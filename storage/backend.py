@@ -49,7 +49,10 @@ class ShardedArray(BackendArray):
             slice(s.start - t.start, s.stop - t.start, k.step if isinstance(k, slice) else None)
             for s, t, k in zip(spans, task, key)
         )
-        out = region[local + tuple(spans[ndim:])]
+        trailing = tuple(  # the noise axis: read whole with the box, its step kept too
+            slice(s.start, s.stop, k.step if isinstance(k, slice) else None) for s, k in zip(spans[ndim:], key[ndim:])
+        )
+        out = region[local + trailing]
         squeeze = tuple(i for i, k in enumerate(key) if not isinstance(k, slice))
         return out.squeeze(axis=squeeze) if squeeze else out
 

@@ -525,7 +525,10 @@ class Cube:
                 f"no {kind} stored for {self.coords_of(index)}; the spec must set "
                 f"[retrieval] store_{kind} = true before the task runs"
             )
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as e:  # cut short or not an array: one line, never a traceback
+            raise CubeError(f"{self.path}: the stored {kind} of {self.coords_of(index)} is damaged ({e})") from None
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
         return self.sweep.coords_of(index)

@@ -376,7 +376,9 @@ def unfinishable(objects: Objects, ready: dict[str, Any] | None, staged: list[st
     if ready is None:
         return f"its marker {READY} is damaged"
     have = {k[len(STAGE) + 1 :] for k in staged}
-    missing = sorted(set(ready.get("staged", [])) - have)
+    # a READY from before READY listed its copy: at least every array's document must be staged
+    listed = ready.get("staged") or [f"{name}/zarr.json" for name in ready["arrays"]]
+    missing = sorted(set(listed) - have)
     if missing:
         return f"{READY} lists {len(missing)} staged object(s) that are missing (first {STAGE}/{missing[0]})"
     cube_id = json.loads(ready["root"])["attributes"]["amsweep_cube_id"]
@@ -384,6 +386,24 @@ def unfinishable(objects: Objects, ready: dict[str, Any] | None, staged: list[st
     for key, data in objects.get_many(status).items():
         if data is not None and data.startswith(MAGIC) and _cube_of(data) != cube_id:
             return f"its staged copy ({key}) was written for another rewrite than {READY}"
+    return _damaged_shard(objects, ready, staged)
+
+
+def _damaged_shard(objects: Objects, ready: dict[str, Any], staged: list[str]) -> str | None:
+    """The first staged shard that fails its checksums or names another place, or None: READY
+    says the copy was verified when staged, but bytes can be damaged since, and swapping a damaged
+    shard over a good one would lose its finished tasks."""
+    target = Cube._from_root(objects.url, objects, json.loads(ready["root"]), None, staged=True)
+    if target.format < 3:
+        return None
+    for name in [n for n in target.arrays if n == "status" or n in METRICS]:  # the sharded variables
+        prefix = f"{STAGE}/{name}/c/"
+        keys = [k for k in staged if k.startswith(prefix)]
+        store = target.variable(name)
+        for key, data in objects.get_many(keys).items():
+            shard = tuple(int(i) for i in key[len(prefix) :].split("/"))[: len(target.sweep.shape)]  # noise: one
+            if store.decode(shard, data)[2].any():
+                return f"its staged shard {key} fails its checksum ({store.errors.get(store.key(shard), 'damaged')})"
     return None
 
 

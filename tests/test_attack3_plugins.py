@@ -62,14 +62,12 @@ FALSELY_REFUSED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="attack3: a train that accepts meta= is refused at discovery")
 @pytest.mark.parametrize("text", FALSELY_REFUSED.values(), ids=FALSELY_REFUSED.keys())
 def test_a_train_that_accepts_meta_is_not_refused(plugins, text):  # noqa: F811
     write(plugins, "rules", "toy", text)
     assert registry.component("rules", "toy").__name__.endswith("toy")
 
 
-@pytest.mark.xfail(strict=True, reason="attack3: executor_problems reads OPTIONS off the constructor's own parameters")
 def test_an_executor_forwarding_its_options_through_kwargs_keeps_the_contract():
     """An executor subclass that forwards its options (``def __init__(self, **kw): super().__init__(**kw)``)
     takes address, workers and cells_per_task, and ``Logged(workers=2)`` builds; the check says it
@@ -98,7 +96,6 @@ def test_a_misspelled_read_beside_a_nested_function_with_its_own_params_is_refus
         registry.component("rules", "toy")
 
 
-@pytest.mark.xfail(strict=True, reason="attack3: a nested function's own local named params hides the whole train")
 def test_a_misspelled_read_beside_a_nested_local_named_params_is_refused(plugins):  # noqa: F811
     """A helper inside train that builds its own local ``params`` dict (not an argument) counts as
     rebinding train's ``params`` (contracts.undeclared_reads: any Store of the name in ``_scope``),

@@ -51,14 +51,12 @@ def test_a_damaged_staged_status_shard_or_document_loses_nothing(tmp_path, capsy
     assert _repaired_done(path, capsys) == DONE_BEFORE
 
 
-@pytest.mark.xfail(strict=True, reason="attack3: a READY with a damaged staged shard is finished; done tasks lost")
 def test_a_ready_whose_staged_shard_is_damaged_loses_no_finished_task(tmp_path, capsys):
     path = _staged(tmp_path)
     _flip(path / restage.STAGE / "m_train/c/0/0/0/0/0/0")
     assert _repaired_done(path, capsys) == DONE_BEFORE
 
 
-@pytest.mark.xfail(strict=True, reason="attack3: a READY listing no staged objects deletes every shard")
 def test_a_ready_listing_no_staged_copy_is_not_finished_over_the_cube(tmp_path, capsys):
     path = _staged(tmp_path)
     ready = json.loads((path / restage.READY).read_bytes())
