@@ -292,10 +292,9 @@ def problems(family: str, module: Any) -> list[str]:
                 out.append(f"lacks PARAMS, {what}" if value is None else f"PARAMS = {show(value)} is not {what}")
         elif not callable(value):
             out.append(f"lacks {name}, {what}")
-        elif not _callable_with(
-            value,
-            len(inspect.signature(getattr(PROTOCOLS[family], name)).parameters) - 1,
-            **({"meta": None} if name == "train" and takes_meta(module) else {}),  # as the cell calls it
+        elif not (
+            _callable_with(value, len(inspect.signature(getattr(PROTOCOLS[family], name)).parameters) - 1)
+            or (name == "train" and takes_meta(module) and _callable_with(value, 4, meta=None))  # as the cell calls it
         ):
             out.append(f"{name}{_signature(value)} cannot be called as {what.removeprefix('a function ')}")
     for name, part in OPTIONAL[family].items():
