@@ -67,7 +67,7 @@ def plugin_kinds(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
         for path in sorted((root / family).glob("*.py"))
         if not path.stem.startswith("_")
     ]
-    if not kinds:  # a mistyped folder, or its rules/ subfolder: a kit that checks nothing must not pass
+    if not kinds:  # a mistyped folder, or its rules/ subfolder: a kit that checks nothing is a failure
         raise PluginError(
             f"{root}: no plug-in there (a plug-in folder holds {', '.join(f'{f}/' for f in registry.FAMILIES)} "
             "subfolders of .py files; give the folder above them)"
