@@ -99,3 +99,16 @@ def test_a_task_array_written_before_the_identity_header_is_still_read(stored, t
     cube = Cube.open(str(path))
     assert check(cube).ok
     np.testing.assert_array_equal(cube.couplings(TASK), want)
+
+
+def test_a_restage_refuses_a_damaged_task_array_and_changes_nothing(stored, tmp_path):
+    path = tmp_path / "c.zarr"
+    shutil.copytree(stored, path)
+    _zero_tail(path / "_amsweep" / "couplings" / "0-0-0-0-0.npy")
+    raw = copy.deepcopy(RAW)
+    raw["datasets"]["random"]["alpha"] = [0.05, 0.1]  # a value inserted before: the cube is restaged
+    with pytest.raises(CubeError, match="couplings"):
+        Cube.create_or_open(str(path), spec_mod.from_dict(raw))
+    cube = Cube.open(str(path))
+    assert cube.sweep.spec_hash == spec_mod.from_dict(copy.deepcopy(RAW)).spec_hash
+    np.testing.assert_array_equal(cube.couplings(OTHER), Cube.open(str(stored)).couplings(OTHER))
