@@ -30,8 +30,11 @@ import zarr
 
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import backup, restage, schema, temporaries, zarr_documents
+from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
+from amsweep.storage.records import AMSWEEP_DIR
+from amsweep.storage.restage import TASK_ARRAY_KINDS
 from amsweep.storage.schema import DONE, FAILED, NOT_APPLICABLE, PENDING, STATUS_NAMES
 
 SENTINEL = "retrieval_seconds"  # written last of a task's variables (see the flush order in cube.py)
@@ -52,6 +55,7 @@ class CheckReport:
     stage: int = 0  # objects of an abandoned staged copy (a restage killed before READY or after its commit)
     actions: list[str] = field(default_factory=list)  # what ``repair`` did
     shards: list[str] = field(default_factory=list)  # data shard objects unreadable as a whole: removed
+    task_arrays: list[str] = field(default_factory=list)  # per-task arrays damaged or another's: removed
 
     @property
     def ok(self) -> bool:
@@ -119,6 +123,7 @@ def check(cube: Cube) -> CheckReport:
     for index in zip(*np.nonzero((status == NOT_APPLICABLE) & ~spec_na & ~damaged)):
         if tuple(int(i) for i in index) not in records:
             report.add(cube, index, "not applicable, but the spec says applicable and no run recorded why")
+    _check_task_arrays(cube, report, status == DONE)
     if SENTINEL in cube.arrays:
         _data_without_done(cube, report, status, status_present, damaged, intact & ~spec_na, records)
     return report
@@ -173,6 +178,34 @@ def _data_without_done(
     for index, record in records.items():
         if lost[index] and not intact[index] and record.get("state") in (STATUS_NAMES[FAILED], "not applicable"):
             report.recorded[index] = FAILED if record["state"] == STATUS_NAMES[FAILED] else NOT_APPLICABLE
+
+
+def _check_task_arrays(cube: Cube, report: CheckReport, done: np.ndarray) -> None:
+    """Verify every per-task array against its identity header (storage/task_arrays.py): one
+    damaged, cut short, or copied from another task or cube is a problem naming it; ``repair``
+    removes it and sets a done task back to pending, so the next run (with ``store_*``) writes it
+    afresh. Arrays written before the header can only be parsed, not verified."""
+    for kind in TASK_ARRAY_KINDS:
+        keys = [k for k in cube.objects.list(f"{AMSWEEP_DIR}/{kind}") if k.endswith(".npy")]
+        for key, data in cube.objects.get_many(keys).items():
+            if data is None:
+                continue
+            name = key.rsplit("/", 1)[1][: -len(".npy")]
+            parts = name.split("-")
+            index = tuple(int(i) for i in parts) if all(p.isdigit() for p in parts) else ()
+            if len(index) != done.ndim or any(i >= n for i, n in zip(index, done.shape)):
+                report.task_arrays.append(key)
+                report.problems.append(f"stored {kind} {key} names no task of this cube; `check --repair` removes it")
+                continue
+            try:
+                task_array_io.decode(data, cube.cube_id, kind, name)
+            except task_array_io.TaskArrayError as e:
+                report.task_arrays.append(key)
+                what = f"stored {kind} is damaged or another's ({e}); `check --repair` removes it"
+                if done[index]:
+                    report.add(cube, index, what)
+                else:
+                    report.problems.append(f"{what} (task {cube.coords_of(index)})")
 
 
 def complete(cube: Cube) -> np.ndarray:
@@ -303,6 +336,9 @@ def repair(cube: Cube, report: CheckReport) -> int:
     cube._fence().delete_many(report.shards)  # conditional on S3: a shard rewritten since (a takeover) stays
     if report.shards:
         actions.append(f"removed {len(report.shards)} unreadable shard object(s); the next run writes them afresh")
+    cube._fence().delete_many(report.task_arrays)
+    if report.task_arrays:
+        actions.append(f"removed {len(report.task_arrays)} damaged task array(s); their tasks are pending again")
     rebuilt, recorded = set(report.rebuild), {i: s for i, s in report.recorded.items() if i not in report.rebuild}
     reset = [i for i in report.damaged if i not in rebuilt and i not in recorded]
     spec_na = schema.not_applicable_mask(cube.sweep)

@@ -13,7 +13,6 @@ write of the root document (``amsweep.storage.zarr_documents``).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import sys
 import uuid
@@ -32,6 +31,7 @@ from amsweep.storage.lease import KEY as LEASE_KEY
 from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, now, task_key
+from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.store_errors import store_boundary
 from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
@@ -451,13 +451,12 @@ class Cube:
         by_shard: dict[ShardIndex, list[CellResult]] = {}
         for r in results:
             by_shard.setdefault(self._shard_of(r.index), []).append(r)
-        task_arrays = {}
+        task_arrays, cube_id = {}, self.cube_id
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):
                 if array is not None:
-                    buf = io.BytesIO()
-                    np.save(buf, array, allow_pickle=False)
-                    task_arrays[f"{AMSWEEP_DIR}/{kind}/{task_key(r.index)}.npy"] = buf.getvalue()
+                    key = task_key(r.index)
+                    task_arrays[f"{AMSWEEP_DIR}/{kind}/{key}.npy"] = task_array_io.encode(array, cube_id, kind, key)
         self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
         self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], by_shard)
@@ -510,6 +509,11 @@ class Cube:
                 out.append({**record, "index": list(index), "coords": self.coords_of(index)})
         return out
 
+    @property
+    def cube_id(self) -> str:
+        """The id every shard and task array of this cube is bound to ("" where none is stored)."""
+        return str(self.attrs.get("amsweep_cube_id", ""))
+
     def couplings(self, index: tuple[int, ...]) -> np.ndarray:
         """The stored couplings (or memories) of one done task."""
         return self._task_array("couplings", index)
@@ -519,15 +523,16 @@ class Cube:
         return self._task_array("magnetisations", index)
 
     def _task_array(self, kind: str, index: tuple[int, ...]) -> np.ndarray:
-        data = self.objects.get(f"{AMSWEEP_DIR}/{kind}/{task_key(index)}.npy")
+        key = task_key(index)
+        data = self.objects.get(f"{AMSWEEP_DIR}/{kind}/{key}.npy")
         if data is None:
             raise KeyError(
                 f"no {kind} stored for {self.coords_of(index)}; the spec must set "
                 f"[retrieval] store_{kind} = true before the task runs"
             )
         try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as e:  # cut short or not an array: one line, never a traceback
+            return task_array_io.decode(data, self.cube_id, kind, key)
+        except task_array_io.TaskArrayError as e:  # swapped, cut short or not an array: one line
             raise CubeError(f"{self.path}: the stored {kind} of {self.coords_of(index)} is damaged ({e})") from None
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:

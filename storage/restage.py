@@ -35,6 +35,7 @@ from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import backup, legacy, provenance, schema, zarr_documents
+from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.cube import RESTAGE_READY as READY
 from amsweep.storage.cube import Cube
 from amsweep.storage.fence import FencedObjects
@@ -227,7 +228,9 @@ def restage(cube: Cube, target: Sweep, attrs: dict[str, Any]) -> RestageReport:
             changes.setdefault(staging._shard_of(new), {})[new] = record
     view.put_many(ErrorRecords(view).updates(changes))  # type: ignore[arg-type]
     task_arrays = {
-        f"{AMSWEEP_DIR}/{kind}/{task_key(_moved(where, index))}.npy": _task_array_moved(kind, data, where[5])
+        f"{AMSWEEP_DIR}/{kind}/{task_key(_moved(where, index))}.npy": _task_array_moved(
+            cube, kind, data, index, (staging.cube_id, task_key(_moved(where, index))), where[5]
+        )
         for (kind, index), data in src.task_arrays.items()
     }
     view.put_many(task_arrays)
@@ -265,16 +268,25 @@ def _noise_moved(value: np.ndarray, where: np.ndarray) -> np.ndarray:
     return out
 
 
-def _task_array_moved(kind: str, data: bytes, where: np.ndarray) -> bytes:
-    """Magnetisations lead with the noise axis: reorder it with the noise coordinate."""
-    if kind != "magnetisations" or np.array_equal(where, np.arange(len(where))):
-        return data
-    old = np.load(io.BytesIO(data), allow_pickle=False)
-    new = np.empty_like(old)
-    new[where] = old
-    buf = io.BytesIO()
-    np.save(buf, new, allow_pickle=False)
-    return buf.getvalue()
+def _task_array_moved(
+    cube: Cube, kind: str, data: bytes, index: tuple[int, ...], new: tuple[str, str], where: np.ndarray
+) -> bytes:
+    """The task array re-headed for its new (cube id, task key) ``new`` (storage/task_arrays.py),
+    after verifying it against the source cube. Magnetisations lead with the noise axis: reorder
+    it with the noise coordinate."""
+    old = (cube.cube_id, task_key(index))
+    try:
+        if kind != "magnetisations" or np.array_equal(where, np.arange(len(where))):
+            return task_array_io.rebind(data, old, new, kind)
+        values = task_array_io.decode(data, old[0], kind, old[1])
+    except task_array_io.TaskArrayError as e:
+        raise CubeError(
+            f"{cube.path}: the stored {kind} of {cube.coords_of(index)} is damaged ({e}); "
+            "`amsweep check --repair` first; nothing was changed"
+        ) from None
+    moved = np.empty_like(values)
+    moved[where] = values
+    return task_array_io.encode(moved, new[0], kind, new[1])
 
 
 def _verify(
