@@ -5,8 +5,10 @@ which stay in the canonical order (``amsweep.pipeline.spec.canonical_order``: nu
 variants by label). Values that land after every old one append: existing shards keep their
 keys and the cube grows in place. Values that land in the middle move done tasks to new
 positions: the cube is rewritten, kill-safe and verified, by ``amsweep.storage.restage``. Any
-other change (noise levels, the root seed, a parameter of an existing variant, a removed value)
-would make old and new results incomparable and is refused with the list of differences.
+other change (the root seed, a parameter of an existing variant, a removed value) would make old
+and new results incomparable and is refused with the list of differences. Noise levels are not a
+task axis: a task trains once and evaluates every level, so even an added level is refused, with
+that reason (it would mean recomputing every done task: a new cube is no more work).
 
 Sweeping a parameter that was a scalar (``lr = 1.0`` -> ``lr = [1.0, 0.5]``) renames the
 existing variant ('plm' -> 'plm[lr=1.0]'): it is matched by its entry and parameters, keeps its
@@ -113,13 +115,27 @@ def _merge_family(
     return merged
 
 
+def _why_fixed(key: str, before: Any, after: Any) -> str:
+    """Why a change to a sweep-wide setting cannot grow the cube, said for the change at hand."""
+    if key == "noise" and set(before) < set(after):
+        added = sorted(set(after) - set(before))
+        return (
+            f"adds noise level(s) {added}, but noise is not a task axis: every task trains once and then "
+            "evaluates all noise levels inside the task, so a new level means recomputing every done task; "
+            "write this spec to a new --out"
+        )
+    if key == "noise":
+        return "noise levels are evaluated inside each task: results at other levels are another experiment"
+    return "it changes every task's result, not only adds tasks"
+
+
 def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """(merged canonical spec in canonical order, problems). No problems means ``new`` only adds
     values to ``old``; a variant keeps its identity (its ``stream`` label) wherever it lands."""
     problems: list[str] = []
     for key in FIXED:
         if old[key] != new[key]:
-            problems.append(f"{key}: {old[key]!r} -> {new[key]!r} (only additions can extend a cube)")
+            problems.append(f"{key}: {old[key]!r} -> {new[key]!r} ({_why_fixed(key, old[key], new[key])})")
     removed_seeds = [s for s in old["seeds"] if s not in new["seeds"]]
     if removed_seeds:
         problems.append(f"seeds: {removed_seeds} removed")

@@ -21,7 +21,6 @@ from amsweep.sweeps.arguments import (
     executor_options,
     finite_float,
     positive_int,
-    resolve_spec,
     usage_error,
     writable_output,
 )
@@ -37,121 +36,26 @@ class Parser(argparse.ArgumentParser):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate, size and connect before the cube is created or opened: every refusal (bad spec or
-    plug-in, a cell too large for any node, a cluster that cannot be joined) leaves ``--out`` as
-    it was, so the corrected command then runs at the same path."""
-    from amsweep.pipeline import spec as spec_mod
-    from amsweep.pipeline.executors import EXECUTORS
-    from amsweep.sweeps.runner import preflight
-    from amsweep.storage.cube import Cube
+    """Everything but the printing is ``amsweep.sweeps.launch`` (one way to run, shared with
+    ``amsweep.run``): validate, size and connect before the cube is created or opened, so a
+    refusal leaves ``--out`` as it was and the corrected command then runs at the same path."""
+    from amsweep.sweeps.launch import launch, plan, to_sweep
 
     options = executor_options(args)
-    sweep = spec_mod.load(resolve_spec(args.spec))
-    if _nothing_to_do(args, sweep):
+    sweep = to_sweep(args.spec)
+    if args.dry_run:
+        plan(sweep, args.out, retry_failed=not args.no_retry_failed, say=print)
         return 0
-    try:
-        executor = EXECUTORS[args.executor](**options)
-    except KeyboardInterrupt:
-        print("interrupted while starting: nothing ran; run the same command again to start")
-        return 130
-    try:
-        preflight(sweep, executor)
-        cube = Cube.create_or_open(args.out, sweep)
-        try:
-            return _run_on(cube, sweep, executor, args)
-        except AmsweepError:
-            release_quietly(cube)
-            raise
-        finally:
-            cube.release()
-    finally:
-        executor.shutdown()
-
-
-def release_quietly(cube) -> None:
-    """Release the cube's lease after a refusal or a failed store; if the store is gone, say
-    nothing more than the error does (the lease then expires by itself, and a resume on this
-    machine takes it over at once)."""
-    import logging
-
-    from amsweep.storage import lease
-
-    muted = logging.getLogger(lease.__name__)
-    was = muted.disabled
-    muted.disabled = True
-    try:
-        cube.release()
-    finally:
-        muted.disabled = was
-
-
-def _nothing_to_do(args: argparse.Namespace, sweep) -> bool:
-    """Say so, without starting an executor, where ``--out`` holds this very spec's cube with no
-    task left to run; anything else (no cube, another spec, an older format) is for
-    ``Cube.create_or_open`` to create, grow or refuse once the executor is connected."""
-    from amsweep.pipeline.metric_table import METRICS
-    from amsweep.storage.cube import Cube
-    from amsweep.storage.schema import FORMAT_VERSION
-    from amsweep.storage.store_errors import store_boundary
-
-    with store_boundary(args.out, "reading the cube"):
-        try:
-            cube = Cube.open(args.out)
-        except AmsweepError:
-            return False
-        if cube.sweep.spec_hash != sweep.spec_hash or cube.format != FORMAT_VERSION:
-            return False
-        if any(name not in cube.arrays for name in ("status", *METRICS)):
-            return False  # a metric new to this amsweep: opening for writing adds its variable
-        if cube.count_pending(retry_failed=not args.no_retry_failed):
-            return False
-        _say_todo(cube, sweep, args)
-    return True
-
-
-def _say_todo(cube, sweep, args: argparse.Namespace) -> int:
-    """Print how many tasks this run has to do (and why none, if none); that count."""
-    todo = cube.count_pending(retry_failed=not args.no_retry_failed)
-    print(
-        f"sweep {sweep.name!r} (spec {cube.sweep.spec_hash}): {todo} task(s) to run of "
-        f"{sum(1 for _ in sweep.tasks())}; cube {args.out}"
-    )
-    if todo == 0:
-        failed = cube.count_pending(retry_failed=True)
-        if failed:
-            print(
-                f"nothing to do: {failed} failed task(s) left failed (--no-retry-failed), every other "
-                "task is done or not applicable (see `amsweep status --errors`)"
-            )
-        else:
-            print("nothing to do: every task is done (see `amsweep status`)")
-    return todo
-
-
-def _run_on(cube, sweep, executor, args: argparse.Namespace) -> int:
-    from amsweep.sweeps.runner import run
-
-    if _say_todo(cube, sweep, args) == 0:
-        return 0
-    report = run(
-        cube,
-        executor,
+    summary = launch(
+        sweep,
+        args.out,
+        args.executor,
+        options,
         retry_failed=not args.no_retry_failed,
         progress=not args.quiet,
-        on_start=lambda line: print(line, flush=True),
+        say=lambda line: print(line, flush=True),  # each line out before Ray stops, not buffered past it
     )
-    print(
-        f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
-        f"remaining {report.remaining} in {report.seconds:.1f} s"
-    )
-    for line in report.errors[:5]:
-        print(f"  failure: {line}")
-    if report.interrupted:
-        print("interrupted: finished results are saved; run the same command again to resume")
-    sys.stdout.flush()  # said before Ray stops: nothing after this point can lose a result
-    if report.interrupted:
-        return 130
-    return 1 if report.failed else 0
+    return summary.exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -298,12 +202,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
+    """The bundled sweeps with their files (a spec to copy and edit), or one of them printed."""
     from amsweep.pipeline import spec as spec_mod
 
+    if args.show:
+        path = BUNDLED / f"{args.show.removesuffix('.toml')}.toml"
+        if not path.is_file():
+            names = ", ".join(p.stem for p in sorted(BUNDLED.glob("*.toml")))
+            raise AmsweepError(f"--show {args.show}: no bundled sweep of that name (bundled: {names})")
+        sys.stdout.write(path.read_text())
+        return 0
     for path in sorted(BUNDLED.glob("*.toml")):
         sweep = spec_mod.load(path)
         n = sum(1 for _ in sweep.tasks())
-        print(f"{path.stem:28s} {n:6d} tasks  {sweep.description}")
+        print(f"{path.stem:28s} {n:6d} tasks  {sweep.description}\n{'':28s} {path}")
+    print("\n`amsweep specs --show NAME > my.toml` prints one to start from; `amsweep run NAME` runs it as it is")
     return 0
 
 
@@ -317,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_flags(r)
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would run (a new cube, or the values and tasks an extension adds), create and change "
+        "nothing, start no executor",
+    )
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("status", help="counts by state, failures, throughput")
@@ -380,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", default="report", help="output folder")
     rp.set_defaults(fn=cmd_report)
 
-    sp = sub.add_parser("specs", help="list the bundled sweeps")
+    sp = sub.add_parser("specs", help="list the bundled sweeps and their files, or print one")
+    sp.add_argument("--show", metavar="NAME", default=None, help="print bundled sweep NAME's spec (TOML)")
     sp.set_defaults(fn=cmd_specs)
 
     from amsweep.sweeps.boundary_commands import add_parsers  # boundary, refine

@@ -47,7 +47,7 @@ def test_every_package_folder_is_listed_for_the_wheel():
 
     found = {
         package_of(init.parent)
-        for top in BARE
+        for top in (*BARE, "amsweep")  # amsweep/: the top package alone (the Python API)
         for init in (REPO / top).rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
@@ -119,8 +119,8 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
     wheels, source = tmp_path / "wheels", tmp_path / "source"
     wheels.mkdir()
     # A copy of what the sdist holds: setuptools builds in the source tree (build/, *.egg-info).
-    for top in BARE:
-        shutil.copytree(REPO / top, source / top, ignore=shutil.ignore_patterns("__pycache__"))
+    for top in (*BARE, "amsweep"):  # amsweep/: the top package's __init__.py and links to the others
+        shutil.copytree(REPO / top, source / top, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)])
@@ -153,13 +153,15 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
             str(python),
             "-c",
             "import amsweep.sweeps.cli as c, amsweep.testing, sweeps, storage, pipeline, analysis as a; "
-            "print(c.__file__); print(sweeps.OWNER, storage.OWNER, pipeline.OWNER, a.OWNER)",
+            "print(c.__file__); print(sweeps.OWNER, storage.OWNER, pipeline.OWNER, a.OWNER); "
+            "import amsweep; print(amsweep.__file__, amsweep.run.__module__)",
         ],
         cwd=tmp_path,
         env=env,
     ).stdout.splitlines()
     assert where[0].startswith(purelib), where  # amsweep from the wheel, not the repository
     assert where[1] == "standin-sweeps standin-storage standin-pipeline standin-analysis"
+    assert where[2].startswith(purelib) and where[2].endswith(" amsweep.sweeps.api"), where  # `amsweep.run`
 
     # The README's quickstart, through the wheel's console script (local Ray, cube, PNG).
     amsweep = str(env_dir / "bin" / "amsweep")
