@@ -32,7 +32,7 @@ from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE,
 from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, now, task_key
 from amsweep.storage import task_arrays as task_array_io
-from amsweep.storage.store_errors import store_boundary
+from amsweep.storage.store_errors import missing_bucket, no_bucket_message, store_boundary
 from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
 
 __all__ = ["Cube", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
@@ -214,8 +214,11 @@ class Cube:
             try:
                 self.lease = Lease.acquire(self.objects, command=" ".join(sys.argv[:4]), expect_record=bool(self.attrs))
             except OSError as e:
+                bucket = missing_bucket(e)
                 raise CubeError(
-                    f"{self.path}: cannot write to the cube ({e}); its results are intact. "
+                    no_bucket_message(self.path, bucket)
+                    if bucket is not None
+                    else f"{self.path}: cannot write to the cube ({e}); its results are intact. "
                     "Fix the permissions or the space, then run again."
                 ) from None
             for message in (self.lease.vanished_message, self.lease.takeover_message):

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from amsweep.pipeline.errors import CubeError
 
-__all__ = ["cause", "failure_types", "store_boundary", "WRITING"]
+__all__ = ["cause", "failure_types", "missing_bucket", "no_bucket_message", "store_boundary", "WRITING"]
 
 WRITING = "writing results"  # what a flush does: its message says the unwritten tasks stay pending
 
@@ -46,6 +46,29 @@ def cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def missing_bucket(e: BaseException | None) -> str | None:
+    """The bucket an S3 request found missing (botocore's ``NoSuchBucket`` anywhere in the chain
+    of causes: s3fs re-raises it as a bare FileNotFoundError), else None. Told apart because
+    "fix the permissions or the space" sends the user looking in the wrong place."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        response = getattr(e, "response", None)
+        error = response.get("Error") if isinstance(response, dict) else None
+        if isinstance(error, dict) and error.get("Code") == "NoSuchBucket":
+            return str(error.get("BucketName") or "")
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def no_bucket_message(path: str, bucket: str) -> str:
+    bucket = bucket or path.split("://", 1)[-1].split("/", 1)[0]
+    return (
+        f"{path}: bucket {bucket!r} does not exist; create it (`aws s3 mb s3://{bucket}`) or correct the "
+        "URL, then run again (nothing was written)"
+    )
+
+
 @contextlib.contextmanager
 def store_boundary(path: str, doing: str) -> Iterator[None]:
     """Turn a failing store inside the block into a one-line ``CubeError`` about ``path``;
@@ -57,6 +80,9 @@ def store_boundary(path: str, doing: str) -> Iterator[None]:
     except BaseException as e:
         if not isinstance(e, failure_types()):
             raise
+        bucket = missing_bucket(e)
+        if bucket is not None:
+            raise CubeError(no_bucket_message(path, bucket)) from e
         if doing == WRITING:
             after = (
                 "Tasks marked done before are intact; the unwritten ones stay pending and the next run recomputes them."

@@ -111,3 +111,18 @@ def test_datasets_read_from_s3_urls_give_the_local_files_cube(tmp_path, s3_serve
         cubes.append(path)
     assert_same_cube(*cubes)
     assert list((tmp_path / "cache" / "remote").iterdir())  # the URLs were read through the cache
+
+
+def test_a_missing_bucket_is_named_as_such(small_raw, s3_server, capsys):
+    """Not "fix the permissions or the space": the bucket is missing, and the line says which (issue 23)."""
+    import amsweep
+    from amsweep.sweeps.cli import main
+
+    url = "s3://no-such-bucket/c.zarr"
+    assert main(["run", "smoke", "--out", url, "--executor", "serial", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bucket 'no-such-bucket' does not exist" in err and "permissions" not in err, err
+    for dry_run in (False, True):
+        with pytest.raises(CubeError, match="bucket 'no-such-bucket' does not exist; create it") as info:
+            amsweep.run(small_raw, out=url, executor="serial", dry_run=dry_run)
+        assert "permissions" not in str(info.value)
