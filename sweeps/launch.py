@@ -98,8 +98,13 @@ def launch(
     progress: bool = False,
     storage_options: dict | None = None,
     say: Say = _quiet,
+    on_connected: Callable[[Any], None] | None = None,
+    cube_options: dict[str, Any] | None = None,
 ) -> RunSummary:
-    """Run (or resume, or extend) ``sweep`` into the cube at ``out`` with the named executor."""
+    """Run (or resume, or extend) ``sweep`` into the cube at ``out`` with the named executor.
+
+    ``on_connected`` hears the executor once it is started (before the cube is touched: the place
+    to say where the sweep runs); ``cube_options`` are passed to ``Cube.create_or_open``."""
     from amsweep.pipeline.executors import EXECUTORS
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
@@ -116,8 +121,10 @@ def launch(
         say("interrupted while starting: nothing ran; run the same command again to start")
         return RunSummary(sweep.name, sweep.spec_hash, out, total, 0, interrupted=True)
     try:
+        if on_connected is not None:
+            on_connected(ex)
         preflight(sweep, ex)
-        cube = Cube.create_or_open(out, sweep, storage_options)
+        cube = Cube.create_or_open(out, sweep, storage_options, **(cube_options or {}))
         try:
             return _run_on(cube, sweep, ex, out, retry_failed, progress, say)
         except AmsweepError:
