@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate, size and connect before the cube is created or opened: every refusal (bad spec or
     plug-in, a cell too large for any node, a cluster that cannot be joined) leaves ``--out`` as
     it was, so the corrected command then runs at the same path."""
-    from amsweep.pipeline import spec as spec_mod
+    from amsweep.pipeline import registry, spec as spec_mod
     from amsweep.pipeline.executors import EXECUTORS
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
@@ -56,7 +56,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     try:
         preflight(sweep, executor)
-        cube = Cube.create_or_open(args.out, sweep)
+        cube = Cube.create_or_open(
+            args.out,
+            sweep,
+            plugins=registry.sweep_code_hashes(sweep),  # recorded; a changed one refuses a resume
+            allow_changed_plugins=args.allow_changed_plugins,
+        )
         try:
             return _run_on(cube, sweep, executor, args)
         except AmsweepError:
@@ -316,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="cube path (directory or s3://bucket/key.zarr)")
     add_executor_flags(r)
     r.add_argument("--no-retry-failed", action="store_true", help="leave failed tasks failed")
+    r.add_argument(
+        "--allow-changed-plugins",
+        action="store_true",
+        help="resume a cube although a plug-in's code changed since it was written (the new hash is recorded)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
