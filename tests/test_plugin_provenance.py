@@ -4,6 +4,7 @@ and an edit to a plug-in the sweep does not use ignored. Serial executor, one ti
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -134,3 +135,36 @@ def test_an_edit_to_a_plugin_the_sweep_does_not_use_is_not_refused(half_done):
     assert run(spec, out) == 1  # resumed: the scale-4 cell is retried (and fails again, as coded)
     assert plugins_of(out) == recorded
     assert "plugins_changed" not in Cube.open(str(out)).attrs
+
+
+def test_a_shipped_folder_is_named_by_its_content_and_a_worker_finds_it_on_its_sys_path(tmp_path, monkeypatch):
+    """What Ray's py_modules does, without Ray: the staged copy's parent on sys.path; a batch's
+    shipped name resolves to it, never to the driver's folder, and a missing one is one clear error."""
+    from amsweep.pipeline import plugin_shipping
+    from amsweep.pipeline.errors import PluginError
+
+    folder, twin = tmp_path / "a" / "plugins", tmp_path / "b" / "plugins"
+    for f in (folder, twin):
+        write(f, "rules", "toy", TOY)
+        (f / "rules" / "__pycache__").mkdir()
+        (f / "rules" / "__pycache__" / "toy.cpython-311.pyc").write_bytes(b"stale")
+    staged = plugin_shipping.stage((folder,))
+    assert staged is not None
+    try:
+        [name] = staged.names
+        assert plugin_shipping.names_of((twin,)) == (name,)  # same content elsewhere: same package
+        monkeypatch.syspath_prepend(str(staged.directory))
+        [shipped] = plugin_shipping.worker_path(staged.path_value).split(os.pathsep)
+        assert (
+            Path(shipped) == staged.directory / name
+            and (Path(shipped) / "rules" / "toy.py").read_text() == (folder / "rules" / "toy.py").read_text()
+        )
+        assert not (Path(shipped) / "rules" / "__pycache__").exists()
+        write(twin, "rules", "toy", TOY.replace("3.0", "3.5"))
+        [other] = plugin_shipping.names_of((twin,))
+        assert other != name
+        with pytest.raises(PluginError, match=f"{other} was not shipped to this worker"):
+            plugin_shipping.worker_path(other)
+    finally:
+        staged.remove()
+    assert not staged.directory.exists()
