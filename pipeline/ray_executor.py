@@ -6,8 +6,8 @@ One Ray task per cell cost 9-15 ms of overhead here, more than a small cell comp
 the memory its cells need (``amsweep.pipeline.resources``), so a node never runs more large cells than
 its RAM holds, and a sweep with a cell no node can hold is refused before anything runs.
 Driver-local data files travel once per sweep through the object store (``amsweep.pipeline.datafiles``).
-Each batch carries the driver's plug-in path (``amsweep.pipeline.registry``), so workers find the
-same plug-in components; on a cluster those folders must exist on every node at the same path.
+The driver's plug-in folders travel in Ray's runtime environment (``amsweep.pipeline.plugin_shipping``):
+a worker imports them from the shipped copy, so they need not exist on any other node.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 import os
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
-from amsweep.pipeline import datafiles, registry
+from amsweep.pipeline import datafiles, plugin_shipping, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
@@ -54,9 +54,10 @@ def _ray_get(ref: Any) -> Any:
 
 
 def _worker_setup(jobs: list[CellJob], plugin_path: str, localize: Callable | None) -> list[CellJob]:
-    """Worker side, before a batch: discover the driver's plug-ins (a cell names its components
-    by kind, so a worker must find the same modules), then point datasets at shipped files."""
-    registry.use_plugin_path(plugin_path)
+    """Worker side, before a batch: discover the driver's plug-ins from their shipped copies (a cell
+    names its components by kind, so a worker must find the same modules), then point datasets at
+    shipped files."""
+    registry.use_plugin_path(plugin_shipping.worker_path(plugin_path))
     return localize(jobs) if localize is not None else jobs
 
 
@@ -88,6 +89,7 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         self._reaper = None
+        self._plugins = plugin_shipping.Shipper()
         if self._owns_ray:
             kwargs: dict[str, Any] = {
                 "runtime_env": {"env_vars": dict(PINNED_THREADS)},
@@ -102,6 +104,9 @@ class RayExecutor:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address
+            modules = self._plugins.job_modules(registry.plugin_path())  # uploaded by ray.init, once
+            if modules:
+                kwargs["runtime_env"]["py_modules"] = modules
             try:
                 ray.init(**kwargs)
             except (ConnectionError, TimeoutError, ValueError) as e:
@@ -110,6 +115,8 @@ class RayExecutor:
                 raise AmsweepError(
                     f"--address {address}: cannot join that Ray cluster ({type(e).__name__}: {e}); nothing ran"
                 ) from None
+            finally:
+                self._plugins.uploaded()
             if address is None:
                 from amsweep.pipeline import ray_reaper
 
@@ -152,9 +159,10 @@ class RayExecutor:
         crash before the finished results were flushed.
         """
         ray = self._ray
-        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_batch)
+        plugins, task_env = self._plugins.for_batches(registry.plugin_path())  # shipped names, not paths
+        options = {"runtime_env": task_env} if task_env else {}
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(run_batch)
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
-        plugins = os.pathsep.join(map(str, registry.plugin_path()))  # absolute: workers may start elsewhere
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
         sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
         batcher = Batcher(iter(jobs), sizer, total, self.workers)

@@ -14,10 +14,17 @@ checked against ``amsweep.pipeline.contracts`` when first loaded, so a broken pl
 part, a mistyped declaration, a read of an undeclared parameter) fails with a one-line
 ``PluginError`` naming it, not with an AttributeError in a worker hours later. A kind defined
 twice is an error: a name means one module, on the driver and on every worker.
+
+``code_hashes`` fingerprints the plug-in modules a sweep's components come from (sha256 over the
+module's file and the sibling helpers it imports, named relative to their folder): a cube records
+them, so a resume with edited plug-in code is caught, and the hash is the same on every machine
+whatever folder the plug-in sits in. Built-in components are versioned with amsweep itself.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -29,7 +36,7 @@ from functools import cache, partial
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from amsweep.pipeline import contracts
 from amsweep.pipeline.errors import PluginError
@@ -37,6 +44,7 @@ from amsweep.pipeline.params import did_you_mean
 
 __all__ = [
     "clear",
+    "code_hashes",
     "component",
     "ENV_VAR",
     "FAMILIES",
@@ -44,6 +52,7 @@ __all__ = [
     "PLUGIN_PACKAGE",
     "plugin_path",
     "Source",
+    "sweep_code_hashes",
     "use_plugin_path",
 ]
 
@@ -58,6 +67,7 @@ class Source:
 
     origin: str
     load: Callable[[], ModuleType]
+    module: str = ""  # the importable name of a plug-in (empty for a built-in component)
 
 
 def plugin_path() -> tuple[Path, ...]:
@@ -148,7 +158,7 @@ def _sources(family: str) -> dict[str, Source]:
     for m in pkgutil.iter_modules(package.__path__):
         if not m.name.startswith("_"):
             module_name = f"amsweep.pipeline.{family}.{m.name}"
-            add(m.name, Source(module_name, partial(importlib.import_module, module_name)))
+            add(m.name, Source(module_name, partial(importlib.import_module, module_name)))  # built in: no hash
     folders = plugin_path()
     _install_packages(family, folders)
     helpers: dict[str, Path] = {}  # one package over all folders: a helper name means one file
@@ -164,9 +174,10 @@ def _sources(family: str) -> dict[str, Source]:
                 continue
             if not kind.isidentifier():
                 raise PluginError(f"{family} plug-in {str(path)!r}: the file name must be a Python identifier")
-            add(kind, Source(str(path), partial(_import_file, family, kind, path)))
+            add(kind, Source(str(path), partial(_import_file, family, kind, path), f"{PLUGIN_PACKAGE}.{family}.{kind}"))
     for ep in entry_points(group=f"amsweep.{family}"):
-        add(ep.name, Source(f"entry point {ep.value}", partial(_load_entry_point, family, ep.name, ep.value, ep.load)))
+        load = partial(_load_entry_point, family, ep.name, ep.value, ep.load)
+        add(ep.name, Source(f"entry point {ep.value}", load, ep.value.split(":")[0].strip()))
     return found
 
 
@@ -219,3 +230,76 @@ def clear() -> None:
     _checked.cache_clear()
     for name in [n for n in sys.modules if n == PLUGIN_PACKAGE or n.startswith(PLUGIN_PACKAGE + ".")]:
         del sys.modules[name]
+
+
+def sweep_code_hashes(sweep: Any) -> dict[str, str]:
+    """``code_hashes`` of the components a sweep's variants name: its datasets, its rules and the
+    dynamics each rule retrieves with (a plug-in the sweep does not use does not matter)."""
+    used = {("datasets", d.kind) for d in sweep.datasets}
+    used |= {("rules", r.kind) for r in sweep.rules} | {("dynamics", r.dynamics) for r in sweep.rules}
+    return code_hashes(sorted(used))
+
+
+def code_hashes(used: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{plug-in module: "sha256:..."} for the (family, kind) components that are plug-ins (files on
+    ``AMSWEEP_PLUGIN_PATH`` or entry points); built-in kinds are left out."""
+    hashes: dict[str, str] = {}
+    for family, kind in used:
+        source = _sources(family)[kind]
+        if not source.module:
+            continue
+        if source.module.startswith(PLUGIN_PACKAGE + "."):
+            folders = [folder / family for folder in plugin_path() if (folder / family).is_dir()]
+            main = Path(source.origin)
+        else:  # an entry point: its module's file, and its siblings it imports relatively
+            file = getattr(component(family, kind), "__file__", None)
+            if file is None:
+                continue  # a module without source (built into an extension) has nothing to hash
+            main = Path(file)
+            folders = [main.parent]
+        hashes[source.module] = _digest(main, folders)
+    return dict(sorted(hashes.items()))
+
+
+def _digest(main: Path, folders: list[Path]) -> str:
+    """sha256 over each file's name (relative to its folder) and bytes, in name order: the module
+    and, transitively, the sibling modules it imports (``from ._helpers import x``)."""
+    files: dict[str, Path] = {}
+    todo = [main]
+    while todo:
+        path = todo.pop()
+        if path.name in files:
+            continue
+        files[path.name] = path
+        todo.extend(_sibling_imports(path, folders))
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+    return f"sha256:{h.hexdigest()}"
+
+
+def _sibling_imports(path: Path, folders: list[Path]) -> list[Path]:
+    """The files of the modules ``path`` imports from its own package (relative imports, or
+    absolute ones through ``amsweep_plugins.<family>``), found in the package's folders."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError:
+        return []  # importing it fails with the error; its own bytes are hashed all the same
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            parts = (node.module or "").split(".")
+            names.update([parts[0]] if node.module else [a.name for a in node.names])
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for module in modules:
+                parts = module.split(".")
+                if len(parts) >= 3 and parts[0] == PLUGIN_PACKAGE and folders and parts[1] == folders[0].name:
+                    names.add(parts[2])
+    found = []
+    for name in sorted(names):
+        for folder in folders:
+            if (folder / f"{name}.py").is_file():
+                found.append(folder / f"{name}.py")
+                break
+    return found

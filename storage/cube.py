@@ -122,16 +122,35 @@ class Cube:
         return cls(path, objects, from_canonical(canonical), attrs, arrays, storage_options, fmt)
 
     @classmethod
-    def create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None = None) -> "Cube":
+    def create_or_open(
+        cls,
+        path: str,
+        sweep: Sweep,
+        storage_options: dict | None = None,
+        plugins: dict[str, str] | None = None,
+        allow_changed_plugins: bool = False,
+    ) -> "Cube":
         """The writer's entry: take the lease, then resume the cube of this spec, create it if the
         path is empty (or holds an interrupted template), grow it if the spec only adds values,
         and refuse it (touching nothing) if the spec changes anything else. A failing store (full
-        disk, S3 gone) is a one-line ``CubeError``; an interrupted creation is rebuilt next time."""
+        disk, S3 gone) is a one-line ``CubeError``; an interrupted creation is rebuilt next time.
+
+        ``plugins`` ({module: "sha256:..."}, from the sweeps layer: storage imports no plug-in code)
+        is recorded as the ``plugins`` attribute; a module recorded with another hash is refused,
+        touching nothing, unless ``allow_changed_plugins`` (then the new hash is recorded, and the
+        change in ``plugins_changed``). None: neither recorded nor checked."""
         with store_boundary(path, "opening the cube for writing"):
-            return cls._create_or_open(path, sweep, storage_options)
+            return cls._create_or_open(path, sweep, storage_options, plugins, allow_changed_plugins)
 
     @classmethod
-    def _create_or_open(cls, path: str, sweep: Sweep, storage_options: dict | None) -> "Cube":
+    def _create_or_open(
+        cls,
+        path: str,
+        sweep: Sweep,
+        storage_options: dict | None,
+        plugins: dict[str, str] | None = None,
+        allow_changed_plugins: bool = False,
+    ) -> "Cube":
         if sweep.canonical != canonical_order(sweep.canonical):  # a Sweep made from a stored spec of old
             sweep = from_canonical(canonical_order(sweep.canonical))
         objects = objects_at(path, storage_options)
@@ -147,9 +166,13 @@ class Cube:
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
             cube._refuse_other_spec(sweep)
+            changed = cube._changed_plugins(plugins, allow_changed_plugins)
             cube.acquire()
             backup.ensure(objects)  # a cube made before root backups were kept gets one now
-            return cube._evolve(sweep)
+            cube._evolve(sweep)
+            if plugins is not None:
+                cube._record_plugins(plugins, changed)
+            return cube
         if doc is not None and not (doc.get("attributes") or {}).get(zarr_documents.CREATING):
             raise CubeError(
                 f"{path}: a Zarr group that was not written by amsweep (no amsweep_spec "
@@ -163,7 +186,7 @@ class Cube:
         cube = cls(path, objects, sweep, {}, {}, storage_options)
         cube.acquire()
         try:
-            cube._create()
+            cube._create(plugins)
         except BaseException:
             cube.release()  # the next driver need not take over the lease of a failed creation
             raise
@@ -181,6 +204,33 @@ class Cube:
                 + "\nA spec may only add values (seeds, N, loads, datasets, rules) to extend a cube; "
                 "use a new --out path for a new experiment."
             )
+
+    def _changed_plugins(self, plugins: dict[str, str] | None, allow: bool) -> dict[str, list[str]]:
+        """{module: [recorded hash, new hash]} for each plug-in module of both records whose code
+        changed; refused in one line (before the lease: nothing is touched) unless ``allow``."""
+        recorded = self.attrs.get("plugins") or {}
+        changed = {m: [recorded[m], h] for m, h in (plugins or {}).items() if m in recorded and recorded[m] != h}
+        if changed and not allow:
+            what = "; ".join(f"{m} (recorded {old}, now {new})" for m, (old, new) in changed.items())
+            raise CubeError(
+                f"{self.path}: plug-in code changed since this cube was written: {what}; nothing was "
+                "changed (run with --allow-changed-plugins to resume with the new code, the change is recorded; "
+                "or use a new --out)"
+            )
+        return changed
+
+    def _record_plugins(self, plugins: dict[str, str], changed: dict[str, list[str]]) -> None:
+        """One root write when the record moves: new modules added, changed hashes replaced and noted."""
+        recorded = dict(self.attrs.get("plugins") or {})
+        merged = dict(sorted({**recorded, **plugins}.items()))
+        if merged == recorded and "plugins" in self.attrs:
+            return
+        self.attrs["plugins"] = merged
+        if changed:
+            self.attrs["plugins_changed"] = [*self.attrs.get("plugins_changed", []), {"at": now(), "modules": changed}]
+            for module, (old, new) in changed.items():
+                print(f"amsweep: {self.path}: plug-in {module} changed ({old} -> {new}); recorded", file=sys.stderr)
+        self._commit(self.sweep)
 
     def _evolve(self, sweep: Sweep) -> "Cube":
         """Writer-side upgrades of an open cube: older formats refused, new values grown (in place
@@ -257,7 +307,7 @@ class Cube:
         self.release()
 
     # ---- creation and growth ---------------------------------------------------------------
-    def _create(self) -> None:
+    def _create(self, plugins: dict[str, str] | None = None) -> None:
         """Marker first, then arrays, then the root document: an interrupted creation is a
         template the next run rebuilds."""
         for key in self.objects.list():
@@ -275,6 +325,7 @@ class Cube:
             "description": self.sweep.description,
             "Conventions": "CF-1.10",
             **provenance.cube_attrs(),
+            **({"plugins": dict(sorted(plugins.items()))} if plugins is not None else {}),
         }
         self._status = np.where(schema.not_applicable_mask(self.sweep), NOT_APPLICABLE, PENDING).astype(np.int8)
         self._put_status(self._all_shards())

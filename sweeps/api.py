@@ -31,6 +31,7 @@ def run(
     dry_run: bool = False,
     storage_options: dict | None = None,
     verbose: bool = False,
+    allow_changed_plugins: bool = False,
 ) -> RunSummary:
     """Run every task of ``spec`` not yet done into the cube at ``out`` and say what was done.
 
@@ -39,6 +40,7 @@ def run(
     "serial" (this process). ``dry_run``: say what would run, create and start nothing.
     ``verbose``: print what ``amsweep run`` prints. Ctrl-C returns a summary with
     ``interrupted=True`` (finished results are saved; call again to resume).
+    ``allow_changed_plugins``: resume a cube whose plug-in code changed (refused otherwise).
     """
     from amsweep.sweeps.launch import launch, plan, to_sweep
 
@@ -48,7 +50,17 @@ def run(
         return plan(sweep, str(out), retry_failed, storage_options, say)
     given = {"address": address, "workers": workers, "cells_per_task": cells_per_task}
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    return launch(sweep, str(out), executor, options, retry_failed, progress, storage_options, say)
+    return launch(
+        sweep,
+        str(out),
+        executor,
+        options,
+        retry_failed,
+        progress,
+        storage_options,
+        say,
+        allow_changed_plugins=allow_changed_plugins,
+    )
 
 
 def open(cube: str, storage_options: dict | None = None) -> "xarray.Dataset":  # noqa: A001 (amsweep.open)

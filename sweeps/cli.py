@@ -54,6 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retry_failed=not args.no_retry_failed,
         progress=not args.quiet,
         say=lambda line: print(line, flush=True),  # each line out before Ray stops, not buffered past it
+        allow_changed_plugins=args.allow_changed_plugins,
     )
     return summary.exit_code
 
@@ -235,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="say what would run (a new cube, or the values and tasks an extension adds), create and change "
         "nothing, start no executor",
+    )
+    r.add_argument(
+        "--allow-changed-plugins",
+        action="store_true",
+        help="resume a cube although a plug-in's code changed since it was written (the new hash is recorded)",
     )
     r.set_defaults(fn=cmd_run)
 

@@ -99,12 +99,14 @@ def launch(
     storage_options: dict | None = None,
     say: Say = _quiet,
     on_connected: Callable[[Any], None] | None = None,
-    cube_options: dict[str, Any] | None = None,
+    allow_changed_plugins: bool = False,
 ) -> RunSummary:
     """Run (or resume, or extend) ``sweep`` into the cube at ``out`` with the named executor.
 
     ``on_connected`` hears the executor once it is started (before the cube is touched: the place
-    to say where the sweep runs); ``cube_options`` are passed to ``Cube.create_or_open``."""
+    to say where the sweep runs). The code hashes of the sweep's plug-ins are recorded in the cube;
+    resuming it with changed plug-in code is refused unless ``allow_changed_plugins``."""
+    from amsweep.pipeline import registry
     from amsweep.pipeline.executors import EXECUTORS
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
@@ -124,7 +126,13 @@ def launch(
         if on_connected is not None:
             on_connected(ex)
         preflight(sweep, ex)
-        cube = Cube.create_or_open(out, sweep, storage_options, **(cube_options or {}))
+        cube = Cube.create_or_open(
+            out,
+            sweep,
+            storage_options,
+            plugins=registry.sweep_code_hashes(sweep),  # recorded; a changed one refuses a resume
+            allow_changed_plugins=allow_changed_plugins,
+        )
         try:
             return _run_on(cube, sweep, ex, out, retry_failed, progress, say)
         except AmsweepError:

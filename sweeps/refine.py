@@ -210,7 +210,7 @@ def _run_round(
     path: str, sweep: Sweep, executor: Any, progress: bool, say: Callable[[str], None], k: int, report: RefineReport
 ) -> bool:
     """Grow (if needed) and run a cube; False when Ctrl-C stopped it."""
-    with Cube.create_or_open(path, sweep) as cube:
+    with Cube.create_or_open(path, sweep, plugins=registry.sweep_code_hashes(sweep)) as cube:
         say(f"round {k}: {cube.count_pending()} task(s) to run")
         result = run(cube, executor, progress=progress, on_start=lambda _: say(f"round {k}: running"))
     report.failed += result.failed

@@ -241,3 +241,88 @@ def test_a_driver_local_data_file_is_shipped_and_batches_equal_serial(tmp_path, 
     run(Cube.create_or_open(reference, spec_mod.load(spec_path)), SerialExecutor(), progress=False)
     assert len(list(sweep.tasks())) == 16
     assert_same_cube(out, reference)
+
+
+DRIVER_ONLY_RULE = """
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from amsweep.pipeline.model import Model, Param
+
+HERE = Path(__file__).resolve()
+if os.environ.get("AMSWEEP_TEST_DRIVER_SIDE") != "1":  # in a Ray worker
+    if str(HERE).startswith(DRIVER_FOLDER):
+        raise ImportError(f"imported from the driver's folder {HERE} on a worker")
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    Path(MARKERS, f"{node}-{os.getpid()}").write_text(str(HERE))
+
+PARAMS = {"scale": Param(1.0, float, "factor on the Hebb couplings", low=0.0, open_low=True)}
+
+
+def train(X, q, params, rng):
+    time.sleep(0.3)  # long enough that the head alone cannot take every batch
+    Xf = np.asarray(X, dtype=np.float32)
+    J = (Xf.T @ Xf) * np.float32(params["scale"] / Xf.shape[1])
+    np.fill_diagonal(J, 0.0)
+    return Model(q=2, J=J)
+"""
+PLUGIN_SPEC = """
+name = "driver_only"
+seeds = 4
+noise = [0.0, 0.1]
+P_test = 4
+[retrieval]
+train_starts = 3
+test_starts = 2
+random_starts = 2
+[datasets.random]
+N = [32]
+P = [3, 4]
+[rules.driver_only]
+scale = 2.0
+"""
+
+
+def test_a_plugin_on_the_driver_only_is_shipped_and_runs_on_both_nodes(tmp_path, two_node_cluster, monkeypatch):
+    """The plug-in folder is on the driver's AMSWEEP_PLUGIN_PATH only: the rule refuses to import from
+    it in a Ray worker (as on a node without that folder), and records each worker's node and the
+    file it was imported from. Workers on both nodes import the copy Ray shipped; cells equal serial."""
+    from amsweep.pipeline import registry
+
+    address, env, _ = two_node_cluster
+    folder, markers = tmp_path / "driver-plugins", tmp_path / "markers"
+    markers.mkdir()
+    (folder / "rules").mkdir(parents=True)
+    (folder / "rules" / "driver_only.py").write_text(
+        DRIVER_ONLY_RULE.replace("DRIVER_FOLDER", repr(str(folder.resolve()))).replace("MARKERS", repr(str(markers)))
+    )
+    spec_path = tmp_path / "driver_only.toml"
+    spec_path.write_text(PLUGIN_SPEC)
+    out = str(tmp_path / "driver_only.zarr")
+    driver_env = {**env, registry.ENV_VAR: str(folder), "AMSWEEP_TEST_DRIVER_SIDE": "1"}
+    cmd = [sys.executable, "-m", "amsweep.sweeps.cli", "run", str(spec_path), "--out", out, "--address", address]
+    done = subprocess.run(
+        cmd + ["--cells-per-task", "1", "--quiet"], env=driver_env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (Cube.open(out).status() == DONE).all()
+    imported = {p.name.split("-")[0]: p.read_text() for p in markers.iterdir()}
+    assert len(imported) == 2, imported  # workers of both nodes ran the plug-in
+    assert not any(path.startswith(str(folder.resolve())) for path in imported.values()), imported
+    monkeypatch.setenv("AMSWEEP_TEST_DRIVER_SIDE", "1")
+    monkeypatch.setenv(registry.ENV_VAR, str(folder))
+    registry.clear()
+    try:
+        reference = str(tmp_path / "serial.zarr")
+        run(Cube.create_or_open(reference, spec_mod.load(spec_path)), SerialExecutor(), progress=False)
+        hashes = registry.code_hashes([("rules", "driver_only")])
+    finally:
+        registry.clear()
+    assert_same_cube(out, reference)
+    assert list(hashes) == ["amsweep_plugins.rules.driver_only"]
+    assert Cube.open(out).attrs["plugins"] == hashes  # the driver recorded the code the workers ran
