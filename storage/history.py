@@ -10,7 +10,8 @@ other keys in place), so a kill at any moment leaves every record as of its run'
 
 A run that never wrote its end (killed, or its lease lost) still says ``running`` in its record;
 ``state`` tells the two apart with the lease: the run whose lease token holds a live lease is
-running, any other was stopped without recording its end.
+running, any other stopped without recording its end (killed; or its lease was lost, or its store
+failed, so that the end could not be written).
 
 Record schema (``schema`` 1), one JSON object per run:
 ``run`` id, ``command`` (argv), ``started`` / ``updated`` / ``ended`` (UTC ISO; ``ended`` null until
@@ -204,7 +205,7 @@ def state(record: dict[str, Any], holder: dict[str, Any] | None) -> str:
     heard = record.get("updated", "?")
     if _lease_live(holder, record.get("lease")):
         return f"running (last heard at {heard})"
-    return f"killed or lost its lease (no end recorded; last heard at {heard})"
+    return f"killed or failed without recording its end (last heard at {heard})"
 
 
 def throughput_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

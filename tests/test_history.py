@@ -97,7 +97,7 @@ def test_a_run_a_killed_extension_and_a_resume_are_three_runs_with_their_endings
     lines = [line for line in text.splitlines() if line.startswith("    ")]
     assert len(lines) == 3, text
     assert " finished " in lines[0] and "done 8, failed 0" in lines[0]
-    assert "killed or lost its lease (no end recorded; last heard at" in lines[1]
+    assert "killed or failed without recording its end (last heard at" in lines[1]
     assert f"done {killed['done']}," in lines[1]
     assert " finished " in lines[2] and f"done {total - done_after_kill}," in lines[2]
     assert "totals: 3 run(s)" in text and "serial" in text
@@ -163,3 +163,12 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     full = _status(capsys, cube, "--errors")
     assert full.count("Traceback (most recent call last)") == 2, full  # each distinct error's text once
     assert history.latest(objects_at(cube))["ending"] == "finished"
+
+    before, cube_id = _records(cube), Cube.open(cube).cube_id  # a restage and a repair keep the history
+    small_raw["datasets"]["random"]["alpha"].insert(0, 0.01)
+    run(Cube.create_or_open(cube, spec_mod.from_dict(small_raw)), SerialExecutor(), progress=False)
+    assert Cube.open(cube).cube_id != cube_id, "the inserted alpha did not restage the cube"
+    assert main(["check", cube, "--repair"]) == 0
+    after = _records(cube)
+    assert after[:3] == before and len(after) == 4 and after[3]["done"] == 8
+    assert Path(cube, "_amsweep", "run.json").exists()
