@@ -125,6 +125,13 @@ class Broken(SerialExecutor):
             yield item
 
 
+class Described(SerialExecutor):
+    """The executor side of the ``describe()`` interface (issue 23), as a serial executor answers it."""
+
+    def describe(self):
+        return {"executor": "serial", "address": None, "nodes": 1, "cpus": 1, "memory_bytes": 2**30}
+
+
 def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small_raw):
     small_raw["noise"] = [0.0]
     sweep = spec_mod.from_dict(small_raw)  # 8 tasks: random N 48 x alpha 2 x rule 2 x seed 2
@@ -134,7 +141,7 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     Path(cube, "_amsweep", "run.json").write_text(json.dumps(legacy))  # as an amsweep before the history left it
     with pytest.raises(RuntimeError, match="fell over"):
         run(Cube.create_or_open(cube, sweep), Broken(1), progress=False)
-    report = run(Cube.create_or_open(cube, sweep), SerialExecutor(), progress=False, cell=_failing_cell)
+    report = run(Cube.create_or_open(cube, sweep), Described(), progress=False, cell=_failing_cell)
     assert report.failed == 4
 
     data = json.loads(_status(capsys, cube, "--json"))
@@ -143,6 +150,7 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     assert data["runs"][0]["legacy"] and data["runs"][0]["done"] == 5
     assert [r["done"] for r in data["runs"][1:]] == [2, 1, 1]
     assert data["runs"][3]["failed"] == 4 and data["runs"][3]["executor"] == "serial"
+    assert data["runs"][3]["cluster"] == Described().describe() and data["runs"][1]["cluster"] is None
     assert data["run_totals"]["runs"] == 4 and data["run_totals"]["done"] == 5 + 4
     assert data["counts"] == {"done": 4, "pending": 0, "failed": 4, "not_applicable": 0}
     groups = data["failures"]["groups"]
@@ -152,6 +160,7 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     ]
     assert data["failures"]["count"] == 4 and all(len(g["examples"]) == 2 for g in groups)
 
+    assert "serial at local, 1 node(s)" in _status(capsys, cube, "--history")
     text = _status(capsys, cube)  # the text says what the JSON says
     assert "tasks: done 4, pending 0, failed 4, not applicable 0" in text
     assert f"failures (4, {len(groups)} distinct error(s)):" in text
