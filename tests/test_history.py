@@ -76,6 +76,7 @@ def test_a_run_a_killed_extension_and_a_resume_are_three_runs_with_their_endings
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the extension ended before the kill"
+    live = _status(capsys, cube, "--history").splitlines()[2]  # its lease tells a live run from a dead one
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -84,6 +85,7 @@ def test_a_run_a_killed_extension_and_a_resume_are_three_runs_with_their_endings
     killed = records[1]
     done_after_kill = int((Cube.open(cube).status() == DONE).sum())
     assert 0 < killed["done"] <= done_after_kill - 8  # written after the results it counts
+    assert killed["run"] in live and " running (last heard at " in live, live
     assert killed["pid"] == proc.pid and killed["spec_hash"] != records[0]["spec_hash"]
 
     grown = spec_mod.load(grown_path)
