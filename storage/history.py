@@ -125,8 +125,9 @@ class RunLog:
 
     def try_end(self, counts: dict[str, int], ending: str) -> None:
         """Record how a failed run ended if the store still takes it; a lost lease or a dead store
-        refuses (the reader then sees a run that stopped without recording its end)."""
-        with contextlib.suppress(AmsweepError, *failure_types()):
+        refuses (the reader then sees a run that stopped without recording its end). A second
+        Ctrl-C here ends nothing more than this write: the run is stopping anyway."""
+        with contextlib.suppress(AmsweepError, KeyboardInterrupt, *failure_types()):
             self.save(counts, ending)
 
 
