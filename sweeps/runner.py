@@ -52,6 +52,7 @@ class RunReport:
     seconds: float = 0.0
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    run: str = ""  # this run's id in the cube's history (``_amsweep/runs/<run>.json``)
 
 
 def preflight(sweep: Sweep, executor: Executor) -> None:
@@ -98,6 +99,7 @@ def run(
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
     history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None))
+    report.run = history.id
     broken = False  # a flush failed (store, lease): the final flush does not try again
 
     def counts() -> dict[str, int]:

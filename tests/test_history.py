@@ -144,7 +144,7 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     with pytest.raises(RuntimeError, match="fell over"):
         run(Cube.create_or_open(cube, sweep), Broken(1), progress=False)
     report = run(Cube.create_or_open(cube, sweep), Described(), progress=False, cell=_failing_cell)
-    assert report.failed == 4
+    assert report.failed == 4 and history.latest(objects_at(cube))["run"] == report.run
 
     data = json.loads(_status(capsys, cube, "--json"))
     endings = [r["state"] for r in data["runs"]]
@@ -162,7 +162,10 @@ def test_endings_grouped_errors_json_and_a_legacy_record(tmp_path, capsys, small
     ]
     assert data["failures"]["count"] == 4 and all(len(g["examples"]) == 2 for g in groups)
 
-    assert "serial at local, 1 node(s)" in _status(capsys, cube, "--history")
+    listed = _status(capsys, cube, "--history").splitlines()[1:-1]
+    assert len(listed) == 4 and "serial at local, 1 node(s)" in listed[3]
+    for line, r in zip(listed, data["runs"]):  # one line per JSON run, saying what it says
+        assert f"  {r['state']}  done {r['done']}, failed {r.get('failed', '?')}, not applicable" in line, line
     text = _status(capsys, cube)  # the text says what the JSON says
     assert "tasks: done 4, pending 0, failed 4, not applicable 0" in text
     assert f"failures (4, {len(groups)} distinct error(s)):" in text
