@@ -60,9 +60,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from amsweep.storage.status import render_status
+    import json
 
-    print(render_status(args.cube, show_errors=args.errors))
+    from amsweep.storage.status import render_history, render_status, status_data
+
+    data = status_data(args.cube)
+    if args.json:
+        print(json.dumps(data, indent=1, default=str))
+    elif args.history:
+        print(render_history(args.cube, data=data))
+    else:
+        print(render_status(args.cube, show_errors=args.errors, data=data))
     return 0
 
 
@@ -246,7 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="counts by state, failures, throughput")
     s.add_argument("cube")
-    s.add_argument("--errors", action="store_true", help="print every failure's error text")
+    s.add_argument(
+        "--errors", action="store_true", help="every distinct error (identical failures grouped) with its full text"
+    )
+    s.add_argument("--history", action="store_true", help="list the cube's runs (one line each) and their totals")
+    s.add_argument(
+        "--json", action="store_true", help="print the status (counts, writer, runs, grouped failures) as JSON"
+    )
     s.set_defaults(fn=cmd_status)
 
     q = sub.add_parser("query", help="print or export a metric of done tasks")

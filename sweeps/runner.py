@@ -35,7 +35,7 @@ from amsweep.pipeline.spec import Sweep
 from amsweep.storage import restage, temporaries
 from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.schema import FAILED, NOT_APPLICABLE
-from amsweep.storage.status import save_run_record
+from amsweep.storage.history import RunLog, one_line
 from amsweep.storage.store_errors import WRITING, store_boundary
 
 __all__ = ["preflight", "run", "RunReport"]
@@ -52,6 +52,7 @@ class RunReport:
     seconds: float = 0.0
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    run: str = ""  # this run's id in the cube's history (``_amsweep/runs/<run>.json``)
 
 
 def preflight(sweep: Sweep, executor: Executor) -> None:
@@ -97,10 +98,19 @@ def run(
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None))
+    report.run = history.id
     broken = False  # a flush failed (store, lease): the final flush does not try again
 
-    def flush() -> None:
+    def counts() -> dict[str, int]:
+        return {
+            "done": report.done,
+            "failed": report.failed,
+            "not_applicable": report.not_applicable,
+            "remaining": report.remaining,
+        }
+
+    def flush(ending: str = "running") -> None:
         nonlocal last_flush, broken
         try:
             with store_boundary(cube.path, WRITING):
@@ -111,28 +121,20 @@ def run(
                     buffer.clear()
                     marks.clear()
                 last_flush = time.monotonic()
-                save_run_record(
-                    cube,
-                    {
-                        "done": report.done,
-                        "seconds": last_flush - t_start,
-                        "executor": executor.name,
-                        "workers": executor.workers,
-                        "started": started,
-                        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    },
-                )
+                history.save(counts(), ending)  # this run's own record, after the results it counts
         except AmsweepError:
             broken = True
             raise
 
     try:
-        flush()  # the run record says from the start that a run is under way
+        flush()  # the run's record says from the start that a run is under way
     except KeyboardInterrupt:  # Ctrl-C in this flush: nothing ran yet; stop like any Ctrl-C
         report.interrupted = True
         report.seconds = time.monotonic() - t_start
+        history.try_end(counts(), "interrupted")
         return report
     flushed_results = False  # the first results are written as soon as there are flush_every
+    failure: str | None = None  # why the run stopped, if an error stopped it
     bar = tqdm(
         total=report.remaining,
         unit="task",
@@ -166,12 +168,19 @@ def run(
                 flush()
     except KeyboardInterrupt:
         report.interrupted = True
+    except Exception as e:  # recorded as this run's ending, then raised as before
+        failure = f"failed: {one_line(e)}"
+        raise
     finally:
+        ending = failure or ("interrupted" if report.interrupted else "finished")
         try:
             if not broken:
-                flush()
+                flush(ending)
+            else:  # the store or the lease failed: record the ending only if the store still takes it
+                history.try_end(counts(), ending)
         except KeyboardInterrupt:  # Ctrl-C in the final flush: its tasks stay pending (nothing lost)
             report.interrupted = True
+            history.try_end(counts(), "interrupted")
         finally:
             bar.close()
         report.seconds = time.monotonic() - t_start

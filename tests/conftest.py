@@ -96,12 +96,17 @@ class StopAfter(SerialExecutor):
 def wait_for_first_flush(proc: subprocess.Popen, cube: str, timeout: float = 120.0) -> None:
     """Poll the cube's run record until the driver has written its first results (or ended):
     the moment the fault tests interrupt it, whatever the machine's speed."""
-    record = Path(cube, "_amsweep", "run.json")
     deadline = time.time() + timeout
     while proc.poll() is None and time.time() < deadline:
-        if record.exists() and json.loads(record.read_text())["done"] > 0:
+        if latest_run_done(cube) > 0:
             return
         time.sleep(0.1)
+
+
+def latest_run_done(cube: str) -> int:
+    """Cells done so far by the cube's latest run (0 before its first flush): its history record."""
+    records = sorted(Path(cube, "_amsweep", "runs").glob("*.json"))
+    return json.loads(records[-1].read_text())["done"] if records else 0
 
 
 def cube_values(path: str) -> dict[str, np.ndarray]:

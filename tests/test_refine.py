@@ -3,7 +3,6 @@ and mid-round, then resumed, gives the cube of an uninterrupted refine (issue 16
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE, PENDING
 from amsweep.storage.query import open_cube
-from tests.conftest import assert_same_cube
+from tests.conftest import assert_same_cube, latest_run_done
 
 HEBB = """
 name = "hebb_refine_test"
@@ -154,8 +153,7 @@ def _kill_at(proc: subprocess.Popen, line: str) -> list[str]:
 
 
 def _done_in_this_round(cube: str) -> int:
-    record = Path(cube, "_amsweep", "run.json")
-    return json.loads(record.read_text())["done"] if record.exists() else 0
+    return latest_run_done(cube)
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.sweeps.cli import main
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
+from amsweep.storage import history
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE
@@ -227,7 +228,7 @@ def test_a_disk_full_mid_run_is_one_line_keeps_results_and_the_resume_equals_a_s
     spec.write_text(HEAVY_SPEC)
     out = tiny_disk / "full.zarr"
     proc = amsweep("run", str(spec), "--out", str(out), "--executor", "serial", "--quiet")
-    wait_for_results(proc, lambda: objects_at(str(out)).get("_amsweep/run.json"))
+    wait_for_results(proc, lambda: json.dumps(history.latest(objects_at(str(out))) or {"done": 0}))
     assert proc.poll() is None, "the sweep ended before the disk filled up"
     filler = fill(tiny_disk)
     stdout, stderr = proc.communicate(timeout=300)
@@ -318,7 +319,7 @@ def test_s3_gone_mid_run_is_one_line_and_the_resume_after_restart_equals_a_strai
     spec.write_text(HEAVY_SPEC)
     url = f"s3://{bucket}/gone.zarr"
     proc = amsweep("run", str(spec), "--out", url, "--executor", "serial", "--quiet", env=env)
-    wait_for_results(proc, lambda: objects_at(url).get("_amsweep/run.json"))
+    wait_for_results(proc, lambda: json.dumps(history.latest(objects_at(url)) or {"done": 0}))
     assert proc.poll() is None, "the sweep ended before the store went away"
     server.stop()
     stdout, stderr = proc.communicate(timeout=300)

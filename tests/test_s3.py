@@ -62,6 +62,8 @@ def test_cli_on_s3(s3_server):
 
     cli("run", "smoke", "--out", url, "--executor", "serial", "--quiet")
     assert "done 8, pending 0, failed 0" in cli("status", url)
+    runs = cli("status", url, "--history")  # the run's record, written through S3's conditional PUTs
+    assert "1 run(s)" in runs and " finished  done 8, failed 0" in runs, runs
     assert ": ok" in cli("check", url)
     table = cli("query", url, "--metric", "fixed_point_fraction", "--where", "rule=plm", "--mean")
     assert "fixed_point_fraction" in table and "1.0" in table
