@@ -55,6 +55,7 @@ class RunSummary:
     creates: bool = False  # dry run: no cube at ``cube`` yet, a run would create it
     added: dict[str, dict[Any, int]] = field(default_factory=dict)
     new_tasks: int = 0
+    run: str = ""  # this run's id in the cube's history (``amsweep status --history``); "" if none ran
 
     @property
     def exit_code(self) -> int:
@@ -246,7 +247,7 @@ def _run_on(cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progre
 
     report = run(cube, executor, retry_failed=retry_failed, progress=progress, on_start=started)
     summary.where = _where(executor)
-    for name in ("done", "failed", "not_applicable", "remaining", "seconds", "interrupted", "errors"):
+    for name in ("done", "failed", "not_applicable", "remaining", "seconds", "interrupted", "errors", "run"):
         setattr(summary, name, getattr(report, name))
     say(
         f"done {report.done}, failed {report.failed}, not applicable {report.not_applicable}, "
