@@ -124,6 +124,8 @@ def render_script(o: JobOptions) -> str:
         "    export RAY_AUTH_MODE=token",
         """    export RAY_AUTH_TOKEN=$("$bin/python" -c 'import secrets; print(secrets.token_hex(16))')""",
         "fi",
+        "# A Ray node drains for 30 s on SIGTERM; here the driver has ended (or is killed with it): none.",
+        "export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}",
         "# Ray's Slurm recipe: the head on the first node (this one), a worker on each other node.",
         'nodes=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
         "head_ip=$(hostname --ip-address | awk '{print $1}')",
@@ -333,7 +335,7 @@ def _wait_lease(out: str, timeout: float | None = None) -> int:
         if not said:
             print(f"amsweep-slurm: waiting for the lease of {record.get('holder')} to go stale", flush=True)
             said = True
-        time.sleep(5.0)
+        time.sleep(min(5.0, lease.stale_seconds() / 3))
     return 0
 
 

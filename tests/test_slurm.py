@@ -8,6 +8,7 @@ set), where it fails: .ci/run installs them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE
+from amsweep.sweeps.cli import main
 from amsweep.sweeps.runner import run
 from tests.conftest import assert_same_cube
 
@@ -237,7 +239,7 @@ def test_requeued_job_resumes_the_cube_exactly(slurm, tmp_path):
     assert (np.asarray(Cube.open(str(out)).status()) == DONE).all()
 
 
-def test_bad_input_is_refused_before_anything_is_submitted(tmp_path):
+def test_bad_input_is_refused_before_anything_is_submitted(tmp_path, capsys):
     """A bad spec, time or option: one line, exit status 2, no script written, nothing submitted."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
@@ -249,19 +251,39 @@ def test_bad_input_is_refused_before_anything_is_submitted(tmp_path):
         "--extra-sbatch": [str(spec), "--out", str(out), "--nodes", "2", "--time", "1:00:00", "--extra-sbatch", "x"],
     }
     for said, argv in cases.items():
-        done = subprocess.run([AMSWEEP, "slurm", *argv], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1, (
-            said,
-            done.stderr,
-        )
+        assert main(["slurm", *argv]) == 2, said
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, (said, err)
     assert not list(tmp_path.glob("*.sbatch")) and not out.exists()
 
     only = tmp_path / "job.sbatch"
     argv = [AMSWEEP, "slurm", str(spec), "--out", str(out), "--nodes", "3", "--time", "2-00:00:00"]
     done = subprocess.run([*argv, "--write-only", str(only), "--partition", "long"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # the console script, as a user types it
     text = only.read_text()
     for line in ("--nodes=3", "--time=2-00:00:00", "--partition=long", "--exclusive", "--signal=B:USR1@180"):
         assert f"#SBATCH {line}\n" in text
     assert f"spec={spec}\n" in text and f"out={out}\n" in text
     assert not out.exists()
+
+
+def test_a_lease_left_on_another_node_is_waited_out(tmp_path, monkeypatch):
+    """A job preempted on another node leaves its driver's lease with a fresh heartbeat; the
+    next start waits until it is stale (then `amsweep run` takes it over) instead of failing."""
+    from amsweep.storage import lease
+    from amsweep.storage.objects import objects_at
+    from amsweep.sweeps.slurm import main
+
+    monkeypatch.setenv(lease.STALE_ENV, "1.5")
+    out = str(tmp_path / "cube.zarr")
+    record = {"holder": "node7:4242", "host": "node7", "pid": 4242, "token": "t", "generation": 1}
+
+    def waited(**fields) -> float:
+        objects_at(out).put(lease.KEY, json.dumps({**record, **fields, "heartbeat_epoch": time.time()}).encode())
+        t = time.monotonic()
+        assert main(["wait-lease", out]) == 0
+        return time.monotonic() - t
+
+    assert 1.5 <= waited() < 10
+    assert waited(host=lease.HOST) < 1  # this host's: `amsweep run` judges its pid at once
+    assert waited(released=True) < 1
