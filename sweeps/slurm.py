@@ -200,6 +200,21 @@ def _environment_bin() -> str:
     return os.path.abspath(here)
 
 
+def _refuse_what_run_refuses(out: str, sweep: Any) -> None:
+    """A cube already at ``out`` that ``amsweep run`` would refuse (another spec that does more
+    than add values, an older format) is refused now, not after the job waited in the queue."""
+    from amsweep.storage.cube import Cube
+    from amsweep.storage.schema import FORMAT_VERSION
+
+    try:
+        cube = Cube.open(out)
+    except AmsweepError:
+        return  # no cube yet (or one `amsweep run` repairs, creates or explains)
+    cube._refuse_other_spec(sweep)  # the very check (and message) of `amsweep run`
+    if cube.format != FORMAT_VERSION:
+        raise AmsweepError(f"{out}: cube format {cube.format}: convert it first with `amsweep upgrade {out}`")
+
+
 def job_options(args: argparse.Namespace) -> JobOptions:
     """Validate everything before a script is written: the spec loads (one-line SpecError), the
     output can be written, the Slurm options are well formed."""
@@ -212,6 +227,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
     if "://" not in out or out.startswith("file://"):
         out = os.path.abspath(os.path.expanduser(out.removeprefix("file://")))
         writable_output(out, "--out")
+    _refuse_what_run_refuses(out, sweep)
     seconds = slurm_seconds(args.time)
     if seconds < 300:
         raise AmsweepError(f"--time {args.time}: at least 5 minutes (Ray's start and a flush before the limit)")

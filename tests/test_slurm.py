@@ -239,8 +239,9 @@ def test_requeued_job_resumes_the_cube_exactly(slurm, tmp_path):
     assert (np.asarray(Cube.open(str(out)).status()) == DONE).all()
 
 
-def test_bad_input_is_refused_before_anything_is_submitted(tmp_path, capsys):
-    """A bad spec, time or option: one line, exit status 2, no script written, nothing submitted."""
+def test_bad_input_is_refused_before_anything_is_submitted(tmp_path, capsys, monkeypatch):
+    """A bad spec, time or option, or a cube `amsweep run` would refuse: exit status 2 with
+    `run`'s message, no script written, nothing submitted."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     out = tmp_path / "cube.zarr"
@@ -256,6 +257,13 @@ def test_bad_input_is_refused_before_anything_is_submitted(tmp_path, capsys):
         assert said in err and len(err.strip().splitlines()) == 1, (said, err)
     assert not list(tmp_path.glob("*.sbatch")) and not out.exists()
 
+    Cube.create_or_open(str(out), spec_mod.load(spec)).release()  # a cube of this spec, nothing run yet
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace("noise = [0.0, 0.2]", "noise = [0.0, 0.3]"))
+    assert main(["slurm", str(other), "--out", str(out), "--nodes", "1", "--time", "1:00:00"]) == 2
+    assert "was written by another spec" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.sbatch"))
+
     only = tmp_path / "job.sbatch"
     argv = [AMSWEEP, "slurm", str(spec), "--out", str(out), "--nodes", "3", "--time", "2-00:00:00"]
     done = subprocess.run([*argv, "--write-only", str(only), "--partition", "long"], capture_output=True, text=True)
@@ -264,7 +272,10 @@ def test_bad_input_is_refused_before_anything_is_submitted(tmp_path, capsys):
     for line in ("--nodes=3", "--time=2-00:00:00", "--partition=long", "--exclusive", "--signal=B:USR1@180"):
         assert f"#SBATCH {line}\n" in text
     assert f"spec={spec}\n" in text and f"out={out}\n" in text
-    assert not out.exists()
+
+    monkeypatch.setenv("PATH", str(Path(AMSWEEP).parent))  # a machine without Slurm's clients
+    assert main(["slurm", str(spec), "--out", str(out), "--nodes", "1", "--time", "1:00:00", "--quiet"]) == 2
+    assert "sbatch not found: run `amsweep slurm` on a Slurm login node" in capsys.readouterr().err
 
 
 def test_a_lease_left_on_another_node_is_waited_out(tmp_path, monkeypatch):
