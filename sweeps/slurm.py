@@ -117,6 +117,11 @@ def render_script(o: JobOptions) -> str:
         f"port={o.port}",
         'echo "amsweep-slurm: job $SLURM_JOB_ID (start $((${SLURM_RESTART_COUNT:-0} + 1))) on $SLURM_JOB_NODELIST'
         ' at $(date -u +%FT%TZ)"',
+        "# Before the time limit Slurm sends USR1 (--signal): stop the driver as Ctrl-C would, then requeue.",
+        "requeue=0",
+        "driver=",
+        'trap \'requeue=1; echo "amsweep-slurm: time limit near: stopping the driver"; '
+        '[ -n "$driver" ] && kill -INT "$driver" 2>/dev/null\' USR1',
         "",
         "# Token authentication with a token of this job's own (srun passes the environment on to every",
         "# node): nobody else on the network can use its Ray. RAY_AUTH_MODE set by the user wins.",
@@ -155,13 +160,11 @@ def render_script(o: JobOptions) -> str:
         "",
         "# The driver, in the background so that the time-limit signal is handled at once; job",
         "# control (set -m) leaves it Ctrl-C (SIGINT), which writes finished results and stops.",
-        "requeue=0",
-        'trap \'requeue=1; echo "amsweep-slurm: time limit near: stopping the driver"; '
-        'kill -INT "$driver" 2>/dev/null\' USR1',
         "set -m",
         '"$bin/amsweep" run "$spec" --out "$out" --address "$head_ip:$port" --quiet &',
         "driver=$!",
         "set +m",
+        '[ "$requeue" = 1 ] && kill -INT "$driver"  # the signal came while Ray started',
         "while :; do  # a wait interrupted by USR1 returns 138 (128 + 10) while the driver goes on",
         '    wait "$driver"; rc=$?',
         '    [ "$rc" = 138 ] || break',
