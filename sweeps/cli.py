@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from amsweep.sweeps.boundary_commands import add_parsers  # boundary, refine
 
     add_parsers(sub)
+    from amsweep.sweeps.slurm import add_parsers as add_slurm  # slurm: sbatch a sweep on Ray over Slurm nodes
+
+    add_slurm(sub)
     return p
 
 
