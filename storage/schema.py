@@ -200,8 +200,16 @@ def variables(sweep: Sweep, coord_names: list[str]) -> list[ArraySpec]:
 
 
 def not_applicable_mask(sweep: Sweep) -> np.ndarray:
-    """True on task-grid cells that no task covers (an N or load a dataset does not list)."""
+    """True on task-grid cells that no task covers (an N or load a dataset does not list).
+
+    Applicability depends on (dataset, N, load) only (``Sweep.tasks`` takes every rule and seed of
+    a listed pair), so the mask is set per pair over whole rule x seed blocks: walking every task
+    took 0.3 s at 10^5 tasks, and resume, status and query all ask for it."""
     mask = np.ones(sweep.shape, dtype=bool)
-    for t in sweep.tasks():
-        mask[t.index] = False
+    n_index = {N: i for i, N in enumerate(sweep.N_values)}
+    load_index = {load: i for i, load in enumerate(sweep.load_values)}
+    for i_d, d in enumerate(sweep.datasets):
+        rows = [n_index[N] for N in d.N]
+        cols = [load_index[load] for load in d.load]
+        mask[i_d][np.ix_(rows, cols)] = False  # a view of dataset i_d's (N, load, rule, seed) block
     return mask
