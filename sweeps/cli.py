@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plug-in, a cell too large for any node, a cluster that cannot be joined) leaves ``--out`` as
     it was, so the corrected command then runs at the same path."""
     from amsweep.pipeline import spec as spec_mod
-    from amsweep.pipeline.executors import EXECUTORS
+    from amsweep.pipeline.executors import EXECUTORS, used, where
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
 
@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("interrupted while starting: nothing ran; run the same command again to start")
         return 130
     try:
+        print(where(executor), flush=True)
         preflight(sweep, executor)
         cube = Cube.create_or_open(args.out, sweep)
         try:
@@ -65,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             cube.release()
     finally:
+        print(used(executor), flush=True)
         executor.shutdown()
 
 
