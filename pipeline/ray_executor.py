@@ -74,17 +74,19 @@ def _auth_failure(e: BaseException) -> bool:
 
 
 def join_error(address: str, source: str, e: BaseException) -> AmsweepError:
-    """The one line a failed join earns: for token authentication, exactly what to set."""
-    where = f"the Ray cluster at {address} (from {source})"
+    """The one line a failed join earns, naming the address as the user gave it; for token
+    authentication, exactly what to set."""
+    given = {"--address": f"--address {address}", "RAY_ADDRESS": f"RAY_ADDRESS={address}"}
+    where = given.get(source, f"the {source}'s cluster at {address}")
     if _auth_failure(e):
         return AmsweepError(
-            f"{where} requires token authentication and this driver has no matching token: set "
+            f"{where}: the cluster requires token authentication and this driver has no matching token: set "
             "RAY_AUTH_MODE=token and give it the head's token, as RAY_AUTH_TOKEN=<token> or the file "
             "~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH) copied from the head (`ray get-auth-token` there "
             "prints it); nothing ran"
         )
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return AmsweepError(f"cannot join {where} ({type(e).__name__}: {first}); nothing ran")
+    return AmsweepError(f"{where}: cannot join that Ray cluster ({type(e).__name__}: {first}); nothing ran")
 
 
 def _run_batch_on_node(fn: Callable[..., Any], jobs: list[CellJob], setup: Callable) -> tuple[str, Any]:

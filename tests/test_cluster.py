@@ -189,6 +189,25 @@ def test_the_cluster_joined_is_the_configured_one():
     assert where_to_run(None, {}) == (None, "local")
 
 
+def test_the_serial_executor_describes_this_machine():
+    """The keys the run history records, JSON-safe, and the lines `amsweep run` prints from them."""
+    from amsweep.pipeline.executors import used, where
+
+    ex = SerialExecutor()
+    d = json.loads(json.dumps(ex.describe()))
+    assert d == {
+        **d,
+        "executor": "serial",
+        "address": None,
+        "nodes": 1,
+        "cpus": 1,
+        "nodes_used": [socket.gethostname()],
+    }
+    assert d["memory_bytes"] > 0
+    assert where(ex).startswith("cells run one at a time in this process") and "GiB" in where(ex)
+    assert used(ex) == f"cells ran on 1 node(s): {socket.gethostname()}"
+
+
 def test_ray_job_submit_of_a_bare_run_uses_both_nodes(tmp_path, cluster, two_node_cluster):
     """The README's recipe: `ray job submit -- amsweep run SPEC --out CUBE`, no --address; the driver
     joins the job's cluster, says so, and the cells it ran on both nodes equal a serial run's."""
@@ -234,7 +253,7 @@ def test_a_driver_without_the_token_is_told_what_to_set(tmp_path, two_node_clust
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("amsweep run: error:")]
     assert len(errors) == 1, done.stderr
-    assert f"the Ray cluster at {address} (from RAY_ADDRESS) requires token authentication" in errors[0]
+    assert errors[0].startswith(f"amsweep run: error: RAY_ADDRESS={address}: the cluster requires token auth"), errors
     assert "set RAY_AUTH_MODE=token" in errors[0] and "RAY_AUTH_TOKEN" in errors[0], errors[0]
     assert "Traceback" not in done.stderr and not out.exists()
 
