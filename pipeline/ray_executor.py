@@ -48,13 +48,21 @@ def where_to_run(address: str | None, environ: Mapping[str, str] = os.environ) -
     ``RAY_JOB_CONFIG_JSON_ENV_VAR``, hence "Ray job"). Nothing else counts: the pointer a `ray start`
     leaves in /tmp/ray/ray_current_cluster outlives its cluster (a crash, a killed node), and a bare
     ``ray.init()`` would join it, alive or dead, so without a configured cluster the executor starts
-    its own Ray (``address="local"``). ``RAY_ADDRESS=local`` asks for that too.
+    its own Ray (``address="local"``). ``RAY_ADDRESS=local`` asks for that too. Ray's job docs have
+    users export ``RAY_ADDRESS=http://HEAD:8265`` for ``ray job submit``: that is the job server, not
+    a cluster a driver can join, so it is refused with what to do instead.
     """
+    given, source = (address, "--address") if address else (environ.get("RAY_ADDRESS", "").strip(), "RAY_ADDRESS")
+    if given.startswith(("http://", "https://")):
+        raise AmsweepError(
+            f"{source} {given} is a Ray job server (dashboard) address, not a cluster to join: submit the "
+            f"sweep as a job (`ray job submit --address {given} -- amsweep run ...`), or give the cluster's "
+            "HOST:6379 with --address"
+        )
     if address:
         return address, "--address"
-    env = environ.get("RAY_ADDRESS", "").strip()
-    if env and env != "local":
-        return env, "Ray job" if IN_RAY_JOB in environ else "RAY_ADDRESS"
+    if given and given != "local":
+        return given, "Ray job" if IN_RAY_JOB in environ else "RAY_ADDRESS"
     return None, "local"
 
 

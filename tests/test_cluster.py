@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.ray_executor import IN_RAY_JOB, where_to_run
 from amsweep.sweeps.runner import run
@@ -187,6 +188,8 @@ def test_the_cluster_joined_is_the_configured_one():
     assert where_to_run(None, {"RAY_ADDRESS": "auto"}) == ("auto", "RAY_ADDRESS")
     assert where_to_run(None, {"RAY_ADDRESS": "local"}) == (None, "local")
     assert where_to_run(None, {}) == (None, "local")
+    with pytest.raises(AmsweepError, match=r"RAY_ADDRESS http://127.0.0.1:8265 is a Ray job server .*`ray job submit"):
+        where_to_run(None, {"RAY_ADDRESS": "http://127.0.0.1:8265"})  # what Ray's job docs have users export
 
 
 def test_the_serial_executor_describes_this_machine():
