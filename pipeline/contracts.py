@@ -121,6 +121,10 @@ class Executor(Protocol):
         """map_unordered(fn, jobs, total=None) -> iterator of (job, outcome): as cells finish, an
         outcome being fn(*job), a Skipped or a Failed (``amsweep.pipeline.outcomes.guarded``)."""
 
+    def describe(self) -> dict[str, Any]:
+        """describe() -> dict: where cells run, JSON-safe and cheap (no remote call): executor, address
+        (None for one started here), nodes, cpus, memory_bytes, nodes_used (sorted, those that ran cells)."""
+
     def shutdown(self) -> None:
         """shutdown(): release what the executor started (workers, a local cluster)."""
 

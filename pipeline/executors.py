@@ -12,6 +12,7 @@ its engine, as ``RayExecutor`` imports Ray, so that choosing an executor costs n
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from amsweep.pipeline.contracts import Executor
@@ -20,7 +21,9 @@ from amsweep.pipeline.ray_executor import RayExecutor
 from amsweep.pipeline.resources import machine_memory
 from amsweep.pipeline.spec import CellJob
 
-__all__ = ["EXECUTORS", "Executor", "Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor"]
+__all__ = ["EXECUTORS", "Executor", "Failed", "Skipped", "guarded", "SerialExecutor", "RayExecutor", "where", "used"]
+
+GiB = 2**30
 
 
 class SerialExecutor:
@@ -39,6 +42,17 @@ class SerialExecutor:
         """Nothing to ship: cells run here, next to the data."""
         return 0
 
+    def describe(self) -> dict[str, Any]:
+        """Where cells run: this process on this machine (the keys every executor's describe has)."""
+        return {
+            "executor": self.name,
+            "address": None,
+            "nodes": 1,
+            "cpus": 1,
+            "memory_bytes": machine_memory(),
+            "nodes_used": [socket.gethostname()],
+        }
+
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
     ) -> Iterator[tuple[CellJob, Any]]:
@@ -50,3 +64,27 @@ class SerialExecutor:
 
 
 EXECUTORS: dict[str, type[Executor]] = {"serial": SerialExecutor, "ray": RayExecutor}
+
+
+def where(executor: Any) -> str:
+    """One line saying where a sweep runs, from ``executor.describe()`` (an executor without it: its name)."""
+    describe = getattr(executor, "describe", None)
+    if describe is None:
+        return f"cells run on the {executor.name} executor"
+    d = describe()
+    memory = f"{d['memory_bytes'] / GiB:.1f} GiB"
+    if d["executor"] == "serial":
+        return f"cells run one at a time in this process, on this machine ({memory})"
+    size = f"{d['cpus']} CPU(s), {memory}"
+    if d["address"] is None:
+        return f"local Ray on this machine: {size}"
+    return f"Ray cluster at {d['address']} (from {d.get('source', '--address')}): {d['nodes']} node(s), {size}"
+
+
+def used(executor: Any) -> str:
+    """One line naming the nodes that ran cells, from ``executor.describe()["nodes_used"]``."""
+    describe = getattr(executor, "describe", None)
+    if describe is None:
+        return f"cells ran on the {executor.name} executor"
+    nodes = describe()["nodes_used"]
+    return f"cells ran on {len(nodes)} node(s)" + (f": {', '.join(nodes)}" if nodes else "")

@@ -8,13 +8,17 @@ its RAM holds, and a sweep with a cell no node can hold is refused before anythi
 Driver-local data files travel once per sweep through the object store (``amsweep.pipeline.datafiles``).
 The driver's plug-in folders travel in Ray's runtime environment (``amsweep.pipeline.plugin_shipping``):
 a worker imports them from the shipped copy, so they need not exist on any other node.
+
+Where it runs (``where_to_run``): ``--address``, else ``RAY_ADDRESS`` (which Ray's job supervisor sets
+for a ``ray job submit`` entrypoint), else a private local Ray. Each batch reports the node it ran
+on, so ``describe()`` can say which nodes did the work without asking Ray.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
@@ -23,7 +27,7 @@ from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
 from amsweep.pipeline.spec import CellJob
 
-__all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor"]
+__all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor", "where_to_run"]
 
 PINNED_THREADS = {
     "OMP_NUM_THREADS": "1",
@@ -32,6 +36,73 @@ PINNED_THREADS = {
     "NUMBA_NUM_THREADS": "1",
 }
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+IN_RAY_JOB = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # Ray's job supervisor sets it (with RAY_ADDRESS) for an entrypoint
+GiB = 2**30
+
+
+def where_to_run(address: str | None, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
+    """(the cluster address to join, or None for a private local Ray; where that choice came from).
+
+    A cluster is *configured* when ``--address`` names one (it wins) or ``RAY_ADDRESS`` is set: the
+    user exported it, or Ray's job supervisor did for a ``ray job submit`` entrypoint (it also sets
+    ``RAY_JOB_CONFIG_JSON_ENV_VAR``, hence "Ray job"). Nothing else counts: the pointer a `ray start`
+    leaves in /tmp/ray/ray_current_cluster outlives its cluster (a crash, a killed node), and a bare
+    ``ray.init()`` would join it, alive or dead, so without a configured cluster the executor starts
+    its own Ray (``address="local"``). ``RAY_ADDRESS=local`` asks for that too. Ray's job docs have
+    users export ``RAY_ADDRESS=http://HEAD:8265`` for ``ray job submit``: that is the job server, not
+    a cluster a driver can join, so it is refused with what to do instead.
+    """
+    given, source = (address, "--address") if address else (environ.get("RAY_ADDRESS", "").strip(), "RAY_ADDRESS")
+    if given.startswith(("http://", "https://")):
+        raise AmsweepError(
+            f"{source} {given} is a Ray job server (dashboard) address, not a cluster to join: submit the "
+            f"sweep as a job (`ray job submit --address {given} -- amsweep run ...`), or give the cluster's "
+            "HOST:6379 with --address"
+        )
+    if address:
+        return address, "--address"
+    if given and given != "local":
+        return given, "Ray job" if IN_RAY_JOB in environ else "RAY_ADDRESS"
+    return None, "local"
+
+
+def _auth_failure(e: BaseException) -> bool:
+    """Whether joining failed on token authentication: Ray 2.60 raises ``AuthenticationError`` when
+    RAY_AUTH_MODE=token has no token, and a ``ConnectionError`` whose cause names InvalidAuthToken
+    when the head requires a token this driver lacks or gets wrong."""
+    seen: BaseException | None = e
+    for _ in range(8):  # the chain ConnectionError <- RuntimeError <- AuthenticationError, in text
+        if seen is None:
+            return False
+        text = f"{type(seen).__name__}: {seen}"
+        if "AuthenticationError" in text or "InvalidAuthToken" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def join_error(address: str, source: str, e: BaseException) -> AmsweepError:
+    """The one line a failed join earns, naming the address as the user gave it; for token
+    authentication, exactly what to set."""
+    given = {"--address": f"--address {address}", "RAY_ADDRESS": f"RAY_ADDRESS={address}"}
+    where = given.get(source, f"the {source}'s cluster at {address}")
+    if _auth_failure(e):
+        return AmsweepError(
+            f"{where}: the cluster requires token authentication and this driver has no matching token: set "
+            "RAY_AUTH_MODE=token and give it the head's token, as RAY_AUTH_TOKEN=<token> or the file "
+            "~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH) copied from the head (`ray get-auth-token` there "
+            "prints it); nothing ran"
+        )
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return AmsweepError(f"{where}: cannot join that Ray cluster ({type(e).__name__}: {first}); nothing ran")
+
+
+def _run_batch_on_node(fn: Callable[..., Any], jobs: list[CellJob], setup: Callable) -> tuple[str, Any]:
+    """Worker side: a batch's packed outcomes with the id of the node that ran it (a local lookup,
+    no round trip), so the driver knows which nodes did the work."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), run_batch(fn, jobs, setup)
 
 
 def keep_ray_on_loopback(address: str | None) -> None:
@@ -64,11 +135,12 @@ def _worker_setup(jobs: list[CellJob], plugin_path: str, localize: Callable | No
 class RayExecutor:
     """Batches of cells as Ray tasks, a bounded number of CPUs' worth in flight.
 
-    Local ``ray.init()`` when ``address`` is None (a laptop), else joins a running cluster
-    (``auto`` or ``ray://host:port``). Numba and BLAS threads are pinned to one per CPU through
-    the runtime environment and per cell by ``threads.pin``. A batch whose worker dies is
-    retried by Ray (``max_retries``); one lost past its retries is split and its cells are
-    retried one per task, so a cell that kills its worker fails alone.
+    Joins the cluster ``where_to_run`` finds (``--address``: host:port, ``auto`` or ``ray://host:port``;
+    else ``RAY_ADDRESS``, as inside ``ray job submit``), else starts a private local Ray. Numba and
+    BLAS threads are pinned to one per CPU through the runtime environment and per cell by
+    ``threads.pin``. A batch whose worker dies is retried by Ray (``max_retries``); one lost past
+    its retries is split and its cells are retried one per task, so a cell that kills its worker
+    fails alone.
     """
 
     name = "ray"
@@ -83,6 +155,8 @@ class RayExecutor:
         cells_per_task: int | None = None,
         target_seconds: float = 2.0,
     ) -> None:
+        address, self.source = where_to_run(address)
+        self.address = address
         keep_ray_on_loopback(address)  # before Ray is imported: it reads the switch at import
         import ray
 
@@ -109,12 +183,10 @@ class RayExecutor:
                 kwargs["runtime_env"]["py_modules"] = modules
             try:
                 ray.init(**kwargs)
-            except (ConnectionError, TimeoutError, ValueError) as e:
+            except Exception as e:  # ConnectionError, TimeoutError, ValueError, ray's AuthenticationError
                 if address is None:
                     raise  # a local Ray that cannot start is not the user's input: a bug or the machine
-                raise AmsweepError(
-                    f"--address {address}: cannot join that Ray cluster ({type(e).__name__}: {e}); nothing ran"
-                ) from None
+                raise join_error(address, self.source, e) from None
             finally:
                 self._plugins.uploaded()
             if address is None:
@@ -125,6 +197,11 @@ class RayExecutor:
                 self._reaper = ray_reaper.start(
                     [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
                 )
+        if address == "auto" and ray._private.worker._global_node is not None:
+            self.address = ray._private.worker._global_node.gcs_address  # the cluster "auto" found
+        self._nodes: dict[str, dict[str, Any]] = {}  # node id -> ray.nodes() entry, refreshed on news
+        self._used: set[str] = set()  # ids of the nodes that ran at least one batch
+        self._refresh_nodes()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or cpus
         self.max_in_flight = max(1, self.workers * in_flight_per_worker)
@@ -134,6 +211,33 @@ class RayExecutor:
         self._shipped: dict[str, datafiles.Shipped] = {}
         self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
         self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
+
+    def _refresh_nodes(self) -> None:
+        self._nodes = {n["NodeID"]: n for n in self._ray.nodes()}
+
+    def _label(self, node_id: str) -> str:
+        """A node's IP, with its id's head where several nodes share one IP (nodes of one machine)."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return node_id[:12]
+        ip = str(node.get("NodeManagerAddress", "?"))
+        shared = sum(1 for n in self._nodes.values() if n.get("NodeManagerAddress") == ip) > 1
+        return f"{ip}/{node_id[:8]}" if shared else ip
+
+    def describe(self) -> dict[str, Any]:
+        """Where this executor runs, JSON-safe: the Ray it started or joined, its live nodes, CPUs and
+        task memory (from the node table read at start and on a batch from a node not seen before, so
+        a call costs no Ray round trip), and ``nodes_used``, the nodes that ran a batch so far."""
+        alive = [n for n in self._nodes.values() if n.get("Alive")]
+        return {
+            "executor": self.name,
+            "address": self.address,
+            "source": self.source,
+            "nodes": len(alive),
+            "cpus": int(sum(n["Resources"].get("CPU", 0.0) for n in alive)),
+            "memory_bytes": int(sum(n["Resources"].get("memory", 0.0) for n in alive)),
+            "nodes_used": sorted(self._label(i) for i in self._used),
+        }
 
     def capacity(self) -> tuple[float, float, str]:
         """(memory bytes, CPUs, what offers them) of the largest live node, from Ray's resources."""
@@ -161,7 +265,7 @@ class RayExecutor:
         ray = self._ray
         plugins, task_env = self._plugins.for_batches(registry.plugin_path())  # shipped names, not paths
         options = {"runtime_env": task_env} if task_env else {}
-        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(run_batch)
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(_run_batch_on_node)
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
         sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
@@ -186,7 +290,8 @@ class RayExecutor:
                 batch = pending.pop(ref)
                 cpus_in_flight -= batch.cpus
                 try:
-                    packed = ray.get(ref)
+                    node, packed = ray.get(ref)
+                    self._note_node(node)
                     self.cell_cpu_seconds += packed.cpu_seconds
                     results = unpack(packed)
                 except Exception as e:  # the worker died past its retries, or the node did
@@ -203,6 +308,12 @@ class RayExecutor:
                 )
                 for job, (outcome, _) in zip(batch.jobs, results):
                     yield job, outcome
+
+    def _note_node(self, node: str) -> None:
+        if node not in self._used:
+            self._used.add(node)
+            if node not in self._nodes:
+                self._refresh_nodes()  # a node that joined since: one Ray call per new node
 
     def shutdown(self) -> None:
         """Disconnect from the Ray this executor started or joined: tasks still running end with

@@ -96,14 +96,17 @@ def add_executor_flags(r: argparse.ArgumentParser) -> None:
     from amsweep.pipeline.executors import EXECUTORS
 
     r.add_argument(
-        "--address", default=None, help="Ray cluster address: auto or ray://host:port (default: start Ray locally)"
+        "--address",
+        default=None,
+        help="Ray cluster to join: host:port, auto or ray://host:port (default: RAY_ADDRESS, which `ray job "
+        "submit` sets; without either, a private Ray on this machine)",
     )
     r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
     r.add_argument(
         "--executor",
         choices=sorted(EXECUTORS),
         default="ray",
-        help="where cells run: ray (default: local Ray, or a cluster with --address) or serial (in this "
+        help="where cells run: ray (default: local Ray, or a cluster with --address/RAY_ADDRESS) or serial (in this "
         "process, without Ray: debugging, profiling)",
     )
     r.add_argument(

@@ -99,16 +99,16 @@ def launch(
     progress: bool = False,
     storage_options: dict | None = None,
     say: Say = _quiet,
-    on_connected: Callable[[Any], None] | None = None,
     allow_changed_plugins: bool = False,
 ) -> RunSummary:
     """Run (or resume, or extend) ``sweep`` into the cube at ``out`` with the named executor.
 
-    ``on_connected`` hears the executor once it is started (before the cube is touched: the place
-    to say where the sweep runs). The code hashes of the sweep's plug-ins are recorded in the cube;
-    resuming it with changed plug-in code is refused unless ``allow_changed_plugins``."""
+    Once the executor is up, ``say`` hears where the sweep runs (local Ray, or a cluster and its
+    size), and after the run which nodes ran cells. The code hashes of the sweep's plug-ins are
+    recorded in the cube; resuming it with changed plug-in code is refused unless
+    ``allow_changed_plugins``."""
     from amsweep.pipeline import registry
-    from amsweep.pipeline.executors import EXECUTORS
+    from amsweep.pipeline.executors import EXECUTORS, where
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
 
@@ -124,8 +124,7 @@ def launch(
         say("interrupted while starting: nothing ran; run the same command again to start")
         return RunSummary(sweep.name, sweep.spec_hash, out, total, 0, interrupted=True)
     try:
-        if on_connected is not None:
-            on_connected(ex)
+        say(where(ex))
         preflight(sweep, ex)
         cube = Cube.create_or_open(
             out,
@@ -228,6 +227,7 @@ def _where(executor) -> dict[str, Any]:
 
 
 def _run_on(cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progress: bool, say: Say) -> RunSummary:
+    from amsweep.pipeline.executors import used
     from amsweep.sweeps.runner import run
 
     total = _count(cube.sweep)
@@ -255,6 +255,7 @@ def _run_on(cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progre
     )
     for line in report.errors[:5]:
         say(f"  failure: {line}")
+    say(used(executor))
     if report.interrupted:
         say("interrupted: finished results are saved; run the same command again to resume")
     return summary
