@@ -16,7 +16,7 @@ AXES: dict[str, str] = {
     "alpha": r"load $\alpha = P/N$ (patterns per neuron)",
     "P": "P (training examples)",
     "N": "N (neurons)",
-    "noise": r"noise $\rho$ (fraction of sites flipped; $m_{in} = 1-2\rho$)",
+    "noise": r"noise $\rho$ (fraction of sites flipped)",  # m_in = 1 - 2 rho: docs/experiments.md
     "alpha_D": r"feature density $\alpha_D = D/N$ (features per neuron)",
     "L": "L (nonzero features per example)",
     "temperature": "sample temperature T (units of J)",
