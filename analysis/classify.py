@@ -173,14 +173,23 @@ def class_map(frame: pd.DataFrame, cells: list[str], noise: str = "noise") -> pd
     out["class_mean"], out["_allowed"], out["n"] = point, allowed, g.size().to_numpy()
     codes = np.where(np.isfinite(point), point, 0).astype(int)
     out["firm"] = np.isfinite(point) & (allowed == (1 << codes))
-    decided = np.full(len(out), np.nan)
-    for _, line in out.groupby(cells, dropna=False, sort=False) if cells else [(None, out)]:
-        previous = np.nan
-        for i in line.sort_values(noise).index:
-            here = out.at[i, "class_mean"]
-            if np.isfinite(here) and not out.at[i, "firm"] and np.isfinite(previous):
-                here = previous if out.at[i, "_allowed"] >> int(previous) & 1 else here
-            decided[i] = previous = here
+    # walk each line of cells (all keys but noise) in increasing noise; plain arrays, not .at, so
+    # that a cube of 10^5 cells is classified in well under a second
+    groups = out.groupby(cells, dropna=False, sort=False).ngroup().to_numpy() if cells else np.zeros(len(out), int)
+    order = np.lexsort([out[noise].to_numpy(), groups])
+    line = groups[order]
+    mean_class, firm, allow = (out[c].to_numpy()[order] for c in ("class_mean", "firm", "_allowed"))
+    decided_sorted = np.full(len(out), np.nan)
+    previous = np.nan
+    for k in range(len(out)):
+        if k == 0 or line[k] != line[k - 1]:
+            previous = np.nan  # a new line: no history
+        here = mean_class[k]
+        if np.isfinite(here) and not firm[k] and np.isfinite(previous) and allow[k] >> int(previous) & 1:
+            here = previous
+        decided_sorted[k] = previous = here
+    decided = np.empty(len(out))
+    decided[order] = decided_sorted
     out["class"] = decided
     return out.drop(columns="_allowed")
 

@@ -94,7 +94,10 @@ def fixed_text(frame: pd.DataFrame, ds: xr.Dataset, shown: Sequence[str]) -> str
 
 
 def title_text(head: str, fixed: str = "", where: str = "") -> str:
-    """A figure title: what is shown, the fixed axes and the user's --where selection."""
+    """A figure title: what is shown, the fixed axes and the user's --where selection (a fixed axis
+    that the selection names is said once, as selected)."""
+    chosen = {part.split("=")[0].strip() for part in where.split(",") if "=" in part}
+    fixed = ", ".join(p for p in fixed.split(", ") if p and p.split("=")[0] not in chosen)
     extra = "; ".join(p for p in (fixed, f"where {where}" if where else "") if p)
     return f"{head}\n{extra}" if extra else head
 

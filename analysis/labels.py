@@ -13,7 +13,7 @@ from amsweep.pipeline.metric_table import METRICS
 __all__ = ["AXES", "axis_label", "value_label"]
 
 AXES: dict[str, str] = {
-    "alpha": r"load $\alpha = P/N$ (patterns per neuron)",
+    "alpha": r"load $\alpha = P/N$",
     "P": "P (training examples)",
     "N": "N (neurons)",
     "noise": r"noise $\rho$ (fraction of sites flipped)",  # m_in = 1 - 2 rho: docs/experiments.md
