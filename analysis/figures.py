@@ -124,10 +124,16 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[Figure, np.ndarray]:
-    """A figure of n panels in balanced rows of at most MAX_COLUMNS; unused axes hidden."""
-    nrows = int(np.ceil(n / MAX_COLUMNS))
-    ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
+def grid(
+    n: int, width: float, height: float, min_width: float = 0.0, ncols: int | None = None
+) -> tuple[Figure, np.ndarray]:
+    """A figure of n panels in balanced rows of at most MAX_COLUMNS (or rows of ``ncols``: one
+    column per value of a --col dimension); unused axes hidden."""
+    if ncols is None:
+        nrows = int(np.ceil(n / MAX_COLUMNS))
+        ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
+    else:
+        nrows = int(np.ceil(n / ncols))
     fig = Figure(figsize=(max(width * ncols, min_width), height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[n:]:
@@ -188,11 +194,12 @@ def plot_heatmaps(
     title: str = "",
     categorical: bool = False,
     look: FigureStyle = DEFAULT_STYLE,
+    ncols: int | None = None,
 ) -> Path:
-    """One heatmap per panel of an aggregated table (columns panel, x, y, value)."""
+    """One heatmap per panel of an aggregated table (columns panel, x, y, value), in the table's order."""
     with look.context():
         panels = list(dict.fromkeys(table[PANEL]))
-        fig, axes = grid(len(panels), 4.2, 3.6)
+        fig, axes = grid(len(panels), 4.2, 3.6, ncols=ncols)
         look.apply_size(fig)
         draw_heatmaps(fig, axes[: len(panels)], table, value, x, y, categorical, look=look)
         fig.suptitle(title)
@@ -373,8 +380,11 @@ def heatmap_figure(
     title: str | None = None,
     look: FigureStyle = DEFAULT_STYLE,
     where: str = "",
+    grid_columns: bool = False,
 ) -> Path:
     """Heatmap of ``value`` (metric, basin, class, gen_gap) over columns x and y, one per panel.
+
+    ``grid_columns`` with two panel columns (row, col): one column of panels per value of the second.
 
     ``at`` fixes other columns (e.g. {"noise": 0.1, "N": 200}); any axis left varying that is
     not x, y or a panel is an error, so nothing is averaged over silently except seeds. The
@@ -384,6 +394,9 @@ def heatmap_figure(
     frame = derived.nonempty(add_panel_column(tables.restrict(derived.value_frame(ds, value), at), panel), value)
     table = derived.aggregate(frame, ds, value, [PANEL, y, x])
     panels = [panel] if isinstance(panel, str) else list(panel or [])
+    # panels in the order of their values (N=50 before N=100), not of their names
+    order = {name: i for i, name in enumerate(dict.fromkeys(frame.sort_values(panels, kind="stable")[PANEL]))}
+    table = table.iloc[np.argsort(table[PANEL].map(order).to_numpy(), kind="stable")]
     fixed = fixed_text(frame, ds, [x, y, *panels])
     default = title_text(f"{ds.attrs.get('title', '')}: {value_label(value)}", fixed, where)
     return plot_heatmaps(
@@ -395,6 +408,7 @@ def heatmap_figure(
         title if title is not None else default,
         categorical=value in derived.CATEGORICAL,
         look=look,
+        ncols=int(frame[panels[-1]].nunique()) if grid_columns and len(panels) == 2 else None,
     )
 
 

@@ -188,7 +188,12 @@ def standard_figures(
         )
     if multi_load and multi_noise:
         chosen = [d for d in (row, col) if d]
-        panels = chosen + (["rule"] if "rule" not in chosen else [])
+        # --col/--row as a grid (rows x columns); the rules take the free side, or a third level
+        r, c = row, col
+        if "rule" not in chosen and (r is None) != (c is None):
+            r, c = (r or "rule"), (c or "rule")
+        panels = [d for d in (r, c) if d] + (["rule"] if "rule" not in (r, c) else [])
+        as_grid = r is not None and c is not None and len(panels) == 2
         facets = list(
             dict.fromkeys(tuple((k, v) for k, v in (("dataset", d), ("N", n)) if k not in chosen) for d, n in pairs)
         )
@@ -203,7 +208,7 @@ def standard_figures(
                     + (f", {shown}" if shown else "")
                     + (f", panels by {', '.join(chosen)}" if chosen else ""),
                     f"phase_{value}_{tag}",
-                    partial(heat, ds, value, load, "noise", at=where, panel=panels),
+                    partial(heat, ds, value, load, "noise", at=where, panel=panels, grid_columns=as_grid),
                 )
         if len(facets) > MAX_PHASE_FACETS:
             figs.skipped.append(

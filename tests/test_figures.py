@@ -155,6 +155,6 @@ def test_report_takes_the_panel_and_look_options_and_says_how_classes_are_decide
     assert "phase_m_train_random_N30" not in text and "phase_m_train_random.png" in text  # N in panels
     assert "standard error" in text and "previous noise level" in text
     png = tmp_path / "rep" / "phase_m_train_random.png"
-    assert matplotlib.image.imread(png).shape[0] < 200  # 30 dpi
+    assert matplotlib.image.imread(png).shape[:2] == (2 * 108, 2 * 126)  # rules x N panels of 4.2 x 3.6 in at 30 dpi
     with pytest.raises(QueryError, match="--col 'M'"):
         write_report(two_n_cube, tmp_path / "rep2", col="M")
