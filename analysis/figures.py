@@ -1,8 +1,8 @@
 """Standard figures of a cube: heatmaps over any two axes and lines against the load, per rule.
 
 Each figure is written twice, as PNG (for the README and reports) and SVG (for papers), from a
-table averaged over replicas: heatmaps show the seed mean (or the majority class), line plots
-show the seed mean with standard-error bars. The functions take a cube selection and a value
+table averaged over replicas: heatmaps show the seed mean (or the class decided from the seed
+means, ``classify``), line plots show the seed mean with standard-error bars. The functions take a cube selection and a value
 name (a stored metric or a derived one, see ``amsweep.analysis.derived``) and refuse to average over
 an axis that still varies, naming it. Figures are ``matplotlib.figure.Figure`` objects saved
 with ``savefig``: no pyplot, so importing this module selects no backend and keeps no state.

@@ -359,9 +359,8 @@ def _results(ds: xr.Dataset, out: Path, look: FigureStyle, col: str | None, row:
         f"- `{load}_retrieval`: largest {load} up to which every grid point has mean m_train >= 0.99 "
         f"from starts at noise {rho:g} (initial overlap {1 - 2 * rho:g});",
         f"- `{load}_fixed_points`: the same for the fraction of training examples that are fixed points;",
-        f"- `{load}_generalizing`: smallest {load} whose majority class over seeds is generalizing, "
-        f"at noise {clean:g};",
-        f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its majority class.",
+        f"- `{load}_generalizing`: smallest {load} whose class (decided as below) is generalizing, at noise {clean:g};",
+        f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its class.",
         f"- Classes (analysis/classify.py): generalizing = m_test >= {classify.SPECIFIC} and "
         f"m_test >= test_best_train + {classify.MARGIN}; memorizing = m_train >= {classify.RETRIEVED}, "
         f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}. "
