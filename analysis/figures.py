@@ -2,10 +2,12 @@
 
 Each figure is written twice, as PNG (for the README and reports) and SVG (for papers), from a
 table averaged over replicas: heatmaps show the seed mean (or the class decided from the seed
-means, ``classify``), line plots show the seed mean with standard-error bars. The functions take a cube selection and a value
-name (a stored metric or a derived one, see ``amsweep.analysis.derived``) and refuse to average over
-an axis that still varies, naming it. Figures are ``matplotlib.figure.Figure`` objects saved
-with ``savefig``: no pyplot, so importing this module selects no backend and keeps no state.
+means, ``classify``), line plots show the seed mean with standard-error bars. The functions take
+a cube selection and a value name (a stored metric or a derived one, see
+``amsweep.analysis.derived``) and refuse to average over an axis that still varies, naming it.
+Figures are ``matplotlib.figure.Figure`` objects saved with ``savefig``: no pyplot, so importing
+this module selects no backend and keeps no state; they are drawn inside a ``FigureStyle``
+context (``analysis/style.py``: the packaged style, the user's style files, the font scale).
 """
 
 from __future__ import annotations
