@@ -1,11 +1,13 @@
 """Standard figures of a cube: heatmaps over any two axes and lines against the load, per rule.
 
 Each figure is written twice, as PNG (for the README and reports) and SVG (for papers), from a
-table averaged over replicas: heatmaps show the seed mean (or the majority class), line plots
-show the seed mean with standard-error bars. The functions take a cube selection and a value
-name (a stored metric or a derived one, see ``amsweep.analysis.derived``) and refuse to average over
-an axis that still varies, naming it. Figures are ``matplotlib.figure.Figure`` objects saved
-with ``savefig``: no pyplot, so importing this module selects no backend and keeps no state.
+table averaged over replicas: heatmaps show the seed mean (or the class decided from the seed
+means, ``classify``), line plots show the seed mean with standard-error bars. The functions take
+a cube selection and a value name (a stored metric or a derived one, see
+``amsweep.analysis.derived``) and refuse to average over an axis that still varies, naming it.
+Figures are ``matplotlib.figure.Figure`` objects saved with ``savefig``: no pyplot, so importing
+this module selects no backend and keeps no state; they are drawn inside a ``FigureStyle``
+context (``analysis/style.py``: the packaged style, the user's style files, the font scale).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import matplotlib
+import matplotlib.font_manager
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -20,17 +24,21 @@ from matplotlib.axes import Axes
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from amsweep.analysis import classify, derived, tables
 from amsweep.analysis.labels import axis_label, value_label
+from amsweep.analysis.style import DEFAULT_STYLE, FigureStyle
 from amsweep.pipeline.errors import NoData, QueryError
 
 __all__ = [
     "add_panel_column",
+    "axis_scale",
     "DPI",
     "draw_heatmaps",
     "draw_lines",
     "edges",
+    "fixed_text",
     "grid",
     "heatmap_figure",
     "line_figure",
@@ -43,33 +51,57 @@ __all__ = [
     "REFERENCE_VALUE",
     "save",
     "save_as",
+    "set_scale",
+    "title_text",
 ]
 
-DPI = 100
+DPI = 150  # the packaged style's savefig.dpi; --dpi overrides it
 MAX_COLUMNS = 4
 LOG_SPAN = 20.0
 PANEL = "panel"
 REFERENCE_VALUE = "reference_value"  # column of the reference line in an aggregated table
 
 
-def save(fig: Figure, out: str | Path) -> Path:
+def save(fig: Figure, out: str | Path, dpi: float = DPI) -> Path:
     """Write ``out`` as .png and .svg; return the PNG path.
 
     A name such as 'rf_alpha_D=0.1' has no real suffix: '.png' is appended, not substituted.
     """
     out = Path(out)
     png = out.with_suffix(".png") if out.suffix.lower() in (".png", ".svg") else Path(f"{out}.png")
-    save_as(fig, png)
+    save_as(fig, png, dpi)
     fig.savefig(png.with_suffix(".svg"))
     return png
 
 
-def save_as(fig: Figure, path: str | Path) -> Path:
+def save_as(fig: Figure, path: str | Path, dpi: float = DPI) -> Path:
     """Write one file, its format given by the suffix (a CLI ``-o`` path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=dpi)
     return path
+
+
+def fixed_text(frame: pd.DataFrame, ds: xr.Dataset, shown: Sequence[str]) -> str:
+    """The cube axes with one value in a table, as 'N=300, dataset=random': what a title must state
+    so that a figure cut out of a paper still says which experiment it is (``shown``: axes drawn)."""
+    parts = []
+    for axis in tables.axes_of(frame, ds):
+        if axis in shown or axis == "seed" or axis not in frame.columns:
+            continue
+        values = frame[axis].dropna().unique()
+        if len(values) == 1:
+            parts.append(f"{axis}={_fmt(values[0])}")
+    return ", ".join(parts)
+
+
+def title_text(head: str, fixed: str = "", where: str = "") -> str:
+    """A figure title: what is shown, the fixed axes and the user's --where selection (a fixed axis
+    that the selection names is said once, as selected)."""
+    chosen = {part.split("=")[0].strip() for part in where.split(",") if "=" in part}
+    fixed = ", ".join(p for p in fixed.split(", ") if p and p.split("=")[0] not in chosen)
+    extra = "; ".join(p for p in (fixed, f"where {where}" if where else "") if p)
+    return f"{head}\n{extra}" if extra else head
 
 
 def add_panel_column(frame: pd.DataFrame, panel: str | Sequence[str] | None) -> pd.DataFrame:
@@ -94,10 +126,16 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def grid(n: int, width: float, height: float, min_width: float = 0.0) -> tuple[Figure, np.ndarray]:
-    """A figure of n panels in balanced rows of at most MAX_COLUMNS; unused axes hidden."""
-    nrows = int(np.ceil(n / MAX_COLUMNS))
-    ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
+def grid(
+    n: int, width: float, height: float, min_width: float = 0.0, ncols: int | None = None
+) -> tuple[Figure, np.ndarray]:
+    """A figure of n panels in balanced rows of at most MAX_COLUMNS (or rows of ``ncols``: one
+    column per value of a --col dimension); unused axes hidden."""
+    if ncols is None:
+        nrows = int(np.ceil(n / MAX_COLUMNS))
+        ncols = int(np.ceil(n / nrows))  # balanced rows: 6 panels as 2 x 3, not 4 + 2
+    else:
+        nrows = int(np.ceil(n / ncols))
     fig = Figure(figsize=(max(width * ncols, min_width), height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[n:]:
@@ -114,10 +152,26 @@ def _positions(values: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
 
 def _log_scale(values: np.ndarray) -> bool:
     """A positive numeric grid spanning more than LOG_SPAN (alpha 0.05..30) is shown on a log axis."""
+    values = np.asarray(values)
     if values.dtype.kind not in "iuf" or len(values) < 3:
         return False
     v = values.astype(float)
     return bool(np.all(v > 0) and v.max() / v.min() >= LOG_SPAN)
+
+
+def axis_scale(values: Sequence[Any] | np.ndarray) -> str:
+    """'log' or 'linear' for an axis, decided once from all its values, so that the heatmaps and the
+    line panels of one figure (and of one report) put the same load at the same place."""
+    return "log" if _log_scale(np.unique(np.asarray(values))) else "linear"
+
+
+def set_scale(ax: Axes, which: str, scale: str) -> None:
+    """Log axes show the grid's own numbers (0.05, 0.1, 1), not powers of ten."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)(scale)
+    if scale == "log":
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
 def _cell_edges(centres: np.ndarray, log: bool) -> np.ndarray:
@@ -134,20 +188,43 @@ def edges(centres: np.ndarray) -> np.ndarray:
 
 
 def plot_heatmaps(
-    table: pd.DataFrame, value: str, x: str, y: str, out: str | Path, title: str = "", categorical: bool = False
+    table: pd.DataFrame,
+    value: str,
+    x: str,
+    y: str,
+    out: str | Path,
+    title: str = "",
+    categorical: bool = False,
+    look: FigureStyle = DEFAULT_STYLE,
+    ncols: int | None = None,
 ) -> Path:
-    """One heatmap per panel of an aggregated table (columns panel, x, y, value)."""
-    panels = list(dict.fromkeys(table[PANEL]))
-    fig, axes = grid(len(panels), 3.9, 3.3)
-    draw_heatmaps(fig, axes[: len(panels)], table, value, x, y, categorical)
-    fig.suptitle(title, fontsize=10)
-    return save(fig, out)
+    """One heatmap per panel of an aggregated table (columns panel, x, y, value), in the table's order."""
+    with look.context():
+        panels = list(dict.fromkeys(table[PANEL]))
+        fig, axes = grid(len(panels), 4.2, 3.6, ncols=ncols)
+        look.apply_size(fig)
+        draw_heatmaps(fig, axes[: len(panels)], table, value, x, y, categorical, look=look)
+        fig.suptitle(title)
+        return save(fig, out, look.save_dpi())
 
 
 def draw_heatmaps(
-    fig: Figure, axes: Iterable[Axes], table: pd.DataFrame, value: str, x: str, y: str, categorical: bool = False
+    fig: Figure,
+    axes: Iterable[Axes],
+    table: pd.DataFrame,
+    value: str,
+    x: str,
+    y: str,
+    categorical: bool = False,
+    look: FigureStyle = DEFAULT_STYLE,
+    scales: tuple[str, str] | None = None,
+    colorbar_axes: Sequence[Axes] | None = None,
 ) -> None:
-    """A heatmap of each panel of an aggregated table on its axes, one shared colour scale."""
+    """A heatmap of each panel of an aggregated table on its axes, one shared colour scale.
+
+    ``scales`` = (x scale, y scale) when the caller has decided them for other panels too (the
+    line panels of a phase figure); by default each is decided from the table's values.
+    """
     panels, axes = list(dict.fromkeys(table[PANEL])), list(axes)
     style: dict[str, Any]
     if categorical:
@@ -157,15 +234,16 @@ def draw_heatmaps(
         style = {"cmap": cmap, "norm": norm}
     else:
         finite = table[value].to_numpy(dtype=float)
-        style = {"cmap": "viridis", "vmin": float(np.nanmin(finite)), "vmax": float(np.nanmax(finite))}
+        style = look.colour_limits(float(np.nanmin(finite)), float(np.nanmax(finite)))
     xs_all, ys_all = np.sort(table[x].unique()), np.sort(table[y].unique())
+    xscale, yscale = scales or (axis_scale(xs_all), axis_scale(ys_all))
     for ax, name in zip(axes, panels):
         cells = (
             table[table[PANEL] == name].pivot(index=y, columns=x, values=value).reindex(index=ys_all, columns=xs_all)
         )
         xp, xt = _positions(cells.columns.to_numpy())
         yp, yt = _positions(cells.index.to_numpy())
-        xlog, ylog = _log_scale(cells.columns.to_numpy()), _log_scale(cells.index.to_numpy())
+        xlog, ylog = xscale == "log" and xt is None, yscale == "log" and yt is None
         image = ax.pcolormesh(
             _cell_edges(xp, xlog),
             _cell_edges(yp, ylog),
@@ -174,21 +252,24 @@ def draw_heatmaps(
             **style,
         )
         if xlog:
-            ax.set_xscale("log")
+            set_scale(ax, "x", "log")
         if ylog:
-            ax.set_yscale("log")
+            set_scale(ax, "y", "log")
         if xt is not None:
-            ax.set_xticks(xp, xt, rotation=45, ha="right", fontsize=7)
+            ax.set_xticks(xp, xt, rotation=45, ha="right")
         if yt is not None:
-            ax.set_yticks(yp, yt, fontsize=7)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(axis_label(x), fontsize=8)
-        ax.set_ylabel(axis_label(y), fontsize=8)
+            ax.set_yticks(yp, yt)
+        ax.set_title(name)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(y))
     if categorical:
         handles = [Patch(color=classify.CLASS_COLORS[c], label=classify.CLASS_NAMES[c]) for c in codes]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+        names = [classify.CLASS_NAMES[c] for c in codes]
+        fig.legend(handles=handles, loc="outside lower center", ncols=_legend_columns(fig, names))
     elif panels:
-        fig.colorbar(image, ax=axes, label=f"{value} (seed mean)", shrink=0.9, pad=0.01)
+        fig.colorbar(
+            image, ax=list(colorbar_axes or axes), label=f"{value_label(value)}\n(seed mean)", shrink=0.9, pad=0.01
+        )
 
 
 def plot_lines(
@@ -201,34 +282,37 @@ def plot_lines(
     ylabel: str | None = None,
     reference: pd.DataFrame | None = None,
     reference_label: str = "",
+    look: FigureStyle = DEFAULT_STYLE,
 ) -> Path:
     """Lines of one or more values against x, one colour per hue, one panel per panel value.
 
     ``reference`` (columns panel, x, ``reference_label`` value and its _sem, as aggregated) is drawn
     per panel as a black dashed line with a grey standard-error band, under the label given.
     """
-    panels = list(dict.fromkeys(table[PANEL]))
-    colors = {h: f"C{i % 10}" for i, h in enumerate(dict.fromkeys(table[hue]))}
-    fig, axes = grid(len(panels), 4.0, 3.4, min_width=6.0)
-    xlog = _log_scale(np.sort(table[x].unique()))
-    for ax, name in zip(axes, panels):
-        draw_lines(ax, table[table[PANEL] == name], values, x, hue, colors, xlog)
-        if reference is not None:
-            _reference_line(ax, reference[reference[PANEL] == name].sort_values(x), x, reference_label)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(axis_label(x), fontsize=8)
-        ax.set_ylabel(ylabel or value_label(values[0]), fontsize=8)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1 : len(panels)]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(fig, labels), fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return save(fig, out)
+    with look.context():
+        panels = list(dict.fromkeys(table[PANEL]))
+        colors = {h: f"C{i % 10}" for i, h in enumerate(dict.fromkeys(table[hue]))}
+        fig, axes = grid(len(panels), 4.2, 3.6, min_width=6.0)
+        look.apply_size(fig)
+        xscale = axis_scale(table[x].unique())
+        for ax, name in zip(axes, panels):
+            draw_lines(ax, table[table[PANEL] == name], values, x, hue, colors, xscale == "log")
+            if reference is not None:
+                _reference_line(ax, reference[reference[PANEL] == name].sort_values(x), x, reference_label)
+            ax.set_title(name)
+            ax.set_xlabel(axis_label(x))
+            ax.set_ylabel(ylabel or value_label(values[0]))
+            ax.grid(True)
+        handles, labels = axes[0].get_legend_handles_labels()
+        for ax in axes[1 : len(panels)]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(fig, labels))
+        fig.suptitle(title)
+        return save(fig, out, look.save_dpi())
 
 
 def draw_lines(
@@ -243,7 +327,7 @@ def draw_lines(
     """Seed mean +- standard error of each value against x, one colour per hue, one dash per value."""
     dashes = ["-", "--", ":", "-."]
     if xlog:
-        ax.set_xscale("log")
+        set_scale(ax, "x", "log")
     for k, v in enumerate(values):
         for h, color in colors.items():
             line = part[(part[hue] == h) & part[v].notna()].sort_values(x)
@@ -256,9 +340,6 @@ def draw_lines(
                 color=color,
                 ls=dashes[k % len(dashes)],
                 marker="o",
-                ms=3,
-                capsize=2,
-                lw=1.2,
                 label=str(h) if len(values) == 1 else f"{h}: {v}",
             )
 
@@ -283,8 +364,9 @@ def reference_rule(ds: xr.Dataset) -> str | None:
 
 
 def _legend_columns(fig: Figure, labels: list[str]) -> int:
-    """As many columns as fit the figure's width (8-pt text ~0.075 in a character, plus the handle)."""
-    column = 0.075 * max(len(lab) for lab in labels) + 0.8
+    """As many columns as fit the figure's width (a character ~0.55 of the legend's font size, plus the handle)."""
+    size = matplotlib.font_manager.FontProperties(size=matplotlib.rcParams["legend.fontsize"]).get_size_in_points()
+    column = 0.55 * size / 72 * max(len(lab) for lab in labels) + 0.8
     fit = int(fig.get_size_inches()[0] // column)
     return max(1, min(len(labels), fit, 4))
 
@@ -298,18 +380,37 @@ def heatmap_figure(
     panel: str | Sequence[str] | None = "rule",
     at: dict[str, Any] | None = None,
     title: str | None = None,
+    look: FigureStyle = DEFAULT_STYLE,
+    where: str = "",
+    grid_columns: bool = False,
 ) -> Path:
     """Heatmap of ``value`` (metric, basin, class, gen_gap) over columns x and y, one per panel.
 
+    ``grid_columns`` with two panel columns (row, col): one column of panels per value of the second.
+
     ``at`` fixes other columns (e.g. {"noise": 0.1, "N": 200}); any axis left varying that is
-    not x, y or a panel is an error, so nothing is averaged over silently except seeds.
+    not x, y or a panel is an error, so nothing is averaged over silently except seeds. The
+    default title names every axis with one value in the selection and ``where`` (the user's
+    --where text, for a selection made before).
     """
     frame = derived.nonempty(add_panel_column(tables.restrict(derived.value_frame(ds, value), at), panel), value)
     table = derived.aggregate(frame, ds, value, [PANEL, y, x])
-    where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
-    default = f"{ds.attrs.get('title', '')}: {value_label(value)}" + (f" at {where}" if where else "")
+    panels = [panel] if isinstance(panel, str) else list(panel or [])
+    # panels in the order of their values (N=50 before N=100), not of their names
+    order = {name: i for i, name in enumerate(dict.fromkeys(frame.sort_values(panels, kind="stable")[PANEL]))}
+    table = table.iloc[np.argsort(table[PANEL].map(order).to_numpy(), kind="stable")]
+    fixed = fixed_text(frame, ds, [x, y, *panels])
+    default = title_text(f"{ds.attrs.get('title', '')}: {value_label(value)}", fixed, where)
     return plot_heatmaps(
-        table, value, x, y, out, title if title is not None else default, categorical=value in derived.CATEGORICAL
+        table,
+        value,
+        x,
+        y,
+        out,
+        title if title is not None else default,
+        categorical=value in derived.CATEGORICAL,
+        look=look,
+        ncols=int(frame[panels[-1]].nunique()) if grid_columns and len(panels) == 2 else None,
     )
 
 
@@ -324,6 +425,8 @@ def line_figure(
     title: str | None = None,
     hue_name: Callable[[Any], str] | None = None,
     reference: tuple[str, str] | None = None,
+    look: FigureStyle = DEFAULT_STYLE,
+    where: str = "",
 ) -> Path:
     """Seed mean +- standard error of one or more values against x (default: the load axis).
 
@@ -349,10 +452,13 @@ def line_figure(
         raise ValueError(f"{sorted(derived.CATEGORICAL & set(values))} is categorical: show it as a heatmap")
     x = x or tables.load_axis(ds)
     table = None
+    fixed = ""
     for v in values:
         frame = add_panel_column(tables.restrict(derived.value_frame(ds, v), at), panel)
         if frame.empty:
             continue
+        panels = [panel] if isinstance(panel, str) else list(panel or [])
+        fixed = fixed or fixed_text(frame, ds, [x, hue, *panels])
         if hue_name is not None:
             frame[hue] = frame[hue].map(hue_name)
         part = derived.aggregate(frame, ds, v, [PANEL, hue, x]).drop(columns=["n"])
@@ -362,9 +468,8 @@ def line_figure(
     for v in values:
         if v not in table.columns:
             table[v], table[f"{v}_sem"] = np.nan, np.nan
-    where = ", ".join(f"{k}={_fmt(v)}" for k, v in (at or {}).items())
     what = value_label(values[0]) if len(values) == 1 else " and ".join(values)
-    default = f"{ds.attrs.get('title', '')}: {what}" + (f" at {where}" if where else "")
+    default = title_text(f"{ds.attrs.get('title', '')}: {what}", fixed, where)
     styles = ["solid", "dashed", "dotted", "dash-dot"]
     ylabel = (
         value_label(values[0])
@@ -388,5 +493,6 @@ def line_figure(
             ylabel,
             reference=ref_table,
             reference_label=label,
+            look=look,
         )
-    return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel)
+    return plot_lines(table, values, x, hue, out, title if title is not None else default, ylabel, look=look)

@@ -13,10 +13,10 @@ from amsweep.pipeline.metric_table import METRICS
 __all__ = ["AXES", "axis_label", "value_label"]
 
 AXES: dict[str, str] = {
-    "alpha": r"load $\alpha = P/N$ (patterns per neuron)",
+    "alpha": r"load $\alpha = P/N$",
     "P": "P (training examples)",
     "N": "N (neurons)",
-    "noise": r"noise $\rho$ (fraction of sites flipped; $m_{in} = 1-2\rho$)",
+    "noise": r"noise $\rho$ (fraction of sites flipped)",  # m_in = 1 - 2 rho: docs/experiments.md
     "alpha_D": r"feature density $\alpha_D = D/N$ (features per neuron)",
     "L": "L (nonzero features per example)",
     "temperature": "sample temperature T (units of J)",

@@ -22,7 +22,8 @@ import xarray as xr
 
 from amsweep.analysis import classify, figures, summary, tables, theory_figures
 from amsweep.analysis.meaningful import meaningful_tests, without_meaningless_tests
-from amsweep.pipeline.errors import NoData
+from amsweep.analysis.style import DEFAULT_STYLE, FigureStyle
+from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.storage import query
 
 __all__ = [
@@ -56,10 +57,12 @@ class Figures:
     out: Path
     made: list[tuple[str, Path]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    look: FigureStyle = field(default_factory=FigureStyle)
 
     def add(self, caption: str, name: str, draw: Callable[[Path], Path]) -> None:
         try:
-            self.made.append((caption, draw(self.out / slug(name))))
+            with self.look.context():  # also for figures drawn without a ``look`` of their own
+                self.made.append((caption, draw(self.out / slug(name))))
         except NoData as e:
             self.skipped.append(f"{caption}: {e}")
         except Exception as e:  # a bug in a figure the report chose: stop, naming it (and the cause)
@@ -103,15 +106,21 @@ def _dataset_coordinates(ds: xr.Dataset, frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
+def standard_figures(
+    ds: xr.Dataset, out: Path, look: FigureStyle = DEFAULT_STYLE, col: str | None = None, row: str | None = None
+) -> Figures:
     """Draw every standard figure the cube supports into ``out``.
 
     Test-derived values of datasets whose test examples carry no structure (``TEST_MEANINGFUL =
     False``: random patterns) are masked first, so their m_test panels are not drawn at all.
+    ``col`` / ``row`` (``report --col N``) make the phase heatmaps' panels: one figure holds every
+    value of them (beside the rules) instead of one figure per (dataset, N).
     """
     tests_mean = meaningful_tests(ds)
     ds = without_meaningless_tests(ds)
-    figs = Figures(out)
+    figs = Figures(out, look=look)
+    line = partial(figures.line_figure, look=look)
+    heat = partial(figures.heatmap_figure, look=look)
     load = tables.load_axis(ds)
     base = tables.tidy(ds, ["m_train"])
     has = {m: tables.has_data(ds, m) for m in GATED}
@@ -130,70 +139,83 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
                 f"Final overlap from training (solid) and test (dashed) starts against {load}, "
                 f"noise {level:g}" + (f"; dashed black: {overlaps[-1]} with the {ref} rule" if ref else ""),
                 f"overlaps_vs_load_noise{level:g}",
-                partial(figures.line_figure, sel, overlaps, panel=panel, at={"noise": level}, reference=reference),
+                partial(line, sel, overlaps, panel=panel, at={"noise": level}, reference=reference),
             )
         if multi_noise:
             figs.add(
                 f"Basin size 1 - m_in* against {load}, threshold crossing interpolated between noise "
                 "levels (mean and standard error over seeds)",
                 "basin_vs_load",
-                lambda p: figures.line_figure(sel, "basin_interp", p, panel=panel),
+                lambda p: line(sel, "basin_interp", p, panel=panel),
             )
         if has["basin_mean"]:
             figs.add(
                 f"Basin size 2 k*/N per training example by bisection on the number of flipped sites, "
                 f"mean over examples against {load} (mean and standard error over seeds)",
                 "basin_bisection_vs_load",
-                lambda p: figures.line_figure(sel, "basin_mean", p, panel=panel),
+                lambda p: line(sel, "basin_mean", p, panel=panel),
             )
         if has["fixed_point_fraction"]:
             figs.add(
                 f"Fraction of training examples that are fixed points against {load}",
                 "fixed_points_vs_load",
-                lambda p: figures.line_figure(sel, "fixed_point_fraction", p, panel=panel),
+                lambda p: line(sel, "fixed_point_fraction", p, panel=panel),
             )
         if has["m_test"] and has["test_best_train"]:
             figs.add(
                 f"Generalization gap m_test - best overlap with a training example, noise {clean:g} "
                 "(> 0: test starts end nearer their own example)",
                 "gen_gap_vs_load",
-                lambda p: figures.line_figure(sel, "gen_gap", p, panel=panel, at=at_clean),
+                lambda p: line(sel, "gen_gap", p, panel=panel, at=at_clean),
             )
         if has["test_best_feature"]:
             figs.add(
                 f"Test starts: best |overlap| of the attractor with a hidden feature, noise {clean:g}",
                 "feature_overlap_vs_load",
-                lambda p: figures.line_figure(sel, "test_best_feature", p, panel=panel, at=at_clean),
+                lambda p: line(sel, "test_best_feature", p, panel=panel, at=at_clean),
             )
         if has["coupling_similarity"]:
             figs.add(
                 "Cosine similarity of learned and true couplings against " + load,
                 "coupling_similarity_vs_load",
-                lambda p: figures.line_figure(learned, "coupling_similarity", p, panel=panel),
+                lambda p: line(learned, "coupling_similarity", p, panel=panel),
             )
     elif multi_noise:
         figs.add(
             "Final overlap from training (solid) and test (dashed) starts against noise",
             "overlaps_vs_noise",
-            lambda p: figures.line_figure(sel, overlaps, p, x="noise", panel=panel),
+            lambda p: line(sel, overlaps, p, x="noise", panel=panel),
         )
     if multi_load and multi_noise:
-        for dataset, N in pairs[:MAX_PHASE_FACETS]:
-            where = {"dataset": dataset, "N": N}
-            tag = f"{dataset}_N{N}"
-            with_test = has["m_test"] and has["test_best_train"] and tests_mean.get(dataset, True)
+        chosen = [d for d in (row, col) if d]
+        # --col/--row as a grid (rows x columns); the rules take the free side, or a third level
+        r, c = row, col
+        if "rule" not in chosen and (r is None) != (c is None):
+            r, c = (r or "rule"), (c or "rule")
+        panels = [d for d in (r, c) if d] + (["rule"] if "rule" not in (r, c) else [])
+        as_grid = r is not None and c is not None and len(panels) == 2
+        facets = list(
+            dict.fromkeys(tuple((k, v) for k, v in (("dataset", d), ("N", n)) if k not in chosen) for d, n in pairs)
+        )
+        for facet in facets[:MAX_PHASE_FACETS]:
+            where = dict(facet)
+            tag = "_".join(f"{v}" if k == "dataset" else f"{k}{v}" for k, v in facet) or "all"
+            shown = ", ".join(f"{v}" if k == "dataset" else f"{k}={v}" for k, v in facet)
+            with_test = has["m_test"] and has["test_best_train"] and tests_mean.get(str(where.get("dataset", "")), True)
             for value in ["m_train"] + (["m_test", "class"] if with_test else []):
                 figs.add(
-                    f"{value} over ({load}, noise), {dataset}, N={N}",
+                    f"{value} over ({load}, noise)"
+                    + (f", {shown}" if shown else "")
+                    + (f", panels by {', '.join(chosen)}" if chosen else ""),
                     f"phase_{value}_{tag}",
-                    partial(figures.heatmap_figure, ds, value, load, "noise", at=where),
+                    partial(heat, ds, value, load, "noise", at=where, panel=panels, grid_columns=as_grid),
                 )
-        if len(pairs) > MAX_PHASE_FACETS:
+        if len(facets) > MAX_PHASE_FACETS:
             figs.skipped.append(
-                f"phase heatmaps of {len(pairs) - MAX_PHASE_FACETS} more (dataset, N) "
+                f"phase heatmaps of {len(facets) - MAX_PHASE_FACETS} more (dataset, N) "
                 "pairs: draw them with amsweep.analysis.figures.heatmap_figure"
             )
-    _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load)
+    _coordinate_heatmaps(ds, base, figs, has, load, clean, multi_load, heat)
     if any(theory_figures.dynamics_temperature(ds)):  # not a dataset's sample temperature
         figs.add(
             "Thermal overlap over (load, temperature T) by each dynamics and by replica-symmetric "
@@ -216,7 +238,14 @@ def standard_figures(ds: xr.Dataset, out: Path) -> Figures:
 
 
 def _coordinate_heatmaps(
-    ds: xr.Dataset, base: pd.DataFrame, figs: Figures, has: dict[str, bool], load: str, noise: float, multi_load: bool
+    ds: xr.Dataset,
+    base: pd.DataFrame,
+    figs: Figures,
+    has: dict[str, bool],
+    load: str,
+    noise: float,
+    multi_load: bool,
+    heat: Callable[..., Path] = figures.heatmap_figure,
 ) -> None:
     """Heatmaps over (load, c) at one noise level for a swept numeric dataset parameter c (alpha_D)."""
     values = ["m_train"] + (["m_test", "gen_gap", "class"] if has["m_test"] and has["test_best_train"] else [])
@@ -238,7 +267,7 @@ def _coordinate_heatmaps(
                 figs.add(
                     f"{value} over ({x}, {y}), " + ", ".join(f"{k}={v}" for k, v in fixed.items()),
                     f"{value}_{x}_{y}_{tag}",
-                    partial(figures.heatmap_figure, ds, value, x, y, at=fixed),
+                    partial(heat, ds, value, x, y, at=fixed),
                 )
 
 
@@ -266,9 +295,22 @@ def _axes_lines(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
-    """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path."""
+def write_report(
+    cube_path: str | Path,
+    out_dir: str | Path,
+    look: FigureStyle = DEFAULT_STYLE,
+    col: str | None = None,
+    row: str | None = None,
+) -> Path:
+    """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path.
+
+    ``look`` and the phase heatmaps' panels (``col``, ``row``) as ``standard_figures`` takes them."""
     ds = query.open_cube(str(cube_path))
+    for flag, dim in (("--col", col), ("--row", row)):
+        if dim is not None and dim not in ds.coords and dim not in ds.dims:
+            raise QueryError(
+                f"{flag} {dim!r}: no such dimension or coordinate; available: {', '.join(map(str, ds.coords))}"
+            )
     unstructured = [label for label, meaningful in meaningful_tests(ds).items() if not meaningful]
     ds = without_meaningless_tests(ds)
     out = Path(out_dir)
@@ -300,13 +342,13 @@ def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
     if counts["done"] == 0:
         lines += ["No task is done yet: nothing to summarise."]
     else:
-        lines += _results(ds, out)
+        lines += _results(ds, out, look, col, row)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _results(ds: xr.Dataset, out: Path) -> list[str]:
+def _results(ds: xr.Dataset, out: Path, look: FigureStyle, col: str | None, row: str | None) -> list[str]:
     load = tables.load_axis(ds)
     rho, clean = summary.reference_noise(ds), summary.clean_noise(ds)
     keys = summary.key_numbers(ds, rho, clean)
@@ -317,12 +359,15 @@ def _results(ds: xr.Dataset, out: Path) -> list[str]:
         f"- `{load}_retrieval`: largest {load} up to which every grid point has mean m_train >= 0.99 "
         f"from starts at noise {rho:g} (initial overlap {1 - 2 * rho:g});",
         f"- `{load}_fixed_points`: the same for the fraction of training examples that are fixed points;",
-        f"- `{load}_generalizing`: smallest {load} whose majority class over seeds is generalizing, "
-        f"at noise {clean:g};",
-        f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its majority class.",
+        f"- `{load}_generalizing`: smallest {load} whose class (decided as below) is generalizing, at noise {clean:g};",
+        f"- `...@max`: value at the largest {load} with data, at noise {clean:g}; `class@max`: its class.",
         f"- Classes (analysis/classify.py): generalizing = m_test >= {classify.SPECIFIC} and "
         f"m_test >= test_best_train + {classify.MARGIN}; memorizing = m_train >= {classify.RETRIEVED}, "
-        f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}.",
+        f"test_best_train >= {classify.SPECIFIC} and test_best_train >= m_test + {classify.MARGIN}. "
+        "Each grid point is classified from the seed means of these metrics; a comparison whose mean is "
+        f"within {classify.Z:g} standard error of its threshold is open, and where the open comparisons "
+        "could change the class, the point keeps the class of the previous noise level (if they allow it), "
+        "so a one-seed fluctuation does not draw a phase. With one seed the thresholds alone decide.",
         "",
     ]
     if ds["noise"].size > 1:
@@ -340,7 +385,7 @@ def _results(ds: xr.Dataset, out: Path) -> list[str]:
                 _markdown_table(basin),
                 "",
             ]
-    figs = standard_figures(ds, out)
+    figs = standard_figures(ds, out, look, col, row)
     lines += ["## Figures", ""]
     for caption, png in figs.made:
         caption = caption.replace("*", r"\*")

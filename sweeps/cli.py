@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.sweeps.arguments import (
@@ -24,6 +24,9 @@ from amsweep.sweeps.arguments import (
     usage_error,
     writable_output,
 )
+
+if TYPE_CHECKING:
+    from amsweep.analysis.style import FigureStyle
 
 __all__ = ["BUNDLED", "main"]
 
@@ -125,11 +128,49 @@ def cmd_phase(args: argparse.Namespace) -> int:
     from amsweep.analysis.phase import phase_figure
     from amsweep.storage import query
 
+    look = _figure_style(args)
     writable_output(args.output, "-o")
-    ds = query.select(query.open_cube(args.cube), query.parse_where(",".join(args.where)))
-    path = phase_figure(ds, metric=args.metric, x=args.x, y=args.y, out=args.output, at=args.at)
+    where = ",".join(args.where)
+    ds = query.select(query.open_cube(args.cube), query.parse_where(where))
+    path = phase_figure(
+        ds, args.metric, args.x, args.y, args.output, args.at, col=args.col, row=args.row, look=look, where=where
+    )
     print(f"wrote {path}")
     return 0
+
+
+def _figure_style(args: argparse.Namespace) -> FigureStyle:
+    """Checked before the cube is opened; matplotlib is imported only by the commands that draw."""
+    from amsweep.analysis.style import FigureStyle, parse_size
+
+    return FigureStyle(
+        cmap=args.cmap,
+        vmin=args.vmin,
+        vmax=args.vmax,
+        size=parse_size(args.size) if args.size else None,
+        dpi=args.dpi,
+        font_scale=args.font_scale,
+        style=tuple(args.style),
+    )
+
+
+def add_figure_flags(p: argparse.ArgumentParser) -> None:
+    """Panels and looks of ``phase`` and ``report`` (analysis/style.py, analysis/amsweep.mplstyle)."""
+    p.add_argument("--col", metavar="DIM", default=None, help="one column of panels per value of DIM (e.g. N)")
+    p.add_argument("--row", metavar="DIM", default=None, help="one row of panels per value of DIM")
+    p.add_argument("--cmap", default=None, help="matplotlib colour map of the heatmaps (default viridis)")
+    p.add_argument("--vmin", type=finite_float, default=None, help="lower colour limit (default: the data's minimum)")
+    p.add_argument("--vmax", type=finite_float, default=None, help="upper colour limit (default: the data's maximum)")
+    p.add_argument("--size", metavar="W,H", default=None, help="figure size in inches (default: from the panels)")
+    p.add_argument("--dpi", type=finite_float, default=None, help="PNG resolution (default 150)")
+    p.add_argument("--font-scale", type=finite_float, default=1.0, help="multiply every font size (default 1: >= 9 pt)")
+    p.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="matplotlib style file (or style name) applied after amsweep's own; may be repeated",
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -204,8 +245,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from amsweep.analysis.report import write_report
 
+    look = _figure_style(args)
     writable_output(str(Path(args.output) / "report.md"), "-o")
-    path = write_report(args.cube, args.output)
+    path = write_report(args.cube, args.output, look=look, col=args.col, row=args.row)
     print(f"wrote {path}")
     return 0
 
@@ -284,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-rows", type=positive_int, default=60)
     q.set_defaults(fn=cmd_query)
 
-    ph = sub.add_parser("phase", help="phase diagram of a metric over two axes, one panel per rule")
+    ph = sub.add_parser(
+        "phase", help="phase diagram of a metric over two axes, one panel per rule (or per --col/--row value)"
+    )
     ph.add_argument("cube")
     ph.add_argument("--metric", default="m_train")
     ph.add_argument("--x", default="alpha", help="horizontal axis (a dimension or coordinate)")
@@ -298,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-joined (a key given twice is an error)",
     )
     ph.add_argument("-o", "--output", default="phase.png", help="PNG or SVG path")
+    add_figure_flags(ph)
     ph.set_defaults(fn=cmd_phase)
 
     c = sub.add_parser("check", help="verify a cube's integrity (status versus data, spec hash)")
@@ -317,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="every standard figure of a cube plus a Markdown summary")
     rp.add_argument("cube")
     rp.add_argument("-o", "--output", default="report", help="output folder")
+    add_figure_flags(rp)
     rp.set_defaults(fn=cmd_report)
 
     sp = sub.add_parser("specs", help="list the bundled sweeps and their files, or print one")

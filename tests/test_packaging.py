@@ -130,6 +130,7 @@ def test_wheel_runs_the_quickstart_beside_packages_owning_the_bare_names(tmp_pat
         tops = {n.split("/")[0] for n in z.namelist() if not n.split("/")[0].endswith(".dist-info")}
         assert tops == {"amsweep"}, tops  # nothing installed under a bare name
         assert "amsweep/sweeps/quickstart.toml" in z.namelist()
+        assert "amsweep/analysis/amsweep.mplstyle" in z.namelist()  # every figure is drawn in it
         assert "amsweep/testing/suite.py" in z.namelist()  # the plug-in authors' conformance kit
         assert not any(n.startswith("amsweep/pipeline/testing/") for n in z.namelist())  # once, by its name
     standins = [_standin_wheel(name, wheels) for name in BARE]
