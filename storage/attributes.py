@@ -6,10 +6,10 @@ cubes made before these rules read the same way and no stored value or attribute
 - ``long_name`` is a few words (at most ``LABEL_WIDTH`` characters): xarray's plot labels an axis
   or colour bar with ``long_name [units]`` wrapped at 30 characters, so the whole sentence it used
   to be ran to five lines. The sentence is in ``description``.
-- Dimensionless quantities carry no ``units``: CF (section 3.1) assumes a variable without
-  ``units`` is dimensionless, and xarray prints ``units = "1"`` as "[1]" and ``"dimensionless"``
-  as "[dimensionless]" after every label; timings keep ``units = "s"``. String coordinates
-  (labels, kinds) have no units at all.
+- Dimensionless quantities carry no ``units``: CF 1.13 section 3.1.1 reads "a variable with no
+  units attribute is assumed to be dimensionless", and xarray prints ``units = "1"`` as "[1]" and
+  ``"dimensionless"`` as "[dimensionless]" after every label; timings keep ``units = "s"``.
+  String coordinates (labels, kinds) have no units at all.
 - A per-variant parameter whose name is an attribute of ``xarray.Dataset`` or ``DataArray``
   (PLM's ``clip``) would be a coordinate that ``ds.clip`` cannot reach (it is the method): it is
   renamed ``<variant>_<name>`` (``rule_clip``). ``--where`` and ``query.select`` take either name.
@@ -25,7 +25,7 @@ import xarray as xr
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
 
-__all__ = ["coordinate_name", "LABEL_WIDTH", "plain", "SHADOWED", "VARIANTS"]
+__all__ = ["AXIS_LABELS", "coordinate_name", "LABEL_WIDTH", "plain", "resolve", "SHADOWED", "VARIANTS"]
 
 LABEL_WIDTH = 30  # xarray.plot wraps ``long_name [units]`` at 30 characters: one line below that
 # Attribute names a coordinate must not take: ``ds.name`` / ``ds.m_train.name`` would be the method.
