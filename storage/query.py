@@ -210,7 +210,8 @@ def _select_cells(ds: xr.Dataset, key: str, coord: xr.DataArray, raw: list[str],
         inside = inside & previous
     if bool(inside.all()):
         return ds
-    masked = ds.assign({n: v.where(inside) for n, v in ds.data_vars.items() if n != "status"})
+    # dask before the mask: ``where`` on a lazily indexed variable would read every metric of the box now
+    masked = ds.assign({n: v.chunk().where(inside) for n, v in ds.data_vars.items() if n != "status"})
     masked.encoding = {**ds.encoding, CELLS: inside}  # a copy: the caller's dataset keeps its own
     return masked
 

@@ -99,11 +99,17 @@ def test_amsweep_open_is_dask_backed_and_the_engine_reads_nothing_until_asked(cu
     assert chunked["m_train"].data.chunks == amsweep.open(cube)["m_train"].data.chunks
 
 
-def test_P_selects_the_cells_it_names_on_an_alpha_cube(cube):
+def test_P_selects_the_cells_it_names_on_an_alpha_cube(cube, monkeypatch):
     """``--where P=12`` was refused ("spans ('N', 'alpha')") though the README lists P as a key.
     P = 12 is (N 24, alpha 0.5) and (N 48, alpha 0.25): the other two cells of that box are masked."""
+    from amsweep.storage.variable_store import VariableStore
+
     ds = open_cube(cube)
+    reads: list[str] = []
+    real = VariableStore.decode
+    monkeypatch.setattr(VariableStore, "decode", lambda self, *a, **k: reads.append(self.name) or real(self, *a, **k))
     picked = select(ds, parse_where("P=12"))
+    assert reads == []  # masking the box is lazy: nothing read until a value is used
     assert picked["N"].values.tolist() == [24, 48] and picked["alpha"].values.tolist() == [0.25, 0.5]
     m = picked["m_train"]
     assert np.isnan(m.sel(N=24, alpha=0.25)).all() and np.isnan(m.sel(N=48, alpha=0.5)).all()
