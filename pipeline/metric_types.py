@@ -75,11 +75,12 @@ class Metric:
     """
 
     group: str
-    description: str  # the cube's long_name and description attributes
+    description: str  # the whole sentence: the ``description`` attribute a cube is read with
     label: str  # axis and legend label of figures
-    units: str = ""
+    units: str = ""  # empty: dimensionless (read without a ``units`` attribute, as CF allows)
     always: bool = False
     dtype: type[np.floating] = np.float32
+    long_name: str = ""  # a few words, the ``long_name`` xarray labels plots with (empty: ``label``)
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:  # the cell prepares inputs only for these

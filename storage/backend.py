@@ -5,7 +5,11 @@ what plain readers cannot: each shard's identity header (a shard swapped in from
 or cube) and the per-chunk checksums, turning a damaged chunk into one clear error naming the
 variable, the task and why, instead of wrong values or a decoder traceback. It reads one GET and
 one vectorised decode per shard, takes coordinates from the stored spec, and offers dask chunks
-of one shard (``chunks={}``).
+of one shard with ``chunks={}``. Without ``chunks`` it is lazily indexed: opening reads nothing and
+a selection reads only the shards it touches, but ``.data`` and reductions load (numpy). A backend
+cannot make dask the default: xarray wraps whatever it returns in its own lazily indexed arrays
+when ``chunks`` is None, and dask arrays so wrapped are never computed by ``.load()`` (tried: a
+damaged shard then went unreported). ``amsweep.open`` therefore returns ``shard_chunked`` arrays.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from amsweep.storage import schema
 if TYPE_CHECKING:
     from amsweep.storage.cube import Cube
 
-__all__ = ["AmsweepBackend", "open_format2", "ShardedArray"]
+__all__ = ["AmsweepBackend", "open_format2", "shard_chunked", "ShardedArray"]
 
 
 class ShardedArray(BackendArray):
@@ -89,6 +93,16 @@ def open_format2(cube: Cube) -> xr.Dataset:
         {k: v for k, v in variables.items() if k not in coord_names}, coords={k: variables[k] for k in coord_names}
     )
     ds.attrs.update(cube.attrs)
+    return ds
+
+
+def shard_chunked(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` (from ``query.open_cube``, not xarray's ``open_dataset``) with every data variable a
+    dask array of one chunk per shard; nothing is read until computed."""
+    for var in ds.data_vars.values():
+        chunks = var.encoding.get("preferred_chunks")
+        if chunks is not None:
+            var.variable.data = var.variable.chunk(chunks).data
     return ds
 
 

@@ -22,6 +22,7 @@ import xarray as xr
 from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
+from amsweep.storage.attributes import plain, resolve
 from amsweep.storage.schema import DONE, PENDING
 
 __all__ = [
@@ -46,10 +47,14 @@ MISSING = "missing"  # column counting lost values of done tasks (only with allo
 # Dataset.encoding key: {metric: [dataset labels]} whose values a caller masked out of ``ds`` (e.g.
 # analysis.meaningful); ``to_frame`` reads values from the cube itself, so it drops them there too
 HIDDEN = "amsweep_hidden"
+# Dataset.encoding key: a boolean DataArray over two axes, the cells a selection on P (or on alpha of a
+# P cube) kept inside its box of rows and columns; ``integrity`` masks what it reads from the cube by it
+CELLS = "amsweep_cells"
 
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
-    """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded).
+    """The cube as a lazy xarray.Dataset (status and every metric; coordinates loaded), with the
+    attributes and coordinate names of ``storage.attributes`` (short labels, CF units, ``rule_clip``).
 
     Format 2 is read by amsweep's shard reader (``amsweep.storage.backend``); format 1 through zarr.
     """
@@ -58,14 +63,14 @@ def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
 
     cube = Cube.open(path, storage_options)
     if cube.format >= 2:
-        ds = open_format2(cube)
+        ds = plain(open_format2(cube))
         ds.encoding[SOURCE] = (path, storage_options)  # for ``integrity``: presence is not in the values
         return ds
     ds = xr.open_zarr(path, consolidated=False, zarr_format=3, storage_options=storage_options, chunks=None)
     for name in ("dataset", "rule", "dataset_kind", "rule_kind", "dynamics"):
         if name in ds.coords:
-            ds = ds.assign_coords({name: (ds[name].dims, ds[name].values.astype(object))})
-    return ds
+            ds = ds.assign_coords({name: (ds[name].dims, ds[name].values.astype(object), ds[name].attrs)})
+    return plain(ds)
 
 
 def load_axis(ds: xr.Dataset) -> str:
@@ -156,24 +161,59 @@ def _available(coord: xr.DataArray) -> str:
 
 
 def select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
-    """Keep the values named in ``where``, on dimensions or on per-variant coordinates."""
+    """Keep the values named in ``where``, on dimensions, on per-variant coordinates (by the name
+    they are read under or the name they are stored under: ``rule_clip`` or ``clip``) or on the
+    derived load (``P`` of an alpha cube, ``alpha`` of a P cube; see ``_select_cells``)."""
     for key, raw in where.items():
-        if key not in ds.coords:
+        name = resolve(ds, key)
+        if name not in ds.coords:
             raise QueryError(f"--where {key}: no such coordinate; available: {', '.join(sorted(map(str, ds.coords)))}")
-        coord = ds[key]
-        if coord.ndim != 1:
-            raise QueryError(f"--where {key}: coordinate {key!r} spans {coord.dims}; select on its dimensions instead")
+        coord = ds[name]
         values = _typed(key, coord, raw)
+        if coord.ndim != 1:
+            ds = _select_cells(ds, key, coord, raw, values)
+            continue
         dim = coord.dims[0]
         present = set(coord.values.tolist())
         missing = [r for r, v in zip(raw, values) if v not in present]
         if missing:
             raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(coord)}")
-        if key == dim:
+        if name == dim:
             ds = ds.sel({dim: values})
         else:
             ds = ds.isel({dim: np.nonzero(np.isin(coord.values, values))[0]})
     return ds
+
+
+def _select_cells(ds: xr.Dataset, key: str, coord: xr.DataArray, raw: list[str], values: list[Any]) -> xr.Dataset:
+    """Select on a coordinate over two axes (P over N and alpha): keep the rows and columns holding a
+    match, and where that box holds other cells too (P = 60 is alpha 0.3 at N = 200, 0.6 at N = 100),
+    mask those in every metric and record the mask (``CELLS``) for ``integrity`` and ``to_frame``,
+    which read values from the cube itself."""
+    grid = coord.values
+    if grid.dtype.kind == "f":  # alpha = P / N is computed: match it as the decimal a user types
+        hits = [np.isclose(grid, v, rtol=1e-9, atol=0.0) for v in values]
+    else:
+        hits = [grid == v for v in values]
+    missing = [r for r, hit in zip(raw, hits) if not hit.any()]
+    if missing:
+        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(coord)}")
+    match = np.logical_or.reduce(hits)
+    keep = {
+        d: np.nonzero(match.any(axis=tuple(j for j in range(match.ndim) if j != i)))[0]
+        for i, d in enumerate(coord.dims)
+    }
+    ds = ds.isel(keep)
+    inside = xr.DataArray(match[np.ix_(*keep.values())], dims=coord.dims, coords={d: ds[d].values for d in coord.dims})
+    previous = ds.encoding.get(CELLS)
+    if previous is not None:
+        inside = inside & previous
+    if bool(inside.all()):
+        return ds
+    # dask before the mask: ``where`` on a lazily indexed variable would read every metric of the box now
+    masked = ds.assign({n: v.chunk().where(inside) for n, v in ds.data_vars.items() if n != "status"})
+    masked.encoding = {**ds.encoding, CELLS: inside}  # a copy: the caller's dataset keeps its own
+    return masked
 
 
 def done_values(ds: xr.Dataset, metric: str) -> xr.DataArray:
@@ -228,7 +268,11 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         if lost_status.any():  # rare: the mask walks every task (0.3 s at 10^5 cells)
             orphans = lost_status & ~schema.not_applicable_mask(cube.sweep)
     values[~done] = np.nan  # only done tasks have results
-    return aligned(values, extra), aligned(lost), aligned(orphans)
+    found = aligned(values, extra), aligned(lost), aligned(orphans)
+    inside = ds.encoding.get(CELLS)
+    if inside is None or not set(inside.dims) <= set(found[1].dims):
+        return found
+    return found[0].where(inside), found[1] & inside, found[2] & inside
 
 
 def _same(selected: np.ndarray, full: np.ndarray) -> bool:

@@ -65,7 +65,8 @@ def run(
 
 def open(cube: str, storage_options: dict | None = None) -> "xarray.Dataset":  # noqa: A001 (amsweep.open)
     """The cube as a lazy ``xarray.Dataset``: what ``xr.open_dataset(cube, engine="amsweep")``
-    and ``amsweep query`` read (status and every metric, coordinates loaded)."""
+    and ``amsweep query`` read (status and every metric, coordinates loaded; dask, a chunk per shard)."""
+    from amsweep.storage.backend import shard_chunked
     from amsweep.storage.query import open_cube
 
-    return open_cube(str(cube), storage_options)
+    return shard_chunked(open_cube(str(cube), storage_options))

@@ -1,4 +1,4 @@
-"""The ``amsweep`` command: run, status, query, phase, report, check, specs.
+"""The ``amsweep`` command and its sub-commands (``amsweep --help`` lists every one registered).
 
 Every sub-command validates its input fully before touching a cube, and prints a mistake in
 that input (an ``AmsweepError`` or a usage error) as one line, ``amsweep CMD: error: ...``, with
@@ -20,7 +20,6 @@ from amsweep.sweeps.arguments import (
     add_executor_flags,
     executor_options,
     finite_float,
-    positive_int,
     usage_error,
     writable_output,
 )
@@ -29,6 +28,8 @@ if TYPE_CHECKING:
     from amsweep.analysis.style import FigureStyle
 
 __all__ = ["BUNDLED", "main"]
+
+DESCRIPTION = "Parameter sweeps of associative-memory experiments, from a laptop to a Ray cluster; commands"
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,53 +75,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(render_history(args.cube, data=data))
     else:
         print(render_status(args.cube, show_errors=args.errors, data=data))
-    return 0
-
-
-def csv_target(path: str) -> None:
-    """``--csv`` must name a file in an existing, writable folder: a folder or a missing folder
-    used to fail with a traceback after the whole cube was read."""
-    target = Path(path).expanduser()
-    if path.endswith(("/", os.sep)) or target.is_dir():
-        raise AmsweepError(
-            f"--csv {path}: cannot write there (it is a folder; give a file path such as {target / 'table.csv'})"
-        )
-    folder = target.absolute().parent
-    if not folder.is_dir():
-        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not an existing folder; create it first)")
-    if not os.access(folder, os.W_OK):
-        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not writable)")
-
-
-def cmd_query(args: argparse.Namespace) -> int:
-    from amsweep.storage import query
-
-    if args.csv:
-        csv_target(args.csv)
-    ds = query.select(query.open_cube(args.cube), query.parse_where(",".join(args.where)))
-    frame = query.to_frame(ds, args.metric, allow_missing=args.allow_missing)
-    if args.mean:
-        from amsweep.analysis.tables import seed_stats
-
-        keys = [c for c in frame.columns if c not in (args.metric, "seed", query.MISSING)]
-        frame = seed_stats(frame, args.metric, keys)
-    always = (args.metric, "n", query.MISSING)  # a mean always says how many seeds it is over
-    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c not in always]
-    shown = frame.drop(columns=drop) if not args.csv else frame
-    if args.csv:
-        try:
-            shown.to_csv(args.csv, index=False)
-        except OSError as e:
-            raise AmsweepError(f"--csv {args.csv}: cannot write ({e.strerror or e})") from None
-        print(f"wrote {len(shown)} rows to {args.csv}")
-    else:
-        print(shown.to_string(index=False, max_rows=args.max_rows))
-    if query.MISSING in frame.columns and frame[query.MISSING].sum():
-        print(
-            f"amsweep query: {int(frame[query.MISSING].sum())} value(s) of done tasks are missing or damaged "
-            "(NaN, counted in the 'missing' column); `amsweep check --repair` then `amsweep run` recomputes them",
-            file=sys.stderr,
-        )
     return 0
 
 
@@ -272,7 +226,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="amsweep", description=__doc__.splitlines()[0])
+    p = Parser(prog="amsweep", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run (or resume) a sweep into a cube")
@@ -295,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("status", help="counts by state, failures, throughput")
-    s.add_argument("cube")
+    s.add_argument("cube", help="cube path (directory or s3://bucket/key.zarr)")
     s.add_argument(
         "--errors", action="store_true", help="every distinct error (identical failures grouped) with its full text"
     )
@@ -305,26 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=cmd_status)
 
-    q = sub.add_parser("query", help="print or export a metric of done tasks")
-    q.add_argument("cube")
-    q.add_argument("--metric", required=True)
-    q.add_argument(
-        "--where",
-        action="append",
-        default=[],
-        help="KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
-        "comma-joined (a key given twice is an error)",
-    )
-    q.add_argument("--mean", action="store_true", help="average over seeds (with standard error)")
-    q.add_argument("--csv", default=None, help="write all rows and columns to this CSV file")
-    q.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="answer even where done tasks lost values: NaN rows counted in a 'missing' column "
-        "(default: an error naming the tasks)",
-    )
-    q.add_argument("--max-rows", type=positive_int, default=60)
-    q.set_defaults(fn=cmd_query)
+    from amsweep.sweeps.query_command import add_parser as add_query  # query
+
+    add_query(sub)
 
     ph = sub.add_parser(
         "phase", help="phase diagram of a metric over two axes, one panel per rule (or per --col/--row value)"
@@ -346,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.set_defaults(fn=cmd_phase)
 
     c = sub.add_parser("check", help="verify a cube's integrity (status versus data, spec hash)")
-    c.add_argument("cube")
+    c.add_argument("cube", help="cube path (directory or s3://bucket/key.zarr)")
     c.add_argument(
         "--repair",
         action="store_true",
@@ -355,8 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(fn=cmd_check)
 
-    u = sub.add_parser("upgrade", help="convert a format-1 cube to format 2 in place (kill-safe, verified)")
-    u.add_argument("cube")
+    u = sub.add_parser(
+        "upgrade", help="convert an older cube to the current format and axis order in place (kill-safe, verified)"
+    )
+    u.add_argument("cube", help="cube path (directory or s3://bucket/key.zarr)")
     u.set_defaults(fn=cmd_upgrade)
 
     rp = sub.add_parser("report", help="every standard figure of a cube plus a Markdown summary")
@@ -375,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     from amsweep.sweeps.slurm import add_parsers as add_slurm  # slurm: sbatch a sweep on Ray over Slurm nodes
 
     add_slurm(sub)
+    p.description = f"{DESCRIPTION}: {', '.join(sub.choices)}."  # every registered command, however added
     return p
 
 

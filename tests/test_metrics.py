@@ -234,7 +234,7 @@ def test_a_declared_metric_is_computed_stored_and_checked(tmp_path, monkeypatch)
     ds = query.open_cube(path)
     var = ds["m_train_binarised"]
     assert var.dims == (*schema.task_dims(sweep), "noise") and var.dtype == np.float32
-    assert var.attrs["long_name"] == "overlap of the binarised final state" and var.attrs["units"] == "1"
+    assert var.attrs == {"long_name": "binarised overlap", "description": "overlap of the binarised final state"}
     np.testing.assert_array_equal(var.values, ds["m_train"].values)
     with Cube.open(path) as cube:
         assert check(cube).ok

@@ -48,7 +48,7 @@ def test_a_value_of_the_wrong_type_names_the_key_and_the_values(cube_path):
         ("N=64", "--where N: no value(s) 64; available: 48"),
         ("rule=plm[lr=9.0,epochs=5]", "--where rule: no value(s) plm[lr=9.0,epochs=5]; available: hebb, "),
         ("lr=3", "--where lr: no value(s) 3; available: 0.5, 5.0"),  # rules in canonical (label) order
-        ("P=2", "--where P: coordinate 'P' spans ('N', 'alpha')"),
+        ("P=3", "--where P: no value(s) 3; available: 2, 14"),  # P of an alpha cube selects (test_plain_xarray)
     ],
 )
 def test_selection_errors_name_the_key_and_what_exists(cube_path, where, expected):

@@ -1,0 +1,182 @@
+"""``amsweep query``: one or several metrics of done tasks as a table, per seed or averaged.
+
+Kept out of ``cli.py`` (which only registers it) so that the query command and the other
+commands can change independently.
+
+A float32 metric is written at its own precision: its values, and its mean and standard error over
+seeds (computed in float64), as float32, whose CSV text is the shortest that reads back to the same
+float32 (``0.132``, not ``0.13199999928474426``): the digits past float32's are not in the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from amsweep.pipeline.errors import AmsweepError, QueryError
+
+__all__ = ["add_parser", "cmd_query", "csv_target", "metric_names", "query_table"]
+
+WHERE_HELP = (
+    "KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
+    "comma-joined (a key given twice is an error). KEY: a dimension (dataset, N, alpha or P, rule, seed, "
+    "noise), the derived load (P of an alpha cube, alpha of a P cube) or a per-variant coordinate "
+    "(lr, rule_kind, rule_clip or its stored name clip, ...)"
+)
+
+
+def metric_names(given: Sequence[str]) -> list[str]:
+    """'m_train,m_test' (the flag may be repeated) -> the metrics, each declared and named once."""
+    from amsweep.pipeline.metric_table import METRICS
+
+    names = [n.strip() for text in given for n in text.split(",")]
+    if not names or not all(names):
+        raise QueryError(f"--metric {','.join(given)!r}: expected NAME[,NAME...]; available: {', '.join(METRICS)}")
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        said = ", ".join(map(repr, unknown))
+        raise QueryError(f"unknown metric{'s' if len(unknown) > 1 else ''} {said}; available: {', '.join(METRICS)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise QueryError(f"--metric: {', '.join(twice)} given twice")
+    return names
+
+
+def _own_precision(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    from amsweep.pipeline.metric_table import METRICS
+
+    columns = [c for c in (metric, f"{metric}_sem") if c in frame.columns]
+    return frame.astype(dict.fromkeys(columns, METRICS[metric].dtype))
+
+
+def query_table(ds: Any, metrics: Sequence[str], mean: bool, allow_missing: bool) -> pd.DataFrame:
+    """One row per done value (or per group of seeds with ``mean``), every coordinate a column.
+
+    With ``mean`` each metric has its mean, ``<metric>_sem`` and its count of seeds: ``n`` for one
+    metric, ``<metric>_n`` for several (the counts can differ: a metric NaN where it does not apply
+    has none there). Several metrics are joined on their common coordinates, so a per-task metric
+    (``fixed_point_fraction``) repeats along the noise of a per-noise one (``m_train``); a lost-value
+    count (``allow_missing``) is ``missing``, or ``<metric>_missing`` for several.
+    """
+    from amsweep.storage import query
+
+    frames = []
+    for metric in metrics:
+        frame = query.to_frame(ds, metric, allow_missing=allow_missing)
+        if mean:
+            from amsweep.analysis.tables import seed_stats
+
+            keys = [c for c in frame.columns if c not in (metric, "seed", query.MISSING)]
+            frame = seed_stats(frame, metric, keys)
+        if len(metrics) > 1:
+            frame = frame.rename(columns={"n": f"{metric}_n", query.MISSING: f"{metric}_{query.MISSING}"})
+        frames.append(frame)
+    shared = ("n", query.MISSING) if len(metrics) == 1 else ()  # one metric's count keeps its plain name
+    owned = {
+        metric: [c for c in frame.columns if c == metric or c.startswith(f"{metric}_") or c in shared]
+        for metric, frame in zip(metrics, frames)
+    }
+    table = frames[0]
+    for frame in frames[1:]:
+        on = [c for c in table.columns if c in frame.columns]
+        table = table.merge(frame, on=on, how="outer")
+    values = [c for metric in metrics for c in owned[metric]]
+    keys = [c for c in table.columns if c not in values]
+    table = table[keys + values]
+    for metric in metrics:
+        table = _own_precision(table, metric)
+    return table
+
+
+def csv_target(path: str) -> None:
+    """``--csv`` must name a file in an existing, writable folder: a folder or a missing folder
+    used to fail with a traceback after the whole cube was read."""
+    target = Path(path).expanduser()
+    if path.endswith(("/", os.sep)) or target.is_dir():
+        raise AmsweepError(
+            f"--csv {path}: cannot write there (it is a folder; give a file path such as {target / 'table.csv'})"
+        )
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not an existing folder; create it first)")
+    if not os.access(folder, os.W_OK):
+        raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not writable)")
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from amsweep.storage import query
+
+    metrics = metric_names(args.metric)
+    where = query.parse_where(",".join(args.where))
+    if args.csv:
+        csv_target(args.csv)
+    ds = query.select(query.open_cube(args.cube), where)
+    frame = query_table(ds, metrics, args.mean, args.allow_missing)
+    lost = [c for c in frame.columns if c == query.MISSING or c.endswith(f"_{query.MISSING}")]
+    counts = {"n", *(f"{m}_n" for m in metrics)}
+    always = {*metrics, *counts, *lost}  # a mean always says how many seeds it is over
+    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c not in always]
+    if args.csv:
+        try:
+            frame.to_csv(args.csv, index=False)
+        except OSError as e:
+            raise AmsweepError(f"--csv {args.csv}: cannot write ({e.strerror or e})") from None
+        print(f"wrote {len(frame)} rows to {args.csv}")
+    else:
+        print(frame.drop(columns=drop).to_string(index=False, max_rows=args.max_rows))
+    missing = int(sum(frame[c].sum() for c in lost))
+    if missing:
+        print(
+            f"amsweep query: {missing} value(s) of done tasks are missing or damaged "
+            f"(NaN, counted in the {', '.join(repr(c) for c in lost)} column(s)); "
+            "`amsweep check --repair` then `amsweep run` recomputes them",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``amsweep query`` on the ``amsweep`` sub-command parsers."""
+    from amsweep.sweeps.arguments import positive_int
+
+    q = sub.add_parser("query", help="print or export metrics of done tasks, per seed or averaged over seeds")
+    q.add_argument("cube", help="cube path (directory or s3://bucket/key.zarr)")
+    q.add_argument(
+        "--metric",
+        required=True,
+        action="append",
+        metavar="NAME[,NAME...]",
+        help="metric(s) to show, comma-separated or the flag repeated (m_train,m_test); the metric table "
+        "of README.md lists them",
+    )
+    q.add_argument("--where", action="append", default=[], help=WHERE_HELP)
+    q.add_argument(
+        "--mean",
+        action="store_true",
+        help="average over seeds: mean, standard error (<metric>_sem) and number of seeds (n) per group",
+    )
+    q.add_argument(
+        "--csv",
+        default=None,
+        metavar="FILE",
+        help="write all rows and columns to this CSV file (float32 metrics at their own precision)",
+    )
+    q.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="answer even where done tasks lost values: NaN rows counted in a 'missing' column "
+        "(default: an error naming the tasks)",
+    )
+    q.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=60,
+        metavar="K",
+        help="rows printed before the table is elided in the middle (default 60; --csv writes every row)",
+    )
+    q.set_defaults(fn=cmd_query)
