@@ -147,3 +147,29 @@ def tiny_disk(tmp_path):
         pytest.skip(f"a full disk is a small tmpfs, which needs root: {made.stderr.strip()}")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+def assert_cube_has(path: str, want: dict[str, np.ndarray]) -> None:
+    """:func:`assert_same_cube` against a reference's :func:`cube_values` loaded once: the kill-at-every-write
+    loops compare dozens of cubes with one reference, and reloading it each time was half their comparing."""
+    got = cube_values(path)
+    assert got.keys() == want.keys(), f"the cubes hold different variables: {sorted(got.keys() ^ want.keys())}"
+    for name in got:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"variable {name} differs")
+
+
+@pytest.fixture(scope="session")
+def straight_heavy(tmp_path_factory) -> tuple[spec_mod.Sweep, str]:
+    """tests.test_faults.HEAVY_SPEC run serially without interruption, once per test run: what every
+    interrupted and resumed heavy run must equal. Three tests computed it each (~20 s apiece, loaded)."""
+    from amsweep.storage.cube import Cube
+    from amsweep.sweeps.runner import run
+    from tests.test_faults import HEAVY_SPEC
+
+    folder = tmp_path_factory.mktemp("straight_heavy")
+    spec = folder / "heavy.toml"
+    spec.write_text(HEAVY_SPEC)
+    sweep = spec_mod.load(spec)
+    path = str(folder / "straight.zarr")
+    run(Cube.create_or_open(path, sweep), SerialExecutor(), progress=False)
+    return sweep, path

@@ -128,7 +128,12 @@ def test_run_and_status_print_the_same_hash_for_an_extended_cube(tmp_path):
     out = str(tmp_path / "c.zarr")
     cli = [sys.executable, "-m", "amsweep.sweeps.cli"]
     outputs = []
-    for argv in (["run", str(first), "--out", out], ["run", str(grown), "--out", out], ["status", out]):
+    serial = ["--executor", "serial"]  # the hash is printed before any cell runs: two local Ray starts added ~30 s
+    for argv in (
+        ["run", str(first), "--out", out, *serial],
+        ["run", str(grown), "--out", out, *serial],
+        ["status", out],
+    ):
         done = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
