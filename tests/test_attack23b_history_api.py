@@ -1,0 +1,180 @@
+"""attack23b: adversarial review of issue 23's run history and Python API. Each test here shows a
+way amsweep misled, crashed or accepted what it should refuse at the time of the review; each is
+marked ``xfail(strict=True)`` until fixed. Tiny specs, serial executor, no Ray: seconds each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.errors import AmsweepError
+from amsweep.storage.cube import Cube
+from amsweep.sweeps.cli import main
+from tests.test_plugin_provenance import half_done  # noqa: F401 (the fixture, by name)
+
+SPEC = """
+name = "tiny"
+root_seed = 11
+seeds = 2
+noise = [0.0]
+P_test = 6
+
+[retrieval]
+train_starts = 8
+test_starts = 6
+random_starts = 3
+
+[datasets.random]
+N = [48]
+alpha = [0.05, 0.3]
+
+[rules.hebb]
+"""
+
+
+def _spec(tmp_path: Path) -> str:
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return str(path)
+
+
+def _pending_cube(tmp_path: Path) -> str:
+    """A cube created for the tiny sweep with every task still pending (no run needed)."""
+    out = str(tmp_path / "c.zarr")
+    cube = Cube.create_or_open(out, spec_mod.load(_spec(tmp_path)))
+    cube.release()
+    return out
+
+
+def _foreign(out: str, name: str, record: object) -> None:
+    runs = Path(out, "_amsweep", "runs")
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{name}.json").write_text(record if isinstance(record, str) else json.dumps(record))
+
+
+def _status(capsys, *argv: str) -> str:
+    capsys.readouterr()
+    assert main(["status", *argv]) == 0
+    return capsys.readouterr().out
+
+
+# ---- Python API: what the command line refuses ----------------------------------------------------
+@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run(dry_run=True) skips check_options (the CLI refuses)")
+@pytest.mark.parametrize(
+    "options",
+    [{"executor": "dask"}, {"executor": "serial", "workers": 2}],
+    ids=["unknown-executor", "option-the-executor-does-not-take"],
+)
+def test_api_dry_run_refuses_an_executor_or_option_the_cli_refuses(tmp_path, capsys, options):
+    """`amsweep run --dry-run --executor serial --workers 2` is refused (argparse / executor_options);
+    the same call through amsweep.run(dry_run=True) returned a plan, as if the real run would go."""
+    import amsweep
+
+    spec, out = _spec(tmp_path), tmp_path / "c.zarr"
+    argv = ["run", spec, "--out", str(out), "--dry-run", "--executor", options["executor"]]
+    argv += ["--workers", "2"] if "workers" in options else []
+    assert main(argv) == 2  # the CLI refuses it
+    with pytest.raises(AmsweepError):
+        amsweep.run(spec, out=str(out), dry_run=True, **options)
+    assert not out.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run accepts workers/cells_per_task <= 0 (CLI: positive_int)")
+@pytest.mark.parametrize("option", [{"workers": 0}, {"workers": -2}, {"cells_per_task": 0}])
+def test_api_refuses_a_non_positive_worker_or_batch_count_before_starting_ray(tmp_path, monkeypatch, option):
+    """The CLI refuses `--workers 0` / `--cells-per-task 0` (positive_int) before anything starts;
+    amsweep.run handed them to the Ray executor (workers=0 silently means "all CPUs"). The Ray
+    executor is replaced by one that only records that it was started, so no Ray runs here."""
+    import amsweep
+    from amsweep.pipeline import executors
+    from amsweep.pipeline.ray_executor import RayExecutor
+
+    class Started(RuntimeError):
+        pass
+
+    class NoRay(RayExecutor):
+        def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+            raise Started(f"the executor was started with {kwargs}")
+
+    monkeypatch.setitem(executors.EXECUTORS, "ray", NoRay)
+    out = tmp_path / "c.zarr"
+    name = next(iter(option))
+    with pytest.raises(AmsweepError, match=name.replace("_", ".")):
+        amsweep.run(_spec(tmp_path), out=str(out), **option)
+    assert not out.exists()
+
+
+# ---- dry run: says a run would go where the run refuses --------------------------------------------
+@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run does not check plug-in hashes; it says 'matches'")
+def test_dry_run_of_a_resume_with_edited_plugin_code_says_the_run_would_be_refused(half_done, capsys):  # noqa: F811
+    """The run refuses a resume whose plug-in code changed (exit 2, one line); `run --dry-run` of the
+    same command said "dry run: ... matches the cube ... 1 task(s) to run" and exited 0."""
+    from tests.test_plugin_provenance import TOY, files, run, write
+
+    folder, spec, out = half_done
+    write(folder, "rules", "toy", TOY.replace("LIMIT = 3.0", "LIMIT = 5.0"))
+    before = files(out)
+    assert run(spec, out) == 2  # the real run refuses
+    capsys.readouterr()
+    assert run(spec, out, "--dry-run") == 2, capsys.readouterr().out  # its dry run should say so
+    assert files(out) == before
+
+
+# ---- status on damaged or foreign run records --------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason="attack23b: status --history crashes (AttributeError) on a foreign record")
+def test_status_history_survives_a_foreign_record_with_odd_field_types(tmp_path, capsys):
+    """load_runs keeps any JSON object as a record; render_history then calls .get on `cluster` and
+    len() on `plugins`: a record with "cluster": "here" crashed `status --history` with a traceback."""
+    out = _pending_cube(tmp_path)
+    _foreign(out, "20261207T000000.000000Z-0000beef", {"run": "x", "cluster": "here", "plugins": 5, "done": 1})
+    assert _status(capsys, out, "--history").startswith(f"cube {out}: 1 run(s)")
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: status crashes (ZeroDivisionError) on a record with huge seconds")
+def test_status_survives_a_record_whose_rate_is_zero(tmp_path, capsys):
+    """A record's "seconds": 1e309 is valid JSON that Python reads as inf: the rate done/seconds is 0
+    and the ETA todo/rate raised ZeroDivisionError in plain `amsweep status` (tasks pending)."""
+    out = _pending_cube(tmp_path)
+    _foreign(out, "20261207T000000.000000Z-0000beef", '{"run": "x", "done": 3, "seconds": 1e309}')
+    text = _status(capsys, out)
+    assert "pending 4" in text
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: status --json prints Infinity/NaN, which is not JSON")
+def test_status_json_is_strict_json_whatever_a_record_holds(tmp_path, capsys):
+    """json.dumps writes inf as the bare word Infinity; jq and every strict parser reject the output."""
+    out = _pending_cube(tmp_path)
+    _foreign(out, "20261207T000000.000000Z-0000beef", '{"run": "x", "done": 0, "seconds": 1e309}')
+    text = _status(capsys, out, "--json")
+
+    def refuse(word: str) -> None:
+        raise ValueError(f"not JSON: {word}")
+
+    json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: a foreign record named later than every run becomes 'the last run'")
+def test_a_record_that_is_no_run_of_this_cube_is_not_taken_for_its_last_run(tmp_path, capsys):
+    """Anything under _amsweep/runs/ is a run, ordered by its key: a JSON object with none of the
+    record's fields (a stray file, a record of another cube copied in) named after every real run
+    became the run that `status` reports as the last one ("last started ?: unknown")."""
+    out = str(tmp_path / "c.zarr")
+    assert main(["run", _spec(tmp_path), "--out", out, "--executor", "serial", "--quiet"]) == 0
+    _foreign(out, "zz-notes", {"comment": "kept here by hand"})
+    text = _status(capsys, out)
+    assert "last started ?" not in text and ": finished;" in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: `amsweep check` says ok with unreadable run records")
+def test_check_names_an_unreadable_run_record(tmp_path, capsys):
+    """`status --history` lists an unreadable record as "unreadable record"; `amsweep check` (the
+    command meant to find damage) said "ok" and named nothing."""
+    out = _pending_cube(tmp_path)
+    _foreign(out, "20261207T000000.000000Z-0000beef", "{truncated")
+    capsys.readouterr()
+    main(["check", out])
+    said = capsys.readouterr()
+    assert "20261207T000000.000000Z-0000beef" in said.out + said.err
