@@ -178,3 +178,44 @@ def test_check_names_an_unreadable_run_record(tmp_path, capsys):
     main(["check", out])
     said = capsys.readouterr()
     assert "20261207T000000.000000Z-0000beef" in said.out + said.err
+
+
+# ---- the order of runs --------------------------------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason="attack23b: runs ordered by each driver's clock: a fast clock's run is 'last'")
+def test_runs_are_listed_in_the_order_they_ran_when_a_drivers_clock_is_ahead(tmp_path, capsys, monkeypatch):
+    """Run ids (and so the listing, "last started" and the throughput behind the ETA) are ordered by
+    the start time on each driver's own clock. A first run on a machine whose clock is an hour fast,
+    then an extension from a machine with the right time: `status` called the first run the last one
+    and rated the ETA on it. The lease generation that each run takes over is a clock-free order."""
+    import datetime as dt
+
+    from amsweep.storage import history
+    from amsweep.sweeps.runner import run as run_sweep
+
+    fast = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    real_id = history.new_run_id
+    monkeypatch.setattr(history, "new_run_id", lambda: fast.strftime("%Y%m%dT%H%M%S.%fZ") + "-0000fa57")
+    out = str(tmp_path / "c.zarr")
+    first = run_sweep(Cube.create_or_open(out, spec_mod.load(_spec(tmp_path))), progress=False)
+    monkeypatch.setattr(history, "new_run_id", real_id)
+    (tmp_path / "grown.toml").write_text(SPEC.replace("seeds = 2", "seeds = 3"))
+    grown = spec_mod.load(tmp_path / "grown.toml")
+    second = run_sweep(Cube.create_or_open(out, grown), progress=False)
+    assert (first.done, second.done) == (4, 2)
+    runs = history.load_runs(Cube.open(out).objects)
+    assert [r["run"] for r in runs] == [first.run, second.run]
+    assert "last run: 2 tasks" in _status(capsys, out)
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: a run started by amsweep.run records the host process's argv")
+def test_a_run_started_from_python_records_that_it_was_the_python_api(tmp_path):
+    """The run record's ``command`` is ``sys.argv``: for amsweep.run in a notebook that is the
+    kernel's launcher line (here pytest's), which says nothing of the run. It should name the call."""
+    import amsweep
+    from amsweep.storage import history
+
+    out = str(tmp_path / "c.zarr")
+    summary = amsweep.run(_spec(tmp_path), out=out, executor="serial")
+    [record] = history.load_runs(Cube.open(out).objects)
+    assert record["run"] == summary.run
+    assert "amsweep.run" in record["command"], record["command"]
