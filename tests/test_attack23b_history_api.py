@@ -219,3 +219,25 @@ def test_a_run_started_from_python_records_that_it_was_the_python_api(tmp_path):
     [record] = history.load_runs(Cube.open(out).objects)
     assert record["run"] == summary.run
     assert "amsweep.run" in record["command"], record["command"]
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run says 'N task(s) to run' while a live driver holds it")
+def test_dry_run_says_the_cube_is_in_use_when_a_live_driver_holds_it(tmp_path, capsys):
+    """Another machine's driver holds the cube (a fresh heartbeat): the run is refused ("in use by
+    another driver", exit 2) but its dry run said "2 task(s) to run of 6 ... nothing was created"
+    and exited 0, as if the run would go. It should say the run would be refused, and by whom."""
+    import time
+
+    out = str(tmp_path / "c.zarr")
+    assert main(["run", _spec(tmp_path), "--out", out, "--executor", "serial", "--quiet"]) == 0
+    holder = {"holder": "node7:4242", "host": "node7", "machine": "m7", "pid": 4242, "token": "t" * 32}
+    holder.update(heartbeat_epoch=time.time(), command="amsweep run other.toml", generation=3)
+    Path(out, "_amsweep", "lease.json").write_text(json.dumps(holder))
+    grown = tmp_path / "grown.toml"
+    grown.write_text(SPEC.replace("seeds = 2", "seeds = 3"))
+    argv = ["run", str(grown), "--out", out]
+    assert main([*argv, "--executor", "serial", "--quiet"]) == 2  # the run is refused
+    capsys.readouterr()
+    code = main([*argv, "--dry-run"])
+    said = capsys.readouterr()
+    assert code == 2 or "node7" in said.out + said.err, said.out
