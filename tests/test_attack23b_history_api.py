@@ -241,3 +241,21 @@ def test_dry_run_says_the_cube_is_in_use_when_a_live_driver_holds_it(tmp_path, c
     code = main([*argv, "--dry-run"])
     said = capsys.readouterr()
     assert code == 2 or "node7" in said.out + said.err, said.out
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: one process: cached plug-in code runs, new hash recorded")
+def test_api_resume_after_a_plugin_edit_runs_the_code_whose_hash_it_records(half_done):  # noqa: F811
+    """A notebook: run, find a plug-in bug, fix the file, amsweep.run again (allow_changed_plugins,
+    as the refusal suggests) in the same kernel. The cube records the fixed file's hash, but the
+    serial executor ran the module imported before the edit: the scale-4 cell failed again with the
+    old code, under the new code's hash."""
+    import amsweep
+    from amsweep.pipeline import registry
+    from tests.test_plugin_provenance import MODULE, TOY, write
+
+    folder, spec, out = half_done  # the toy rule imported in this process; its scale-4 cell failed
+    write(folder, "rules", "toy", TOY.replace("LIMIT = 3.0", "LIMIT = 5.0"))  # the fix
+    summary = amsweep.run(str(spec), out=str(out), executor="serial", allow_changed_plugins=True)
+    cube = Cube.open(str(out))
+    assert cube.attrs["plugins"][MODULE] == registry.code_hashes([("rules", "toy")])[MODULE]  # the fix's hash
+    assert summary.failed == 0 and (cube.status() == 1).all(), summary.errors  # ... and the fix ran
