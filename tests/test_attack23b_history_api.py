@@ -82,8 +82,8 @@ def test_api_dry_run_refuses_an_executor_or_option_the_cli_refuses(tmp_path, cap
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run accepts workers/cells_per_task <= 0 (CLI: positive_int)")
-@pytest.mark.parametrize("option", [{"workers": 0}, {"workers": -2}, {"cells_per_task": 0}])
+@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run takes workers or cells_per_task <= 0, or a str")
+@pytest.mark.parametrize("option", [{"workers": 0}, {"workers": -2}, {"workers": "4"}, {"cells_per_task": 0}])
 def test_api_refuses_a_non_positive_worker_or_batch_count_before_starting_ray(tmp_path, monkeypatch, option):
     """The CLI refuses `--workers 0` / `--cells-per-task 0` (positive_int) before anything starts;
     amsweep.run handed them to the Ray executor (workers=0 silently means "all CPUs"). The Ray
