@@ -259,3 +259,22 @@ def test_api_resume_after_a_plugin_edit_runs_the_code_whose_hash_it_records(half
     cube = Cube.open(str(out))
     assert cube.attrs["plugins"][MODULE] == registry.code_hashes([("rules", "toy")])[MODULE]  # the fix's hash
     assert summary.failed == 0 and (cube.status() == 1).all(), summary.errors  # ... and the fix ran
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: a 2nd amsweep.run in the same process shares the 1st's lease")
+def test_a_second_run_in_the_same_process_is_refused_while_a_first_one_holds_the_cube(tmp_path):
+    """The lease is shared within a process ("one process may open a cube twice"), so two
+    amsweep.run calls on one cube from two threads of a notebook both ran: measured with the
+    320-task spec, the second started 2 s after the first computed 147 tasks the first also
+    computed (run totals 467 for 320 tasks), and both runs' records say "finished" with their own
+    counts. `amsweep run` from another process is refused ("in use by another driver"); a second
+    run in the same process should be too. Here the first run is a cube held open for writing."""
+    import amsweep
+
+    spec, out = _spec(tmp_path), str(tmp_path / "c.zarr")
+    first = Cube.create_or_open(out, spec_mod.load(spec))  # the first run's hold on the cube
+    try:
+        with pytest.raises(AmsweepError, match="in use"):
+            amsweep.run(spec, out=out, executor="serial")
+    finally:
+        first.release()
