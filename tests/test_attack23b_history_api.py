@@ -299,3 +299,19 @@ def test_a_missing_out_is_refused_not_written_into_the_current_folder(tmp_path, 
         with pytest.raises(AmsweepError):
             amsweep.run(spec, out=None if how == "api-None" else "", executor="serial")  # type: ignore[arg-type]
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run refuses a folder holding only a lease; the run uses it")
+def test_dry_run_of_a_folder_a_killed_creation_left_with_only_its_lease_says_a_run_creates_the_cube(tmp_path, capsys):
+    """A creation killed right after taking the lease leaves only _amsweep/lease.json; `amsweep run`
+    treats that folder as free (Cube._foreign_objects) and creates the cube, but its dry run said
+    "exists and is not a Zarr v3 group; a run would refuse to touch it" (exit 2)."""
+    spec, donor, out = _spec(tmp_path), tmp_path / "donor.zarr", tmp_path / "c.zarr"
+    assert main(["run", spec, "--out", str(donor), "--executor", "serial", "--quiet"]) == 0
+    (out / "_amsweep").mkdir(parents=True)
+    (out / "_amsweep" / "lease.json").write_bytes((donor / "_amsweep" / "lease.json").read_bytes())  # released
+    capsys.readouterr()
+    dry = main(["run", spec, "--out", str(out), "--dry-run"])
+    said = capsys.readouterr()
+    assert main(["run", spec, "--out", str(out), "--executor", "serial", "--quiet"]) == 0  # the run goes
+    assert dry == 0 and "a run would create it" in said.out, said.err
