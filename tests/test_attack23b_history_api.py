@@ -315,3 +315,32 @@ def test_dry_run_of_a_folder_a_killed_creation_left_with_only_its_lease_says_a_r
     said = capsys.readouterr()
     assert main(["run", spec, "--out", str(out), "--executor", "serial", "--quiet"]) == 0  # the run goes
     assert dry == 0 and "a run would create it" in said.out, said.err
+
+
+@pytest.mark.xfail(strict=True, reason="attack23b: dry run says 'bucket does not exist' when HeadBucket is only denied")
+def test_dry_run_on_s3_says_no_bucket_only_when_s3_says_so(tmp_path, monkeypatch):
+    """The run names a missing bucket from S3's NoSuchBucket code (store_errors.missing_bucket); the
+    dry run from s3fs's exists(bucket), False for any failed HeadBucket/GetBucketLocation. A user
+    whose policy allows objects under a prefix but not those bucket-level calls (403) was told
+    "bucket 'bkt' does not exist; create it", though the run itself goes (it does here)."""
+    import s3fs
+    from botocore.exceptions import ClientError
+
+    import amsweep
+    from benchmarks._moto import moto_server
+
+    real = s3fs.S3FileSystem._call_s3
+
+    async def denied(self, method, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = getattr(method, "__name__", method)
+        if name in ("head_bucket", "get_bucket_location"):
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, str(name))
+        return await real(self, method, *args, **kwargs)
+
+    spec = _spec(tmp_path)
+    with moto_server(buckets=("bkt",)):
+        monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", denied)
+        s3fs.S3FileSystem.clear_instance_cache()
+        assert amsweep.run(spec, out="s3://bkt/ran.zarr", executor="serial").done == 4  # the run goes
+        plan = amsweep.run(spec, out="s3://bkt/new.zarr", dry_run=True)
+        assert plan.creates and plan.to_run == 4
