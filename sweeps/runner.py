@@ -37,6 +37,7 @@ from amsweep.storage.cube import Cube, Mark
 from amsweep.storage.schema import FAILED, NOT_APPLICABLE
 from amsweep.storage.history import RunLog, one_line
 from amsweep.storage.store_errors import WRITING, store_boundary
+from amsweep.sweeps.termination import sigterm_as_interrupt
 
 __all__ = ["preflight", "run", "RunReport"]
 
@@ -82,9 +83,33 @@ def run(
     task (default: the real cell); benchmarks and fault-injection tests pass a wrapper around
     it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
     longer needed from then on). Temporaries that killed writes left in the cube are removed
-    once this driver holds it.
+    once this driver holds it. SIGTERM stops it as Ctrl-C does (``amsweep.sweeps.termination``).
     """
-    executor = executor or SerialExecutor()
+    with sigterm_as_interrupt():  # Slurm's preemption, ``ray job stop``, ``kill``: stop like Ctrl-C
+        return _run(
+            cube,
+            executor or SerialExecutor(),
+            retry_failed,
+            progress,
+            flush_every,
+            flush_seconds,
+            min_flush_seconds,
+            cell,
+            on_start,
+        )
+
+
+def _run(
+    cube: Cube,
+    executor: Executor,
+    retry_failed: bool,
+    progress: bool,
+    flush_every: int,
+    flush_seconds: float,
+    min_flush_seconds: float,
+    cell: Callable[..., CellResult],
+    on_start: Callable[[str], None] | None,
+) -> RunReport:
     sweep = cube.sweep
     preflight(sweep, executor)
     with store_boundary(cube.path, "opening the cube for writing"):
