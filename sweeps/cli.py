@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from amsweep.sweeps.slurm import add_parsers as add_slurm  # slurm: sbatch a sweep on Ray over Slurm nodes
 
     add_slurm(sub)
+    from amsweep.sweeps.serve import add_parsers as add_serve  # serve: a live web page of a cube (Panel, lazy)
+
+    add_serve(sub)
     return p
 
 
