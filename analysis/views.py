@@ -98,6 +98,8 @@ def default_choice(ds: xr.Dataset, value: str = "m_train") -> Choice:
 def fix_others(choice: Choice, axes: dict[str, list]) -> Choice:
     """Keep ``where`` to the axes that are neither x, y nor panel, filling missing ones with a value
     (the middle noise level, else the first): an average over a varying axis is refused."""
+    if choice.panel in (choice.x, choice.y):  # panels by an axis already drawn: one panel
+        choice = replace(choice, panel="")
     used = {choice.x, choice.y, choice.panel}
     where = {}
     for name, values in axes.items():

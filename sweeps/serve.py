@@ -114,13 +114,30 @@ def make_page(cube: str, interval: float) -> Any:
             w.visible = a in c.where
         return c
 
-    def redraw(*_: Any) -> None:
+    drawn: dict[str, Any] = {"counts": None}  # the counts the plots were last drawn at
+
+    def tick() -> None:
+        """Every interval: the status (small); the plots only when the counts moved (a flush landed).
+        Redrawing costs ~1 s of the server's one thread on a loaded 2-core machine; a page that
+        redrew on every tick answered its menus late."""
         try:
-            progress.object = views.progress_markdown(status_data(cube))
-        except Exception as e:  # a flush being written, S3 hiccup: say so, try again next time
+            data = status_data(cube)
+        except Exception as e:  # a flush being written, an S3 hiccup: say so, try again next time
             progress.object = f"could not read the status: {type(e).__name__}: {e}"
+            return
+        progress.object = views.progress_markdown(data)
+        if data["counts"] != drawn["counts"]:
+            drawn["counts"] = data["counts"]
+            draw()
+        stamp.object = f"read {dt.datetime.now().strftime('%H:%M:%S')}; next in {interval:g} s"
+
+    def draw(*_: Any) -> None:
+        """The phase views of the choice in the menus (the chosen value's metrics only)."""
         c = choice()
         legend.visible = c.value in derived.CATEGORICAL
+        if c.x == c.y:
+            message.object = f"choose two different axes (x and y are both {c.x})"
+            return
         try:
             table = views.phase_table(open_cube(cube), c)
             plots.objects = [pn.pane.HoloViews(views.phase_layout(table, c), linked_axes=False)]
@@ -128,7 +145,6 @@ def make_page(cube: str, interval: float) -> Any:
         except (NoData, QueryError) as e:
             plots.objects = []
             message.object = f"nothing to draw: {e}"
-        stamp.object = f"read {dt.datetime.now().strftime('%H:%M:%S')}; next in {interval:g} s"
 
     def new_y(event: Any) -> None:
         values = axes.get(event.new, [])
@@ -137,9 +153,9 @@ def make_page(cube: str, interval: float) -> Any:
 
     w_y.param.watch(new_y, "value")
     for w in [w_value, w_x, w_y, w_panel, w_at, w_cmap, w_clim, *w_fixed.values()]:
-        w.param.watch(redraw, "value")
-    redraw()
-    pn.state.add_periodic_callback(redraw, period=int(interval * 1000))
+        w.param.watch(draw, "value")
+    tick()
+    pn.state.add_periodic_callback(tick, period=int(interval * 1000))
     controls = pn.Column(
         w_value, w_x, w_y, w_panel, *w_fixed.values(), w_at, w_cmap, w_clim, width=250, css_classes=["amsweep-controls"]
     )

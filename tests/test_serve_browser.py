@@ -1,0 +1,244 @@
+"""``amsweep serve`` in a real browser: Debian's headless chromium, driven through its chromedriver.
+
+A driver runs a tiny sweep in a subprocess with slowed cells (a flush after each), ``amsweep serve``
+watches the cube, and the page is read as a user sees it: the done count and the heatmap's cells
+(read from the Bokeh document the page holds) change as flushes land, the menus switch value and
+axes, and a screenshot of the finished page is not blank. Every request the page makes is logged
+and must stay on 127.0.0.1 (the page works offline: no CDN). CI installs chromium and its driver
+(.ci/run); without them this test fails under CI=true and is skipped elsewhere.
+AMSWEEP_SCREENSHOTS=DIR keeps the mid-run and finished screenshots (docs/figures/serve_*.png).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amsweep.pipeline import spec as spec_mod
+from amsweep.storage.cube import Cube
+
+SPEC = """
+name = "watched"
+description = "a tiny sweep watched by amsweep serve"
+root_seed = 5
+seeds = 2
+noise = [0.0, 0.1, 0.2]
+P_test = 6
+[retrieval]
+train_starts = 8
+test_starts = 6
+random_starts = 3
+[datasets.random]
+N = [48]
+alpha = [0.05, 0.1, 0.2, 0.3]
+[rules.hebb]
+[rules.plm]
+epochs = 30
+lr = 5.0
+"""
+TASKS = 16
+SECONDS_PER_CELL = 0.5
+
+DRIVER = """
+import sys, time
+from amsweep.pipeline import spec
+from amsweep.pipeline.cell import run_cell
+from amsweep.pipeline.executors import SerialExecutor
+from amsweep.storage.cube import Cube
+from amsweep.sweeps.runner import run
+
+def slow(*job):
+    time.sleep(float(sys.argv[3]))
+    return run_cell(*job)
+
+run(Cube.create_or_open(sys.argv[2], spec.load(sys.argv[1])), SerialExecutor(), progress=False,
+    flush_every=1, min_flush_seconds=0.2, cell=slow)
+"""
+
+# Every element of the page, through Panel's shadow roots; then what the test reads off it.
+WALK = (
+    "function all(r, o){for(const e of r.querySelectorAll('*'))"
+    "{o.push(e); if(e.shadowRoot) all(e.shadowRoot, o);} return o;}"
+)
+READ = (
+    WALK
+    + """
+const els = all(document, []);
+const done = els.find(e => e.classList && e.classList.contains('amsweep-done'));
+const heat = [];  // the heatmaps drawn now: walk the views from the roots (the document keeps replaced models)
+function views(v, o){ o.push(v); for (const c of (v.child_views || [])) views(c, o);
+  if (v.renderer_views) for (const r of v.renderer_views.values()) views(r, o); return o; }
+if (window.Bokeh && Bokeh.index) {
+  for (const root of Bokeh.index.roots) for (const v of views(root, [])) {
+    const ds = v.model && v.model.data_source;
+    if (ds && 'zvalues' in ds.data) heat.push({keys: Object.keys(ds.data), z: Array.from(ds.data['zvalues']).map(Number)});
+  }
+}
+return {done: done ? Number(done.textContent) : null, heat: heat};
+"""
+)
+CHOOSE = (
+    WALK
+    + """
+const [label, value] = arguments;
+for (const s of all(document, []).filter(e => e.tagName == 'SELECT')) {
+  const l = s.parentElement && s.parentElement.querySelector('label');
+  if (!l || l.textContent.trim() != label) continue;
+  const o = [...s.options].find(o => o.textContent.trim() == value);  // Bokeh keys options by index
+  if (!o) return false;
+  s.value = o.value; s.dispatchEvent(new Event('change')); return true;
+}
+return false;
+"""
+)
+
+
+def _browser() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    why = "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: .ci/run installs them; CI must run this test")
+    pytest.skip(why)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(what: str, check, timeout: float, every: float = 0.25):
+    start = time.time()
+    deadline = start + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            print(f"{time.strftime('%H:%M:%S')} {what}: {time.time() - start:.1f} s")
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _cells(state: dict) -> tuple[int, float]:
+    """Heatmap cells with a value, and their sum: either changes when a flush lands."""
+    z = np.array([v for h in state["heat"] for v in h["z"]], dtype=float)
+    return int(np.isfinite(z).sum()), float(np.nansum(z))
+
+
+def test_the_page_follows_a_running_sweep_offline(tmp_path):
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = _browser()
+    spec, cube = tmp_path / "watched.toml", str(tmp_path / "watched.zarr")
+    spec.write_text(SPEC)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with Cube.create_or_open(cube, spec_mod.load(spec)):  # created, no task run: the page starts at 0 done
+        pass
+    port = _free_port()
+    sweep = server = browser = None
+    keep = os.environ.get("AMSWEEP_SCREENSHOTS")
+    try:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "amsweep.sweeps.cli", "serve", cube, "--port", str(port), "--interval", "0.5"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        while line and "serving" not in line:  # Panel's own "Launching server" line comes first
+            line = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, line
+        said: list[str] = []  # the server's log, drained so that a full pipe cannot stall it
+        threading.Thread(target=lambda: said.extend(server.stdout), daemon=True).start()
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+            options.add_argument(arg)
+        options.add_argument("--window-size=1300,900")
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        browser = webdriver.Chrome(service=Service(chromedriver), options=options)
+        browser.set_script_timeout(10)
+        browser.get(f"http://127.0.0.1:{port}/")
+
+        empty = _wait("the page to show 0 done", lambda: (s := browser.execute_script(READ))["done"] == 0 and s, 45)
+        assert _cells(empty)[0] == 0
+        sweep = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(spec), cube, str(SECONDS_PER_CELL)], env=env, stderr=subprocess.PIPE
+        )
+        first = _wait("cells to land", lambda: (s := browser.execute_script(READ))["done"] and _cells(s)[0] and s, 60)
+        assert sweep.poll() is None, "the sweep ended before the page showed it running: slow the cells down"
+        later = _wait(
+            "the done count and the heatmap to change as more cells land",
+            lambda: (s := browser.execute_script(READ))["done"] > first["done"] and _cells(s) != _cells(first) and s,
+            60,
+        )
+        assert _cells(later)[0] >= _cells(first)[0] > 0
+        if keep:
+            browser.save_screenshot(str(Path(keep, "serve_running.png")))
+        assert sweep.wait(timeout=120) == 0, sweep.stderr.read().decode() if sweep.stderr else ""
+        assert not any("Traceback" in line for line in said), "".join(said)[-3000:]
+        final = _wait(
+            "the page to show every task done", lambda: (s := browser.execute_script(READ))["done"] == TASKS and s, 30
+        )
+        assert all("m_train" in h["keys"] for h in final["heat"])
+        total = sum(np.isfinite(h["z"]).sum() for h in final["heat"])
+        assert total == 2 * 4 * 3, f"hebb and plm over 4 loads x 3 noise levels: {total} cells drawn"
+
+        # Another value and other axes, chosen in the page as a user would.
+        assert browser.execute_script(CHOOSE, "value", "success_train")
+        assert browser.execute_script(CHOOSE, "x axis", "noise")
+        assert browser.execute_script(CHOOSE, "y axis", "alpha")
+        switched = _wait(
+            "the heatmaps of success_train over (noise, alpha)",
+            lambda: (
+                (s := browser.execute_script(READ))["heat"]
+                and all("success_train" in h["keys"] and "noise" in h["keys"] for h in s["heat"])
+                and s
+            ),
+            30,
+        )
+        assert all(np.isfinite(h["z"]).sum() == 12 for h in switched["heat"])
+        time.sleep(1.0)  # the redrawn canvas painted
+        png = browser.get_screenshot_as_png()
+        if keep:
+            Path(keep, "serve_finished.png").write_bytes(png)
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+        assert pixels.std() > 20, f"the screenshot is (nearly) blank: pixel standard deviation {pixels.std():.1f}"
+        colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+        assert colours > 50, f"only {colours} distinct colours: no heatmap drawn"
+
+        requests = set()
+        for entry in browser.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+                params = message["params"]
+                requests.add(params["request"]["url"] if "request" in params else params["url"])
+        outside = [u for u in requests if not u.startswith(("data:", "blob:")) and f"://127.0.0.1:{port}/" not in u]
+        assert not outside, f"the page fetched from outside 127.0.0.1 (not offline): {sorted(outside)[:5]}"
+        assert any("/static/" in u for u in requests), "no script came from the server's own /static/"
+    finally:
+        if browser is not None:
+            browser.quit()
+        for proc in (server, sweep):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
