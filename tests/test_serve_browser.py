@@ -82,7 +82,8 @@ function views(v, o){ o.push(v); for (const c of (v.child_views || [])) views(c,
 if (window.Bokeh && Bokeh.index) {
   for (const root of Bokeh.index.roots) for (const v of views(root, [])) {
     const ds = v.model && v.model.data_source;
-    if (ds && 'zvalues' in ds.data) heat.push({keys: Object.keys(ds.data), z: Array.from(ds.data['zvalues']).map(Number)});
+    if (ds && 'zvalues' in ds.data)
+      heat.push({keys: Object.keys(ds.data), z: Array.from(ds.data['zvalues']).map(Number)});
   }
 }
 return {done: done ? Number(done.textContent) : null, heat: heat};
