@@ -266,8 +266,9 @@ def _axes_lines(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
-    """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path."""
+def write_report(cube_path: str | Path, out_dir: str | Path, html: bool = False) -> Path:
+    """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path.
+    ``html``: also ``report.html``, the same views interactive (``analysis.html_report``)."""
     ds = query.open_cube(str(cube_path))
     unstructured = [label for label, meaningful in meaningful_tests(ds).items() if not meaningful]
     ds = without_meaningless_tests(ds)
@@ -301,6 +302,12 @@ def write_report(cube_path: str | Path, out_dir: str | Path) -> Path:
         lines += ["No task is done yet: nothing to summarise."]
     else:
         lines += _results(ds, out)
+    if html:  # the interactive views, self-contained (needs the `view` extra: Panel, HoloViews)
+        from amsweep.analysis.html_report import write_html
+        from amsweep.storage.status import status_data
+
+        page = write_html(cube_path, ds, status_data(str(cube_path)), out)
+        lines[1:1] = ["", f"Interactive version (hover, zoom, one tab per value): [{page.name}]({page.name})"]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -31,6 +31,8 @@ __all__ = [
     "axis_values",
     "class_legend",
     "default_choice",
+    "fix_others",
+    "fmt",
     "heatmaps",
     "lines",
     "offered_values",
@@ -42,6 +44,8 @@ __all__ = [
 hv.extension("bokeh", logo=False)
 
 WIDTH, HEIGHT = 330, 280  # one heatmap panel, in screen pixels: four fit a laptop screen's width
+# The values a reader looks at first (the phase diagram, the class map, basins), then the rest as declared.
+PREFERRED = ("m_train", "m_test", "class", "gen_gap", "retrieved_fraction", "basin", "success_train")
 CMAPS = ["viridis", "magma", "cividis", "RdBu_r", "coolwarm", "gray"]
 
 
@@ -81,7 +85,7 @@ def offered_values(ds: xr.Dataset) -> list[str]:
     (whether done cells have them yet is not asked: a running sweep gains them)."""
     stored = set(ds.data_vars)
     names = [v for v in derived.value_names() if all(m in stored for m in derived.needs(v))]
-    first = [v for v in ("m_train", "m_test", "class", "gen_gap") if v in names]
+    first = [v for v in PREFERRED if v in names]
     return first + [v for v in names if v not in first and not v.endswith("_seconds")]
 
 
@@ -140,7 +144,8 @@ def _clim(table: pd.DataFrame, choice: Choice) -> tuple[float, float]:
     return (lo, hi if hi > lo else lo + 1e-9)
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A grid value as a label: 0.1, not 0.1000000001."""
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
@@ -155,12 +160,12 @@ def heatmaps(table: pd.DataFrame, choice: Choice, title: str = "") -> hv.Layout:
     cmap = [classify.CLASS_COLORS[c] for c in sorted(classify.CLASS_NAMES)] if categorical else choice.cmap
     lo, hi = _clim(table, choice)
     # grid values as equally spaced categories, in grid order (a numeric axis left gaps on an uneven grid)
-    order = {a: [_fmt(v) for v in sorted(table[a].unique(), key=_key)] for a in (choice.x, choice.y)}
+    order = {a: [fmt(v) for v in sorted(table[a].unique(), key=_key)] for a in (choice.x, choice.y)}
     plots = []
     for name in dict.fromkeys(table[PANEL]):
         sub = table[table[PANEL] == name]
         data = sub[[choice.x, choice.y, value, *[c for c in extra if c in sub.columns]]].copy()
-        data[choice.x], data[choice.y] = data[choice.x].map(_fmt), data[choice.y].map(_fmt)
+        data[choice.x], data[choice.y] = data[choice.x].map(fmt), data[choice.y].map(fmt)
         hm = hv.HeatMap(data, kdims=[choice.x, choice.y], vdims=[value, *data.columns[3:]])
         hm = hm.redim.values(**{choice.x: order[choice.x], choice.y: order[choice.y]})
         label = " · ".join(p for p in (title, str(name)) if p)

@@ -205,8 +205,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from amsweep.analysis.report import write_report
 
     writable_output(str(Path(args.output) / "report.md"), "-o")
-    path = write_report(args.cube, args.output)
-    print(f"wrote {path}")
+    if args.html:
+        from amsweep.sweeps.serve import need_view_extra
+
+        need_view_extra("report --html")
+    path = write_report(args.cube, args.output, html=args.html)
+    print(f"wrote {path}" + (f" and {path.with_name('report.html')}" if args.html else ""))
     return 0
 
 
@@ -317,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="every standard figure of a cube plus a Markdown summary")
     rp.add_argument("cube")
     rp.add_argument("-o", "--output", default="report", help="output folder")
+    rp.add_argument(
+        "--html",
+        action="store_true",
+        help="also report.html: the views of `amsweep serve`, interactive, self-contained",
+    )
     rp.set_defaults(fn=cmd_report)
 
     sp = sub.add_parser("specs", help="list the bundled sweeps and their files, or print one")

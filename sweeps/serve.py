@@ -24,7 +24,7 @@ from typing import Any
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.sweeps.arguments import finite_float
 
-__all__ = ["add_parsers", "cmd_serve", "make_page"]
+__all__ = ["add_parsers", "cmd_serve", "make_page", "need_view_extra"]
 
 DEFAULT_PORT = 5006  # Panel's own default
 
@@ -41,6 +41,17 @@ def add_parsers(sub: Any) -> None:
         "--interval", type=finite_float, default=5.0, help="seconds between re-reads of the cube (default 5)"
     )
     s.set_defaults(fn=cmd_serve)
+
+
+def need_view_extra(what: str) -> None:
+    """Panel and HoloViews are an extra (`view`): a clear error, not an ImportError traceback."""
+    try:
+        import holoviews  # noqa: F401
+        import panel  # noqa: F401
+    except ImportError as e:
+        raise AmsweepError(
+            f"{what} needs Panel and HoloViews ({e.name} is not installed): pip install 'amsweep[view]'"
+        ) from None
 
 
 def _free_port(host: str, port: int) -> int:
@@ -171,6 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise AmsweepError(f"--interval {args.interval:g}: must be positive (seconds between re-reads)")
     if not 0 <= args.port <= 65535:
         raise AmsweepError(f"--port {args.port}: not a TCP port (0-65535)")
+    need_view_extra("amsweep serve")
     Cube.open(args.cube, mode="r")  # no cube there, or unreadable: a one-line error before any server
     port = _free_port(args.host, args.port)
 

@@ -6,7 +6,9 @@ watches the cube, and the page is read as a user sees it: the done count and the
 axes, and a screenshot of the finished page is not blank. Every request the page makes is logged
 and must stay on 127.0.0.1 (the page works offline: no CDN). CI installs chromium and its driver
 (.ci/run); without them this test fails under CI=true and is skipped elsewhere.
-AMSWEEP_SCREENSHOTS=DIR keeps the mid-run and finished screenshots (docs/figures/serve_*.png).
+The same browser then opens ``report --html``'s file and checks it draws and fetches nothing.
+AMSWEEP_SCREENSHOTS=DIR keeps the screenshots (docs/figures/serve_running.png, serve_finished.png,
+report_html.png).
 """
 
 from __future__ import annotations
@@ -134,6 +136,17 @@ def _wait(what: str, check, timeout: float, every: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _requests(browser) -> set[str]:
+    """Every URL the page asked for since the last call (Chrome's performance log)."""
+    urls = set()
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+            params = message["params"]
+            urls.add(params["request"]["url"] if "request" in params else params["url"])
+    return urls
+
+
 def _cells(state: dict) -> tuple[int, float]:
     """Heatmap cells with a value, and their sum: either changes when a flush lands."""
     z = np.array([v for h in state["heat"] for v in h["z"]], dtype=float)
@@ -227,15 +240,26 @@ def test_the_page_follows_a_running_sweep_offline(tmp_path):
         colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
         assert colours > 50, f"only {colours} distinct colours: no heatmap drawn"
 
-        requests = set()
-        for entry in browser.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            if message["method"] in ("Network.requestWillBeSent", "Network.webSocketCreated"):
-                params = message["params"]
-                requests.add(params["request"]["url"] if "request" in params else params["url"])
+        requests = _requests(browser)
         outside = [u for u in requests if not u.startswith(("data:", "blob:")) and f"://127.0.0.1:{port}/" not in u]
         assert not outside, f"the page fetched from outside 127.0.0.1 (not offline): {sorted(outside)[:5]}"
         assert any("/static/" in u for u in requests), "no script came from the server's own /static/"
+
+        # report --html: the same views in one file, interactive without a server, nothing fetched.
+        from amsweep.analysis.html_report import write_html
+        from amsweep.storage.query import open_cube
+        from amsweep.storage.status import status_data
+
+        page = write_html(cube, open_cube(cube), status_data(cube), tmp_path)
+        browser.get(page.as_uri())
+        static = _wait("report.html's heatmaps", lambda: (s := browser.execute_script(READ))["heat"] and s, 30)
+        assert static["done"] == TASKS
+        first_tab = [h for h in static["heat"] if "m_train" in h["keys"]]
+        assert sum(np.isfinite(h["z"]).sum() for h in first_tab) == 2 * 4 * 3
+        if keep:
+            browser.save_screenshot(str(Path(keep, "report_html.png")))
+        fetched = [u for u in _requests(browser) if not u.startswith(("data:", "blob:", "file:"))]
+        assert not fetched, f"report.html fetched {sorted(fetched)[:5]}: not self-contained"
     finally:
         if browser is not None:
             browser.quit()
