@@ -57,7 +57,7 @@ def write_html(cube_path: str | Path, ds: xr.Dataset, status: dict, out_dir: str
             except (NoData, QueryError) as e:
                 skipped.append(f"{name}: {e}")
                 continue
-            parts: list[object] = [pn.pane.HoloViews(views.phase_layout(table, choice), linked_axes=False)]
+            parts: list[object] = [pn.pane.HoloViews(views.phase_layout(table, choice, grid=axes), linked_axes=False)]
             if value in derived.CATEGORICAL:
                 parts.insert(0, pn.pane.Markdown(views.class_legend()))
             tabs.append((name, pn.Column(*parts)))

@@ -153,14 +153,18 @@ def _key(v: Any) -> tuple:
     return (0, float(v), "") if isinstance(v, (int, float, np.number)) else (1, 0.0, str(v))
 
 
-def heatmaps(table: pd.DataFrame, choice: Choice, title: str = "") -> hv.Layout:
-    """One heatmap per panel, one shared colour scale; hover gives the mean, its s.e. and n seeds."""
+def heatmaps(table: pd.DataFrame, choice: Choice, title: str = "", grid: dict[str, list] | None = None) -> hv.Layout:
+    """One heatmap per panel, one shared colour scale; hover gives the mean, its s.e. and n seeds.
+    ``grid`` (``axis_values``): the axes span the whole grid, so a running sweep's cells fill in
+    blank places of a fixed diagram instead of the diagram growing."""
     value, categorical = choice.value, choice.value in derived.CATEGORICAL
     extra = ["agree", "n"] if categorical else [f"{value}_sem", "n"]
     cmap = [classify.CLASS_COLORS[c] for c in sorted(classify.CLASS_NAMES)] if categorical else choice.cmap
     lo, hi = _clim(table, choice)
     # grid values as equally spaced categories, in grid order (a numeric axis left gaps on an uneven grid)
-    order = {a: [fmt(v) for v in sorted(table[a].unique(), key=_key)] for a in (choice.x, choice.y)}
+    order = {
+        a: [fmt(v) for v in sorted((grid or {}).get(a) or table[a].unique(), key=_key)] for a in (choice.x, choice.y)
+    }
     plots = []
     for name in dict.fromkeys(table[PANEL]):
         sub = table[table[PANEL] == name]
@@ -205,10 +209,12 @@ def lines(table: pd.DataFrame, choice: Choice) -> hv.Overlay:
     )
 
 
-def phase_layout(table: pd.DataFrame, choice: Choice, title: str = "") -> hv.Layout:
+def phase_layout(
+    table: pd.DataFrame, choice: Choice, title: str = "", grid: dict[str, list] | None = None
+) -> hv.Layout:
     """Heatmaps, then the line view (not for a class): one layout whose plots do not share axes
     (a heatmap's categorical x axis linked to the line view's numeric one drew empty heatmaps)."""
-    plots = list(heatmaps(table, choice, title))
+    plots = list(heatmaps(table, choice, title, grid))
     if choice.value not in derived.CATEGORICAL:
         plots.append(lines(table, choice))
     return hv.Layout(plots).opts(shared_axes=False).cols(max(len(plots) - 1, 1) if len(plots) <= 5 else 4)

@@ -103,7 +103,7 @@ def make_page(cube: str, interval: float) -> Any:
 
     def choice() -> views.Choice:
         clim = None
-        text = w_clim.value.strip()
+        text = (w_clim.value or "").strip()
         if text and text != "auto":
             try:
                 lo, hi = (float(t) for t in text.split(","))
@@ -136,10 +136,10 @@ def make_page(cube: str, interval: float) -> Any:
         except Exception as e:  # a flush being written, an S3 hiccup: say so, try again next time
             progress.object = f"could not read the status: {type(e).__name__}: {e}"
             return
-        progress.object = views.progress_markdown(data)
-        if data["counts"] != drawn["counts"]:
+        if data["counts"] != drawn["counts"]:  # plots first: the done count shown is never ahead of them
             drawn["counts"] = data["counts"]
             draw()
+        progress.object = views.progress_markdown(data)
         stamp.object = f"read {dt.datetime.now().strftime('%H:%M:%S')}; next in {interval:g} s"
 
     def draw(*_: Any) -> None:
@@ -151,7 +151,7 @@ def make_page(cube: str, interval: float) -> Any:
             return
         try:
             table = views.phase_table(open_cube(cube), c)
-            plots.objects = [pn.pane.HoloViews(views.phase_layout(table, c), linked_axes=False)]
+            plots.objects = [pn.pane.HoloViews(views.phase_layout(table, c, grid=axes), linked_axes=False)]
             message.object = ""
         except (NoData, QueryError) as e:
             plots.objects = []
