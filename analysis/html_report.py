@@ -49,7 +49,8 @@ def write_html(cube_path: str | Path, ds: xr.Dataset, status: dict, out_dir: str
     skipped: list[str] = []
     values = [v for v in views.offered_values(ds) if not derived.missing(ds, [v])][:MAX_VALUES]
     for value in values:
-        for choice in _facets(views.default_choice(ds, value), axes):
+        own = axes if derived.per_noise(value) else {a: v for a, v in axes.items() if a != "noise"}
+        for choice in _facets(views.default_choice(ds, value), own):
             fixed = ", ".join(f"{k}={views.fmt(v)}" for k, v in choice.where.items())
             name = f"{value}" + (f" · {fixed}" if fixed else "")
             try:

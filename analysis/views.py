@@ -90,8 +90,11 @@ def offered_values(ds: xr.Dataset) -> list[str]:
 
 
 def default_choice(ds: xr.Dataset, value: str = "m_train") -> Choice:
-    """The load axis against noise, a panel per rule, every other axis at its first grid value."""
+    """The load axis against noise (against the next axis for a per-task value), a panel per rule,
+    every other axis at its first grid value."""
     axes = axis_values(ds)
+    if not derived.per_noise(value):  # one value per task (basin, fixed points): noise is no axis of it
+        axes = {a: v for a, v in axes.items() if a != "noise"}
     load = tables.load_axis(ds)
     x = load if load in axes else next(iter(axes), load)
     y = "noise" if "noise" in axes and x != "noise" else next((a for a in axes if a != x), "noise")

@@ -267,3 +267,26 @@ def test_the_page_follows_a_running_sweep_offline(tmp_path):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def test_serve_refuses_bad_input_in_one_line_before_serving(tmp_path, capsys):
+    from amsweep.sweeps.cli import main
+
+    def refused(*argv: str) -> str:
+        capsys.readouterr()
+        assert main(["serve", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("amsweep serve: error: ") and err.count("\n") == 1, err
+        return err
+
+    assert "no cube there" in refused(str(tmp_path / "missing.zarr"))
+    assert "--interval 0" in refused(str(tmp_path / "missing.zarr"), "--interval", "0")
+    cube, spec = str(tmp_path / "c.zarr"), tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    with Cube.create_or_open(cube, spec_mod.load(spec)):
+        pass
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert "cannot listen there" in refused(cube, "--port", str(port))
