@@ -31,11 +31,13 @@ MAX_VALUES = 6  # tabs of values: the first ones offered (m_train, m_test, class
 MAX_FACETS = 4  # tabs per value over the other axes' values (N, dataset, ...), noise excepted
 
 
-def _facets(choice: views.Choice, axes: dict[str, list]) -> list[views.Choice]:
+def _facets(choice: views.Choice, axes: dict[str, list], coords: frozenset[str]) -> list[views.Choice]:
     """The choice at up to MAX_FACETS combinations of the fixed axes (noise stays at its middle)."""
     keys = [k for k in choice.where if k != "noise"]
     combos = itertools.islice(itertools.product(*(axes[k] for k in keys)), MAX_FACETS)
-    return [views.fix_others(replace(choice, where={**choice.where, **dict(zip(keys, c))}), axes) for c in combos]
+    return [
+        views.fix_others(replace(choice, where={**choice.where, **dict(zip(keys, c))}), axes, coords) for c in combos
+    ]
 
 
 def write_html(cube_path: str | Path, ds: xr.Dataset, status: dict, out_dir: str | Path) -> Path:
@@ -50,7 +52,7 @@ def write_html(cube_path: str | Path, ds: xr.Dataset, status: dict, out_dir: str
     values = [v for v in views.offered_values(ds) if not derived.missing(ds, [v])][:MAX_VALUES]
     for value in values:
         own = axes if derived.per_noise(value) else {a: v for a, v in axes.items() if a != "noise"}
-        for choice in _facets(views.default_choice(ds, value), own):
+        for choice in _facets(views.default_choice(ds, value), own, views.dataset_coords(ds)):
             fixed = ", ".join(f"{k}={views.fmt(v)}" for k, v in choice.where.items())
             name = f"{value}" + (f" · {fixed}" if fixed else "")
             try:

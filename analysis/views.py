@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import holoviews as hv
+from bokeh.models import FixedTicker
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -30,6 +31,7 @@ __all__ = [
     "Choice",
     "axis_values",
     "class_legend",
+    "dataset_coords",
     "default_choice",
     "fix_others",
     "fmt",
@@ -62,6 +64,13 @@ class Choice:
     at: Any = None
     cmap: str = "viridis"
     clim: tuple[float, float] | None = None  # None: from the data shown
+
+
+def dataset_coords(ds: xr.Dataset) -> frozenset[str]:
+    """Numeric per-dataset coordinates (alpha_D, T, ...): a dataset label fixes them."""
+    return frozenset(
+        str(n) for n, c in ds.coords.items() if n not in ds.dims and c.dims == ("dataset",) and c.dtype.kind in "iuf"
+    )
 
 
 def axis_values(ds: xr.Dataset) -> dict[str, list]:
@@ -99,18 +108,21 @@ def default_choice(ds: xr.Dataset, value: str = "m_train") -> Choice:
     x = load if load in axes else next(iter(axes), load)
     y = "noise" if "noise" in axes and x != "noise" else next((a for a in axes if a != x), "noise")
     panel = "rule" if "rule" in axes and "rule" not in (x, y) else ""
-    return fix_others(Choice(value=value, x=x, y=y, panel=panel), axes)
+    return fix_others(Choice(value=value, x=x, y=y, panel=panel), axes, dataset_coords(ds))
 
 
-def fix_others(choice: Choice, axes: dict[str, list]) -> Choice:
+def fix_others(choice: Choice, axes: dict[str, list], coords: frozenset[str] = frozenset()) -> Choice:
     """Keep ``where`` to the axes that are neither x, y nor panel, filling missing ones with a value
-    (the middle noise level, else the first): an average over a varying axis is refused."""
+    (the middle noise level, else the first): an average over a varying axis is refused.
+    ``coords`` (``dataset_coords``) follow the dataset: fixing the dataset fixes them, and with one
+    of them drawn the dataset is left free (fixing both could select nothing)."""
     if choice.panel in (choice.x, choice.y):  # panels by an axis already drawn: one panel
         choice = replace(choice, panel="")
     used = {choice.x, choice.y, choice.panel}
+    skip = used | ({"dataset"} if used & coords else coords if "dataset" in axes else set())
     where = {}
     for name, values in axes.items():
-        if name in used:
+        if name in skip:
             continue
         if name in choice.where and choice.where[name] in values:
             where[name] = choice.where[name]
@@ -176,6 +188,10 @@ def heatmaps(table: pd.DataFrame, choice: Choice, title: str = "", grid: dict[st
         hm = hv.HeatMap(data, kdims=[choice.x, choice.y], vdims=[value, *data.columns[3:]])
         hm = hm.redim.values(**{choice.x: order[choice.x], choice.y: order[choice.y]})
         label = " · ".join(p for p in (title, str(name)) if p)
+        if categorical:  # the colour bar names the classes
+            codes = sorted(classify.CLASS_NAMES)
+            names = {c: classify.CLASS_NAMES[c].split(";")[0] for c in codes}
+            hm = hm.opts(colorbar_opts={"ticker": FixedTicker(ticks=codes), "major_label_overrides": names})
         plots.append(
             hm.opts(
                 cmap=cmap,
@@ -218,9 +234,13 @@ def phase_layout(
     """Heatmaps, then the line view (not for a class): one layout whose plots do not share axes
     (a heatmap's categorical x axis linked to the line view's numeric one drew empty heatmaps)."""
     plots = list(heatmaps(table, choice, title, grid))
+    ncols = min(len(plots), 4)  # the heatmaps side by side, the line view below them
     if choice.value not in derived.CATEGORICAL:
-        plots.append(lines(table, choice))
-    return hv.Layout(plots).opts(shared_axes=False).cols(max(len(plots) - 1, 1) if len(plots) <= 5 else 4)
+        try:
+            plots.append(lines(table, choice))
+        except NoData:  # nothing done yet at that y value: the heatmaps alone
+            pass
+    return hv.Layout(plots).opts(shared_axes=False).cols(ncols)
 
 
 def class_legend() -> str:

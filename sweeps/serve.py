@@ -74,7 +74,7 @@ def make_page(cube: str, interval: float) -> Any:
     from amsweep.storage.status import status_data
 
     ds0 = open_cube(cube)
-    axes = views.axis_values(ds0)
+    axes, coords = views.axis_values(ds0), views.dataset_coords(ds0)
     first = views.default_choice(ds0)
     title = str(ds0.attrs.get("title", "sweep"))
 
@@ -120,7 +120,7 @@ def make_page(cube: str, interval: float) -> Any:
             cmap=w_cmap.value,
             clim=clim,
         )
-        c = views.fix_others(c, axes)
+        c = views.fix_others(c, axes, coords)
         for a, w in w_fixed.items():  # an axis shown as x, y or panels has no fixed value
             w.visible = a in c.where
         return c

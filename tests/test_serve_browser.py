@@ -290,3 +290,62 @@ def test_serve_refuses_bad_input_in_one_line_before_serving(tmp_path, capsys):
         busy.listen()
         port = busy.getsockname()[1]
         assert "cannot listen there" in refused(cube, "--port", str(port))
+
+
+RF_SPEC = """
+name = "rf_views"
+root_seed = 3
+seeds = 2
+noise = [0.0, 0.1]
+P_test = 10
+[retrieval]
+train_starts = 10
+test_starts = 10
+random_starts = 2
+[datasets.rf]
+kind = "random_features"
+N = [40]
+alpha = [0.1, 0.5, 2.0]
+alpha_D = [0.2, 0.5]
+[rules.hebb]
+[rules.plm]
+init = "zero"
+lr = 0.3
+epochs = 50
+"""
+
+
+def test_every_offered_value_draws_at_every_facet(tmp_path):
+    """The views the page and report.html offer, on a cube whose datasets carry a coordinate
+    (alpha_D: fixing the dataset and alpha_D apart selected nothing) and test starts (the class map)."""
+    from amsweep.analysis import html_report, views
+    from amsweep.pipeline.executors import SerialExecutor
+    from amsweep.pipeline.errors import NoData
+    from amsweep.storage.query import open_cube
+    from amsweep.sweeps.runner import run
+
+    spec = tmp_path / "rf.toml"
+    spec.write_text(RF_SPEC)
+    cube = str(tmp_path / "rf.zarr")
+    run(Cube.create_or_open(cube, spec_mod.load(spec)), SerialExecutor(), progress=False)
+    ds = open_cube(cube)
+    axes, coords = views.axis_values(ds), views.dataset_coords(ds)
+    assert coords == {"alpha_D"} and {"dataset", "alpha", "rule", "noise"} <= set(axes)
+    offered = views.offered_values(ds)
+    assert offered[:4] == ["m_train", "m_test", "class", "gen_gap"]
+    drawn = set()
+    for value in offered[:6]:  # the preferred ones (the rest take the same path)
+        for choice in html_report._facets(views.default_choice(ds, value), axes, coords):
+            assert not ({"dataset", "alpha_D"} <= set(choice.where)), choice.where
+            try:
+                table = views.phase_table(ds, choice)
+            except NoData:
+                continue
+            layout = views.phase_layout(table, choice, grid=axes)
+            assert len(layout) >= 2  # a heatmap per rule (and the line view)
+            drawn.add((value, choice.where.get("dataset", "(an axis)")))
+            if value == "class":
+                assert set(table["class"].unique()) <= {0.0, 1.0, 2.0, 3.0}
+    datasets = set(axes["dataset"])
+    for value in ("m_train", "m_test", "class", "gen_gap"):  # at each alpha_D
+        assert {d for v, d in drawn if v == value} == datasets, (value, drawn)
