@@ -279,7 +279,10 @@ def test_serve_refuses_bad_input_in_one_line_before_serving(tmp_path, capsys):
         assert err.startswith("amsweep serve: error: ") and err.count("\n") == 1, err
         return err
 
-    lazy = "import sys, amsweep.sweeps.cli; print(sorted({m.split('.')[0] for m in sys.modules} & {'panel', 'holoviews', 'bokeh'}))"
+    lazy = (
+        "import sys, amsweep.sweeps.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'panel', 'holoviews', 'bokeh'}))"
+    )
     loaded = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", f"the command-line module imports {loaded.strip()} (Panel is for serve only)"
     assert "no cube there" in refused(str(tmp_path / "missing.zarr"))
