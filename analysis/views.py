@@ -283,7 +283,10 @@ def progress_markdown(data: dict[str, Any]) -> str:
         for node in map(str, used):
             nodes[node] = nodes.get(node, 0) + int(r.get("done") or 0)
     if nodes:
-        lines_.append("cells done per node (run history): " + ", ".join(f"{k} {n}" for k, n in nodes.items()))
+        lines_.append(
+            "nodes (cells done by the runs that used each, from the run history): "
+            + ", ".join(f"{k} {n}" for k, n in nodes.items())
+        )
     f = data["failures"]
     if f["count"]:
         groups = []

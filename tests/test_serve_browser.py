@@ -355,3 +355,32 @@ def test_every_offered_value_draws_at_every_facet(tmp_path):
     datasets = set(axes["dataset"])
     for value in ("m_train", "m_test", "class", "gen_gap"):  # at each alpha_D
         assert {d for v, d in drawn if v == value} == datasets, (value, drawn)
+
+
+def test_progress_text_groups_failures_and_counts_cells_per_node():
+    from amsweep.analysis.views import progress_markdown
+
+    data = {
+        "sweep": "s",
+        "spec_hash": "abc",
+        "counts": {"done": 30, "pending": 5, "failed": 5, "not_applicable": 0},
+        "applicable": 40,
+        "writer": {"holder": "head:1", "live": True, "heartbeat_age_seconds": 1.0},
+        "throughput": {"tasks_per_minute": 12.0, "done": 30, "seconds": 150, "executor": "ray", "eta_seconds": 50},
+        "runs": [
+            {"done": 20, "host": "head", "cluster": {"nodes_used": ["node-a", "node-b"]}},
+            {"done": 10, "host": "laptop", "cluster": None},
+        ],
+        "failures": {
+            "count": 5,
+            "groups": [
+                {"error": "ValueError: bad lr", "count": 4, "examples": [{"rule": "plm", "seed": 0}]},
+                {"error": "MemoryError", "count": 1, "examples": [{"N": 6400}]},
+            ],
+        },
+    }
+    text = progress_markdown(data)
+    assert '<span class="amsweep-done">30</span> of 40 applicable (75.0%)' in text
+    assert "pending 5 · failed 5" in text and "12.0 tasks/min" in text and "ETA 0:00:50" in text
+    assert "node-a 20, node-b 20, laptop 10" in text
+    assert "4 × `ValueError: bad lr` (e.g. rule=plm seed=0)" in text and "1 × `MemoryError`" in text
