@@ -188,7 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import panel as pn
 
-    origins = [f"{h}:{port}" for h in dict.fromkeys([args.host, "127.0.0.1", "localhost"])]
+    names = [args.host, "127.0.0.1", "localhost"]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):  # reached from elsewhere: by this machine's names too
+        names += [socket.gethostname(), socket.getfqdn()]
+    origins = [f"{h}:{port}" for h in dict.fromkeys(names)]  # pages from other origins get no websocket
     server = pn.serve(
         {"/": lambda: make_page(args.cube, args.interval)},
         port=port,
