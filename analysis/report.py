@@ -301,10 +301,12 @@ def write_report(
     look: FigureStyle = DEFAULT_STYLE,
     col: str | None = None,
     row: str | None = None,
+    html: bool = False,
 ) -> Path:
     """Write the figures and ``report.md`` of a cube into ``out_dir``; return the Markdown path.
 
-    ``look`` and the phase heatmaps' panels (``col``, ``row``) as ``standard_figures`` takes them."""
+    ``look`` and the phase heatmaps' panels (``col``, ``row``) as ``standard_figures`` takes them.
+    ``html``: also ``report.html``, the same views interactive (``analysis.html_report``)."""
     ds = query.open_cube(str(cube_path))
     for flag, dim in (("--col", col), ("--row", row)):
         if dim is not None and dim not in ds.coords and dim not in ds.dims:
@@ -343,6 +345,12 @@ def write_report(
         lines += ["No task is done yet: nothing to summarise."]
     else:
         lines += _results(ds, out, look, col, row)
+    if html:  # the interactive views, self-contained (needs the `view` extra: Panel, HoloViews)
+        from amsweep.analysis.html_report import write_html
+        from amsweep.storage.status import status_data
+
+        page = write_html(cube_path, ds, status_data(str(cube_path)), out)
+        lines[1:1] = ["", f"Interactive version (hover, zoom, one tab per value): [{page.name}]({page.name})"]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -201,8 +201,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     look = _figure_style(args)
     writable_output(str(Path(args.output) / "report.md"), "-o")
-    path = write_report(args.cube, args.output, look=look, col=args.col, row=args.row)
-    print(f"wrote {path}")
+    if args.html:
+        from amsweep.sweeps.serve import need_view_extra
+
+        need_view_extra("report --html")
+    path = write_report(args.cube, args.output, look=look, col=args.col, row=args.row, html=args.html)
+    print(f"wrote {path}" + (f" and {path.with_name('report.html')}" if args.html else ""))
     return 0
 
 
@@ -302,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("cube")
     rp.add_argument("-o", "--output", default="report", help="output folder")
     add_figure_flags(rp)
+    rp.add_argument(
+        "--html",
+        action="store_true",
+        help="also report.html: the views of `amsweep serve`, interactive, self-contained",
+    )
     rp.set_defaults(fn=cmd_report)
 
     sp = sub.add_parser("specs", help="list the bundled sweeps and their files, or print one")
@@ -314,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     from amsweep.sweeps.slurm import add_parsers as add_slurm  # slurm: sbatch a sweep on Ray over Slurm nodes
 
     add_slurm(sub)
+    from amsweep.sweeps.serve import add_parsers as add_serve  # serve: a live web page of a cube (Panel, lazy)
+
+    add_serve(sub)
     p.description = f"{DESCRIPTION}: {', '.join(sub.choices)}."  # every registered command, however added
     return p
 
