@@ -8,18 +8,32 @@ exist instead of the path ``amsweep slurm`` prints ("log ..."); a newline in ``-
 script's comment line and becomes a command.
 Found at 36a0080, strict xfails for the lead. The Slurm cases submit a *held* job (it never runs:
 no Ray starts) to the private Slurm of tests/test_slurm.py and read back where Slurm will write.
+
+The job's Ray head uses a fixed port (``--port``, default Ray's 6379) and the script takes any
+answer on that port for its own head. On a node shared with another job whose Ray uses the port
+(two ``amsweep slurm --cpus-per-node`` jobs, or anyone's Ray on 6379), the job's head fails to
+start and its driver joins the *other* job's cluster: with the user's own token (RAY_AUTH_MODE set,
+as ~/.ray/auth_token on a shared home does) the sweep silently runs on the other job's allocation
+(exit 0, COMPLETED); with the job's own token it is refused after ~20 s with "the cluster requires
+token authentication ... set RAY_AUTH_MODE=token and give it the head's token", advice that leads
+to the first case (seen by hand at 36a0080, not made a test: ~60 s).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from amsweep.sweeps.cli import main
-from tests.test_slurm import AMSWEEP, _job, slurm  # noqa: F401 (the module fixture: a private one-node Slurm)
+from tests.test_cluster import RAY, alive_nodes, kill_node, start
+from tests.test_slurm import AMSWEEP, _job, _wait, free_port, slurm  # noqa: F401 (module fixture: a one-node Slurm)
 
 SPEC = (
     'name = "q"\nseeds = 1\nnoise = [0.0]\nP_test = 4\n'
@@ -79,3 +93,53 @@ def test_a_newline_in_out_cannot_add_a_command_to_the_script(tmp_path, capsys):
     if code == 2:
         return  # refused with a one-line error: fine
     assert "echo INJECTED" not in script.read_text().splitlines()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack23a: the sbatch script takes any Ray on its --port for its own head: on a node where another "
+    "job's Ray holds the port, its head fails and the sweep runs on the other job's cluster",
+)
+def test_a_job_never_runs_its_sweep_on_another_jobs_ray(slurm, tmp_path):  # noqa: F811
+    env, _ = slurm
+    port = free_port()
+    ip = subprocess.run(["hostname", "--ip-address"], capture_output=True, text=True).stdout.split()[0]
+    address = f"{ip}:{port}"
+    token = secrets.token_hex(16)  # the user's token, as ~/.ray/auth_token on a shared home gives every job
+    other = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    other |= {"HOME": str(tmp_path), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    other |= {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = start(  # another job's Ray on this node, on the port this job will ask for
+        [RAY, "start", "--head", f"--node-ip-address={ip}", f"--port={port}", "--num-cpus=1"]
+        + ["--include-dashboard=false", "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}"],
+        other,
+    )
+    try:
+        alive_nodes(other, address, 1)
+        spec, out = tmp_path / "q.toml", tmp_path / "c.zarr"
+        spec.write_text(SPEC)
+        argv = [AMSWEEP, "slurm", str(spec), "--out", str(out), "--nodes", "1", "--time", "00:10:00"]
+        argv += ["--cpus-per-node", "1", "--port", str(port), "--quiet"]
+        done = subprocess.run(argv, env={**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, text=True,
+                              capture_output=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        job = re.search(r"submitted job (\d+)", done.stdout).group(1)  # type: ignore[union-attr]
+
+        def ended() -> str | None:
+            state = _job(env, job).get("JobState")
+            return state if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") else None
+
+        try:
+            _wait("the job to end", ended, 180, every=0.5)
+        finally:
+            subprocess.run(["scancel", job], env=env, capture_output=True)
+        probe = "import json, ray; ray.init(address=%r, logging_level='ERROR'); print(json.dumps(" % address
+        probe += "[j['Entrypoint'] for j in ray._private.state.jobs()]))"
+        listed = subprocess.run([sys.executable, "-c", probe], env=other, capture_output=True, text=True, timeout=120)
+        entrypoints = json.loads(listed.stdout.strip().splitlines()[-1])
+        assert not [e for e in entrypoints if "amsweep" in e], entrypoints  # no driver of the job on the other Ray
+    finally:
+        kill_node(head)
+        pointer = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
+        if pointer.exists() and pointer.read_text().strip() == address:
+            pointer.unlink()
