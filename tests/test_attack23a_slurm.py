@@ -143,3 +143,17 @@ def test_a_job_never_runs_its_sweep_on_another_jobs_ray(slurm, tmp_path):  # noq
         pointer = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
         if pointer.exists() and pointer.read_text().strip() == address:
             pointer.unlink()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack23a: `amsweep slurm --port 70000` is accepted (positive_int): the job waits in the queue, then "
+    "its Ray head cannot start",
+)
+def test_a_port_out_of_range_is_refused_before_submitting(tmp_path, capsys):
+    spec = tmp_path / "q.toml"
+    spec.write_text(SPEC)
+    argv = ["slurm", str(spec), "--out", str(tmp_path / "c.zarr"), "--nodes", "1", "--time", "10:00"]
+    code = main([*argv, "--port", "70000", "--write-only", str(tmp_path / "job.sbatch")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--port" in err and not (tmp_path / "job.sbatch").exists(), err
