@@ -39,6 +39,8 @@ random_starts = 5
 N = [64, 96]
 alpha = [0.05, 0.1, 0.2, 0.3]
 [rules.hebb]
+[rules.plm]
+epochs = 60
 """
 
 
@@ -59,6 +61,7 @@ def test_sigterm_stops_the_driver_as_ctrl_c_does(tmp_path):
     )
     wait_for_first_flush(proc, str(out))
     time.sleep(1.0)  # cells finished after the first flush, not yet written
+    assert proc.poll() is None, "the sweep ended before it could be stopped: make it longer"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != -signal.SIGTERM, "killed by SIGTERM: no flush, no lease release"
