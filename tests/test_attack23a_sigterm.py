@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from amsweep.storage import lease
 from amsweep.storage.objects import objects_at
@@ -44,11 +43,6 @@ epochs = 60
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: SIGTERM (Slurm preemption, scancel, scontrol requeue) kills the driver without the "
-    "Ctrl-C path: unflushed results lost, lease held, run history 'running' for ever",
-)
 def test_sigterm_stops_the_driver_as_ctrl_c_does(tmp_path):
     spec, out = tmp_path / "t.toml", tmp_path / "t.zarr"
     spec.write_text(SPEC)
