@@ -82,27 +82,42 @@ class JobOptions:
     partition: str | None
     account: str | None
     extra: tuple[str, ...]
-    port: int
+    port: int | None  # None: a free port found on the head node when the job starts
     bin_dir: str  # the folder holding this environment's python, amsweep and ray
-    log: str  # Slurm's output file (appended across requeues)
+    log: str  # Slurm's output file (appended across requeues), ``%j`` for the job id
     lead: int  # seconds: --signal=B:USR1@lead
+
+
+def _sbatch_value(text: str) -> str:
+    """One ``#SBATCH`` option value as sbatch reads it: sbatch splits a directive at white space
+    outside double quotes and takes a backslash as an escape, so the value is double-quoted with
+    ``\\`` and ``"`` escaped (a folder with a space was refused as "Invalid directive")."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _slurm_filename(log: str) -> str:
+    """``log`` as a Slurm filename pattern: every ``%`` of the path doubled (``%x`` in a folder
+    name is the job name to Slurm), then the job id's ``%j``."""
+    head, tail = log.rsplit(".%j.", 1)
+    return head.replace("%", "%%") + ".%j." + tail.replace("%", "%%")
 
 
 def render_script(o: JobOptions) -> str:
     """The sbatch script: Ray's Slurm recipe plus the requeue logic, one block per step."""
     q = shlex.quote
+    free_port = """$("$bin/python" -c 'import socket; s=socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"""
     lines = [
         "#!/bin/bash",
-        f"# Written by `amsweep slurm`: sweep {o.name!r} into {o.out}.",
+        f"# Written by `amsweep slurm`: sweep {o.name!r} into {o.out!r}.",
         "# Submit again with `sbatch` (this file); a requeued or resubmitted job resumes the cube.",
-        f"#SBATCH --job-name={q('amsweep-' + o.name)}",
+        f"#SBATCH --job-name={_sbatch_value('amsweep-' + o.name)}",
         f"#SBATCH --nodes={o.nodes}",
         "#SBATCH --ntasks-per-node=1",
         f"#SBATCH --cpus-per-task={o.cpus_per_node}" if o.cpus_per_node else "#SBATCH --exclusive",
         f"#SBATCH --time={o.time}",
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",
-        f"#SBATCH --output={o.log}",
+        f"#SBATCH --output={_sbatch_value(_slurm_filename(o.log))}",
         f"#SBATCH --signal=B:USR1@{o.lead}",
     ]
     lines += [f"#SBATCH --partition={o.partition}"] * bool(o.partition)
@@ -114,7 +129,7 @@ def render_script(o: JobOptions) -> str:
         f"bin={q(o.bin_dir)}  # this environment's python, amsweep and ray: the same path on every node",
         f"spec={q(o.spec)}",
         f"out={q(o.out)}",
-        f"port={o.port}",
+        f"port={o.port or ''}  # the Ray head's; empty: a free port on this node, so two jobs never share one",
         'echo "amsweep-slurm: job $SLURM_JOB_ID (start $((${SLURM_RESTART_COUNT:-0} + 1))) on $SLURM_JOB_NODELIST'
         ' at $(date -u +%FT%TZ)"',
         "# Before the time limit Slurm sends USR1 (--signal): stop the driver as Ctrl-C would, then requeue.",
@@ -123,13 +138,14 @@ def render_script(o: JobOptions) -> str:
         'trap \'requeue=1; echo "amsweep-slurm: time limit near: stopping the driver"; '
         '[ -n "$driver" ] && kill -INT "$driver" 2>/dev/null\' USR1',
         "",
-        "# Token authentication with a token of this job's own (srun passes the environment on to every",
-        "# node): nobody else on the network can use its Ray. RAY_AUTH_MODE set by the user wins.",
-        'if [ -z "${RAY_AUTH_MODE:-}" ]; then',
-        "    export RAY_AUTH_MODE=token",
-        """    export RAY_AUTH_TOKEN=$("$bin/python" -c 'import secrets; print(secrets.token_hex(16))')""",
-        "fi",
-        "# A Ray node drains for 30 s on SIGTERM; here the driver has ended (or is killed with it): none.",
+        "# Token authentication, always with a token of this job's own (srun passes the environment on to",
+        "# every node): nobody else can use its Ray, and its driver cannot join another job's Ray (a token",
+        "# of the user's, as ~/.ray/auth_token gives every job, would let it).",
+        "export RAY_AUTH_MODE=token",
+        """export RAY_AUTH_TOKEN=$("$bin/python" -c 'import secrets; print(secrets.token_hex(16))')""",
+        "unset RAY_AUTH_TOKEN_PATH",
+        "# A Ray node drains for 30 s on SIGTERM; here the driver has ended, or (preemption, `scontrol",
+        "# requeue`) gets SIGTERM too, which it takes as Ctrl-C (finished results written): no drain.",
         "export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}",
         "# Ray's Slurm recipe: the head on the first node (this one), a worker on each other node.",
         'nodes=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))',
@@ -140,11 +156,22 @@ def render_script(o: JobOptions) -> str:
         "cpus=()  # --cpus-per-node: Ray gets that many; whole nodes: Ray counts each node's CPUs",
         '[ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpus=(--num-cpus="$SLURM_CPUS_PER_TASK")',
         'ray_tmp="/tmp/amsweep-ray-$SLURM_JOB_ID"  # per job: never another job\'s Ray session',
+        "steps=()",
+        "stop_ray() {  # Ray's nodes end with their srun steps (`ray stop` would end every Ray on these nodes)",
+        '    [ ${#steps[@]} -gt 0 ] && { kill "${steps[@]}" 2>/dev/null; wait "${steps[@]}" 2>/dev/null; }',
+        '    rm -rf "$ray_tmp"',
+        "}",
+        'answers() { (exec 3<>"/dev/tcp/$head_ip/$port") 2>/dev/null; }',
+        f'[ -n "$port" ] || port={free_port}',
+        f"agent_port={free_port}  # not Ray's fixed 52365: two jobs may share a node",
+        "if answers; then  # something (another job's Ray?) has the port: it would be taken for this job's head",
+        '    echo "amsweep-slurm: port $port on $head_ip is in use: not starting a Ray head there"; exit 1',
+        "fi",
         'srun --nodes=1 --ntasks=1 -w "${nodes[0]}" "$bin/ray" start --head --block --node-ip-address="$head_ip" \\',
         '    --port="$port" "${cpus[@]}" --include-dashboard=false --disable-usage-stats \\',
-        '    --temp-dir="$ray_tmp" &',
+        '    --dashboard-agent-listen-port="$agent_port" --temp-dir="$ray_tmp" &',
         "steps=($!)",
-        'until (exec 3<>"/dev/tcp/$head_ip/$port") 2>/dev/null; do  # the head answers',
+        "until answers; do  # the head answers",
         '    kill -0 "${steps[0]}" 2>/dev/null || { echo "amsweep-slurm: the Ray head did not start"; exit 1; }',
         "    sleep 1",
         "done",
@@ -153,8 +180,10 @@ def render_script(o: JobOptions) -> str:
         '        "$bin/ray" start --block --address="$head_ip:$port" "${cpus[@]}" --disable-usage-stats &',
         "    steps+=($!)",
         "fi",
-        "# every node joined (or 5 minutes passed: run on those that did), so the run sizes for all",
-        '"$bin/python" -m amsweep.sweeps.slurm wait-nodes "$head_ip:$port" ${#nodes[@]}',
+        "# the head that answers is this job's (its session is in $ray_tmp), and every node joined (or",
+        "# 5 minutes passed: run on those that did), so the run sizes for all",
+        '"$bin/python" -m amsweep.sweeps.slurm wait-nodes "$head_ip:$port" ${#nodes[@]} "$ray_tmp" \\',
+        "    || { stop_ray; exit 1; }",
         "# after a preemption on another node the last driver's lease is stale only after a minute",
         '"$bin/python" -m amsweep.sweeps.slurm wait-lease "$out"',
         "",
@@ -170,8 +199,7 @@ def render_script(o: JobOptions) -> str:
         '    [ "$rc" = 138 ] || break',
         "done",
         "",
-        "# Ray's nodes end with their srun steps (`ray stop` would end every Ray on these nodes).",
-        'kill "${steps[@]}" 2>/dev/null; wait "${steps[@]}" 2>/dev/null; rm -rf "$ray_tmp"',
+        "stop_ray",
         'if [ "$requeue" = 1 ] && [ "$rc" = 130 ]; then',
         '    echo "amsweep-slurm: requeueing job $SLURM_JOB_ID: the next start resumes $out"',
         '    scontrol requeue "$SLURM_JOB_ID"',
@@ -218,14 +246,28 @@ def _refuse_what_run_refuses(out: str, sweep: Any) -> None:
         raise AmsweepError(f"{out}: cube format {cube.format}: convert it first with `amsweep upgrade {out}`")
 
 
+def _refuse_control(what: str, value: str) -> None:
+    """A newline (or any control character) in a path or name written into the script would end
+    its line there, and what follows would run as a command."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise AmsweepError(f"{what} {value!r}: a control character (such as a newline) cannot go into an sbatch script")
+
+
 def job_options(args: argparse.Namespace) -> JobOptions:
     """Validate everything before a script is written: the spec loads (one-line SpecError), the
     output can be written, the Slurm options are well formed."""
     from amsweep.pipeline import spec as spec_mod
     from amsweep.sweeps.arguments import resolve_spec, writable_output
 
+    _refuse_control("--out", args.out)
+    if args.write_only:
+        _refuse_control("--write-only", args.write_only)
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise AmsweepError(f"--port {args.port}: a TCP port is 1..65535")
     spec_path = resolve_spec(args.spec)
+    _refuse_control("spec path", str(spec_path.absolute()))
     sweep = spec_mod.load(spec_path)
+    _refuse_control("sweep name", sweep.name)
     out = args.out
     if "://" not in out or out.startswith("file://"):
         out = os.path.abspath(os.path.expanduser(out.removeprefix("file://")))
@@ -235,7 +277,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
     if seconds < 300:
         raise AmsweepError(f"--time {args.time}: at least 5 minutes (Ray's start and a flush before the limit)")
     for x in args.extra_sbatch:
-        if not x.startswith("-") or "\n" in x:
+        if not x.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in x):
             raise AmsweepError(f"--extra-sbatch {x!r}: expected one sbatch option such as --mem=0 or --qos=high")
     for flag in ("partition", "account"):
         value = getattr(args, flag)
@@ -286,7 +328,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         return 0
     job = submit(script)
     print(f"submitted job {job}: {script}")
-    print(f"  follow it: squeue -j {job}; amsweep status {options.out}; log {options.log.replace('%j', job)}")
+    print(f"  follow it: squeue -j {job}; amsweep status {options.out}; log {options.log.replace('.%j.', f'.{job}.')}")
     return 0
 
 
@@ -305,7 +347,9 @@ def add_parsers(sub: Any) -> None:
     s.add_argument(
         "--extra-sbatch", action="append", default=[], metavar="OPTION", help="another #SBATCH line, e.g. --mem=0"
     )
-    s.add_argument("--port", type=positive_int, default=6379, help="the Ray head's port")
+    s.add_argument(
+        "--port", type=int, default=None, help="the Ray head's port (default: a free port on the head node, per job)"
+    )
     s.add_argument("--write-only", default=None, metavar="FILE", help="write the script to FILE, do not submit")
     s.add_argument("--quiet", action="store_true", help="do not print the script")
     s.set_defaults(fn=cmd_slurm)
@@ -314,12 +358,21 @@ def add_parsers(sub: Any) -> None:
 # Steps the sbatch script runs on the head node (`python -m amsweep.sweeps.slurm STEP ...`).
 
 
-def _wait_nodes(address: str, nodes: int, timeout: float = 300.0) -> int:
-    """Wait until ``nodes`` Ray nodes are alive: the run sizes its batches in flight on the CPUs
-    it sees at start. After ``timeout`` it goes on with the nodes that joined (and says so)."""
+def _wait_nodes(address: str, nodes: int, temp_dir: str | None = None, timeout: float = 300.0) -> int:
+    """Check that the Ray at ``address`` is the one this job started (its session folder is under
+    the job's ``temp_dir``: a Ray of another job that answers on the port is refused, exit 1), then
+    wait until ``nodes`` Ray nodes are alive: the run sizes its batches in flight on the CPUs it sees
+    at start. After ``timeout`` it goes on with the nodes that joined (and says so)."""
     import ray
 
     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    if temp_dir is not None:
+        node = ray._private.worker._global_node
+        session = node.get_session_dir_path() if node is not None else "?"
+        if not os.path.abspath(session).startswith(os.path.abspath(temp_dir) + os.sep):
+            print(f"amsweep-slurm: the Ray at {address} is not this job's (session {session}): not running on it")
+            ray.shutdown()
+            return 1
     deadline = time.monotonic() + timeout
     alive: list[Any] = []
     while time.monotonic() < deadline:
@@ -364,7 +417,7 @@ def _wait_lease(out: str, timeout: float | None = None) -> int:
 def main(argv: list[str]) -> int:
     step, rest = argv[0], argv[1:]
     if step == "wait-nodes":
-        return _wait_nodes(rest[0], int(rest[1]))
+        return _wait_nodes(rest[0], int(rest[1]), rest[2] if len(rest) > 2 else None)
     if step == "wait-lease":
         return _wait_lease(rest[0])
     print(f"amsweep.sweeps.slurm: unknown step {step!r}", file=sys.stderr)

@@ -193,7 +193,7 @@ def test_requeued_job_resumes_the_cube_exactly(slurm, tmp_path):
     spec.write_text(SPEC)
     out = tmp_path / "cube.zarr"
     argv = [AMSWEEP, "slurm", str(spec), "--out", str(out), "--nodes", "1", "--time", "00:10:00"]
-    argv += ["--cpus-per-node", "1", "--port", str(free_port()), "--quiet"]  # one CPU: a longer window to kill in
+    argv += ["--cpus-per-node", "1", "--quiet"]  # one CPU: a longer window to kill in; the head's port found per job
     submitted = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job = re.search(r"submitted job (\d+)", submitted.stdout).group(1)  # type: ignore[union-attr]
