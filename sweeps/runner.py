@@ -72,6 +72,7 @@ def run(
     min_flush_seconds: float = 1.0,
     cell: Callable[..., CellResult] = run_cell,
     on_start: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> RunReport:
     """Run every task of the cube's sweep that is not done yet.
 
@@ -82,7 +83,7 @@ def run(
     task (default: the real cell); benchmarks and fault-injection tests pass a wrapper around
     it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
     longer needed from then on). Temporaries that killed writes left in the cube are removed
-    once this driver holds it.
+    once this driver holds it. ``command``: what the run record names (None: this process's argv).
     """
     executor = executor or SerialExecutor()
     sweep = cube.sweep
@@ -98,7 +99,7 @@ def run(
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
-    history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None))
+    history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None), command)
     report.run = history.id
     broken = False  # a flush failed (store, lease): the final flush does not try again
 
