@@ -186,10 +186,15 @@ def kinds(family: str) -> tuple[str, ...]:
     return tuple(sorted(_sources(family)))
 
 
+_imported: dict[tuple[str, str], str] = {}  # (family, kind) -> code hash of the plug-in as imported
+
+
 @cache
 def _checked(family: str, kind: str) -> ModuleType:
     source = _sources(family)[kind]
     module = source.load()
+    if source.module:
+        _imported[(family, kind)] = _hash(family, source, module)
     lacks = contracts.problems(family, module)
     if not lacks and family == "rules":
         lacks = _default_dynamics_problems(module)
@@ -228,6 +233,7 @@ def clear() -> None:
     worker follows its driver's path); built-in modules stay imported."""
     _sources.cache_clear()
     _checked.cache_clear()
+    _imported.clear()
     for name in [n for n in sys.modules if n == PLUGIN_PACKAGE or n.startswith(PLUGIN_PACKAGE + ".")]:
         del sys.modules[name]
 
@@ -248,17 +254,48 @@ def code_hashes(used: Iterable[tuple[str, str]]) -> dict[str, str]:
         source = _sources(family)[kind]
         if not source.module:
             continue
-        if source.module.startswith(PLUGIN_PACKAGE + "."):
-            folders = [folder / family for folder in plugin_path() if (folder / family).is_dir()]
-            main = Path(source.origin)
-        else:  # an entry point: its module's file, and its siblings it imports relatively
-            file = getattr(component(family, kind), "__file__", None)
-            if file is None:
-                continue  # a module without source (built into an extension) has nothing to hash
-            main = Path(file)
-            folders = [main.parent]
-        hashes[source.module] = _digest(main, folders)
+        module = None if source.module.startswith(PLUGIN_PACKAGE + ".") else component(family, kind)
+        digest = _hash(family, source, module)
+        if digest:
+            hashes[source.module] = digest
     return dict(sorted(hashes.items()))
+
+
+def _hash(family: str, source: Source, module: ModuleType | None) -> str:
+    """A plug-in's code hash ("" for an entry point without a source file: nothing to hash)."""
+    if source.module.startswith(PLUGIN_PACKAGE + "."):
+        folders = [folder / family for folder in plugin_path() if (folder / family).is_dir()]
+        main = Path(source.origin)
+    else:  # an entry point: its module's file, and its siblings it imports relatively
+        file = getattr(module, "__file__", None)
+        if file is None:
+            return ""
+        main = Path(file)
+        folders = [main.parent]
+    try:
+        return _digest(main, folders)
+    except OSError:
+        return ""  # the file went away: importing it again says so
+
+
+def reload_changed() -> bool:
+    """Forget the plug-ins imported in this process if any one's code changed since (a notebook:
+    run, fix the plug-in file, run again), so the next use imports the code as it is now: the code
+    that runs is the code whose hash the cube records. An entry-point module is dropped from
+    ``sys.modules`` too. True if anything was forgotten."""
+    changed = []
+    for (family, kind), digest in list(_imported.items()):
+        source = _sources(family).get(kind)
+        module = sys.modules.get(source.module) if source is not None else None
+        if source is None or _hash(family, source, module) != digest:
+            changed.append(source.module if source is not None else "")
+    if not changed:
+        return False
+    for name in changed:
+        if name and not name.startswith(PLUGIN_PACKAGE + "."):
+            sys.modules.pop(name, None)
+    clear()
+    return True
 
 
 def _digest(main: Path, folders: list[Path]) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from amsweep.pipeline.metric_table import METRICS
-from amsweep.storage import backup, restage, schema, temporaries, zarr_documents
+from amsweep.storage import backup, history, restage, schema, temporaries, zarr_documents
 from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.cube import Cube
 from amsweep.storage.objects import Objects
@@ -81,6 +81,7 @@ def check(cube: Cube) -> CheckReport:
     if left:
         report.temporaries = len(left)
         report.notes.append(f"{len(left)} temporary file(s) of interrupted writes (`check --repair` removes them)")
+    report.notes.extend(history.damaged_records(cube.objects))  # history, not data: named, not repaired
     staged = restage.abandoned(cube.objects)
     if staged and not (cube.lease is None and driver_writing(cube.objects)):  # a live driver may be staging
         report.stage = len(staged)

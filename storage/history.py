@@ -30,6 +30,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -43,6 +44,7 @@ from amsweep.storage.records import AMSWEEP_DIR, now
 from amsweep.storage.store_errors import failure_types
 
 __all__ = [
+    "damaged_records",
     "LEGACY",
     "load_runs",
     "one_line",
@@ -80,6 +82,7 @@ class RunLog:
         executor: str,
         workers: int,
         describe: Callable[[], dict[str, Any]] | None = None,
+        command: str | None = None,
     ) -> None:
         self.cube = cube
         self.id = new_run_id()
@@ -90,13 +93,16 @@ class RunLog:
         self.fixed: dict[str, Any] = {
             "schema": SCHEMA,
             "run": self.id,
-            "command": " ".join(sys.argv)[:300],
+            "command": (command or " ".join(sys.argv))[:300],
             "started": now(),
             "spec_hash": cube.sweep.spec_hash,
             "executor": executor,
             "workers": workers,
             "plugins": dict(cube.attrs.get("plugins", {}) or {}),
             "lease": lease.record.get("token") if lease is not None else None,
+            # the lease generation this run holds: one above the run before it on any clock, so the
+            # runs are listed in the order they took the cube (a driver's clock may be hours off)
+            "generation": lease.record.get("generation") if lease is not None else None,
             "pid": os.getpid(),
             **provenance.run_environment(),
         }
@@ -141,6 +147,11 @@ def one_line(error: BaseException) -> str:
     return first[:400]
 
 
+UNREADABLE = "unreadable record"
+NOT_A_RUN = "not a run record"
+_COUNTS = ("done", "failed", "not_applicable", "remaining", "workers", "seconds", "updated_epoch", "generation")
+
+
 def _parse(key: str, data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
@@ -148,26 +159,70 @@ def _parse(key: str, data: bytes | None) -> dict[str, Any] | None:
         record = json.loads(data)
     except ValueError:
         record = None
+    name = key.rsplit("/", 1)[-1].removesuffix(".json")
     if not isinstance(record, dict):
-        name = key.rsplit("/", 1)[-1].removesuffix(".json")
-        return {"run": name, "ending": "unreadable record", "started": None, "damaged": True}
-    return record
+        return {"run": name, "ending": UNREADABLE, "started": None, "damaged": True}
+    if key != LEGACY and not isinstance(record.get("run"), str):  # a stray JSON object: no run of ours
+        return {"run": name, "ending": NOT_A_RUN, "started": None, "damaged": True}
+    return _clean(record)
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as readers may trust it: a field of the wrong type (a foreign or hand-edited
+    record) is dropped, a number that is not finite too (JSON's 1e309 reads as inf: a zero rate,
+    and output no strict JSON parser takes). Dropped reads as unknown ("?")."""
+    out = dict(record)
+    for name in _COUNTS:
+        if name in out and not (_is_number(out[name]) and math.isfinite(out[name])):
+            del out[name]
+    if not isinstance(out.get("cluster"), dict):
+        out["cluster"] = None
+    elif not isinstance(out["cluster"].get("nodes_used", []), list):
+        out["cluster"] = {k: v for k, v in out["cluster"].items() if k != "nodes_used"}
+    if not isinstance(out.get("plugins", {}), dict):
+        out["plugins"] = {}
+    for name in ("started", "updated", "ended", "ending", "host", "executor", "command"):
+        if name in out and out[name] is not None and not isinstance(out[name], str):
+            out[name] = str(out[name])
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _order(key: str, record: dict[str, Any]) -> tuple[int, str]:
+    """Runs in the order they took the cube: the lease generation each held (one above the run
+    before it, clock-free), then the key (start time, for runs of one lease or before generations
+    were recorded). A driver whose clock is an hour ahead no longer lists its run last."""
+    generation = record.get("generation")
+    return (generation if isinstance(generation, int) and not isinstance(generation, bool) else 0, key)
 
 
 def load_runs(objects: Objects) -> list[dict[str, Any]]:
-    """Every run's record in start order; an old cube's ``run.json`` comes first as one legacy record
-    (it described its last run only)."""
+    """Every run's record in the order the runs took the cube (``_order``); an old cube's
+    ``run.json`` comes first as one legacy record (it described its last run only). Records that
+    cannot be read, or are no run record, come first, marked ``damaged``: never "the last run"."""
     keys = sorted(k for k in objects.list(RUNS) if k.endswith(".json"))
     got = objects.get_many([LEGACY, *keys])
     runs = []
     legacy = _parse(LEGACY, got.pop(LEGACY))
     if legacy is not None:
         runs.append({**legacy, "run": "legacy", "legacy": True, "ending": legacy.get("ending", "unknown (legacy)")})
-    for key in keys:
-        record = _parse(key, got.get(key))
-        if record is not None:
-            runs.append(record)
+    parsed = [(key, _parse(key, got.get(key))) for key in keys]
+    found = [(key, r) for key, r in parsed if r is not None]
+    damaged = [r for _, r in found if r.get("damaged")]
+    runs += damaged + [r for key, r in sorted(found, key=lambda kr: _order(*kr)) if not r.get("damaged")]
     return runs
+
+
+def damaged_records(objects: Objects) -> list[str]:
+    """One line per run record that cannot be read or is no run record, naming its object."""
+    return [
+        f"run record {RUNS}/{r['run']}.json: {r['ending']} (status lists it as such; remove it if it is not wanted)"
+        for r in load_runs(objects)
+        if r.get("damaged")
+    ]
 
 
 def latest(objects: Objects) -> dict[str, Any] | None:
@@ -228,4 +283,4 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    return float(value) if _is_number(value) and math.isfinite(value) else 0.0

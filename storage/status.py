@@ -11,6 +11,7 @@ coordinates): a sweep where one rule fails everywhere printed thousands of the s
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 import numpy as np
@@ -43,13 +44,16 @@ def group_failures(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _jsonable(value: Any) -> Any:
-    """numpy scalars in coordinates become plain numbers (JSON and the text show the same values)."""
+    """numpy scalars in coordinates become plain numbers (JSON and the text show the same values);
+    a number that is not finite becomes null."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # json.dumps would write Infinity / NaN, which no strict JSON parser reads
     return value
 
 
@@ -79,8 +83,8 @@ def status_data(path: str, storage_options: dict | None = None) -> dict[str, Any
     runs = [{**r, "state": history.state(r, holder)} for r in history.load_runs(cube.objects)]
     throughput = None
     rated = history.throughput_run(runs)
-    if rated is not None:
-        rate = rated["done"] / rated["seconds"]
+    rate = rated["done"] / rated["seconds"] if rated is not None else 0.0
+    if rated is not None and rate > 0:
         todo = c["pending"] + c["failed"]
         throughput = {
             "run": rated.get("run"),
@@ -208,7 +212,7 @@ def render_history(path: str, storage_options: dict | None = None, data: dict[st
         return f"cube {path}: no run recorded"
     lines = [f"cube {path}: {len(runs)} run(s)"]
     for i, r in enumerate(runs, 1):
-        cluster = r.get("cluster") or {}
+        cluster = r.get("cluster") if isinstance(r.get("cluster"), dict) else {}
         where = r.get("executor") or "?"
         if cluster:
             where += f" at {cluster.get('address') or 'local'}, {cluster.get('nodes', '?')} node(s)"
@@ -219,7 +223,7 @@ def render_history(path: str, storage_options: dict | None = None, data: dict[st
             where += f" x{r['workers']}"
         version = r.get("amsweep_version") or "?"
         commit = f" {str(r['source_commit'])[:10]}" if r.get("source_commit") else ""
-        plugins = f", plug-ins {len(r['plugins'])}" if r.get("plugins") else ""
+        plugins = f", plug-ins {len(r['plugins'])}" if isinstance(r.get("plugins"), dict) and r["plugins"] else ""
         seconds = r.get("seconds")
         took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
         lines.append(

@@ -8,6 +8,7 @@ Everything heavy (Ray, numba, zarr) is imported when called, not when ``amsweep`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amsweep.sweeps.launch import RunSummary, SpecLike
@@ -42,14 +43,18 @@ def run(
     ``interrupted=True`` (finished results are saved; call again to resume).
     ``allow_changed_plugins``: resume a cube whose plug-in code changed (refused otherwise).
     """
-    from amsweep.sweeps.launch import launch, plan, to_sweep
+    from amsweep.pipeline import registry
+    from amsweep.sweeps.launch import check_options, check_out, launch, plan, to_sweep
 
+    check_out(out)  # None would become ./None
+    given = {"address": address, "workers": workers, "cells_per_task": cells_per_task}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    check_options(executor, options)  # what the CLI refuses, refused for a dry run too
+    registry.reload_changed()  # the spec is read with the plug-in code as it is now
     sweep = to_sweep(spec)
     say = print if verbose else (lambda _: None)
     if dry_run:
-        return plan(sweep, str(out), retry_failed, storage_options, say)
-    given = {"address": address, "workers": workers, "cells_per_task": cells_per_task}
-    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        return plan(sweep, str(out), retry_failed, storage_options, say, allow_changed_plugins)
     return launch(
         sweep,
         str(out),
@@ -60,7 +65,17 @@ def run(
         storage_options,
         say,
         allow_changed_plugins=allow_changed_plugins,
+        command=_call(spec, out, executor, options),
     )
+
+
+def _call(spec: SpecLike, out: str, executor: str, options: dict[str, Any]) -> str:
+    """What the run record names as the command: this call, not the host process's argv (a
+    notebook kernel's launcher line says nothing of the run)."""
+    shown = str(spec) if isinstance(spec, (str, Path)) else f"<{type(spec).__name__}>"
+    args = [repr(shown), f"out={str(out)!r}", f"executor={executor!r}"]
+    args += [f"{k}={v!r}" for k, v in options.items()]
+    return f"amsweep.run({', '.join(args)})"
 
 
 def open(cube: str, storage_options: dict | None = None) -> "xarray.Dataset":  # noqa: A001 (amsweep.open)

@@ -48,7 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = executor_options(args)
     sweep = to_sweep(args.spec)
     if args.dry_run:
-        plan(sweep, args.out, retry_failed=not args.no_retry_failed, say=print)
+        plan(
+            sweep,
+            args.out,
+            retry_failed=not args.no_retry_failed,
+            say=print,
+            allow_changed_plugins=args.allow_changed_plugins,
+        )
         return 0
     summary = launch(
         sweep,

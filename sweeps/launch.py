@@ -100,20 +100,23 @@ def launch(
     storage_options: dict | None = None,
     say: Say = _quiet,
     allow_changed_plugins: bool = False,
+    command: str | None = None,
 ) -> RunSummary:
     """Run (or resume, or extend) ``sweep`` into the cube at ``out`` with the named executor.
 
     Once the executor is up, ``say`` hears where the sweep runs (local Ray, or a cluster and its
     size), and after the run which nodes ran cells. The code hashes of the sweep's plug-ins are
     recorded in the cube; resuming it with changed plug-in code is refused unless
-    ``allow_changed_plugins``."""
+    ``allow_changed_plugins``. ``command`` is what the run record names as its command (None: argv)."""
     from amsweep.pipeline import registry
     from amsweep.pipeline.executors import EXECUTORS, where
     from amsweep.sweeps.runner import preflight
     from amsweep.storage.cube import Cube
 
+    check_out(out)
     options = dict(options or {})
     check_options(executor, options)
+    registry.reload_changed()  # this process imported a plug-in whose file changed since: run the code we hash
     total = _count(sweep)
     finished = _nothing_to_do(sweep, out, retry_failed, storage_options, total, say)
     if finished is not None:
@@ -134,7 +137,8 @@ def launch(
             allow_changed_plugins=allow_changed_plugins,
         )
         try:
-            return _run_on(cube, sweep, ex, out, retry_failed, progress, say)
+            _refuse_shared(cube, out)
+            return _run_on(cube, sweep, ex, out, retry_failed, progress, say, command)
         except AmsweepError:
             release_quietly(cube)
             raise
@@ -144,6 +148,34 @@ def launch(
         ex.shutdown()
 
 
+def check_out(out: object) -> None:
+    """Refuse a missing ``out``: ``str(None)`` made a cube in ./None, and "" one spread over the
+    current folder itself (``amsweep.run(spec, out=os.environ.get("CUBE"))`` with CUBE unset)."""
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        raise AmsweepError(f"out {out!r}: expected the path or URL of the cube (nothing was written)")
+
+
+def check_counts(options: dict[str, Any]) -> None:
+    """``workers`` / ``cells_per_task`` as the CLI's positive_int takes them: a whole number >= 1
+    (the Ray executor reads workers=0 as "all CPUs", which nobody asking for 0 meant)."""
+    for name in ("workers", "cells_per_task"):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise AmsweepError(f"{name}={value!r}: expected a positive whole number")
+
+
+def _refuse_shared(cube, out: str) -> None:
+    """One run per cube in this process too: the lease is shared within a process (one process may
+    open a cube twice), so a second amsweep.run from another thread would otherwise run the same
+    pending tasks as the first (measured: 147 of 320 tasks computed twice)."""
+    held = getattr(cube, "lease", None)
+    if held is not None and getattr(held, "_refs", 1) > 1:
+        raise CubeError(
+            f"{out} is in use by another run (or a cube opened for writing) in this process; wait for it "
+            "to finish or release it, then run again (nothing was changed)"
+        )
+
+
 def check_options(executor: str, options: dict[str, Any]) -> None:
     """Refuse an unknown executor, or an option it does not take (silently ignored, it would be a
     mistake found only after the run), before anything starts."""
@@ -151,6 +183,7 @@ def check_options(executor: str, options: dict[str, Any]) -> None:
 
     if executor not in EXECUTORS:
         raise AmsweepError(f"executor {executor!r}: expected one of {', '.join(sorted(EXECUTORS))}")
+    check_counts(options)
     for name in options:
         if name not in EXECUTORS[executor].OPTIONS:
             takers = [k for k, c in EXECUTORS.items() if name in c.OPTIONS]
@@ -226,7 +259,9 @@ def _where(executor) -> dict[str, Any]:
     return {"executor": executor.name, "workers": executor.workers}
 
 
-def _run_on(cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progress: bool, say: Say) -> RunSummary:
+def _run_on(
+    cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progress: bool, say: Say, command: str | None = None
+) -> RunSummary:
     from amsweep.pipeline.executors import used
     from amsweep.sweeps.runner import run
 
@@ -245,7 +280,7 @@ def _run_on(cube, sweep: "Sweep", executor, out: str, retry_failed: bool, progre
 
             tqdm.write(line) if progress else say(line)
 
-    report = run(cube, executor, retry_failed=retry_failed, progress=progress, on_start=started)
+    report = run(cube, executor, retry_failed=retry_failed, progress=progress, on_start=started, command=command)
     summary.where = _where(executor)
     for name in ("done", "failed", "not_applicable", "remaining", "seconds", "interrupted", "errors", "run"):
         setattr(summary, name, getattr(report, name))
@@ -277,29 +312,39 @@ def _task_keys(sweep: "Sweep") -> dict[tuple, dict[str, Any]]:
 
 
 def plan(
-    sweep: "Sweep", out: str, retry_failed: bool = True, storage_options: dict | None = None, say: Say = _quiet
+    sweep: "Sweep",
+    out: str,
+    retry_failed: bool = True,
+    storage_options: dict | None = None,
+    say: Say = _quiet,
+    allow_changed_plugins: bool = False,
 ) -> RunSummary:
     """What a run of ``sweep`` into ``out`` would do, read only: a new cube and its size, or the
-    values an extension adds (with the new tasks at each) and the tasks left pending. A spec the
-    cube would refuse raises the run's own error. Nothing is created or changed, nothing started."""
+    values an extension adds (with the new tasks at each) and the tasks left pending. What the run
+    would refuse (another spec, changed plug-in code, a cube a live driver holds) raises the run's
+    own error. Nothing is created or changed, nothing started."""
+    from amsweep.pipeline import registry
     from amsweep.pipeline.spec import from_canonical
     from amsweep.storage import backup, extend, zarr_documents
-    from amsweep.storage.cube import Cube
+    from amsweep.storage.cube import Cube, _foreign_objects
     from amsweep.storage.objects import objects_at
     from amsweep.storage.schema import FORMAT_VERSION
     from amsweep.storage.store_errors import no_bucket_message, store_boundary
 
+    check_out(out)
+    registry.reload_changed()
     total = _count(sweep)
     with store_boundary(out, "reading the cube"):
         objects = objects_at(out, storage_options)
         doc = backup.read_root(objects, out)
         attrs = (doc or {}).get("attributes") or {}
         if doc is None or (attrs.get(zarr_documents.CREATING) and "amsweep_spec" not in attrs):
-            if doc is None and any(True for _ in objects.list()):
+            if doc is None and _foreign_objects(objects):  # the run's own test: a lone lease is free
                 raise CubeError(f"{out}: exists and is not a Zarr v3 group; a run would refuse to touch it")
             bucket = _missing_bucket(objects, out)
-            if bucket:
+            if bucket is not None:
                 raise CubeError(no_bucket_message(out, bucket))
+            _refuse_held(objects, out)
             summary = RunSummary(sweep.name, sweep.spec_hash, out, total, total, remaining=total, dry_run=True)
             summary.creates, summary.new_tasks = True, total
             summary.added = {name: {v: 0 for v in values} for name, values in sweep.axes.items()}
@@ -319,6 +364,8 @@ def plan(
         if cube.sweep.spec_hash != sweep.spec_hash:
             cube._refuse_other_spec(sweep)  # the very refusal a run would give
             merged = from_canonical(extend.merge(cube.sweep.canonical, sweep.canonical)[0])
+        cube._changed_plugins(registry.sweep_code_hashes(sweep), allow_changed_plugins)  # the run's refusal too
+        _refuse_held(objects, out)
     before = _task_keys(cube.sweep)
     new = {k: v for k, v in _task_keys(merged).items() if k not in before}
     total = len(before) + len(new)
@@ -345,11 +392,36 @@ def plan(
 
 
 def _missing_bucket(objects, out: str) -> str | None:
-    """The bucket of an S3 cube path, if it does not exist: a run would fail on it at once."""
+    """The bucket of an S3 cube path if S3 says it does not exist (NoSuchBucket, as the run tells
+    it: ``store_errors.missing_bucket``), else None. Not s3fs's ``exists(bucket)``: False for any
+    failed HeadBucket, so a policy that only allows objects under a prefix read as "no bucket"."""
+    from amsweep.storage.store_errors import missing_bucket
+
     if not getattr(objects, "s3", False):
         return None
-    bucket = out.split("://", 1)[1].split("/", 1)[0]
-    return None if objects.fs.exists(bucket) else bucket
+    try:
+        objects.fs.ls(objects.base, refresh=True)  # a ListObjectsV2 under the cube: what a run needs
+    except Exception as e:
+        return missing_bucket(e)
+    return None
+
+
+def _refuse_held(objects, out: str) -> None:
+    """Raise what the run would (``LeaseHeld``) where a live driver holds the cube: its heartbeat is
+    fresh and, on this machine, its process alive (this process too: a second run here is refused)."""
+    from amsweep.storage import history, lease
+
+    holder = lease.holder_of(objects)
+    if holder is None:
+        return
+    age = history.heartbeat_age(holder)
+    here = holder.get("host") == lease.HOST and holder.get("machine") == lease.MACHINE
+    if age > lease.stale_seconds() or (here and not lease._alive(holder.get("pid"), holder.get("pid_start"))):
+        return  # a run takes it over
+    raise lease.LeaseHeld(
+        f"{out} is in use by another driver: {holder.get('holder')} (`{holder.get('command')}`, last heartbeat "
+        f"{age:.0f} s ago); a run now would be refused (nothing was created or changed)"
+    )
 
 
 def _say_plan(summary: RunSummary, sweep: "Sweep", say: Say, pending: int = 0) -> None:

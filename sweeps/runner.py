@@ -73,6 +73,7 @@ def run(
     min_flush_seconds: float = 1.0,
     cell: Callable[..., CellResult] = run_cell,
     on_start: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> RunReport:
     """Run every task of the cube's sweep that is not done yet.
 
@@ -84,6 +85,7 @@ def run(
     it. ``on_start`` hears one line once the data files are shipped (the driver's copies are no
     longer needed from then on). Temporaries that killed writes left in the cube are removed
     once this driver holds it. SIGTERM stops it as Ctrl-C does (``amsweep.sweeps.termination``).
+    ``command``: what the run record names (None: this process's argv).
     """
     with sigterm_as_interrupt():  # Slurm's preemption, ``ray job stop``, ``kill``: stop like Ctrl-C
         return _run(
@@ -96,6 +98,7 @@ def run(
             min_flush_seconds,
             cell,
             on_start,
+            command,
         )
 
 
@@ -109,6 +112,7 @@ def _run(
     min_flush_seconds: float,
     cell: Callable[..., CellResult],
     on_start: Callable[[str], None] | None,
+    command: str | None,
 ) -> RunReport:
     sweep = cube.sweep
     preflight(sweep, executor)
@@ -123,7 +127,7 @@ def _run(
     buffer: list[CellResult] = []
     marks: list[Mark] = []
     last_flush = t_start = time.monotonic()
-    history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None))
+    history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None), command)
     report.run = history.id
     broken = False  # a flush failed (store, lease): the final flush does not try again
 

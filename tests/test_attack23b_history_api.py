@@ -1,6 +1,6 @@
 """attack23b: adversarial review of issue 23's run history and Python API. Each test here shows a
-way amsweep misled, crashed or accepted what it should refuse at the time of the review; each is
-marked ``xfail(strict=True)`` until fixed. Tiny specs, serial executor, no Ray: seconds each."""
+way amsweep misled, crashed or accepted what it should refuse at the time of the review; each was
+marked ``xfail(strict=True)`` until fixed (fix23b). Tiny specs, serial executor, no Ray: seconds each."""
 
 from __future__ import annotations
 
@@ -62,7 +62,6 @@ def _status(capsys, *argv: str) -> str:
 
 
 # ---- Python API: what the command line refuses ----------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run(dry_run=True) skips check_options (the CLI refuses)")
 @pytest.mark.parametrize(
     "options",
     [{"executor": "dask"}, {"executor": "serial", "workers": 2}],
@@ -82,7 +81,6 @@ def test_api_dry_run_refuses_an_executor_or_option_the_cli_refuses(tmp_path, cap
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: amsweep.run takes workers or cells_per_task <= 0, or a str")
 @pytest.mark.parametrize("option", [{"workers": 0}, {"workers": -2}, {"workers": "4"}, {"cells_per_task": 0}])
 def test_api_refuses_a_non_positive_worker_or_batch_count_before_starting_ray(tmp_path, monkeypatch, option):
     """The CLI refuses `--workers 0` / `--cells-per-task 0` (positive_int) before anything starts;
@@ -108,7 +106,6 @@ def test_api_refuses_a_non_positive_worker_or_batch_count_before_starting_ray(tm
 
 
 # ---- dry run: says a run would go where the run refuses --------------------------------------------
-@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run does not check plug-in hashes; it says 'matches'")
 def test_dry_run_of_a_resume_with_edited_plugin_code_says_the_run_would_be_refused(half_done, capsys):  # noqa: F811
     """The run refuses a resume whose plug-in code changed (exit 2, one line); `run --dry-run` of the
     same command said "dry run: ... matches the cube ... 1 task(s) to run" and exited 0."""
@@ -124,7 +121,6 @@ def test_dry_run_of_a_resume_with_edited_plugin_code_says_the_run_would_be_refus
 
 
 # ---- status on damaged or foreign run records --------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="attack23b: status --history crashes (AttributeError) on a foreign record")
 def test_status_history_survives_a_foreign_record_with_odd_field_types(tmp_path, capsys):
     """load_runs keeps any JSON object as a record; render_history then calls .get on `cluster` and
     len() on `plugins`: a record with "cluster": "here" crashed `status --history` with a traceback."""
@@ -133,7 +129,6 @@ def test_status_history_survives_a_foreign_record_with_odd_field_types(tmp_path,
     assert _status(capsys, out, "--history").startswith(f"cube {out}: 1 run(s)")
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: status crashes (ZeroDivisionError) on a record with huge seconds")
 def test_status_survives_a_record_whose_rate_is_zero(tmp_path, capsys):
     """A record's "seconds": 1e309 is valid JSON that Python reads as inf: the rate done/seconds is 0
     and the ETA todo/rate raised ZeroDivisionError in plain `amsweep status` (tasks pending)."""
@@ -143,7 +138,6 @@ def test_status_survives_a_record_whose_rate_is_zero(tmp_path, capsys):
     assert "pending 4" in text
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: status --json prints Infinity/NaN, which is not JSON")
 def test_status_json_is_strict_json_whatever_a_record_holds(tmp_path, capsys):
     """json.dumps writes inf as the bare word Infinity; jq and every strict parser reject the output."""
     out = _pending_cube(tmp_path)
@@ -156,7 +150,6 @@ def test_status_json_is_strict_json_whatever_a_record_holds(tmp_path, capsys):
     json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: a foreign record named later than every run becomes 'the last run'")
 def test_a_record_that_is_no_run_of_this_cube_is_not_taken_for_its_last_run(tmp_path, capsys):
     """Anything under _amsweep/runs/ is a run, ordered by its key: a JSON object with none of the
     record's fields (a stray file, a record of another cube copied in) named after every real run
@@ -168,7 +161,6 @@ def test_a_record_that_is_no_run_of_this_cube_is_not_taken_for_its_last_run(tmp_
     assert "last started ?" not in text and ": finished;" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: `amsweep check` says ok with unreadable run records")
 def test_check_names_an_unreadable_run_record(tmp_path, capsys):
     """`status --history` lists an unreadable record as "unreadable record"; `amsweep check` (the
     command meant to find damage) said "ok" and named nothing."""
@@ -181,7 +173,6 @@ def test_check_names_an_unreadable_run_record(tmp_path, capsys):
 
 
 # ---- the order of runs --------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="attack23b: runs ordered by each driver's clock: a fast clock's run is 'last'")
 def test_runs_are_listed_in_the_order_they_ran_when_a_drivers_clock_is_ahead(tmp_path, capsys, monkeypatch):
     """Run ids (and so the listing, "last started" and the throughput behind the ETA) are ordered by
     the start time on each driver's own clock. A first run on a machine whose clock is an hour fast,
@@ -207,7 +198,6 @@ def test_runs_are_listed_in_the_order_they_ran_when_a_drivers_clock_is_ahead(tmp
     assert "last run: 2 tasks" in _status(capsys, out)
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: a run started by amsweep.run records the host process's argv")
 def test_a_run_started_from_python_records_that_it_was_the_python_api(tmp_path):
     """The run record's ``command`` is ``sys.argv``: for amsweep.run in a notebook that is the
     kernel's launcher line (here pytest's), which says nothing of the run. It should name the call."""
@@ -221,7 +211,6 @@ def test_a_run_started_from_python_records_that_it_was_the_python_api(tmp_path):
     assert "amsweep.run" in record["command"], record["command"]
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run says 'N task(s) to run' while a live driver holds it")
 def test_dry_run_says_the_cube_is_in_use_when_a_live_driver_holds_it(tmp_path, capsys):
     """Another machine's driver holds the cube (a fresh heartbeat): the run is refused ("in use by
     another driver", exit 2) but its dry run said "2 task(s) to run of 6 ... nothing was created"
@@ -243,7 +232,6 @@ def test_dry_run_says_the_cube_is_in_use_when_a_live_driver_holds_it(tmp_path, c
     assert code == 2 or "node7" in said.out + said.err, said.out
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: one process: cached plug-in code runs, new hash recorded")
 def test_api_resume_after_a_plugin_edit_runs_the_code_whose_hash_it_records(half_done):  # noqa: F811
     """A notebook: run, find a plug-in bug, fix the file, amsweep.run again (allow_changed_plugins,
     as the refusal suggests) in the same kernel. The cube records the fixed file's hash, but the
@@ -261,7 +249,6 @@ def test_api_resume_after_a_plugin_edit_runs_the_code_whose_hash_it_records(half
     assert summary.failed == 0 and (cube.status() == 1).all(), summary.errors  # ... and the fix ran
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: a 2nd amsweep.run in the same process shares the 1st's lease")
 def test_a_second_run_in_the_same_process_is_refused_while_a_first_one_holds_the_cube(tmp_path):
     """The lease is shared within a process ("one process may open a cube twice"), so two
     amsweep.run calls on one cube from two threads of a notebook both ran: measured with the
@@ -280,7 +267,6 @@ def test_a_second_run_in_the_same_process_is_refused_while_a_first_one_holds_the
         first.release()
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: out=None / out='' / --out '' write a cube into ./None or the cwd")
 @pytest.mark.parametrize("how", ["api-None", "api-empty", "cli-empty"])
 def test_a_missing_out_is_refused_not_written_into_the_current_folder(tmp_path, monkeypatch, how):
     """amsweep.run(spec, out=os.environ.get("CUBE")) with CUBE unset ran the sweep into ./None;
@@ -301,7 +287,6 @@ def test_a_missing_out_is_refused_not_written_into_the_current_folder(tmp_path, 
     assert list(work.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: --dry-run refuses a folder holding only a lease; the run uses it")
 def test_dry_run_of_a_folder_a_killed_creation_left_with_only_its_lease_says_a_run_creates_the_cube(tmp_path, capsys):
     """A creation killed right after taking the lease leaves only _amsweep/lease.json; `amsweep run`
     treats that folder as free (Cube._foreign_objects) and creates the cube, but its dry run said
@@ -317,7 +302,6 @@ def test_dry_run_of_a_folder_a_killed_creation_left_with_only_its_lease_says_a_r
     assert dry == 0 and "a run would create it" in said.out, said.err
 
 
-@pytest.mark.xfail(strict=True, reason="attack23b: dry run says 'bucket does not exist' when HeadBucket is only denied")
 def test_dry_run_on_s3_says_no_bucket_only_when_s3_says_so(tmp_path, monkeypatch):
     """The run names a missing bucket from S3's NoSuchBucket code (store_errors.missing_bucket); the
     dry run from s3fs's exists(bucket), False for any failed HeadBucket/GetBucketLocation. A user
