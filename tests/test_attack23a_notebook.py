@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
 
 import amsweep
 from amsweep.pipeline import registry
@@ -41,11 +40,6 @@ SPEC = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: amsweep.run in the same process after a plug-in edit, with allow_changed_plugins: the "
-    "cube records the new code's hash but the cells run the module imported before the edit",
-)
 def test_a_second_run_in_one_process_runs_the_code_whose_hash_it_records(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     (folder / "rules").mkdir(parents=True)
