@@ -12,8 +12,12 @@ unpacks it on every node before a worker starts, with the unpacked folder's pare
 
 The copy drops ``__pycache__`` and ignore files (``.gitignore``, ``.rayignore``): Ray would skip
 ignored files, and a name that is a hash of what is shipped must cover exactly what is shipped. It
-also holds a marker file naming it, so two folders of equal content but different names can never
-share one Ray package.
+also drops what is not a regular file, and editors' lock files (``.#name``): Emacs leaves one as a
+dangling link while a buffer has unsaved edits (reading it raised FileNotFoundError, a traceback),
+and a named pipe blocked the read for ever, before anything was said. It also holds a marker file
+naming it, so two folders of equal content but different names can never share one Ray package.
+A folder larger than Ray's package limit (``RAY_max_grpc_message_size``, 512 MiB) is refused in one
+line (``too_large``): Ray's own advice, a ``.rayignore``, cannot apply to the staged copy.
 
 A Ray this executor starts (or joins) gets the copies in the job's runtime environment, uploaded by
 ``ray.init``; where the caller had already connected Ray, or the folders changed since, the batches
@@ -26,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -34,11 +39,10 @@ from typing import Any
 
 from amsweep.pipeline.errors import PluginError
 
-__all__ = ["PREFIX", "Shipper", "Staged", "folder_digest", "stage", "worker_path"]
+__all__ = ["PREFIX", "Shipper", "Staged", "folder_digest", "stage", "too_large", "worker_path"]
 
 PREFIX = "amsweep_shipped_"
 MARKER = ".amsweep_shipped"
-IGNORED = ("__pycache__", "*.pyc", ".gitignore", ".rayignore", ".git")
 
 
 def folder_digest(folder: Path) -> str:
@@ -49,12 +53,62 @@ def folder_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+SKIPPED_DIRS = ("__pycache__", ".git")
+
+
+def _ships(path: Path) -> bool:
+    """Whether a file is shipped: a regular file (or a link to one), not byte code, an ignore file or
+    an editor's lock file. ``os.stat`` never opens it, so a named pipe cannot block here."""
+    name = path.name
+    if name.endswith(".pyc") or name in (".gitignore", ".rayignore") or name.startswith(".#"):
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a dangling link, or one we may not follow
+        return False
+
+
 def _shipped_files(folder: Path) -> list[Path]:
     files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in ("__pycache__", ".git")]
-        files += [Path(root, n) for n in names if not n.endswith(".pyc") and n not in (".gitignore", ".rayignore")]
+    for root, dirs, names in os.walk(folder, followlinks=True):  # as copytree copies a linked folder
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+        files += [Path(root, n) for n in names if _ships(Path(root, n))]
     return files
+
+
+def _ignored(directory: str, names: list[str]) -> set[str]:
+    """``copytree``'s ignore: exactly what ``_shipped_files`` leaves out, so the name covers the copy."""
+    skipped = set()
+    for name in names:
+        path = Path(directory, name)
+        if name in SKIPPED_DIRS or (not path.is_dir() and not _ships(path)):
+            skipped.add(name)
+    return skipped
+
+
+def too_large(e: BaseException, folders: tuple[Path, ...]) -> PluginError | None:
+    """The one line for Ray refusing a plug-in package over its size limit (None: not that error);
+    it names the largest files, which are what to move out (data beside a dataset plug-in)."""
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return None
+        text = str(seen)
+        if "exceeds the maximum size" in text:
+            break
+        seen = seen.__cause__ or seen.__context__
+    else:
+        return None
+    said = next(line for line in text.splitlines() if "exceeds the maximum size" in line).strip()
+    said = said[said.find("Package size") :] if "Package size" in said else said  # not the staged copy's path
+    said = said.split(". To exclude")[0]
+    files = sorted(((p.stat().st_size, p) for f in folders for p in _shipped_files(f)), reverse=True)[:3]
+    largest = ", ".join(f"{p} ({size / 2**20:.1f} MiB)" for size, p in files)
+    return PluginError(
+        f"the plug-in folders on AMSWEEP_PLUGIN_PATH are too large to ship to Ray ({said}); largest files: "
+        f"{largest}. Keep only code there and have a dataset read large files from a path its spec gives "
+        "(ignore files such as .rayignore do not apply: the whole folder is shipped); nothing ran"
+    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +145,7 @@ def stage(folders: tuple[Path, ...]) -> Staged | None:
     for folder, name in zip(folders, names):
         target = directory / name
         if not target.exists():  # two folders of equal content: one package serves both
-            shutil.copytree(folder, target, ignore=shutil.ignore_patterns(*IGNORED))
+            shutil.copytree(folder, target, ignore=_ignored)
             (target / MARKER).write_text(name + "\n")
     return Staged(folders, names, directory)
 
@@ -123,8 +177,9 @@ class Shipper:
     """The driver's side: what goes into ``ray.init``'s runtime environment, and what each sweep's
     batches carry (a path value, and a task runtime environment when the job's does not fit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inherited: list[str] | None = None) -> None:
         self.job: Staged | None = None
+        self.inherited = list(inherited or [])  # a Ray job's own py_modules: a task's list replaces the job's
         self._tasks: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def job_modules(self, folders: tuple[Path, ...]) -> list[str]:
@@ -151,8 +206,15 @@ class Shipper:
                 from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
 
                 env = upload_py_modules_if_needed(
-                    {"py_modules": staged.py_modules}, include_gitignore=False, scratch_dir=str(staged.directory)
+                    {"py_modules": self.inherited + staged.py_modules},
+                    include_gitignore=False,
+                    scratch_dir=str(staged.directory),
                 )
+            except Exception as e:
+                refusal = too_large(e, folders)
+                if refusal is None:
+                    raise
+                raise refusal from None
             finally:
                 staged.remove()
             self._tasks[names] = {"py_modules": list(env["py_modules"])}

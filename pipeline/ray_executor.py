@@ -17,7 +17,9 @@ on, so ``describe()`` can say which nodes did the work without asking Ray.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, registry
@@ -64,6 +66,52 @@ def where_to_run(address: str | None, environ: Mapping[str, str] = os.environ) -
     if given and given != "local":
         return given, "Ray job" if IN_RAY_JOB in environ else "RAY_ADDRESS"
     return None, "local"
+
+
+PROBE_SECONDS = 5.0  # a TCP connect to a live head answers in milliseconds, even across a WAN
+
+
+def probe(address: str, source: str) -> None:
+    """Refuse a HOST:PORT (or ray://HOST:PORT) where nothing listens, before ``ray.init``.
+
+    Ray's GCS client retries a closed port without end: ``RAY_ADDRESS=HOST:6379`` of a stopped
+    cluster said nothing but Ray's warnings for more than 300 s (attack23a), and a ``ray://`` one
+    took ~30 s. One TCP connect tells a closed port at once; a port that answers is left to Ray
+    (a firewall that drops packets costs ``PROBE_SECONDS``). ``auto`` and other forms are Ray's.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        raise join_error(address, source, ConnectionError(f"nothing answers at {host}:{port}: {e}")) from None
+
+
+def job_runtime_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The runtime environment of the Ray job this driver is the entrypoint of ({} outside one).
+
+    ``ray.init`` merges it with the one it is given and refuses a field, or an environment variable,
+    set in both (attack23a: a job setting OMP_NUM_THREADS, or shipping its own py_modules, was
+    refused as "cannot join"), so the executor leaves out what the job already sets.
+    """
+    try:
+        config = json.loads(environ.get(IN_RAY_JOB, "") or "{}")
+    except ValueError:
+        return {}  # Ray reads it too, and says what is wrong with it
+    env = config.get("runtime_env") if isinstance(config, dict) else None
+    return env if isinstance(env, dict) else {}
+
+
+def init_runtime_env(job_env: Mapping[str, Any], py_modules: list[str]) -> dict[str, Any]:
+    """What ``ray.init`` is given: the pinned threads, and the plug-in packages, less what the job's
+    runtime env ``job_env`` already sets (its values win; ``threads.pin`` still pins each cell).
+    Where the job ships its own py_modules, the plug-ins go with each task instead (``Shipper``)."""
+    job_vars = job_env.get("env_vars") or {}
+    env: dict[str, Any] = {"env_vars": {k: v for k, v in PINNED_THREADS.items() if k not in job_vars}}
+    if py_modules and "py_modules" not in job_env:
+        env["py_modules"] = py_modules
+    return env
 
 
 def _auth_failure(e: BaseException) -> bool:
@@ -163,10 +211,16 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         self._reaper = None
-        self._plugins = plugin_shipping.Shipper()
+        job_env = job_runtime_env() if self._owns_ray else {}
+        job_modules = job_env.get("py_modules") or []
+        self._plugins = plugin_shipping.Shipper(inherited=[str(m) for m in job_modules])
         if self._owns_ray:
+            if address is not None:
+                probe(address, self.source)
+            # the job's own py_modules: ours go with each task (for_batches); else uploaded by ray.init, once
+            modules = [] if job_modules else self._plugins.job_modules(registry.plugin_path())
             kwargs: dict[str, Any] = {
-                "runtime_env": {"env_vars": dict(PINNED_THREADS)},
+                "runtime_env": init_runtime_env(job_env, modules),
                 "include_dashboard": False,
                 "logging_level": "ERROR",
                 "log_to_driver": True,
@@ -178,12 +232,13 @@ class RayExecutor:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address
-            modules = self._plugins.job_modules(registry.plugin_path())  # uploaded by ray.init, once
-            if modules:
-                kwargs["runtime_env"]["py_modules"] = modules
             try:
                 ray.init(**kwargs)
             except Exception as e:  # ConnectionError, TimeoutError, ValueError, ray's AuthenticationError
+                too_large = plugin_shipping.too_large(e, registry.plugin_path())
+                if too_large is not None:
+                    ray.shutdown()  # the local Ray it had started, if any
+                    raise too_large from None
                 if address is None:
                     raise  # a local Ray that cannot start is not the user's input: a bug or the machine
                 raise join_error(address, self.source, e) from None

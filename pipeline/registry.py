@@ -164,6 +164,8 @@ def _sources(family: str) -> dict[str, Source]:
     helpers: dict[str, Path] = {}  # one package over all folders: a helper name means one file
     for folder in folders:
         for path in sorted((folder / family).glob("*.py")):
+            if path.name.startswith(".") or not path.is_file():
+                continue  # an editor's lock or backup file (Emacs's `.#toy.py` is a dangling link), a fifo
             kind = path.stem
             if kind.startswith("_"):
                 if kind != "__init__" and helpers.setdefault(kind, path) != path:
@@ -299,15 +301,16 @@ def reload_changed() -> bool:
 
 
 def _digest(main: Path, folders: list[Path]) -> str:
-    """sha256 over each file's name (relative to its folder) and bytes, in name order: the module
-    and, transitively, the sibling modules it imports (``from ._helpers import x``)."""
+    """sha256 over each file's name (its path relative to its folder) and bytes, in name order: the
+    module and, transitively, the sibling modules and packages it imports (``from ._helpers import x``)."""
     files: dict[str, Path] = {}
     todo = [main]
     while todo:
         path = todo.pop()
-        if path.name in files:
+        name = _relative(path, folders).as_posix()
+        if name in files:
             continue
-        files[path.name] = path
+        files[name] = path
         todo.extend(_sibling_imports(path, folders))
     h = hashlib.sha256()
     for name in sorted(files):
@@ -315,28 +318,60 @@ def _digest(main: Path, folders: list[Path]) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
+def _relative(path: Path, folders: list[Path]) -> Path:
+    """``path`` relative to the package folder holding it (its bare name if none does): the hash must
+    not depend on where the plug-in folder sits."""
+    for folder in folders:
+        if path.is_relative_to(folder):
+            return path.relative_to(folder)
+    return Path(path.name)
+
+
 def _sibling_imports(path: Path, folders: list[Path]) -> list[Path]:
-    """The files of the modules ``path`` imports from its own package (relative imports, or
-    absolute ones through ``amsweep_plugins.<family>``), found in the package's folders."""
+    """The files of the modules ``path`` imports from its own package, found in the package's folders.
+
+    Every form Python accepts is followed, because a missed one let a helper edit resume silently
+    (attack23a): relative imports at any depth (``from ._x import y``, ``from . import _x``, ``from
+    ._lib.core import y``, ``from .. import _x`` inside a helper package) and absolute ones through
+    ``amsweep_plugins.<family>`` (``import amsweep_plugins.rules._x``, ``from amsweep_plugins.rules
+    import _x``). A name that is a helper *package* (``_lib/``) brings every ``.py`` file under it:
+    its modules import one another in ways not worth following one by one, and a package is small.
+    A module imported dynamically (``importlib``) is not seen; ``--allow-changed-plugins`` is not
+    needed for it, but neither is it protected. Helpers the module does not import are left out, so
+    adding an unrelated helper does not refuse a resume.
+    """
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError:
         return []  # importing it fails with the error; its own bytes are hashed all the same
+    depth = len(_relative(path, folders).parts) - 1  # 0: a module of the family folder itself
+    family = folders[0].name if folders else ""
     names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            parts = (node.module or "").split(".")
-            names.update([parts[0]] if node.module else [a.name for a in node.names])
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            if node.level <= depth:
+                names.add(_relative(path, folders).parts[0])  # within its own helper package
+            elif node.level == depth + 1:
+                names.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for module in modules:
                 parts = module.split(".")
-                if len(parts) >= 3 and parts[0] == PLUGIN_PACKAGE and folders and parts[1] == folders[0].name:
+                if len(parts) < 2 or parts[0] != PLUGIN_PACKAGE or parts[1] != family:
+                    continue
+                if len(parts) >= 3:
                     names.add(parts[2])
-    found = []
+                elif isinstance(node, ast.ImportFrom):  # from amsweep_plugins.rules import _helpers
+                    names.update(a.name for a in node.names)
+    found: list[Path] = []
     for name in sorted(names):
         for folder in folders:
             if (folder / f"{name}.py").is_file():
                 found.append(folder / f"{name}.py")
+                break
+            if name.isidentifier() and (folder / name).is_dir():
+                found += sorted(
+                    p for p in (folder / name).rglob("*.py") if "__pycache__" not in p.parts and p.is_file()
+                )
                 break
     return found

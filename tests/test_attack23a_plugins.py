@@ -5,7 +5,8 @@ plug-in code is refused (``registry.code_hashes``). The hash covers the module's
 sibling helper *files* it imports with ``from ._x import y`` or ``from amsweep_plugins.<family>._x
 import y``; three common ways of importing a helper are not followed, so an edit of that helper
 resumes silently and the cube mixes cells of the old and the new code under one recorded hash.
-Found at 36a0080, strict xfails for the lead. Serial executor, tiny specs: well under a second each.
+Found at 36a0080; fixed (fix23a): every import form is followed, a helper package
+hashed whole. Serial executor, tiny specs: well under a second each.
 """
 
 from __future__ import annotations
@@ -87,12 +88,6 @@ def test_the_rel_import_of_a_helper_file_is_hashed(plugin_folder):
 
 
 @pytest.mark.parametrize("how", [ABSOLUTE_MODULE, PACKAGE, PACKAGE_MODULE], ids=["absolute", "package", "submodule"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: registry._sibling_imports follows only `._x`/`amsweep_plugins.<family>._x` *files*: "
-    "`from amsweep_plugins.rules import _helpers`, a helper package `_lib/` and `from ._lib.core import` "
-    "are not hashed, so their edits go unnoticed",
-)
 def test_an_edit_of_a_helper_imported_another_way_changes_the_hash(plugin_folder, how):
     imports, where = how
     helper = plugin(plugin_folder, imports, where)
@@ -103,11 +98,6 @@ def test_an_edit_of_a_helper_imported_another_way_changes_the_hash(plugin_folder
     assert toy_hash() != before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: a resume after editing a helper imported as `from amsweep_plugins.rules import _helpers` "
-    "is not refused; the cube mixes old-code and new-code cells under one recorded hash",
-)
 def test_a_resume_after_editing_an_absolutely_imported_helper_is_refused(plugin_folder, tmp_path):
     helper = plugin(plugin_folder, *ABSOLUTE_MODULE)
     spec, out = tmp_path / "toy.toml", tmp_path / "toy.zarr"

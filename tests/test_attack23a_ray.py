@@ -6,14 +6,17 @@ head crashed, the allocation ended, a typo in the port) is the common failure of
 end: measured at 36a0080 under this machine's load, ``amsweep run --address 127.0.0.1:<closed
 port>`` had said nothing but Ray's retry warnings after 150 s and 300 s (killed both times);
 with ``RAY_gcs_server_port_wait_time_s=2`` it took 85 s to say "cannot join". A ``ray://`` address
-fails in ~30 s (tests/test_refusals.py). Strict xfail for the lead; it costs its 40 s bound.
+fails in ~30 s (tests/test_refusals.py). Fixed (fix23a): a TCP probe of the port before ``ray.init``
+refuses it in one line within seconds.
 
 Inside a Ray job (``ray job submit --runtime-env-json ... -- amsweep run``) Ray merges the job's
 runtime environment with the one ``ray.init`` is given and refuses any field or environment
 variable named in both. amsweep always passes ``env_vars`` OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, and
 ``py_modules`` when there are plug-ins, so a job that sets OMP_NUM_THREADS (even to 1) or ships its
 own py_modules is refused before any connection, and the message says "cannot join that Ray
-cluster" about a cluster that is fine. Found at 36a0080 (1.5 s to the refusal), strict xfails.
+cluster" about a cluster that is fine. Found at 36a0080 (1.5 s to the refusal). Fixed (fix23a): the
+executor leaves out what the job's runtime env sets, and ships plug-ins per task where the job has
+its own py_modules.
 """
 
 from __future__ import annotations
@@ -40,11 +43,6 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: RAY_ADDRESS/--address HOST:PORT of a stopped cluster: ray.init retries for minutes "
-    "(>300 s measured) with only Ray's warnings, no 'cannot join' line",
-)
 def test_a_stopped_cluster_in_ray_address_is_refused_promptly(tmp_path):
     spec, out = tmp_path / "q.toml", tmp_path / "c.zarr"
     spec.write_text(SPEC)
@@ -68,11 +66,6 @@ def test_a_stopped_cluster_in_ray_address_is_refused_promptly(tmp_path):
 
 
 @pytest.mark.parametrize("job_env", ["env_vars", "py_modules"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: in a Ray job whose runtime env sets OMP_NUM_THREADS or py_modules, ray.init's "
-    "runtime env conflicts (Ray refuses the merge) and amsweep says 'cannot join that Ray cluster'",
-)
 def test_a_ray_job_with_its_own_runtime_env_is_not_refused(tmp_path, job_env):
     """Ray's merge happens in ``ray.init`` before it connects, so a closed port stands in for the
     job's cluster: a fixed amsweep goes on to connect (and is refused for the port, or is still
@@ -103,3 +96,24 @@ def test_a_ray_job_with_its_own_runtime_env_is_not_refused(tmp_path, job_env):
         proc.kill()
         _, stderr = proc.communicate()
     assert "Failed to merge the Job's runtime env" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    "job_env",
+    [{}, {"env_vars": {"OMP_NUM_THREADS": "4"}}, {"py_modules": ["/job/own_package"]}],
+    ids=["no-job", "env_vars", "py_modules"],
+)
+def test_what_ray_init_is_given_merges_with_the_jobs_runtime_env(job_env):
+    """The merge itself (the test above stops at the closed port's refusal, before ``ray.init``):
+    Ray's own merge rule accepts what the executor gives ``ray.init``, the job's settings win, and
+    amsweep's plug-ins are in the job's env unless the job ships its own py_modules (then they go
+    with each task)."""
+    from ray.runtime_env.runtime_env import _merge_runtime_env
+
+    from amsweep.pipeline.ray_executor import PINNED_THREADS, init_runtime_env
+
+    staged = ["/tmp/staging/amsweep_shipped_0123"]
+    merged = _merge_runtime_env(job_env, init_runtime_env(job_env, staged))
+    assert merged is not None, "Ray would refuse the merge"
+    assert merged["env_vars"] == PINNED_THREADS | job_env.get("env_vars", {})
+    assert merged["py_modules"] == job_env.get("py_modules", staged)

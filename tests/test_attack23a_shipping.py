@@ -5,13 +5,14 @@ The Ray executor copies and hashes each whole ``AMSWEEP_PLUGIN_PATH`` folder bef
 break it: an editor's lock file (Emacs writes ``.#name`` as a dangling symlink while a buffer is
 modified) makes ``amsweep run --executor ray`` print a traceback and "this is a bug in amsweep";
 a named pipe makes it hang for ever, before anything says what it is doing. Found at 36a0080,
-strict xfails for the lead; no Ray is started (the staging is what fails), each runs in < 3 s.
+fixed (fix23a): such files are skipped in discovery and shipping. The first test runs a Ray sweep.
 
 A plug-in folder larger than Ray's package limit (gRPC's message size, 512 MiB by default; a
 data file beside a dataset plug-in) fails in ``ray.init``'s upload: a traceback and "this is a bug
 in amsweep", ending in Ray's advice to list the file in ``.rayignore``, which cannot work here:
 the staged copy drops ``.gitignore``/``.rayignore`` on purpose. The test lowers Ray's limit to
-4 MiB (``RAY_max_grpc_message_size``) and ships 6 MB; it starts a local Ray (~16 s here).
+4 MiB (``RAY_max_grpc_message_size``) and ships 6 MB; it starts a local Ray (~16 s here). Fixed
+(fix23a): Ray's size error becomes one PluginError line naming the largest files.
 """
 
 from __future__ import annotations
@@ -79,11 +80,6 @@ def staged_or_refused(folder: Path, seconds: float = 5.0) -> str:
     return said[0] if said else "hung"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: plugin_shipping reads every file of the folder: an editor's dangling-symlink lock file "
-    "raises FileNotFoundError, and `amsweep run --executor ray` calls it a bug in amsweep",
-)
 def test_a_dangling_symlink_in_a_plugin_folder_is_skipped_or_refused_in_one_line(folder, tmp_path, capsys):
     os.symlink("user@host.4242:1765000000", folder / "notes" / ".#todo.md")  # what Emacs leaves
     spec = tmp_path / "q.toml"
@@ -94,11 +90,6 @@ def test_a_dangling_symlink_in_a_plugin_folder_is_skipped_or_refused_in_one_line
     assert code in (0, 2) and "Traceback" not in err and "bug in amsweep" not in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: plugin_shipping reads every file of the folder: a named pipe blocks the read, so "
-    "`amsweep run --executor ray` hangs for ever before Ray starts, saying nothing",
-)
 def test_a_named_pipe_in_a_plugin_folder_does_not_hang_the_start(folder):
     pipe = folder / "notes" / "pipe"
     os.mkfifo(pipe)
@@ -111,11 +102,6 @@ def test_a_named_pipe_in_a_plugin_folder_does_not_hang_the_start(folder):
             pass  # no reader left
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: registry globs rules/*.py, so Emacs's lock file `.#toy.py` (a dangling symlink, present while "
-    "toy.py has unsaved edits) refuses every run: 'the file name must be a Python identifier' (predates issue 23)",
-)
 def test_an_editor_lock_file_beside_a_plugin_does_not_refuse_the_run(folder, tmp_path, capsys):
     os.symlink("user@host.4242:1765000000", folder / "rules" / ".#toy.py")
     spec = tmp_path / "q.toml"
@@ -124,11 +110,6 @@ def test_an_editor_lock_file_beside_a_plugin_does_not_refuse_the_run(folder, tmp
     assert code == 0, capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack23a: a plug-in folder over Ray's package limit: traceback + 'bug in amsweep' from ray.init's "
-    "upload, and Ray's advice (.rayignore) cannot work since the staged copy drops ignore files",
-)
 def test_a_plugin_folder_too_large_for_ray_is_refused_in_one_line(folder, tmp_path):
     (folder / "data").mkdir()
     (folder / "data" / "weights.bin").write_bytes(os.urandom(6_000_000))  # incompressible
