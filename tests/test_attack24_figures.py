@@ -55,3 +55,24 @@ def test_a_figure_too_large_for_memory_is_a_one_line_error(two_n, tmp_path, caps
     rc = main(["phase", two_n, "--where", "N=30", "--size", "1000,1000", "-o", str(tmp_path / "big.png")])
     err = capsys.readouterr().err
     assert rc == 2 and "bug in amsweep" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.fixture(scope="module")
+def clip_cube(tmp_path_factory) -> str:
+    import copy
+
+    from tests.conftest import SMALL
+
+    raw = copy.deepcopy(SMALL)
+    raw["rules"]["plm"]["clip"] = [0.0, 1.0]  # rule_clip: NaN for hebb, 0 and 1 for the two plm variants
+    return run_cube(tmp_path_factory.mktemp("a24clip") / "c.zarr", raw)
+
+
+@pytest.mark.xfail(strict=True, reason="attack24: --col rule_clip (NaN for hebb) is a KeyError traceback in phase_plot")
+def test_panels_by_a_per_variant_coordinate_with_nan_draw_or_refuse(clip_cube, tmp_path, capsys):
+    """--col over 'any dimension': rule_clip is the renamed per-variant coordinate issue 24 made;
+    hebb has none (NaN). phase_plot's panel order is a dict keyed by value, and NaN != NaN:
+    KeyError ('hebb', nan), 'a bug in amsweep'. Expected: panels (hebb's labelled) or a one-line error."""
+    rc = main(["phase", clip_cube, "--col", "rule_clip", "-o", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "bug in amsweep" not in err, err
