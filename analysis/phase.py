@@ -64,6 +64,13 @@ def _facets(frame: pd.DataFrame, x: str, y: str, col: str | None, row: str | Non
             raise QueryError(f"{flag} {dim!r}: no such coordinate; available: {', '.join(map(str, frame.columns))}")
         if dim is not None and dim in (x, y):
             raise QueryError(f"{flag} {dim!r} is already the {'x' if dim == x else 'y'} axis")
+        if dim is not None and frame[dim].isna().any():
+            # NaN != NaN: a panel keyed by it cannot be found again (attack24: KeyError for hebb's rule_clip)
+            lacking = sorted(map(str, frame.loc[frame[dim].isna(), "rule"].unique())) if "rule" in frame else []
+            raise QueryError(
+                f"{flag} {dim!r}: no value for some cells{' (rule ' + ', '.join(lacking) + ')' if lacking else ''}; "
+                f"keep only cells with one, e.g. --where rule=..."
+            )
     if col is not None and col == row:
         raise QueryError(f"--col and --row are both {col!r}")
     if (
@@ -102,6 +109,11 @@ def phase_plot(
         if k not in frame.columns:
             raise QueryError(f"no coordinate {k!r}; available: {', '.join(c for c in frame.columns if c != metric)}")
     col, row = _facets(frame, x, y, col, row)
+    if "N" in frame.columns and "N" not in (x, y, col, row) and frame["N"].nunique() > 1:
+        # P (or a panel by P) on a cube of several N would draw N=30 and N=40 cells as one curve of
+        # load, N in no title (attack24): one N per figure, or N as a panel dimension.
+        ns = ", ".join(figures._fmt(v) for v in sorted(frame["N"].unique()))
+        raise QueryError(f"the selection mixes N = {ns}: pick one with --where N=... or use --col N / --row N")
     col_vals = sorted(frame[col].unique().tolist()) if col else [None]
     row_vals = sorted(frame[row].unique().tolist()) if row else [None]
     order = {(r, c): i for i, (r, c) in enumerate((r, c) for r in row_vals for c in col_vals)}

@@ -36,6 +36,13 @@ _FONT_KEYS = (
     "legend.title_fontsize",
     "figure.titlesize",
 )
+# --font-scale bounds: 8x makes 9-pt text 72 pt (a poster title); 1000x ran over a minute rasterising
+# 9000-pt glyphs (attack24). 0.25x is ~2 pt, below anything legible.
+FONT_SCALE_RANGE = (0.25, 8.0)
+# Largest saved figure: Agg allocates 4 bytes (RGBA) a pixel, so 2e8 px is an 800 MB buffer before
+# the PNG encoder's copy; a 7x5 in paper figure at 600 dpi is 1.26e7 px, 16x below the cap.
+MAX_PIXELS = 2e8
+_DEFAULT_DPI = 150.0  # amsweep.mplstyle's savefig.dpi, for checking --size before the style is applied
 
 
 class StyleError(AmsweepError, ValueError):
@@ -72,10 +79,13 @@ class FigureStyle:
             raise StyleError(f"--vmin {self.vmin:g} must be below --vmax {self.vmax:g}")
         if self.dpi is not None and not self.dpi > 0:
             raise StyleError(f"--dpi {self.dpi:g}: must be positive")
-        if not self.font_scale > 0:
-            raise StyleError(f"--font-scale {self.font_scale:g}: must be positive")
+        low, high = FONT_SCALE_RANGE
+        if not low <= self.font_scale <= high:
+            raise StyleError(f"--font-scale {self.font_scale:g}: must be between {low:g} and {high:g}")
         if self.size is not None and not all(v > 0 for v in self.size):
             raise StyleError(f"--size {self.size}: width and height must be positive")
+        if self.size is not None:
+            self.check_pixels(self.size, self.dpi or _DEFAULT_DPI)
         for s in self.style:
             if not Path(s).is_file() and s not in matplotlib.style.available:
                 raise StyleError(f"--style {s!r}: no such file or matplotlib style")
@@ -96,11 +106,25 @@ class FigureStyle:
 
     def colour_limits(self, low: float, high: float) -> dict[str, Any]:
         """pcolormesh keywords: the data's range unless --vmin/--vmax fix an end."""
-        return {
-            "cmap": self.cmap or matplotlib.rcParams["image.cmap"],
-            "vmin": low if self.vmin is None else self.vmin,
-            "vmax": high if self.vmax is None else self.vmax,
-        }
+        # One limit given beyond the data (--vmin 2 alone, data <= 1): the other end is clipped to it,
+        # so the map is drawn (all one colour) instead of matplotlib refusing vmin > vmax at draw time.
+        vmin = low if self.vmin is None else self.vmin
+        vmax = high if self.vmax is None else self.vmax
+        if self.vmax is None:
+            vmax = max(vmax, vmin)
+        if self.vmin is None:
+            vmin = min(vmin, vmax)
+        return {"cmap": self.cmap or matplotlib.rcParams["image.cmap"], "vmin": vmin, "vmax": vmax}
+
+    @staticmethod
+    def check_pixels(size: tuple[float, float], dpi: float) -> None:
+        """Refuse a figure whose saved raster would exceed MAX_PIXELS (Agg's bad_alloc otherwise)."""
+        w, h = size
+        if w * h * dpi * dpi > MAX_PIXELS:
+            raise StyleError(
+                f"figure {w:g}x{h:g} in at {dpi:g} dpi is {w * h * dpi * dpi:.3g} pixels, over {MAX_PIXELS:.0e}: "
+                "lower --size or --dpi"
+            )
 
     def figure_size(self, natural: tuple[float, float]) -> tuple[float, float]:
         return self.size or natural
@@ -109,8 +133,11 @@ class FigureStyle:
         return float(self.dpi or matplotlib.rcParams["savefig.dpi"])
 
     def apply_size(self, fig: Figure) -> None:
+        """Set --size, then refuse a raster too large to allocate (before anything is drawn)."""
         if self.size is not None:
             fig.set_size_inches(*self.size)
+        w, h = fig.get_size_inches()
+        self.check_pixels((float(w), float(h)), self.save_dpi())
 
 
 DEFAULT_STYLE = FigureStyle()  # amsweep.mplstyle alone: the default of every drawing function

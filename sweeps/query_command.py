@@ -88,6 +88,11 @@ def query_table(ds: Any, metrics: Sequence[str], mean: bool, allow_missing: bool
     values = [c for metric in metrics for c in owned[metric]]
     keys = [c for c in table.columns if c not in values]
     table = table[keys + values]
+    if mean:
+        # the outer join leaves NaN where a metric has no row (basin_mean where basins are not
+        # computed): that is 0 seeds, and a reader must tell it from a gap (attack24)
+        for c in [c for c in table.columns if c == "n" or c in {f"{m}_n" for m in metrics}]:
+            table[c] = table[c].fillna(0).astype("int64")
     for metric in metrics:
         table = _own_precision(table, metric)
     return table

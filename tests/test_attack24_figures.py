@@ -31,10 +31,6 @@ def _all_titles(fig) -> str:
     return "\n".join([fig.get_suptitle(), *(ax.get_title() for ax in fig.axes if ax.get_visible())])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: --x P / --col P on a cube with two N mixes N=30 and N=40 cells, N in no title",
-)
 @pytest.mark.parametrize("layout", [{"x": "P"}, {"col": "P"}])
 def test_p_as_axis_or_panel_on_two_n_either_refuses_or_says_n(two_n, layout):
     """Without P, the same cube is refused ('the selection still varies along N'). With P as the
@@ -51,10 +47,6 @@ def test_p_as_axis_or_panel_on_two_n_either_refuses_or_says_n(two_n, layout):
     assert "N=" in _all_titles(fig), _all_titles(fig)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: a figure too large to draw is a MemoryError traceback called 'a bug'",
-)
 def test_a_figure_too_large_for_memory_is_a_one_line_error(two_n, tmp_path, capsys):
     """--size 1000,1000 at the default 150 dpi (150000 px square) or --dpi 100000: the options are
     checked for sign only; Agg's std::bad_alloc comes back as 'this is a bug in amsweep'."""
@@ -74,10 +66,6 @@ def clip_cube(tmp_path_factory) -> str:
     return run_cube(tmp_path_factory.mktemp("a24clip") / "c.zarr", raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: --col rule_clip (NaN for hebb) is a KeyError traceback in phase_plot",
-)
 def test_panels_by_a_per_variant_coordinate_with_nan_draw_or_refuse(clip_cube, tmp_path, capsys):
     """--col over 'any dimension': rule_clip is the renamed per-variant coordinate issue 24 made;
     hebb has none (NaN). phase_plot's panel order is a dict keyed by value, and NaN != NaN:
@@ -87,10 +75,6 @@ def test_panels_by_a_per_variant_coordinate_with_nan_draw_or_refuse(clip_cube, t
     assert rc in (0, 2) and "bug in amsweep" not in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: --vmin above the data's maximum (no --vmax) is a matplotlib ValueError traceback",
-)
 @pytest.mark.parametrize("limit", [["--vmin", "2"], ["--vmax", "-1"]])
 def test_one_colour_limit_beyond_the_data_is_a_one_line_error_or_drawn(clip_cube, tmp_path, capsys, limit):
     """--vmin 1 --vmax 0 is refused in one line, but --vmin 2 alone (m_train <= 1) leaves vmax at
@@ -101,10 +85,6 @@ def test_one_colour_limit_beyond_the_data_is_a_one_line_error_or_drawn(clip_cube
     assert rc in (0, 2) and "bug in amsweep" not in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: --font-scale 1000 is accepted and the drawing runs past a minute (9000-pt glyphs)",
-)
 def test_an_absurd_font_scale_is_refused_or_drawn_quickly(two_n, tmp_path):
     """--font-scale is checked for sign only: 100 draws in 3 s, 1000 ran > 60 s (16 s user, 44 s
     system: glyph rasters of 9000 pt) before being killed. Bounded here at 15 s."""

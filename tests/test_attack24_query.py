@@ -24,10 +24,6 @@ def cube(tmp_path_factory) -> str:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: with several metrics, the count of a metric with no value is NaN, not 0",
-)
 def test_every_mean_has_a_whole_count_even_where_its_metric_has_none(cube, capsys, tmp_path):
     """basin_mean is not computed by SMALL (no basin settings): 0 seeds behind it everywhere. Joined
     with m_train, `basin_mean_n` is an empty CSV field (NaN) on every row: the promised 'n beside
