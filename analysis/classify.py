@@ -45,6 +45,7 @@ import xarray as xr
 
 from amsweep.analysis import tables
 from amsweep.pipeline.metric_table import SUCCESS_OVERLAP
+from amsweep.storage.query import WHOLE_NOISE
 
 __all__ = [
     "CLASS_COLORS",
@@ -206,7 +207,11 @@ def class_frame(ds: xr.Dataset, name: str = "class") -> pd.DataFrame:
     frame["class_seed"] = classify(frame["m_train"], frame["m_test"], frame["test_best_train"])
     frame["gen_gap"] = frame["m_test"] - frame["test_best_train"]
     cells = [d for d in tables.task_dims(ds) if d != "seed" and d in frame.columns]
-    decided = class_map(frame, cells)[[*cells, "noise", "class"]].rename(columns={"class": name})
+    # a selection on noise keeps every noise level beside it: the hysteresis walks them all, so a
+    # cell's class is the same whatever noise levels a --where keeps (and the same as `amsweep serve`)
+    whole = ds.encoding.get(WHOLE_NOISE)
+    source = frame if whole is None else tables.tidy(whole, ["m_train", "m_test", "test_best_train"])
+    decided = class_map(source, cells)[[*cells, "noise", "class"]].rename(columns={"class": name})
     return frame.merge(decided, on=[*cells, "noise"], how="left")
 
 

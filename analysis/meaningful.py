@@ -59,4 +59,6 @@ def without_meaningless_tests(ds: xr.Dataset) -> xr.Dataset:
             out[name] = out[name].where(keep)
     hidden = [label for label, ok in flags.items() if not ok]
     out.encoding[query.HIDDEN] = {name: hidden for name in TEST_DERIVED}  # to_frame reads the cube itself
+    if query.WHOLE_NOISE in out.encoding:  # the class map reads it: the same datasets masked there
+        out.encoding[query.WHOLE_NOISE] = without_meaningless_tests(out.encoding[query.WHOLE_NOISE])
     return out

@@ -113,7 +113,10 @@ def phase_plot(
         # P (or a panel by P) on a cube of several N would draw N=30 and N=40 cells as one curve of
         # load, N in no title (attack24): one N per figure, or N as a panel dimension.
         ns = ", ".join(figures._fmt(v) for v in sorted(frame["N"].unique()))
-        raise QueryError(f"the selection mixes N = {ns}: pick one with --where N=... or use --col N / --row N")
+        raise QueryError(
+            f"the selection mixes N = {ns}; pick one with --where N=... or make N a panel "
+            "(amsweep phase: --where, --x/--y or --col/--row)"
+        )
     col_vals = sorted(frame[col].unique().tolist()) if col else [None]
     row_vals = sorted(frame[row].unique().tolist()) if row else [None]
     order = {(r, c): i for i, (r, c) in enumerate((r, c) for r in row_vals for c in col_vals)}

@@ -39,6 +39,7 @@ __all__ = [
     "stored_spec",
     "task_dims",
     "to_frame",
+    "WHOLE_NOISE",
 ]
 
 
@@ -50,6 +51,10 @@ HIDDEN = "amsweep_hidden"
 # Dataset.encoding key: a boolean DataArray over two axes, the cells a selection on P (or on alpha of a
 # P cube) kept inside its box of rows and columns; ``integrity`` masks what it reads from the cube by it
 CELLS = "amsweep_cells"
+# Dataset.encoding key: the dataset as selected but on every noise level, kept by a selection on noise so
+# that a cell's class (analysis.classify, a hysteresis walking the noise axis) does not depend on which
+# noise levels a --where keeps (attack24: rho 0.1 was 'memorizing' whole, 'elsewhere' selected alone)
+WHOLE_NOISE = "amsweep_whole_noise"
 
 
 def open_cube(path: str, storage_options: dict | None = None) -> xr.Dataset:
@@ -163,7 +168,24 @@ def _available(coord: xr.DataArray) -> str:
 def select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
     """Keep the values named in ``where``, on dimensions, on per-variant coordinates (by the name
     they are read under or the name they are stored under: ``rule_clip`` or ``clip``) or on the
-    derived load (``P`` of an alpha cube, ``alpha`` of a P cube; see ``_select_cells``)."""
+    derived load (``P`` of an alpha cube, ``alpha`` of a P cube; see ``_select_cells``).
+
+    A selection on noise also keeps the same selection on every noise level (``WHOLE_NOISE``) for
+    the class map, which is decided along the whole noise axis."""
+    if not where:
+        return ds
+    base = ds.encoding.get(WHOLE_NOISE)
+    out = _select(ds, where)
+    if "noise" in where or base is not None:
+        whole = _select(base if base is not None else ds, {k: v for k, v in where.items() if k != "noise"})
+        whole = whole.copy(deep=False)
+        whole.encoding.pop(WHOLE_NOISE, None)
+        out = out.copy(deep=False)
+        out.encoding[WHOLE_NOISE] = whole
+    return out
+
+
+def _select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
     for key, raw in where.items():
         name = resolve(ds, key)
         if name not in ds.coords:

@@ -34,10 +34,6 @@ def _classes(ds) -> dict[float, float]:
     return frame.groupby("noise")["class"].first().to_dict()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: a cell's class depends on which noise levels the selection keeps (hysteresis)",
-)
 def test_a_cells_class_does_not_depend_on_the_noise_levels_selected(hebb_cube):
     """The hysteresis walks the noise levels *present in the dataset*. The serve page classifies the
     whole cube, then fixes noise; `amsweep phase/report --where noise=0.1` selects first, so the walk
