@@ -54,6 +54,12 @@ def need_view_extra(what: str) -> None:
         ) from None
 
 
+def _url_host(host: str) -> str:
+    """``host`` as a URL or websocket origin writes it: an IPv6 address in brackets (Bokeh refuses
+    '::1:PORT' as an origin; attack24)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def _free_port(host: str, port: int) -> int:
     """The port to serve on, checked free now: a clear error instead of a server traceback."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -191,7 +197,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = [args.host, "127.0.0.1", "localhost"]
     if args.host not in ("127.0.0.1", "localhost", "::1"):  # reached from elsewhere: by this machine's names too
         names += [socket.gethostname(), socket.getfqdn()]
-    origins = [f"{h}:{port}" for h in dict.fromkeys(names)]  # pages from other origins get no websocket
+    # pages from other origins get no websocket. Bokeh's allowlist parser refuses any IPv6 origin
+    # ('::1:PORT' and '[::1]:PORT' alike: it splits on ':'), though its matcher takes '[::1]:PORT' (the
+    # origin a browser sends); so an IPv6 one is added to the started server's set below (attack24).
+    origins = [f"{_url_host(h)}:{port}" for h in dict.fromkeys(names)]
+    ipv6 = [o for o in origins if o.startswith("[")]
+    origins = [o for o in origins if o not in ipv6]
     server = pn.serve(
         {"/": lambda: make_page(args.cube, args.interval)},
         port=port,
@@ -201,7 +212,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         start=False,
         title=f"amsweep {args.cube}",
     )
-    print(f"serving {args.cube} at http://{args.host}:{port}/ (Ctrl-C stops)", flush=True)
+    server._tornado.websocket_origins.update(ipv6)
+    print(f"serving {args.cube} at http://{_url_host(args.host)}:{port}/ (Ctrl-C stops)", flush=True)
     server.start()
     try:
         server.io_loop.start()

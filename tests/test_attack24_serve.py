@@ -25,10 +25,6 @@ def cube(tmp_path_factory) -> str:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack24: serve --host ::1 (IPv6 loopback) dies in Bokeh's allowlist as 'a bug in amsweep'",
-)
 def test_serve_on_the_ipv6_loopback_starts_and_prints_a_usable_url(cube):
     """serve.py treats '::1' as loopback and binds AF_INET6 for it, but the websocket origins it
     builds are 'HOST:PORT' ('::1:41234'), which Bokeh refuses (ValueError: Invalid host value): a
