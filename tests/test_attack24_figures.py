@@ -50,9 +50,11 @@ def test_p_as_axis_or_panel_on_two_n_either_refuses_or_says_n(two_n, layout):
 def test_a_figure_too_large_for_memory_is_a_one_line_error(two_n, tmp_path, capsys):
     """--size 1000,1000 at the default 150 dpi (150000 px square) or --dpi 100000: the options are
     checked for sign only; Agg's std::bad_alloc comes back as 'this is a bug in amsweep'."""
-    rc = main(["phase", two_n, "--where", "N=30", "--size", "1000,1000", "-o", str(tmp_path / "big.png")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "bug in amsweep" not in err and len(err.strip().splitlines()) == 1, err
+    for option in (["--size", "1000,1000"], ["--dpi", "100000"]):  # the second: the figure's own size
+        rc = main(["phase", two_n, "--where", "N=30", *option, "-o", str(tmp_path / "big.png")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "bug in amsweep" not in err and len(err.strip().splitlines()) == 1, err
+        assert "pixels" in err and not (tmp_path / "big.png").exists(), err
 
 
 @pytest.fixture(scope="module")
