@@ -108,7 +108,9 @@ def curve_frame(ds: xr.Dataset, tgt: Target, along: str) -> tuple[pd.DataFrame, 
         raise QueryError(str(e.args[0])) from None
     if tgt.class_name is not None:
         code = CLASS_CODES[tgt.class_name]
-        frame[tgt.column] = (frame["class"] == code).astype(float)
+        # each replica's own class: the boundary is where the fraction of seeds in the class crosses
+        # the threshold (bootstrapped over seeds), not the cell's class map (one class for all seeds)
+        frame[tgt.column] = (frame["class_seed"] == code).astype(float)
     if frame.empty:
         raise QueryError(f"no done task has a value of {tgt.value!r} in this selection")
     keys = group_keys(frame, ds, along)

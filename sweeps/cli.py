@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from amsweep.pipeline.errors import AmsweepError
+from amsweep.sweeps.termination import sigterm_as_interrupt
 from amsweep.sweeps.arguments import (
     BUNDLED,
     add_executor_flags,
@@ -346,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(usage_error(f"amsweep {args.command}", f"unrecognized arguments: {' '.join(unknown)}"))
         return 2
     try:
-        return args.fn(args)
+        with sigterm_as_interrupt():  # `kill`, Slurm, `ray job stop`: as Ctrl-C for the whole command
+            return args.fn(args)
+    except KeyboardInterrupt:  # a command that does not handle it itself (a run says what it saved)
+        print(f"amsweep {args.command}: interrupted", file=sys.stderr)
+        return 130
     except AmsweepError as e:
         print(f"amsweep {args.command}: error: {e}", file=sys.stderr)
         return 2

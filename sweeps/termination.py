@@ -7,7 +7,9 @@ driver handler turned it into ``sys.exit``, recorded as a failure. While a run i
 handler raises ``KeyboardInterrupt`` in the main thread, so the driver loop's Ctrl-C path (final
 flush, ending "interrupted") handles both; a second SIGTERM during that flush interrupts only the
 flush (its tasks stay pending), as a second Ctrl-C does. The previous handler (Ray's, or the
-default) is restored when the run ends.
+default) is restored when the run ends. ``amsweep``'s ``main`` holds it for the whole command too, so a
+SIGTERM just after the run (while the lease is released) or before it (while Ray starts) is also an
+interrupt, never a death that leaves the lease held.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from tests.conftest import wait_for_first_flush
 SPEC = """
 name = "t"
 root_seed = 1
-seeds = 40
+seeds = 400  # long enough to be mid-run when the signal lands, on a fast machine too
 noise = [0.0, 0.2]
 P_test = 10
 [retrieval]

