@@ -25,7 +25,7 @@ from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
-from amsweep.storage import backup, extend, provenance, schema, zarr_documents
+from amsweep.storage import backup, extend, plugin_record, provenance, schema, zarr_documents
 from amsweep.storage.fence import FencedObjects, StaleView
 from amsweep.storage.lease import KEY as LEASE_KEY
 from amsweep.storage.schema import DONE, FAILED, FORMAT_VERSION, NOT_APPLICABLE, PENDING, SENTINEL
@@ -166,7 +166,7 @@ class Cube:
         if doc is not None and "amsweep_spec" in (doc.get("attributes") or {}):
             cube = cls._from_root(path, objects, doc, storage_options)
             cube._refuse_other_spec(sweep)
-            changed = cube._changed_plugins(plugins, allow_changed_plugins)
+            changed = plugin_record.changed_plugins(path, cube.attrs, plugins, allow_changed_plugins)
             cube.acquire()
             backup.ensure(objects)  # a cube made before root backups were kept gets one now
             cube._evolve(sweep)
@@ -205,32 +205,12 @@ class Cube:
                 "use a new --out path for a new experiment."
             )
 
-    def _changed_plugins(self, plugins: dict[str, str] | None, allow: bool) -> dict[str, list[str]]:
-        """{module: [recorded hash, new hash]} for each plug-in module of both records whose code
-        changed; refused in one line (before the lease: nothing is touched) unless ``allow``."""
-        recorded = self.attrs.get("plugins") or {}
-        changed = {m: [recorded[m], h] for m, h in (plugins or {}).items() if m in recorded and recorded[m] != h}
-        if changed and not allow:
-            what = "; ".join(f"{m} (recorded {old}, now {new})" for m, (old, new) in changed.items())
-            raise CubeError(
-                f"{self.path}: plug-in code changed since this cube was written: {what}; nothing was "
-                "changed (run with --allow-changed-plugins to resume with the new code, the change is recorded; "
-                "or use a new --out)"
-            )
-        return changed
-
     def _record_plugins(self, plugins: dict[str, str], changed: dict[str, list[str]]) -> None:
-        """One root write when the record moves: new modules added, changed hashes replaced and noted."""
-        recorded = dict(self.attrs.get("plugins") or {})
-        merged = dict(sorted({**recorded, **plugins}.items()))
-        if merged == recorded and "plugins" in self.attrs:
-            return
-        self.attrs["plugins"] = merged
-        if changed:
-            self.attrs["plugins_changed"] = [*self.attrs.get("plugins_changed", []), {"at": now(), "modules": changed}]
-            for module, (old, new) in changed.items():
-                print(f"amsweep: {self.path}: plug-in {module} changed ({old} -> {new}); recorded", file=sys.stderr)
-        self._commit(self.sweep)
+        """One root write when the record moves (``storage/plugin_record.py``)."""
+        update = plugin_record.merged_record(self.path, self.attrs, plugins, changed)
+        if update is not None:
+            self.attrs.update(update)
+            self._commit(self.sweep)
 
     def _evolve(self, sweep: Sweep) -> "Cube":
         """Writer-side upgrades of an open cube: older formats refused, new values grown (in place

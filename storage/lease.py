@@ -200,6 +200,13 @@ class Lease:
     def holder(self) -> str:
         return self.record["holder"]
 
+    @property
+    def users_in_process(self) -> int:
+        """How many opens in this process share this lease (one process may open a cube twice):
+        above 1, another run or writer of this process holds the cube too."""
+        with _state_lock:
+            return self._refs
+
     @classmethod
     def acquire(
         cls,

@@ -169,7 +169,7 @@ def _refuse_shared(cube, out: str) -> None:
     open a cube twice), so a second amsweep.run from another thread would otherwise run the same
     pending tasks as the first (measured: 147 of 320 tasks computed twice)."""
     held = getattr(cube, "lease", None)
-    if held is not None and getattr(held, "_refs", 1) > 1:
+    if held is not None and held.users_in_process > 1:
         raise CubeError(
             f"{out} is in use by another run (or a cube opened for writing) in this process; wait for it "
             "to finish or release it, then run again (nothing was changed)"
@@ -325,7 +325,7 @@ def plan(
     own error. Nothing is created or changed, nothing started."""
     from amsweep.pipeline import registry
     from amsweep.pipeline.spec import from_canonical
-    from amsweep.storage import backup, extend, zarr_documents
+    from amsweep.storage import backup, extend, plugin_record, zarr_documents
     from amsweep.storage.cube import Cube, _foreign_objects
     from amsweep.storage.objects import objects_at
     from amsweep.storage.schema import FORMAT_VERSION
@@ -364,7 +364,8 @@ def plan(
         if cube.sweep.spec_hash != sweep.spec_hash:
             cube._refuse_other_spec(sweep)  # the very refusal a run would give
             merged = from_canonical(extend.merge(cube.sweep.canonical, sweep.canonical)[0])
-        cube._changed_plugins(registry.sweep_code_hashes(sweep), allow_changed_plugins)  # the run's refusal too
+        hashes = registry.sweep_code_hashes(sweep)
+        plugin_record.changed_plugins(out, cube.attrs, hashes, allow_changed_plugins)  # the run's refusal too
         _refuse_held(objects, out)
     before = _task_keys(cube.sweep)
     new = {k: v for k, v in _task_keys(merged).items() if k not in before}
