@@ -5,8 +5,9 @@ patterns, N = 32, loads 0.1-0.5, Hebb and PLM with 20 epochs, 4 noise levels, 10
 train/test/random starts; 10 seeds, 100 cells), CPU time (``time.process_time``) per cell, one
 BLAS thread, best of 3 passes after 10 warm-up cells (numba's cache loaded). Each measurement is
 a fresh interpreter started in the checkout's root, so this checkout and the baseline run the
-same way: set ``AMSWEEP_BASELINE`` to another checkout (its ``.venv/bin/python`` is used if it
-has one) and the two alternate, the ratio taken within each repeat. CPU time, not wall: the
+same way: set ``AMSWEEP_BASELINE`` to another checkout (run by ``AMSWEEP_BASELINE_PYTHON``, else its
+``.venv/bin/python`` if it has one, else this interpreter) and the two alternate, the ratio taken
+within each repeat. CPU time, not wall: the
 machine is shared, and a cell's CPU is what bounds cells/s per core.
 """
 
@@ -52,7 +53,9 @@ print(best * 1e3)
 def cell_ms(checkout: Path, seeds: int, passes: int) -> float:
     """Best-of-``passes`` CPU ms per small cell in a fresh interpreter of ``checkout``."""
     own = checkout / ".venv" / "bin" / "python"
-    python = str(own) if checkout != ROOT and own.exists() else sys.executable
+    python = sys.executable
+    if checkout != ROOT:
+        python = os.environ.get("AMSWEEP_BASELINE_PYTHON") or (str(own) if own.exists() else sys.executable)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = subprocess.run(
         [python, "-c", CHILD, str(seeds), str(passes)], cwd=checkout, env=env, capture_output=True, text=True

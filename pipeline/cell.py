@@ -117,22 +117,23 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
 
     def requests() -> Iterator[Request]:
-        """Every batch in the order the dynamics draws for it: (what, dynamics, states, params)."""
-        yield (M.CELL, None), fixed_dynamics, data.train, one_sweep
-        for level, rho in enumerate(noise):
+        """Every batch in the order the dynamics draws for it: (metric group, dynamics, states, params);
+        a group's batches come in noise order, so their values append to ``series`` in that order."""
+        yield M.CELL, fixed_dynamics, data.train, one_sweep
+        for rho in noise:
             start_rng = stream(root_seed, "starts", *key, rho)
-            yield (M.TRAIN, level), dynamics, M.corrupt(train_starts, rho, q, start_rng, flips), dyn_params
+            yield M.TRAIN, dynamics, M.corrupt(train_starts, rho, q, start_rng, flips), dyn_params
             if test_starts.shape[0]:
-                yield (M.TEST, level), dynamics, M.corrupt(test_starts, rho, q, start_rng, flips), dyn_params
+                yield M.TEST, dynamics, M.corrupt(test_starts, rho, q, start_rng, flips), dyn_params
         states = M.random_states(retrieval.random_starts, task.N, q, stream(root_seed, "random", *key))
-        yield (M.RANDOM, None), dynamics, states, dyn_params
+        yield M.RANDOM, dynamics, states, dyn_params
 
     origin = {M.TRAIN: train_starts, M.TEST: test_starts, M.RANDOM: None}
     series: dict[str, list[float]] = {name: [] for group in M.PER_NOISE for name, _ in plan[group]}
     thermal: list[np.ndarray] | None = [] if retrieval.store_magnetisations else None
     scalars: dict[str, float] = {}
     max_rows = max(retrieval_batch(task, retrieval), GROUP_SITES // task.N)
-    for (group, level), r in relaxed_in_order(requests(), model, dyn_rng, max_rows):
+    for group, r in relaxed_in_order(requests(), model, dyn_rng, max_rows):
         if group == M.CELL:
             after_one_sweep = r.final
             continue
