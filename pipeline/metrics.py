@@ -117,8 +117,9 @@ def corrupt(
     if k == 0 or B == 0:
         return out
     sites = np.argsort(rng.random((B, N)), axis=1)[:, :k]
-    rows = np.arange(B)[:, None]
-    out[rows, sites] = -out[rows, sites]
+    sites += np.arange(0, B * N, N)[:, None]  # flat indices: one take and one put, not 2-D fancy indexing
+    flat = out.reshape(-1)  # a view: out is a fresh C-contiguous copy
+    flat[sites] = -flat[sites]
     return out
 
 
