@@ -60,6 +60,17 @@ def _words(n: int) -> list[int]:
     return out
 
 
+def _hash_constants(n: int) -> list[int]:
+    """The output hash's multipliers, h_0 = INIT_B, h_{i+1} = h_i MULT_B mod 2^32 (they depend on i only)."""
+    out = [_INIT_B]
+    for _ in range(n):
+        out.append((out[-1] * _MULT_B) & _M32)
+    return out
+
+
+_H = _hash_constants(8)  # enough for the 4 uint64 words PCG64 asks for
+
+
 class _Seeds(np.random.SeedSequence):
     """numpy's SeedSequence (same pool, same output hash) whose ``generate_state`` skips the
     ``np.errstate`` decorator: uint32 arithmetic is done on Python ints masked to 32 bits."""
@@ -68,12 +79,13 @@ class _Seeds(np.random.SeedSequence):
         wide = np.dtype(dtype) == np.dtype(np.uint64)
         if not wide and np.dtype(dtype) != np.dtype(np.uint32):
             raise ValueError("only support uint32 or uint64")
-        pool = [int(w) for w in self.pool]
-        state, h = [], _INIT_B
-        for i in range(2 * n_words if wide else n_words):
-            v = pool[i % len(pool)] ^ h
-            h = (h * _MULT_B) & _M32
-            v = (v * h) & _M32
+        n = 2 * n_words if wide else n_words
+        h = _H if n < len(_H) else _hash_constants(n)
+        pool = self.pool.tolist()
+        size = len(pool)
+        state = []
+        for i in range(n):  # numpy: v ^= h_i; v *= h_{i+1}; v ^= v >> 16 (uint32)
+            v = ((pool[i % size] ^ h[i]) * h[i + 1]) & _M32
             state.append(v ^ (v >> 16))
         words = np.array(state, dtype="<u4")
         return words.view("<u8").astype(np.uint64) if wide else words.astype(np.uint32)

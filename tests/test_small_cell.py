@@ -114,3 +114,13 @@ def test_streams_are_default_rng_of_the_same_key(parts) -> None:
         a, b = np.random.default_rng([root, key]), seeding.stream(root, *parts)
         assert a.bit_generator.state == b.bit_generator.state
         assert a.integers(0, 2**40, size=9).tolist() == b.integers(0, 2**40, size=9).tolist()
+
+
+def test_seed_sequence_output_is_numpys_for_any_length() -> None:
+    """``_Seeds.generate_state`` is numpy's output hash for any word count and both dtypes."""
+    for entropy in ([1, 2], [2**70, 5], [0], list(range(9))):
+        for n in (1, 3, 4, 9, 20):
+            for dtype in (np.uint32, np.uint64):
+                a = np.random.SeedSequence(entropy).generate_state(n, dtype)
+                b = seeding._Seeds(entropy).generate_state(n, dtype)
+                assert a.dtype == b.dtype and a.tolist() == b.tolist()
