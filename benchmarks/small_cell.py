@@ -71,10 +71,10 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
     here: list[float] = []
     base: list[float] = []
     load = os.getloadavg()[0]
+    contenders = [(ROOT, here), (Path(baseline), base)] if baseline else [(ROOT, here)]
     for r in range(1 if tiny and not baseline else repeats):
-        order = [ROOT, Path(baseline)] if baseline else [ROOT]
-        for checkout in order if r % 2 == 0 else order[::-1]:
-            (here if checkout == ROOT else base).append(cell_ms(checkout, seeds, passes))
+        for checkout, times in contenders if r % 2 == 0 else contenders[::-1]:
+            times.append(cell_ms(checkout, seeds, passes))
     cells = seeds * 10
     detail = (
         f"run_cell, {cells} small cells (scale.small_spec), best of {passes} passes per interpreter, "
