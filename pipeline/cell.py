@@ -10,20 +10,29 @@ that computed it.
 from __future__ import annotations
 
 import time
+from typing import Iterator
+
 import numpy as np
 
 from amsweep.pipeline import basin_bisection
 from amsweep.pipeline import metrics as M
 from amsweep.pipeline import contracts, registry, threads
+from amsweep.pipeline.dynamics._groups import Request, relaxed_in_order
 from amsweep.pipeline.errors import PluginError
 from amsweep.pipeline.model import Data, Model, NotApplicable
 from amsweep.pipeline.outcomes import CellResult
 from amsweep.pipeline.params import Params
-from amsweep.pipeline.resources import cell_threads
+from amsweep.pipeline.resources import cell_threads, retrieval_batch
 from amsweep.pipeline.seeding import stream
 from amsweep.pipeline.spec import CellJob, RetrievalOptions, Task
 
-__all__ = ["CellResult", "data_key", "make_data", "run_cell", "train"]
+__all__ = ["CellResult", "data_key", "GROUP_SITES", "make_data", "run_cell", "train"]
+
+# States x sites a cell may relax in one call beyond its largest single batch (resources.retrieval_batch):
+# 2^18 sites are 2.3 MiB (int8 states, their float32 copy, float32 fields), nothing beside a worker,
+# and hold all of a small cell's batches (N = 32: up to 8,192 states), whose per-call overhead
+# (~17 us a call, ten calls a cell) is what batching saves.
+GROUP_SITES = 2**18
 
 
 def data_key(task: Task) -> tuple:
@@ -79,7 +88,9 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
 
     The order of the random draws (data, training, fixed points, then per noise level the
     training and test starts, then random starts; basins on their own streams) is part of the
-    result: a cell's values for a spec and seed never change.
+    result: a cell's values for a spec and seed never change. The starts come from their own
+    streams, so they are made lazily, batch by batch, while ``relaxed_in_order`` relaxes them in
+    this order (several batches a call where the dynamics allows, ``dynamics/_groups.py``).
     """
     data = make_data(task, root_seed)
     t0 = time.perf_counter()
@@ -89,13 +100,10 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
     dynamics = registry.component("dynamics", task.rule.dynamics)
     dyn_rng = stream(root_seed, "dynamics", *data_key(task), task.rule.stream_label)
     dyn_params = Params(task.rule.dynamics_params, f"dynamics {task.rule.dynamics}")
-
-    def relax(states: np.ndarray):
-        return dynamics.relax(model, states, dyn_params, dyn_rng)
-
     q, key = data.q, data_key(task)
     train_starts = data.train[: min(task.P, retrieval.train_starts)]
     test_starts = data.test[: min(data.test.shape[0], retrieval.test_starts)]
+    plan = M.plan()  # the table's metrics by group, read once per cell
 
     t0 = time.perf_counter()
     # A fixed point is a state one sweep leaves unchanged; a thermal dynamics (Glauber) moves
@@ -107,39 +115,56 @@ def _run(task: Task, noise: tuple[float, ...], retrieval: RetrievalOptions, root
         )
     else:
         fixed_dynamics, one_sweep = dynamics, Params({**dyn_params, "max_sweeps": 1}, f"dynamics {task.rule.dynamics}")
-    after_one_sweep = fixed_dynamics.relax(model, data.train, one_sweep, dyn_rng).final
-    series: dict[str, list[float]] = {name: [] for name, m in M.METRICS.items() if m.per_noise}
     flips = contracts.optional(dynamics, "flip_count")  # a protocol may count its flips its own way
+
+    def requests() -> Iterator[Request]:
+        """Every batch in the order the dynamics draws for it: (metric group, dynamics, states, params);
+        a group's batches come in noise order, so their values append to ``series`` in that order."""
+        yield M.CELL, fixed_dynamics, data.train, one_sweep
+        for rho in noise:
+            start_rng = stream(root_seed, "starts", *key, rho)
+            yield M.TRAIN, dynamics, M.corrupt(train_starts, rho, q, start_rng, flips), dyn_params
+            if test_starts.shape[0]:
+                yield M.TEST, dynamics, M.corrupt(test_starts, rho, q, start_rng, flips), dyn_params
+        states = M.random_states(retrieval.random_starts, task.N, q, stream(root_seed, "random", *key))
+        yield M.RANDOM, dynamics, states, dyn_params
+
+    origin = {M.TRAIN: train_starts, M.TEST: test_starts, M.RANDOM: None}
+    series: dict[str, list[float]] = {name: [] for group in M.PER_NOISE for name, _ in plan[group]}
     thermal: list[np.ndarray] | None = [] if retrieval.store_magnetisations else None
-    for rho in noise:
-        start_rng = stream(root_seed, "starts", *key, rho)
-        r = relax(M.corrupt(train_starts, rho, q, start_rng, flips))
-        if thermal is not None:  # reads the relaxation only: no draw, no other value changes
+    scalars: dict[str, float] = {}
+    max_rows = max(retrieval_batch(task, retrieval), GROUP_SITES // task.N)
+    for group, r in relaxed_in_order(requests(), model, dyn_rng, max_rows):
+        if group == M.CELL:
+            after_one_sweep = r.final
+            continue
+        if group == M.TRAIN and thermal is not None:  # reads the relaxation only: no draw, no other value changes
             thermal.append(np.asarray(M.thermal_state(r), dtype=np.float32))
-        per_level = M.evaluate(M.TRAIN, M.Starts(r, data, train_starts))
-        if test_starts.shape[0]:
-            r = relax(M.corrupt(test_starts, rho, q, start_rng, flips))
-            per_level.update(M.evaluate(M.TEST, M.Starts(r, data, test_starts)))
-        else:
-            per_level.update(M.undefined(M.TEST))
-        for name, value in per_level.items():
+        values = M.evaluate(group, M.Starts(r, data, origin[group]), plan)
+        if group == M.RANDOM:
+            scalars.update(values)
+            continue
+        if group == M.TRAIN and not test_starts.shape[0]:
+            values.update(M.undefined(M.TEST, plan))
+        for name, value in values.items():
             series[name].append(value)
-    r = relax(M.random_states(retrieval.random_starts, task.N, q, stream(root_seed, "random", *key)))
-    scalars = M.evaluate(M.RANDOM, M.Starts(r, data))
-    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, after_one_sweep)))
+    scalars.update(M.evaluate(M.CELL, M.CellInputs(data, model, after_one_sweep), plan))
     retrieval_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()  # own streams: the metrics above are the same with or without it
-    basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
-    basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
-    basin = basin_bisection.cell_basins(
-        data.train,
-        lambda S: dynamics.relax(model, S, dyn_params, basin_dyn).final,
-        retrieval,
-        q,
-        basin_rng,
-    )
-    scalars.update(M.evaluate(M.BASINS, basin))  # NaN when the bisection is off
-    scalars.update(M.evaluate(M.TIMINGS, M.Timings(train_seconds, retrieval_seconds, time.perf_counter() - t0)))
+    basin = np.zeros(0)  # what cell_basins gives when the basins are off, without opening their streams
+    if retrieval.basin_examples > 0:
+        basin_rng = stream(root_seed, "basin", *key)  # data coordinates only: paired across rules
+        basin_dyn = stream(root_seed, "basin_dynamics", *key, task.rule.stream_label)
+        basin = basin_bisection.cell_basins(
+            data.train,
+            lambda S: dynamics.relax(model, S, dyn_params, basin_dyn).final,
+            retrieval,
+            q,
+            basin_rng,
+        )
+    scalars.update(M.evaluate(M.BASINS, basin, plan))  # NaN when the bisection is off
+    timings = M.Timings(train_seconds, retrieval_seconds, time.perf_counter() - t0)
+    scalars.update(M.evaluate(M.TIMINGS, timings, plan))
     kept = None
     if retrieval.store_couplings:
         kept = model.J if model.J is not None else model.memories

@@ -223,6 +223,12 @@ OPTIONAL: dict[str, dict[str, Part]] = {
         "NEEDS": Part(("couplings",), _representations, f"non-empty tuple of {sorted(REPRESENTATIONS)}"),
         "STOCHASTIC": Part(False, _flag, "bool: thermal, so fixed points are checked with the T = 0 dynamics"),
         "flip_count": Part(None, _function, "flip_count(N, rho) -> int, the sites a cue of noise rho has flipped"),
+        "relax_groups": Part(
+            None,
+            _function,
+            "relax_groups(model, [(states, params), ...], rng) -> [Relaxation, ...], bit for bit what relax gives "
+            "for each group in turn, in fewer calls (a cell relaxes all its groups through it)",
+        ),
         "QUICK": _QUICK,
     },
 }
@@ -262,7 +268,7 @@ def required(protocol: type) -> dict[str, str]:
     return out
 
 
-OPTIONAL_ARITY = {"memory_bytes": 4}  # optional functions called with this many positional arguments
+OPTIONAL_ARITY = {"memory_bytes": 4, "relax_groups": 3}  # optional functions called with this many positional arguments
 
 
 def _callable_with(fn: Any, n: int, **keywords: Any) -> bool:

@@ -5,8 +5,8 @@ Apart from ``metric_table`` (the declarations) and ``metrics`` (the formulas), w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class Starts:
     relaxation: Relaxation
     data: Data
     origin: np.ndarray | None = None  # the examples the starts were corrupted from (None: random starts)
+    # what several formulas read (the overlaps with the examples, the unsolved rows), computed once
+    # by the first (``metrics``); the metrics of one batch are then ~20 us, not ~45 (N = 32)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def state(self) -> np.ndarray:

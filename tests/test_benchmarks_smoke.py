@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, scale, sweep_overhead
+from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, scale, small_cell, sweep_overhead
 from benchmarks._harness import Row, markdown, random_patterns
 from benchmarks._plm_common import forced_form, params
 from amsweep.pipeline.rules import plm
@@ -41,6 +41,12 @@ def assert_well_formed(rows: list[Row], n: int) -> None:
 @pytest.mark.parametrize("module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2)])
 def test_benchmark_runs_and_returns_rows(module, n: int) -> None:
     assert_well_formed(module.run(tiny=True, repeats=1), n)
+
+
+def test_small_cell_times_this_checkout_against_a_baseline(monkeypatch) -> None:
+    """Both rows, the baseline path included (this checkout against itself: two child interpreters)."""
+    monkeypatch.setenv("AMSWEEP_BASELINE", str(small_cell.ROOT))
+    assert_well_formed(small_cell.run(tiny=True, repeats=1), 2)
 
 
 def test_sweep_overhead_runs_through_ray_and_serial() -> None:

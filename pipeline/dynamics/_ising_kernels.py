@@ -29,6 +29,7 @@ __all__ = [
     "prepare",
     "relax_heat_bath",
     "relax_zero_t",
+    "relax_zero_t_budgets",
     "tie_tolerance",
 ]
 
@@ -101,6 +102,44 @@ def _any_unstable(s: np.ndarray, h: np.ndarray, tol: np.ndarray) -> bool:
 
 
 @njit(cache=True)
+def _relax_state(
+    s: np.ndarray,
+    h: np.ndarray,
+    JT: np.ndarray,
+    tol: np.ndarray,
+    seed: int,
+    max_sweeps: int,
+    order: np.ndarray,
+    acc: np.ndarray,
+) -> tuple[bool, int]:
+    """One state of ``relax_zero_t`` in place: (converged, sweeps used). ``order`` and ``acc`` are
+    scratch (the order is reset here), so a state's trajectory depends on its seed alone."""
+    N = s.shape[0]
+    rng = new_state(seed)
+    for k in range(N):
+        order[k] = k
+    done = False
+    n = 0
+    flips = 0
+    while n < max_sweeps:
+        n += 1
+        if not _any_unstable(s, h, tol):
+            done = True
+            break
+        shuffle(order, rng)
+        for k in range(N):
+            i = order[k]
+            si = s[i]
+            if si * h[i] < -tol[i]:
+                _flip(s, h, JT, i, -si)
+                flips += 1
+                if flips == N:
+                    _refresh(s, h, JT, acc)
+                    flips = 0
+    return done, n
+
+
+@njit(cache=True)
 def relax_zero_t(
     S: np.ndarray,
     H: np.ndarray,
@@ -125,31 +164,28 @@ def relax_zero_t(
     order = np.empty(N, np.int32)
     acc = np.empty(N, np.float64)
     for b in range(B):
-        rng = new_state(seeds[b])
-        for k in range(N):
-            order[k] = k
-        s = S[b]
-        h = H[b]
-        done = False
-        n = 0
-        flips = 0
-        while n < max_sweeps:
-            n += 1
-            if not _any_unstable(s, h, tol):
-                done = True
-                break
-            shuffle(order, rng)
-            for k in range(N):
-                i = order[k]
-                si = s[i]
-                if si * h[i] < -tol[i]:
-                    _flip(s, h, JT, i, -si)
-                    flips += 1
-                    if flips == N:
-                        _refresh(s, h, JT, acc)
-                        flips = 0
-        converged[b] = done
-        sweeps[b] = n
+        converged[b], sweeps[b] = _relax_state(S[b], H[b], JT, tol, seeds[b], max_sweeps, order, acc)
+
+
+@njit(cache=True)
+def relax_zero_t_budgets(
+    S: np.ndarray,
+    H: np.ndarray,
+    JT: np.ndarray,
+    tol: np.ndarray,
+    seeds: np.ndarray,
+    budgets: np.ndarray,
+    converged: np.ndarray,
+    sweeps: np.ndarray,
+) -> None:
+    """``relax_zero_t`` with a sweep budget per state: batches of different budgets (the cell's
+    one-sweep fixed-point check beside its retrievals) relaxed in one call, each state exactly
+    as ``relax_zero_t`` relaxes it with its own budget."""
+    B, N = S.shape
+    order = np.empty(N, np.int32)
+    acc = np.empty(N, np.float64)
+    for b in range(B):
+        converged[b], sweeps[b] = _relax_state(S[b], H[b], JT, tol, seeds[b], budgets[b], order, acc)
 
 
 @njit(cache=True)

@@ -325,12 +325,34 @@ def check_flip_count(kind: str) -> None:
         assert counts == sorted(counts) and counts[0] == 0, counts
 
 
+def check_relax_groups(kind: str) -> None:
+    """A declared ``relax_groups`` gives, bit for bit, one ``relax`` per group in turn (the cell
+    trusts it with every batch), budgets of 1 and an empty group included, the rng left alike."""
+    relax_groups = declared(kind, "relax_groups", "dynamics")
+    if relax_groups is None:
+        return
+    for q in served_alphabets("dynamics", kind):
+        model, cues, params, _ = relax_case(kind, q)
+        one = Params({**params, "max_sweeps": 1}, f"dynamics {kind}")
+        groups = [(cues[:2], one), (cues[2:2], params), (cues[2:], params), (cues[:3], params)]
+        a, b = np.random.default_rng(5), np.random.default_rng(5)
+        apart = [module("dynamics", kind).relax(model, states, p, a) for states, p in groups]
+        together = relax_groups(model, groups, b)
+        assert len(together) == len(groups), f"q={q}: {len(together)} relaxations for {len(groups)} groups"
+        for i, (x, y) in enumerate(zip(apart, together)):
+            for part in ("final", "converged", "sweeps", "magnetisation"):
+                u, v = getattr(x, part), getattr(y, part)
+                same = (u is None) == (v is None) and (u is None or (u.dtype == v.dtype and np.array_equal(u, v)))
+                assert same, f"q={q}, group {i}: relax_groups' {part} differs from relax's"
+        assert a.random() == b.random(), f"q={q}: relax_groups drew from the rng differently"
+
+
 # ---- the suite --------------------------------------------------------------------------------
 COMMON = (check_contract, check_param_defaults, check_spec_hash_stable, check_cell_runs)
 BY_FAMILY: dict[str, tuple[Callable[[str], None], ...]] = {
     "datasets": (check_make, check_make_deterministic),
     "rules": (check_train, check_train_deterministic, check_declared_applicability),
-    "dynamics": (check_relax, check_relax_deterministic, check_one_sweep, check_flip_count),
+    "dynamics": (check_relax, check_relax_deterministic, check_one_sweep, check_flip_count, check_relax_groups),
 }
 
 

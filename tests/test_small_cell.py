@@ -1,0 +1,126 @@
+"""Cheaper small cells (issue 26) change no value: batches relaxed together, streams opened faster.
+
+The cell relaxes all its batches through ``asynchronous.relax_groups`` and opens its streams
+through ``seeding``'s own SeedSequence path; each must give exactly what the one-call-per-batch
+cell and ``np.random.default_rng`` gave, and a golden digest of a small cell's values (computed
+at 7abf3e9, before these changes) guards every stream at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from amsweep.pipeline import cell, seeding
+from amsweep.pipeline import spec as spec_mod
+from amsweep.pipeline.dynamics import asynchronous
+from amsweep.pipeline.metric_table import METRICS
+from amsweep.pipeline.model import Model
+from amsweep.pipeline.params import Params
+
+SPEC = {
+    "name": "small",
+    "root_seed": 9,
+    "seeds": 2,
+    "noise": [0.0, 0.1, 0.3],
+    "P_test": 12,
+    "retrieval": {"train_starts": 100, "test_starts": 12, "random_starts": 7, "store_magnetisations": True},
+    "datasets": {"random": {"N": [24], "alpha": [0.2, 0.5]}},
+    "rules": {"hebb": {}, "plm": {"epochs": 5}, "storkey": {"dynamics": "glauber"}},
+}
+
+
+def _values(sweep: spec_mod.Sweep) -> list[tuple[tuple[int, ...], dict[str, bytes], bytes]]:
+    out = []
+    for task in sweep.tasks():
+        r = cell.run_cell(sweep.job(task))
+        values = {k: np.asarray(v).tobytes() for k, v in r.values.items() if METRICS[k].deterministic}
+        out.append((task.index, values, np.asarray(r.magnetisations).tobytes()))
+    return out
+
+
+def test_relax_groups_is_one_relax_per_group_bit_for_bit() -> None:
+    """Asymmetric couplings (cycles, ties), groups of 0-9 states, sweep budgets 1 and 50: the same
+    states, flags and sweep counts as one ``relax`` per group, and the generator left in the same state."""
+    rng = np.random.default_rng(4)
+    N = 20
+    J = rng.normal(size=(N, N)).astype(np.float32)
+    np.fill_diagonal(J, 0.0)
+    J[:, 3] = 0.0  # exact ties at site 3 of every field
+    model = Model(q=2, J=J)
+    groups = [
+        (np.where(rng.random((b, N)) < 0.5, 1, -1).astype(np.int8), Params({"max_sweeps": s}, "dynamics"))
+        for b, s in ((9, 1), (0, 50), (5, 50), (1, 50), (7, 2))
+    ]
+    a, b = np.random.default_rng(11), np.random.default_rng(11)
+    apart = [asynchronous.relax(model, states, params, a) for states, params in groups]
+    together = asynchronous.relax_groups(model, groups, b)
+    assert len(together) == len(groups)
+    for x, y in zip(apart, together):
+        for name in ("final", "converged", "sweeps"):
+            u, v = getattr(x, name), getattr(y, name)
+            assert u.dtype == v.dtype and u.shape == v.shape and np.array_equal(u, v), name
+    assert {int(r.sweeps.max()) for r in apart if r.sweeps.size} >= {1, 2}  # the budgets were reached
+    assert a.random() == b.random()
+
+
+def test_cell_values_do_not_depend_on_how_batches_are_relaxed(monkeypatch) -> None:
+    """Three rules (one thermal: its fixed-point check runs the zero-temperature dynamics, a module
+    of its own), three noise levels, kept magnetisations: the cell with ``relax_groups`` equals the
+    cell that relaxes each batch in its own call, value for value."""
+    sweep = spec_mod.from_dict(SPEC)
+    grouped = _values(sweep)
+    monkeypatch.delattr(asynchronous, "relax_groups")
+    assert _values(sweep) == grouped
+
+
+# Hebb at N = 32 with zero-temperature dynamics: couplings k/32 and every field and overlap exact
+# in float32, so the digest is the same on every machine and BLAS. Basins on: their streams too.
+GOLDEN_SPEC = {
+    **SPEC,
+    "datasets": {"random": {"N": [32], "alpha": [0.2, 0.5]}},
+    "rules": {"hebb": {}},
+    "retrieval": {**SPEC["retrieval"], "basin_examples": 2},
+}
+GOLDEN = "81070c6006e07a2f4167b814334e717d09598f72a03d7bcc9615353b0dc48a7a"
+
+
+def test_small_cell_values_are_those_of_before_the_change() -> None:
+    """Digest of every deterministic value (and the kept magnetisations) of GOLDEN_SPEC's 4 cells,
+    as 7abf3e9 computed them: any changed draw, order or formula moves it."""
+    digest = hashlib.sha256(repr(_values(spec_mod.from_dict(GOLDEN_SPEC))).encode()).hexdigest()
+    assert digest == GOLDEN
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("starts", "random", 32, 10, 3, 0.1),
+        ("data", 'a\u00e9"x\\', 0, -1, 1e-7, -0.0, 2.5e300),
+        (True, None, [1, 2], {"b": 1, "a": 2}, float("nan"), float("inf")),
+        (np.float64(0.1), np.int64(3), "rule", ("nested", 1)),
+        (),
+    ],
+)
+def test_streams_are_default_rng_of_the_same_key(parts) -> None:
+    """The key is sha256 of exactly ``json.dumps(parts, sort_keys=True, default=str)`` and the
+    generator exactly ``default_rng([root_seed, key])``, for every kind of part and root seed."""
+    assert seeding._json(parts) == json.dumps(parts, sort_keys=True, default=str)
+    key = seeding.stable_key(*parts)
+    for root in (0, 9, 2**32, 2**63 - 1):
+        a, b = np.random.default_rng([root, key]), seeding.stream(root, *parts)
+        assert a.bit_generator.state == b.bit_generator.state
+        assert a.integers(0, 2**40, size=9).tolist() == b.integers(0, 2**40, size=9).tolist()
+
+
+def test_seed_sequence_output_is_numpys_for_any_length() -> None:
+    """``_Seeds.generate_state`` is numpy's output hash for any word count and both dtypes."""
+    for entropy in ([1, 2], [2**70, 5], [0], list(range(9))):
+        for n in (1, 3, 4, 9, 20):
+            for dtype in (np.uint32, np.uint64):
+                a = np.random.SeedSequence(entropy).generate_state(n, dtype)
+                b = seeding._Seeds(entropy).generate_state(n, dtype)
+                assert a.dtype == b.dtype and a.tolist() == b.tolist()
