@@ -114,7 +114,8 @@ def test_status_and_query_load_only_what_they_use(tmp_path):
     """``amsweep status`` and ``query`` start in a new process each time (issue 26: <= 0.3 s of
     import): status loads no numba, xarray, pandas, Ray, analysis or compute module (the executors
     once came with the parser, numba with the shard checksum, pandas with the commands' modules:
-    ~1.7 s of its 2.2 s start on a loaded 2-core machine); query reads through xarray and pandas,
+    ~1.7 s of its 2.2 s start on a loaded 2-core machine; zarr with the arrays' metadata, which
+    storage/zarr_documents.StoredArray reads from the JSON, checked below); query reads through xarray and pandas,
     and loads no numba, Ray or compute module."""
     from benchmarks.cube import results, sweep, write_all
 
@@ -139,7 +140,7 @@ def test_status_and_query_load_only_what_they_use(tmp_path):
         assert "m_train" in out.stdout if name == "query" else f"tasks: done {len(results(s))}," in out.stdout
     compute = sorted(_compute())
     assert "amsweep.storage.cube" in loaded["status"] and "amsweep.storage.query" in loaded["query"]
-    assert _of(loaded["status"], "numba", "xarray", "pandas", "dask", "scipy", "ray", "amsweep.analysis") == []
+    assert _of(loaded["status"], "numba", "zarr", "xarray", "pandas", "dask", "scipy", "ray", "amsweep.analysis") == []
     assert _of(loaded["status"], *compute) == []
     assert _of(loaded["query"], "numba", "ray", *compute) == []
 
@@ -151,3 +152,33 @@ def test_the_parser_names_every_executor():
     from amsweep.sweeps.arguments import EXECUTOR_NAMES
 
     assert sorted(EXECUTOR_NAMES) == sorted(EXECUTORS)
+
+
+def test_array_metadata_read_without_zarr_is_zarrs(tmp_path):
+    """``StoredArray`` (what status reads shards by, without importing zarr-python) gives the shard
+    geometry, shape and fill value that zarr's own metadata object gives, for every array of a
+    format-3 cube and of the format-2 fixture; anything else is zarr's object."""
+    import numpy as np
+
+    from benchmarks.cube import results, sweep, write_all
+    from amsweep.storage import zarr_documents
+    from amsweep.storage.objects import objects_at
+
+    cube = str(tmp_path / "c.zarr")
+    s = sweep(seeds=1)
+    write_all(cube, s, results(s))
+    sharded = 0
+    for path, headed in ((cube, True), (str(ROOT / "tests" / "data" / "format2_tiny.zarr"), False)):
+        doc = zarr_documents.read_root(objects_at(path), path)
+        for name, stored in zarr_documents.arrays_of(doc).items():
+            meta = stored.metadata
+            assert stored.shape == tuple(meta.shape), name
+            fill = np.asarray(stored.fill_value)
+            assert fill.dtype == np.asarray(meta.fill_value).dtype, name
+            assert np.array_equal(fill, np.asarray(meta.fill_value), equal_nan=fill.dtype.kind == "f"), name
+            with zarr_documents.quiet_labels():  # the labels' data type (see zarr_documents._fixed_width)
+                assert stored.to_dict() == meta.to_dict()
+            if meta.codecs[0].__class__.__name__ == "ShardingCodec":
+                sharded += 1
+                assert zarr_documents.shard_geometry(stored, headed) == zarr_documents.shard_geometry(meta, headed)
+    assert sharded > 30
