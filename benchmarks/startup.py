@@ -113,7 +113,7 @@ def crc_rows(tiny: bool, repeats: int) -> list[Row]:
     from amsweep.storage import shards, zarr_documents
     from amsweep.storage.shards import ShardIdentity
 
-    s = sweep(seeds=34 if tiny else 1667)
+    s = sweep(seeds=2 if tiny else 1667)
     tpl = zarr_documents.build(s)
     rng = np.random.default_rng(0)
     rows: list[Row] = []
@@ -184,8 +184,9 @@ def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
                     warm[k].append(w)
                     cpu[k].append(u)
             med = statistics.median(cold["this"])
+            shown = " ".join(template).replace("{cube}", "CUBE")
             detail = (
-                f"`amsweep {' '.join(template)}` on 120 tasks, new process to first byte; process CPU "
+                f"`amsweep {shown}` on 120 tasks, new process to first byte; process CPU "
                 f"{statistics.median(cpu['this']):.2f} s (both runs); warm (in-process repeat) "
                 f"{1e3 * statistics.median(warm['this']):.0f} ms; load {load}"
             )
