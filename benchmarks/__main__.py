@@ -31,6 +31,7 @@ MODULES = (
     "scale",
     "threads_per_cell",
     "small_cell",
+    "startup",
 )
 
 

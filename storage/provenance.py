@@ -12,7 +12,6 @@ import functools
 import platform
 import socket
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ SOURCE = Path(__file__).resolve().parents[1]
 
 
 def package_version(name: str = "amsweep") -> str:
+    from importlib.metadata import PackageNotFoundError, version  # not on every status: ~0.02 s
+
     try:
         return version(name)
     except PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""Zarr v3 shards of a cube variable, encoded and decoded in bulk with numpy and numba.
+"""Zarr v3 shards of a cube variable, encoded and decoded in bulk with numpy.
 
 Every variable is stored with Zarr's ``sharding_indexed`` codec, byte for byte as the Zarr v3
 sharding specification says, so Zarr, xarray and tensorstore read what amsweep writes: inner
@@ -17,7 +17,7 @@ cube of the same shape, is then damage that names where it came from, not silent
 
 Why not let zarr-python encode them: its codec pipeline costs ~200 us per inner chunk, which
 capped a driver at a few hundred cells per second over 15 variables. Every inner chunk of a
-variable has the same size, so a whole shard is one reshape plus a vectorised CRC-32C.
+variable has the same size, so a whole shard is one reshape plus one C CRC-32C call per inner chunk.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass
 
-import numba
+import google_crc32c
 import numpy as np
 
 __all__ = [
@@ -64,34 +64,21 @@ _DIGEST = 16
 UNWRITTEN_BITS = {4: np.uint32(0x7FC0A115), 8: np.uint64(0x7FF80000A115A115)}
 
 
-def _crc_table() -> np.ndarray:
-    poly = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-    table = np.zeros(256, dtype=np.uint32)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table[i] = c
-    return table
-
-
-_TABLE = _crc_table()
-
-
-@numba.njit(cache=True)
-def _crc32c_rows(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    out = np.empty(rows.shape[0], dtype=np.uint32)
-    for r in range(rows.shape[0]):
-        c = np.uint32(0xFFFFFFFF)
-        for b in rows[r]:
-            c = table[(c ^ b) & 0xFF] ^ (c >> np.uint32(8))
-        out[r] = c ^ np.uint32(0xFFFFFFFF)
-    return out
-
-
 def crc32c_rows(rows: np.ndarray) -> np.ndarray:
-    """CRC-32C of each row of a 2-D uint8 array (the checksum Zarr's ``crc32c`` codec appends)."""
-    return _crc32c_rows(np.ascontiguousarray(rows, dtype=np.uint8), _TABLE)
+    """CRC-32C of each row of a 2-D uint8 array (the checksum Zarr's ``crc32c`` codec appends).
+
+    One call per row of google-crc32c, the C library (hardware CRC instructions) zarr-python's own
+    ``crc32c`` codec uses. It replaced a numba table kernel: format-3 rows are inner chunks of a seed
+    row or more (hundreds of bytes to tens of KB), where C is 2.5-25x faster per row (0.3 us a call,
+    then ~5 GB/s), and numba's import and cache load cost `amsweep status` ~1 s of its start. The
+    kernel won only on rows under ~128 bytes (format 2's one-task chunks, read-only now): 2x over a
+    whole format-2 cube, less than its own import (benchmarks/RESULTS.md, issue 26: imports).
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    n, width = rows.shape
+    data = rows.tobytes()  # google_crc32c takes bytes, not a memoryview: slices of one copy
+    value = google_crc32c.value
+    return np.fromiter((value(data[i * width : (i + 1) * width]) for i in range(n)), dtype=np.uint32, count=n)
 
 
 def choose_shard_shape(task_shape: tuple[int, ...], target: int = TARGET_TASKS_PER_SHARD) -> tuple[int, ...]:

@@ -12,6 +12,10 @@ Variables are sharded (``storage/shards.py``): a shard is a block of the task gr
 chunk a seed row or more of it (format 3). Coordinate chunks are fixed and large (4,096
 values): growing an axis rewrites the chunk with the old values as its prefix, so a reader
 still holding the old root document reads the same values as before.
+
+Reading needs no zarr-python: ``arrays_of`` keeps each array's stored JSON (``StoredArray``), which
+gives the shard geometry, shape and fill value; zarr's metadata object is built on first use of
+anything else (a write, ``check``). Its import was ~0.25-0.5 s of every ``amsweep status`` (issue 26).
 """
 
 from __future__ import annotations
@@ -23,10 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
-import zarr
-from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.spec import Sweep
@@ -42,6 +42,7 @@ __all__ = [
     "creating_document",
     "arrays_of",
     "read_root",
+    "StoredArray",
     "quiet_labels",
     "ROOT",
     "root_document",
@@ -88,6 +89,9 @@ def build(sweep: Sweep, shard: tuple[int, ...] | None = None, block: tuple[int, 
 
 
 def _build(sweep: Sweep, shard: tuple[int, ...], block: tuple[int, ...], store: dict[str, Any]) -> Template:
+    import zarr
+    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+
     group = zarr.open_group(zarr.storage.MemoryStore(store_dict=store), mode="w", zarr_format=3)
     coords = schema.coordinates(sweep)
     for c in coords:
@@ -137,8 +141,12 @@ def _fixed_width(values: np.ndarray) -> np.dtype:
 
 def root_document(attrs: dict[str, Any], arrays: dict[str, Any]) -> bytes:
     """The root ``zarr.json``: group attributes plus consolidated metadata of every array."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+
+    metadata = {name: m.metadata if isinstance(m, StoredArray) else m for name, m in arrays.items()}
     with quiet_labels():
-        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=dict(arrays)))
+        meta = GroupMetadata(attributes=attrs, consolidated_metadata=ConsolidatedMetadata(metadata=metadata))
         return meta.to_buffer_dict(default_buffer_prototype())[ROOT].to_bytes()
 
 
@@ -147,18 +155,80 @@ def creating_document() -> bytes:
     return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {CREATING: True}}).encode()
 
 
-def arrays_of(doc: dict[str, Any]) -> dict[str, Any]:
-    """Array metadata objects from a parsed root document's consolidated metadata."""
-    from zarr.core.metadata.v3 import ArrayV3Metadata
+class StoredArray:
+    """One array's metadata as the root document stores it (Zarr v3 JSON), read without zarr-python:
+    ``shape``, ``fill_value`` and (``shard_geometry``) the shards are read from the JSON; anything
+    else (``to_dict``, ``to_buffer_dict``, ...) is zarr's ``ArrayV3Metadata``, built on first use."""
 
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._metadata: Any = None
+
+    @property
+    def metadata(self) -> Any:
+        """zarr-python's ``ArrayV3Metadata`` of this array (imports zarr)."""
+        if self._metadata is None:
+            from zarr.core.metadata.v3 import ArrayV3Metadata
+
+            with quiet_labels():
+                self._metadata = ArrayV3Metadata.from_dict(dict(self.doc))
+        return self._metadata
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.doc["shape"])
+
+    @property
+    def fill_value(self) -> Any:
+        """As zarr reads it: a scalar of the array's data type (``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+        and ``"0x..."`` bit patterns as the Zarr v3 specification writes special floats)."""
+        dtype = _numeric(self.doc["data_type"])
+        if dtype is None:
+            return self.metadata.fill_value
+        value = self.doc["fill_value"]
+        if isinstance(value, str) and value.startswith("0x"):
+            return np.frombuffer(bytes.fromhex(value[2:]), dtype=dtype.newbyteorder(">"))[0].astype(dtype)
+        if isinstance(value, str):
+            value = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[value]
+        return dtype.type(value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy and pickle probe for hooks before __init__ has run
+            raise AttributeError(name)
+        return getattr(self.metadata, name)
+
+
+def _numeric(data_type: Any) -> np.dtype | None:
+    """The numpy type of a Zarr v3 core data type (bool, intN, uintN, floatN, complexN), else None."""
+    if not isinstance(data_type, str):
+        return None
+    try:
+        dtype = np.dtype(data_type)
+    except TypeError:
+        return None
+    return dtype if dtype.kind in "biufc" and dtype.name == data_type else None
+
+
+def arrays_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """Array metadata (``StoredArray``) from a parsed root document's consolidated metadata."""
     found = (doc.get("consolidated_metadata") or {}).get("metadata") or {}
-    with quiet_labels():
-        return {name: ArrayV3Metadata.from_dict(dict(m)) for name, m in found.items() if m.get("node_type") == "array"}
+    return {name: StoredArray(m) for name, m in found.items() if m.get("node_type") == "array"}
 
 
 def shard_geometry(meta: Any, headed: bool = True) -> ShardGeometry:
     """The shard geometry of a variable, read from its Zarr metadata; ``headed``: its shards carry
     the identity header (format 3; format-2 shards have none, and one-task inner chunks)."""
+    if isinstance(meta, StoredArray):  # the same fields, read from the JSON (no zarr import)
+        doc = meta.doc
+        names = doc.get("dimension_names") or ()
+        ndim = len(names) or len(doc["shape"])
+        task_ndim = ndim - (1 if names and names[-1] == "noise" else 0)
+        chunk = tuple(doc["codecs"][0]["configuration"]["chunk_shape"])  # sharding_indexed
+        shard = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
+        dtype = _numeric(doc["data_type"])
+        if doc["codecs"][0].get("name") == "sharding_indexed" and dtype is not None:
+            return ShardGeometry(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
+        meta = meta.metadata  # not a sharded numeric array: let zarr say what it is
     codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
     task_ndim = ndim - (1 if meta.dimension_names and meta.dimension_names[-1] == "noise" else 0)

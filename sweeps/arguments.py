@@ -91,10 +91,14 @@ def executor_options(args: argparse.Namespace) -> dict[str, object]:
     return given
 
 
+# ``amsweep.pipeline.executors.EXECUTORS``' names, written out: importing the executors (Ray's driver side,
+# the batcher, data files) to build the parser cost every command ~0.25 s of its start, `amsweep status`
+# included (issue 26); tests/test_layers.py checks that the two agree.
+EXECUTOR_NAMES = ("ray", "serial")
+
+
 def add_executor_flags(r: argparse.ArgumentParser) -> None:
     """--executor and its options: one set for every command that runs cells (run, refine)."""
-    from amsweep.pipeline.executors import EXECUTORS
-
     r.add_argument(
         "--address",
         default=None,
@@ -104,7 +108,7 @@ def add_executor_flags(r: argparse.ArgumentParser) -> None:
     r.add_argument("--workers", type=positive_int, default=None, help="parallel tasks (default: all CPUs)")
     r.add_argument(
         "--executor",
-        choices=sorted(EXECUTORS),
+        choices=EXECUTOR_NAMES,
         default="ray",
         help="where cells run: ray (default: local Ray, or a cluster with --address/RAY_ADDRESS) or serial (in this "
         "process, without Ray: debugging, profiling)",

@@ -7,9 +7,7 @@ commands can change independently.
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.sweeps.arguments import (
@@ -20,6 +18,9 @@ from amsweep.sweeps.arguments import (
     resolve_spec,
     writable_output,
 )
+
+if TYPE_CHECKING:  # imported by the commands that print tables, not when `amsweep` registers them
+    import pandas as pd
 
 __all__ = ["add_parsers", "cmd_boundary", "cmd_refine", "show_table", "SHOWN", "with_families"]
 
@@ -34,6 +35,8 @@ def _target(args: argparse.Namespace):
 
 def show_table(table: pd.DataFrame, csv: str | None) -> None:
     """Print the boundaries (constant descriptive columns dropped); ``csv`` gets every column."""
+    import pandas as pd
+
     keys = [c for c in table.columns if c not in SHOWN]
     order = [c for c in ("family", "rule", "noise", "N", "dataset") if c in keys]
     table = table.sort_values(order, kind="stable") if order else table  # N ascending within a family

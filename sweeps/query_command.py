@@ -14,11 +14,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Sequence
 
 from amsweep.pipeline.errors import AmsweepError, QueryError
+
+if TYPE_CHECKING:  # imported by the query itself, not when `amsweep` registers the command
+    import pandas as pd
 
 __all__ = ["add_parser", "cmd_query", "csv_target", "metric_names", "query_table"]
 

@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from benchmarks import async_retrieval, memory, plm_roofline, plm_sklearn, plm_torch, scale, small_cell, sweep_overhead
+from benchmarks import (
+    async_retrieval,
+    memory,
+    plm_roofline,
+    plm_sklearn,
+    plm_torch,
+    scale,
+    small_cell,
+    startup,
+    sweep_overhead,
+)
 from benchmarks._harness import Row, markdown, random_patterns
 from benchmarks._plm_common import forced_form, params
 from amsweep.pipeline.rules import plm
@@ -38,7 +48,9 @@ def assert_well_formed(rows: list[Row], n: int) -> None:
     assert markdown(rows).count("\n") == n + 1  # header, rule, one line per row
 
 
-@pytest.mark.parametrize("module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2)])
+@pytest.mark.parametrize(
+    "module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2), (startup, 4)]
+)
 def test_benchmark_runs_and_returns_rows(module, n: int) -> None:
     assert_well_formed(module.run(tiny=True, repeats=1), n)
 
