@@ -30,6 +30,7 @@ MODULES = (
     "cube",
     "scale",
     "threads_per_cell",
+    "driver",
 )
 
 
