@@ -204,27 +204,32 @@ class Batcher:
         allowed: dict[tuple, int] = {}
         budget = 0.0
         target = self.sizer.target
+        fixed = bool(self.sizer.fixed)
+        costs: dict[tuple, float] = {}  # the sizer does not change within a take: once per shape
         while len(jobs) < cap:
-            peeked = self._peek()
-            if peeked is None:
-                break
-            job = peeked
-            job_cpus, job_memory = self.needs(job)
-            if job_cpus != cpus:
+            job = self._peek()
+            if job is None:
                 break
             key = shape_of(job)
             if key not in allowed:
-                allowed[key] = self.sizer.allowance(job)
-            if per_shape.get(key, 0) >= allowed[key]:
+                if key not in self._needs:
+                    self._needs[key] = needs_of(job)
+                allowed[key], costs[key] = self.sizer.allowance(job), self.sizer.cost(job)
+            job_cpus, job_memory = self._needs[key]
+            if job_cpus != cpus:
                 break
-            cost = self.sizer.cost(job)
-            if jobs and not self.sizer.fixed and budget + cost > target:
+            n = per_shape.get(key, 0)
+            if n >= allowed[key]:
+                break
+            cost = costs[key]
+            if jobs and not fixed and budget + cost > target:
                 break
             budget += cost
             jobs.append(job)
             shapes.append(key)
-            per_shape[key] = per_shape.get(key, 0) + 1
-            memory = max(memory, job_memory)
+            per_shape[key] = n + 1
+            if job_memory > memory:
+                memory = job_memory
             self._next = None
         if self.remaining is not None:
             self.remaining -= len(jobs)
