@@ -185,8 +185,13 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
 # ---- parent: the table ------------------------------------------------------------------------------------
 
 
-def measure(root: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """``child(config)`` in a fresh process importing amsweep from ``root``."""
+def measure(
+    root: Path, config: dict[str, Any], env: dict[str, str] | None = None, fresh: bool = True
+) -> dict[str, Any]:
+    """``child(config)`` in a fresh process importing amsweep from ``root`` (``fresh`` False: in this
+    process, this checkout: the ``--tiny`` path, a check of the code path in seconds, not a figure)."""
+    if not fresh:
+        return child(config)
     environ = {**os.environ, **(env or {}), "PYTHONPATH": str(root)}
     proc = subprocess.run(
         [sys.executable, str(HERE), json.dumps(config)], env=environ, capture_output=True, text=True, timeout=3600
@@ -220,7 +225,7 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
             order = [(ROOT, after), (before, old)] if r % 2 == 0 else [(before, old), (ROOT, after)]
             for root, sink in order:
                 if root is not None:
-                    sink.append(measure(root, config(url_of(), n, n // 10), env))
+                    sink.append(measure(root, config(url_of(), n, n // 10), env, fresh=not tiny))
         last[:] = after[-1:]
         rate = [m["cells_per_s"] for m in after]
         cpu = [m["driver_cpu_us"] for m in after]
