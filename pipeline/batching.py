@@ -207,9 +207,10 @@ class Batcher:
         fixed = bool(self.sizer.fixed)
         costs: dict[tuple, float] = {}  # the sizer does not change within a take: once per shape
         while len(jobs) < cap:
-            job = self._peek()
-            if job is None:
+            peeked = self._peek()
+            if peeked is None:
                 break
+            job = peeked
             key = shape_of(job)
             if key not in allowed:
                 if key not in self._needs:
