@@ -32,6 +32,7 @@ MODULES = (
     "threads_per_cell",
     "small_cell",
     "startup",
+    "driver",
 )
 
 

@@ -1,4 +1,5 @@
-"""Cells grouped into batches, so that Ray's per-task overhead is paid per ~2 s of work.
+"""Cells grouped into batches, so that Ray's per-task overhead is paid per ~2 s of work, and the
+driver sees at most ``TASKS_PER_SECOND`` batches a second however large the cluster.
 
 Ray costs 9-15 ms of worker and driver time per task here (benchmarks/RESULTS.md), three to
 ten times a small cell (N = 32: ~1 ms). A batch carries about ``target_seconds`` of cells,
@@ -8,6 +9,13 @@ the load ratio): a shape with neither travels at most ``UNMEASURED`` cells at a 
 batches grow at most ``GROWTH`` x the largest measured one, so a mis-estimate costs
 little. Batches never mix cells that need different CPUs or memory, and
 near the end of a sweep they shrink so the last cells spread over every worker.
+
+The target grows with the cluster: ``workers`` busy workers finishing batches of ``target``
+seconds send ``workers / target`` batches a second, and each costs the driver a Ray wait and
+get plus the result handling (issue 26: 2-3 ms a batch, so ~2 s batches on 1,000 cores were
+~500 tasks/s, more than one driver core). ``BatchSizer.target`` is therefore at least
+``workers / TASKS_PER_SECOND`` seconds (10 s on 1,000 workers); the first batches of a shape
+stay small (``UNMEASURED``, ``GROWTH``) and the tail still shrinks.
 
 The worker side, ``run_batch``, runs each cell guarded (a failing cell fails alone) and
 returns every cell's outcome with its duration.
@@ -20,15 +28,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from amsweep.pipeline.outcomes import guarded
+from amsweep.pipeline.outcomes import Failed, guarded
 from amsweep.pipeline.packing import Packed, pack
 from amsweep.pipeline.resources import cell_memory, cell_threads
 from amsweep.pipeline.spec import CellJob
 
-__all__ = ["Batch", "Batcher", "BatchSizer", "GROWTH", "needs_of", "run_batch", "shape_of", "UNMEASURED"]
+__all__ = [
+    "Batch",
+    "Batcher",
+    "BatchSizer",
+    "GROWTH",
+    "needs_of",
+    "run_batch",
+    "settle",
+    "shape_of",
+    "TASKS_PER_SECOND",
+    "UNMEASURED",
+]
 
 UNMEASURED = 2
 GROWTH = 4
+TASKS_PER_SECOND = 100.0  # batches a second the driver is sized for (see the module note)
 
 
 def shape_of(job: CellJob) -> tuple:
@@ -49,6 +69,7 @@ class Batch:
     jobs: list[CellJob]
     cpus: int
     memory: int
+    shapes: list[tuple] | None = None  # each job's shape_of, as the Batcher computed it (None: not kept)
 
 
 @dataclass
@@ -56,25 +77,43 @@ class BatchSizer:
     """Measured seconds per cell by shape, and the batches they imply.
 
     ``fixed``: exactly that many cells per batch (``--cells-per-task``), still without mixing
-    resource needs.
+    resource needs. ``workers``: the cluster's CPUs, which raise the target to
+    ``workers / TASKS_PER_SECOND`` seconds (``target``).
     """
 
     target_seconds: float = 2.0
     fixed: int | None = None
     max_cells: int = 20_000
+    workers: int = 1
     _mean: dict[tuple, tuple[float, int]] = field(default_factory=dict)  # shape -> (sum s, count)
     _largest: dict[tuple, int] = field(default_factory=dict)  # shape -> most cells measured in a batch
 
+    @property
+    def target(self) -> float:
+        """Seconds of cells per batch: the configured target, or more on a cluster so large that
+        the driver would otherwise see more than TASKS_PER_SECOND batches a second."""
+        return max(self.target_seconds, self.workers / TASKS_PER_SECOND)
+
     def record(self, results: list[tuple[CellJob, float]]) -> None:
         """Durations of the cells of one batch that came back: (job, seconds) pairs."""
-        shares: dict[tuple, int] = {}
-        for job, seconds in results:
-            key = shape_of(job)
+        self.record_shapes([(shape_of(job), seconds) for job, seconds in results])
+
+    def record_shapes(self, results: list[tuple[tuple, float]]) -> None:
+        """``record`` with each cell's shape already known ((shape, seconds) pairs): a batch is
+        almost always one shape, so it costs a sum and two dict updates per shape, not per cell."""
+        if not results:
+            return
+        first = results[0][0]
+        if all(shape == first for shape, _ in results):
+            groups: dict[tuple, list[float]] = {first: [s for _, s in results]}
+        else:
+            groups = {}
+            for shape, seconds in results:
+                groups.setdefault(shape, []).append(seconds)
+        for key, times in groups.items():
             total, n = self._mean.get(key, (0.0, 0))
-            self._mean[key] = (total + seconds, n + 1)
-            shares[key] = shares.get(key, 0) + 1
-        for key, n in shares.items():
-            self._largest[key] = max(self._largest.get(key, 0), n)
+            self._mean[key] = (total + sum(times), n + len(times))
+            self._largest[key] = max(self._largest.get(key, 0), len(times))
 
     def _related(self, job: CellJob) -> tuple[float, int] | None:
         """(seconds, largest batch) of a measured shape of the same dataset, N and rule (another
@@ -105,7 +144,7 @@ class BatchSizer:
             return known
         if self._mean:
             return max(total / n for total, n in self._mean.values())
-        return self.target_seconds / UNMEASURED
+        return self.target / UNMEASURED
 
     def allowance(self, job: CellJob) -> int:
         """Most cells of this job's shape the next batch may carry: enough for the target, but at
@@ -116,7 +155,7 @@ class BatchSizer:
         if per_cell is None:
             return UNMEASURED
         largest = self._largest.get(shape_of(job)) or (self._related(job) or (0.0, 1))[1]
-        want = max(1, int(self.target_seconds / max(per_cell, 1e-6)))
+        want = max(1, int(self.target / max(per_cell, 1e-6)))
         return min(want, GROWTH * largest, self.max_cells)
 
 
@@ -153,46 +192,65 @@ class Batcher:
         """The next batch, or None when every job has been handed out."""
         if self._retry:
             job = self._retry.pop(0)
-            return Batch([job], *self.needs(job))
+            return Batch([job], *self.needs(job), shapes=[shape_of(job)])
         first = self._peek()
         if first is None:
             return None
         cpus, memory = self.needs(first)
         cap = self.sizer.fixed if self.sizer.fixed else self._tail_cap()
         jobs: list[CellJob] = []
+        shapes: list[tuple] = []
         per_shape: dict[tuple, int] = {}
         allowed: dict[tuple, int] = {}
         budget = 0.0
+        target = self.sizer.target
+        fixed = bool(self.sizer.fixed)
+        costs: dict[tuple, float] = {}  # the sizer does not change within a take: once per shape
         while len(jobs) < cap:
             peeked = self._peek()
             if peeked is None:
                 break
             job = peeked
-            job_cpus, job_memory = self.needs(job)
-            if job_cpus != cpus:
-                break
             key = shape_of(job)
             if key not in allowed:
-                allowed[key] = self.sizer.allowance(job)
-            if per_shape.get(key, 0) >= allowed[key]:
+                if key not in self._needs:
+                    self._needs[key] = needs_of(job)
+                allowed[key], costs[key] = self.sizer.allowance(job), self.sizer.cost(job)
+            job_cpus, job_memory = self._needs[key]
+            if job_cpus != cpus:
                 break
-            cost = self.sizer.cost(job)
-            if jobs and not self.sizer.fixed and budget + cost > self.sizer.target_seconds:
+            n = per_shape.get(key, 0)
+            if n >= allowed[key]:
+                break
+            cost = costs[key]
+            if jobs and not fixed and budget + cost > target:
                 break
             budget += cost
             jobs.append(job)
-            per_shape[key] = per_shape.get(key, 0) + 1
-            memory = max(memory, job_memory)
+            shapes.append(key)
+            per_shape[key] = n + 1
+            if job_memory > memory:
+                memory = job_memory
             self._next = None
         if self.remaining is not None:
             self.remaining -= len(jobs)
-        return Batch(jobs, cpus, memory)
+        return Batch(jobs, cpus, memory, shapes)
 
     def _tail_cap(self) -> int:
         """Near the end, at most a share of what is left per batch, so every worker gets some."""
         if self.remaining is None:
             return self.sizer.max_cells
         return max(1, math.ceil(self.remaining / (2 * self.workers)))
+
+
+def settle(batch: Batch, results: list[tuple[Any, float]], sizer: BatchSizer) -> list[tuple[CellJob, Any]]:
+    """Driver side, after a batch came back: its cells' durations recorded (failures left out: a
+    failure's time says nothing of a cell's cost), and its (job, outcome) pairs in batch order."""
+    shapes = batch.shapes if batch.shapes is not None else [shape_of(job) for job in batch.jobs]
+    sizer.record_shapes(
+        [(shape, seconds) for shape, (outcome, seconds) in zip(shapes, results) if not isinstance(outcome, Failed)]
+    )
+    return [(job, outcome) for job, (outcome, _) in zip(batch.jobs, results)]
 
 
 def run_batch(

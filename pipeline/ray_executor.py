@@ -23,7 +23,7 @@ import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, registry
-from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
+from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch, settle
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
@@ -291,7 +291,7 @@ class RayExecutor:
             "nodes": len(alive),
             "cpus": int(sum(n["Resources"].get("CPU", 0.0) for n in alive)),
             "memory_bytes": int(sum(n["Resources"].get("memory", 0.0) for n in alive)),
-            "nodes_used": sorted(self._label(i) for i in self._used),
+            "nodes_used": sorted(self._label(i) for i in list(self._used)),  # list: the flusher thread reads it
         }
 
     def capacity(self) -> tuple[float, float, str]:
@@ -323,7 +323,7 @@ class RayExecutor:
         remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(_run_batch_on_node)
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
-        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
+        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task, workers=self.workers)
         batcher = Batcher(iter(jobs), sizer, total, self.workers)
         pending: dict[Any, Batch] = {}
         cpus_in_flight = 0
@@ -354,15 +354,7 @@ class RayExecutor:
                         batcher.retry(batch.jobs)  # one cell per task: the culprit fails alone
                         continue
                     results = [(Failed(f"{type(e).__name__}: {e}"), 0.0)]
-                sizer.record(
-                    [
-                        (job, seconds)
-                        for job, (outcome, seconds) in zip(batch.jobs, results)
-                        if not isinstance(outcome, Failed)
-                    ]
-                )
-                for job, (outcome, _) in zip(batch.jobs, results):
-                    yield job, outcome
+                yield from settle(batch, results, sizer)
 
     def _note_node(self, node: str) -> None:
         if node not in self._used:

@@ -395,8 +395,9 @@ class Cube:
         done: np.ndarray | None = None
         if self._status is not None and any(not rs for rs in by_shard.values()):
             done = self._status == DONE
+        places = {s: self.variable("status").local_places(rs, s) for s, rs in by_shard.items() if rs}
         for name in names:
-            data, fresh[name] = self.variable(name).rewritten(by_shard, self._blocks, done)
+            data, fresh[name] = self.variable(name).rewritten(by_shard, self._blocks, done, places)
             puts.update(data)
         self.objects.put_many(puts)
         for name, blocks in fresh.items():
@@ -483,8 +484,9 @@ class Cube:
     def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
         status = self.status().copy()
         by_shard: dict[ShardIndex, list[CellResult]] = {}
+        shard_of = self.variable("status").shard_of  # one store for the flush, not one per result
         for r in results:
-            by_shard.setdefault(self._shard_of(r.index), []).append(r)
+            by_shard.setdefault(shard_of(r.index), []).append(r)
         task_arrays, cube_id = {}, self.cube_id
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):

@@ -74,6 +74,14 @@ def test_scale_runs_small_and_null_cells_through_ray() -> None:
     assert rows[0].ratio > 0 and rows[2].ratio > 0  # cells/s; driver peak RSS in GiB
 
 
+def test_driver_load_generator_runs_locally_and_on_moto() -> None:
+    from benchmarks import driver
+
+    rows = driver.run(tiny=True, repeats=1)  # the child asserts every cell came back done
+    assert_well_formed(rows, 5)
+    assert all(r.ratio > 0 for r in rows)  # cells/s, us per cell, RSS ratio
+
+
 def test_authors_gradient_is_the_derivative_of_their_loss() -> None:
     # Central differences of a smooth float64 loss at step 1e-5: truncation ~1e-10 and
     # rounding ~1e-16 / 1e-5, both far below the 1e-6 relative tolerance.

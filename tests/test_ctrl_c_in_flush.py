@@ -1,8 +1,10 @@
 """Ctrl-C that lands inside a flush (a real ``amsweep run``, SIGINT sent by the driver to itself
 on entering ``Cube._flush``) ends like any other Ctrl-C: the documented line, exit 130, no
-traceback; the interrupted flush's tasks stay pending and the resumed cube equals an
-uninterrupted run. Interrupting every flush from the second on hits the final flush (the one in
-``run``'s ``finally``) whatever the timing, and its retry too.
+traceback; the flushes run on the flusher thread (``amsweep.sweeps.flusher``), which a signal
+cannot stop mid-write, so the interrupted flush finishes, the run record saved after it counts
+exactly the results in the cube, and the resumed cube equals an uninterrupted run. Interrupting
+every flush from the second on hits the final flush (the one handed over in ``run``'s
+``finally``) whatever the timing, and its retry too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
+from amsweep.storage import history
 from amsweep.storage.cube import Cube
 from amsweep.storage.schema import DONE
 from tests.conftest import assert_same_cube
@@ -60,7 +63,9 @@ def test_ctrl_c_inside_a_flush_prints_one_line_and_loses_nothing(tmp_path, onwar
     assert "interrupted: finished results are saved; run the same command again to resume" in first.stdout, text
     sweep = spec_mod.load(spec)
     status = Cube.open(url).status()
-    assert (status == DONE).sum() < len(list(sweep.tasks())), "the interrupted flush landed anyway"
+    record = history.latest(Cube.open(url).objects)
+    assert record is not None and record["ending"] == "interrupted", record
+    assert 0 < record["done"] == (status == DONE).sum(), "the run record does not count the results in the cube"
     assert check(Cube.open(url)).ok
 
     resume = subprocess.run(

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from amsweep.pipeline import spec as spec_mod
-from amsweep.pipeline.batching import UNMEASURED, Batcher, BatchSizer
+from amsweep.pipeline.batching import TASKS_PER_SECOND, UNMEASURED, Batch, Batcher, BatchSizer, settle, shape_of
+from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.executors import SerialExecutor
 from amsweep.pipeline.metrics import mean_or_nan
 from amsweep.pipeline.resources import LARGE_THREADS, ResourceError, cell_memory, cell_threads
@@ -205,6 +206,41 @@ def test_batches_start_small_grow_with_measurements_and_shrink_at_the_end():
         sizer.record([(job, 0.001) for job in batch.jobs])
     assert sum(sizes) == len(jobs) - 10
     assert max(sizes) > 100 and sizes[-1] < max(sizes)  # grew, then shrank for the tail
+
+
+def test_a_large_cluster_gets_batches_that_keep_the_driver_under_its_task_rate():
+    """500 workers x 0.1 s cells: 2 s batches would send 250 tasks/s; the target grows to
+    workers / TASKS_PER_SECOND seconds, the first batches stay small and the tail still shrinks."""
+    sweep, jobs = jobs_of({**SMALL, "seeds": 50_000, "rules": {"hebb": {}}})  # 100,000 cells, 2 shapes
+    workers, cell = 500, 0.1
+    sizer = BatchSizer(target_seconds=2.0, workers=workers)
+    assert sizer.target == workers / TASKS_PER_SECOND == 5.0
+    assert BatchSizer(target_seconds=2.0, workers=8).target == 2.0  # a small cluster keeps its target
+    batcher = Batcher(iter(jobs), sizer, total=len(jobs), workers=workers)
+    sizes = []
+    while (batch := batcher.take()) is not None:
+        sizes.append(len(batch.jobs))
+        assert batch.shapes is not None and len(batch.shapes) == len(batch.jobs)
+        settle(batch, [(None, cell)] * len(batch.jobs), sizer)
+    assert sum(sizes) == len(jobs) and sizes[0] == UNMEASURED
+    steady = max(sizes)
+    assert steady == int(sizer.target / cell) == 50  # 5 s of 0.1 s cells (the tail cap starts at 100)
+    assert workers / (steady * cell) <= TASKS_PER_SECOND  # batches a second the busy cluster sends
+    assert sizes[-1] < steady  # the tail still shrinks
+
+
+def test_settle_records_durations_per_shape_and_leaves_failures_out():
+    sweep, jobs = jobs_of(MANY)  # 20 cells of 4 shapes
+    batch = Batch(jobs[:6], 1, 0)  # no shapes kept: settle computes them
+    sizer = BatchSizer()
+    outcomes = [(Failed("boom") if i == 0 else "ok", 0.5 + i) for i in range(6)]
+    pairs = settle(batch, outcomes, sizer)
+    assert pairs == [(job, outcome) for job, (outcome, _) in zip(jobs[:6], outcomes)]
+    expected: dict = {}
+    for job, (_, seconds) in zip(jobs[1:6], outcomes[1:]):  # the failure's time says nothing of a cell's cost
+        total, n = expected.get(shape_of(job), (0.0, 0))
+        expected[shape_of(job)] = (total + seconds, n + 1)
+    assert sizer._mean == expected and len(expected) > 1
 
 
 def test_batches_never_mix_cells_that_need_different_cpus():
