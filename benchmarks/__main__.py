@@ -28,6 +28,7 @@ MODULES = (
     "sweep_overhead",
     "memory",
     "cube",
+    "reads",
     "scale",
     "threads_per_cell",
     "small_cell",

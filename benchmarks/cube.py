@@ -1,5 +1,5 @@
-"""Cube format 3 at 10^5 cells: objects, driver write rate, status read, one-metric table, and
-one per-noise metric read by plain Zarr readers (``xr.open_zarr`` and zarr-python).
+"""Cube format 3 at 10^5 cells: objects, driver write rate, status read and one-metric table
+(plain Zarr readers and the writers issue 26 compares it with: ``benchmarks/reads.py``).
 
 Results are synthetic (every metric of every cell set, no cell computed), so the rows measure
 the cube alone. The driver flushes 2,000 results at a time: what a 1,000-cells/s fan-out hands
@@ -88,22 +88,6 @@ def frame_seconds(path: str) -> float:
     return time.perf_counter() - t0
 
 
-def plain_read_seconds(path: str, metric: str = "m_train") -> tuple[float, float, int]:
-    """(xr.open_zarr(path)[metric].values seconds, zarr-python's, dask chunks of the variable)."""
-    import xarray as xr
-    import zarr
-
-    t0 = time.perf_counter()
-    var = xr.open_zarr(path)[metric]
-    chunks = int(np.prod([len(c) for c in var.chunks or ()]))
-    var.load()
-    t_xr = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    zarr.open_array(f"{path}/{metric}", mode="r")[...]
-    t_zarr = time.perf_counter() - t0
-    return t_xr, t_zarr, chunks
-
-
 def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
     s = sweep(seeds=34 if tiny else 1667)
     rs = results(s)
@@ -111,16 +95,13 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
     rows: list[Row] = []
     folder = Path(tempfile.mkdtemp(prefix="amsweep-cube-bench-"))
     try:
-        writes, status, frames, objects, plain_xr, plain_zarr, chunks = [], [], [], 0, [], [], 0
+        writes, status, frames, objects = [], [], [], 0
         for r in range(repeats):
             path = str(folder / f"c{r}.zarr")
             writes.append(n / write_all(path, s, rs))
             status.append(status_seconds(path))
             frames.append(frame_seconds(path))
             objects = count_objects(path)
-            t_xr, t_zarr, chunks = plain_read_seconds(path)
-            plain_xr.append(t_xr)
-            plain_zarr.append(t_zarr)
         rows += [
             _row(f"cube objects at {n:,} cells", [objects], "<=", 5000, "objects in the cube (local listing)"),
             _row(
@@ -128,7 +109,7 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
                 writes,
                 ">=",
                 5000,
-                f"{n:,} cells, flushes of {FLUSH}, all 15 variables",
+                f"{n:,} cells, flushes of {FLUSH}, status + {len(METRICS)} metrics",
             ),
             _row(f"status read, {n:,} cells, local (s)", status, "<=", 0.5, "Cube.open + status()"),
             _row(
@@ -137,20 +118,6 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
                 "<=",
                 1.0,
                 f"to_frame(open_cube, 'm_train'): {n * len(s.noise):,} rows",
-            ),
-            _row(
-                f"plain xr.open_zarr, one metric, {n:,} cells (s)",
-                plain_xr,
-                "<=",
-                1.0,
-                f"xr.open_zarr(CUBE)['m_train'].values, {chunks} dask chunks",
-            ),
-            _row(
-                f"plain zarr-python, one metric, {n:,} cells (s)",
-                plain_zarr,
-                "<=",
-                1.0,
-                "zarr.open_array(CUBE/m_train)[...]",
             ),
         ]
         rows += _on_moto(s, rs, n, max(1, repeats - 1))

@@ -131,10 +131,12 @@ def _fixed_width(values: np.ndarray) -> np.dtype:
     size fixed-width chunks, so ``xr.open_zarr(CUBE, chunks="auto")`` works. The width is a power
     of two of at least 64 characters, so that growing a cube rarely changes it.
 
-    No Zarr v3 label type is read by both xarray and tensorstore (0.1.86): tensorstore refuses
-    ``string`` (vlen-utf8), ``fixed_length_utf32`` and ``null_terminated_bytes`` alike, and its
-    only byte type, ``r<N>``, is one zarr-python cannot open. Tensorstore reads every numeric array
-    of a cube; tests/test_cube_format3.py notices the day it reads labels too."""
+    No Zarr v3 label type is read by xarray (as labels), zarr-python and tensorstore (0.1.86, re-checked
+    for issue 26): tensorstore refuses ``string`` (vlen-utf8), ``fixed_length_utf32`` and
+    ``null_terminated_bytes`` alike (so CF ``S1`` char arrays too: zarr stores ``S1`` as the latter);
+    its only byte type, raw bits ``r<N>``, zarr-python 3.1 cannot open; a ``uint8`` char array opens
+    everywhere but xarray decodes only ``S1`` to strings. Tensorstore reads every numeric array of a
+    cube; tests/test_cube_format3.py's strict xfail notices the day it reads labels too."""
     longest = max((len(str(v)) for v in values.ravel()), default=1)
     return np.dtype(f"<U{max(64, 1 << (longest - 1).bit_length())}")
 
