@@ -14,10 +14,12 @@ for a ``ray job submit`` entrypoint), else a private local Ray. Each batch repor
 on, so ``describe()`` can say which nodes did the work without asking Ray.
 
 A private local Ray starts in the background (``LocalStart``) and the driver computes cells
-itself until it is up: on 2 cores its start (ray.init 3-9 s here, load-dependent) took as long as
-Ray then saved on a 20,000-cell sweep (issue 26). Results depend only on a cell's coordinates and
-seed, so who computes a cell does not change the cube; a sweep that ends before Ray is up never
-waits for it.
+itself until it is up and its first batch is back (the workers' start, imports and numba cache
+load): on 2 cores that start (ray.init 3-19 s here, load-dependent, then 1-9 s to the first
+result) took as long as Ray then saved on a 20,000-cell sweep (issue 26). Results depend only on
+a cell's coordinates and seed, so who computes a cell does not change the cube; a sweep that
+ends before Ray is up never waits for it. Those cells' measured durations size Ray's first
+batches, which start at <= 4 cells of a shape, so every worker gets one at once.
 """
 
 from __future__ import annotations
@@ -466,17 +468,22 @@ class RayExecutor:
             job = next(jobs, None)
             if job is None:
                 return True
-            t0, c0 = time.perf_counter(), time.thread_time()
-            outcome = guarded(fn, job)
-            seconds = time.perf_counter() - t0
-            self.cell_cpu_seconds += time.thread_time() - c0
-            self.local_cells += 1
-            if not isinstance(outcome, Failed):
-                sizer.record([(job, seconds)])
+            outcome, seconds = self._compute_here(fn, job, sizer)
             yield job, outcome
             if seconds > LOCAL_CELL_SECONDS and self.local_cells > 1:  # the first one also loads the kernels
                 break
         return False
+
+    def _compute_here(self, fn: Callable[..., Any], job: CellJob, sizer: BatchSizer) -> tuple[Any, float]:
+        """One cell in this process, as a worker would run it (guarded, timed, its duration recorded)."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        outcome = guarded(fn, job)
+        seconds = time.perf_counter() - t0
+        self.cell_cpu_seconds += time.thread_time() - c0
+        self.local_cells += 1
+        if not isinstance(outcome, Failed):
+            sizer.record([(job, seconds)])
+        return outcome, seconds
 
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
@@ -507,6 +514,7 @@ class RayExecutor:
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
         batcher = Batcher(jobs, sizer, total, self.workers)
+        warming = self.local_cells > 0  # the driver computed cells while Ray started: go on until a batch is back
         pending: dict[Any, Batch] = {}
         cpus_in_flight = 0
         while True:
@@ -520,7 +528,20 @@ class RayExecutor:
                 self.batches += 1
             if not pending:
                 return
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done = []
+            if warming:  # no batch back yet: while the workers start, the driver computes cells too
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=0)
+                job = None if done else next(jobs, None)
+                if job is not None:
+                    if batcher.remaining is not None:
+                        batcher.remaining -= 1
+                    outcome, seconds = self._compute_here(fn, job, sizer)
+                    warming = seconds <= LOCAL_CELL_SECONDS
+                    yield job, outcome
+                    continue
+                warming = False
+            if not done:
+                done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 batch = pending.pop(ref)
                 cpus_in_flight -= batch.cpus
