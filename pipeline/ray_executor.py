@@ -385,6 +385,10 @@ class RayExecutor:
         self.max_in_flight = max(1, self.workers * self._in_flight_per_worker)
         self._joined = True
 
+    def wait_until_up(self) -> None:
+        """Block until a local Ray starting in the background is up (benchmarks that time Ray alone)."""
+        self._join()
+
     @property
     def starting(self) -> bool:
         """Whether the local Ray is still starting in the background."""
