@@ -195,8 +195,6 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
         serial = _run(small_spec(n_serial, "serial"), SerialExecutor(), root)
         t0 = time.perf_counter()
         executor = RayExecutor(workers=WORKERS)
-        executor.compute_while_starting = False  # these rows time Ray's own fan-out, workers warm
-        executor.wait_until_up()
         init_s = time.perf_counter() - t0
         try:
             _run(small_spec(2_000 if not tiny else 20, "warm_ray"), executor, root)  # workers import, numba load

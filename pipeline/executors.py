@@ -76,11 +76,6 @@ def where(executor: Any) -> str:
     if d["executor"] == "serial":
         return f"cells run one at a time in this process, on this machine ({memory})"
     size = f"{d['cpus']} CPU(s), {memory}"
-    if d.get("starting"):
-        return (
-            f"local Ray starting on this machine in the background: {size}; this process computes cells "
-            "until it is up (a sweep that ends first runs here alone)"
-        )
     if d["address"] is None:
         return f"local Ray on this machine: {size}"
     return f"Ray cluster at {d['address']} (from {d.get('source', '--address')}): {d['nodes']} node(s), {size}"
@@ -91,9 +86,5 @@ def used(executor: Any) -> str:
     describe = getattr(executor, "describe", None)
     if describe is None:
         return f"cells ran on the {executor.name} executor"
-    d = describe()
-    nodes, local = d["nodes_used"], d.get("local_cells", 0)
-    if local and len(nodes) == 1:
-        return f"cells ran in this process only ({local} cell(s)): the sweep finished before Ray was up"
-    line = f"cells ran on {len(nodes)} node(s)" + (f": {', '.join(nodes)}" if nodes else "")
-    return line + (f"; {local} cell(s) in this process while Ray started" if local else "")
+    nodes = describe()["nodes_used"]
+    return f"cells ran on {len(nodes)} node(s)" + (f": {', '.join(nodes)}" if nodes else "")

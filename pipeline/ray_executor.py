@@ -12,14 +12,6 @@ a worker imports them from the shipped copy, so they need not exist on any other
 Where it runs (``where_to_run``): ``--address``, else ``RAY_ADDRESS`` (which Ray's job supervisor sets
 for a ``ray job submit`` entrypoint), else a private local Ray. Each batch reports the node it ran
 on, so ``describe()`` can say which nodes did the work without asking Ray.
-
-A private local Ray starts in the background (``LocalStart``) and the driver computes cells
-itself until it is up and its first batch is back (the workers' start, imports and numba cache
-load): on 2 cores that start (ray.init 3-19 s here, load-dependent, then 1-9 s to the first
-result) took as long as Ray then saved on a 20,000-cell sweep (issue 26). Results depend only on
-a cell's coordinates and seed, so who computes a cell does not change the cube; a sweep that
-ends before Ray is up never waits for it. Those cells' measured durations size Ray's first
-batches, which start at <= 4 cells of a shape, so every worker gets one at once.
 """
 
 from __future__ import annotations
@@ -28,26 +20,16 @@ import functools
 import json
 import os
 import socket
-import threading
-import time
-from typing import Any, Callable, ClassVar, Generator, Iterable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch
 from amsweep.pipeline.errors import AmsweepError
-from amsweep.pipeline.outcomes import Failed, guarded
+from amsweep.pipeline.outcomes import Failed
 from amsweep.pipeline.packing import unpack
 from amsweep.pipeline.spec import CellJob
 
-__all__ = [
-    "keep_ray_on_loopback",
-    "LocalStart",
-    "local_memory",
-    "LOOPBACK_ONLY",
-    "PINNED_THREADS",
-    "RayExecutor",
-    "where_to_run",
-]
+__all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor", "where_to_run"]
 
 PINNED_THREADS = {
     "OMP_NUM_THREADS": "1",
@@ -58,7 +40,6 @@ PINNED_THREADS = {
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 IN_RAY_JOB = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # Ray's job supervisor sets it (with RAY_ADDRESS) for an entrypoint
 GiB = 2**30
-LOCAL_CELL_SECONDS = 2.0  # a cell longer than this ends the driver's own computing: Ray's workers wait on it
 
 
 def where_to_run(address: str | None, environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
@@ -199,73 +180,6 @@ def _worker_setup(jobs: list[CellJob], plugin_path: str, localize: Callable | No
     return localize(jobs) if localize is not None else jobs
 
 
-def local_memory() -> dict[str, int]:
-    """The task memory and object store for a private local Ray, fixed before it starts, so that
-    ``capacity`` can answer (and the sweep be refused) while Ray is still starting. The values are
-    Ray's own defaults (its available-memory estimate, cgroup-aware, less its object store share)."""
-    try:
-        from ray._private.utils import estimate_available_memory, resolve_object_store_memory
-
-        available = int(estimate_available_memory())
-        store = int(resolve_object_store_memory(available))
-    except Exception:  # Ray moved its helpers: the same rule by hand (30 % for the object store)
-        import psutil
-
-        available = int(psutil.virtual_memory().available)
-        store = int(0.3 * available)
-    return {"_memory": max(available - store, 0), "object_store_memory": store}  # ray.init's keywords
-
-
-class LocalStart:
-    """``start`` (ray.init of a private local Ray, then its reaper) in a background thread.
-
-    The thread stays alive until ``release``: Ray starts its GCS and raylet with PR_SET_PDEATHSIG,
-    which fires when the *thread* that started them ends, so a thread that returned after ray.init
-    left the driver without its GCS ("Failed to connect to GCS", measured here).
-    """
-
-    def __init__(self, start: Callable[[], None]) -> None:
-        self._start = start
-        self._up = threading.Event()
-        self._released = threading.Event()
-        self.error: BaseException | None = None
-        self.seconds = 0.0  # how long ray.init took, once up
-        self._thread = threading.Thread(target=self._main, name="amsweep-ray-start", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        t0 = time.perf_counter()
-        try:
-            self._start()
-        except BaseException as e:  # handed to the caller of wait()
-            self.error = e
-        finally:
-            self.seconds = time.perf_counter() - t0
-            self._up.set()
-        self._released.wait()
-
-    def is_up(self) -> bool:
-        """Whether ray.init has returned (or failed)."""
-        return self._up.is_set()
-
-    def wait(self) -> None:
-        """Block until Ray is up; raise what starting it raised."""
-        while not self._up.wait(0.1):  # a timed wait: Ctrl-C reaches the main thread
-            pass
-        if self.error is not None:
-            raise self.error
-
-    def wait_quietly(self) -> None:
-        """Block until ray.init has returned, whatever it returned (shutdown then stops what it started)."""
-        while not self._up.wait(0.1):
-            pass
-
-    def release(self) -> None:
-        """Let the thread end (after ray.shutdown: its processes are gone, or die with it)."""
-        self._released.set()
-        self._thread.join(timeout=5.0)
-
-
 class RayExecutor:
     """Batches of cells as Ray tasks, a bounded number of CPUs' worth in flight.
 
@@ -296,23 +210,7 @@ class RayExecutor:
 
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
-        self._reaper: Any = None  # the ray_reaper process of a local Ray
-        self._start: LocalStart | None = None  # a private local Ray starting in the background
-        self._memory = 0  # the memory given to that Ray (capacity before it is up)
-        self._joined = False
-        self.compute_while_starting = True  # the driver computes cells until the local Ray is up
-        self.local_cells = 0  # cells the last map_unordered computed in this process
-        self.workers = workers or 0
-        self.max_retries = max_retries
-        self.cells_per_task = cells_per_task
-        self.target_seconds = target_seconds
-        self._in_flight_per_worker = in_flight_per_worker
-        self.max_in_flight = 1
-        self._shipped: dict[str, datafiles.Shipped] = {}
-        self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
-        self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
-        self._nodes: dict[str, dict[str, Any]] = {}  # node id -> ray.nodes() entry, refreshed on news
-        self._used: set[str] = set()  # ids of the nodes that ran at least one batch
+        self._reaper = None
         job_env = job_runtime_env() if self._owns_ray else {}
         job_modules = job_env.get("py_modules") or []
         self._plugins = plugin_shipping.Shipper(inherited=[str(m) for m in job_modules])
@@ -334,65 +232,40 @@ class RayExecutor:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             else:
                 kwargs["address"] = address
-            if address is None and not modules:
-                # Nothing to upload, so nothing the user gave can make it fail: start in the
-                # background (plug-ins too large to ship are refused by ray.init, before anything runs).
-                kwargs.update(local_memory())
-                self._memory = kwargs["_memory"]
-                self.workers = workers or kwargs["num_cpus"]
-                self.max_in_flight = max(1, self.workers * in_flight_per_worker)
-                self._start = LocalStart(functools.partial(self._init, kwargs))
-                return
-            self._init(kwargs)
-        self._join()
-
-    def _init(self, kwargs: dict[str, Any]) -> None:
-        """``ray.init(**kwargs)``, a failure as the one line it earns; for a local Ray, its reaper."""
-        ray, address = self._ray, self.address
-        try:
-            ray.init(**kwargs)
-        except Exception as e:  # ConnectionError, TimeoutError, ValueError, ray's AuthenticationError
-            too_large = plugin_shipping.too_large(e, registry.plugin_path())
-            if too_large is not None:
-                ray.shutdown()  # the local Ray it had started, if any
-                raise too_large from None
+            try:
+                ray.init(**kwargs)
+            except Exception as e:  # ConnectionError, TimeoutError, ValueError, ray's AuthenticationError
+                too_large = plugin_shipping.too_large(e, registry.plugin_path())
+                if too_large is not None:
+                    ray.shutdown()  # the local Ray it had started, if any
+                    raise too_large from None
+                if address is None:
+                    raise  # a local Ray that cannot start is not the user's input: a bug or the machine
+                raise join_error(address, self.source, e) from None
+            finally:
+                self._plugins.uploaded()
             if address is None:
-                raise  # a local Ray that cannot start is not the user's input: a bug or the machine
-            raise join_error(address, self.source, e) from None
-        finally:
-            self._plugins.uploaded()
-        if address is None:
-            from amsweep.pipeline import ray_reaper
+                from amsweep.pipeline import ray_reaper
 
-            node = ray._private.worker._global_node  # this driver's local Ray processes
-            assert node is not None, "ray.init() returned without a local node"
-            self._reaper = ray_reaper.start(
-                [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
-            )
-
-    def _join(self) -> None:
-        """Once Ray is up (waiting for a background start): its address, nodes and CPUs."""
-        if self._joined:
-            return
-        if self._start is not None:
-            self._start.wait()
-        ray = self._ray
-        if self.address == "auto" and ray._private.worker._global_node is not None:
+                node = ray._private.worker._global_node  # this driver's local Ray processes
+                assert node is not None, "ray.init() returned without a local node"
+                self._reaper = ray_reaper.start(
+                    [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
+                )
+        if address == "auto" and ray._private.worker._global_node is not None:
             self.address = ray._private.worker._global_node.gcs_address  # the cluster "auto" found
+        self._nodes: dict[str, dict[str, Any]] = {}  # node id -> ray.nodes() entry, refreshed on news
+        self._used: set[str] = set()  # ids of the nodes that ran at least one batch
         self._refresh_nodes()
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = self.workers or cpus
-        self.max_in_flight = max(1, self.workers * self._in_flight_per_worker)
-        self._joined = True
-
-    def wait_until_up(self) -> None:
-        """Block until a local Ray starting in the background is up (benchmarks that time Ray alone)."""
-        self._join()
-
-    @property
-    def starting(self) -> bool:
-        """Whether the local Ray is still starting in the background."""
-        return self._start is not None and not self._start.is_up()
+        self.workers = workers or cpus
+        self.max_in_flight = max(1, self.workers * in_flight_per_worker)
+        self.max_retries = max_retries
+        self.cells_per_task = cells_per_task
+        self.target_seconds = target_seconds
+        self._shipped: dict[str, datafiles.Shipped] = {}
+        self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
+        self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
 
     def _refresh_nodes(self) -> None:
         self._nodes = {n["NodeID"]: n for n in self._ray.nodes()}
@@ -409,24 +282,7 @@ class RayExecutor:
     def describe(self) -> dict[str, Any]:
         """Where this executor runs, JSON-safe: the Ray it started or joined, its live nodes, CPUs and
         task memory (from the node table read at start and on a batch from a node not seen before, so
-        a call costs no Ray round trip), and ``nodes_used``, the nodes that ran a batch so far. While
-        the local Ray starts: the CPUs and memory it was given, ``starting`` True; ``local_cells``
-        counts the cells the driver computed itself (``nodes_used`` then names this machine too)."""
-        used = sorted(self._label(i) for i in self._used)
-        if self.local_cells:
-            used = sorted({*used, f"{socket.gethostname()} (this process)"})
-        if not self._joined:
-            return {
-                "executor": self.name,
-                "address": None,
-                "source": self.source,
-                "nodes": 1,
-                "cpus": self.workers,
-                "memory_bytes": self._memory,
-                "nodes_used": used,
-                "starting": True,
-                "local_cells": self.local_cells,
-            }
+        a call costs no Ray round trip), and ``nodes_used``, the nodes that ran a batch so far."""
         alive = [n for n in self._nodes.values() if n.get("Alive")]
         return {
             "executor": self.name,
@@ -435,59 +291,20 @@ class RayExecutor:
             "nodes": len(alive),
             "cpus": int(sum(n["Resources"].get("CPU", 0.0) for n in alive)),
             "memory_bytes": int(sum(n["Resources"].get("memory", 0.0) for n in alive)),
-            "nodes_used": used,
-            "local_cells": self.local_cells,
+            "nodes_used": sorted(self._label(i) for i in self._used),
         }
 
     def capacity(self) -> tuple[float, float, str]:
-        """(memory bytes, CPUs, what offers them) of the largest live node, from Ray's resources; for
-        a local Ray still starting, what it was given (the same figures, known without waiting)."""
-        if self._start is not None and not self._joined:
-            return float(self._memory), float(self.workers), "the largest node"
+        """(memory bytes, CPUs, what offers them) of the largest live node, from Ray's resources."""
         nodes = [n for n in self._ray.nodes() if n.get("Alive")]
         memory = max((n["Resources"].get("memory", 0.0) for n in nodes), default=0.0)
         cpus = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
         return memory, cpus, "the largest node"
 
     def prepare(self, sweep: Any) -> int:
-        """Ship the sweep's driver-local data files to the object store; how many were shipped (a
-        sweep with files to ship waits for a local Ray still starting)."""
-
-        def put(data: bytes) -> Any:
-            self._join()
-            return self._ray.put(data)
-
-        self._shipped = datafiles.ship(sweep, put)
+        """Ship the sweep's driver-local data files to the object store; how many were shipped."""
+        self._shipped = datafiles.ship(sweep, self._ray.put)
         return len({ref for s in self._shipped.values() for _, ref in s.files})
-
-    def _while_starting(
-        self, fn: Callable[..., Any], jobs: Iterator[CellJob], sizer: BatchSizer
-    ) -> Generator[tuple[CellJob, Any], None, bool]:
-        """Cells computed in this process, one at a time, while the local Ray starts; True once
-        ``jobs`` is exhausted (Ray is then never waited for). Their durations size Ray's first
-        batches. A cell over LOCAL_CELL_SECONDS ends it (not the first: it also loads numba's cached
-        kernels, ~0.5-1 s here, as every process's first cell does): Ray's workers would wait on the next."""
-        assert self._start is not None
-        while not self._start.is_up():
-            job = next(jobs, None)
-            if job is None:
-                return True
-            outcome, seconds = self._compute_here(fn, job, sizer)
-            yield job, outcome
-            if seconds > LOCAL_CELL_SECONDS and self.local_cells > 1:  # the first one also loads the kernels
-                break
-        return False
-
-    def _compute_here(self, fn: Callable[..., Any], job: CellJob, sizer: BatchSizer) -> tuple[Any, float]:
-        """One cell in this process, as a worker would run it (guarded, timed, its duration recorded)."""
-        t0, c0 = time.perf_counter(), time.thread_time()
-        outcome = guarded(fn, job)
-        seconds = time.perf_counter() - t0
-        self.cell_cpu_seconds += time.thread_time() - c0
-        self.local_cells += 1
-        if not isinstance(outcome, Failed):
-            sizer.record([(job, seconds)])
-        return outcome, seconds
 
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
@@ -501,26 +318,17 @@ class RayExecutor:
         crash before the finished results were flushed.
         """
         ray = self._ray
-        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
-        self.batches = 0
-        self.cell_cpu_seconds = 0.0
-        self.local_cells = 0
-        jobs = iter(jobs)
-        if self.starting and self.compute_while_starting:
-            if (yield from self._while_starting(fn, jobs, sizer)):
-                return
-            if total is not None:
-                total -= self.local_cells
-        self._join()
         plugins, task_env = self._plugins.for_batches(registry.plugin_path())  # shipped names, not paths
         options = {"runtime_env": task_env} if task_env else {}
         remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(_run_batch_on_node)
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
-        batcher = Batcher(jobs, sizer, total, self.workers)
-        warming = self.local_cells > 0  # the driver computed cells while Ray started: go on until a batch is back
+        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task)
+        batcher = Batcher(iter(jobs), sizer, total, self.workers)
         pending: dict[Any, Batch] = {}
         cpus_in_flight = 0
+        self.batches = 0
+        self.cell_cpu_seconds = 0.0
         while True:
             while cpus_in_flight < self.max_in_flight:
                 batch = batcher.take()
@@ -532,20 +340,7 @@ class RayExecutor:
                 self.batches += 1
             if not pending:
                 return
-            done = []
-            if warming:  # no batch back yet: while the workers start, the driver computes cells too
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=0)
-                job = None if done else next(jobs, None)
-                if job is not None:
-                    if batcher.remaining is not None:
-                        batcher.remaining -= 1
-                    outcome, seconds = self._compute_here(fn, job, sizer)
-                    warming = seconds <= LOCAL_CELL_SECONDS
-                    yield job, outcome
-                    continue
-                warming = False
-            if not done:
-                done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 batch = pending.pop(ref)
                 cpus_in_flight -= batch.cpus
@@ -580,8 +375,4 @@ class RayExecutor:
         the driver's job (Ray kills the job's workers), and a local Ray stops with its workers.
         A Ray session the caller had already opened is theirs to end."""
         if self._owns_ray:
-            if self._start is not None:
-                self._start.wait_quietly()
             self._ray.shutdown()
-        if self._start is not None:
-            self._start.release()

@@ -280,9 +280,6 @@ def _run_on(
 
             tqdm.write(line) if progress else say(line)
 
-    if getattr(executor, "compute_while_starting", False) and _resumed(cube):
-        # a cell that crashed the driver would crash every resume: on a resume, cells run on Ray only
-        executor.compute_while_starting = False
     report = run(cube, executor, retry_failed=retry_failed, progress=progress, on_start=started, command=command)
     summary.where = _where(executor)
     for name in ("done", "failed", "not_applicable", "remaining", "seconds", "interrupted", "errors", "run"):
@@ -297,14 +294,6 @@ def _run_on(
     if report.interrupted:
         say("interrupted: finished results are saved; run the same command again to resume")
     return summary
-
-
-def _resumed(cube) -> bool:
-    """Whether an earlier run wrote to this cube (its run record): the driver then computes no cell
-    itself while Ray starts, so a cell that kills its process (a segfault) fails alone on a worker."""
-    from amsweep.storage import history
-
-    return history.latest(cube.objects) is not None
 
 
 # ---- dry run -----------------------------------------------------------------------------------
