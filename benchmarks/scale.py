@@ -8,6 +8,9 @@ Rows (one run, local Ray with 2 workers on this machine):
 - Ray's overhead per small cell relative to the cell's own compute: (2 T_ray - T_serial) / T_serial
   per cell, the serial run being the same runner in process;
 - Ray 2 workers / serial on ~1 s cells (``sweep_overhead``);
+- Ray 2 workers / serial end to end on the 20,000-cell spec: ``amsweep run --executor ray`` and
+  ``--executor serial`` as separate commands, alternated, so Python's start, the imports, Ray's start
+  and stop and the cube's creation all count (``end_to_end``);
 - the driver alone: a 10^6-cell sweep of null cells (a fixed result, no compute) through the
   same path into a cube, so the workers are never the limit: the driver's cells/s and peak RSS.
 """
@@ -15,13 +18,16 @@ Rows (one run, local Ray with 2 workers on this machine):
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import sweep_overhead
-from benchmarks._harness import Row
+from benchmarks._harness import Row, ratio_row
 from benchmarks.memory import _reset_peak_rss, _status_kib
 from amsweep.sweeps import runner
 from amsweep.pipeline import spec as spec_mod
@@ -33,6 +39,8 @@ from amsweep.pipeline.spec import CellJob
 TARGET_RATE = 1500.0
 TARGET_OVERHEAD = 0.05
 TARGET_RSS_GIB = 1.0
+TARGET_END_TO_END = 1.5
+END_TO_END_CELLS = 20_000
 WORKERS = 2
 LOADS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -103,6 +111,73 @@ def _run(raw: dict[str, Any], executor: Any, root: Path, cell=run_cell) -> dict[
         "rss_exact": exact,
         "cells": report.done,
     }
+
+
+def spec_toml(raw: dict[str, Any]) -> str:
+    """``small_spec``'s dict as the TOML file ``amsweep run`` reads (scalars, lists, two levels of tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for table, body in raw.items():
+        if not isinstance(body, dict):
+            continue
+        flat = {k: v for k, v in body.items() if not isinstance(v, dict)}
+        if flat:
+            lines += [f"[{table}]", *(f"{k} = {value(v)}" for k, v in flat.items())]
+        for name, sub in body.items():
+            if isinstance(sub, dict):
+                lines += [f"[{table}.{name}]", *(f"{k} = {value(v)}" for k, v in sub.items())]
+    return "\n".join(lines) + "\n"
+
+
+def command_seconds(spec: Path, out: Path, executor: str) -> tuple[float, str]:
+    """Wall seconds of one ``amsweep run`` in a fresh process (interpreter start to exit), and its output."""
+    argv = [sys.executable, "-m", "amsweep.sweeps.cli", "run", str(spec), "--out", str(out), "--executor", executor]
+    argv += ["--workers", str(WORKERS), "--quiet"] if executor == "ray" else ["--quiet"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return wall, proc.stdout
+
+
+def end_to_end(tiny: bool = False, repeats: int = 2) -> Row:
+    """Ray with WORKERS workers / serial, each a whole ``amsweep run`` into a new cube, alternated."""
+    cells = 200 if tiny else END_TO_END_CELLS
+    load = os.getloadavg()
+    t_serial: list[float] = []
+    t_ray: list[float] = []
+    said = ""
+    with tempfile.TemporaryDirectory(prefix="amsweep-e2e-") as tmp:
+        spec = Path(tmp) / "e2e.toml"
+        spec.write_text(spec_toml(small_spec(cells, "e2e")))
+        for r in range(max(1, repeats)):
+            pair = [("serial", t_serial), ("ray", t_ray)]
+            for executor, times in pair if r % 2 == 0 else pair[::-1]:
+                wall, out = command_seconds(spec, Path(tmp) / f"{executor}-{r}.zarr", executor)
+                times.append(wall)
+                if executor == "ray":
+                    said = next((line for line in out.splitlines() if line.startswith("cells ran")), said)
+    end_load = os.getloadavg()
+    return ratio_row(
+        f"{cells:,}-cell spec end to end, Ray {WORKERS} workers / serial",
+        t_serial,
+        t_ray,
+        ">=",
+        TARGET_END_TO_END,
+        f"`amsweep run --executor ray --workers {WORKERS}` against `--executor serial`, each a fresh process "
+        f"(interpreter start, imports, Ray's start and stop, cube creation counted), alternated, "
+        f"{len(t_ray)} repeat(s): serial {statistics.median(t_serial):.1f} s, Ray {statistics.median(t_ray):.1f} s "
+        f"(medians); the last Ray run said '{said}'; small_spec({cells}), N = 32; load average "
+        f"{load[0]:.2f} at start, {end_load[0]:.2f} at end",
+    )
 
 
 def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
@@ -194,6 +269,7 @@ def run(tiny: bool = False, repeats: int = 2) -> list[Row]:
             f"{null_batches} Ray tasks; pending cells generated lazily, status grid in memory (1 byte a cell)",
         )
     )
+    rows.append(end_to_end(tiny, repeats))
     if not tiny:  # the tiny path of sweep_overhead has its own smoke test
         rows.extend(sweep_overhead.run(tiny=tiny, repeats=repeats))
     return rows

@@ -70,8 +70,8 @@ def test_sweep_overhead_runs_through_ray_and_serial() -> None:
 
 def test_scale_runs_small_and_null_cells_through_ray() -> None:
     rows = scale.run(tiny=True, repeats=1)
-    assert_well_formed(rows, 3)
-    assert rows[0].ratio > 0 and rows[2].ratio > 0  # cells/s; driver peak RSS in GiB
+    assert_well_formed(rows, 4)
+    assert rows[0].ratio > 0 and rows[2].ratio > 0 and rows[3].ratio > 0  # cells/s; peak RSS; Ray/serial
 
 
 def test_driver_load_generator_runs_locally_and_on_moto() -> None:
