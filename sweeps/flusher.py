@@ -12,6 +12,12 @@ crash) and the error is raised, once, in the caller's thread on its next ``put``
 retry. ``abandon`` drops what is queued and lets only the flush under way finish (a second
 Ctrl-C): a thread cannot be interrupted mid-write, and the cube's write order makes a flush
 that finishes safe.
+
+Nothing the caller's thread does is counted: whether flushes are still to be written is read from
+the queue itself and the thread's busy flag, both changed under the queue's lock by the writer
+thread alone. A Ctrl-C lands between any two bytecodes of the caller's thread, inside ``put``
+included; a count kept there was left one off by one landing just after the flush went in, and
+the run's final ``wait`` then never returned (tests/test_attack26_driver.py).
 """
 
 from __future__ import annotations
@@ -33,15 +39,28 @@ class Flusher:
         self._error: BaseException | None = None
         self._raised = False
         self._abandoned = threading.Event()
-        self._idle = threading.Condition()
-        self._unfinished = 0  # flushes put and not yet written or dropped
+        self._idle = threading.Condition(self._queue.mutex)  # notified when the thread is done with a flush
+        self._busy = False  # the thread holds a flush it took (under way or being dropped)
+        self._last: Callable[[], None] | None = None  # the last flush the thread took
         self.written = 0  # flushes that completed
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
+    def _take(self) -> Callable[[], None] | None:
+        """The next flush, marked busy in the same hold of the queue's lock that removes it."""
+        q = self._queue
+        with q.not_empty:
+            while not q._qsize():
+                q.not_empty.wait()
+            flush = q._get()
+            if flush is not _STOP:
+                self._busy, self._last = True, flush
+            q.not_full.notify()
+        return flush
+
     def _work(self) -> None:
         while True:
-            flush = self._queue.get()
+            flush = self._take()
             if flush is _STOP:
                 return
             try:
@@ -52,7 +71,7 @@ class Flusher:
                 self._error = e
             finally:
                 with self._idle:
-                    self._unfinished -= 1
+                    self._busy = False
                     self._idle.notify_all()
 
     @property
@@ -66,20 +85,21 @@ class Flusher:
 
     def pending(self) -> int:
         """Flushes handed over and not yet written (the one under way included)."""
-        return self._unfinished
+        with self._idle:
+            return self._queue._qsize() + self._busy
+
+    def holds(self, flush: Callable[[], None]) -> bool:
+        """True once ``flush`` went into the queue (queued, under way, written or dropped): a caller
+        whose ``put`` was interrupted learns whether the flush went in (only the latest put is known
+        once taken)."""
+        with self._idle:
+            return self._last is flush or any(f is flush for f in self._queue.queue)
 
     def put(self, flush: Callable[[], None]) -> None:
         """Queue a flush after those already queued; waits while the queue is full. Raises the
         error of an earlier flush instead of queueing after it."""
         self.check()
-        with self._idle:
-            self._unfinished += 1
-        try:
-            self._queue.put(flush)
-        except BaseException:  # Ctrl-C while waiting for room: this flush was never queued
-            with self._idle:
-                self._unfinished -= 1
-            raise
+        self._queue.put(flush)
 
     def check(self) -> None:
         """Raise the first failed flush's error (once: the runner then records how the run ended)."""
@@ -90,7 +110,7 @@ class Flusher:
     def wait(self) -> None:
         """Until every flush handed over is written (or dropped after an error), then ``check``."""
         with self._idle:
-            while self._unfinished:
+            while (self._queue._qsize() or self._busy) and self._thread.is_alive():
                 self._idle.wait(0.1)  # a timeout keeps Ctrl-C deliverable to the waiting thread
         self.check()
 

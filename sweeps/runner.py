@@ -138,15 +138,24 @@ def _run(
     last_flush = t_start = time.monotonic()
     history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None), command)
     report.run = history.id
-    handed = 0  # results handed to the flusher so far
-    landed = [0]  # results whose flush completed (the flusher thread counts them)
+    initial = report.remaining
+    # (results, failures, not-applicable marks): those whose flush completed (counted on the flusher
+    # thread, read once it is idle or closed), and those handed to the flusher so far. The run's record
+    # counts what landed: a failed flush's tasks, and those of the flushes dropped after it, stay pending.
+    landed = [0, 0, 0]
+    handed = (0, 0, 0)
+    offered: tuple[Callable[[], None], tuple[int, int, int]] | None = None  # the last put, until settled
 
-    def counts(done: int) -> dict[str, int]:
+    def tally(results: list[CellResult], these: list[Mark]) -> tuple[int, int, int]:
+        failed = sum(1 for m in these if m.state == FAILED)
+        return len(results), failed, len(these) - failed
+
+    def counts(done: int, failed: int, not_applicable: int) -> dict[str, int]:
         return {
             "done": done,
-            "failed": report.failed,
-            "not_applicable": report.not_applicable,
-            "remaining": report.remaining - done,
+            "failed": failed,
+            "not_applicable": not_applicable,
+            "remaining": initial - done - failed - not_applicable,
         }
 
     def flush_of(
@@ -158,28 +167,39 @@ def _run(
             with store_boundary(cube.path, WRITING):
                 if results or these:
                     cube.write(results, these)
-                    landed[0] += len(results)
+                    for i, n in enumerate(tally(results, these)):
+                        landed[i] += n
                 history.save(record, ending)
 
         return write
 
     try:
-        flush_of([], [], counts(0), "running")()  # the run's record says from the start that a run is under way
+        flush_of([], [], counts(0, 0, 0), "running")()  # the run's record says from the start that a run is under way
     except KeyboardInterrupt:  # Ctrl-C in this flush: nothing ran yet; stop like any Ctrl-C
         report.interrupted = True
         report.seconds = time.monotonic() - t_start
-        history.try_end(counts(0), "interrupted")
+        history.try_end(counts(0, 0, 0), "interrupted")
         return report
     flusher = Flusher(FLUSH_DEPTH)
 
     def hand_over(ending: str = "running") -> None:
         """Queue the buffer as one flush (waiting for room if the queue is full); the buffer is
-        emptied only once queued, so a Ctrl-C while waiting leaves it for the final flush."""
-        nonlocal buffer, marks, handed, last_flush
-        flusher.put(flush_of(buffer, marks, counts(handed + len(buffer)), ending))
-        handed += len(buffer)
-        buffer, marks = [], []
-        last_flush = time.monotonic()
+        emptied only once queued (``settle``), so a Ctrl-C while waiting leaves it for the final flush."""
+        nonlocal offered
+        total = tuple(h + n for h, n in zip(handed, tally(buffer, marks)))
+        assert len(total) == 3
+        flush = flush_of(buffer, marks, counts(*total), ending)
+        offered = (flush, total)
+        flusher.put(flush)
+        settle()
+
+    def settle() -> None:
+        """Empty the buffer once the flusher holds its flush: also when a Ctrl-C landed after the put
+        took it (inside ``put`` or just after), so the final flush does not hand the same results over
+        again (report.done counted them twice). One assignment: a Ctrl-C cannot split it."""
+        nonlocal buffer, marks, handed, last_flush, offered
+        if offered is not None and flusher.holds(offered[0]):
+            buffer, marks, handed, offered, last_flush = [], [], offered[1], None, time.monotonic()
 
     flushed_results = False  # the first results are written as soon as there are flush_every
     failure: str | None = None  # why the run stopped, if an error stopped it
@@ -201,12 +221,10 @@ def _run(
             elif isinstance(outcome, Skipped):
                 marks.append(Mark(job.task.index, NOT_APPLICABLE, outcome.reason))
                 report.not_applicable += 1
-                report.remaining -= 1
             else:
                 assert isinstance(outcome, Failed)
                 marks.append(Mark(job.task.index, FAILED, outcome.error))
                 report.failed += 1
-                report.remaining -= 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])
             unshown += 1
             now = time.monotonic()
@@ -229,28 +247,34 @@ def _run(
     finally:
         ending = failure or ("interrupted" if report.interrupted else "finished")
         try:
+            stopped = False  # a Ctrl-C in the final flush ended the run
             try:
-                if flusher.error is not None:  # the store or the lease failed: no retry of the failed flush
-                    flusher.close()  # the queued flushes were dropped; nothing writes any more
-                    ending = failure or f"failed: {one_line(flusher.error)}"
-                    history.try_end(counts(landed[0]), ending)  # only if the store still takes it
-                    flusher.check()  # raised here if the loop ended before it noticed the failure
-                else:
+                settle()  # a Ctrl-C just after a put: that buffer is already the flusher's
+                if flusher.error is None:
                     hand_over(ending)
                     flusher.wait()  # raises the error of any flush, the final one included
             except KeyboardInterrupt:  # Ctrl-C in the final flush: its tasks stay pending (nothing lost)
-                report.interrupted = True
+                report.interrupted = stopped = True
                 flusher.abandon()  # the flush under way finishes (a thread cannot be stopped mid-write)
                 try:
                     flusher.wait()
                 except (AmsweepError, KeyboardInterrupt):
                     pass
                 flusher.close()
-                history.try_end(counts(landed[0]), "interrupted")
+                history.try_end(counts(*landed), "interrupted")
+            except Exception as e:  # a flush failed, perhaps after the last result: recorded below
+                if e is not flusher.error:
+                    raise
+            error = flusher.error
+            if error is not None and not stopped:  # the store or the lease failed: no retry of the failed flush
+                flusher.close()  # the queued flushes were dropped; nothing writes any more
+                history.try_end(counts(*landed), failure or f"failed: {one_line(error)}")  # if the store takes it
+                if failure is None:  # else the loop's own error is on its way out
+                    raise error
         finally:
             flusher.close()
             bar.close()
-            report.done = landed[0]
-            report.remaining -= landed[0]
+            report.done, report.failed, report.not_applicable = landed
+            report.remaining = initial - sum(landed)
             report.seconds = time.monotonic() - t_start
     return report

@@ -1,6 +1,6 @@
 """Attacks on issue 26's driver (``sweeps/runner.py`` + ``sweeps/flusher.py``): each test shows one
-defect found and is marked ``xfail(strict=True)`` until the product is fixed (then it passes and
-the marker must go). Signals are delivered by hand at the exact bytecode they can land on in a
+defect found (each was ``xfail(strict=True)`` until the product was fixed; they are regression
+tests now). Signals are delivered by hand at the exact bytecode they can land on in a
 real run (Python runs a SIGINT handler between any two bytecodes of the main thread), so the
 windows are hit every time instead of once in a million runs. Each test takes well under a second.
 """
@@ -25,13 +25,10 @@ from amsweep.sweeps.flusher import Flusher
 from amsweep.sweeps.runner import run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Flusher.put's _unfinished count is not exception-safe: a Ctrl-C landing inside queue.put after "
-    "the flush went in undoes the count of a queued flush (-1), one landing between the += 1 and the try "
-    "leaves +1 for a flush never queued: either way the run's final wait() spins until two more Ctrl-C",
-)
 def test_ctrl_c_right_after_a_flush_is_queued_does_not_hang_the_final_wait():
+    """The defect (was xfail(strict), fixed): Flusher.put's _unfinished count is not exception-safe: a Ctrl-C landing
+    inside queue.put after the flush went in undoes the count of a queued flush (-1), one landing between the += 1
+    and the try leaves +1 for a flush never queued: either way the run's final wait() spins until two more Ctrl-C."""
     flusher = Flusher(depth=2)
     real = flusher._queue.put
 
@@ -54,12 +51,9 @@ def test_ctrl_c_right_after_a_flush_is_queued_does_not_hang_the_final_wait():
     assert not hung, f"wait() never returns: pending() = {flusher.pending()} with nothing queued"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.hand_over: a Ctrl-C after Flusher.put returned and before the buffer is emptied "
-    "hands the same buffer over again in the final flush: report.done counts it twice",
-)
 def test_ctrl_c_right_after_a_hand_over_does_not_count_results_twice(tmp_path, small_sweep, monkeypatch):
+    """The defect (was xfail(strict), fixed): runner.hand_over: a Ctrl-C after Flusher.put returned and before the
+    buffer is emptied hands the same buffer over again in the final flush: report.done counts it twice."""
     real, calls = Flusher.put, []
 
     def put(self, flush):
@@ -87,13 +81,10 @@ def _failing_every_other(job, *args, **kwargs):
     return run_cell(job, *args, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a failed flush the run record counts as failed the failures of the dropped flushes "
-    "and of the buffer, which never reached the cube (report.failed counted at collection); "
-    "pre-existing at 7abf3e9 (record 2 failed, cube 1), worse with the flusher (3 against 1)",
-)
 def test_a_failed_runs_record_counts_only_the_failures_in_the_cube(tmp_path, small_sweep, monkeypatch):
+    """The defect (was xfail(strict), fixed): after a failed flush the run record counts as failed the failures of
+    the dropped flushes and of the buffer, which never reached the cube (report.failed counted at collection);
+    pre-existing at 7abf3e9 (record 2 failed, cube 1), worse with the flusher (3 against 1)."""
     real, calls = cube_mod.Cube._flush, []
 
     def full_disk(self, results, marks):
@@ -115,14 +106,12 @@ def test_a_failed_runs_record_counts_only_the_failures_in_the_cube(tmp_path, sma
     assert record["remaining"] == (status == PENDING).sum()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a flush that fails after the collector finished (still queued or under way at the loop's "
-    "end) is raised by the final wait() and the run's record is never ended: it still says "
-    "'running', though the store took the record; why test_flusher.py::test_a_store_error_on_the_flusher_thread_"
-    "is_the_runs_one_line_cube_error fails 8 runs of 10 alone (load ~2, 03:20 UTC)",
-)
 def test_a_flush_failing_after_the_last_result_still_records_a_failed_run(tmp_path, small_sweep, monkeypatch):
+    """The defect (was xfail(strict), fixed): a flush that fails after the collector finished (still queued or under
+    way at the loop's end) is raised by the final wait() and the run's record is never ended: it still says
+    'running', though the store took the record; why
+    test_flusher.py::test_a_store_error_on_the_flusher_thread_is_the_runs_one_line_cube_error fails 8 runs of 10
+    alone (load ~2, 03:20 UTC)."""
     real, calls = cube_mod.Cube._flush, []
     collected = threading.Event()
     total = len(list(small_sweep.tasks()))
@@ -152,14 +141,11 @@ def test_a_flush_failing_after_the_last_result_still_records_a_failed_run(tmp_pa
     assert record["ending"].startswith("failed"), record["ending"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Batcher._tail_cap (remaining / (2 x workers)) overrides the workers / TASKS_PER_SECOND target "
-    "on any sweep under ~2 x workers x target / cell-seconds cells: 10^5 cells of 0.1 s on 1,000 workers "
-    "go out as 8,997 tasks in a 10 s run (~900 tasks/s, 2,000 of them one-cell tasks at the very end), "
-    "not ~1,000 (100 tasks/s)",
-)
 def test_a_large_cluster_sees_about_a_hundred_tasks_a_second(small_sweep):
+    """The defect (was xfail(strict), fixed): Batcher._tail_cap (remaining / (2 x workers)) overrides the workers /
+    TASKS_PER_SECOND target on any sweep under ~2 x workers x target / cell-seconds cells: 10^5 cells of 0.1 s on
+    1,000 workers go out as 8,997 tasks in a 10 s run (~900 tasks/s, 2,000 of them one-cell tasks at the very
+    end), not ~1,000 (100 tasks/s)."""
     from amsweep.pipeline.batching import Batcher, BatchSizer, TASKS_PER_SECOND, shape_of
 
     job = small_sweep.job(next(iter(small_sweep.tasks())))
