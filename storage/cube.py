@@ -118,7 +118,7 @@ class Cube:
                 f"{path}/{zarr_documents.ROOT}: stored spec does not match its stored hash; the cube "
                 "attributes were edited or damaged"
             )
-        arrays = zarr_documents.arrays_of(doc) if fmt >= 2 else {}  # format 2 is read shard by shard too
+        arrays = zarr_documents.arrays_of(doc, path) if fmt >= 2 else {}  # format 2 is read shard by shard too
         return cls(path, objects, from_canonical(canonical), attrs, arrays, storage_options, fmt)
 
     @classmethod

@@ -74,8 +74,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from amsweep.storage.status import render_history, render_status, status_data
+    from amsweep.storage.store_errors import store_boundary
 
-    data = status_data(args.cube)
+    with store_boundary(args.cube, "reading the cube"):  # an S3 endpoint gone: one line, as run and query say it
+        data = status_data(args.cube)
     if args.json:
         print(json.dumps(data, indent=1, default=str))
     elif args.history:
@@ -139,6 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from amsweep.storage.check import restore_root
     from amsweep.storage.cube import Cube
     from amsweep.storage.objects import objects_at
+    from amsweep.storage.zarr_documents import DamagedArray
 
     restored = None
     if args.repair:
@@ -153,8 +156,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         if why:  # the cube cannot be opened, but one command brings it back
             print(f"{args.cube}: 1 problem(s)\n  {why}")
             return 1
-    with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
-        return _check(cube, args, restored)
+    try:
+        with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
+            return _check(cube, args, restored)
+    except DamagedArray as e:  # damage that check diagnoses, not bad input: its report line
+        print(f"{args.cube}: 1 problem(s)\n  {e}\n  (`amsweep check --repair` cannot rebuild an array's entry)")
+        return 1
 
 
 def _check(cube, args: argparse.Namespace, restored: str | None = None) -> int:

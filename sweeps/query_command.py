@@ -116,13 +116,15 @@ def csv_target(path: str) -> None:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from amsweep.storage import query
+    from amsweep.storage.store_errors import store_boundary
 
     metrics = metric_names(args.metric)
     where = query.parse_where(",".join(args.where))
     if args.csv:
         csv_target(args.csv)
-    ds = query.select(query.open_cube(args.cube), where)
-    frame = query_table(ds, metrics, args.mean, args.allow_missing)
+    with store_boundary(args.cube, "reading the cube"):  # an S3 endpoint gone: one line, not a traceback
+        ds = query.select(query.open_cube(args.cube), where)
+        frame = query_table(ds, metrics, args.mean, args.allow_missing)
     lost = [c for c in frame.columns if c == query.MISSING or c.endswith(f"_{query.MISSING}")]
     counts = {"n", *(f"{m}_n" for m in metrics)}
     always = {*metrics, *counts, *lost}  # a mean always says how many seeds it is over

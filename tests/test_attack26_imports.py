@@ -62,24 +62,16 @@ def test_an_intact_cube_reads_without_error(intact, capsys):
         assert code == 0 and BUG not in text, (argv, text[-400:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StoredArray.fill_value maps a string fill value through a dict ({'NaN': ...}[value]): a damaged "
-    "root-document entry (fill_value 'garbage') is a KeyError traceback 'bug in amsweep' from query "
-    "(main before issue 26: zarr's TypeError, the same traceback), not a one-line CubeError naming the array",
-)
 def test_query_of_a_damaged_fill_value_is_one_clear_error(intact, tmp_path, capsys):
+    """Fixed (was a strict xfail): StoredArray.fill_value maps a string fill value through a dict ({'NaN':
+    ...}[value]): a damaged root-document entry (fill_value 'garbage') is a KeyError traceback 'bug in amsweep'
+    from query (main before issue 26: zarr's TypeError, the same traceback), not a one-line CubeError naming the
+    array."""
     path = damaged_entry(intact, tmp_path, lambda m: m.update(fill_value="garbage"))
     code, text = run(capsys, "query", path, "--metric", "m_train", "--mean")
     assert code == 2 and BUG not in text and "m_train" in text, text[-600:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StoredArray/shard_geometry index the root document's JSON directly: an m_train entry without "
-    "'fill_value' (or whose first codec is not sharding_indexed) is a KeyError traceback 'bug in amsweep' "
-    "from query, and `amsweep check`, the command meant to diagnose a damaged cube, crashes the same way",
-)
 @pytest.mark.parametrize(
     "change",
     [
@@ -89,19 +81,20 @@ def test_query_of_a_damaged_fill_value_is_one_clear_error(intact, tmp_path, caps
     ids=["no_fill_value", "not_sharded"],
 )
 def test_query_and_check_of_a_damaged_array_entry_are_clear_errors(intact, tmp_path, capsys, change):
+    """Fixed (was a strict xfail): StoredArray/shard_geometry index the root document's JSON directly: an
+    m_train entry without 'fill_value' (or whose first codec is not sharding_indexed) is a KeyError traceback
+    'bug in amsweep' from query, and `amsweep check`, the command meant to diagnose a damaged cube, crashes the
+    same way."""
     path = damaged_entry(intact, tmp_path, change)
     for argv in (("query", path, "--metric", "m_train", "--mean"), ("check", path)):
         code, text = run(capsys, *argv)
         assert code != 0 and BUG not in text and "m_train" in text, (argv, text[-600:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an S3 endpoint that refuses connections (or no credentials) reaches `amsweep status` as a "
-    "botocore/aiohttp traceback labelled 'bug in amsweep' (main before issue 26 too), not one line "
-    "saying the store cannot be reached",
-)
 def test_status_of_an_unreachable_s3_store_is_one_clear_error(capsys, monkeypatch):
+    """Fixed (was a strict xfail): An S3 endpoint that refuses connections (or no credentials) reaches `amsweep
+    status` as a botocore/aiohttp traceback labelled 'bug in amsweep' (main before issue 26 too), not one line
+    saying the store cannot be reached."""
     pytest.importorskip("s3fs")
     import s3fs
 
