@@ -220,11 +220,9 @@ def _run(
                 buffer.append(outcome)
             elif isinstance(outcome, Skipped):
                 marks.append(Mark(job.task.index, NOT_APPLICABLE, outcome.reason))
-                report.not_applicable += 1
             else:
                 assert isinstance(outcome, Failed)
                 marks.append(Mark(job.task.index, FAILED, outcome.error))
-                report.failed += 1
                 report.errors.append(outcome.error.strip().splitlines()[-1])
             unshown += 1
             now = time.monotonic()
