@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import backup, history, restage, schema, temporaries, zarr_documents
@@ -235,6 +234,28 @@ def _unreadable_shards(cube: Cube, name: str, bad: np.ndarray, report: CheckRepo
             report.shards.append(key)
 
 
+def damaged_entries(path: str, storage_options: dict | None = None) -> list[str]:
+    """One line per array entry of the root document that cannot be read (``DamagedArray``): opening
+    a cube stops at the first, and ``check`` used to report only that one (a root document damaged by
+    a broken tool rarely breaks one entry only)."""
+    from amsweep.storage.objects import objects_at
+
+    doc = zarr_documents.read_root(objects_at(path, storage_options), path) or {}
+    found = (doc.get("consolidated_metadata") or {}).get("metadata") or {}
+    fmt = (doc.get("attributes") or {}).get("amsweep_format")
+    lines = []
+    for name, entry in found.items():
+        if isinstance(entry, dict) and entry.get("node_type") != "array":
+            continue
+        try:
+            stored = zarr_documents.StoredArray.read(entry, name, path)
+            if name == "status" or name in METRICS:  # the variables: read shard by shard
+                zarr_documents.shard_geometry(stored, headed=fmt == 3)
+        except zarr_documents.DamagedArray as e:
+            lines.append(str(e))
+    return lines
+
+
 def driver_writing(objects: Objects) -> bool:
     """True if another driver holds the lease with a fresh heartbeat (and, on this machine, lives):
     its flush may be between the data and the status writes, which is not damage."""
@@ -285,6 +306,8 @@ def _check_arrays(cube: Cube, report: CheckReport) -> None:
             report.coordinates.append(c.name)  # its chunks may be as stale as its document
             continue
         try:
+            import zarr  # only here: `amsweep query` imports this module for ``driver_writing``
+
             with zarr_documents.quiet_labels():
                 stored = np.asarray(
                     zarr.open_array(

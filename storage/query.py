@@ -23,6 +23,7 @@ from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
 from amsweep.storage.attributes import plain, resolve
+from amsweep.storage.cube_view import parse_where as parse_where  # the query's own, xarray-free
 from amsweep.storage.schema import DONE, PENDING
 
 __all__ = [
@@ -93,54 +94,6 @@ def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
     if "amsweep_spec" not in ds.attrs:
         raise CubeError("this dataset holds no amsweep_spec attribute: open the cube with query.open_cube")
     return json.loads(ds.attrs["amsweep_spec"])
-
-
-def _split(text: str, sep: str, what: str) -> list[str]:
-    """Split on ``sep`` outside brackets: labels amsweep makes, 'plm[lr=0.5,epochs=5]', contain
-    ',', '=' and '|' inside their brackets."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise QueryError(f"--where {what}: unbalanced ']' in {text!r}")
-        if ch == sep and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    if depth != 0:
-        raise QueryError(f"--where {what}: unbalanced '[' in {text!r}")
-    return parts + ["".join(current)]
-
-
-def parse_where(text: str | None) -> dict[str, list[str]]:
-    """'rule=plm|hebb,N=200' -> {'rule': ['plm', 'hebb'], 'N': ['200']}.
-
-    Commas separate items and '|' separates values only outside brackets, so variant labels
-    can be given as amsweep prints them: 'rule=plm[lr=0.5,epochs=5]|hebb'.
-    """
-    out: dict[str, list[str]] = {}
-    for part in _split(text or "", ",", repr(text)):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise QueryError(f"--where item {part.strip()!r}: expected KEY=VALUE (several values as A|B)")
-        key, value = (x.strip() for x in part.split("=", 1))
-        values = [v.strip() for v in _split(value, "|", key)]
-        if not key or not all(values):
-            raise QueryError(
-                f"--where item {part.strip()!r}: expected KEY=VALUE with a non-empty key "
-                "and values (several values as A|B)"
-            )
-        if key in out:
-            raise QueryError(f"--where: key {key!r} given twice; give several values as {key}=A|B")
-        out[key] = values
-    return out
 
 
 def _typed(key: str, coord: xr.DataArray, values: list[str]) -> list[Any]:

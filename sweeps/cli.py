@@ -159,8 +159,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         with Cube.open(args.cube, mode="r+" if args.repair else "r") as cube:
             return _check(cube, args, restored)
-    except DamagedArray as e:  # damage that check diagnoses, not bad input: its report line
-        print(f"{args.cube}: 1 problem(s)\n  {e}\n  (`amsweep check --repair` cannot rebuild an array's entry)")
+    except DamagedArray as e:  # damage that check diagnoses, not bad input: a report line per damaged entry
+        from amsweep.storage.check import damaged_entries
+
+        lines = damaged_entries(args.cube) or [str(e)]
+        print(f"{args.cube}: {len(lines)} problem(s)")
+        for line in lines:
+            print(f"  {line}")
+        print("  (`amsweep check --repair` cannot rebuild an array's entry)")
         return 1
 
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from amsweep.pipeline.errors import AmsweepError, QueryError
 
 if TYPE_CHECKING:  # imported by the query itself, not when `amsweep` registers the command
-    import pandas as pd
+    from amsweep.storage.cube_view import View
+    from amsweep.storage.table import Table
 
 __all__ = ["add_parser", "cmd_query", "csv_target", "metric_names", "query_table"]
 
@@ -48,55 +49,54 @@ def metric_names(given: Sequence[str]) -> list[str]:
     return names
 
 
-def _own_precision(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    from amsweep.pipeline.metric_table import METRICS
-
-    columns = [c for c in (metric, f"{metric}_sem") if c in frame.columns]
-    return frame.astype(dict.fromkeys(columns, METRICS[metric].dtype))
-
-
-def query_table(ds: Any, metrics: Sequence[str], mean: bool, allow_missing: bool) -> pd.DataFrame:
+def query_table(view: View, metrics: Sequence[str], mean: bool, allow_missing: bool, writing: Any = None) -> Table:
     """One row per done value (or per group of seeds with ``mean``), every coordinate a column.
 
     With ``mean`` each metric has its mean, ``<metric>_sem`` and its count of seeds: ``n`` for one
     metric, ``<metric>_n`` for several (the counts can differ: a metric NaN where it does not apply
     has none there). Several metrics are joined on their common coordinates, so a per-task metric
     (``fixed_point_fraction``) repeats along the noise of a per-noise one (``m_train``); a lost-value
-    count (``allow_missing``) is ``missing``, or ``<metric>_missing`` for several.
+    count (``allow_missing``) is ``missing``, or ``<metric>_missing`` for several. A float32 metric
+    and its standard error are float32 (printed at their own precision).
     """
-    from amsweep.storage import query
+    import numpy as np
 
-    frames = []
+    from amsweep.pipeline.metric_table import METRICS
+    from amsweep.storage.cube_view import MISSING, frame
+    from amsweep.storage.table import group_stats, outer_merge
+
+    tables = []
     for metric in metrics:
-        frame = query.to_frame(ds, metric, allow_missing=allow_missing)
+        table = frame(view, metric, allow_missing=allow_missing, writing=writing)
         if mean:
-            from amsweep.analysis.tables import seed_stats
-
-            keys = [c for c in frame.columns if c not in (metric, "seed", query.MISSING)]
-            frame = seed_stats(frame, metric, keys)
+            keys = [c for c in table if c not in (metric, "seed", MISSING)]
+            by = [k for k in keys if k in view.index]  # the dimensions: the coordinates follow them
+            table = group_stats(table, metric, keys, MISSING if MISSING in table else None, by)
         if len(metrics) > 1:
-            frame = frame.rename(columns={"n": f"{metric}_n", query.MISSING: f"{metric}_{query.MISSING}"})
-        frames.append(frame)
-    shared = ("n", query.MISSING) if len(metrics) == 1 else ()  # one metric's count keeps its plain name
+            renamed = {"n": f"{metric}_n", MISSING: f"{metric}_{MISSING}"}
+            table = {renamed.get(c, c): v for c, v in table.items()}
+        tables.append(table)
+    shared = ("n", MISSING) if len(metrics) == 1 else ()  # one metric's count keeps its plain name
     owned = {
-        metric: [c for c in frame.columns if c == metric or c.startswith(f"{metric}_") or c in shared]
-        for metric, frame in zip(metrics, frames)
+        metric: [c for c in table if c == metric or c.startswith(f"{metric}_") or c in shared]
+        for metric, table in zip(metrics, tables)
     }
-    table = frames[0]
-    for frame in frames[1:]:
-        on = [c for c in table.columns if c in frame.columns]
-        table = table.merge(frame, on=on, how="outer")
+    result = tables[0]
+    for table in tables[1:]:
+        on = [c for c in result if c in table]
+        result = outer_merge(result, table, on, [c for c in on if c in view.index])
     values = [c for metric in metrics for c in owned[metric]]
-    keys = [c for c in table.columns if c not in values]
-    table = table[keys + values]
+    result = {c: result[c] for c in [c for c in result if c not in values] + values}
     if mean:
         # the outer join leaves NaN where a metric has no row (basin_mean where basins are not
         # computed): that is 0 seeds, and a reader must tell it from a gap (attack24)
-        for c in [c for c in table.columns if c == "n" or c in {f"{m}_n" for m in metrics}]:
-            table[c] = table[c].fillna(0).astype("int64")
+        for c in [c for c in result if c == "n" or c in {f"{m}_n" for m in metrics}]:
+            result[c] = np.nan_to_num(result[c], nan=0).astype(np.int64)
     for metric in metrics:
-        table = _own_precision(table, metric)
-    return table
+        for c in (metric, f"{metric}_sem"):
+            if c in result:
+                result[c] = result[c].astype(METRICS[metric].dtype)
+    return result
 
 
 def csv_target(path: str) -> None:
@@ -115,29 +115,30 @@ def csv_target(path: str) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from amsweep.storage import query
+    from amsweep.storage import cube_view, table
     from amsweep.storage.store_errors import store_boundary
 
     metrics = metric_names(args.metric)
-    where = query.parse_where(",".join(args.where))
+    where = cube_view.parse_where(",".join(args.where))
     if args.csv:
         csv_target(args.csv)
     with store_boundary(args.cube, "reading the cube"):  # an S3 endpoint gone: one line, not a traceback
-        ds = query.select(query.open_cube(args.cube), where)
-        frame = query_table(ds, metrics, args.mean, args.allow_missing)
-    lost = [c for c in frame.columns if c == query.MISSING or c.endswith(f"_{query.MISSING}")]
+        view = cube_view.select(cube_view.open_view(args.cube), where)
+        frame = query_table(view, metrics, args.mean, args.allow_missing, writing=lambda: _driver_writing(view))
+    lost = [c for c in frame if c == cube_view.MISSING or c.endswith(f"_{cube_view.MISSING}")]
     counts = {"n", *(f"{m}_n" for m in metrics)}
     always = {*metrics, *counts, *lost}  # a mean always says how many seeds it is over
-    drop = [c for c in frame.columns if frame[c].nunique(dropna=False) <= 1 and c not in always]
     if args.csv:
         try:
-            frame.to_csv(args.csv, index=False)
+            with open(args.csv, "w", encoding="utf-8", newline="") as out:
+                out.write(table.to_csv(frame))
         except OSError as e:
             raise AmsweepError(f"--csv {args.csv}: cannot write ({e.strerror or e})") from None
-        print(f"wrote {len(frame)} rows to {args.csv}")
+        print(f"wrote {table.rows(frame)} rows to {args.csv}")
     else:
-        print(frame.drop(columns=drop).to_string(index=False, max_rows=args.max_rows))
-    missing = int(sum(frame[c].sum() for c in lost))
+        shown = {c: v for c, v in frame.items() if c in always or table.nunique(v) > 1}
+        print(table.to_text(shown, args.max_rows))
+    missing = int(sum(table.nansum(frame[c]) for c in lost))
     if missing:
         print(
             f"amsweep query: {missing} value(s) of done tasks are missing or damaged "
@@ -146,6 +147,13 @@ def cmd_query(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _driver_writing(view: View) -> bool:
+    """A live driver's flush writes data before status: results not yet marked done are in flight."""
+    from amsweep.storage.check import driver_writing
+
+    return driver_writing(view.cube.objects)
 
 
 def add_parser(sub: Any) -> None:

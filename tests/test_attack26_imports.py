@@ -116,3 +116,25 @@ def test_status_of_an_unreachable_s3_store_is_one_clear_error(capsys, monkeypatc
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     assert code == 2 and BUG not in text, text[-600:]
+
+
+def test_check_reports_every_damaged_array_entry(intact, tmp_path, capsys):
+    """`amsweep check` stopped at the first damaged entry of the root document (opening a cube stops
+    there): three damaged entries are three problem lines, each naming its array and what is wrong."""
+    import shutil
+
+    path = str(tmp_path / "damaged3.zarr")
+    shutil.copytree(intact, path)
+    root = Path(path, "zarr.json")
+    doc = json.loads(root.read_text())
+    entries = doc["consolidated_metadata"]["metadata"]
+    entries["m_train"].pop("fill_value")
+    entries["m_test"]["codecs"] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    entries["status"]["shape"] = "garbage"
+    root.write_text(json.dumps(doc))
+    code, text = run(capsys, "check", path)
+    assert code == 1 and BUG not in text, text
+    lines = text.splitlines()
+    assert lines[0] == f"{path}: 3 problem(s)", text
+    for name, why in (("m_train", "no fill_value"), ("m_test", "not sharded"), ("status", "shape 'garbage'")):
+        assert sum(f"array {name!r}: " in line and why in line for line in lines) == 1, (name, text)
