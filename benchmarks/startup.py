@@ -7,6 +7,11 @@ On a small cube (the cube benchmark's shape with 2 seeds, 120 tasks), so that re
 and the figure is the start. With ``AMSWEEP_STARTUP_PEER=/path/to/checkout`` (its ``.venv/bin/python``
 runs its own code) the peer is timed in the same run, alternated, and the per-repeat ratio reported.
 
+A real query on a big cube, so that the start is not bought with a slower read: the wall seconds of a
+whole ``amsweep query`` process (``--metric m_train --mean``, and ``--csv`` of every row) on the cube
+benchmark's sweep with 1,667 seeds (100,020 cells, 700,140 rows of m_train), this against the peer,
+alternated; without a peer, this alone.
+
 Also the shard checksum that made status load numba: encode + decode of every shard of the cube
 benchmark's 10^5-cell cube with storage/shards.py's google-crc32c (one C call per inner chunk) against
 the numba table kernel it replaced (kept here), alternated; format 2's one-task chunks as well.
@@ -161,6 +166,66 @@ def crc_rows(tiny: bool, repeats: int) -> list[Row]:
     return rows
 
 
+BIG_QUERIES = {
+    "--mean": ["query", "{cube}", "--metric", "m_train", "--mean"],
+    "--csv": ["query", "{cube}", "--metric", "m_train", "--csv", "{csv}"],
+}
+
+
+def big_query_rows(contenders: dict[str, tuple[str, Path]], tiny: bool, repeats: int, load: str) -> list[Row]:
+    """Whole-process wall seconds of a query over every cell of a 10^5-cell cube (tiny: 120 cells)."""
+    from benchmarks.cube import results, sweep, write_all
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="amsweep-bigquery-") as folder:
+        cube = str(Path(folder) / "big.zarr")
+        s = sweep(seeds=2 if tiny else 1667)
+        write_all(cube, s, results(s))
+        cells = int(np.prod(s.shape))
+        for name, template in BIG_QUERIES.items():
+            times: dict[str, list[float]] = {k: [] for k in contenders}
+            for r in range(1 if tiny else repeats):
+                for k in list(contenders) if r % 2 == 0 else list(contenders)[::-1]:
+                    python, cwd = contenders[k]
+                    argv = [a.format(cube=cube, csv=str(Path(folder) / f"{k}.csv")) for a in template]
+                    env = {v: x for v, x in os.environ.items() if v != "PYTHONPATH"}
+                    t0 = time.perf_counter()
+                    subprocess.run(
+                        [python, "-m", "amsweep.sweeps.cli", *argv], cwd=cwd, env=env, check=True, capture_output=True
+                    )
+                    times[k].append(time.perf_counter() - t0)
+            if name == "--csv" and "peer" in contenders:  # the same table, byte for byte
+                assert Path(folder, "this.csv").read_bytes() == Path(folder, "peer.csv").read_bytes()
+            med = statistics.median(times["this"])
+            shown = " ".join(template).replace("{cube}", "CUBE").replace("{csv}", "OUT")
+            if "peer" in contenders:
+                rows.append(
+                    ratio_row(
+                        f"query of {cells:,} cells, {name}: this / peer (wall)",
+                        times["this"],
+                        times["peer"],
+                        "<=",
+                        1.0,
+                        f"`amsweep {shown}`, whole process; this {med:.2f} s, peer "
+                        f"{statistics.median(times['peer']):.2f} s; alternated; load {load}",
+                    )
+                )
+            else:
+                rows.append(
+                    Row(
+                        f"query of {cells:,} cells, {name} (s, wall)",
+                        med,
+                        min(times["this"]),
+                        max(times["this"]),
+                        len(times["this"]),
+                        "-",
+                        None,
+                        f"`amsweep {shown}`, whole process; load {load}",
+                    )
+                )
+    return rows
+
+
 def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
     peer = os.environ.get("AMSWEEP_STARTUP_PEER")
     contenders = {"this": (sys.executable, ROOT)}
@@ -216,4 +281,5 @@ def run(tiny: bool = False, repeats: int = 5) -> list[Row]:
                         f"{1e3 * statistics.median(warm['peer']):.0f} ms; alternated",
                     )
                 )
+    rows += big_query_rows(contenders, tiny, 3 if repeats > 3 else repeats, load)
     return rows + crc_rows(tiny, 3 if repeats > 3 else repeats)

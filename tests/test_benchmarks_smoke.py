@@ -49,7 +49,7 @@ def assert_well_formed(rows: list[Row], n: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2), (startup, 4)]
+    "module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2), (startup, 6)]
 )
 def test_benchmark_runs_and_returns_rows(module, n: int) -> None:
     assert_well_formed(module.run(tiny=True, repeats=1), n)
