@@ -88,12 +88,9 @@ class View:
 
 def open_view(path: str, storage_options: dict | None = None) -> View:
     """The whole cube (format 2 or 3), nothing read but its root document."""
-    from amsweep.pipeline.errors import CubeError
     from amsweep.storage.cube import Cube
 
     cube = Cube.open(path, storage_options)
-    if cube.format < 2:
-        raise CubeError(f"{path}: a format-1 cube; `amsweep upgrade {path}` converts it")
     coords: dict[str, Coord] = {}
     specs = schema.coordinates(cube.sweep)
     dims = {d for a in specs for d in a.dims if a.name == d}
@@ -246,11 +243,11 @@ def frame(view: View, metric: str, allow_missing: bool = False, writing: Any = N
         raise QueryError(f"unknown metric {metric!r}; available: {', '.join(METRICS)}")
     cube = view.cube
     axes = view.task_dims
-    if metric not in cube.arrays:
+    if cube.format >= 2 and metric not in cube.arrays:
         raise QueryError(f"{metric}: this cube holds no such array (written by an amsweep before it)")
-    stored, status_present, status_bad = cube.read_variable("status")
+    stored, status_present, status_bad = _read(cube, "status")
     status = np.where(status_bad, PENDING, stored)
-    values, present, damaged = cube.read_variable(metric)
+    values, present, damaged = _read(cube, metric)
     per_noise = values.ndim > len(axes)
     values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
     done = status == DONE
@@ -312,6 +309,22 @@ def frame(view: View, metric: str, allow_missing: bool = False, writing: Any = N
         shown = ~np.isin(table["dataset"], np.asarray(hidden, dtype=object))
         table = {k: v[shown] for k, v in table.items()}
     return table
+
+
+def _read(cube: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, present, damaged) of a whole variable. Format 1 (read-only, one zarr chunk per task)
+    through zarr-python, as ``storage.legacy`` reads it for status and upgrade; its columns follow
+    today's coordinate names and order (xarray listed a format-1 store in the order the file system
+    gave)."""
+    if cube.format >= 2:
+        return cube.read_variable(name)
+    from amsweep.storage.legacy import read_array
+
+    values, bad = read_array(cube, name, np.nan if name != "status" else PENDING)
+    damaged = np.zeros(cube.sweep.shape, dtype=bool)
+    for index in bad:
+        damaged[index] = True
+    return values, np.ones(cube.sweep.shape, dtype=bool), damaged
 
 
 def _names(view: View, mask: np.ndarray, limit: int = 3) -> tuple[int, str]:

@@ -6,8 +6,9 @@ Why not pandas: importing pandas and xarray cost ``amsweep query`` 1.1-1.3 s of 
 they were (tests/test_query_numpy.py compares both on real cubes):
 
 - ``group_stats``: mean, standard error (ddof 1) and count per group, groups in sorted key order
-  (``DataFrame.groupby(sort=True, dropna=False)``); the mean is pandas' compensated (Kahan) sum in
-  the values' own dtype, the variance its Welford update in float64, replayed row by row in order.
+  (``DataFrame.groupby(sort=True, dropna=False)``); the mean is pandas' (``np.add.reduceat`` in
+  float64 where the rows are in group order, else its Kahan sum in the values' dtype), the variance
+  its Welford update in float64, replayed row by row in order.
 - ``outer_merge``: ``DataFrame.merge(how="outer")``: rows sorted by the join keys, NaN keys equal,
   a key with several rows on both sides their product (left rows outer).
 - ``to_text``: ``DataFrame.to_string(index=False, max_rows=K)`` (6 significant decimals trimmed
@@ -99,7 +100,7 @@ def group_ids(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def group_stats(
     table: Table, value: str, keys: Sequence[str], missing: str | None = None, by: Sequence[str] | None = None
 ) -> Table:
-    """``analysis.tables.seed_stats``: per group of ``keys``, the mean of ``value`` (its dtype), its
+    """``analysis.tables.seed_stats``: per group of ``keys``, the mean of ``value`` (as pandas computes it), its
     standard error ``<value>_sem`` (float64) and ``n``; with ``missing`` (a column of lost values)
     every group of ``table`` is kept, with its sum of ``missing`` last and ``n`` 0 where no value.
     ``by``: leading keys that the others depend on (the dimensions, before coordinates over them):
@@ -131,36 +132,40 @@ def group_stats(
 
 
 def _mean_sem_count(values: np.ndarray, ids: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pandas' group_mean (Kahan, in the values' dtype) and group_var (Welford, float64), replayed
-    in row order: step k updates every group's k-th row at once."""
-    dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.searchsorted(sorted_ids, np.arange(groups))
+    """pandas 3's group mean and standard error, replayed. The mean takes one of two paths, as in
+    pandas (groupby/ops.py): rows already in group order (a per-task metric, seeds last) are summed
+    by ``np.add.reduceat`` in float64; otherwise its Kahan sum runs in the values' dtype (float32),
+    row by row. Either differs from the other in the last bit of a float32 mean (train_seconds and
+    m_test of the quickstart cube). The variance is its Welford update in float64."""
     count = np.bincount(ids, minlength=groups).astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    starts = np.searchsorted(ids[order], np.arange(groups))
+    wide = values.astype(np.float64)
+    dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    monotonic = len(ids) > 0 and bool((np.diff(ids) >= 0).all())
     total = np.zeros(groups, dtype=dtype)
     compensation = np.zeros(groups, dtype=dtype)
-    mean64 = np.zeros(groups, dtype=np.float64)
-    m2 = np.zeros(groups, dtype=np.float64)
-    seen = np.zeros(groups, dtype=np.float64)
     typed = values.astype(dtype)
-    wide = values.astype(np.float64)
+    mean64, m2, seen = np.zeros(groups), np.zeros(groups), np.zeros(groups)
     for k in range(int(count.max()) if groups else 0):
         g = np.nonzero(count > k)[0]
         rows_k = order[starts[g] + k]
-        val = typed[rows_k]
-        y = val - compensation[g]
-        t = total[g] + y
-        comp = (t - total[g]) - y
-        compensation[g] = np.where(np.isnan(comp), dtype.type(0), comp)
-        total[g] = t
+        if not monotonic:
+            y = typed[rows_k] - compensation[g]
+            t = total[g] + y
+            comp = (t - total[g]) - y
+            compensation[g] = np.where(np.isnan(comp), dtype.type(0), comp)  # an infinite value stays infinite
+            total[g] = t
         x = wide[rows_k]
         seen[g] += 1
         old = mean64[g]
         mean64[g] = old + (x - old) / seen[g]
         m2[g] += (x - mean64[g]) * (x - old)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (total / count.astype(dtype)).astype(dtype)
+        if monotonic:
+            mean = np.add.reduceat(wide, starts) / count if groups else np.zeros(0)
+        else:
+            mean = (total / count.astype(dtype)).astype(dtype)
         sem = np.where(count > 1, np.sqrt(m2 / (count - 1)) / np.sqrt(count), np.nan)
     return mean, sem, count
 
