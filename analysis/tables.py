@@ -18,6 +18,7 @@ from amsweep.pipeline.errors import NoData, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import query
 from amsweep.storage.schema import DONE, STATUS_NAMES
+from amsweep.storage.table import mean_sem_count
 
 # The cube's axes as storage.query defines them, re-exported for the analysis modules.
 from amsweep.storage.query import load_axis as load_axis
@@ -154,14 +155,16 @@ def check_fixed(frame: pd.DataFrame, keys: Sequence[str], axes: Sequence[str], o
 
 
 def seed_stats(frame: pd.DataFrame, value: str, keys: Sequence[str], over: str = "seed") -> pd.DataFrame:
-    """Mean, standard error (ddof 1) and count ``n`` of ``value`` across replicas, per group of keys;
+    """Mean, standard error (ddof 1) and count ``n`` of ``value`` across replicas, per group of keys,
+    in float64 (``storage.table.mean_sem_count``, which ``amsweep query`` shares);
     a ``missing`` column (lost values of done tasks, from ``query.to_frame(allow_missing=True)``)
     is summed per group, so a mean over fewer seeds says so."""
     keys = [k for k in keys if k != query.MISSING]
     data = frame.dropna(subset=[value])
-    g = data.groupby(list(keys), dropna=False)[value]
-    out = g.agg(["mean", "sem", "count"]).reset_index()
-    out = out.rename(columns={"mean": value, "sem": f"{value}_sem", "count": "n"})
+    groups = data.groupby(list(keys), dropna=False)
+    out = groups[value].size().rename("n").reset_index()  # the keys of each group, in group order
+    mean, sem, count = mean_sem_count(data[value].to_numpy(), groups.ngroup().to_numpy(), len(out))
+    out = out.assign(**{value: mean, f"{value}_sem": sem, "n": count})[[*keys, value, f"{value}_sem", "n"]]
     if query.MISSING in frame.columns:
         lost = frame.groupby(list(keys), dropna=False)[query.MISSING].sum().reset_index()
         out = lost.merge(out, on=list(keys), how="left").fillna({"n": 0}).astype({"n": int})

@@ -100,7 +100,7 @@ def group_ids(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def group_stats(
     table: Table, value: str, keys: Sequence[str], missing: str | None = None, by: Sequence[str] | None = None
 ) -> Table:
-    """``analysis.tables.seed_stats``: per group of ``keys``, the mean of ``value`` (as pandas computes it), its
+    """``analysis.tables.seed_stats``: per group of ``keys``, the mean of ``value`` (in float64), its
     standard error ``<value>_sem`` (float64) and ``n``; with ``missing`` (a column of lost values)
     every group of ``table`` is kept, with its sum of ``missing`` last and ``n`` 0 where no value.
     ``by``: leading keys that the others depend on (the dimensions, before coordinates over them):
@@ -111,7 +111,7 @@ def group_stats(
     data = take(table, np.nonzero(valid)[0])
     ids, first = group_ids([data[k] for k in by])
     out = take({k: data[k] for k in keys}, first)
-    mean, sem, count = _mean_sem_count(data[value], ids, len(first))
+    mean, sem, count = mean_sem_count(data[value], ids, len(first))
     out[value], out[f"{value}_sem"], out["n"] = mean, sem, count
     if missing is None:
         return out
@@ -131,41 +131,17 @@ def group_stats(
     return result
 
 
-def _mean_sem_count(values: np.ndarray, ids: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """pandas 3's group mean and standard error, replayed. The mean takes one of two paths, as in
-    pandas (groupby/ops.py): rows already in group order (a per-task metric, seeds last) are summed
-    by ``np.add.reduceat`` in float64; otherwise its Kahan sum runs in the values' dtype (float32),
-    row by row. Either differs from the other in the last bit of a float32 mean (train_seconds and
-    m_test of the quickstart cube). The variance is its Welford update in float64."""
+def mean_sem_count(values: np.ndarray, ids: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group ``ids`` (0 .. groups-1) of non-NaN ``values``: the mean, the standard error (ddof 1;
+    NaN for one value) and the count, in float64 whatever the values' dtype. The one definition that
+    ``amsweep query`` and ``analysis.tables.seed_stats`` share: pandas' own group mean sums float32 in
+    float32 (Kahan) or float64 depending on the rows' order, and its ``sem`` takes another formula
+    under ``agg``, so two tables of the same values could differ in the last bit of a float32."""
     count = np.bincount(ids, minlength=groups).astype(np.int64)
-    order = np.argsort(ids, kind="stable")
-    starts = np.searchsorted(ids[order], np.arange(groups))
     wide = values.astype(np.float64)
-    dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    monotonic = len(ids) > 0 and bool((np.diff(ids) >= 0).all())
-    total = np.zeros(groups, dtype=dtype)
-    compensation = np.zeros(groups, dtype=dtype)
-    typed = values.astype(dtype)
-    mean64, m2, seen = np.zeros(groups), np.zeros(groups), np.zeros(groups)
-    for k in range(int(count.max()) if groups else 0):
-        g = np.nonzero(count > k)[0]
-        rows_k = order[starts[g] + k]
-        if not monotonic:
-            y = typed[rows_k] - compensation[g]
-            t = total[g] + y
-            comp = (t - total[g]) - y
-            compensation[g] = np.where(np.isnan(comp), dtype.type(0), comp)  # an infinite value stays infinite
-            total[g] = t
-        x = wide[rows_k]
-        seen[g] += 1
-        old = mean64[g]
-        mean64[g] = old + (x - old) / seen[g]
-        m2[g] += (x - mean64[g]) * (x - old)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if monotonic:
-            mean = np.add.reduceat(wide, starts) / count if groups else np.zeros(0)
-        else:
-            mean = (total / count.astype(dtype)).astype(dtype)
+        mean = np.bincount(ids, weights=wide, minlength=groups) / count
+        m2 = np.bincount(ids, weights=(wide - mean[ids]) ** 2, minlength=groups)
         sem = np.where(count > 1, np.sqrt(m2 / (count - 1)) / np.sqrt(count), np.nan)
     return mean, sem, count
 

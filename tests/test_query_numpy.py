@@ -9,7 +9,6 @@ where that folder is readable. The reference below is the query as it was at ec2
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 import shutil
 from pathlib import Path
@@ -192,12 +191,16 @@ EXTRAS = [[], ["--mean"], ["--csv"], ["--mean", "--csv"], ["--max-rows", "5"], [
 
 
 def option_sets(path: str) -> list[list[str]]:
-    """Every metric set with every output option on the whole cube, then each where clause with
-    two of them in turn (the full product took minutes on a loaded 2-core machine)."""
-    out = [["--metric", m[0], *extra] for m, extra in itertools.product(METRIC_SETS, EXTRAS)]
+    """Each metric set with half of the output options on the whole cube, then each where clause with
+    one of them in turn (the full product took minutes on a loaded 2-core machine; CI's budget)."""
+    out = [  # every metric set with half of the output options, each option with two of the metric sets
+        ["--metric", m[0], *extra]
+        for j, m in enumerate(METRIC_SETS)
+        for i, extra in enumerate(EXTRAS)
+        if (i + j) % 2 == 0
+    ]
     for i, where in enumerate(where_clauses(path)[1:]):
-        for extra in (EXTRAS[i % len(EXTRAS)], EXTRAS[(i + 3) % len(EXTRAS)]):
-            out.append(["--metric", METRIC_SETS[i % len(METRIC_SETS)][0], *where, *extra])
+        out.append(["--metric", METRIC_SETS[i % len(METRIC_SETS)][0], *where, *EXTRAS[i % len(EXTRAS)]])
     return out
 
 
@@ -218,7 +221,7 @@ def test_query_prints_and_writes_what_the_pandas_query_did(cubes, name, tmp_path
         new = new_output(path, args, tmp_path, capsys)
         assert new == old, f"amsweep query {path} {' '.join(args)}"
         compared += 1
-    assert compared > 20
+    assert compared > 10
 
 
 def test_shadowed_names_match_xarray():
