@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline import potts
+from amsweep.pipeline._flips import flip_smallest
 from amsweep.pipeline.memory_metrics import MEMORY_COMPUTE
 from amsweep.pipeline.metric_table import METRICS, RETRIEVED_OVERLAP, SUCCESS_OVERLAP, check_declared
 from amsweep.pipeline.metric_types import (
@@ -116,10 +117,7 @@ def corrupt(
     out = X.copy()
     if k == 0 or B == 0:
         return out
-    sites = np.argsort(rng.random((B, N)), axis=1)[:, :k]
-    sites += np.arange(0, B * N, N)[:, None]  # flat indices: one take and one put, not 2-D fancy indexing
-    flat = out.reshape(-1)  # a view: out is a fresh C-contiguous copy
-    flat[sites] = -flat[sites]
+    flip_smallest(out, rng.random((B, N)), min(k, N))  # the sites of the k smallest draws of each row
     return out
 
 

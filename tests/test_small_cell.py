@@ -124,3 +124,61 @@ def test_seed_sequence_output_is_numpys_for_any_length() -> None:
                 a = np.random.SeedSequence(entropy).generate_state(n, dtype)
                 b = seeding._Seeds(entropy).generate_state(n, dtype)
                 assert a.dtype == b.dtype and a.tolist() == b.tolist()
+
+
+@pytest.mark.parametrize("safe", [None, 1.0])
+def test_plm_plain_step_is_the_general_step_bit_for_bit(monkeypatch, safe) -> None:
+    """The dual PLM step without clip or momentum (one ``plain_dual_update`` call) gives the couplings
+    and info of the general numpy path: three inits, loads 0.1-1.5, L2, a learning rate that
+    overflows (refused steps, shrinks); ``safe`` = 1 builds J at every step (the bound check)."""
+    from amsweep.pipeline.rules import plm
+
+    if safe is not None:
+        monkeypatch.setattr(plm, "FLOAT32_SAFE", safe)
+    rng = np.random.default_rng(3)
+    cases = []
+    for P, init, lr, l2 in (
+        (3, "hebb", 1.0, 0.0),
+        (16, "zero", 0.5, 0.01),
+        (40, "random", 2.0, 0.02),
+        (9, "hebb", 1e38, 0.0),
+    ):
+        X = np.where(rng.random((P, 32)) < 0.5, 1, -1).astype(np.int8)
+        params = {k: p.default for k, p in plm.PARAMS.items()} | {"epochs": 12, "init": init, "lr": lr, "l2": l2}
+        cases.append((X, params))
+
+    def trained() -> list[tuple[bytes, dict]]:
+        out = []
+        for X, params in cases:
+            m = plm.train(X, 2, params, np.random.default_rng(5))
+            assert m.info["form"] == "dual"
+            out.append((m.J.tobytes(), m.info))
+        return out
+
+    fused = trained()
+    assert any(info["nan_recoveries"] for _, info in fused)  # the refused-step path ran
+    monkeypatch.setattr(plm._Dual, "_plain_step", lambda self, g, lr, l2: self._general_step(g, lr, l2, 0.0))
+    assert trained() == fused
+
+
+def test_corrupt_flips_the_sites_of_the_k_smallest_draws() -> None:
+    """``metrics.corrupt`` (one kernel pass per row) equals the argsort of the same draws it replaced,
+    for every k from 0 to past N, batches of 0-40 rows, and a protocol's own flip count."""
+    from amsweep.pipeline import metrics as M
+
+    def by_argsort(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        out = X.copy()
+        if k and X.shape[0]:
+            sites = np.argsort(rng.random(X.shape), axis=1)[:, :k]
+            np.put_along_axis(out, sites, -np.take_along_axis(out, sites, axis=1), axis=1)
+        return out
+
+    rng = np.random.default_rng(8)
+    for B, N in ((0, 10), (1, 1), (7, 32), (40, 33)):
+        X = np.where(rng.random((B, N)) < 0.5, 1, -1).astype(np.int8)
+        for k in sorted({0, 1, 2, N // 3, N - 1, N, N + 2}):
+            a = M.corrupt(X, 0.0, 2, np.random.default_rng(k), lambda n, rho: k)
+            assert np.array_equal(a, by_argsort(X, k, np.random.default_rng(k))), (B, N, k)
+            assert B == 0 or (np.sum(a != X, axis=1) == min(max(k, 0), N)).all()
+    X = np.ones((5, 20), np.int8)
+    assert np.array_equal(M.corrupt(X, 0.3, 2, np.random.default_rng(1)), by_argsort(X, 6, np.random.default_rng(1)))

@@ -224,6 +224,54 @@ def dual_weights(W: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray, 
             wabs[i] += abs(w)
 
 
+@njit(cache=True)
+def plain_dual_update(
+    Hn: np.ndarray,
+    H: np.ndarray,
+    X: np.ndarray,
+    d: np.ndarray,
+    coef: np.ndarray,
+    b: np.ndarray,
+    g: float,
+    a: np.ndarray,
+    a_new: np.ndarray,
+    W: np.ndarray,
+    R: np.ndarray,
+    wabs: np.ndarray,
+    rabs: np.ndarray,
+    j0_rows: float,
+    safe: float,
+) -> int:
+    """The rest of a plain dual step (no momentum, no clip) after Q = C R, in one call.
+
+    ``dual_fields``, then a_new = a coef and the bound max(|coef| wabs + |b| rabs + |a_new| j0_rows),
+    each value computed as the numpy expressions of ``_Dual.step`` compute it (no fast math here:
+    the same IEEE operations in the same order, so the same bits). Returns 0 if the new fields
+    overflow (nothing else touched), 2 if the bound reaches ``safe`` (the caller builds J to check
+    it; W, wabs and a untouched), else 1 after ``dual_weights`` and a = a_new. One call instead of
+    ~12 small numpy operations and two kernel calls: most of a small PLM epoch (issue 26).
+    """
+    total = dual_fields(Hn, H, X, d, coef, b, g)
+    N = a.shape[0]
+    reached = False
+    nan = False
+    for i in range(N):
+        an = a[i] * coef[i]
+        a_new[i] = an
+        v = (abs(coef[i]) * wabs[i] + abs(b[i]) * rabs[i]) + abs(an) * j0_rows
+        if v != v:
+            nan = True  # numpy's max is then NaN, and NaN >= safe is False
+        elif v >= safe:
+            reached = True
+    if not np.isfinite(total):
+        return 0
+    if reached and not nan:
+        return 2
+    dual_weights(W, R, coef, b, wabs)
+    a[:] = a_new
+    return 1
+
+
 # Nesterov momentum (the look-ahead form of Bengio et al. 2013): with D the step plain gradient
 # ascent would take from J, V <- mu V + D and J <- J + D + mu V. mu = 0 is plain ascent; these
 # kernels only run for mu > 0, so the default path is untouched.
