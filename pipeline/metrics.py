@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline._flips import flip_smallest
+from amsweep.pipeline._state_kernels import EXACT_SITES, equal_rows, flip_smallest, int_best_overlaps, int_overlaps
 from amsweep.pipeline.memory_metrics import MEMORY_COMPUTE
 from amsweep.pipeline.metric_table import METRICS, RETRIEVED_OVERLAP, SUCCESS_OVERLAP, check_declared
 from amsweep.pipeline.metric_types import (
@@ -86,8 +86,15 @@ __all__ = [
 def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     """Row-wise overlap of two (B, N) state arrays: (1/N) a.b for Ising, (q f - 1)/(q - 1) for Potts."""
     if q == 2:
+        if _exact_ints(a, b) and a.shape == b.shape:
+            return int_overlaps(a, b)  # the same values in one call (_state_kernels.py)
         return np.einsum("ij,ij->i", a.astype(np.float32), b.astype(np.float32)) / a.shape[1]
     return potts.overlap(a, b, q)
+
+
+def _exact_ints(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the integer kernels give the float32 path's overlaps of a and b bit for bit."""
+    return a.dtype == np.int8 and b.dtype == np.int8 and a.ndim == b.ndim == 2 and 0 < a.shape[1] <= EXACT_SITES
 
 
 def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
@@ -132,6 +139,8 @@ def best_overlap(states: np.ndarray, examples: np.ndarray, q: int = 2) -> np.nda
     """Per state, the largest overlap with any example (NaN where there are no examples)."""
     if examples.shape[0] == 0:
         return np.full(states.shape[0], np.nan, dtype=np.float32)
+    if q == 2 and _exact_ints(states, examples) and states.shape[1] == examples.shape[1]:
+        return int_best_overlaps(states, examples)
     return np.maximum.reduce(overlap_matrix(states, examples, q), axis=1)
 
 
@@ -203,6 +212,8 @@ def _unsolved(s: Starts) -> np.ndarray:
 
 def _solved_mean(values: np.ndarray, s: Starts) -> float:
     """``solved_mean(values, s.state)`` with the unsolved rows computed once per batch."""
+    if s.state.dtype.kind != "f":  # integer states are all solved (unsolved_rows)
+        return mean_or_nan(values)
     unsolved = _unsolved(s)
     return mean_or_nan(values[~unsolved] if unsolved.any() else values)
 
@@ -257,7 +268,10 @@ def _no_solution(s: Starts) -> float:
 
 
 def _fixed_points(c: CellInputs) -> float:
-    return mean_or_nan(np.all(c.after_one_sweep == c.data.train, axis=1))  # np.mean's value (P > 0)
+    a, b = c.after_one_sweep, c.data.train
+    if a.dtype == b.dtype == np.int8 and a.shape == b.shape and a.ndim == 2 and a.shape[0]:
+        return equal_rows(a, b) / a.shape[0]  # mean_or_nan's value: count / P, correctly rounded
+    return mean_or_nan(np.all(a == b, axis=1))  # np.mean's value (P > 0)
 
 
 def _coupling_similarity(c: CellInputs) -> float:

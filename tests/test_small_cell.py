@@ -182,3 +182,31 @@ def test_corrupt_flips_the_sites_of_the_k_smallest_draws() -> None:
             assert B == 0 or (np.sum(a != X, axis=1) == min(max(k, 0), N)).all()
     X = np.ones((5, 20), np.int8)
     assert np.array_equal(M.corrupt(X, 0.3, 2, np.random.default_rng(1)), by_argsort(X, 6, np.random.default_rng(1)))
+
+
+def test_integer_overlap_kernels_are_the_float32_path() -> None:
+    """``overlap``, ``best_overlap`` and the fixed-point fraction through the int8 kernels equal the
+    float32 einsum/GEMM path they replace, bit for bit: +-1 and arbitrary int8 states, N = 1 up to the
+    largest exact N (1024: every sum at most 2^24), batches of 0-33 rows, 1-9 examples."""
+    from amsweep.pipeline import _state_kernels as K
+    from amsweep.pipeline import metrics as M
+
+    rng = np.random.default_rng(12)
+    for B, K_, N in ((0, 3, 32), (1, 1, 1), (33, 9, 32), (5, 2, 257), (4, 3, K.EXACT_SITES)):
+        for low in (-1, -128):
+            a = rng.integers(low, 128 if low == -128 else 2, size=(B, N)).astype(np.int8)
+            b = rng.integers(low, 128 if low == -128 else 2, size=(B, N)).astype(np.int8)
+            e = rng.integers(low, 128 if low == -128 else 2, size=(K_, N)).astype(np.int8)
+            if low == -1:
+                a, b, e = (np.where(x == 0, 1, x).astype(np.int8) for x in (a, b, e))
+            elif N == K.EXACT_SITES:  # the largest sums there are: every product 128^2
+                a[0], b[0], e[0] = -128, -128, -128
+            f = np.float32
+            want = np.einsum("ij,ij->i", a.astype(f), b.astype(f)) / N
+            got = M.overlap(a, b)
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (B, N, low)
+            want = np.maximum.reduce((a.astype(f) @ e.astype(f).T) / N, axis=1)
+            got = M.best_overlap(a, e)
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (B, N, low)
+            b[: B // 2] = a[: B // 2]
+            assert K.equal_rows(a, b) == int(np.all(a == b, axis=1).sum())
