@@ -99,3 +99,15 @@ def equal_rows(a: np.ndarray, b: np.ndarray) -> int:
         if same:
             count += 1
     return count
+
+
+@njit(cache=True)
+def count_at_least(x: np.ndarray, cut: float) -> int:
+    """How many float32 x_i >= cut, the cut rounded to float32 first: numpy's ``x >= cut`` for a
+    float32 array and a Python float (NEP 50: the float is weak and takes the array's type)."""
+    c = np.float32(cut)
+    count = 0
+    for v in x:
+        if v >= c:
+            count += 1
+    return count

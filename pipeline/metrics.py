@@ -27,7 +27,14 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline._state_kernels import EXACT_SITES, equal_rows, flip_smallest, int_best_overlaps, int_overlaps
+from amsweep.pipeline._state_kernels import (
+    EXACT_SITES,
+    count_at_least,
+    equal_rows,
+    flip_smallest,
+    int_best_overlaps,
+    int_overlaps,
+)
 from amsweep.pipeline.memory_metrics import MEMORY_COMPUTE
 from amsweep.pipeline.metric_table import METRICS, RETRIEVED_OVERLAP, SUCCESS_OVERLAP, check_declared
 from amsweep.pipeline.metric_types import (
@@ -159,7 +166,8 @@ def cosine_similarity(A: np.ndarray, B: np.ndarray) -> float:
 def mean_or_nan(x: np.ndarray) -> float:
     """Mean of a possibly empty array without numpy's empty-slice warning.
 
-    The value of ``np.mean``: one ``add.reduce`` (in float64 for bool and integer input), divided
+    The value of ``np.mean``: a count for bool input (its float64 sum), one ``add.reduce`` (in float64
+    for integer input), divided
     by the count in float64 and rounded back to the sum's type (what np.mean's division by an
     ``intp`` count and its cast back do), so bit-identical. Python's float division of the sum
     does that without numpy scalar arithmetic: 1-2 us instead of 8 (np.mean) or 3.5-6.5 (the
@@ -169,6 +177,8 @@ def mean_or_nan(x: np.ndarray) -> float:
     n = x.size
     if not n:
         return math.nan
+    if x.dtype == np.bool_:  # the same count, ~0.3 us instead of ~1.2
+        return np.count_nonzero(x) / n
     if x.dtype.kind in "biu":
         return float(np.add.reduce(x, None, np.float64)) / n
     total = np.add.reduce(x, None)
@@ -236,12 +246,19 @@ def _overlap_with_origin(s: Starts) -> float:
 
 def _retrieved(s: Starts) -> float:
     """Judged on the binarised state: sign(<s_i>) for thermal dynamics."""
-    return mean_or_nan(_final_overlaps(s) >= SUCCESS_OVERLAP)
+    return _fraction_at_least(_final_overlaps(s), SUCCESS_OVERLAP)
 
 
 def _retrieved_fraction(s: Starts) -> float:
     """Judged on the binarised state, like ``success_train``, at the looser cut RETRIEVED_OVERLAP."""
-    return mean_or_nan(_final_overlaps(s) >= RETRIEVED_OVERLAP)
+    return _fraction_at_least(_final_overlaps(s), RETRIEVED_OVERLAP)
+
+
+def _fraction_at_least(overlaps: np.ndarray, cut: float) -> float:
+    """``mean_or_nan(overlaps >= cut)`` (numpy compares float32 with the cut cast to float32) in one call."""
+    if overlaps.dtype != np.float32 or overlaps.ndim != 1:
+        return mean_or_nan(overlaps >= cut)
+    return count_at_least(overlaps, cut) / overlaps.size if overlaps.size else math.nan
 
 
 def _converged(s: Starts) -> float:
@@ -342,7 +359,14 @@ def undefined(group: str, metrics: Plan | None = None) -> dict[str, float]:
 
 def result_values(scalars: dict[str, float], series: dict[str, list[float]]) -> dict[str, np.ndarray]:
     """A cell's values in their declared dtypes (one per noise level for per-noise metrics)."""
-    check_declared(set(scalars) | set(series))
-    values = {name: np.asarray(series[name], dtype=m.dtype) for name, m in METRICS.items() if m.per_noise}
-    values.update({name: m.dtype(scalars[name]) for name, m in METRICS.items() if not m.per_noise})
+    check_declared(scalars.keys() | series.keys())
+    per_noise = [name for name, m in METRICS.items() if m.group in PER_NOISE]
+    once = [name for name, m in METRICS.items() if m.group not in PER_NOISE]
+    if all(m.dtype is np.float32 for m in METRICS.values()) and len({len(v) for v in series.values()}) <= 1:
+        # one conversion for each kind (~12 us of a ~0.8 ms small cell less): the same float32 roundings
+        values: dict[str, Any] = dict(zip(per_noise, np.array([series[n] for n in per_noise], dtype=np.float32)))
+        values.update(zip(once, np.array([scalars[n] for n in once], dtype=np.float32)))
+        return values
+    values = {name: np.asarray(series[name], dtype=METRICS[name].dtype) for name in per_noise}
+    values.update({name: METRICS[name].dtype(scalars[name]) for name in once})
     return values

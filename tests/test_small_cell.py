@@ -9,6 +9,7 @@ at 7abf3e9, before these changes) guards every stream at once.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 
 import numpy as np
@@ -210,3 +211,18 @@ def test_integer_overlap_kernels_are_the_float32_path() -> None:
             assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (B, N, low)
             b[: B // 2] = a[: B // 2]
             assert K.equal_rows(a, b) == int(np.all(a == b, axis=1).sum())
+
+
+def test_fractions_at_a_cut_are_numpys_comparison() -> None:
+    """``success_train``/``retrieved_fraction``'s count equals numpy's float32 ``x >= cut`` (the cut
+    cast to float32: 0.9 counts float32(0.9), just below it), NaN counted as a miss; bool means too."""
+    from amsweep.pipeline import _state_kernels as K
+    from amsweep.pipeline import metrics as M
+
+    x = np.array([np.float32(0.9), np.nextafter(np.float32(0.9), np.float32(0)), 0.99, np.nan, 1.0, -1.0], np.float32)
+    for cut in (M.SUCCESS_OVERLAP, M.RETRIEVED_OVERLAP, 0.9, 1.0, -np.inf):
+        assert K.count_at_least(x, cut) == int(np.sum(x >= cut)), cut
+        assert M._fraction_at_least(x, cut) == float(np.mean(x >= cut))
+    assert math.isnan(M._fraction_at_least(x[:0], 0.9))
+    flags = np.random.default_rng(2).random(37) < 0.3
+    assert M.mean_or_nan(flags) == float(np.mean(flags))
