@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from amsweep.pipeline import potts
-from amsweep.pipeline._state_kernels import (
+from amsweep.pipeline.dynamics._state_kernels import (
     EXACT_SITES,
     count_at_least,
     equal_rows,
@@ -94,7 +94,7 @@ def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     """Row-wise overlap of two (B, N) state arrays: (1/N) a.b for Ising, (q f - 1)/(q - 1) for Potts."""
     if q == 2:
         if _exact_ints(a, b) and a.shape == b.shape:
-            return int_overlaps(a, b)  # the same values in one call (_state_kernels.py)
+            return int_overlaps(a, b)  # the same values in one call (dynamics/_state_kernels.py)
         return np.einsum("ij,ij->i", a.astype(np.float32), b.astype(np.float32)) / a.shape[1]
     return potts.overlap(a, b, q)
 

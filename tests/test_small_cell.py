@@ -189,7 +189,7 @@ def test_integer_overlap_kernels_are_the_float32_path() -> None:
     """``overlap``, ``best_overlap`` and the fixed-point fraction through the int8 kernels equal the
     float32 einsum/GEMM path they replace, bit for bit: +-1 and arbitrary int8 states, N = 1 up to the
     largest exact N (1024: every sum at most 2^24), batches of 0-33 rows, 1-9 examples."""
-    from amsweep.pipeline import _state_kernels as K
+    from amsweep.pipeline.dynamics import _state_kernels as K
     from amsweep.pipeline import metrics as M
 
     rng = np.random.default_rng(12)
@@ -216,7 +216,7 @@ def test_integer_overlap_kernels_are_the_float32_path() -> None:
 def test_fractions_at_a_cut_are_numpys_comparison() -> None:
     """``success_train``/``retrieved_fraction``'s count equals numpy's float32 ``x >= cut`` (the cut
     cast to float32: 0.9 counts float32(0.9), just below it), NaN counted as a miss; bool means too."""
-    from amsweep.pipeline import _state_kernels as K
+    from amsweep.pipeline.dynamics import _state_kernels as K
     from amsweep.pipeline import metrics as M
 
     x = np.array([np.float32(0.9), np.nextafter(np.float32(0.9), np.float32(0)), 0.99, np.nan, 1.0, -1.0], np.float32)
