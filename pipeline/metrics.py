@@ -99,6 +99,12 @@ def overlap(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     return potts.overlap(a, b, q)
 
 
+# Up to this many products the kernel's plain integer loop beats the float32 GEMM and its array
+# conversions (measured: 1.8 against 11 us at 32 x 3 x 32, 10 against 18.5 at 64 x 16 x 32, even at
+# 2^15, 10.6 against 9.3 at 32 x 32 x 64; at 100 x 100 x 64 the GEMM is 3.4x faster).
+BEST_KERNEL_WORK = 2**15
+
+
 def _exact_ints(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether the integer kernels give the float32 path's overlaps of a and b bit for bit."""
     return a.dtype == np.int8 and b.dtype == np.int8 and a.ndim == b.ndim == 2 and 0 < a.shape[1] <= EXACT_SITES
@@ -112,6 +118,12 @@ def overlap_matrix(a: np.ndarray, b: np.ndarray, q: int = 2) -> np.ndarray:
     ea, eb = potts.one_hot(a, q), potts.one_hot(b, q)
     f = (ea @ eb.T) / N
     return (q * f - 1.0) / (q - 1.0)
+
+
+# Up to this many flips per row, ``flip_smallest``'s insertion pass (O(N k)) beats a full argsort
+# (measured: 4.2 against 29.9 us at 32 x 32, k = 9; 340 against 422 at 100 x 200, k = 20; but
+# 306 against 174 at 100 x 100, k = 30). Both flip the same sites.
+FLIP_KERNEL_MAX = 16
 
 
 def corrupt(
@@ -131,7 +143,14 @@ def corrupt(
     out = X.copy()
     if k == 0 or B == 0:
         return out
-    flip_smallest(out, rng.random((B, N)), min(k, N))  # the sites of the k smallest draws of each row
+    draws = rng.random((B, N))
+    if k <= FLIP_KERNEL_MAX:  # the sites of the k smallest draws of each row, in one pass
+        flip_smallest(out, draws, min(k, N))
+        return out
+    sites = np.argsort(draws, axis=1)[:, :k]
+    sites += np.arange(0, B * N, N)[:, None]  # flat indices: one take and one put, not 2-D fancy indexing
+    flat = out.reshape(-1)  # a view: out is a fresh C-contiguous copy
+    flat[sites] = -flat[sites]
     return out
 
 
@@ -146,7 +165,12 @@ def best_overlap(states: np.ndarray, examples: np.ndarray, q: int = 2) -> np.nda
     """Per state, the largest overlap with any example (NaN where there are no examples)."""
     if examples.shape[0] == 0:
         return np.full(states.shape[0], np.nan, dtype=np.float32)
-    if q == 2 and _exact_ints(states, examples) and states.shape[1] == examples.shape[1]:
+    if (
+        q == 2
+        and _exact_ints(states, examples)
+        and states.shape[1] == examples.shape[1]
+        and states.size * len(examples) <= BEST_KERNEL_WORK
+    ):
         return int_best_overlaps(states, examples)
     return np.maximum.reduce(overlap_matrix(states, examples, q), axis=1)
 

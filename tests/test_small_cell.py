@@ -175,7 +175,7 @@ def test_corrupt_flips_the_sites_of_the_k_smallest_draws() -> None:
         return out
 
     rng = np.random.default_rng(8)
-    for B, N in ((0, 10), (1, 1), (7, 32), (40, 33)):
+    for B, N in ((0, 10), (1, 1), (7, 32), (40, 33), (3, 60)):
         X = np.where(rng.random((B, N)) < 0.5, 1, -1).astype(np.int8)
         for k in sorted({0, 1, 2, N // 3, N - 1, N, N + 2}):
             a = M.corrupt(X, 0.0, 2, np.random.default_rng(k), lambda n, rho: k)
@@ -193,7 +193,7 @@ def test_integer_overlap_kernels_are_the_float32_path() -> None:
     from amsweep.pipeline import metrics as M
 
     rng = np.random.default_rng(12)
-    for B, K_, N in ((0, 3, 32), (1, 1, 1), (33, 9, 32), (5, 2, 257), (4, 3, K.EXACT_SITES)):
+    for B, K_, N in ((0, 3, 32), (1, 1, 1), (33, 9, 32), (5, 2, 257), (4, 3, K.EXACT_SITES), (40, 30, 40)):
         for low in (-1, -128):
             a = rng.integers(low, 128 if low == -128 else 2, size=(B, N)).astype(np.int8)
             b = rng.integers(low, 128 if low == -128 else 2, size=(B, N)).astype(np.int8)
