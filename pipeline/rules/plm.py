@@ -216,13 +216,14 @@ class _Dual:
         self.g = 0.5 if symmetric else 1.0  # weight of Q in the step (the 1/2 of (G + G^T) / 2)
         self.J0 = initial_couplings(Xf, "random", rng) if init == "random" else None
         self.j0_rows = 0.0 if self.J0 is None else float(np.abs(self.J0).sum(axis=1).max())
-        self.a = np.ones(N)
+        # per-site vectors as rows of one array, so that the plain step passes them as one argument
+        self.vec = np.zeros((7, N))
+        self.d, self.rabs, self.wabs, self.coef, self.b, self.a, self.a_new = self.vec
+        self.a[:] = 1.0
         self.W = np.zeros((P, N))
         self.H = np.zeros((P, N), np.float32) if self.J0 is None else Xf @ self.J0.T
         self.Hn = np.empty_like(self.H)
         self.R = np.empty((P, N), np.float32)
-        self.d, self.rabs, self.wabs = np.empty(N), np.empty(N), np.zeros(N)
-        self.coef, self.b, self.a_new = np.empty(N), np.empty(N), np.empty(N)  # the plain step's buffers
         if mu > 0.0:  # velocities of W, a and the fields (the fields are linear in W and a)
             self.VW, self.VH = np.zeros((P, N)), np.zeros((P, N), np.float32)
             self.va, self.vabs = np.zeros(N), np.zeros(N)
@@ -284,7 +285,7 @@ class _Dual:
             self.va = va
         else:
             dual_weights(self.W, self.R, coef, b, self.wabs)
-        self.a = a
+        self.a[:] = a  # in place: self.a is a row of self.vec
         return True
 
     def _plain_step(self, gscale: float, lr: float, l2: float) -> bool:
@@ -292,27 +293,12 @@ class _Dual:
         ``plain_dual_update`` call does what that path does in ~12 numpy operations and two kernel
         calls, the same operations on the same values (tests/test_small_cell.py). A 20-epoch PLM
         cell at N = 32 trains in ~0.17 ms instead of ~0.33 (benchmarks/RESULTS.md)."""
-        self.coef.fill(1.0 - 2.0 * lr * l2)  # the general path's per-row arrays at s = 1
-        self.b.fill(lr * gscale)
         Q = self.product(self.R, self.Hn)
-        a = self.a_new
+        coef, b = 1.0 - 2.0 * lr * l2, lr * gscale  # the general path's per-row arrays at s = 1
         ok = plain_dual_update(
-            Q,
-            self.H,
-            self.X8,
-            self.d,
-            self.coef,
-            self.b,
-            self.g,
-            self.a,
-            a,
-            self.W,
-            self.R,
-            self.wabs,
-            self.rabs,
-            self.j0_rows,
-            FLOAT32_SAFE,
+            Q, self.H, self.X8, self.vec, self.W, self.R, coef, b, self.g, self.j0_rows, FLOAT32_SAFE
         )
+        a = self.a_new
         if ok == 0:
             return False
         if ok == 2:  # near float32's limit: build J to check it, as the general path does
