@@ -2,13 +2,13 @@
 
 Why not pandas: importing pandas and xarray cost ``amsweep query`` 1.1-1.3 s of its ~1.5 s start
 (issue 26: status and query start in <= 0.3 s). The operations are the ones the pandas table of
-``query`` used, with pandas' own semantics, so the printed text and the CSV stay byte for byte what
+``query`` used, with pandas' own semantics (seed statistics excepted: see ``group_stats``), so the printed text and the CSV stay byte for byte what
 they were (tests/test_query_numpy.py compares both on real cubes):
 
 - ``group_stats``: mean, standard error (ddof 1) and count per group, groups in sorted key order
-  (``DataFrame.groupby(sort=True, dropna=False)``); the mean is pandas' (``np.add.reduceat`` in
-  float64 where the rows are in group order, else its Kahan sum in the values' dtype), the variance
-  its Welford update in float64, replayed row by row in order.
+  (``DataFrame.groupby(sort=True, dropna=False)``), by ``mean_sem_count`` in float64, the one
+  definition ``analysis.tables.seed_stats`` uses too (pandas' own differed in a float32's last bit
+  with the rows' order).
 - ``outer_merge``: ``DataFrame.merge(how="outer")``: rows sorted by the join keys, NaN keys equal,
   a key with several rows on both sides their product (left rows outer).
 - ``to_text``: ``DataFrame.to_string(index=False, max_rows=K)`` (6 significant decimals trimmed

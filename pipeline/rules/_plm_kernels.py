@@ -224,6 +224,55 @@ def dual_weights(W: np.ndarray, R: np.ndarray, coef: np.ndarray, b: np.ndarray, 
             wabs[i] += abs(w)
 
 
+@njit(cache=True)
+def plain_dual_update(
+    Hn: np.ndarray,
+    H: np.ndarray,
+    X: np.ndarray,
+    vec: np.ndarray,
+    W: np.ndarray,
+    R: np.ndarray,
+    coef: float,
+    b: float,
+    g: float,
+    j0_rows: float,
+    safe: float,
+) -> int:
+    """The rest of a plain dual step (no momentum, no clip) after Q = C R, in one call.
+
+    ``vec`` holds the per-site rows d, rabs, wabs, coef, b, a, a_new (``_Dual.vec``); coef and b are
+    filled with the step's two numbers (the general path's arrays at s = 1). Then ``dual_fields``,
+    a_new = a coef and the bound max(|coef| wabs + |b| rabs + |a_new| j0_rows), each value computed
+    as the numpy expressions of ``_Dual._general_step`` compute it (no fast math here: the same IEEE
+    operations in the same order, so the same bits). Returns 0 if the new fields overflow (nothing
+    else touched), 2 if the bound reaches ``safe`` (the caller builds J to check it; W, wabs and a
+    untouched), else 1 after ``dual_weights`` and a = a_new. One call with one vector argument
+    instead of ~12 small numpy operations and two kernel calls: most of a small PLM epoch (issue 26).
+    """
+    d, rabs, wabs, cf, bv, a, a_new = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
+    cf[:] = coef
+    bv[:] = b
+    total = dual_fields(Hn, H, X, d, cf, bv, g)
+    N = a.shape[0]
+    reached = False
+    nan = False
+    for i in range(N):
+        an = a[i] * cf[i]
+        a_new[i] = an
+        v = (abs(cf[i]) * wabs[i] + abs(bv[i]) * rabs[i]) + abs(an) * j0_rows
+        if v != v:
+            nan = True  # numpy's max is then NaN, and NaN >= safe is False
+        elif v >= safe:
+            reached = True
+    if not np.isfinite(total):
+        return 0
+    if reached and not nan:
+        return 2
+    dual_weights(W, R, cf, bv, wabs)
+    a[:] = a_new
+    return 1
+
+
 # Nesterov momentum (the look-ahead form of Bengio et al. 2013): with D the step plain gradient
 # ascent would take from J, V <- mu V + D and J <- J + D + mu V. mu = 0 is plain ascent; these
 # kernels only run for mu > 0, so the default path is untouched.
