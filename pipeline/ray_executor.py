@@ -184,11 +184,11 @@ class RayExecutor:
     """Batches of cells as Ray tasks, a bounded number of CPUs' worth in flight.
 
     Joins the cluster ``where_to_run`` finds (``--address``: host:port, ``auto`` or ``ray://host:port``;
-    else ``RAY_ADDRESS``, as inside ``ray job submit``), else starts a private local Ray. Numba and
-    BLAS threads are pinned to one per CPU through the runtime environment and per cell by
-    ``threads.pin``. A batch whose worker dies is retried by Ray (``max_retries``); one lost past
-    its retries is split and its cells are retried one per task, so a cell that kills its worker
-    fails alone.
+    else ``RAY_ADDRESS``, as inside ``ray job submit``), else starts a private local Ray, light
+    (``ray_local``). Numba and BLAS threads are pinned to one per CPU through the runtime environment
+    (a private Ray: the raylet's environment) and per cell by ``threads.pin``. A batch whose worker
+    dies is retried by Ray (``max_retries``); one lost past its retries is split and its cells are
+    retried one per task, so a cell that kills its worker fails alone.
     """
 
     name = "ray"
