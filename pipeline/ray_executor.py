@@ -22,7 +22,7 @@ import os
 import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
-from amsweep.pipeline import datafiles, plugin_shipping, registry
+from amsweep.pipeline import datafiles, plugin_shipping, ray_local, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch, settle
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.outcomes import Failed
@@ -184,11 +184,11 @@ class RayExecutor:
     """Batches of cells as Ray tasks, a bounded number of CPUs' worth in flight.
 
     Joins the cluster ``where_to_run`` finds (``--address``: host:port, ``auto`` or ``ray://host:port``;
-    else ``RAY_ADDRESS``, as inside ``ray job submit``), else starts a private local Ray. Numba and
-    BLAS threads are pinned to one per CPU through the runtime environment and per cell by
-    ``threads.pin``. A batch whose worker dies is retried by Ray (``max_retries``); one lost past
-    its retries is split and its cells are retried one per task, so a cell that kills its worker
-    fails alone.
+    else ``RAY_ADDRESS``, as inside ``ray job submit``), else starts a private local Ray, light
+    (``ray_local``). Numba and BLAS threads are pinned to one per CPU through the runtime environment
+    (a private Ray: the raylet's environment) and per cell by ``threads.pin``. A batch whose worker
+    dies is retried by Ray (``max_retries``); one lost past its retries is split and its cells are
+    retried one per task, so a cell that kills its worker fails alone.
     """
 
     name = "ray"
@@ -219,8 +219,9 @@ class RayExecutor:
                 probe(address, self.source)
             # the job's own py_modules: ours go with each task (for_batches); else uploaded by ray.init, once
             modules = [] if job_modules else self._plugins.job_modules(registry.plugin_path())
+            runtime_env = init_runtime_env(job_env, modules)
             kwargs: dict[str, Any] = {
-                "runtime_env": init_runtime_env(job_env, modules),
+                "runtime_env": runtime_env,
                 "include_dashboard": False,
                 "logging_level": "ERROR",
                 "log_to_driver": True,
@@ -230,10 +231,17 @@ class RayExecutor:
                 # left behind (ray.init() would otherwise join it, alive or dead).
                 kwargs["address"] = "local"
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
+                # the pins go in the raylet's environment instead: Ray's prestarted workers then serve
+                pins = runtime_env.pop("env_vars")
+                if not runtime_env:
+                    del kwargs["runtime_env"]
             else:
                 kwargs["address"] = address
             try:
-                ray.init(**kwargs)
+                if address is None:
+                    ray_local.init(ray, kwargs, pins)
+                else:
+                    ray.init(**kwargs)
             except Exception as e:  # ConnectionError, TimeoutError, ValueError, ray's AuthenticationError
                 too_large = plugin_shipping.too_large(e, registry.plugin_path())
                 if too_large is not None:

@@ -310,6 +310,13 @@ def test_mean_or_nan_is_numpy_mean_bit_for_bit():
     assert np.isnan(mean_or_nan(np.zeros(0, dtype=np.float32)))
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:  # it ended meanwhile
+        return ""
+
+
 def _alive(processes: set[tuple[int, int]]) -> list[str]:
     """Names of the (pid, start time) processes still running (zombies count as gone)."""
     from amsweep.pipeline.ray_reaper import process_table
@@ -358,9 +365,29 @@ def test_a_killed_driver_leaves_no_local_ray_processes_behind(tmp_path):
         if p[0] != proc.pid and "ray_reaper" not in Path(f"/proc/{p[0]}/cmdline").read_text(errors="replace")
     }
     assert len(ray_processes) >= 3, "a local Ray run has its GCS, raylet and workers under its driver"
+    assert not [p for p in ray_processes if "autoscaler/_private/monitor.py" in _cmdline(p[0])], "Ray starts light"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 20  # Ray's own agents lingered ~60 s before
     while _alive(ray_processes) and time.time() < deadline:
         time.sleep(0.5)
     assert not _alive(ray_processes)
+
+
+def test_a_private_local_ray_starts_light_and_leaves_the_driver_environment_as_it_was(monkeypatch):
+    """ray_local's levers: the pins reach the raylet's environment only while it starts, and this
+    Ray still takes ``no_monitor`` (a Ray release without it would start the monitor again)."""
+    import ray
+
+    from amsweep.pipeline import ray_local
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with ray_local.pinned_environ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}):
+        assert (os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"]) == ("1", "1")
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ
+    original = ray._private.parameter.RayParams
+    with ray_local.light_params(ray) as light:
+        assert light, "this Ray has no RayParams(no_monitor=): local Ray starts its autoscaler monitor again"
+        assert ray._private.parameter.RayParams(num_cpus=1).no_monitor is True
+    assert ray._private.parameter.RayParams is original
