@@ -5,8 +5,9 @@ A load generator (``LoadExecutor``) stands in for 1,000 virtual cores running 0.
 runs the Ray executor's driver loop without Ray: the ``Batcher`` cuts the pending jobs into the
 batches the ``BatchSizer`` asks for (sized for ``workers`` cores), each batch comes back as the
 ``Packed`` outcomes a worker returns (every metric set, synthetic values, 0.1 s per cell), and
-the driver side runs what ``RayExecutor.map_unordered`` runs after ``ray.get``: ``unpack``,
-then the sizer's bookkeeping and the (job, outcome) pairs (``settle``). ``runner.run`` collects
+the driver side runs what ``RayExecutor.map_blocks`` runs after ``ray.get``: the sizer's
+bookkeeping and the batch as one ``ResultBlock`` (``settle_block``; an older checkout's runner
+takes ``map_unordered``'s per-cell pairs, ``unpack`` then ``settle``). ``runner.run`` collects
 them and writes a real cube (local disk, or moto's S3 server on loopback) through the flusher.
 Not measured: Ray's own ``ray.wait``/``ray.get`` per batch (the task-rate cap keeps those to
 ~100 a second, ``amsweep.pipeline.batching``).
@@ -93,20 +94,43 @@ class LoadExecutor:
     def shutdown(self) -> None:
         pass
 
+    def map_blocks(self, fn: Callable[..., Any], jobs: Iterable[Any], total: int | None = None) -> Iterator[Any]:
+        """What ``RayExecutor.map_blocks`` runs after ``ray.get``: each batch as one ResultBlock
+        (taken by a runner that knows blocks; an older checkout's runner calls ``map_unordered``)."""
+        from amsweep.pipeline import batching
+
+        for batch, packed, sizer in self._batches(jobs, total):
+            yield batching.settle_block(batch, packed, sizer)  # type: ignore[attr-defined]
+
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[Any], total: int | None = None
     ) -> Iterator[tuple[Any, Any]]:
+        """What ``RayExecutor.map_unordered`` runs after ``ray.get``: ``unpack``, then ``settle``."""
+        from amsweep.pipeline import batching
+        from amsweep.pipeline.packing import unpack
+
+        settle = getattr(batching, "settle", None)
+        for batch, packed, sizer in self._batches(jobs, total):
+            results = unpack(packed)
+            if settle is not None:
+                yield from settle(batch, results, sizer)
+            else:  # before issue 26: the same loop inline
+                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)])
+                for job, (outcome, _) in zip(batch.jobs, results):
+                    yield job, outcome
+
+    def _batches(self, jobs: Iterable[Any], total: int | None) -> Iterator[tuple[Any, Any, Any]]:
+        """(batch, its Packed outcomes, the sizer) as a worker would return them, at the chosen rate."""
         import numpy as np
 
         from amsweep.pipeline import batching
         from amsweep.pipeline.metric_table import METRICS
-        from amsweep.pipeline.packing import Packed, unpack
+        from amsweep.pipeline.packing import Packed
 
         try:
             sizer = batching.BatchSizer(target_seconds=2.0, workers=self.workers)  # type: ignore[call-arg]
         except TypeError:  # before issue 26: the target ignores the cluster's size
             sizer = batching.BatchSizer(target_seconds=2.0)
-        settle = getattr(batching, "settle", None)
         batcher = batching.Batcher(iter(jobs), sizer, total, self.workers)
         n_noise = 7
         rng = np.random.default_rng(0)
@@ -138,13 +162,7 @@ class LoadExecutor:
                     time.sleep(pause)
             self.batches += 1
             self.largest = max(self.largest, n)
-            results = unpack(packed)  # what RayExecutor.map_unordered runs after ray.get
-            if settle is not None:
-                yield from settle(batch, results, sizer)
-            else:  # before issue 26: the same loop inline
-                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)])
-                for job, (outcome, _) in zip(batch.jobs, results):
-                    yield job, outcome
+            yield batch, packed, sizer
             self.cells += n
             if self.cells >= self.mark_at * (len(self.rss_trace) + 1):
                 self.rss_trace.append(_rss())
