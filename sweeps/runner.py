@@ -145,7 +145,7 @@ def _run(
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
-    jobs = (sweep.job(t) for t in tasks)
+    jobs = map(sweep.job, tasks)
     buffer: list[ResultBlock] = []
     buffered = 0  # cells in the buffer (drives the flush timing only: the flush counts the blocks)
     last_flush = t_start = time.monotonic()
