@@ -76,6 +76,7 @@ class LoadExecutor:
         self.rate = rate
         self.mark_at = mark_at
         self.generator_cpu = 0.0  # thread CPU spent building Packed outcomes (the workers' side)
+        self.fanout_cpu = 0.0  # collector CPU in Batcher.take: pending tasks, their jobs, cutting batches
         self.batches = 0
         self.largest = 0
         self.rss_at_mark: int | None = None
@@ -140,7 +141,9 @@ class LoadExecutor:
         }
         start = time.perf_counter()
         while True:
+            c0 = time.thread_time()
             batch = batcher.take()
+            self.fanout_cpu += time.thread_time() - c0
             if batch is None:
                 return
             n = len(batch.jobs)
@@ -193,6 +196,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "driver_cpu_us": (process - executor.generator_cpu) / cells * 1e6,
         "collector_cpu_us": (thread - executor.generator_cpu) / cells * 1e6,
         "collector_cpu_us_per_batch": (thread - executor.generator_cpu) / executor.batches * 1e6,
+        "fanout_cpu_us_per_batch": executor.fanout_cpu / executor.batches * 1e6,
         "generator_cpu_us": executor.generator_cpu / cells * 1e6,
         "batches": executor.batches,
         "largest_batch": executor.largest,
@@ -256,15 +260,18 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
             f"{n:,} cells, {workers} virtual cores x {cell} s cells, batches up to {after[0]['largest_batch']} cells "
             f"({after[0]['batches']} batches; {after[0]['tasks_per_s_at_full_load']:.0f} tasks/s at full load); "
             f"collector thread {statistics.median(collector):.1f} us/cell, "
-            f"{statistics.median(m['collector_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms/batch; {_load()}"
+            f"{statistics.median(m['collector_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms/batch, of which "
+            f"{statistics.median(m['fanout_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms fan-out (Batcher.take: "
+            f"pending tasks, jobs, cutting) and the rest result handling; {_load()}"
         )
         if old:
             old_rate = statistics.median(m["cells_per_s"] for m in old)
             old_cpu = statistics.median(m["driver_cpu_us"] for m in old)
             old_batch = statistics.median(m["collector_cpu_us_per_batch"] for m in old) / 1e3
+            old_fanout = statistics.median(m.get("fanout_cpu_us_per_batch", 0.0) for m in old) / 1e3
             detail += (
                 f"; before (main, same run, alternated): {old_rate:,.0f} cells/s, {old_cpu:.1f} us/cell driver CPU, "
-                f"collector {old_batch:.2f} ms/batch, "
+                f"collector {old_batch:.2f} ms/batch ({old_fanout:.2f} fan-out), "
                 f"{old[0]['batches']} batches; after/before cells/s {statistics.median(rate) / old_rate:.2f}x, "
                 f"CPU/cell {statistics.median(cpu) / old_cpu:.2f}x"
             )
