@@ -5,8 +5,9 @@ A load generator (``LoadExecutor``) stands in for 1,000 virtual cores running 0.
 runs the Ray executor's driver loop without Ray: the ``Batcher`` cuts the pending jobs into the
 batches the ``BatchSizer`` asks for (sized for ``workers`` cores), each batch comes back as the
 ``Packed`` outcomes a worker returns (every metric set, synthetic values, 0.1 s per cell), and
-the driver side runs what ``RayExecutor.map_unordered`` runs after ``ray.get``: ``unpack``,
-then the sizer's bookkeeping and the (job, outcome) pairs (``settle``). ``runner.run`` collects
+the driver side runs what ``RayExecutor.map_blocks`` runs after ``ray.get``: the sizer's
+bookkeeping and the batch as one ``ResultBlock`` (``settle_block``; an older checkout's runner
+takes ``map_unordered``'s per-cell pairs, ``unpack`` then ``settle``). ``runner.run`` collects
 them and writes a real cube (local disk, or moto's S3 server on loopback) through the flusher.
 Not measured: Ray's own ``ray.wait``/``ray.get`` per batch (the task-rate cap keeps those to
 ~100 a second, ``amsweep.pipeline.batching``).
@@ -75,6 +76,7 @@ class LoadExecutor:
         self.rate = rate
         self.mark_at = mark_at
         self.generator_cpu = 0.0  # thread CPU spent building Packed outcomes (the workers' side)
+        self.fanout_cpu = 0.0  # collector CPU in Batcher.take: pending tasks, their jobs, cutting batches
         self.batches = 0
         self.largest = 0
         self.rss_at_mark: int | None = None
@@ -93,20 +95,43 @@ class LoadExecutor:
     def shutdown(self) -> None:
         pass
 
+    def map_blocks(self, fn: Callable[..., Any], jobs: Iterable[Any], total: int | None = None) -> Iterator[Any]:
+        """What ``RayExecutor.map_blocks`` runs after ``ray.get``: each batch as one ResultBlock
+        (taken by a runner that knows blocks; an older checkout's runner calls ``map_unordered``)."""
+        from amsweep.pipeline import batching
+
+        for batch, packed, sizer in self._batches(jobs, total):
+            yield batching.settle_block(batch, packed, sizer)  # type: ignore[attr-defined]
+
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[Any], total: int | None = None
     ) -> Iterator[tuple[Any, Any]]:
+        """What ``RayExecutor.map_unordered`` runs after ``ray.get``: ``unpack``, then ``settle``."""
+        from amsweep.pipeline import batching
+        from amsweep.pipeline.packing import unpack
+
+        settle = getattr(batching, "settle", None)
+        for batch, packed, sizer in self._batches(jobs, total):
+            results = unpack(packed)
+            if settle is not None:
+                yield from settle(batch, results, sizer)
+            else:  # before issue 26: the same loop inline
+                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)])
+                for job, (outcome, _) in zip(batch.jobs, results):
+                    yield job, outcome
+
+    def _batches(self, jobs: Iterable[Any], total: int | None) -> Iterator[tuple[Any, Any, Any]]:
+        """(batch, its Packed outcomes, the sizer) as a worker would return them, at the chosen rate."""
         import numpy as np
 
         from amsweep.pipeline import batching
         from amsweep.pipeline.metric_table import METRICS
-        from amsweep.pipeline.packing import Packed, unpack
+        from amsweep.pipeline.packing import Packed
 
         try:
             sizer = batching.BatchSizer(target_seconds=2.0, workers=self.workers)  # type: ignore[call-arg]
         except TypeError:  # before issue 26: the target ignores the cluster's size
             sizer = batching.BatchSizer(target_seconds=2.0)
-        settle = getattr(batching, "settle", None)
         batcher = batching.Batcher(iter(jobs), sizer, total, self.workers)
         n_noise = 7
         rng = np.random.default_rng(0)
@@ -116,7 +141,9 @@ class LoadExecutor:
         }
         start = time.perf_counter()
         while True:
+            c0 = time.thread_time()
             batch = batcher.take()
+            self.fanout_cpu += time.thread_time() - c0
             if batch is None:
                 return
             n = len(batch.jobs)
@@ -138,13 +165,7 @@ class LoadExecutor:
                     time.sleep(pause)
             self.batches += 1
             self.largest = max(self.largest, n)
-            results = unpack(packed)  # what RayExecutor.map_unordered runs after ray.get
-            if settle is not None:
-                yield from settle(batch, results, sizer)
-            else:  # before issue 26: the same loop inline
-                sizer.record([(job, seconds) for job, (outcome, seconds) in zip(batch.jobs, results)])
-                for job, (outcome, _) in zip(batch.jobs, results):
-                    yield job, outcome
+            yield batch, packed, sizer
             self.cells += n
             if self.cells >= self.mark_at * (len(self.rss_trace) + 1):
                 self.rss_trace.append(_rss())
@@ -175,6 +196,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "driver_cpu_us": (process - executor.generator_cpu) / cells * 1e6,
         "collector_cpu_us": (thread - executor.generator_cpu) / cells * 1e6,
         "collector_cpu_us_per_batch": (thread - executor.generator_cpu) / executor.batches * 1e6,
+        "fanout_cpu_us_per_batch": executor.fanout_cpu / executor.batches * 1e6,
         "generator_cpu_us": executor.generator_cpu / cells * 1e6,
         "batches": executor.batches,
         "largest_batch": executor.largest,
@@ -238,15 +260,18 @@ def run(tiny: bool = False, repeats: int = 3) -> list[Row]:
             f"{n:,} cells, {workers} virtual cores x {cell} s cells, batches up to {after[0]['largest_batch']} cells "
             f"({after[0]['batches']} batches; {after[0]['tasks_per_s_at_full_load']:.0f} tasks/s at full load); "
             f"collector thread {statistics.median(collector):.1f} us/cell, "
-            f"{statistics.median(m['collector_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms/batch; {_load()}"
+            f"{statistics.median(m['collector_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms/batch, of which "
+            f"{statistics.median(m['fanout_cpu_us_per_batch'] for m in after) / 1e3:.2f} ms fan-out (Batcher.take: "
+            f"pending tasks, jobs, cutting) and the rest result handling; {_load()}"
         )
         if old:
             old_rate = statistics.median(m["cells_per_s"] for m in old)
             old_cpu = statistics.median(m["driver_cpu_us"] for m in old)
             old_batch = statistics.median(m["collector_cpu_us_per_batch"] for m in old) / 1e3
+            old_fanout = statistics.median(m.get("fanout_cpu_us_per_batch", 0.0) for m in old) / 1e3
             detail += (
                 f"; before (main, same run, alternated): {old_rate:,.0f} cells/s, {old_cpu:.1f} us/cell driver CPU, "
-                f"collector {old_batch:.2f} ms/batch, "
+                f"collector {old_batch:.2f} ms/batch ({old_fanout:.2f} fan-out), "
                 f"{old[0]['batches']} batches; after/before cells/s {statistics.median(rate) / old_rate:.2f}x, "
                 f"CPU/cell {statistics.median(cpu) / old_cpu:.2f}x"
             )

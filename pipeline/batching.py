@@ -18,7 +18,9 @@ get plus the result handling (issue 26: 2-3 ms a batch, so ~2 s batches on 1,000
 stay small (``UNMEASURED``, ``GROWTH``) and the tail still shrinks.
 
 The worker side, ``run_batch``, runs each cell guarded (a failing cell fails alone) and
-returns every cell's outcome with its duration.
+returns every cell's outcome with its duration. The driver side takes a finished batch as one
+``ResultBlock`` (``settle_block``): the durations recorded as one sum per shape, the values left in
+the worker's columns (``settle`` is the per-cell form, for ``map_unordered``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from amsweep.pipeline.outcomes import Failed, guarded
-from amsweep.pipeline.packing import Packed, pack
+import numpy as np
+
+from amsweep.pipeline.outcomes import Failed, ResultBlock, guarded
+from amsweep.pipeline.packing import Packed, pack, to_block
 from amsweep.pipeline.resources import cell_memory, cell_threads
 from amsweep.pipeline.spec import CellJob
 
@@ -41,6 +45,7 @@ __all__ = [
     "needs_of",
     "run_batch",
     "settle",
+    "settle_block",
     "shape_of",
     "TASKS_PER_SECOND",
     "UNMEASURED",
@@ -70,6 +75,7 @@ class Batch:
     cpus: int
     memory: int
     shapes: list[tuple] | None = None  # each job's shape_of, as the Batcher computed it (None: not kept)
+    counts: dict[tuple, int] | None = None  # cells per shape (None: not kept); one key: a one-shape batch
 
 
 @dataclass
@@ -111,9 +117,15 @@ class BatchSizer:
             for shape, seconds in results:
                 groups.setdefault(shape, []).append(seconds)
         for key, times in groups.items():
-            total, n = self._mean.get(key, (0.0, 0))
-            self._mean[key] = (total + sum(times), n + len(times))
-            self._largest[key] = max(self._largest.get(key, 0), len(times))
+            self.record_total(key, sum(times), len(times))
+
+    def record_total(self, shape: tuple, seconds: float, cells: int) -> None:
+        """``cells`` cells of one shape, of one batch, took ``seconds`` in all."""
+        if cells <= 0:
+            return
+        total, n = self._mean.get(shape, (0.0, 0))
+        self._mean[shape] = (total + seconds, n + cells)
+        self._largest[shape] = max(self._largest.get(shape, 0), cells)
 
     def _related(self, job: CellJob) -> tuple[float, int] | None:
         """(seconds, largest batch) of a measured shape of the same dataset, N and rule (another
@@ -182,18 +194,20 @@ class Batcher:
     def retry(self, jobs: list[CellJob]) -> None:
         self._retry.extend(jobs)
 
-    def needs(self, job: CellJob) -> tuple[int, int]:
-        """(CPUs, memory) of a job, computed once per shape."""
-        key = shape_of(job)
-        if key not in self._needs:
-            self._needs[key] = needs_of(job)
-        return self._needs[key]
+    def needs(self, job: CellJob, key: tuple | None = None) -> tuple[int, int]:
+        """(CPUs, memory) of a job, computed once per shape (``key``: its shape_of, if known)."""
+        key = shape_of(job) if key is None else key
+        need = self._needs.get(key)
+        if need is None:
+            need = self._needs[key] = needs_of(job)
+        return need
 
     def take(self) -> Batch | None:
         """The next batch, or None when every job has been handed out."""
         if self._retry:
             job = self._retry.pop(0)
-            return Batch([job], *self.needs(job), shapes=[shape_of(job)])
+            key = shape_of(job)
+            return Batch([job], *self.needs(job, key), shapes=[key], counts={key: 1})
         first = self._peek()
         if first is None:
             return None
@@ -207,17 +221,20 @@ class Batcher:
         target = self.sizer.target
         fixed = bool(self.sizer.fixed)
         costs: dict[tuple, float] = {}  # the sizer does not change within a take: once per shape
+        needs: dict[tuple, tuple[int, int]] = {}
+        source = self._jobs
         while len(jobs) < cap:
-            peeked = self._peek()
+            peeked = self._next  # ``_peek`` inlined: this loop runs once per cell
             if peeked is None:
-                break
+                peeked = self._next = next(source, None)
+                if peeked is None:
+                    break
             job = peeked
             key = shape_of(job)
             if key not in allowed:
-                if key not in self._needs:
-                    self._needs[key] = needs_of(job)
+                needs[key] = self.needs(job, key)
                 allowed[key], costs[key] = self.sizer.allowance(job), self.sizer.cost(job)
-            job_cpus, job_memory = self._needs[key]
+            job_cpus, job_memory = needs[key]
             if job_cpus != cpus:
                 break
             n = per_shape.get(key, 0)
@@ -235,7 +252,7 @@ class Batcher:
             self._next = None
         if self.remaining is not None:
             self.remaining -= len(jobs)
-        return Batch(jobs, cpus, memory, shapes)
+        return Batch(jobs, cpus, memory, shapes, per_shape)
 
     def _tail_cap(self, first: CellJob) -> int:
         """Near the end, at most a share of what is left per batch (half a wave: ``remaining / (2 x
@@ -266,6 +283,21 @@ def settle(batch: Batch, results: list[tuple[Any, float]], sizer: BatchSizer) ->
         [(shape, seconds) for shape, (outcome, seconds) in zip(shapes, results) if not isinstance(outcome, Failed)]
     )
     return [(job, outcome) for job, (outcome, _) in zip(batch.jobs, results)]
+
+
+def settle_block(batch: Batch, packed: Packed, sizer: BatchSizer) -> ResultBlock:
+    """``settle`` for a batch taken whole: its cells' durations recorded (failures left out) as one
+    sum per shape, and the batch as one ``ResultBlock`` (``amsweep.pipeline.packing.to_block``)."""
+    failed = [i for i, o in packed.others if isinstance(o, Failed)]
+    seconds = packed.seconds
+    if batch.counts is not None and len(batch.counts) == 1:  # the common batch: one shape
+        kept = np.delete(seconds, failed) if failed else seconds
+        sizer.record_total(next(iter(batch.counts)), float(kept.sum()), len(kept))
+    else:
+        shapes = batch.shapes if batch.shapes is not None else [shape_of(job) for job in batch.jobs]
+        skip = set(failed)
+        sizer.record_shapes([(shape, t) for i, (shape, t) in enumerate(zip(shapes, seconds.tolist())) if i not in skip])
+    return to_block(packed, batch.jobs)
 
 
 def run_batch(

@@ -121,6 +121,8 @@ class Executor(Protocol):
         """map_unordered(fn, jobs, total=None) -> iterator of (job, outcome): as cells finish, an
         outcome being fn(*job), a Skipped or a Failed (``amsweep.pipeline.outcomes.guarded``)."""
 
+    # Optional (``OPTIONAL["executors"]``): map_blocks(fn, jobs, total=None) -> iterator of ResultBlock.
+
     def describe(self) -> dict[str, Any]:
         """describe() -> dict: where cells run, JSON-safe and cheap (no remote call): executor, address
         (None for one started here), nodes, cpus, memory_bytes, nodes_used (sorted, those that ran cells)."""
@@ -230,6 +232,15 @@ OPTIONAL: dict[str, dict[str, Part]] = {
             "for each group in turn, in fewer calls (a cell relaxes all its groups through it)",
         ),
         "QUICK": _QUICK,
+    },
+    "executors": {
+        "map_blocks": Part(
+            None,
+            _function,
+            "map_blocks(fn, jobs, total=None) -> iterator of amsweep.pipeline.outcomes.ResultBlock: map_unordered's "
+            "outcomes a finished batch at a time, as columns; the runner takes these when the executor has it "
+            "(issue 26: per-cell outcomes cost the driver ~18 us a cell), else map_unordered's cells one by one",
+        ),
     },
 }
 
@@ -499,6 +510,9 @@ def executor_problems(cls: type) -> list[str]:
             out.append(f"lacks {name}, {what}")
     if not isinstance(getattr(cls, "name", None), str):
         out.append(f"lacks name, {ATTRIBUTES['name']}")
+    for name, part in OPTIONAL["executors"].items():
+        if hasattr(cls, name) and not part.valid(getattr(cls, name)):
+            out.append(f"{name} = {show(getattr(cls, name))} is not valid: {part.doc}")
     options = getattr(cls, "OPTIONS", None)
     if not (isinstance(options, tuple) and set(options) <= set(EXECUTOR_OPTIONS)):
         out.append(f"OPTIONS = {show(options)} is not {ATTRIBUTES['OPTIONS']}")

@@ -3,11 +3,13 @@
 Every executor keeps the ``amsweep.pipeline.contracts.Executor`` interface: it takes the job list
 and yields ``(job, outcome)`` pairs as they finish, so the driver loop, the cube writes and resume
 do not care where the numbers were computed. An outcome is a CellResult, a ``Skipped`` (the cell
-is not applicable) or a ``Failed``. Each says what one cell may use (``capacity``: the runner
-refuses a sweep with a cell that does not fit) and gets the sweep before its cells (``prepare``:
-Ray ships driver-local data files). ``EXECUTORS`` is what ``amsweep run --executor`` picks from:
-another engine is one class here (or in its own module) and one entry; its constructor imports
-its engine, as ``RayExecutor`` imports Ray, so that choosing an executor costs nothing until used.
+is not applicable) or a ``Failed``. ``map_blocks`` (optional, ``contracts.OPTIONAL``) yields the same
+outcomes a finished batch at a time as a ``ResultBlock``: the runner's result path. Each says
+what one cell may use (``capacity``: the runner refuses a sweep with a cell that does not fit)
+and gets the sweep before its cells (``prepare``: Ray ships driver-local data files).
+``EXECUTORS`` is what ``amsweep run --executor`` picks from: another engine is one class here (or
+in its own module) and one entry; its constructor imports its engine, as ``RayExecutor`` imports
+Ray, so that choosing an executor costs nothing until used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from amsweep.pipeline.contracts import Executor
-from amsweep.pipeline.outcomes import Failed, Skipped, guarded
+from amsweep.pipeline.outcomes import Failed, ResultBlock, Skipped, guarded
 from amsweep.pipeline.ray_executor import RayExecutor
 from amsweep.pipeline.resources import machine_memory
 from amsweep.pipeline.spec import CellJob
@@ -58,6 +60,14 @@ class SerialExecutor:
     ) -> Iterator[tuple[CellJob, Any]]:
         for job in jobs:
             yield job, guarded(fn, job)
+
+    def map_blocks(
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
+    ) -> Iterator[ResultBlock]:
+        """``map_unordered``'s outcomes (a subclass's included), each cell its own block: a cell
+        here costs a millisecond or more, so nothing is gained by holding finished cells back."""
+        for job, outcome in self.map_unordered(fn, jobs, total):
+            yield ResultBlock.of_one(job.task.index, outcome)
 
     def shutdown(self) -> None:
         """Nothing to release: cells ran in this process."""

@@ -6,18 +6,20 @@ N = 32), and the driver shares the 2 cores with the workers. Stacked per metric,
 any size is ~15 arrays; unpacking gives each cell row views of them. Values are the same bits
 (a row is copied only into a column of its own shape and dtype); outcomes that are not plain CellResults (failures,
 not applicable, stored couplings or magnetisations, another set of metrics) travel as they are.
+The driver takes a batch as one ``ResultBlock`` (``to_block``: the stacked columns as they came,
+no per-cell object); ``unpack`` gives the per-cell outcomes of the ``map_unordered`` interface.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from amsweep.pipeline.outcomes import CellResult
+from amsweep.pipeline.outcomes import CellResult, ResultBlock
 
-__all__ = ["pack", "Packed", "unpack"]
+__all__ = ["pack", "Packed", "to_block", "unpack"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,16 @@ def unpack(packed: Packed) -> list[tuple[Any, float]]:
     for i, o in packed.others:
         out[i] = o
     return list(zip(out, packed.seconds.tolist()))
+
+
+def to_block(packed: Packed, jobs: Sequence[Any]) -> ResultBlock:
+    """Driver side: the batch as one block, its columns as they came (no per-cell object); ``jobs``
+    (the batch's CellJobs, in order) name the task of each cell that ended without results."""
+    results = []
+    ended = []
+    for i, o in packed.others:
+        if isinstance(o, CellResult):
+            results.append(o)
+        else:
+            ended.append((jobs[i].task.index, o))
+    return ResultBlock(packed.indices, packed.columns, tuple(results), tuple(ended))

@@ -23,10 +23,10 @@ import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, ray_local, registry
-from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch, settle
+from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch, settle, settle_block
 from amsweep.pipeline.errors import AmsweepError
-from amsweep.pipeline.outcomes import Failed
-from amsweep.pipeline.packing import unpack
+from amsweep.pipeline.outcomes import Failed, ResultBlock
+from amsweep.pipeline.packing import Packed, pack, unpack
 from amsweep.pipeline.spec import CellJob
 
 __all__ = ["keep_ray_on_loopback", "LOOPBACK_ONLY", "PINNED_THREADS", "RayExecutor", "where_to_run"]
@@ -317,8 +317,27 @@ class RayExecutor:
     def map_unordered(
         self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
     ) -> Iterator[tuple[CellJob, Any]]:
-        """Yield (job, outcome) as batches finish; ``total`` (jobs to come) lets the last batches
-        shrink so the tail spreads over every worker. Batches still in flight when the caller
+        """Yield (job, outcome) as batches finish (``map_blocks`` cell by cell)."""
+        sizer = self._sizer()
+        for batch, packed in self._finished(fn, jobs, total, sizer):
+            yield from settle(batch, unpack(packed), sizer)
+
+    def map_blocks(
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
+    ) -> Iterator[ResultBlock]:
+        """Yield each batch as one ResultBlock as it finishes (the runner's path: no per-cell object)."""
+        sizer = self._sizer()
+        for batch, packed in self._finished(fn, jobs, total, sizer):
+            yield settle_block(batch, packed, sizer)
+
+    def _sizer(self) -> BatchSizer:
+        return BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task, workers=self.workers)
+
+    def _finished(
+        self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None, sizer: BatchSizer
+    ) -> Iterator[tuple[Batch, Packed]]:
+        """Yield (batch, its packed outcomes) as batches finish; ``total`` (jobs to come) lets the last
+        batches shrink so the tail spreads over every worker. Batches still in flight when the caller
         stops are left to ``shutdown``, which ends them with the driver's job.
 
         No ``ray.cancel`` here: a cancel racing with a task's completion reply aborts the driver
@@ -331,7 +350,6 @@ class RayExecutor:
         remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **options)(_run_batch_on_node)
         localize = functools.partial(datafiles.localize, shipped=self._shipped, get=_ray_get) if self._shipped else None
         setup = functools.partial(_worker_setup, plugin_path=plugins, localize=localize)
-        sizer = BatchSizer(target_seconds=self.target_seconds, fixed=self.cells_per_task, workers=self.workers)
         batcher = Batcher(iter(jobs), sizer, total, self.workers)
         pending: dict[Any, Batch] = {}
         cpus_in_flight = 0
@@ -356,13 +374,12 @@ class RayExecutor:
                     node, packed = ray.get(ref)
                     self._note_node(node)
                     self.cell_cpu_seconds += packed.cpu_seconds
-                    results = unpack(packed)
                 except Exception as e:  # the worker died past its retries, or the node did
                     if len(batch.jobs) > 1:
                         batcher.retry(batch.jobs)  # one cell per task: the culprit fails alone
                         continue
-                    results = [(Failed(f"{type(e).__name__}: {e}"), 0.0)]
-                yield from settle(batch, results, sizer)
+                    packed = pack([(Failed(f"{type(e).__name__}: {e}"), 0.0)])
+                yield batch, packed
 
     def _note_node(self, node: str) -> None:
         if node not in self._used:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from amsweep.pipeline.outcomes import CellResult
+from amsweep.pipeline.outcomes import CellResult, Failed, ResultBlock
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
@@ -33,7 +33,7 @@ from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, now, task_key
 from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.store_errors import missing_bucket, no_bucket_message, store_boundary
-from amsweep.storage.variable_store import DecodedShards, ShardIndex, VariableStore
+from amsweep.storage.variable_store import DecodedShards, Placement, ShardIndex, ShardWrites, VariableStore
 
 __all__ = ["Cube", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
@@ -330,7 +330,7 @@ class Cube:
         self._status = status.astype(np.int8)
         self._blocks.clear()
         done = self.variable("status").shards_where(status == DONE)
-        done_shards: dict[ShardIndex, list[CellResult]] = {s: [] for s in done}
+        done_shards = Placement({}, {s: None for s in done})
         # A metric new to this cube: NaN, explicitly present, for tasks done before (sentinel last).
         self._put_data([n for n in added if n not in ("status", SENTINEL)], done_shards)
         self._put_data([n for n in added if n == SENTINEL], done_shards)
@@ -386,18 +386,20 @@ class Cube:
         """Every shard position of the task grid (creation and growth write every status shard)."""
         return self.variable("status").shards()
 
-    def _put_data(self, names: list[str], by_shard: dict[ShardIndex, list[CellResult]]) -> None:
+    def _put_data(self, names: list[str], placement: Placement | dict[ShardIndex, list[CellResult]]) -> None:
         """Rewrite each touched shard of these variables whole, in one ``put_many`` (decoded shards
         cached between flushes). A shard with no results (an array new to the cube) gets explicit
-        NaN for every task done before."""
+        NaN for every task done before. ``placement``: where the values go, worked out once for every
+        variable of a flush (``_placement``), or results grouped by shard (a restage)."""
+        if not isinstance(placement, Placement):
+            placement = Placement.of_results(self.variable("status"), placement)
         puts: dict[str, bytes] = {}
         fresh: dict[str, dict[ShardIndex, tuple[np.ndarray, np.ndarray]]] = {}
         done: np.ndarray | None = None
-        if self._status is not None and any(not rs for rs in by_shard.values()):
+        if self._status is not None and any(w is None for w in placement.shards.values()):
             done = self._status == DONE
-        places = {s: self.variable("status").local_places(rs, s) for s, rs in by_shard.items() if rs}
         for name in names:
-            data, fresh[name] = self.variable(name).rewritten(by_shard, self._blocks, done, places)
+            data, fresh[name] = self.variable(name).rewritten(placement, self._blocks, done)
             puts.update(data)
         self.objects.put_many(puts)
         for name, blocks in fresh.items():
@@ -441,9 +443,11 @@ class Cube:
 
     def pending(self, retry_failed: bool = True) -> Iterator[Task]:
         """Tasks still to run, lazily in task order: pending, and failed ones unless told otherwise."""
-        status = self.status()
-        todo = (PENDING, FAILED) if retry_failed else (PENDING,)
-        return (t for t in self.sweep.tasks() if status[t.index] in todo)
+        todo = np.isin(self.status(), [PENDING, FAILED] if retry_failed else [PENDING])
+        if todo.all():  # a fresh cube: no per-task look-up (the driver generates every task it runs)
+            return self.sweep.tasks()
+        nested = todo.tolist()  # list look-ups, ~5x cheaper per task than a numpy scalar index
+        return (t for t in self.sweep.tasks() if nested[t.index[0]][t.index[1]][t.index[2]][t.index[3]][t.index[4]])
 
     def count_pending(self, retry_failed: bool = True) -> int:
         return int(np.isin(self.status(), [PENDING, FAILED] if retry_failed else [PENDING]).sum())
@@ -453,20 +457,43 @@ class Cube:
         """Fail before any work if this process cannot be the cube's writer (lease, permissions)."""
         self.acquire()
 
-    def write(self, results: Iterable[CellResult], marks: Iterable[Mark] = ()) -> None:
-        """One flush: the results' data, then error records, then status, every object whole."""
-        results, marks = list(results), list(marks)
-        if not results and not marks:
+    def write(self, results: Iterable[CellResult | ResultBlock], marks: Iterable[Mark] = ()) -> None:
+        """One flush: the results' data, then error records, then status, every object whole.
+
+        ``results``: CellResults, or ResultBlocks (a batch's results as columns, placed with one
+        assignment per array per shard; its cells without results are marked as ``marks`` are)."""
+        loose: list[CellResult] = []
+        blocks: list[ResultBlock] = []
+        marks = list(marks)
+        for r in results:
+            if isinstance(r, ResultBlock):
+                if len(r.indices):
+                    blocks.append(r)
+                loose.extend(r.results)
+                marks.extend(
+                    Mark(index, FAILED, o.error) if isinstance(o, Failed) else Mark(index, NOT_APPLICABLE, o.reason)
+                    for index, o in r.ended
+                )
+            else:
+                loose.append(r)
+        if not loose and not blocks and not marks:
             return
-        for r in results:  # a metric without a declaration has no variable: refuse, never drop it
+        for r in loose:  # a metric without a declaration has no variable: refuse, never drop it
             if r.values.keys() != METRICS.keys():
                 check_declared(r.values, f"the result of task {self.coords_of(r.index)}")
+        for b in blocks:
+            if b.columns.keys() != METRICS.keys():
+                check_declared(b.columns, f"the results of tasks {self.coords_of(tuple(b.indices[0].tolist()))} and on")
+        indices, columns = _stacked(blocks)
+        if indices is None:  # blocks whose columns do not stack together: one by one, as results
+            loose += [r for b in blocks for r in b.cell_results()[: len(b.indices)]]
+            indices, columns = np.zeros((0, len(self.sweep.shape)), dtype=np.int64), {}
         self.acquire()
         try:
             for _ in range(MERGES):
                 self._fence().begin_flush()
                 try:
-                    self._flush(results, marks)
+                    self._flush(indices, columns, loose, marks)
                     return
                 except StaleView:  # S3: a stale driver wrote in the gap; merge, never overwrite
                     self._forget()
@@ -481,12 +508,36 @@ class Cube:
                 "them."
             ) from None
 
-    def _flush(self, results: list[CellResult], marks: list[Mark]) -> None:
-        status = self.status().copy()
+    def _placement(self, indices: np.ndarray, columns: dict[str, np.ndarray], results: list[CellResult]) -> Placement:
+        """Where a flush's values go, once for all its variables: the columns' rows grouped by shard
+        (one sort), each group's shard-local places, and the loose results by shard."""
+        store = self.variable("status")
+        shards: dict[ShardIndex, ShardWrites | None] = {}
+        if len(indices):
+            size = np.asarray(store.geometry.shard[: indices.shape[1]], dtype=np.int64)
+            of = indices // size
+            linear = np.ravel_multi_index(tuple(of.T), store.geometry.grid(store.task_shape))
+            order = np.argsort(linear, kind="stable")
+            ordered = linear[order]
+            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
+                rows = order[a:b]
+                shard = tuple(of[rows[0]].tolist())
+                shards[shard] = ShardWrites(rows, tuple((indices[rows] - of[rows[0]] * size).T))
         by_shard: dict[ShardIndex, list[CellResult]] = {}
-        shard_of = self.variable("status").shard_of  # one store for the flush, not one per result
         for r in results:
-            by_shard.setdefault(shard_of(r.index), []).append(r)
+            by_shard.setdefault(store.shard_of(r.index), []).append(r)
+        empty = np.zeros(0, dtype=np.int64)
+        for s, rs in by_shard.items():
+            w = shards.get(s) or ShardWrites(empty, ())
+            shards[s] = ShardWrites(w.rows, w.local, rs, store.local_places(rs, s))
+        return Placement(columns, shards)
+
+    def _flush(
+        self, indices: np.ndarray, columns: dict[str, np.ndarray], results: list[CellResult], marks: list[Mark]
+    ) -> None:
+        status = self.status().copy()
+        placement = self._placement(indices, columns, results)
         task_arrays, cube_id = {}, self.cube_id
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):
@@ -495,9 +546,16 @@ class Cube:
                     task_arrays[f"{AMSWEEP_DIR}/{kind}/{key}.npy"] = task_array_io.encode(array, cube_id, kind, key)
         self.objects.put_many(task_arrays)
         # Every variable but the sentinel, then the sentinel: a finite sentinel vouches for the rest.
-        self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], by_shard)
-        self._put_data([n for n in (SENTINEL,) if n in self.arrays], by_shard)
+        self._put_data([n for n in METRICS if n in self.arrays and n != SENTINEL], placement)
+        self._put_data([n for n in (SENTINEL,) if n in self.arrays], placement)
         changes: dict[tuple[int, ...], dict[tuple[int, ...], Any]] = {}
+        if len(indices):
+            at = tuple(indices.T)
+            before = status[at]
+            for j in np.flatnonzero((before == FAILED) | (before == NOT_APPLICABLE)).tolist():
+                index = tuple(indices[j].tolist())
+                changes.setdefault(self._shard_of(index), {})[index] = None  # its old error record goes
+            status[at] = DONE
         for r in results:
             if status[r.index] in (FAILED, NOT_APPLICABLE):
                 changes.setdefault(self._shard_of(r.index), {})[r.index] = None
@@ -509,7 +567,7 @@ class Cube:
         records = self.errors()
         self.objects.put_many(records.updates(changes))
         records.commit()
-        touched = set(by_shard) | set(changes)
+        touched = set(placement.shards) | set(changes)
         self._status = status
         self._put_status(sorted(touched))
 
@@ -573,6 +631,19 @@ class Cube:
 
     def coords_of(self, index: tuple[int, ...]) -> dict[str, Any]:
         return self.sweep.coords_of(index)
+
+
+def _stacked(blocks: list[ResultBlock]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The blocks' task indices and columns as one of each (None: their columns do not stack)."""
+    if len(blocks) == 1:
+        return blocks[0].indices, blocks[0].columns
+    if not blocks:
+        return np.zeros((0, 5), dtype=np.int64), {}
+    try:
+        columns = {k: np.concatenate([b.columns[k] for b in blocks]) for k in blocks[0].columns}
+    except (KeyError, ValueError):  # another set of metrics or shapes: checked and placed one by one
+        return None, {}
+    return np.concatenate([b.indices for b in blocks]), columns
 
 
 def _merged(key: str) -> bool:

@@ -18,7 +18,16 @@ from amsweep.storage import zarr_documents
 from amsweep.storage.objects import Objects
 from amsweep.storage.shards import ShardError, ShardIdentity, ShardGeometry
 
-__all__ = ["BLOCK_CACHE_BYTES", "DecodedShards", "Region", "ShardIndex", "TaskValues", "VariableStore"]
+__all__ = [
+    "BLOCK_CACHE_BYTES",
+    "DecodedShards",
+    "Placement",
+    "Region",
+    "ShardIndex",
+    "ShardWrites",
+    "TaskValues",
+    "VariableStore",
+]
 
 BLOCK_CACHE_BYTES = 64 * 2**20  # decoded shards the writer keeps: the ones being filled (~1 MB a shard set)
 
@@ -35,6 +44,36 @@ class TaskValues(Protocol):
 
     @property
     def values(self) -> Mapping[str, Any]: ...
+
+
+@dataclass
+class ShardWrites:
+    """What one flush sets in one shard: rows of the flush's columns (``rows``, at the shard-local
+    places ``local``) and results given one by one (``results``, at ``result_local``)."""
+
+    rows: np.ndarray
+    local: tuple[np.ndarray, ...]
+    results: Sequence[TaskValues] = ()
+    result_local: tuple[np.ndarray, ...] = ()
+
+
+@dataclass
+class Placement:
+    """Where one flush's values go, worked out once for every array it rewrites: the flush's
+    columns (metric -> (n, ...) values) and, per touched shard, its ``ShardWrites`` (None: a
+    shard with no writes, whose done tasks get explicit fill: an array new to the cube)."""
+
+    columns: Mapping[str, np.ndarray]
+    shards: dict[ShardIndex, ShardWrites | None]
+
+    @classmethod
+    def of_results(cls, store: "VariableStore", by_shard: Mapping[ShardIndex, Sequence[TaskValues]]) -> "Placement":
+        """Results given one by one, already grouped by shard (an empty list: no writes there)."""
+        empty = np.zeros(0, dtype=np.int64)
+        shards: dict[ShardIndex, ShardWrites | None] = {
+            s: ShardWrites(empty, (), rs, store.local_places(rs, s)) if rs else None for s, rs in by_shard.items()
+        }
+        return cls({}, shards)
 
 
 @dataclass
@@ -154,18 +193,14 @@ class VariableStore:
 
     # ---- writes -----------------------------------------------------------------------------
     def rewritten(
-        self,
-        writes: Mapping[ShardIndex, Sequence[TaskValues]],
-        cache: "DecodedShards",
-        done: np.ndarray | None = None,
-        places: Mapping[ShardIndex, tuple[np.ndarray, ...]] | None = None,
+        self, placement: Placement, cache: "DecodedShards", done: np.ndarray | None = None
     ) -> tuple[dict[str, bytes], dict[ShardIndex, Block]]:
-        """(new shard bytes by key, their arrays) for these results' values of this array (NaN where
-        a result lacks it), each touched shard rewritten whole from its cached or fetched contents.
-        A shard with no writes
-        gets ``done`` tasks' values marked present (an array new to the cube: explicit fill for
-        tasks done before). The cache learns what was read, never what is not yet stored. ``places``:
-        each shard's ``local_places`` (the same for every array of a flush: computed once by the caller)."""
+        """(new shard bytes by key, their arrays) for a flush's values of this array (NaN where a
+        result lacks it), each touched shard rewritten whole from its cached or fetched contents.
+        A shard with no writes gets ``done`` tasks' values marked present (an array new to the cube:
+        explicit fill for tasks done before). The cache learns what was read, never what is not yet
+        stored."""
+        writes = placement.shards
         wanted = [s for s in writes if cache.get(self.name, s) is None]
         found = self.objects.get_many([self.key(s) for s in wanted])
         for s in wanted:
@@ -173,14 +208,18 @@ class VariableStore:
             cache.put(self.name, s, (v, p))
         puts: dict[str, bytes] = {}
         fresh: dict[ShardIndex, Block] = {}
-        for s, items in writes.items():
+        column = placement.columns.get(self.name)
+        for s, w in writes.items():
             stored = cache.get(self.name, s)
             assert stored is not None
             values, present = (a.copy() for a in stored)
-            if items:
-                at = places[s] if places is not None else self.local_places(items, s)
-                self._place(values, present, items, at)
-            if not items and done is not None:
+            if w is not None:
+                if len(w.rows):  # the flush's columns: one assignment per array per shard
+                    values[w.local] = np.nan if column is None else column[w.rows]
+                    present[w.local] = True
+                if w.results:
+                    self._place(values, present, w.results, w.result_local)
+            elif done is not None:
                 box, clip = self.box(s)
                 present[clip] |= done[box]
             data = self.encode(s, values, present)

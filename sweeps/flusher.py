@@ -22,8 +22,8 @@ the run's final ``wait`` then never returned (tests/test_attack26_driver.py).
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from typing import Callable
 
 __all__ = ["Flusher"]
@@ -32,30 +32,44 @@ _STOP = None  # the sentinel that ends the thread
 
 
 class Flusher:
-    """One writer thread running flushes (zero-argument callables) in order, ``depth`` queued at most."""
+    """One writer thread running flushes (zero-argument callables) in order, ``depth`` queued at most.
+
+    The queue is a deque under one Condition that every change notifies (a flush queued or taken,
+    the thread idle again): what the caller and the thread rely on, and the lock they hold for it,
+    are this class's own, not a ``queue.Queue``'s internals."""
 
     def __init__(self, depth: int = 2, name: str = "amsweep-flusher") -> None:
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max(1, depth))
+        self._depth = max(1, depth)
+        self._flushes: deque[Callable[[], None] | None] = deque()
+        self._changed = threading.Condition()  # guards _flushes, _busy and _last
         self._error: BaseException | None = None
         self._raised = False
         self._abandoned = threading.Event()
-        self._idle = threading.Condition(self._queue.mutex)  # notified when the thread is done with a flush
         self._busy = False  # the thread holds a flush it took (under way or being dropped)
         self._last: Callable[[], None] | None = None  # the last flush the thread took
         self.written = 0  # flushes that completed
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
+    def _push(self, flush: Callable[[], None] | None) -> None:
+        """Queue ``flush`` once there is room (the stop sentinel too). Notified before the append,
+        in one hold of the lock: a Ctrl-C between the two leaves the flush out, and the woken
+        thread finds nothing new and waits again; once appended, ``holds`` sees it."""
+        with self._changed:
+            while len(self._flushes) >= self._depth:
+                self._changed.wait()
+            self._changed.notify_all()
+            self._flushes.append(flush)
+
     def _take(self) -> Callable[[], None] | None:
-        """The next flush, marked busy in the same hold of the queue's lock that removes it."""
-        q = self._queue
-        with q.not_empty:
-            while not q._qsize():
-                q.not_empty.wait()
-            flush = q._get()
+        """The next flush, marked busy in the same hold of the lock that removes it."""
+        with self._changed:
+            while not self._flushes:
+                self._changed.wait()
+            flush = self._flushes.popleft()
             if flush is not _STOP:
                 self._busy, self._last = True, flush
-            q.not_full.notify()
+            self._changed.notify_all()  # room for a waiting put
         return flush
 
     def _work(self) -> None:
@@ -70,9 +84,9 @@ class Flusher:
             except BaseException as e:  # raised in the caller's thread; the flushes after it are dropped
                 self._error = e
             finally:
-                with self._idle:
+                with self._changed:
                     self._busy = False
-                    self._idle.notify_all()
+                    self._changed.notify_all()
 
     @property
     def error(self) -> BaseException | None:
@@ -81,25 +95,26 @@ class Flusher:
 
     def full(self) -> bool:
         """True when a ``put`` would wait: the caller may keep buffering into a larger flush instead."""
-        return self._queue.full()
+        with self._changed:
+            return len(self._flushes) >= self._depth
 
     def pending(self) -> int:
         """Flushes handed over and not yet written (the one under way included)."""
-        with self._idle:
-            return self._queue._qsize() + self._busy
+        with self._changed:
+            return len(self._flushes) + self._busy
 
     def holds(self, flush: Callable[[], None]) -> bool:
         """True once ``flush`` went into the queue (queued, under way, written or dropped): a caller
         whose ``put`` was interrupted learns whether the flush went in (only the latest put is known
         once taken)."""
-        with self._idle:
-            return self._last is flush or any(f is flush for f in self._queue.queue)
+        with self._changed:
+            return self._last is flush or any(f is flush for f in self._flushes)
 
     def put(self, flush: Callable[[], None]) -> None:
         """Queue a flush after those already queued; waits while the queue is full. Raises the
         error of an earlier flush instead of queueing after it."""
         self.check()
-        self._queue.put(flush)
+        self._push(flush)
 
     def check(self) -> None:
         """Raise the first failed flush's error (once: the runner then records how the run ended)."""
@@ -109,9 +124,9 @@ class Flusher:
 
     def wait(self) -> None:
         """Until every flush handed over is written (or dropped after an error), then ``check``."""
-        with self._idle:
-            while (self._queue._qsize() or self._busy) and self._thread.is_alive():
-                self._idle.wait(0.1)  # a timeout keeps Ctrl-C deliverable to the waiting thread
+        with self._changed:
+            while (self._flushes or self._busy) and self._thread.is_alive():
+                self._changed.wait(0.1)  # a timeout keeps Ctrl-C deliverable to the waiting thread
         self.check()
 
     def abandon(self) -> None:
@@ -122,5 +137,5 @@ class Flusher:
         """Stop the thread once the flushes handed over are written or dropped (no error raised: call
         ``wait`` for that). Closing twice is harmless."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._push(_STOP)
             self._thread.join()

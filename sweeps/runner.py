@@ -7,10 +7,10 @@ S3). While the store is behind (``FLUSH_DEPTH`` flushes queued), results keep bu
 larger flush, up to ``MAX_BUFFERED``, and then the collector waits for the store (back-pressure:
 memory stays bounded). A crash loses at most the buffer and the queued flushes (which the next run
 recomputes), and Ctrl-C flushes what has finished before stopping (a second Ctrl-C drops the
-queued flushes and lets only the one under way finish). A flush is one ``cube.write`` of everything buffered, and
-never more often than every ``min_flush_seconds``: with batches, thousands of small cells
-arrive per second, and a flush has a fixed cost (status and run record), so they are written
-in large flushes, not one small flush per ``flush_every`` results.
+queued flushes and lets only the one under way finish). A flush is one ``cube.write`` of everything
+buffered, and never more often than every ``min_flush_seconds`` unless ``MAX_BUFFERED`` cells wait:
+with batches, thousands of small cells arrive per second, and a flush has a fixed cost (status and
+run record), so they are written in large flushes, not one small flush per ``flush_every`` results.
 
 Before anything runs, every cell's memory and CPU needs are held against what the executor
 offers (``amsweep.pipeline.resources``), and driver-local data files are shipped to the workers.
@@ -20,26 +20,30 @@ fails (full disk, S3 gone) ends the run with a one-line ``CubeError`` (``store_e
 retry of the failed flush: its tasks stay pending and the next run recomputes them.
 Pending cells are generated lazily and handed to the executor as it asks for them, so the
 driver holds only the cells in flight and the results not yet flushed.
+
+Results arrive a finished batch at a time, as ``ResultBlock`` columns (the executor's optional
+``map_blocks``; an executor without it has each cell of ``map_unordered`` wrapped as a block), and
+are buffered and written as blocks: issue 26 measured the per-cell path (a CellResult per cell,
+the loop per cell, the cube gathering the values again) at ~18 us a cell of collector time.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
 from amsweep.pipeline.cell import run_cell
-from amsweep.pipeline.outcomes import CellResult
-from amsweep.pipeline.contracts import Executor
+from amsweep.pipeline.outcomes import CellResult, ResultBlock
+from amsweep.pipeline.contracts import Executor, optional
 from amsweep.pipeline.errors import AmsweepError
-from amsweep.pipeline.executors import Failed, SerialExecutor, Skipped
+from amsweep.pipeline.executors import Failed, SerialExecutor
 from amsweep.pipeline.resources import check_fits
 from amsweep.pipeline.spec import Sweep
 from amsweep.storage import restage, temporaries
-from amsweep.storage.cube import Cube, Mark
-from amsweep.storage.schema import FAILED, NOT_APPLICABLE
+from amsweep.storage.cube import Cube
 from amsweep.storage.history import RunLog, one_line
 from amsweep.storage.store_errors import WRITING, store_boundary
 from amsweep.sweeps.flusher import Flusher
@@ -48,7 +52,11 @@ from amsweep.sweeps.termination import sigterm_as_interrupt
 __all__ = ["preflight", "run", "RunReport", "FLUSH_DEPTH", "MAX_BUFFERED"]
 
 FLUSH_DEPTH = 2  # flushes queued behind the one being written before the collector buffers on
-MAX_BUFFERED = 10_000  # results buffered while the store is behind before the collector waits for it
+# Cells in one flush at most: handed over at once when reached (min_flush_seconds or not), and while
+# the store is behind the collector then waits. Capped only while the store was behind, a flush held
+# min_flush_seconds of cells: at 10^5 cells/s, 10^5 cells, and the driver's RSS followed its rate
+# (1.1 GiB at 10^6 cells, issue 26).
+MAX_BUFFERED = 10_000
 
 
 @dataclass
@@ -70,6 +78,15 @@ def preflight(sweep: Sweep, executor: Executor) -> None:
     refusal that needs no cube, so a caller makes it before creating one."""
     memory, cpus, where = executor.capacity()
     check_fits(sweep, memory, cpus, where)
+
+
+def blocks(executor: Executor, fn: Callable[..., Any], jobs: Iterable[Any], total: int | None) -> Iterator[ResultBlock]:
+    """The executor's outcomes as blocks: its ``map_blocks`` if it has one, else each cell of
+    ``map_unordered`` as a one-cell block."""
+    map_blocks = optional(executor, "map_blocks")
+    if map_blocks is not None:
+        return iter(map_blocks(fn, jobs, total=total))
+    return (ResultBlock.of_one(job.task.index, o) for job, o in executor.map_unordered(fn, jobs, total=total))
 
 
 def run(
@@ -132,9 +149,9 @@ def _run(
         report = RunReport(remaining=cube.count_pending(retry_failed=retry_failed))
     shipped = executor.prepare(sweep)
     tasks = cube.pending(retry_failed=retry_failed)
-    jobs = (sweep.job(t) for t in tasks)
-    buffer: list[CellResult] = []
-    marks: list[Mark] = []
+    jobs = map(sweep.job, tasks)
+    buffer: list[ResultBlock] = []
+    buffered = 0  # cells in the buffer (drives the flush timing only: the flush counts the blocks)
     last_flush = t_start = time.monotonic()
     history = RunLog(cube, executor.name, executor.workers, getattr(executor, "describe", None), command)
     report.run = history.id
@@ -146,9 +163,10 @@ def _run(
     handed = (0, 0, 0)
     offered: tuple[Callable[[], None], tuple[int, int, int]] | None = None  # the last put, until settled
 
-    def tally(results: list[CellResult], these: list[Mark]) -> tuple[int, int, int]:
-        failed = sum(1 for m in these if m.state == FAILED)
-        return len(results), failed, len(these) - failed
+    def tally(these: list[ResultBlock]) -> tuple[int, int, int]:
+        ended = [o for b in these for _, o in b.ended]
+        failed = sum(1 for o in ended if isinstance(o, Failed))
+        return sum(b.done for b in these), failed, len(ended) - failed
 
     def counts(done: int, failed: int, not_applicable: int) -> dict[str, int]:
         return {
@@ -158,23 +176,21 @@ def _run(
             "remaining": initial - done - failed - not_applicable,
         }
 
-    def flush_of(
-        results: list[CellResult], these: list[Mark], record: dict[str, int], ending: str
-    ) -> Callable[[], None]:
-        """One flush: the results, then this run's own record, which counts them (after them)."""
+    def flush_of(these: list[ResultBlock], record: dict[str, int], ending: str) -> Callable[[], None]:
+        """One flush: the blocks, then this run's own record, which counts them (after them)."""
 
         def write() -> None:
             with store_boundary(cube.path, WRITING):
-                if results or these:
-                    cube.write(results, these)
-                    for i, n in enumerate(tally(results, these)):
+                if these:
+                    cube.write(these)
+                    for i, n in enumerate(tally(these)):
                         landed[i] += n
                 history.save(record, ending)
 
         return write
 
     try:
-        flush_of([], [], counts(0, 0, 0), "running")()  # the run's record says from the start that a run is under way
+        flush_of([], counts(0, 0, 0), "running")()  # the run's record says from the start that a run is under way
     except KeyboardInterrupt:  # Ctrl-C in this flush: nothing ran yet; stop like any Ctrl-C
         report.interrupted = True
         report.seconds = time.monotonic() - t_start
@@ -186,9 +202,9 @@ def _run(
         """Queue the buffer as one flush (waiting for room if the queue is full); the buffer is
         emptied only once queued (``settle``), so a Ctrl-C while waiting leaves it for the final flush."""
         nonlocal offered
-        total = tuple(h + n for h, n in zip(handed, tally(buffer, marks)))
+        total = tuple(h + n for h, n in zip(handed, tally(buffer)))
         assert len(total) == 3
-        flush = flush_of(buffer, marks, counts(*total), ending)
+        flush = flush_of(buffer, counts(*total), ending)
         offered = (flush, total)
         flusher.put(flush)
         settle()
@@ -197,9 +213,9 @@ def _run(
         """Empty the buffer once the flusher holds its flush: also when a Ctrl-C landed after the put
         took it (inside ``put`` or just after), so the final flush does not hand the same results over
         again (report.done counted them twice). One assignment: a Ctrl-C cannot split it."""
-        nonlocal buffer, marks, handed, last_flush, offered
+        nonlocal buffer, buffered, handed, last_flush, offered
         if offered is not None and flusher.holds(offered[0]):
-            buffer, marks, handed, offered, last_flush = [], [], offered[1], None, time.monotonic()
+            buffer, buffered, handed, offered, last_flush = [], 0, offered[1], None, time.monotonic()
 
     flushed_results = False  # the first results are written as soon as there are flush_every
     failure: str | None = None  # why the run stopped, if an error stopped it
@@ -212,28 +228,27 @@ def _run(
     )
     unshown, shown_at = 0, t_start  # progress not yet drawn: tqdm costs ~1 us a call, drawn every 0.1 s
     try:
-        outcomes = executor.map_unordered(cell, jobs, total=report.remaining)
+        outcomes = blocks(executor, cell, jobs, report.remaining)
         if on_start is not None:
             on_start(f"shipped {shipped} data file(s) to the workers" if shipped else "no data file to ship")
-        for job, outcome in outcomes:
-            if isinstance(outcome, CellResult):
-                buffer.append(outcome)
-            elif isinstance(outcome, Skipped):
-                marks.append(Mark(job.task.index, NOT_APPLICABLE, outcome.reason))
-            else:
-                assert isinstance(outcome, Failed)
-                marks.append(Mark(job.task.index, FAILED, outcome.error))
-                report.errors.append(outcome.error.strip().splitlines()[-1])
-            unshown += 1
+        for block in outcomes:
+            buffer.append(block)
+            size = block.size
+            buffered += size
+            for _, outcome in block.ended:
+                if isinstance(outcome, Failed):
+                    report.errors.append(outcome.error.strip().splitlines()[-1])
+            unshown += size
             now = time.monotonic()
             if now - shown_at >= 0.1:
                 bar.update(unshown)
                 unshown, shown_at = 0, now
                 flusher.check()  # a failed flush ends the run within 0.1 s, not at the next one
             since = now - last_flush
-            enough = len(buffer) + len(marks) >= flush_every
-            if (enough and (since >= min_flush_seconds or not flushed_results)) or since > flush_seconds:
-                if not flusher.full() or len(buffer) + len(marks) >= MAX_BUFFERED:
+            enough = buffered >= flush_every
+            full = buffered >= MAX_BUFFERED  # a flush holds at most ~MAX_BUFFERED cells, whatever the rate
+            if (enough and (since >= min_flush_seconds or not flushed_results)) or since > flush_seconds or full:
+                if not flusher.full() or full:
                     flushed_results = True
                     hand_over()  # else: the store is behind; keep buffering into one larger flush
         bar.update(unshown)

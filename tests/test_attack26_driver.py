@@ -30,17 +30,17 @@ def test_ctrl_c_right_after_a_flush_is_queued_does_not_hang_the_final_wait():
     inside queue.put after the flush went in undoes the count of a queued flush (-1), one landing between the += 1
     and the try leaves +1 for a flush never queued: either way the run's final wait() spins until two more Ctrl-C."""
     flusher = Flusher(depth=2)
-    real = flusher._queue.put
+    real = flusher._push
 
-    def put_then_sigint(item, *args, **kwargs):
-        real(item, *args, **kwargs)
+    def put_then_sigint(item):
+        real(item)
         raise KeyboardInterrupt  # the SIGINT handler runs on the bytecode after the item went in
 
     landed: list[int] = []
-    flusher._queue.put = put_then_sigint  # type: ignore[method-assign]
+    flusher._push = put_then_sigint  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         flusher.put(lambda: landed.append(1))
-    flusher._queue.put = real  # type: ignore[method-assign]
+    flusher._push = real  # type: ignore[method-assign]
     flusher.put(lambda: landed.append(2))
     waiter = threading.Thread(target=flusher.wait, daemon=True)
     waiter.start()
@@ -87,11 +87,11 @@ def test_a_failed_runs_record_counts_only_the_failures_in_the_cube(tmp_path, sma
     pre-existing at 7abf3e9 (record 2 failed, cube 1), worse with the flusher (3 against 1)."""
     real, calls = cube_mod.Cube._flush, []
 
-    def full_disk(self, results, marks):
+    def full_disk(self, *args):
         calls.append(1)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, results, marks)
+        return real(self, *args)
 
     monkeypatch.setattr(cube_mod.Cube, "_flush", full_disk)
     path = str(tmp_path / "failed.zarr")
@@ -123,13 +123,13 @@ def test_a_flush_failing_after_the_last_result_still_records_a_failed_run(tmp_pa
             collected.set()
         return run_cell(job, *args, **kwargs)
 
-    def slow_then_full(self, results, marks):
+    def slow_then_full(self, *args):
         calls.append(1)
         if len(calls) == 2:  # the store stalls, then fails, once every result was collected
             collected.wait(30)
             time.sleep(0.3)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, results, marks)
+        return real(self, *args)
 
     monkeypatch.setattr(cube_mod.Cube, "_flush", slow_then_full)
     path = str(tmp_path / "late.zarr")

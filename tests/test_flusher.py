@@ -36,7 +36,7 @@ def test_flushes_land_in_order_and_a_full_queue_makes_the_caller_wait():
 
     flusher = Flusher(depth=1)
     flusher.put(flush(0))
-    while flusher._queue.qsize():  # the thread has taken flush 0 and is writing it
+    while flusher.full():  # until the thread has taken flush 0 and is writing it
         threading.Event().wait(0.01)
     flusher.put(flush(1))  # queued behind it: the queue (depth 1) is now full
     assert flusher.full() and flusher.pending() == 2
@@ -78,11 +78,11 @@ def test_a_store_error_on_the_flusher_thread_is_the_runs_one_line_cube_error(tmp
     the run record, saved after them, says the run failed."""
     real, threads = cube_mod.Cube._flush, []
 
-    def full_disk(self, results, marks):
+    def full_disk(self, *args):
         threads.append(threading.current_thread().name)
         if len(threads) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, results, marks)
+        return real(self, *args)
 
     monkeypatch.setattr(cube_mod.Cube, "_flush", full_disk)
     path = str(tmp_path / "full.zarr")
@@ -133,3 +133,84 @@ def test_a_flush_places_every_value_where_one_result_at_a_time_would(tmp_path, s
         for r in results:
             expected = np.asarray(r.values[name]).astype(values.dtype)
             np.testing.assert_array_equal(values[r.index], expected, err_msg=name)
+
+
+def test_blocks_store_the_same_bits_as_results_given_one_by_one(tmp_path, small_sweep):
+    """The columnar write path (issue 26): a batch's ResultBlock (its columns as the worker packed
+    them, cells without results among them) stores every variable and status bit for bit as the
+    same outcomes given as CellResults and Marks; blocks merged in one flush, and mixed with loose
+    results, included."""
+    from amsweep.pipeline.metric_table import METRICS
+    from amsweep.pipeline.outcomes import CellResult, Failed, Skipped
+    from amsweep.pipeline.packing import pack, to_block
+    from amsweep.storage.cube import Mark
+    from amsweep.storage.schema import FAILED, NOT_APPLICABLE
+
+    rng = np.random.default_rng(5)
+    n_noise = len(small_sweep.noise)
+    jobs = [small_sweep.job(t) for t in small_sweep.tasks()]
+
+    def values() -> dict:
+        return {
+            k: rng.random(n_noise, dtype=np.float32) if m.per_noise else np.float32(rng.random())
+            for k, m in METRICS.items()
+        }
+
+    outcomes = [CellResult(j.task.index, values()) for j in jobs]
+    outcomes[1] = Failed("Traceback ...\nValueError: boom")
+    outcomes[4] = Skipped("not applicable here")
+    third = len(jobs) // 3
+    parts = [slice(0, third), slice(third, 2 * third), slice(2 * third, len(jobs) - 1)]
+    blocks = [to_block(pack([(o, 0.1) for o in outcomes[p]]), jobs[p]) for p in parts]
+    assert sum(b.size for b in blocks) == len(jobs) - 1 and sum(len(b.ended) for b in blocks) == 2
+
+    def marks(p: slice) -> list:
+        return [
+            Mark(j.task.index, FAILED, o.error)
+            if isinstance(o, Failed)
+            else Mark(j.task.index, NOT_APPLICABLE, o.reason)
+            for j, o in zip(jobs[p], outcomes[p])
+            if not isinstance(o, CellResult)
+        ]
+
+    def results(p: slice) -> list:
+        return [o for o in outcomes[p] if isinstance(o, CellResult)]
+
+    by_results, by_blocks = str(tmp_path / "results.zarr"), str(tmp_path / "blocks.zarr")
+    with Cube.create_or_open(by_results, small_sweep) as cube:
+        cube.write(results(parts[0]) + results(parts[1]), marks(parts[0]) + marks(parts[1]))
+        cube.write(results(slice(2 * third, None)), marks(slice(2 * third, None)))
+    with Cube.create_or_open(by_blocks, small_sweep) as cube:
+        cube.write(blocks[:2])  # two blocks merged into one flush's columns
+        cube.write([blocks[2], outcomes[-1]])  # a block and a loose result
+    a, b = Cube.open(by_results), Cube.open(by_blocks)
+    np.testing.assert_array_equal(a.status(), b.status())
+    assert (a.status() == FAILED).sum() == 1 and (a.status() == NOT_APPLICABLE).sum() >= 1
+    assert [f["error"] for f in a.failures()] == [f["error"] for f in b.failures()]
+    for name in METRICS:
+        for x, y in zip(a.read_variable(name), b.read_variable(name)):
+            assert x.tobytes() == y.tobytes(), name
+
+
+def test_a_flush_holds_at_most_max_buffered_cells_whatever_the_rate(tmp_path, small_sweep, monkeypatch):
+    """Memory follows MAX_BUFFERED, not the rate: cells arriving faster than min_flush_seconds lets
+    flushes go are handed over once MAX_BUFFERED wait (before, a flush held min_flush_seconds of
+    cells: at 10^5 cells/s the driver's RSS reached 1.1 GiB, issue 26)."""
+    from amsweep.sweeps import runner
+
+    from tests.test_conformance import _fake_cell
+
+    sizes: list[int] = []
+    real = Cube.write
+
+    def write(self, results, marks=()):
+        results, marks = list(results), list(marks)
+        sizes.append(sum(getattr(r, "size", 1) for r in results) + len(marks))
+        return real(self, results, marks)
+
+    monkeypatch.setattr(runner, "MAX_BUFFERED", 3)
+    monkeypatch.setattr(Cube, "write", write)
+    with Cube.create_or_open(str(tmp_path / "capped.zarr"), small_sweep) as cube:
+        report = run(cube, SerialExecutor(), progress=False, flush_seconds=1e6, min_flush_seconds=1e6, cell=_fake_cell)
+    assert sum(sizes) == report.done + report.failed == int(np.prod(small_sweep.shape))
+    assert len(sizes) >= 3 and max(sizes) <= 3 + 1, sizes  # the first flush does not wait; then every 3 cells
