@@ -133,3 +133,41 @@ def test_a_flush_places_every_value_where_one_result_at_a_time_would(tmp_path, s
         for r in results:
             expected = np.asarray(r.values[name]).astype(values.dtype)
             np.testing.assert_array_equal(values[r.index], expected, err_msg=name)
+
+
+def test_no_flush_holds_more_than_max_buffered_results_however_fast_they_come(tmp_path, small_raw, monkeypatch):
+    """Memory bound (issue 26): results arriving faster than ``min_flush_seconds`` lets a flush go
+    were all buffered into one flush (a 60,000-cells/s collector held ~60,000 results per flush,
+    and RSS rose to 1.3 GiB over 10^6 cells); every flush is now at most ``MAX_BUFFERED`` results."""
+    from amsweep.pipeline import spec as spec_mod
+    from amsweep.pipeline.metric_table import METRICS
+    from amsweep.pipeline.outcomes import CellResult
+    from amsweep.sweeps import runner
+
+    small_raw["seeds"] = 10  # 40 tasks
+    sweep = spec_mod.from_dict(small_raw)
+    values = {k: np.zeros(len(sweep.noise), np.float32) if m.per_noise else np.float32(0) for k, m in METRICS.items()}
+    sizes: list[int] = []
+    real = Cube.write
+
+    def write(self, results, marks=()):
+        results, marks = list(results), list(marks)
+        sizes.append(len(results) + len(marks))
+        return real(self, results, marks)
+
+    monkeypatch.setattr(runner, "MAX_BUFFERED", 7)
+    monkeypatch.setattr(cube_mod.Cube, "write", write)
+    path = str(tmp_path / "bounded.zarr")
+    with Cube.create_or_open(path, sweep) as cube:  # no flush is due by time: only the bound can cut them
+        report = run(
+            cube,
+            SerialExecutor(),
+            progress=False,
+            flush_every=2,
+            min_flush_seconds=3600.0,
+            flush_seconds=3600.0,
+            cell=lambda job, *a: CellResult(job.task.index, dict(values)),
+        )
+    assert report.done == 40 and sum(sizes) == 40
+    assert max(sizes) <= 7, f"flush sizes {sizes}: a flush held more than MAX_BUFFERED results"
+    assert (Cube.open(path).status() == DONE).all()
