@@ -87,6 +87,7 @@ class FencedObjects:
         self.s3 = bool(getattr(inner, "s3", False))
         self.local = hasattr(inner, "put_fenced")
         self._etags: dict[str, str | None] = {}  # S3: the ETag last read or written (None: absent)
+        self._listed: dict[str, set[str]] = {}  # S3: shard prefix -> keys under it when listed (or read since)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # create, version, replace_if, list, root_exists, root, ...
@@ -98,11 +99,33 @@ class FencedObjects:
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         if not self.s3:
             return self.inner.get_many(keys)
-        out = {}
-        for key, (data, etag) in self.inner.get_tagged(keys).items():  # type: ignore[attr-defined]
+        keys = list(keys)
+        out: dict[str, bytes | None] = {}
+        for key in self._absent(keys):
+            self._etags[key], out[key] = None, None  # absent in this writer's view, as a 404 would say
+        for key, (data, etag) in self.inner.get_tagged([k for k in keys if k not in out]).items():  # type: ignore[attr-defined]
             self._etags[key] = etag
             out[key] = data
-        return out
+        return {k: out[k] for k in keys}
+
+    def _absent(self, keys: list[str]) -> list[str]:
+        """Shard keys (of merged objects) absent in this writer's view: seen absent (a 404, a
+        delete), or never read and absent when their variable's shards were listed (once per
+        variable for the writer's lifetime). Safe as the writer's view: a PUT on a key seen absent
+        is conditional on its absence (If-None-Match), so a shard another writer created since
+        conflicts, and the flush re-reads it (``_seen``) and merges."""
+        shards = [k for k in keys if "/c/" in k and self.merged(k) and self._etags.get(k, _UNREAD) in (None, _UNREAD)]
+        unread = [k for k in shards if k not in self._etags]
+        new = {_prefix(k) for k in unread} - self._listed.keys()
+        if new:
+            self._listed.update(self.inner.listed(sorted(new)))  # type: ignore[attr-defined]
+        return [k for k in shards if k in self._etags or k not in self._listed[_prefix(k)]]
+
+    def _seen(self, key: str) -> None:
+        """``key`` may exist whatever this writer saw or listed: read it next time."""
+        self._etags.pop(key, None)
+        if "/c/" in key and _prefix(key) in self._listed:
+            self._listed[_prefix(key)].add(key)
 
     # ---- writes ------------------------------------------------------------------------
     def begin_flush(self) -> None:
@@ -146,7 +169,7 @@ class FencedObjects:
         if refused:
             self.lease.prove()  # LeaseLost if a takeover happened: we are the stale one
             for key in refused:
-                self._etags.pop(key, None)
+                self._seen(key)
             raise StaleView(self.url, refused)  # still held: a stale driver wrote them in its gap; re-read
 
     def put_many(self, items: dict[str, bytes]) -> None:
@@ -176,7 +199,7 @@ class FencedObjects:
             stale += [k for k in unread if again[k] is CONFLICT]
         if stale:
             for k in stale:
-                self._etags.pop(k, None)
+                self._seen(k)
             raise StaleView(self.url, stale)
 
     def _conditional(self, items: dict[str, tuple[bytes, Any]]) -> dict[str, Any]:
@@ -185,3 +208,8 @@ class FencedObjects:
             if etag is not CONFLICT:
                 self._etags[key] = etag
         return done
+
+
+def _prefix(key: str) -> str:
+    """A shard key's variable prefix: ``name/c/`` of ``name/c/0/1/...``."""
+    return key.split("/c/", 1)[0] + "/c/"

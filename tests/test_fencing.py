@@ -24,6 +24,7 @@ import pytest
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.cell import run_cell
 from amsweep.pipeline.executors import SerialExecutor
+from amsweep.pipeline.metric_table import METRICS
 from amsweep.sweeps.runner import run
 from amsweep.storage.check import check
 from amsweep.storage.cube import Cube
@@ -234,6 +235,59 @@ def test_on_s3_a_stale_write_in_the_gap_is_merged_not_overwritten(s3_server, sma
         other.release()
         holder.write(results[1::2])
         assert (holder.status() == DONE).all()  # merged: it now knows the other writer's too
+    finally:
+        holder.release()
+    reference = str(tmp_path / "reference.zarr")
+    with Cube.create_or_open(reference, small_sweep) as cube:
+        cube.write(results)
+    _assert_complete(url, reference)
+
+
+def test_on_s3_a_writer_lists_shards_once_instead_of_a_get_per_unread_shard(s3_server, small_sweep, tmp_path):
+    """Issue 26 (driver CPU on moto): a flush fetched every shard it had not read, and on a new cube
+    every one of those GETs answered 404 (a third of the requests). The writer now lists each
+    variable's shards once and reads only those that exist."""
+    url = f"s3://fence/{uuid.uuid4().hex[:8]}.zarr"
+    results = [run_cell(small_sweep.job(t)) for t in small_sweep.tasks()]
+    with Cube.create_or_open(url, small_sweep) as holder:
+        inner = holder.objects.inner
+        fetched: list[str] = []
+        real = inner.get_tagged
+
+        def get_tagged(keys):
+            keys = list(keys)
+            fetched.extend(keys)
+            return real(keys)
+
+        inner.get_tagged = get_tagged
+        holder.write(results[:3])
+        holder._forget()  # the written shards are read again: they exist, so they are fetched
+        holder.write(results[3:])
+    shards = [k for k in fetched if "/c/" in k and not k.startswith("status/")]
+    assert shards, "the second flush reads the shards the first one wrote"
+    assert len(shards) == len(set(shards)), f"a shard fetched twice: {sorted(shards)}"
+    reference = str(tmp_path / "reference.zarr")
+    with Cube.create_or_open(reference, small_sweep) as cube:
+        cube.write(results)
+    _assert_complete(url, reference)
+
+
+def test_on_s3_a_shard_created_after_the_writers_listing_is_merged_not_overwritten(s3_server, small_sweep, tmp_path):
+    """A shard absent when the writer listed its variable, then landed by another writer (a stale
+    driver in its gap): the writer's PUT is conditional on its absence, conflicts, and the flush
+    re-reads it and merges (no flush loops on the listing it made)."""
+    url = f"s3://fence/{uuid.uuid4().hex[:8]}.zarr"
+    results = [run_cell(small_sweep.job(t)) for t in small_sweep.tasks()]
+    holder = Cube.create_or_open(url, small_sweep)
+    try:
+        assert (holder.status() == DONE).sum() == 0
+        keys = [holder.variable(n).key(s) for n in METRICS for s in holder.variable(n).shards()]
+        assert not any(holder.objects.get_many(keys).values())  # listed: every data shard absent
+        other = Cube.open(url, mode="r+")
+        other.write(results[::2])  # creates every shard after the holder's listing
+        other.release()
+        holder.write(results[1::2])
+        assert (holder.status() == DONE).all()
     finally:
         holder.release()
     reference = str(tmp_path / "reference.zarr")
