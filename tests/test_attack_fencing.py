@@ -36,7 +36,7 @@ SPEC2 = SPEC.replace("alpha = [0.05, 0.1, 0.3]", "alpha = [0.05, 0.1, 0.2, 0.3]"
 # put, delete, conditional delete) of a key that starts with PAUSE_KEY: the staged copy's own keys
 # (under _amsweep/stage/) do not count, the swap's do
 PAUSER = r"""
-import os, signal, sys
+import os, signal, sys, threading
 from amsweep.sweeps import cli
 from amsweep.storage import objects
 paused = []
@@ -44,7 +44,7 @@ def wrap(real, keys_of):
     def write(self, arg, *rest, **kw):
         if not paused and any(str(k).startswith(os.environ["PAUSE_KEY"]) for k in keys_of(arg)):
             paused.append(True)
-            os.kill(os.getpid(), signal.SIGSTOP)
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # stops before this write, not after
         return real(self, arg, *rest, **kw)
     return write
 for name, keys_of in [("put", lambda k: [k]), ("delete", lambda k: [k]), ("put_many", list),

@@ -59,14 +59,19 @@ lr = 5.0
 # `amsweep run` that stops itself (SIGSTOP) on entering its PAUSE_AT-th flush: after the flush's
 # lease check, before any of its writes, the exact window of the attack.
 PAUSER = r"""
-import os, signal, sys
+import os, signal, sys, threading
 from amsweep.sweeps import cli
 from amsweep.storage import cube
 real, calls = cube.Cube._flush, []
 def paused(self, *args, **kwargs):
     calls.append(1)
     if len(calls) == int(os.environ["PAUSE_AT"]):
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # this thread stops itself: a process-directed SIGSTOP lets the caller run on until another
+        # thread takes the stop, into the flush's writes and the lease's flock (1 run in ~30 under
+        # load: the second driver then waited 30 s on a lock the frozen one held); and not inside a
+        # heartbeat's renewal, which holds that flock too
+        with self.lease._mutex:
+            signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
     return real(self, *args, **kwargs)
 cube.Cube._flush = paused
 sys.exit(cli.main(sys.argv[1:]))
