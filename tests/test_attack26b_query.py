@@ -66,3 +66,20 @@ def test_mean_of_cancelling_seeds_prints_as_ec2a2d0(tmp_path, capsys) -> None:
     cube = _cube(str(tmp_path / "cancel.zarr"))
     assert main(["query", cube, "--metric", "m_train", "--mean"]) == 0
     assert capsys.readouterr().out == EC2A2D0_TEXT
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack26b: query --csv ~/table.csv (a '~' the shell left alone, as in --csv=~/t.csv) is "
+    "checked with expanduser by csv_target but opened without it: 'cannot write' after reading the "
+    "cube, where ec2a2d0's pandas to_csv expanded it and wrote the file",
+)
+def test_csv_path_with_a_tilde_is_written_in_home(tmp_path, monkeypatch, capsys) -> None:
+    cube = _cube(str(tmp_path / "cancel.zarr"))
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    code = main(["query", cube, "--metric", "m_train", "--csv=~/table.csv"])
+    got = capsys.readouterr()
+    assert code == 0, got.err[-400:]
+    assert (home / "table.csv").read_text().startswith("dataset,N,alpha,rule,seed,noise,")
