@@ -2,8 +2,9 @@
 
 Why not pandas: importing pandas and xarray cost ``amsweep query`` 1.1-1.3 s of its ~1.5 s start
 (issue 26: status and query start in <= 0.3 s). The operations are the ones the pandas table of
-``query`` used, with pandas' own semantics (seed statistics excepted: see ``group_stats``), so the printed text and the CSV stay byte for byte what
-they were (tests/test_query_numpy.py compares both on real cubes):
+``query`` used, with pandas' own semantics (seed statistics excepted: see ``group_stats``), so the
+printed text and the CSV stay byte for byte what they were (tests/test_query_numpy.py compares both
+on real cubes):
 
 - ``group_stats``: mean, standard error (ddof 1) and count per group, groups in sorted key order
   (``DataFrame.groupby(sort=True, dropna=False)``), by ``mean_sem_count`` in float64, the one
@@ -12,7 +13,8 @@ they were (tests/test_query_numpy.py compares both on real cubes):
 - ``outer_merge``: ``DataFrame.merge(how="outer")``: rows sorted by the join keys, NaN keys equal,
   a key with several rows on both sides their product (left rows outer).
 - ``to_text``: ``DataFrame.to_string(index=False, max_rows=K)`` (6 significant decimals trimmed
-  alike per column, scientific where a value would show as 0, labels cut at 50 characters).
+  alike per column, scientific where a value would show as 0, labels in full: ``to_string``'s
+  ``max_colwidth`` is None, unlike the 50 of ``display.max_colwidth``).
 - ``to_csv``: ``DataFrame.to_csv(index=False)`` (numpy's shortest text of each value: a float32
   metric reads ``0.132``, not ``0.13199999928474426``).
 """
@@ -29,7 +31,6 @@ import numpy as np
 __all__ = ["Table", "group_stats", "outer_merge", "to_csv", "to_text"]
 
 PRECISION = 6  # pandas' display.precision
-MAX_COLWIDTH = 50  # pandas' display.max_colwidth
 _NUMBER_WITH_DECIMAL = re.compile(r"^\s*[+-]?[0-9]+\.[0-9]*$")
 
 Table = dict[str, np.ndarray]  # column name -> values (equal lengths), in column order
@@ -248,11 +249,6 @@ def _fixed_width(strings: list[str], minimum: int) -> tuple[list[str], int]:
     if not strings:
         return strings, 0
     width = max(minimum, max(len(x) for x in strings))
-    if width > MAX_COLWIDTH:
-        width = MAX_COLWIDTH
-    keep = max(width - 3, 0)
-    dots = "..."[: width - keep]
-    strings = [x[:keep] + dots if len(x) > width else x for x in strings]
     return [x.rjust(width) for x in strings], width
 
 

@@ -292,7 +292,10 @@ def shard_geometry(meta: Any, headed: bool = True) -> ShardGeometry:
             return ShardGeometry(shard[:task_ndim], shard[task_ndim:], dtype, chunk[:task_ndim], headed)
         if doc["codecs"][0].get("name") != "sharding_indexed":  # every variable is sharded
             meta.damaged(f"first codec {doc['codecs'][0].get('name')!r}, not 'sharding_indexed': it is not sharded")
-        meta = meta.metadata  # not a sharded numeric array: let zarr say what it is
+        try:  # not a sharded numeric array: let zarr say what it is
+            meta = meta.metadata
+        except (ValueError, TypeError, KeyError) as e:  # zarr refuses the entry (an unknown data_type)
+            meta.damaged(f"zarr-python cannot read it ({e})")
     codec = meta.codecs[0]  # sharding_indexed
     ndim = len(meta.dimension_names or ()) or len(meta.shape)
     task_ndim = ndim - (1 if meta.dimension_names and meta.dimension_names[-1] == "noise" else 0)

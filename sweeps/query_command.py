@@ -22,7 +22,22 @@ if TYPE_CHECKING:  # imported by the query itself, not when `amsweep` registers 
     from amsweep.storage.cube_view import View
     from amsweep.storage.table import Table
 
-__all__ = ["add_parser", "cmd_query", "csv_target", "metric_names", "query_table"]
+__all__ = ["add_parser", "cmd_query", "csv_compression", "csv_target", "metric_names", "query_table", "write_csv"]
+
+# ``--csv`` compresses by the file's extension (case-insensitive), as pandas' ``to_csv`` did; the
+# extensions pandas knew, in its order (a ``.tar.gz`` is a tar, not a gzip): the four the standard
+# library writes are supported, the others (zstandard, tar) refused before the cube is read
+CSV_COMPRESSIONS = {
+    ".tar": None,
+    ".tar.gz": None,
+    ".tar.bz2": None,
+    ".tar.xz": None,
+    ".gz": "gzip",
+    ".bz2": "bz2",
+    ".zip": "zip",
+    ".xz": "xz",
+    ".zst": None,
+}
 
 WHERE_HELP = (
     "KEY=VALUE[,KEY=VALUE...], several values as A|B; may be repeated: the clauses combine as if "
@@ -112,6 +127,42 @@ def csv_target(path: str) -> None:
         raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not an existing folder; create it first)")
     if not os.access(folder, os.W_OK):
         raise AmsweepError(f"--csv {path}: cannot write there ({folder} is not writable)")
+    csv_compression(path)
+
+
+def csv_compression(path: str) -> str | None:
+    """The compression ``--csv`` applies, from the file's extension (None: plain text); a QueryError
+    for an extension pandas compressed by (ec2a2d0's ``to_csv``) that the standard library cannot."""
+    for extension, compression in CSV_COMPRESSIONS.items():
+        if path.lower().endswith(extension):
+            if compression is None:
+                supported = ", ".join(e for e, c in CSV_COMPRESSIONS.items() if c)
+                raise QueryError(
+                    f"--csv {path}: cannot compress to {extension} (supported: {supported}, or no extension "
+                    "of these for plain text)"
+                )
+            return compression
+    return None
+
+
+def write_csv(path: str, text: str) -> None:
+    """``text`` into ``path`` (``~`` expanded), compressed by its extension as pandas' ``to_csv``
+    did: gzip, bz2 and xz streams, or a zip archive of one member named as the file less ``.zip``."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    target = Path(path).expanduser()
+    compression = csv_compression(path)
+    data = text.encode("utf-8")
+    if compression == "zip":
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(target.stem if target.suffix == ".zip" else target.name, data)
+        return
+    opener: Any = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
+    with opener(target, "wb") as out:
+        out.write(data)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -130,8 +181,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     always = {*metrics, *counts, *lost}  # a mean always says how many seeds it is over
     if args.csv:
         try:
-            with open(args.csv, "w", encoding="utf-8", newline="") as out:
-                out.write(table.to_csv(frame))
+            write_csv(args.csv, table.to_csv(frame))
         except OSError as e:
             raise AmsweepError(f"--csv {args.csv}: cannot write ({e.strerror or e})") from None
         print(f"wrote {table.rows(frame)} rows to {args.csv}")
@@ -180,7 +230,8 @@ def add_parser(sub: Any) -> None:
         "--csv",
         default=None,
         metavar="FILE",
-        help="write all rows and columns to this CSV file (float32 metrics at their own precision)",
+        help="write all rows and columns to this CSV file (float32 metrics at their own precision; "
+        "compressed by a .gz, .bz2, .xz or .zip extension)",
     )
     q.add_argument(
         "--allow-missing",
