@@ -18,7 +18,7 @@ import socket
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 from amsweep.pipeline.contracts import Executor
-from amsweep.pipeline.outcomes import Failed, ResultBlock, Skipped, guarded
+from amsweep.pipeline.outcomes import Failed, ResultBlock, Skipped, cell_blocks, guarded
 from amsweep.pipeline.ray_executor import RayExecutor
 from amsweep.pipeline.resources import machine_memory
 from amsweep.pipeline.spec import CellJob
@@ -66,8 +66,7 @@ class SerialExecutor:
     ) -> Iterator[ResultBlock]:
         """``map_unordered``'s outcomes (a subclass's included), each cell its own block: a cell
         here costs a millisecond or more, so nothing is gained by holding finished cells back."""
-        for job, outcome in self.map_unordered(fn, jobs, total):
-            yield ResultBlock.of_one(job.task.index, outcome)
+        yield from cell_blocks(self.map_unordered(fn, jobs, total))
 
     def shutdown(self) -> None:
         """Nothing to release: cells ran in this process."""

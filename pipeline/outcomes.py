@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -100,3 +100,11 @@ def guarded(fn: Callable[..., Any], *args: Any) -> Any:
         return Skipped(str(e))
     except Exception:
         return Failed(traceback.format_exc(limit=8))
+
+
+def cell_blocks(pairs: Iterable[tuple[Any, Any]]) -> Iterator[ResultBlock]:
+    """Each (job, outcome) of a ``map_unordered`` as its own one-cell block: the one wrapper for
+    cells that do not come in batches (the runner's fallback for an executor without
+    ``map_blocks``, SerialExecutor, a RayExecutor subclass that overrides ``map_unordered``)."""
+    for job, outcome in pairs:
+        yield ResultBlock.of_one(job.task.index, outcome)

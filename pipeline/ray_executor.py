@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 from amsweep.pipeline import datafiles, plugin_shipping, ray_local, registry
 from amsweep.pipeline.batching import Batch, Batcher, BatchSizer, run_batch, settle, settle_block
 from amsweep.pipeline.errors import AmsweepError
-from amsweep.pipeline.outcomes import Failed, ResultBlock
+from amsweep.pipeline.outcomes import Failed, ResultBlock, cell_blocks
 from amsweep.pipeline.packing import Packed, pack, unpack
 from amsweep.pipeline.spec import CellJob
 
@@ -325,7 +325,12 @@ class RayExecutor:
     def map_blocks(
         self, fn: Callable[..., Any], jobs: Iterable[CellJob], total: int | None = None
     ) -> Iterator[ResultBlock]:
-        """Yield each batch as one ResultBlock as it finishes (the runner's path: no per-cell object)."""
+        """Yield each batch as one ResultBlock as it finishes (the runner's path: no per-cell object).
+        A subclass that overrides ``map_unordered`` (the plug-in pattern) gets its cells through that
+        override, one block each: batches straight from ``_finished`` would bypass it unseen."""
+        if type(self).map_unordered is not RayExecutor.map_unordered:
+            yield from cell_blocks(self.map_unordered(fn, jobs, total))
+            return
         sizer = self._sizer()
         for batch, packed in self._finished(fn, jobs, total, sizer):
             yield settle_block(batch, packed, sizer)

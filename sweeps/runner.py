@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator
 from tqdm import tqdm
 
 from amsweep.pipeline.cell import run_cell
-from amsweep.pipeline.outcomes import CellResult, ResultBlock
+from amsweep.pipeline.outcomes import CellResult, ResultBlock, cell_blocks
 from amsweep.pipeline.contracts import Executor, optional
 from amsweep.pipeline.errors import AmsweepError
 from amsweep.pipeline.executors import Failed, SerialExecutor
@@ -86,7 +86,7 @@ def blocks(executor: Executor, fn: Callable[..., Any], jobs: Iterable[Any], tota
     map_blocks = optional(executor, "map_blocks")
     if map_blocks is not None:
         return iter(map_blocks(fn, jobs, total=total))
-    return (ResultBlock.of_one(job.task.index, o) for job, o in executor.map_unordered(fn, jobs, total=total))
+    return cell_blocks(executor.map_unordered(fn, jobs, total=total))
 
 
 def run(

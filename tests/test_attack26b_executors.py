@@ -5,12 +5,11 @@ The runner now prefers an executor's ``map_blocks`` over ``map_unordered``. ``Se
 ("subclasses' included"); ``RayExecutor.map_blocks`` does not: a plug-in executor subclassing
 RayExecutor (the pattern tests/test_attack3_plugins.py shows) that overrides ``map_unordered`` to
 audit, log or rewrite outcomes is silently bypassed since 9af42d6, while the same override of a
-SerialExecutor is honoured.
+SerialExecutor is honoured. Fixed (fixc): RayExecutor.map_blocks goes through such an override, one
+block per cell (``outcomes.cell_blocks``, the wrapper SerialExecutor and the runner's fallback use).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from amsweep.pipeline import spec as spec_mod
 from amsweep.pipeline.executors import RayExecutor, SerialExecutor
@@ -53,11 +52,6 @@ def test_a_serial_subclass_overriding_map_unordered_is_honoured(tmp_path):
     assert executor.seen == report.done + report.failed > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack26b: pipeline/ray_executor.py map_blocks bypasses a subclass's map_unordered override "
-    "(the runner prefers map_blocks; SerialExecutor.map_blocks honours such an override, RayExecutor's does not)",
-)
 def test_a_ray_subclass_overriding_map_unordered_is_honoured(tmp_path, ray_local):
     sweep = spec_mod.from_dict(SMALL)
     executor = _audited(RayExecutor)(cells_per_task=2)

@@ -111,3 +111,42 @@ def test_growing_by_a_swept_parameter_end_to_end(tmp_path, small_raw):
     assert_same_cube(path, straight)
     again = Cube.create_or_open(path, spec_mod.from_dict(swept(small_raw, lr=[5.0, 2.0])))
     assert again.count_pending() == 0
+
+
+def test_pending_of_a_partly_done_cube_is_lazy_and_in_order(tmp_path, small_raw):
+    """Resuming reads the todo flags one (dataset, N, load) slab at a time: 1c8b720 held the whole
+    grid as nested lists for the run (~69 MiB for 10^6 one-seed tasks; ~15 MiB here). Same tasks,
+    same order as ec2a2d0's per-task numpy test, skipped (dataset, N, load) combinations included."""
+    import inspect
+    import itertools
+    import tracemalloc
+
+    from amsweep.storage.cube import Mark
+    from amsweep.storage.schema import FAILED, NOT_APPLICABLE
+
+    raw = copy.deepcopy(small_raw)
+    raw["seeds"] = 1
+    alphas = [round(0.001 * k, 3) for k in range(1, 501)]
+    raw["datasets"] = {
+        "a": {"kind": "random", "N": list(range(100, 150)), "alpha": alphas},
+        "b": {"kind": "random", "N": list(range(125, 175)), "alpha": alphas},  # N 100-124 of b: no task
+    }
+    cube = Cube.create_or_open(str(tmp_path / "big.zarr"), spec_mod.from_dict(raw))
+    tasks = list(cube.sweep.tasks())
+    assert len(tasks) == 10**5
+    marks = [Mark(t.index, FAILED, "boom") for t in tasks[1::7]]
+    marks += [Mark(t.index, NOT_APPLICABLE, "n/a") for t in tasks[::5]]
+    cube.write([], marks)
+    status = cube.status()
+    for retry_failed, todo in ((True, (PENDING, FAILED)), (False, (PENDING,))):
+        expected = [t.index for t in tasks if status[t.index] in todo]  # ec2a2d0's sequence
+        tracemalloc.start()
+        try:
+            pending = cube.pending(retry_failed=retry_failed)
+            assert inspect.isgenerator(pending)
+            same = all(t is not None and t.index == e for t, e in itertools.zip_longest(pending, expected))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert same and 0 < len(expected) < len(tasks)
+        assert peak < 2 * 2**20, f"pending() peaked at {peak / 2**20:.1f} MiB for {len(tasks)} tasks"
