@@ -24,13 +24,15 @@ import xarray as xr
 
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
+from amsweep.storage.cube_view import VARIANTS as VARIANTS  # schema._variant_coords' prefixes, in its order
+from amsweep.storage.cube_view import resolve as resolve  # the coordinate a key names (renamed on reading)
 
 __all__ = ["AXIS_LABELS", "coordinate_name", "LABEL_WIDTH", "plain", "resolve", "SHADOWED", "VARIANTS"]
 
 LABEL_WIDTH = 30  # xarray.plot wraps ``long_name [units]`` at 30 characters: one line below that
 # Attribute names a coordinate must not take: ``ds.name`` / ``ds.m_train.name`` would be the method.
 SHADOWED = frozenset(n for cls in (xr.Dataset, xr.DataArray) for n in dir(cls) if not n.startswith("_"))
-VARIANTS = ("dataset", "rule", "dynamics")  # schema._variant_coords' prefixes, in its order
+
 
 # Short labels of the axes; their sentences are schema.AXIS_ATTRS' (or DESCRIPTIONS').
 AXIS_LABELS = {
@@ -108,13 +110,3 @@ def plain(ds: xr.Dataset) -> xr.Dataset:
         make = _coordinate_attrs if name in ds.coords else _variable_attrs
         var.attrs = make(str(name), var)
     return ds.rename_vars(renames) if renames else ds
-
-
-def resolve(ds: xr.Dataset, key: str) -> str:
-    """The coordinate ``key`` names in ``ds``: itself, or the name it was renamed to on reading."""
-    if key in ds.coords or key not in SHADOWED:
-        return key
-    for variant in VARIANTS:
-        if f"{variant}_{key}" in ds.coords:
-            return f"{variant}_{key}"
-    return key

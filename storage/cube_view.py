@@ -51,7 +51,7 @@ SHADOWED = frozenset(
     variable variables weighted where xindexes
     """.split()
 )
-VARIANTS = ("dataset", "rule", "dynamics")  # as storage.attributes.VARIANTS
+VARIANTS = ("dataset", "rule", "dynamics")  # schema._variant_coords' prefixes, in its order
 _VARIANT_PARAMETER = re.compile(r"parameter '(?P<name>[^']+)' of the (?P<variant>\w+) variant")
 
 
@@ -155,8 +155,9 @@ def parse_where(text: str | None) -> dict[str, list[str]]:
     return out
 
 
-def resolve(view: View, key: str) -> str:
-    """The coordinate ``key`` names: itself, or ``<variant>_<key>`` it was renamed to on reading."""
+def resolve(view: Any, key: str) -> str:
+    """The coordinate ``key`` names in ``view`` (a View or an xarray Dataset: anything with
+    ``coords``): itself, or ``<variant>_<key>`` it was renamed to on reading."""
     if key in view.coords or key not in SHADOWED:
         return key
     for variant in VARIANTS:
@@ -165,12 +166,16 @@ def resolve(view: View, key: str) -> str:
     return key
 
 
-def _available(values: np.ndarray) -> str:
+def available(values: np.ndarray) -> str:
+    """A coordinate's distinct values for an error message (NaN left out, 20 at most); shared with
+    ``storage.query.select``."""
     seen = list(dict.fromkeys(v for v in values.ravel().tolist() if v == v))  # drop NaN
     return ", ".join(map(str, seen[:20])) + (f" ... ({len(seen)} values)" if len(seen) > 20 else "")
 
 
-def _typed(key: str, values: np.ndarray, raw: list[str]) -> list[Any]:
+def typed(key: str, values: np.ndarray, raw: list[str]) -> list[Any]:
+    """``--where`` values as the coordinate's type; an error names the key and the values it has
+    (shared with ``storage.query.select``)."""
     kind = values.dtype.kind
     if kind not in "iuf":
         return raw
@@ -181,7 +186,7 @@ def _typed(key: str, values: np.ndarray, raw: list[str]) -> list[Any]:
         except ValueError:
             raise QueryError(
                 f"--where {key}={v}: {key} takes {'integers' if kind in 'iu' else 'numbers'}; "
-                f"available: {_available(values)}"
+                f"available: {available(values)}"
             ) from None
     return typed
 
@@ -195,7 +200,7 @@ def select(view: View, where: dict[str, list[str]]) -> View:
             raise QueryError(f"--where {key}: no such coordinate; available: {', '.join(sorted(view.coords))}")
         coord = view.coords[name]
         current = view.values_of(name)
-        values = _typed(key, current, raw)
+        values = typed(key, current, raw)
         if len(coord.dims) != 1:
             view = _select_cells(view, key, coord, current, raw, values)
             continue
@@ -203,7 +208,7 @@ def select(view: View, where: dict[str, list[str]]) -> View:
         present = set(current.tolist())
         missing = [r for r, v in zip(raw, values) if v not in present]
         if missing:
-            raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(current)}")
+            raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(current)}")
         if name == dim:
             at = {v: i for i, v in reversed(list(enumerate(current.tolist())))}
             kept = np.array([at[v] for v in values], dtype=np.int64)
@@ -222,7 +227,7 @@ def _select_cells(view: View, key: str, coord: Coord, grid: np.ndarray, raw: lis
         hits = [grid == v for v in values]
     missing = [r for r, hit in zip(raw, hits) if not hit.any()]
     if missing:
-        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(grid)}")
+        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(grid)}")
     match = np.logical_or.reduce(hits)
     keep = [np.nonzero(match.any(axis=1 - i))[0] for i in range(2)]
     full = tuple(len(view.coords[d].values) for d in coord.dims)

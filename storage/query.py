@@ -23,6 +23,7 @@ from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
 from amsweep.storage.attributes import plain, resolve
+from amsweep.storage.cube_view import available, typed  # the --where errors: one wording for both readers
 from amsweep.storage.cube_view import parse_where as parse_where  # the query's own, xarray-free
 from amsweep.storage.schema import DONE, PENDING
 
@@ -96,28 +97,6 @@ def stored_spec(ds: xr.Dataset) -> dict[str, Any]:
     return json.loads(ds.attrs["amsweep_spec"])
 
 
-def _typed(key: str, coord: xr.DataArray, values: list[str]) -> list[Any]:
-    """The values as the coordinate's type; an error names the key and the values it has."""
-    kind = coord.dtype.kind
-    if kind not in "iuf":
-        return values
-    typed = []
-    for v in values:
-        try:
-            typed.append(int(v) if kind in "iu" else float(v))
-        except ValueError:
-            raise QueryError(
-                f"--where {key}={v}: {key} takes {'integers' if kind in 'iu' else 'numbers'}; "
-                f"available: {_available(coord)}"
-            ) from None
-    return typed
-
-
-def _available(coord: xr.DataArray) -> str:
-    values = list(dict.fromkeys(v for v in coord.values.ravel().tolist() if v == v))  # drop NaN
-    return ", ".join(map(str, values[:20])) + (f" ... ({len(values)} values)" if len(values) > 20 else "")
-
-
 def select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
     """Keep the values named in ``where``, on dimensions, on per-variant coordinates (by the name
     they are read under or the name they are stored under: ``rule_clip`` or ``clip``) or on the
@@ -144,7 +123,7 @@ def _select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
         if name not in ds.coords:
             raise QueryError(f"--where {key}: no such coordinate; available: {', '.join(sorted(map(str, ds.coords)))}")
         coord = ds[name]
-        values = _typed(key, coord, raw)
+        values = typed(key, coord.values, raw)
         if coord.ndim != 1:
             ds = _select_cells(ds, key, coord, raw, values)
             continue
@@ -152,7 +131,7 @@ def _select(ds: xr.Dataset, where: dict[str, list[str]]) -> xr.Dataset:
         present = set(coord.values.tolist())
         missing = [r for r, v in zip(raw, values) if v not in present]
         if missing:
-            raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(coord)}")
+            raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(coord.values)}")
         if name == dim:
             ds = ds.sel({dim: values})
         else:
@@ -172,7 +151,7 @@ def _select_cells(ds: xr.Dataset, key: str, coord: xr.DataArray, raw: list[str],
         hits = [grid == v for v in values]
     missing = [r for r, hit in zip(raw, hits) if not hit.any()]
     if missing:
-        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {_available(coord)}")
+        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(coord.values)}")
     match = np.logical_or.reduce(hits)
     keep = {
         d: np.nonzero(match.any(axis=tuple(j for j in range(match.ndim) if j != i)))[0]
