@@ -7,7 +7,10 @@ the positions a ``--where`` keeps along each axis (in the order given, as ``Data
 cells a selection on the derived load (``P`` of an alpha cube) keeps inside its box; ``frame`` reads
 one metric of the selection and checks it as ``storage.query.integrity`` and ``to_frame`` do (lost
 values of done tasks, lost status), with the same coordinate names (``storage.attributes``) and the
-same column order. ``storage.query.to_frame`` wraps this table in a DataFrame: one implementation.
+same column order. ``storage.query.to_frame`` still builds the analysis API's table from an xarray
+selection (any ``.sel`` or mask an analysis adds, which a View cannot take); the two share the
+``--where`` parsing, wording and seed statistics, and tests/test_query_numpy.py holds their tables
+equal on real cubes.
 """
 
 from __future__ import annotations
