@@ -219,7 +219,9 @@ def _default_dynamics_problems(rule: ModuleType) -> list[str]:
 def component(family: str, kind: str) -> ModuleType:
     """The module implementing ``kind`` in ``family``, checked against its contract; KeyError if
     there is none (the spec loader names the entry), PluginError if it is broken."""
-    if kind not in _sources(family):  # the cached mapping: a small cell asks ~6 times (no sort)
+    # the cached mapping: a small cell asks ~6 times (no sort); a kind a spec wrote as a list or a
+    # table is unknown like any other (a dict lookup would raise TypeError: tests/test_fuzz_inputs.py)
+    if not isinstance(kind, str) or kind not in _sources(family):
         available = kinds(family)
         now, hint = os.environ.get(ENV_VAR, ""), did_you_mean(kind, available)
         raise KeyError(
