@@ -33,7 +33,7 @@ from amsweep.storage.objects import Objects, objects_at
 from amsweep.storage.records import ERRORS, AMSWEEP_DIR, ErrorRecords, now, task_key
 from amsweep.storage import task_arrays as task_array_io
 from amsweep.storage.store_errors import missing_bucket, no_bucket_message, store_boundary
-from amsweep.storage.variable_store import DecodedShards, Placement, ShardIndex, ShardWrites, VariableStore
+from amsweep.storage.variable_store import DecodedShards, Placement, ShardIndex, VariableStore
 
 __all__ = ["Cube", "Mark", "RESTAGE_READY", "UPGRADE_READY"]
 
@@ -406,7 +406,7 @@ class Cube:
         """Rewrite each touched shard of these variables whole, in one ``put_many`` (decoded shards
         cached between flushes). A shard with no results (an array new to the cube) gets explicit
         NaN for every task done before. ``placement``: where the values go, worked out once for every
-        variable of a flush (``_placement``), or results grouped by shard (a restage)."""
+        variable of a flush (``Placement.of_flush``), or results grouped by shard (a restage)."""
         if not isinstance(placement, Placement):
             placement = Placement.of_results(self.variable("status"), placement)
         puts: dict[str, bytes] = {}
@@ -459,15 +459,19 @@ class Cube:
 
     def pending(self, retry_failed: bool = True) -> Iterator[Task]:
         """Tasks still to run, lazily in task order: pending, and failed ones unless told otherwise."""
-        status = self.status()
-        # 1-byte temporaries: np.isin peaked at ~7 bytes a task (tracemalloc, tests/test_extend.py)
-        todo = (status == PENDING) | (status == FAILED) if retry_failed else status == PENDING
+        todo = self._todo(retry_failed)
         if todo.all():  # a fresh cube: no per-task look-up (the driver generates every task it runs)
             return self.sweep.tasks()
         return _wanted(self.sweep.tasks(), todo)
 
     def count_pending(self, retry_failed: bool = True) -> int:
-        return int(np.isin(self.status(), [PENDING, FAILED] if retry_failed else [PENDING]).sum())
+        return int(self._todo(retry_failed).sum())
+
+    def _todo(self, retry_failed: bool) -> np.ndarray:
+        """Which tasks a run would compute: pending, and failed ones unless told otherwise."""
+        status = self.status()
+        # 1-byte temporaries: np.isin peaked at ~7 bytes a task (tracemalloc, tests/test_extend.py)
+        return (status == PENDING) | (status == FAILED) if retry_failed else status == PENDING
 
     # ---- writes --------------------------------------------------------------------------
     def ensure_writable(self) -> None:
@@ -525,36 +529,11 @@ class Cube:
                 "them."
             ) from None
 
-    def _placement(self, indices: np.ndarray, columns: dict[str, np.ndarray], results: list[CellResult]) -> Placement:
-        """Where a flush's values go, once for all its variables: the columns' rows grouped by shard
-        (one sort), each group's shard-local places, and the loose results by shard."""
-        store = self.variable("status")
-        shards: dict[ShardIndex, ShardWrites | None] = {}
-        if len(indices):
-            size = np.asarray(store.geometry.shard[: indices.shape[1]], dtype=np.int64)
-            of = indices // size
-            linear = np.ravel_multi_index(tuple(of.T), store.geometry.grid(store.task_shape))
-            order = np.argsort(linear, kind="stable")
-            ordered = linear[order]
-            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
-                rows = order[a:b]
-                shard = tuple(of[rows[0]].tolist())
-                shards[shard] = ShardWrites(rows, tuple((indices[rows] - of[rows[0]] * size).T))
-        by_shard: dict[ShardIndex, list[CellResult]] = {}
-        for r in results:
-            by_shard.setdefault(store.shard_of(r.index), []).append(r)
-        empty = np.zeros(0, dtype=np.int64)
-        for s, rs in by_shard.items():
-            w = shards.get(s) or ShardWrites(empty, ())
-            shards[s] = ShardWrites(w.rows, w.local, rs, store.local_places(rs, s))
-        return Placement(columns, shards)
-
     def _flush(
         self, indices: np.ndarray, columns: dict[str, np.ndarray], results: list[CellResult], marks: list[Mark]
     ) -> None:
         status = self.status().copy()
-        placement = self._placement(indices, columns, results)
+        placement = Placement.of_flush(self.variable("status"), indices, columns, results)
         task_arrays, cube_id = {}, self.cube_id
         for r in results:
             for kind, array in (("couplings", r.couplings), ("magnetisations", r.magnetisations)):

@@ -75,6 +75,36 @@ class Placement:
         }
         return cls({}, shards)
 
+    @classmethod
+    def of_flush(
+        cls,
+        store: "VariableStore",
+        indices: np.ndarray,
+        columns: Mapping[str, np.ndarray],
+        results: Sequence[TaskValues],
+    ) -> "Placement":
+        """A flush's columns (rows at task ``indices``) grouped by shard with one sort, each group at
+        its shard-local places, plus its results given one by one (``of_results``' placing)."""
+        shards: dict[ShardIndex, ShardWrites | None] = {}
+        if len(indices):
+            size = np.asarray(store.geometry.shard[: indices.shape[1]], dtype=np.int64)
+            of = indices // size
+            linear = np.ravel_multi_index(tuple(of.T), store.geometry.grid(store.task_shape))
+            order = np.argsort(linear, kind="stable")
+            ordered = linear[order]
+            starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(order)]):
+                rows = order[a:b]
+                shards[tuple(of[rows[0]].tolist())] = ShardWrites(rows, tuple((indices[rows] - of[rows[0]] * size).T))
+        by_shard: dict[ShardIndex, list[TaskValues]] = {}
+        for r in results:
+            by_shard.setdefault(store.shard_of(r.index), []).append(r)
+        for s, loose in cls.of_results(store, by_shard).shards.items():
+            assert loose is not None  # every group here has results
+            w = shards.get(s)
+            shards[s] = ShardWrites(w.rows, w.local, loose.results, loose.result_local) if w else loose
+        return cls(columns, shards)
+
 
 @dataclass
 class VariableStore:
