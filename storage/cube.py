@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from amsweep.pipeline.outcomes import CellResult, Failed, ResultBlock
+from amsweep.pipeline.outcomes import NO_INDICES, CellResult, Failed, ResultBlock
 from amsweep.pipeline.errors import CubeError
 from amsweep.pipeline.metric_table import METRICS, check_declared
 from amsweep.pipeline.spec import Sweep, Task, canonical_order, from_canonical, spec_hash
@@ -508,7 +508,7 @@ class Cube:
         indices, columns = _stacked(blocks)
         if indices is None:  # blocks whose columns do not stack together: one by one, as results
             loose += [r for b in blocks for r in b.cell_results()[: len(b.indices)]]
-            indices, columns = np.zeros((0, len(self.sweep.shape)), dtype=np.int64), {}
+            indices, columns = NO_INDICES, {}
         self.acquire()
         try:
             for _ in range(MERGES):
@@ -634,7 +634,7 @@ def _stacked(blocks: list[ResultBlock]) -> tuple[np.ndarray | None, dict[str, np
     if len(blocks) == 1:
         return blocks[0].indices, blocks[0].columns
     if not blocks:
-        return np.zeros((0, 5), dtype=np.int64), {}
+        return NO_INDICES, {}
     try:
         columns = {k: np.concatenate([b.columns[k] for b in blocks]) for k in blocks[0].columns}
     except (KeyError, ValueError):  # another set of metrics or shapes: checked and placed one by one

@@ -221,9 +221,9 @@ def select(view: View, where: dict[str, list[str]]) -> View:
     return view
 
 
-def _select_cells(view: View, key: str, coord: Coord, grid: np.ndarray, raw: list[str], values: list[Any]) -> View:
-    """Keep the rows and columns of the 2-D load grid holding a match; the other cells of that box
-    are left out of every table (``storage.query._select_cells``)."""
+def match_grid(key: str, grid: np.ndarray, raw: list[str], values: list[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Where a derived load over two axes (P over N, alpha) matches ``values``, and the rows and
+    columns that hold a match: the one matching rule of both readers (this one and ``storage.query``)."""
     if grid.dtype.kind == "f":  # alpha = P / N is computed: match it as the decimal a user types
         hits = [np.isclose(grid, v, rtol=1e-9, atol=0.0) for v in values]
     else:
@@ -232,7 +232,14 @@ def _select_cells(view: View, key: str, coord: Coord, grid: np.ndarray, raw: lis
     if missing:
         raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(grid)}")
     match = np.logical_or.reduce(hits)
-    keep = [np.nonzero(match.any(axis=1 - i))[0] for i in range(2)]
+    keep = [np.nonzero(match.any(axis=tuple(j for j in range(match.ndim) if j != i)))[0] for i in range(match.ndim)]
+    return match, keep
+
+
+def _select_cells(view: View, key: str, coord: Coord, grid: np.ndarray, raw: list[str], values: list[Any]) -> View:
+    """Keep the rows and columns of the 2-D load grid holding a match; the other cells of that box
+    are left out of every table."""
+    match, keep = match_grid(key, grid, raw, values)
     full = tuple(len(view.coords[d].values) for d in coord.dims)
     cells = np.ones(full, dtype=bool) if view.cells is None else view.cells.copy()
     rows, cols = (view.index[d] for d in coord.dims)

@@ -23,7 +23,7 @@ from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
 from amsweep.storage.attributes import plain, resolve
-from amsweep.storage.cube_view import available, typed  # the --where errors: one wording for both readers
+from amsweep.storage.cube_view import available, match_grid, typed  # one --where matching and wording for both readers
 from amsweep.storage.cube_view import parse_where as parse_where  # the query's own, xarray-free
 from amsweep.storage.schema import DONE, PENDING
 
@@ -144,19 +144,8 @@ def _select_cells(ds: xr.Dataset, key: str, coord: xr.DataArray, raw: list[str],
     match, and where that box holds other cells too (P = 60 is alpha 0.3 at N = 200, 0.6 at N = 100),
     mask those in every metric and record the mask (``CELLS``) for ``integrity`` and ``to_frame``,
     which read values from the cube itself."""
-    grid = coord.values
-    if grid.dtype.kind == "f":  # alpha = P / N is computed: match it as the decimal a user types
-        hits = [np.isclose(grid, v, rtol=1e-9, atol=0.0) for v in values]
-    else:
-        hits = [grid == v for v in values]
-    missing = [r for r, hit in zip(raw, hits) if not hit.any()]
-    if missing:
-        raise QueryError(f"--where {key}: no value(s) {', '.join(missing)}; available: {available(coord.values)}")
-    match = np.logical_or.reduce(hits)
-    keep = {
-        d: np.nonzero(match.any(axis=tuple(j for j in range(match.ndim) if j != i)))[0]
-        for i, d in enumerate(coord.dims)
-    }
+    match, rows_cols = match_grid(key, coord.values, raw, values)
+    keep = dict(zip(coord.dims, rows_cols))
     ds = ds.isel(keep)
     inside = xr.DataArray(match[np.ix_(*keep.values())], dims=coord.dims, coords={d: ds[d].values for d in coord.dims})
     previous = ds.encoding.get(CELLS)
