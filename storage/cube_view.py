@@ -248,6 +248,39 @@ def _select_cells(view: View, key: str, coord: Coord, grid: np.ndarray, raw: lis
     return replace(view, index=index, cells=cells, cells_dims=coord.dims)
 
 
+def graded(
+    cube: Any,
+    metric: str,
+    status_read: tuple[np.ndarray, np.ndarray, np.ndarray],
+    metric_read: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A metric over the whole task grid as both readers answer it (this one and
+    ``storage.query.integrity``), from the (values, present, damaged) reads of status and metric:
+    (values, NaN where a task is not done or its value is lost; lost, done tasks whose value is
+    missing, damaged, or NaN where the metric is declared finite; orphans, tasks whose status is lost).
+    An unreadable status counts as pending, as ``Cube.status()`` reads it."""
+    stored, status_present, status_bad = status_read
+    status = np.where(status_bad, PENDING, stored)
+    values, present, damaged = metric_read
+    values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
+    done = status == DONE
+    lost = done & (~present | damaged)
+    if METRICS[metric].always:  # declared finite for every done task: a NaN there is a lost value
+        lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
+    values[damaged | ~present] = np.nan
+    orphans = np.zeros_like(done)
+    if cube.format >= 3:
+        # every status chunk is stored from creation on: an absent or unreadable one was lost, and
+        # whether its tasks were done is unknown (their data may be damaged too), so none of them
+        # may be answered as "not run" (a pending one that holds data is a flush killed between
+        # data and status: not lost)
+        lost_status = ~status_present | status_bad
+        if lost_status.any():  # rare: the mask walks every task (0.3 s at 10^5 cells)
+            orphans = lost_status & ~schema.not_applicable_mask(cube.sweep)
+    values[~done] = np.nan  # only done tasks have results
+    return values, lost, orphans
+
+
 def frame(view: View, metric: str, allow_missing: bool = False, writing: Any = None) -> Table:
     """One row per value of ``metric`` over done tasks of the selection, every coordinate a column
     (``storage.query.to_frame``): a done task whose value is lost, or a task whose status is lost,
@@ -260,22 +293,8 @@ def frame(view: View, metric: str, allow_missing: bool = False, writing: Any = N
     axes = view.task_dims
     if cube.format >= 2 and metric not in cube.arrays:
         raise QueryError(f"{metric}: this cube holds no such array (written by an amsweep before it)")
-    stored, status_present, status_bad = _read(cube, "status")
-    status = np.where(status_bad, PENDING, stored)
-    values, present, damaged = _read(cube, metric)
+    values, lost, orphans = graded(cube, metric, _read(cube, "status"), _read(cube, metric))
     per_noise = values.ndim > len(axes)
-    values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
-    done = status == DONE
-    lost = done & (~present | damaged)
-    if METRICS[metric].always:  # declared finite for every done task: a NaN there is a lost value
-        lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
-    values[damaged | ~present] = np.nan
-    orphans = np.zeros_like(done)
-    if cube.format >= 3:  # every status chunk is stored from creation on: an absent one was lost
-        lost_status = ~status_present | status_bad
-        if lost_status.any():
-            orphans = lost_status & ~schema.not_applicable_mask(cube.sweep)
-    values[~done] = np.nan
     dims = (*axes, "noise") if per_noise else axes
     picks = np.ix_(*(view.index[d] for d in axes))
     values = values[picks]

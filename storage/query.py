@@ -23,9 +23,9 @@ from amsweep.pipeline.errors import CubeError, QueryError
 from amsweep.pipeline.metric_table import METRICS
 from amsweep.storage import schema
 from amsweep.storage.attributes import plain, resolve
-from amsweep.storage.cube_view import available, match_grid, typed  # one --where matching and wording for both readers
+from amsweep.storage.cube_view import available, graded, match_grid, typed  # shared by both readers
 from amsweep.storage.cube_view import parse_where as parse_where  # the query's own, xarray-free
-from amsweep.storage.schema import DONE, PENDING
+from amsweep.storage.schema import DONE
 
 __all__ = [
     "done_values",
@@ -181,8 +181,6 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
     dims = [str(d) for d in ds[metric].dims if d != "noise"]
     axes = schema.task_dims_of(cube.sweep.load_axis)
     full = cube.sweep.axes
-    stored, status_present, status_bad = cube.read_variable("status")  # read once: both uses below
-    status = np.where(status_bad, PENDING, stored)  # as Cube.status(): an unreadable status is pending
 
     def aligned(array: np.ndarray, extra: tuple[str, ...] = ()) -> xr.DataArray:
         coords = {d: np.asarray(full[d], dtype=object if d in ("dataset", "rule") else None) for d in axes}
@@ -193,24 +191,8 @@ def integrity(ds: xr.Dataset, metric: str) -> tuple[xr.DataArray, xr.DataArray, 
         at.update({d: ds[d].values.item() for d in axes if d not in dims and d in ds.coords and ds[d].ndim == 0})
         return da.sel(at)  # the selection of ``ds`` (a scalar selection drops its dimension, as there)
 
-    values, present, damaged = cube.read_variable(metric)
+    values, lost, orphans = graded(cube, metric, cube.read_variable("status"), cube.read_variable(metric))
     extra = ("noise",) if values.ndim > len(axes) else ()
-    values = values.astype(np.result_type(values.dtype, np.float32))  # float32 stays float32: NaN fits
-    done = status == DONE
-    lost = done & (~present | damaged)
-    if METRICS[metric].always:  # declared finite for every done task: a NaN there is a lost value
-        lost |= done & ~np.isfinite(values).all(axis=tuple(range(done.ndim, values.ndim)))
-    values[damaged | ~present] = np.nan
-    orphans = np.zeros_like(done)
-    if cube.format >= 3:
-        # every status chunk is stored from creation on: an absent or unreadable one was lost, and
-        # whether its tasks were done is unknown (their data may be damaged too), so none of them
-        # may be answered as "not run" (a pending one that holds data is a flush killed between
-        # data and status: not lost)
-        lost_status = ~status_present | status_bad
-        if lost_status.any():  # rare: the mask walks every task (0.3 s at 10^5 cells)
-            orphans = lost_status & ~schema.not_applicable_mask(cube.sweep)
-    values[~done] = np.nan  # only done tasks have results
     found = aligned(values, extra), aligned(lost), aligned(orphans)
     inside = ds.encoding.get(CELLS)
     if inside is None or not set(inside.dims) <= set(found[1].dims):
