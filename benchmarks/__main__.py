@@ -25,6 +25,7 @@ MODULES = (
     "plm_torch",
     "plm_sklearn",
     "async_retrieval",
+    "retrieval_bounds",
     "sweep_overhead",
     "memory",
     "cube",

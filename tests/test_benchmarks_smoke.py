@@ -21,6 +21,7 @@ from benchmarks import (
     plm_roofline,
     plm_sklearn,
     plm_torch,
+    retrieval_bounds,
     scale,
     small_cell,
     startup,
@@ -49,10 +50,43 @@ def assert_well_formed(rows: list[Row], n: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "module,n", [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (memory, 2), (startup, 6)]
+    "module,n",
+    [(plm_roofline, 2), (plm_sklearn, 3), (async_retrieval, 4), (retrieval_bounds, 8), (memory, 2), (startup, 6)],
 )
 def test_benchmark_runs_and_returns_rows(module, n: int) -> None:
     assert_well_formed(module.run(tiny=True, repeats=1), n)
+
+
+@pytest.mark.parametrize("max_sweeps", [0, 1, 2, 100])
+def test_shared_order_variant_is_todays_dynamics_with_another_order(max_sweeps: int) -> None:
+    """The retrieval_bounds variant: blocks of one are ``relax_zero_t`` state for state, and a block of
+    identical states is ``relax_zero_t`` with every seed replaced by the block's first one (the one
+    order it shares). Asymmetric couplings, so that small budgets leave states unconverged."""
+    from amsweep.pipeline.dynamics._ising_kernels import SEED_HIGH, prepare, relax_zero_t, tie_tolerance
+
+    B, N = 12, 40
+    rng = np.random.default_rng(3)
+    J = rng.standard_normal((N, N)).astype(np.float32)
+    np.fill_diagonal(J, 0)
+    seeds = rng.integers(0, SEED_HIGH, size=B)
+    tol = tie_tolerance(J)
+
+    def relaxed(states: np.ndarray, G: int, state_seeds: np.ndarray) -> tuple[np.ndarray, ...]:
+        S, H, JT = prepare(J, states)
+        conv, sw = np.ones(B, np.bool_), np.full(B, -1, np.int32)  # every entry must be written
+        if G:
+            retrieval_bounds.relax_shared_order(S, H, JT, tol, state_seeds, max_sweeps, conv, sw, G)
+        else:
+            relax_zero_t(S, H, JT, tol, state_seeds, max_sweeps, conv, sw)
+        return S, H, conv, sw
+
+    for states, G, peer_seeds in [
+        (random_patterns(B, N, seed=4), 1, seeds),
+        (np.repeat(random_patterns(1, N, seed=5), B, axis=0), B, np.full(B, seeds[0])),
+    ]:
+        for got, want in zip(relaxed(states, G, seeds), relaxed(states, 0, peer_seeds)):
+            assert np.array_equal(got, want)
+    assert max_sweeps < 2 or not relaxed(random_patterns(B, N, seed=4), 0, seeds)[2].all()  # some cycle
 
 
 def test_small_cell_times_this_checkout_against_a_baseline(monkeypatch) -> None:
