@@ -11,8 +11,8 @@ a worker imports them from the shipped copy, so they need not exist on any other
 
 Where it runs (``where_to_run``): ``--address``, else ``RAY_ADDRESS`` (which Ray's job supervisor sets
 for a ``ray job submit`` entrypoint), else a private local Ray, which ``launch`` begins starting on a
-background thread (``prestart``) before it imports the cell code, and the executor adopts. Each batch reports the node it ran
-on, so ``describe()`` can say which nodes did the work without asking Ray.
+background thread (``prestart``) before it imports the cell code, and the executor adopts. Each batch
+reports the node it ran on, so ``describe()`` can say which nodes did the work without asking Ray.
 """
 
 from __future__ import annotations
