@@ -234,17 +234,21 @@ def _take_prestarted(address: str | None, workers: int | None) -> ray_local.Star
 def abandon_prestart() -> None:
     """Stop a prestarted Ray that no executor adopted (the run ended before it needed one)."""
     for workers in list(_prestarted):
-        starting = _prestarted.pop(workers)
-        try:
-            starting.result()
-        except Exception:
-            pass  # it did not start: nothing to stop
-        else:
-            import ray
+        _stop(_prestarted.pop(workers))
 
-            ray.shutdown()
-        finally:
-            starting.release()
+
+def _stop(starting: ray_local.Starting) -> None:
+    """Wait for ``starting``'s ``ray.init`` to return, shut the Ray it started down, end its thread."""
+    try:
+        starting.result()
+    except BaseException:
+        pass  # it did not start: nothing to stop (a second Ctrl-C: the kernel and the reaper's turn)
+    else:
+        import ray
+
+        ray.shutdown()
+    finally:
+        starting.release()
 
 
 class RayExecutor:
@@ -285,8 +289,8 @@ class RayExecutor:
         if self._starting is not None:
             try:
                 self._starting.result()  # its errors are a local Ray's: raised as they are (below too)
-            except BaseException:
-                self._starting.release()
+            except BaseException:  # Ctrl-C while it starts too: stop what it started, then stop
+                _stop(self._starting)
                 raise
             self._reap_local(ray)
         elif self._owns_ray:
