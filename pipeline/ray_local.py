@@ -137,6 +137,7 @@ class Starting:
         self.kwargs = dict(kwargs)
         self._pins = dict(pins)
         self._done = threading.Event()
+        self._imported = threading.Event()
         self._release = threading.Event()
         self._light = False
         self._error: BaseException | None = None
@@ -147,12 +148,18 @@ class Starting:
         try:
             import ray
 
+            self._imported.set()
             self._light = init(ray, self.kwargs, self._pins)
         except BaseException as e:  # handed to the caller of result(), in its thread
             self._error = e
         finally:
             self._done.set()
         self._release.wait()
+
+    def imported(self) -> None:
+        """Wait until the thread has imported Ray (or failed to start)."""
+        while not (self._imported.wait(0.05) or self._done.is_set()):
+            pass
 
     def result(self) -> bool:
         """Wait until ``ray.init`` has returned; whether the node started without its monitor."""
