@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from amsweep.pipeline import datafiles, plugin_shipping, ray_local, registry
@@ -201,7 +202,9 @@ def local_init_args(workers: int | None, runtime_env: dict[str, Any]) -> tuple[d
     return kwargs, pins
 
 
-_prestarted: dict[int | None, ray_local.Starting] = {}  # workers -> a private local Ray being started
+# (the launching thread, workers) -> a private local Ray being started: a run in another thread of this
+# process never adopts (and later shuts down) this one's
+_prestarted: dict[tuple[int, int | None], ray_local.Starting] = {}
 
 
 def prestart(options: Mapping[str, Any]) -> bool:
@@ -222,7 +225,7 @@ def prestart(options: Mapping[str, Any]) -> bool:
         return False
     keep_ray_on_loopback(None)
     kwargs, pins = local_init_args(workers, init_runtime_env({}, []))
-    _prestarted[workers] = starting = ray_local.Starting(kwargs, pins)
+    _prestarted[(threading.get_ident(), workers)] = starting = ray_local.Starting(kwargs, pins)
     # this thread waits while that one imports Ray (~0.25 s): importing the cell code meanwhile, the two
     # took turns on the GIL and ray.init began ~0.3 s later (0.85-0.90 s against 0.55-0.59 s from start)
     starting.imported()
@@ -231,13 +234,13 @@ def prestart(options: Mapping[str, Any]) -> bool:
 
 def _take_prestarted(address: str | None, workers: int | None) -> ray_local.Starting | None:
     """The prestarted Ray an executor for (``address``, ``workers``) adopts, or None."""
-    return _prestarted.pop(workers, None) if address is None else None
+    return _prestarted.pop((threading.get_ident(), workers), None) if address is None else None
 
 
 def abandon_prestart() -> None:
-    """Stop a prestarted Ray that no executor adopted (the run ended before it needed one)."""
-    for workers in list(_prestarted):
-        _stop(_prestarted.pop(workers))
+    """Stop the Ray this thread prestarted if no executor adopted it (the run ended before it needed one)."""
+    for key in [k for k in _prestarted if k[0] == threading.get_ident()]:
+        _stop(_prestarted.pop(key))
 
 
 def _stop(starting: ray_local.Starting) -> None:
