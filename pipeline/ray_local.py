@@ -9,9 +9,27 @@ Measured on this project's 2-core VM (Ray 2.60, ``/tmp/rayh`` scripts of issue 2
 - The autoscaler monitor, useless on a private fixed-size node, costs ~0.5 s of CPU while Ray
   starts, and ``ray.shutdown()`` waited ~1 s for it to exit on SIGTERM: 1.41 s with it, 0.35 s without.
 
+- Third pass (issue 26, Ray 2.60, load 0.6-1.0, ``ray.init`` + 2 tasks + ``ray.shutdown`` alternated):
+  with ``include_dashboard=False`` Ray still starts its API server (``dashboard.py``, the usage-stats
+  module alone) and ``ray.init`` polls until it is up: 0.8-1.0 s of ``ray.init``, 0.66 s of CPU. The
+  raylet registers with the GCS (and ``ray.init`` returns) only once the dashboard agent has opened
+  its gRPC and HTTP servers (metrics export, job endpoints); started ``--minimal`` (what Ray does
+  where the dashboard's dependencies are missing) the agent opens neither and reports them unused at
+  once. Both off: ``ray.init`` 1.6-2.6 s against 2.5-3.5 s. Neither serves a private node: no
+  dashboard, no job submission, no metrics scrape; runtime environments (the plug-ins' py_modules)
+  have their own agent, workers' output its log monitor.
+
 The raylet inherits the environment of the process that starts it (Ray forks it), so the pins
 reach every worker; ``RayParams.no_monitor`` is a Ray internal (``ray start --no-monitor``'s): where a
-Ray release lacks it, the node starts with its monitor, as before.
+Ray release lacks it, the node starts with its monitor, as before. ``Node.start_api_server`` and
+``get_dashboard_dependency_error`` are Ray internals too: where a release lacks them, the node starts
+with its API server or full agent, as before (``light_node`` says which levers held).
+
+``Starting`` runs ``init`` on a background thread, so the node comes up while the driver imports
+its cell code and reads the spec and the cube (``amsweep.pipeline.ray_executor.prestart``). The
+thread stays alive until ``release``: Ray starts its GCS and raylet with PR_SET_PDEATHSIG, which
+the kernel fires when the *thread* that forked them ends (issue 26's first pass measured "Failed to
+connect to GCS" after a starter thread returned).
 """
 
 from __future__ import annotations
@@ -19,9 +37,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import threading
 from typing import Any, Iterator, Mapping
 
-__all__ = ["init", "light_params", "pinned_environ"]
+__all__ = ["init", "light_node", "light_params", "pinned_environ", "Starting"]
 
 
 @contextlib.contextmanager
@@ -66,10 +85,88 @@ def light_params(ray: Any) -> Iterator[bool]:
         parameter.RayParams = original
 
 
+@contextlib.contextmanager
+def light_node(ray: Any) -> Iterator[dict[str, bool]]:
+    """While open, the head node ``ray.init`` starts has no API server and a minimal dashboard
+    agent; yields which of the two could be arranged (``{"no_api_server": ..., "minimal_agent": ...}``)."""
+    utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
+    node_cls: Any = getattr(getattr(getattr(ray, "_private", None), "node", None), "Node", None)
+    api = getattr(node_cls, "start_api_server", None)
+    deps = getattr(utils, "get_dashboard_dependency_error", None)
+    held = {"no_api_server": callable(api), "minimal_agent": callable(deps)}
+
+    def no_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None  # its only module with include_dashboard=False is usage stats
+
+    def minimal(*args: Any, **kwargs: Any) -> str:
+        return "amsweep: a private local node needs no dashboard"
+
+    if held["no_api_server"]:
+        node_cls.start_api_server = no_api_server
+    if held["minimal_agent"]:
+        utils.get_dashboard_dependency_error = minimal
+    try:
+        yield held
+    finally:
+        if held["no_api_server"]:
+            node_cls.start_api_server = api
+        if held["minimal_agent"]:
+            utils.get_dashboard_dependency_error = deps
+
+
 def init(ray: Any, kwargs: dict[str, Any], pins: Mapping[str, str]) -> bool:
     """``ray.init(**kwargs)`` for a private local Ray with the thread ``pins`` in every worker's
-    environment (not in ``runtime_env``: see the module note), without the autoscaler monitor
-    where this Ray allows; whether it did."""
-    with light_params(ray) as light, pinned_environ(pins):
+    environment (not in ``runtime_env``: see the module note), without the autoscaler monitor,
+    the API server and the dashboard agent's full modules where this Ray allows; whether the
+    monitor could be left out."""
+    with light_params(ray) as light, light_node(ray), pinned_environ(pins):
         ray.init(**kwargs)
     return light
+
+
+class Starting:
+    """``init`` on a background thread, started at once; ``result`` waits for it (and raises what it
+    raised), ``release`` lets the thread end once the node is shut down (see the module note).
+
+    While Ray starts, the pins are in this whole process's environment (the raylet must inherit
+    them): the driver computes no cell in a Ray run, and ``amsweep.pipeline.threads.pin`` sets each
+    cell's thread count explicitly wherever it runs.
+    """
+
+    def __init__(self, kwargs: dict[str, Any], pins: Mapping[str, str]) -> None:
+        self.kwargs = dict(kwargs)
+        self._pins = dict(pins)
+        self._done = threading.Event()
+        self._imported = threading.Event()
+        self._release = threading.Event()
+        self._light = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="amsweep-ray-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            import ray
+
+            self._imported.set()
+            self._light = init(ray, self.kwargs, self._pins)
+        except BaseException as e:  # handed to the caller of result(), in its thread
+            self._error = e
+        finally:
+            self._done.set()
+        self._release.wait()
+
+    def imported(self) -> None:
+        """Wait until the thread has imported Ray (or failed to start)."""
+        while not (self._imported.wait(0.05) or self._done.is_set()):
+            pass
+
+    def result(self) -> bool:
+        """Wait until ``ray.init`` has returned; whether the node started without its monitor."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._light
+
+    def release(self) -> None:
+        self._release.set()

@@ -108,10 +108,7 @@ def launch(
     size), and after the run which nodes ran cells. The code hashes of the sweep's plug-ins are
     recorded in the cube; resuming it with changed plug-in code is refused unless
     ``allow_changed_plugins``. ``command`` is what the run record names as its command (None: argv)."""
-    from amsweep.pipeline import registry
-    from amsweep.pipeline.executors import EXECUTORS, where
-    from amsweep.sweeps.runner import preflight
-    from amsweep.storage.cube import Cube
+    from amsweep.pipeline import ray_executor, registry
 
     check_out(out)
     options = dict(options or {})
@@ -121,6 +118,46 @@ def launch(
     finished = _nothing_to_do(sweep, out, retry_failed, storage_options, total, say)
     if finished is not None:
         return finished
+    if executor == "ray":
+        # a private local Ray comes up on a background thread while this one imports the cell code
+        # (~0.4 s: numba, the kernels' modules) and RayExecutor waits for it (issue 26, third pass)
+        ray_executor.prestart(options)
+    try:
+        return _launch(
+            sweep,
+            out,
+            executor,
+            options,
+            retry_failed,
+            progress,
+            storage_options,
+            say,
+            allow_changed_plugins,
+            command,
+            total,
+        )
+    finally:
+        ray_executor.abandon_prestart()  # one that no executor adopted (an error before it was needed)
+
+
+def _launch(
+    sweep: "Sweep",
+    out: str,
+    executor: str,
+    options: dict[str, Any],
+    retry_failed: bool,
+    progress: bool,
+    storage_options: dict | None,
+    say: Say,
+    allow_changed_plugins: bool,
+    command: str | None,
+    total: int,
+) -> RunSummary:
+    from amsweep.pipeline import registry
+    from amsweep.pipeline.executors import EXECUTORS, where
+    from amsweep.sweeps.runner import preflight
+    from amsweep.storage.cube import Cube
+
     try:
         ex = EXECUTORS[executor](**options)
     except KeyboardInterrupt:

@@ -366,6 +366,7 @@ def test_a_killed_driver_leaves_no_local_ray_processes_behind(tmp_path):
     }
     assert len(ray_processes) >= 3, "a local Ray run has its GCS, raylet and workers under its driver"
     assert not [p for p in ray_processes if "autoscaler/_private/monitor.py" in _cmdline(p[0])], "Ray starts light"
+    assert not [p for p in ray_processes if "dashboard/dashboard.py" in _cmdline(p[0])], "no API server (ray_local)"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 20  # Ray's own agents lingered ~60 s before
