@@ -288,7 +288,6 @@ class RayExecutor:
         self._ray = ray
         self._starting = _take_prestarted(address, workers)
         self._owns_ray = self._starting is not None or not ray.is_initialized()
-        self._reaper: Any = None  # amsweep.pipeline.ray_reaper's process, for a local Ray started here
         job_env = job_runtime_env() if self._owns_ray else {}
         job_modules = job_env.get("py_modules") or []
         self._plugins = plugin_shipping.Shipper(inherited=[str(m) for m in job_modules])
@@ -298,7 +297,6 @@ class RayExecutor:
             except BaseException:  # Ctrl-C while it starts too: stop what it started, then stop
                 _stop(self._starting)
                 raise
-            self._reap_local(ray)
         elif self._owns_ray:
             if address is not None:
                 probe(address, self.source)
@@ -330,8 +328,6 @@ class RayExecutor:
                 raise join_error(address, self.source, e) from None
             finally:
                 self._plugins.uploaded()
-            if address is None:
-                self._reap_local(ray)
         if address == "auto" and ray._private.worker._global_node is not None:
             self.address = ray._private.worker._global_node.gcs_address  # the cluster "auto" found
         self._nodes: dict[str, dict[str, Any]] = {}  # node id -> ray.nodes() entry, refreshed on news
@@ -346,16 +342,6 @@ class RayExecutor:
         self._shipped: dict[str, datafiles.Shipped] = {}
         self.batches = 0  # Ray tasks submitted by the last map_unordered (benchmarks report it)
         self.cell_cpu_seconds = 0.0  # CPU the workers spent inside cells in it (overhead accounting)
-
-    def _reap_local(self, ray: Any) -> None:
-        """Start the reaper of the local Ray this executor started (``amsweep.pipeline.ray_reaper``)."""
-        from amsweep.pipeline import ray_reaper
-
-        node = ray._private.worker._global_node  # this driver's local Ray processes
-        assert node is not None, "ray.init() returned without a local node"
-        self._reaper = ray_reaper.start(
-            [i.process.pid for infos in node.all_processes.values() for i in infos if i.process is not None]
-        )
 
     def _refresh_nodes(self) -> None:
         self._nodes = {n["NodeID"]: n for n in self._ray.nodes()}

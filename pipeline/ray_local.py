@@ -19,9 +19,11 @@ Measured on this project's 2-core VM (Ray 2.60, ``/tmp/rayh`` scripts of issue 2
   dashboard, no job submission, no metrics scrape; runtime environments (the plug-ins' py_modules)
   have their own agent, workers' output its log monitor.
 
-The raylet inherits the environment of the process that starts it (Ray forks it), so the pins
-reach every worker; ``RayParams.no_monitor`` is a Ray internal (``ray start --no-monitor``'s): where a
-Ray release lacks it, the node starts with its monitor, as before. ``Node.start_api_server`` and
+The pins go to the raylet as ``RayParams.env_vars`` (its environment overrides), and every worker
+and agent the raylet forks inherits them, while the driver's own environment is never touched;
+where a Ray release lacks that field they go through this process's environment while ``ray.init``
+runs (``pinned_environ``). ``RayParams.no_monitor`` is a Ray internal (``ray start --no-monitor``'s):
+where a Ray release lacks it, the node starts with its monitor, as before. ``Node.start_api_server`` and
 ``get_dashboard_dependency_error`` are Ray internals too: where a release lacks them, the node starts
 with its API server or full agent, as before (``light_node`` says which levers held).
 
@@ -60,27 +62,38 @@ def pinned_environ(pins: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def light_params(ray: Any) -> Iterator[bool]:
-    """While open, the node ``ray.init`` starts has no autoscaler monitor; yields whether that could be
-    arranged (False: this Ray has no ``RayParams.no_monitor``, and it starts as usual)."""
+def light_params(ray: Any, pins: Mapping[str, str] | None = None) -> Iterator[dict[str, bool]]:
+    """While open, the node ``ray.init`` starts has no autoscaler monitor, and its raylet (so every
+    worker and agent it forks) gets ``pins`` as ``RayParams.env_vars`` (the raylet's own environment
+    overrides) instead of through this process's environment; yields which of the two held
+    (``{"no_monitor": ..., "raylet_env": ...}``: False where this Ray's ``RayParams`` lacks the field).
+
+    Why not ``os.environ``: with Ray started on a background thread (``Starting``) the pins sat in
+    the driver's environment for the ~2 s of ``ray.init`` while its main thread imported the cell
+    code, and SciPy's OpenBLAS, loaded then, kept 1 thread in the driver for good (attack26c)."""
     parameter = getattr(getattr(ray, "_private", None), "parameter", None)
     original = getattr(parameter, "RayParams", None)
     try:
-        takes = original is not None and "no_monitor" in inspect.signature(original).parameters
+        fields = inspect.signature(original).parameters if original is not None else {}
     except (TypeError, ValueError):
-        takes = False
-    if not takes or parameter is None:
-        yield False
+        fields = {}
+    held = {"no_monitor": "no_monitor" in fields, "raylet_env": bool(pins) and "env_vars" in fields}
+    if parameter is None or not any(held.values()):
+        yield held
         return
+    extra = dict(pins or {})
 
-    class NoMonitor(original):  # type: ignore[misc, valid-type]
+    class Light(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.no_monitor = True
+            if held["no_monitor"]:
+                self.no_monitor = True
+            if held["raylet_env"]:
+                self.env_vars = {**(self.env_vars or {}), **extra}
 
-    parameter.RayParams = NoMonitor
+    parameter.RayParams = Light
     try:
-        yield True
+        yield held
     finally:
         parameter.RayParams = original
 
@@ -117,20 +130,24 @@ def light_node(ray: Any) -> Iterator[dict[str, bool]]:
 def init(ray: Any, kwargs: dict[str, Any], pins: Mapping[str, str]) -> bool:
     """``ray.init(**kwargs)`` for a private local Ray with the thread ``pins`` in every worker's
     environment (not in ``runtime_env``: see the module note), without the autoscaler monitor,
-    the API server and the dashboard agent's full modules where this Ray allows; whether the
-    monitor could be left out."""
-    with light_params(ray) as light, light_node(ray), pinned_environ(pins):
-        ray.init(**kwargs)
-    return light
+    the API server and the dashboard agent's full modules where this Ray allows, and with its
+    reaper (``amsweep.pipeline.ray_reaper``) watching from before it starts; whether the monitor
+    could be left out."""
+    from amsweep.pipeline import ray_reaper
+
+    ray_reaper.start([], driver=os.getpid())  # before Ray forks anything: a driver killed mid-start too
+    with light_params(ray, pins) as held, light_node(ray):
+        with contextlib.nullcontext() if held["raylet_env"] else pinned_environ(pins):
+            ray.init(**kwargs)
+    return held["no_monitor"]
 
 
 class Starting:
     """``init`` on a background thread, started at once; ``result`` waits for it (and raises what it
     raised), ``release`` lets the thread end once the node is shut down (see the module note).
 
-    While Ray starts, the pins are in this whole process's environment (the raylet must inherit
-    them): the driver computes no cell in a Ray run, and ``amsweep.pipeline.threads.pin`` sets each
-    cell's thread count explicitly wherever it runs.
+    The pins reach the raylet as its own environment overrides (``light_params``), so the driver's
+    main thread, importing its cell code meanwhile, never sees them.
     """
 
     def __init__(self, kwargs: dict[str, Any], pins: Mapping[str, str]) -> None:

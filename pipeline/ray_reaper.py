@@ -6,8 +6,10 @@ lingering ~60 s after a ``kill -9`` of the driver (they rename themselves, e.g.
 ``ray::DashboardAgent``, so their command lines cannot be matched). ``start`` launches this
 module as a small separate process that holds the read end of a pipe whose write end only the
 driver has. While the driver lives, the reaper notes every descendant of the local Ray's own
-processes (GCS, raylet, ...) once a second, by pid and start time; when the pipe reaches EOF
-(the driver ended, however it ended) it kills those still alive, then exits. It ignores
+processes (GCS, raylet, ...) once a second (five times a second for its first ten), by pid and
+start time; launched before ``ray.init`` (``ray_local.init``), it finds those processes itself as
+the driver's children running Ray's executables, so a driver killed while Ray starts is covered;
+when the pipe reaches EOF (the driver ended, however it ended) it kills those still alive, then exits. It ignores
 Ctrl-C, which is the driver's to handle, and never touches a process it did not see descend
 from this driver's Ray (a pid reused by another process has another start time).
 """
@@ -28,12 +30,15 @@ POLL_SECONDS = 1.0
 GRACE_SECONDS = 1.0  # let a driver that called ray.shutdown() see its processes leave first
 
 
-def start(roots: list[int]) -> subprocess.Popen:
+def start(roots: list[int], driver: int | None = None) -> subprocess.Popen:
     """Launch the reaper for the Ray processes ``roots`` and their descendants; the driver keeps
-    the pipe's write end (non-inheritable: Ray's children never hold it) until it exits."""
+    the pipe's write end (non-inheritable: Ray's children never hold it) until it exits.
+    ``driver``: also every GCS and raylet that process starts from now on (``ray_roots``), so a
+    reaper launched *before* ``ray.init`` covers a driver killed while its Ray is still starting."""
     read, write = os.pipe()
+    watch = [f"--driver={driver}"] if driver else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.ray_reaper", *map(str, roots)],
+        [sys.executable, "-m", "amsweep.pipeline.ray_reaper", *watch, *map(str, roots)],
         stdin=read,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -75,6 +80,24 @@ def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[tuple
     return out
 
 
+RAY_ROOTS = ("gcs_server", "raylet")  # the executables Ray's driver starts; the rest descends from them
+
+
+def ray_roots(driver: int, table: dict[int, tuple[int, int]]) -> set[int]:
+    """The GCS and raylet processes ``driver`` started (its children running those executables)."""
+    roots = set()
+    for pid, (ppid, _) in table.items():
+        if ppid == driver:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    program = f.read().split(b"\0", 1)[0]
+            except OSError:
+                continue
+            if os.path.basename(program).decode(errors="replace") in RAY_ROOTS:
+                roots.add(pid)
+    return roots
+
+
 def reap(seen: set[tuple[int, int]]) -> int:
     """SIGKILL every process of ``seen`` that is still the same process; how many were signalled."""
     table = process_table()
@@ -87,12 +110,16 @@ def reap(seen: set[tuple[int, int]]) -> int:
     return killed
 
 
-def main(roots: set[int]) -> None:
+def main(roots: set[int], driver: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     seen: set[tuple[int, int]] = set()
+    began = time.monotonic()
     while True:
-        seen |= descendants(roots, process_table())
-        ready, _, _ = select.select([0], [], [], POLL_SECONDS)
+        table = process_table()
+        seen |= descendants(roots | (ray_roots(driver, table) if driver else set()), table)
+        # while Ray starts (its agents appear within seconds), look 5x as often
+        poll = POLL_SECONDS if time.monotonic() - began > 10 * POLL_SECONDS else POLL_SECONDS / 5
+        ready, _, _ = select.select([0], [], [], poll)
         if ready and not os.read(0, 65536):  # EOF: the driver is gone
             break
     time.sleep(GRACE_SECONDS)
@@ -100,4 +127,6 @@ def main(roots: set[int]) -> None:
 
 
 if __name__ == "__main__":
-    main({int(a) for a in sys.argv[1:]})
+    given = [a for a in sys.argv[1:] if not a.startswith("--driver=")]
+    drivers = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--driver=")]
+    main({int(a) for a in given}, drivers[0] if drivers else None)

@@ -118,11 +118,12 @@ def launch(
     finished = _nothing_to_do(sweep, out, retry_failed, storage_options, total, say)
     if finished is not None:
         return finished
-    if executor == "ray":
-        # a private local Ray comes up on a background thread while this one imports the cell code
-        # (~0.4 s: numba, the kernels' modules) and RayExecutor waits for it (issue 26, third pass)
-        ray_executor.prestart(options)
     try:
+        if executor == "ray":
+            # a private local Ray comes up on a background thread while this one imports the cell code
+            # (~0.4 s: numba, the kernels' modules) and RayExecutor waits for it (issue 26, third pass);
+            # inside the try: a Ctrl-C in prestart's own wait must stop what it began too (attack26c)
+            ray_executor.prestart(options)
         return _launch(
             sweep,
             out,

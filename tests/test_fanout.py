@@ -388,7 +388,10 @@ def test_a_private_local_ray_starts_light_and_leaves_the_driver_environment_as_i
         assert (os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"]) == ("1", "1")
     assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ
     original = ray._private.parameter.RayParams
-    with ray_local.light_params(ray) as light:
-        assert light, "this Ray has no RayParams(no_monitor=): local Ray starts its autoscaler monitor again"
-        assert ray._private.parameter.RayParams(num_cpus=1).no_monitor is True
+    with ray_local.light_params(ray, {"OMP_NUM_THREADS": "1"}) as held:
+        assert held["no_monitor"], "this Ray has no RayParams(no_monitor=): a local Ray starts its monitor again"
+        assert held["raylet_env"], "this Ray has no RayParams(env_vars=): the pins go through the driver's environment"
+        params = ray._private.parameter.RayParams(num_cpus=1, env_vars={"X": "y"})
+        assert params.no_monitor is True and params.env_vars == {"X": "y", "OMP_NUM_THREADS": "1"}
+        assert os.environ["OMP_NUM_THREADS"] == "7"
     assert ray._private.parameter.RayParams is original

@@ -10,6 +10,7 @@ prestarted Ray in a fresh process (the test session's own Ray would make ``prest
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -46,7 +47,7 @@ def test_prestart_stands_aside_where_it_must(monkeypatch, tmp_path):
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys, threading
+    import json, os, sys, threading
     import ray
     from amsweep.pipeline import ray_executor
     from amsweep.sweeps.launch import launch, to_sweep
@@ -66,6 +67,22 @@ SCRIPT = textwrap.dedent(
     for name in ("ray", "serial"):
         cube = Cube.open(root + "/" + name + ".zarr")
         out[name] = {v: cube.read_variable(v)[0].tolist() for v in ("status", "m_train")}
+    # the pins reach the workers through the raylet's environment, never the driver's (attack26c)
+    pins = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    executor = ray_executor.RayExecutor(workers=1)
+
+    @ray.remote
+    def worker_pins():
+        import os
+
+        import numpy  # noqa: F401  (its OpenBLAS, loaded in the worker)
+        from threadpoolctl import threadpool_info
+
+        return [os.environ.get(k) for k in pins], sorted({i["num_threads"] for i in threadpool_info()})
+
+    out["worker_pins"] = ray.get(worker_pins.remote())
+    out["driver_pins"] = [os.environ.get(k) for k in pins]
+    executor.shutdown()
     assert ray_executor.prestart({"workers": 1})  # then nobody adopts it
     ray_executor.abandon_prestart()
     out["after_abandon"] = ray.is_initialized()
@@ -85,8 +102,13 @@ def test_a_prestarted_local_ray_runs_the_sweep_as_serial_does_and_stops(tmp_path
         "[retrieval]\ntrain_starts = 8\ntest_starts = 8\nrandom_starts = 4\n"
         "[datasets.random]\nN = [24]\nalpha = [0.1, 0.3]\n[rules.hebb]\n[rules.plm]\nepochs = 5\n"
     )
+    unpinned = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and k != "RAY_ADDRESS"}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(spec), str(tmp_path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT, str(spec), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=unpinned,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
@@ -97,3 +119,5 @@ def test_a_prestarted_local_ray_runs_the_sweep_as_serial_does_and_stops(tmp_path
     for name in ("status", "m_train"):
         np.testing.assert_array_equal(np.array(out["ray"][name]), np.array(out["serial"][name]))
     assert not out["after_abandon"] and not out["threads_left"], "an unadopted Ray is stopped, its thread ended"
+    assert out["worker_pins"] == [["1", "1", "1", "1"], [1]], "a worker's BLAS and numba threads are pinned"
+    assert out["driver_pins"] == [None] * 4, "the driver's own environment is left as it was"
