@@ -89,7 +89,7 @@ def light_params(ray: Any, pins: Mapping[str, str] | None = None) -> Iterator[di
             if held["no_monitor"]:
                 self.no_monitor = True
             if held["raylet_env"]:
-                self.env_vars = {**(self.env_vars or {}), **extra}
+                self.env_vars = {**(getattr(self, "env_vars", None) or {}), **extra}
 
     parameter.RayParams = Light
     try:
