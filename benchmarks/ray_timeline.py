@@ -95,4 +95,7 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):  # not a command to run (attackx: --help ran "--help")
+        print("usage: python -m benchmarks.ray_timeline -- COMMAND [ARG ...]\n\n" + (__doc__ or "").strip())
+        sys.exit(0 if args else 2)
     main(args[1:] if args[:1] == ["--"] else args)
