@@ -183,6 +183,10 @@ def _worker_setup(jobs: list[CellJob], plugin_path: str, localize: Callable | No
     return localize(jobs) if localize is not None else jobs
 
 
+# every ray.init of the executor: no dashboard (a driver has no use for it), errors only, workers' output shown
+INIT_ARGS: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True}
+
+
 def local_init_args(workers: int | None, runtime_env: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """(``ray.init`` keyword arguments, thread pins for the raylet's environment) of a private local
     Ray: ``address="local"``, always a fresh Ray on this machine, never a cluster that `ray start`
@@ -190,13 +194,7 @@ def local_init_args(workers: int | None, runtime_env: dict[str, Any]) -> tuple[d
     environment instead of ``runtime_env`` (``ray_local``: Ray's prestarted workers then serve)."""
     env = dict(runtime_env)
     pins = env.pop("env_vars")
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "logging_level": "ERROR",
-        "log_to_driver": True,
-        "address": "local",
-        "num_cpus": workers or os.cpu_count() or 1,
-    }
+    kwargs: dict[str, Any] = {**INIT_ARGS, "address": "local", "num_cpus": workers or os.cpu_count() or 1}
     if env:
         kwargs["runtime_env"] = env
     return kwargs, pins
@@ -244,17 +242,24 @@ def abandon_prestart() -> None:
 
 
 def _stop(starting: ray_local.Starting) -> None:
-    """Wait for ``starting``'s ``ray.init`` to return, shut the Ray it started down, end its thread."""
+    """Wait for ``starting``'s ``ray.init`` to return, shut the Ray it started down, end its thread;
+    then raise a Ctrl-C that arrived while it started (``Starting`` holds it back until then)."""
+    interrupted: KeyboardInterrupt | None = None
     try:
         starting.result()
+    except KeyboardInterrupt as e:
+        interrupted = e
     except BaseException:
-        pass  # it did not start: nothing to stop (a second Ctrl-C: the kernel and the reaper's turn)
-    else:
-        import ray
+        pass  # it did not start: nothing to stop
+    try:
+        if starting.started:
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
     finally:
         starting.release()
+    if interrupted is not None:
+        raise interrupted
 
 
 class RayExecutor:
@@ -303,12 +308,7 @@ class RayExecutor:
             # the job's own py_modules: ours go with each task (for_batches); else uploaded by ray.init, once
             modules = [] if job_modules else self._plugins.job_modules(registry.plugin_path())
             runtime_env = init_runtime_env(job_env, modules)
-            kwargs: dict[str, Any] = {
-                "runtime_env": runtime_env,
-                "include_dashboard": False,
-                "logging_level": "ERROR",
-                "log_to_driver": True,
-            }
+            kwargs: dict[str, Any] = {**INIT_ARGS, "runtime_env": runtime_env}
             if address is None:
                 kwargs, pins = local_init_args(workers, runtime_env)
             else:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import signal
 import threading
 from typing import Any, Iterator, Mapping
 
@@ -135,7 +136,7 @@ def init(ray: Any, kwargs: dict[str, Any], pins: Mapping[str, str]) -> bool:
     could be left out."""
     from amsweep.pipeline import ray_reaper
 
-    ray_reaper.start([], driver=os.getpid())  # before Ray forks anything: a driver killed mid-start too
+    ray_reaper.start(os.getpid())  # before Ray forks anything: a driver killed mid-start too
     with light_params(ray, pins) as held, light_node(ray):
         with contextlib.nullcontext() if held["raylet_env"] else pinned_environ(pins):
             ray.init(**kwargs)
@@ -148,6 +149,12 @@ class Starting:
 
     The pins reach the raylet as its own environment overrides (``light_params``), so the driver's
     main thread, importing its cell code meanwhile, never sees them.
+
+    Ctrl-C and SIGTERM (when Python handles them) are held back until ``result``: an interrupt raised
+    in the main thread inside importlib's module-lock bookkeeping leaves the global import lock
+    held, and this thread, which imports inside ``ray.init``, then waited for it forever (a Ctrl-C at
+    0.6 s into ``amsweep run`` hung the run; the lead's review). ``result`` restores the handlers and
+    delivers a held signal at once, once ``ray.init`` has returned (~1.6 s at most here).
     """
 
     def __init__(self, kwargs: dict[str, Any], pins: Mapping[str, str]) -> None:
@@ -158,8 +165,31 @@ class Starting:
         self._release = threading.Event()
         self._light = False
         self._error: BaseException | None = None
+        self._held: list[int] = []  # signals that arrived while Ray started
+        self._handlers = self._hold_signals()
         self._thread = threading.Thread(target=self._run, name="amsweep-ray-start", daemon=True)
         self._thread.start()
+
+    def _hold_signals(self) -> dict[int, Any]:
+        """Replace the Python handlers of SIGINT and SIGTERM with one that notes the signal; the
+        handlers replaced (none outside the main thread, where no signal handler runs)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        saved: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if callable(handler):  # SIG_DFL / SIG_IGN raise nothing in Python: nothing to hold
+                saved[sig] = signal.signal(sig, lambda signum, frame: self._held.append(signum))
+        return saved
+
+    def _deliver_signals(self) -> None:
+        """Put the held handlers back and raise what arrived meanwhile, now that no import is shared."""
+        handlers, self._handlers = self._handlers, {}
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        held, self._held = self._held, []
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
 
     def _run(self) -> None:
         try:
@@ -170,20 +200,27 @@ class Starting:
         except BaseException as e:  # handed to the caller of result(), in its thread
             self._error = e
         finally:
+            self._imported.set()  # a failed import too: nobody waits for it in vain
             self._done.set()
         self._release.wait()
 
     def imported(self) -> None:
         """Wait until the thread has imported Ray (or failed to start)."""
-        while not (self._imported.wait(0.05) or self._done.is_set()):
-            pass
+        self._imported.wait()
 
     def result(self) -> bool:
-        """Wait until ``ray.init`` has returned; whether the node started without its monitor."""
+        """Wait until ``ray.init`` has returned; whether the node started without its monitor (a
+        Ctrl-C that came meanwhile is raised here, as ``KeyboardInterrupt``)."""
         self._done.wait()
+        self._deliver_signals()
         if self._error is not None:
             raise self._error
         return self._light
+
+    @property
+    def started(self) -> bool:
+        """Whether ``ray.init`` has returned without an error (a Ray to shut down)."""
+        return self._done.is_set() and self._error is None
 
     def release(self) -> None:
         self._release.set()

@@ -5,11 +5,11 @@ dies), but the raylet's children (dashboard and runtime-env agents, idle workers
 lingering ~60 s after a ``kill -9`` of the driver (they rename themselves, e.g.
 ``ray::DashboardAgent``, so their command lines cannot be matched). ``start`` launches this
 module as a small separate process that holds the read end of a pipe whose write end only the
-driver has. While the driver lives, the reaper notes every descendant of the local Ray's own
-processes (GCS, raylet, ...) once a second (five times a second for its first ten), by pid and
-start time; launched before ``ray.init`` (``ray_local.init``), it finds those processes itself as
-the driver's children running Ray's executables, so a driver killed while Ray starts is covered;
-when the pipe reaches EOF (the driver ended, however it ended) it kills those still alive, then exits. It ignores
+driver has. While the driver lives, the reaper notes, by pid and start time, every descendant
+of the GCS and raylet processes the driver starts (its children running those executables,
+``ray_roots``) once a second, five times a second for its first ten: it is launched before
+``ray.init`` (``ray_local.init``), so a driver killed while Ray starts is covered. When the pipe
+reaches EOF (the driver ended, however it ended) it kills those still alive, then exits. It ignores
 Ctrl-C, which is the driver's to handle, and never touches a process it did not see descend
 from this driver's Ray (a pid reused by another process has another start time).
 """
@@ -30,15 +30,14 @@ POLL_SECONDS = 1.0
 GRACE_SECONDS = 1.0  # let a driver that called ray.shutdown() see its processes leave first
 
 
-def start(roots: list[int], driver: int | None = None) -> subprocess.Popen:
-    """Launch the reaper for the Ray processes ``roots`` and their descendants; the driver keeps
-    the pipe's write end (non-inheritable: Ray's children never hold it) until it exits.
-    ``driver``: also every GCS and raylet that process starts from now on (``ray_roots``), so a
-    reaper launched *before* ``ray.init`` covers a driver killed while its Ray is still starting."""
+def start(driver: int) -> subprocess.Popen:
+    """Launch the reaper of the Ray that ``driver`` starts from now on (its GCS and raylet,
+    ``ray_roots``, and their descendants), before ``ray.init``, so a driver killed while its Ray is
+    still starting is covered too; the driver keeps the pipe's write end (non-inheritable: Ray's
+    children never hold it) until it exits."""
     read, write = os.pipe()
-    watch = [f"--driver={driver}"] if driver else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amsweep.pipeline.ray_reaper", *watch, *map(str, roots)],
+        [sys.executable, "-m", "amsweep.pipeline.ray_reaper", str(driver)],
         stdin=read,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -110,13 +109,13 @@ def reap(seen: set[tuple[int, int]]) -> int:
     return killed
 
 
-def main(roots: set[int], driver: int | None = None) -> None:
+def main(driver: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     seen: set[tuple[int, int]] = set()
     began = time.monotonic()
     while True:
         table = process_table()
-        seen |= descendants(roots | (ray_roots(driver, table) if driver else set()), table)
+        seen |= descendants(ray_roots(driver, table), table)
         # while Ray starts (its agents appear within seconds), look 5x as often
         poll = POLL_SECONDS if time.monotonic() - began > 10 * POLL_SECONDS else POLL_SECONDS / 5
         ready, _, _ = select.select([0], [], [], poll)
@@ -127,6 +126,4 @@ def main(roots: set[int], driver: int | None = None) -> None:
 
 
 if __name__ == "__main__":
-    given = [a for a in sys.argv[1:] if not a.startswith("--driver=")]
-    drivers = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--driver=")]
-    main({int(a) for a in given}, drivers[0] if drivers else None)
+    main(int(sys.argv[1]))

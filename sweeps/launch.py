@@ -10,11 +10,12 @@ what a run would add and compute, creating, changing and starting nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 from amsweep.pipeline.errors import AmsweepError, CubeError, SpecError
 
@@ -108,7 +109,7 @@ def launch(
     size), and after the run which nodes ran cells. The code hashes of the sweep's plug-ins are
     recorded in the cube; resuming it with changed plug-in code is refused unless
     ``allow_changed_plugins``. ``command`` is what the run record names as its command (None: argv)."""
-    from amsweep.pipeline import ray_executor, registry
+    from amsweep.pipeline import registry
 
     check_out(out)
     options = dict(options or {})
@@ -118,72 +119,53 @@ def launch(
     finished = _nothing_to_do(sweep, out, retry_failed, storage_options, total, say)
     if finished is not None:
         return finished
+    with _early_local_ray(executor, options):
+        # the cell code's imports, while the prestarted Ray comes up
+        from amsweep.pipeline.executors import EXECUTORS, where
+        from amsweep.sweeps.runner import preflight
+        from amsweep.storage.cube import Cube
+
+        try:
+            ex = EXECUTORS[executor](**options)
+        except KeyboardInterrupt:
+            say("interrupted while starting: nothing ran; run the same command again to start")
+            return RunSummary(sweep.name, sweep.spec_hash, out, total, 0, interrupted=True)
+        try:
+            say(where(ex))
+            preflight(sweep, ex)
+            cube = Cube.create_or_open(
+                out,
+                sweep,
+                storage_options,
+                plugins=registry.sweep_code_hashes(sweep),  # recorded; a changed one refuses a resume
+                allow_changed_plugins=allow_changed_plugins,
+            )
+            try:
+                _refuse_shared(cube, out)
+                return _run_on(cube, sweep, ex, out, retry_failed, progress, say, command)
+            except AmsweepError:
+                release_quietly(cube)
+                raise
+            finally:
+                cube.release()
+        finally:
+            ex.shutdown()
+
+
+@contextlib.contextmanager
+def _early_local_ray(executor: str, options: dict[str, Any]) -> Iterator[None]:
+    """For the ray executor, a private local Ray comes up on a background thread while this one
+    imports the cell code (~0.4 s: numba, the kernels' modules), and RayExecutor adopts it (issue 26,
+    third pass); one nobody adopted (an error, or a Ctrl-C in prestart's own wait: attack26c) is
+    stopped on the way out."""
+    from amsweep.pipeline import ray_executor
+
     try:
         if executor == "ray":
-            # a private local Ray comes up on a background thread while this one imports the cell code
-            # (~0.4 s: numba, the kernels' modules) and RayExecutor waits for it (issue 26, third pass);
-            # inside the try: a Ctrl-C in prestart's own wait must stop what it began too (attack26c)
             ray_executor.prestart(options)
-        return _launch(
-            sweep,
-            out,
-            executor,
-            options,
-            retry_failed,
-            progress,
-            storage_options,
-            say,
-            allow_changed_plugins,
-            command,
-            total,
-        )
+        yield
     finally:
-        ray_executor.abandon_prestart()  # one that no executor adopted (an error before it was needed)
-
-
-def _launch(
-    sweep: "Sweep",
-    out: str,
-    executor: str,
-    options: dict[str, Any],
-    retry_failed: bool,
-    progress: bool,
-    storage_options: dict | None,
-    say: Say,
-    allow_changed_plugins: bool,
-    command: str | None,
-    total: int,
-) -> RunSummary:
-    from amsweep.pipeline import registry
-    from amsweep.pipeline.executors import EXECUTORS, where
-    from amsweep.sweeps.runner import preflight
-    from amsweep.storage.cube import Cube
-
-    try:
-        ex = EXECUTORS[executor](**options)
-    except KeyboardInterrupt:
-        say("interrupted while starting: nothing ran; run the same command again to start")
-        return RunSummary(sweep.name, sweep.spec_hash, out, total, 0, interrupted=True)
-    try:
-        say(where(ex))
-        preflight(sweep, ex)
-        cube = Cube.create_or_open(
-            out,
-            sweep,
-            storage_options,
-            plugins=registry.sweep_code_hashes(sweep),  # recorded; a changed one refuses a resume
-            allow_changed_plugins=allow_changed_plugins,
-        )
-        try:
-            _refuse_shared(cube, out)
-            return _run_on(cube, sweep, ex, out, retry_failed, progress, say, command)
-        except AmsweepError:
-            release_quietly(cube)
-            raise
-        finally:
-            cube.release()
-    finally:
-        ex.shutdown()
+        ray_executor.abandon_prestart()
 
 
 def check_out(out: object) -> None:

@@ -121,3 +121,42 @@ def test_a_prestarted_local_ray_runs_the_sweep_as_serial_does_and_stops(tmp_path
     assert not out["after_abandon"] and not out["threads_left"], "an unadopted Ray is stopped, its thread ended"
     assert out["worker_pins"] == [["1", "1", "1", "1"], [1]], "a worker's BLAS and numba threads are pinned"
     assert out["driver_pins"] == [None] * 4, "the driver's own environment is left as it was"
+
+
+HOLD = textwrap.dedent(
+    """
+    import json, os, signal, time
+    from amsweep.pipeline import ray_local
+
+    ray_local.init = lambda ray, kwargs, pins: time.sleep(0.5) or True  # a ray.init that takes 0.5 s
+    out = {}
+    before = signal.getsignal(signal.SIGINT)
+    starting = ray_local.Starting({}, {})
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Ray starts (and the main thread imports)
+        for _ in range(20):
+            time.sleep(0.01)  # bytecode boundaries where a Python handler would have raised
+        out["raised_at_once"] = False
+    except KeyboardInterrupt:
+        out["raised_at_once"] = True
+    try:
+        starting.result()
+        out["raised_by_result"] = False
+    except KeyboardInterrupt:
+        out["raised_by_result"] = True
+    out["handler_restored"] = signal.getsignal(signal.SIGINT) is before
+    out["started"] = starting.started
+    starting.release()
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_ctrl_c_while_ray_starts_is_held_until_result():
+    """A Ctrl-C raised in the main thread inside importlib's lock bookkeeping left the global
+    import lock held, and the starter thread, importing inside ``ray.init``, waited forever (a Ctrl-C
+    0.6 s into ``amsweep run --executor ray`` hung it): ``Starting`` holds the signal until ``result``."""
+    proc = subprocess.run([sys.executable, "-c", HOLD], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))[len("RESULT") :])
+    assert out == {"raised_at_once": False, "raised_by_result": True, "handler_restored": True, "started": True}
