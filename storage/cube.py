@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -295,9 +296,17 @@ class Cube:
 
     def __del__(self) -> None:
         """A lease lives as long as its Cube object: a cube dropped without ``release`` (as in
-        ``run(Cube.create_or_open(...))``) frees it for the next driver at once."""
+        ``run(Cube.create_or_open(...))``) frees it for the next driver at once.
+
+        Only the main thread releases here; elsewhere a short thread does. The garbage collector
+        runs this on whichever thread allocates: on fsspec's event-loop thread, releasing (a lock,
+        then a store write through that same loop) waited for the lease's heartbeat, which held the
+        lock while waiting for the loop: a CI run hung in tests/test_benchmarks_smoke.py (py-spy)."""
         with contextlib.suppress(Exception):  # interpreter shutdown, or an unreachable store:
-            self.release()  # the lease then expires by itself
+            if threading.current_thread() is threading.main_thread():  # the lease then expires by itself
+                self.release()
+            else:
+                threading.Thread(target=self.release, name="amsweep-cube-release", daemon=True).start()
 
     def __exit__(self, *exc: Any) -> None:
         self.release()

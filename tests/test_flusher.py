@@ -214,3 +214,21 @@ def test_a_flush_holds_at_most_max_buffered_cells_whatever_the_rate(tmp_path, sm
         report = run(cube, SerialExecutor(), progress=False, flush_seconds=1e6, min_flush_seconds=1e6, cell=_fake_cell)
     assert sum(sizes) == report.done + report.failed == int(np.prod(small_sweep.shape))
     assert len(sizes) >= 3 and max(sizes) <= 3 + 1, sizes  # the first flush does not wait; then every 3 cells
+
+
+def test_a_cube_dropped_off_the_main_thread_never_waits_for_its_lease(tmp_path, small_sweep):
+    """The garbage collector finalizes a Cube on whichever thread allocates, e.g. fsspec's event-loop
+    thread, while the lease's heartbeat holds the lease lock and waits for that very loop: a CI run
+    hung so (py-spy: fsspecIO in Cube.__del__ -> Lease.release, the heartbeat in Lease._swap). Off
+    the main thread the finalizer hands the release to a thread of its own and returns at once."""
+    cube = Cube.create_or_open(str(tmp_path / "dropped.zarr"), small_sweep)
+    lease = cube.lease
+    assert lease is not None
+    with lease._mutex:  # a heartbeat mid-renewal
+        finalizer = threading.Thread(target=cube.__del__)
+        finalizer.start()
+        finalizer.join(5)
+        assert not finalizer.is_alive(), "the finalizer waited for the lease lock"
+    for t in [t for t in threading.enumerate() if t.name == "amsweep-cube-release"]:
+        t.join(10)
+    assert cube.lease is None and lease._released, "the lease is still released, by the finalizer's thread"
